@@ -1,0 +1,29 @@
+# Thin targets; the work is in scripts/. `make help` lists them.
+.DEFAULT_GOAL := help
+ARGS ?=
+
+.PHONY: help run test lint bench kafka-start kafka-stop clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: ## the pipeline on seeds/ (or ARGS="path ...") on a local Kafka; writes out/enriched.jsonl
+	@scripts/run.sh $(ARGS)
+
+test: ## set up, lint, start a test Kafka, run unit, contract, integration and e2e tests
+	@scripts/test.sh $(ARGS)
+
+lint: ## ruff and mypy only
+	@scripts/bootstrap.sh && scripts/lint.sh
+
+bench: ## extraction, NER and dedup benchmarks (DATA=../shared/data)
+	@scripts/bench.sh $(or $(DATA),../shared/data)
+
+kafka-start: ## start the local Kafka broker and leave it running
+	@scripts/bootstrap.sh && deploy/local-kafka/kafka.sh start
+
+kafka-stop: ## stop the local Kafka broker
+	@deploy/local-kafka/kafka.sh stop
+
+clean: ## remove outputs and caches (not the venv)
+	rm -rf out .cache/worker .pytest_cache .mypy_cache .ruff_cache

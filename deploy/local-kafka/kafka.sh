@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft, combined broker+controller) on loopback,
+# assembled from the official org.apache.kafka jars on Maven Central.
+#
+#   deploy/local-kafka/kafka.sh fetch    resolve the jars into the cache (idempotent)
+#   deploy/local-kafka/kafka.sh start    fetch, format fresh storage, start, wait until it serves
+#   deploy/local-kafka/kafka.sh stop     SIGTERM, wait for a clean shutdown (SIGKILL after 30 s)
+#   deploy/local-kafka/kafka.sh status   say whether it runs and where
+#
+# Environment (defaults in brackets):
+#   NEWSFLOW_KAFKA_PORT [19092]          client listener on 127.0.0.1
+#   NEWSFLOW_KAFKA_CONTROLLER_PORT [port+1]
+#   NEWSFLOW_KAFKA_HOME [<repo>/.cache/kafka]   jars and per-port run dirs (git-ignored)
+#   NEWSFLOW_KAFKA_HEAP [512m]
+#   NEWSFLOW_KAFKA_START_TIMEOUT [60]    seconds to wait for the broker to serve
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
+port=${NEWSFLOW_KAFKA_PORT:-19092}
+cport=${NEWSFLOW_KAFKA_CONTROLLER_PORT:-$((port + 1))}
+home=${NEWSFLOW_KAFKA_HOME:-$root/.cache/kafka}
+libs=$home/kafka-$version/libs
+run=$home/run-$port
+pidfile=$run/kafka.pid
+timeout=${NEWSFLOW_KAFKA_START_TIMEOUT:-60}
+
+say() { echo "local-kafka: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+fetch() {
+  if [ -f "$libs/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven"
+  command -v java >/dev/null || die "Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre-headless"
+  say "fetching Apache Kafka $version jars from Maven Central into $libs (first run only)"
+  rm -rf "$libs" && mkdir -p "$libs"
+  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$libs" >&2 \
+    || die "Maven could not resolve org.apache.kafka:kafka_2.13:$version (is Maven Central reachable?)"
+  [ -f "$libs/kafka_2.13-$version.jar" ] || die "kafka_2.13-$version.jar missing after fetch"
+  touch "$libs/.complete"
+}
+
+write_config() {
+  mkdir -p "$run"
+  cat >"$run/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$run/data
+# Topics are created by the project (newsflow-topics), never implicitly by a typo'd produce.
+auto.create.topics.enable=false
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# A single local node: no reason to wait for more members before the first rebalance.
+group.initial.rebalance.delay.ms=0
+PROPS
+  cat >"$run/log4j.properties" <<PROPS
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$run/server.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.org.apache.kafka.controller=INFO
+log4j.logger.state.change.logger=WARN
+PROPS
+}
+
+java_run() {
+  java -Xms128m -Xmx"${NEWSFLOW_KAFKA_HEAP:-512m}" -XX:+UseG1GC \
+       -Dlog4j.configuration="file:$run/log4j.properties" -cp "$libs/*" "$@"
+}
+
+start() {
+  fetch
+  if running; then say "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"; return 0; fi
+  if port_open "$port"; then
+    die "port $port is taken by another process; stop it or set NEWSFLOW_KAFKA_PORT"
+  fi
+  if port_open "$cport"; then
+    die "controller port $cport is taken by another process; set NEWSFLOW_KAFKA_CONTROLLER_PORT"
+  fi
+  if [ -d "$run/data" ]; then
+    # The local broker is disposable: a data dir left by a crashed or killed run
+    # would carry a cluster id and half-written logs, so start from clean storage.
+    say "removing stale data dir $run/data left by a previous run"
+    rm -rf "$run/data"
+  fi
+  write_config
+  local cluster_id
+  cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >"$run/format.log" 2>&1 \
+    || die "formatting KRaft storage failed, see $run/format.log"
+  local t0=$SECONDS
+  nohup java -Xms128m -Xmx"${NEWSFLOW_KAFKA_HEAP:-512m}" -XX:+UseG1GC \
+       -Dlog4j.configuration="file:$run/log4j.properties" -cp "$libs/*" \
+       kafka.Kafka "$run/server.properties" >"$run/stdout.log" 2>&1 &
+  echo $! >"$pidfile"
+  while ! grep -q "Kafka Server started" "$run/server.log" 2>/dev/null; do
+    if ! running; then
+      tail -n 20 "$run/stdout.log" "$run/server.log" >&2 2>/dev/null || true
+      die "broker exited during start-up; logs in $run"
+    fi
+    if (( SECONDS - t0 > timeout )); then
+      stop
+      die "broker did not serve within ${timeout}s; logs in $run"
+    fi
+    sleep 0.3
+  done
+  until port_open "$port"; do sleep 0.2; done
+  say "Apache Kafka $version (KRaft) serving on 127.0.0.1:$port after $((SECONDS - t0))s (pid $(cat "$pidfile"))"
+}
+
+stop() {
+  if ! running; then rm -f "$pidfile"; say "not running on port $port"; return 0; fi
+  local pid
+  pid=$(cat "$pidfile")
+  kill -TERM "$pid"
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then say "broker did not stop in 30s, killing"; kill -KILL "$pid"; fi
+  rm -f "$pidfile"
+  rm -rf "$run/data"
+  say "stopped (port $port)"
+}
+
+status() {
+  if running; then echo "running: pid $(cat "$pidfile"), bootstrap 127.0.0.1:$port, Kafka $version"
+  else echo "not running (port $port)"; return 3; fi
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  bootstrap) echo "127.0.0.1:$port" ;;
+  *) echo "usage: $0 fetch|start|stop|status|bootstrap" >&2; exit 2 ;;
+esac

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make test: set up, lint and type-check, start a dedicated local Kafka, run every test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NEWSFLOW_BOOTSTRAP_TEST_TOOLS=1 scripts/bootstrap.sh
+
+scripts/lint.sh
+
+# Its own port, so tests never touch a broker that `make run` (or a developer) is using.
+export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_TEST_KAFKA_PORT:-19192}
+export NEWSFLOW_KAFKA_BOOTSTRAP=127.0.0.1:$NEWSFLOW_KAFKA_PORT
+trap 'deploy/local-kafka/kafka.sh stop' EXIT
+deploy/local-kafka/kafka.sh start
+.venv/bin/python -m pytest "$@"

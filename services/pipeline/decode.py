@@ -1,0 +1,61 @@
+"""Bytes to text: declared charset first, then the document's own meta charset, then detection."""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from charset_normalizer import from_bytes
+from newsflow.pipeline.records import Rejection
+
+# Browsers only honour a <meta charset> in the first 1024 bytes; we look a little further
+# because some CMSs put long comments first.
+_META_WINDOW = 4096
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _known(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().lower()).name
+    except LookupError:
+        return None
+
+
+def declared_charset(payload: bytes, content_type: str | None = None, is_html: bool = False) -> str | None:
+    """Return the charset the input declares (BOM, content-type parameter, HTML meta), if valid."""
+    for bom, name in _BOMS:
+        if payload.startswith(bom):
+            return name
+    if content_type and "charset=" in content_type.lower():
+        found = _known(content_type.lower().split("charset=", 1)[1].split(";")[0].strip("\"' "))
+        if found:
+            return found
+    if is_html:
+        m = _META_CHARSET.search(payload[:_META_WINDOW])
+        if m:
+            return _known(m.group(1).decode("ascii", "ignore"))
+    return None
+
+
+def decode_payload(
+    payload: bytes, content_type: str | None = None, is_html: bool = False
+) -> tuple[str, str] | Rejection:
+    """Return (text, encoding used), or a Rejection when no encoding fits the bytes."""
+    declared = declared_charset(payload, content_type, is_html)
+    # Valid UTF-8 with non-ASCII bytes almost never happens by accident, while pages that
+    # declare windows-1252/latin-1 but are really UTF-8 are common: try UTF-8 first.
+    candidates = ["utf-8"] if declared != "utf-16" else []
+    if declared and declared not in candidates:
+        candidates.append(declared)
+    for enc in candidates:
+        try:
+            return payload.decode(enc), enc
+        except (UnicodeDecodeError, LookupError):
+            continue
+    best = from_bytes(payload).best()
+    if best is None or best.encoding is None:
+        return Rejection("extract", "undecodable", "no character encoding fits the bytes")
+    return str(best), best.encoding

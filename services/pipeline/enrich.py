@@ -1,0 +1,52 @@
+"""The per-article stages that run in parallel across partitions: extract, clean, tag.
+
+`Enricher` holds the state those stages need (learned boilerplate, the NER model) and turns
+a batch of raw articles into a batch of results, one per input, in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from newsflow.pipeline.extract import ExtractOptions, extract_article, with_outlet_boilerplate_removed
+from newsflow.pipeline.records import CleanArticle, RawArticle, Rejection
+from newsflow.pipeline.textclean import BoilerplateModel
+
+StageTimer = Callable[[str, float], None]
+
+
+def _no_timer(_stage: str, _seconds: float) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Enriched:
+    """A cleaned article with everything the per-article stages found."""
+
+    article: CleanArticle
+
+
+@dataclass
+class Enricher:
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
+    on_stage_time: StageTimer = _no_timer
+
+    def clean(self, raw: RawArticle) -> CleanArticle | Rejection:
+        """Return the extracted article without general or outlet-specific boilerplate."""
+        started = time.perf_counter()
+        result = extract_article(raw, self.options)
+        if isinstance(result, CleanArticle) and result.extraction.status in (
+            "ok",
+            "truncated",
+            "not_article",
+        ):
+            result = with_outlet_boilerplate_removed(result, self.boilerplate)
+        self.on_stage_time("extract", time.perf_counter() - started)
+        return result
+
+    def enrich_batch(self, raws: Sequence[RawArticle]) -> list[Enriched | Rejection]:
+        """Return one result per raw article, in input order."""
+        return [c if isinstance(c, Rejection) else Enriched(c) for c in (self.clean(r) for r in raws)]

@@ -1,0 +1,216 @@
+"""Extraction stage: a raw article (HTML page, plain text or JSON envelope) to clean text and metadata."""
+
+from __future__ import annotations
+
+from configparser import ConfigParser
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+import trafilatura
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.decode import decode_payload
+from newsflow.pipeline.language import identify_language
+from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection, Source
+from newsflow.pipeline.textclean import BoilerplateModel, apply_rules, normalize_text
+from trafilatura.settings import use_config
+
+STAGE = "extract"
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractOptions:
+    """Tuning knobs of the extraction stage (the shell maps environment variables to these)."""
+
+    max_input_bytes: int = 5_000_000
+    # lxml parse cost grows with the tree; trafilatura refuses trees above this many elements,
+    # which bounds parse time together with max_input_bytes.
+    max_tree_size: int = 200_000
+    max_text_chars: int = 200_000
+    # Below this many words the page is a hub, gallery or stub rather than an article.
+    min_article_words: int = 40
+
+
+def _truncate(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    cut = text.rfind("\n", 0, limit)
+    return text[: cut if cut > 0 else limit], True
+
+
+def _status(text: str, truncated: bool, options: ExtractOptions) -> str:
+    if not text.strip():
+        return "empty"
+    if truncated:
+        return "truncated"
+    if len(text.split()) < options.min_article_words:
+        return "not_article"
+    return "ok"
+
+
+@lru_cache(maxsize=8)
+def _trafilatura_config(max_tree_size: int) -> ConfigParser:
+    config = use_config()
+    config.set("DEFAULT", "MAX_TREE_SIZE", str(max_tree_size))
+    # Trafilatura's own timeout uses SIGALRM, which only works on the main thread of a CLI.
+    config.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")
+    return config
+
+
+def extract_html(html: str, url: str | None, options: ExtractOptions) -> dict[str, Any]:
+    """Return trafilatura's text and metadata for one page ({} when it finds no main text)."""
+    doc = trafilatura.bare_extraction(
+        html,
+        url=url,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        config=_trafilatura_config(options.max_tree_size),
+    )
+    if doc is None:
+        return {}
+    return doc if isinstance(doc, dict) else dict(doc.as_dict())
+
+
+def _authors(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(a.strip() for a in str(value).split(";") if a.strip())
+
+
+def _fold(s: str) -> str:
+    return " ".join(s.casefold().split()).strip(" .:!?")
+
+
+def without_headline(text: str, title: str | None) -> str:
+    """Return the body without a leading line that repeats the headline (it is metadata, not body)."""
+    if not title:
+        return text
+    first, _, rest = text.partition("\n")
+    return rest if _fold(first) == _fold(title) else text
+
+
+def _from_html(
+    raw: RawArticle, html: str, encoding: str, url: str | None, options: ExtractOptions
+) -> CleanArticle:
+    meta = extract_html(html, url, options)
+    cleaned = apply_rules(without_headline(meta.get("text") or "", meta.get("title")))
+    text, truncated = _truncate(cleaned.text, options.max_text_chars)
+    return CleanArticle(
+        article_id=raw.article_id,
+        source=raw.source,
+        text=text,
+        extraction=Extraction(
+            method="trafilatura",
+            status=_status(text, truncated, options),
+            input_bytes=len(raw.payload),
+            encoding=encoding,
+            boilerplate_removed=cleaned.removed_total,
+        ),
+        title=meta.get("title") or None,
+        authors=_authors(meta.get("author")),
+        published=meta.get("date") or None,
+        site_name=meta.get("sitename") or None,
+        url=meta.get("url") or url,
+        description=meta.get("description") or None,
+    )
+
+
+def _from_text(raw: RawArticle, text: str, encoding: str, options: ExtractOptions) -> CleanArticle:
+    cleaned = apply_rules(normalize_text(text))
+    body, truncated = _truncate(cleaned.text, options.max_text_chars)
+    return CleanArticle(
+        article_id=raw.article_id,
+        source=raw.source,
+        text=body,
+        extraction=Extraction(
+            method="plaintext",
+            status=_status(body, truncated, options),
+            input_bytes=len(raw.payload),
+            encoding=encoding,
+            boilerplate_removed=cleaned.removed_total,
+        ),
+        url=raw.source.url,
+    )
+
+
+def _str_field(env: dict[str, Any], key: str) -> str | None:
+    value = env.get(key)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _from_envelope(
+    raw: RawArticle, document: str, encoding: str, options: ExtractOptions
+) -> CleanArticle | Rejection:
+    try:
+        env = jsonio.loads(document)
+    except ValueError as exc:
+        return Rejection(STAGE, "bad_envelope", f"not valid JSON: {exc}")
+    if not isinstance(env, dict):
+        return Rejection(STAGE, "bad_envelope", "a JSON envelope must be an object")
+    html, text = env.get("html"), env.get("text")
+    if not isinstance(html, str) and not isinstance(text, str):
+        return Rejection(STAGE, "bad_envelope", "envelope has neither an 'html' nor a 'text' string")
+    url = _str_field(env, "url") or raw.source.url
+    outlet = _str_field(env, "outlet") or raw.source.outlet
+    inner = replace(raw, source=replace(raw.source, url=url, outlet=outlet))
+    if isinstance(html, str) and html.strip():
+        article = _from_html(inner, html, encoding, url, options)
+        method = "envelope+trafilatura"
+    else:
+        article = _from_text(inner, text or "", encoding, options)
+        method = "envelope+plaintext"
+    overrides: dict[str, Any] = {"extraction": replace(article.extraction, method=method)}
+    # Fields the sender states explicitly beat what we infer from the page.
+    for key in ("title", "published", "description"):
+        if value := _str_field(env, key):
+            overrides[key] = value
+    if env.get("authors") or env.get("author"):
+        overrides["authors"] = _authors(env.get("authors") or env.get("author"))
+    return replace(article, **overrides)
+
+
+def extract_article(raw: RawArticle, options: ExtractOptions | None = None) -> CleanArticle | Rejection:
+    """Return the cleaned article (with language), or a Rejection for input no stage can use."""
+    options = options or ExtractOptions()
+    size = len(raw.payload)
+    if size > options.max_input_bytes:
+        return Rejection(STAGE, "too_large", f"{size} bytes is over the {options.max_input_bytes}-byte limit")
+    if not raw.payload.strip():
+        return Rejection(STAGE, "empty", "the article file is empty")
+    ctype = raw.source.content_type
+    decoded = decode_payload(raw.payload, ctype, is_html=ctype == "text/html")
+    if isinstance(decoded, Rejection):
+        return decoded
+    document, encoding = decoded
+    if "\x00" in document:
+        return Rejection(STAGE, "undecodable", "decoded text contains NUL characters (binary file?)")
+    article: CleanArticle | Rejection
+    if ctype == "text/html":
+        article = _from_html(raw, document, encoding, raw.source.url, options)
+    elif ctype == "application/json":
+        article = _from_envelope(raw, document, encoding, options)
+    else:
+        article = _from_text(raw, document, encoding, options)
+    if isinstance(article, Rejection):
+        return article
+    return replace(article, language=identify_language(article.text))
+
+
+def with_outlet_boilerplate_removed(article: CleanArticle, model: BoilerplateModel) -> CleanArticle:
+    """Return the article without the lines its outlet repeats across articles (and teach the model)."""
+    text, dropped = model.clean(article.source.outlet, article.text)
+    if not dropped:
+        return article
+    text = normalize_text(text)
+    extraction = replace(
+        article.extraction, boilerplate_removed=article.extraction.boilerplate_removed + dropped
+    )
+    return replace(article, text=text, extraction=extraction)
+
+
+def source_for(path: str, outlet: str, content_type: str, received_at: str, url: str | None = None) -> Source:
+    """Convenience constructor used by tests and benches."""
+    return Source(path=path, outlet=outlet, content_type=content_type, received_at=received_at, url=url)

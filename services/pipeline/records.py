@@ -1,0 +1,261 @@
+"""Typed records that flow between stages, and the one place they map to and from the wire.
+
+Raw articles travel as the file's original bytes in the Kafka value, with provenance in headers,
+so a dead letter can always carry exactly what was received. Everything downstream is JSON
+following the versioned schemas in `schemas/`.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+ENRICHED_SCHEMA_VERSION = "1.0.0"
+DEAD_LETTER_SCHEMA_VERSION = "1.0.0"
+STORY_SCHEMA_VERSION = "1.0.0"
+
+# Kafka header names for raw articles (lower-case, dash-separated like HTTP).
+H_ARTICLE_ID = "article-id"
+H_SOURCE_PATH = "source-path"
+H_OUTLET = "outlet"
+H_CONTENT_TYPE = "content-type"
+H_RECEIVED_AT = "received-at"
+H_URL = "url"
+
+CONTENT_TYPES = ("text/html", "text/plain", "application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an article came from; copied verbatim into every downstream record."""
+
+    path: str
+    outlet: str
+    content_type: str
+    received_at: str
+    url: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "outlet": self.outlet,
+            "content_type": self.content_type,
+            "received_at": self.received_at,
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RawArticle:
+    """One received article file: its stable id, original bytes and provenance."""
+
+    article_id: str
+    payload: bytes
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Bad input as a value: which stage refused it, a bounded reason code and a human detail."""
+
+    stage: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """How the text was obtained: method, outcome and what cleaning removed."""
+
+    method: str
+    status: str
+    input_bytes: int
+    encoding: str
+    boilerplate_removed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    code: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class CleanArticle:
+    """Extracted text and metadata of one article; paragraphs are separated by single newlines."""
+
+    article_id: str
+    source: Source
+    text: str
+    extraction: Extraction
+    language: Language | None = None
+    title: str | None = None
+    authors: tuple[str, ...] = ()
+    published: str | None = None
+    site_name: str | None = None
+    url: str | None = None
+    description: str | None = None
+
+    @property
+    def word_count(self) -> int:
+        return len(self.text.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One canonical entity of an article with all its mentions."""
+
+    key: str
+    name: str
+    label: str
+    coarse_label: str
+    count: int
+    first_offset: int
+    salience: float
+    mentions: tuple[Mention, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityResult:
+    entities: tuple[Entity, ...]
+    status: str  # ok | skipped_language | empty
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoryAssignment:
+    story_id: str
+    duplicate_of: str | None
+    duplicate_similarity: float | None
+    story_score: float | None
+    is_new_story: bool
+
+
+def utc_now_iso() -> str:
+    """Return the current UTC time as an RFC 3339 string with millisecond precision."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def raw_headers(raw: RawArticle) -> list[tuple[str, bytes]]:
+    """Return the Kafka headers that carry a raw article's provenance."""
+    src = raw.source
+    headers = [
+        (H_ARTICLE_ID, raw.article_id.encode()),
+        (H_SOURCE_PATH, src.path.encode()),
+        (H_OUTLET, src.outlet.encode()),
+        (H_CONTENT_TYPE, src.content_type.encode()),
+        (H_RECEIVED_AT, src.received_at.encode()),
+    ]
+    if src.url:
+        headers.append((H_URL, src.url.encode()))
+    return headers
+
+
+def raw_from_message(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
+) -> RawArticle | Rejection:
+    """Rebuild a RawArticle from a Kafka message, or reject it if provenance is missing."""
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    h: dict[str, str] = {}
+    for name, raw_value in items:
+        try:
+            h[name] = raw_value.decode() if isinstance(raw_value, bytes) else str(raw_value)
+        except UnicodeDecodeError:
+            return Rejection("decode", "bad_headers", f"header {name!r} is not UTF-8")
+    article_id = h.get(H_ARTICLE_ID) or (key.decode(errors="replace") if key else "")
+    if not article_id:
+        return Rejection("decode", "bad_headers", "message has neither a key nor an article-id header")
+    content_type = h.get(H_CONTENT_TYPE, "")
+    if content_type not in CONTENT_TYPES:
+        return Rejection(
+            "decode", "unsupported_type", f"content-type {content_type!r} is not one of {CONTENT_TYPES}"
+        )
+    source = Source(
+        path=h.get(H_SOURCE_PATH, ""),
+        outlet=h.get(H_OUTLET, "unknown") or "unknown",
+        content_type=content_type,
+        received_at=h.get(H_RECEIVED_AT) or utc_now_iso(),
+        url=h.get(H_URL) or None,
+    )
+    return RawArticle(article_id=article_id, payload=value or b"", source=source)
+
+
+def dead_letter_record(
+    rejection: Rejection, payload: bytes, key: bytes | None, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Return the dead-letter record: the reason and the original bytes, base64-encoded."""
+    return {
+        "schema_version": DEAD_LETTER_SCHEMA_VERSION,
+        "stage": rejection.stage,
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+        "key": key.decode(errors="replace") if key else None,
+        "headers": dict(headers or {}),
+        "payload_base64": base64.b64encode(payload).decode("ascii"),
+        "payload_bytes": len(payload),
+        "failed_at": utc_now_iso(),
+    }
+
+
+def _entity_dict(e: Entity) -> dict[str, Any]:
+    return {
+        "key": e.key,
+        "name": e.name,
+        "label": e.label,
+        "coarse_label": e.coarse_label,
+        "count": e.count,
+        "first_offset": e.first_offset,
+        "salience": round(e.salience, 4),
+        "mentions": [[m.start, m.end] for m in e.mentions],
+    }
+
+
+def enriched_record(
+    article: CleanArticle,
+    entities: EntityResult | None = None,
+    story: StoryAssignment | None = None,
+    processed_at: str | None = None,
+) -> dict[str, Any]:
+    """Return the output-topic record (schemas/enriched-article.schema.json) for one article."""
+    lang = article.language
+    ex = article.extraction
+    return {
+        "schema_version": ENRICHED_SCHEMA_VERSION,
+        "article_id": article.article_id,
+        "source": article.source.as_dict(),
+        "title": article.title,
+        "authors": list(article.authors),
+        "published": article.published,
+        "site_name": article.site_name,
+        "url": article.url,
+        "description": article.description,
+        "language": {"code": lang.code, "confidence": round(lang.confidence, 4)} if lang else None,
+        "text": article.text,
+        "word_count": article.word_count,
+        "extraction": {
+            "method": ex.method,
+            "status": ex.status,
+            "input_bytes": ex.input_bytes,
+            "encoding": ex.encoding,
+            "boilerplate_removed": ex.boilerplate_removed,
+        },
+        "entities": [_entity_dict(e) for e in entities.entities] if entities else [],
+        "entities_status": entities.status if entities else "not_run",
+        "entities_model": entities.model if entities else None,
+        "story_id": story.story_id if story else None,
+        "duplicate_of": story.duplicate_of if story else None,
+        "duplicate_similarity": (
+            round(story.duplicate_similarity, 4) if story and story.duplicate_similarity is not None else None
+        ),
+        "story_score": round(story.story_score, 4) if story and story.story_score is not None else None,
+        "processed_at": processed_at or utc_now_iso(),
+    }

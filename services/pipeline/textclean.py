@@ -1,0 +1,211 @@
+"""General boilerplate rules for article text, and per-outlet boilerplate learned from recurrence.
+
+Rules act on whole lines (one paragraph per line), except for notices that scrapers glue onto
+neighbouring text and that therefore have to be cut out of the middle of a line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Notices that scrapers glue into running text (missing newline, hard-wrapped across lines).
+INLINE_NOTICES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "video_notice",
+        re.compile(
+            r"To\s+view\s+this\s+video\s+please\s+enable\s+JavaScript,?\s+and\s+consider\s+upgrading\s+to\s+a"
+            r"\s+web\s+browser\s+that\s+supports\s+HTML5\s+video\.?",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "js_notice",
+        re.compile(
+            r"(?:Please\s+)?enable\s+JavaScript\s+(?:in\s+your\s+browser\s+)?to\s+view\s+[^.\n]*\.?", re.I
+        ),
+    ),
+)
+
+# A heading that introduces a list of links to other articles; its items follow on short lines.
+_LINK_LIST_HEAD = re.compile(
+    r"^\s*(?:also\s+read|read\s+also|read\s+more|more\s+from|related(?:\s+(?:stories|articles|news|coverage))?"
+    r"|recommended(?:\s+stories)?|you\s+may\s+also\s+like|most\s+read|trending(?:\s+now)?|top\s+stories"
+    r"|more\s+on\s+this\s+story|see\s+also|don'?t\s+miss)\s*(?:[:\-–—|]\s*(?P<rest>.*))?$",
+    re.IGNORECASE,
+)
+_LIST_ITEM = re.compile(r"^\s*(?:[-•*·▪►»]|\d+[.)])\s+\S")
+
+LINE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # Embedded tweet: the tweet text carries its short link, the attribution line a handle and a date.
+    ("social_embed", re.compile(r"\bpic\.twitter\.com/\w+", re.I)),
+    (
+        "social_embed",
+        re.compile(r"^\s*[—–-]+\s*[^()\n]{1,80}\(@\w{1,30}\)\s+\w+\s+\d{1,2},\s+\d{4}\s*$"),
+    ),
+    ("social_embed", re.compile(r"^\s*A\s+post\s+shared\s+by\b.*$", re.I)),
+    (
+        "share_prompt",
+        re.compile(
+            r"^\s*(?:share\s+(?:this|on)\b.*|(?:share|tweet|email|print|copy\s+link|comments?)"
+            r"(?:\s*[|/,]\s*(?:share|tweet|email|print|copy\s+link|whatsapp|facebook|twitter|linkedin))+\s*)$",
+            re.I,
+        ),
+    ),
+    (
+        "contact_blurb",
+        re.compile(
+            r"^\s*(?:get\s+in\s+touch|contact\s+(?:us|our)|email\s+us|write\s+to\s+us|send\s+(?:us\s+)?your)\b"
+            r".*(?:@\w[\w.-]*\.\w+|\bat\b.*\.(?:com|co\.uk|org|net)\b).*$",
+            re.I,
+        ),
+    ),
+    (
+        "newsletter",
+        re.compile(
+            r"^\s*(?:sign\s+up|subscribe)\b.{0,80}\b(?:newsletter|email|inbox|updates|alerts)\b.{0,120}$"
+            r"|^\s*(?:for\s+more\s+(?:stories|news|articles)\s+like\s+this|follow\s+us\s+on|"
+            r"download\s+(?:the|our)\s+\w+\s+app|click\s+here\s+to)\b.{0,160}$",
+            re.I,
+        ),
+    ),
+    (
+        "byline",
+        re.compile(
+            r"^\s*(?:(?:By|BY|by)\s+[A-Z][\w.'-]+(?:\s+[A-Z][\w.'-]+){0,3}(?:\s*(?:,|and|&)\s*[A-Z][\w.'-]+(?:\s+[A-Z][\w.'-]+){0,3})*"
+            r"|(?i:published|updated|last\s+updated|first\s+published)\s*(?:on|:)?\s+\d.{0,40})\s*$"
+        ),
+    ),
+    (
+        "ad_marker",
+        re.compile(r"^\s*(?:advertisement|sponsored(?:\s+content)?|story\s+continues\s+below)\s*$", re.I),
+    ),
+)
+
+# Short lines in a link list are headlines; a long line means the article has resumed.
+_MAX_LINK_ITEM_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CleanResult:
+    text: str
+    removed: dict[str, int]
+
+    @property
+    def removed_total(self) -> int:
+        return sum(self.removed.values())
+
+
+def _count(removed: dict[str, int], rule: str, n: int = 1) -> None:
+    removed[rule] = removed.get(rule, 0) + n
+
+
+def normalize_text(text: str) -> str:
+    """Return NFC text with one paragraph per line: unified line breaks, no blank lines, no edge spaces."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    return "\n".join(ln.strip() for ln in text.split("\n") if ln.strip())
+
+
+def apply_rules(text: str) -> CleanResult:
+    """Return the text with general boilerplate removed, and how many pieces each rule removed."""
+    removed: dict[str, int] = {}
+    for name, pattern in INLINE_NOTICES:
+        text, n = pattern.subn("\n", text)
+        if n:
+            _count(removed, name, n)
+    kept: list[str] = []
+    in_link_list = False
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            in_link_list = False
+            kept.append("")
+            continue
+        head = _LINK_LIST_HEAD.match(stripped)
+        if head and len(head.group("rest") or "") <= _MAX_LINK_ITEM_CHARS:
+            in_link_list = True
+            _count(removed, "link_list")
+            continue
+        if in_link_list and (
+            _LIST_ITEM.match(stripped) or len(stripped) <= 120 and not stripped.endswith(".")
+        ):
+            _count(removed, "link_list")
+            continue
+        in_link_list = False
+        rule = next((name for name, pattern in LINE_RULES if pattern.search(stripped)), None)
+        if rule:
+            _count(removed, rule)
+            continue
+        kept.append(stripped)
+    return CleanResult(normalize_text("\n".join(kept)), removed)
+
+
+def line_fingerprint(line: str) -> str:
+    """Return a short stable hash of a line with case, digits and spacing folded."""
+    folded = re.sub(r"\d+", "0", " ".join(line.lower().split()))
+    return hashlib.blake2b(folded.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class OutletLines:
+    docs: int = 0
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BoilerplateModel:
+    """Per-outlet document frequency of lines; a line seen in many of an outlet's articles is boilerplate.
+
+    A line is dropped once it has appeared in at least `min_docs` articles of the outlet and in at
+    least `min_share` of them: recurring footers qualify, a quote that two articles share does not.
+    Memory is bounded by `max_lines_per_outlet` (the rarest lines are pruned first) and
+    `max_outlets` (the least recently seen outlet is forgotten).
+    """
+
+    min_docs: int = 5
+    min_share: float = 0.2
+    max_lines_per_outlet: int = 4000
+    max_outlets: int = 2000
+    outlets: dict[str, OutletLines] = field(default_factory=dict)
+
+    def is_boilerplate(self, outlet: str, fingerprint: str) -> bool:
+        state = self.outlets.get(outlet)
+        if state is None:
+            return False
+        df = state.lines.get(fingerprint, 0)
+        return df >= self.min_docs and df >= self.min_share * state.docs
+
+    def observe(self, outlet: str, lines: Iterable[str]) -> None:
+        """Count each distinct line of one article of `outlet`."""
+        state = self.outlets.pop(outlet, None) or OutletLines()
+        self.outlets[outlet] = state  # re-insert: dict order is the recency order
+        state.docs += 1
+        for fp in {line_fingerprint(ln) for ln in lines if ln.strip()}:
+            state.lines[fp] = state.lines.get(fp, 0) + 1
+        if len(state.lines) > self.max_lines_per_outlet:
+            keep = sorted(state.lines.items(), key=lambda kv: kv[1], reverse=True)[
+                : self.max_lines_per_outlet // 2
+            ]
+            state.lines = dict(keep)
+        while len(self.outlets) > self.max_outlets:
+            self.outlets.pop(next(iter(self.outlets)))
+
+    def clean(self, outlet: str, text: str, learn: bool = True) -> tuple[str, int]:
+        """Return the text without this outlet's learned boilerplate lines, and how many were dropped."""
+        lines = text.split("\n")
+        kept = [ln for ln in lines if not (ln.strip() and self.is_boilerplate(outlet, line_fingerprint(ln)))]
+        if learn:
+            self.observe(outlet, lines)
+        return "\n".join(kept), sum(1 for ln in lines if ln.strip()) - sum(1 for ln in kept if ln.strip())
+
+    def outlet_state(self, outlet: str) -> dict[str, Any] | None:
+        """Return one outlet's state as a JSON-able dict (for a table keyed by outlet)."""
+        state = self.outlets.get(outlet)
+        return {"docs": state.docs, "lines": state.lines} if state else None
+
+    def load_outlet_state(self, outlet: str, data: dict[str, Any]) -> None:
+        self.outlets[outlet] = OutletLines(docs=int(data["docs"]), lines=dict(data["lines"]))

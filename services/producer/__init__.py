@@ -1,0 +1,1 @@
+"""Producer service: article files on disk -> the raw Kafka topic."""

@@ -1,0 +1,37 @@
+"""Every Prometheus metric the producer exports, declared in one place."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class ProducerMetrics(NamedTuple):
+    files: Counter
+    bytes_sent: Counter
+    send_errors: Counter
+    send_seconds: Histogram
+
+
+def create_metrics(registry: CollectorRegistry) -> ProducerMetrics:
+    return ProducerMetrics(
+        files=Counter(
+            "newsflow_producer_files_total",
+            "Article files handled by the producer, by outcome and skip reason.",
+            ["outcome", "reason"],
+            registry=registry,
+        ),
+        bytes_sent=Counter("newsflow_producer_sent_bytes_total", "Payload bytes sent.", registry=registry),
+        send_errors=Counter(
+            "newsflow_producer_send_errors_total",
+            "Sends that failed after the client's retries.",
+            registry=registry,
+        ),
+        send_seconds=Histogram(
+            "newsflow_producer_send_seconds",
+            "Time from send to broker acknowledgement (acks=all).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        ),
+    )

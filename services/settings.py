@@ -1,0 +1,96 @@
+"""Typed, frozen settings built once from NEWSFLOW_* environment variables.
+
+Each field declares its variable and help text in its metadata, so `--help`, the README table
+and the docker-compose consistency test all read the same declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A variable is set to a value its field cannot take; the message names the variable."""
+
+
+def env(name: str, default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's word
+    """Declare a settings field read from environment variable `name`."""
+    return field(default=default, metadata={"env": name, "help": help})
+
+
+def _parse(raw: str, kind: Any, name: str) -> Any:
+    try:
+        if kind in (bool, "bool"):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{name}={raw!r} is not a valid {kind if isinstance(kind, str) else kind.__name__}"
+        ) from exc
+    return raw
+
+
+def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
+    """Return an instance of the settings dataclass `cls` with fields overridden from the environment."""
+    environ = os.environ if environ is None else environ
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = f.metadata.get("env")
+        if name and name in environ:
+            kwargs[f.name] = _parse(environ[name], f.type, name)
+    return cls(**kwargs)
+
+
+def env_vars(cls: type[Any]) -> list[tuple[str, Any, str]]:
+    """Return (variable, default, help) for every field of a settings dataclass."""
+    return [
+        (f.metadata["env"], f.default, f.metadata["help"])
+        for f in dataclasses.fields(cls)
+        if "env" in f.metadata
+    ]
+
+
+def env_help(*classes: type[Any]) -> str:
+    """Return the environment-variable table that `--help` prints."""
+    rows = [row for cls in classes for row in env_vars(cls)]
+    width = max(len(r[0]) for r in rows)
+    lines = ["environment variables:"]
+    lines += [f"  {name:<{width}}  {help_} (default: {default!r})" for name, default, help_ in rows]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Broker address and topic names, shared by every service."""
+
+    bootstrap: str = env(
+        "NEWSFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:19092", "Kafka bootstrap servers, host:port[,...]"
+    )
+    topic_raw: str = env("NEWSFLOW_TOPIC_RAW", "newsflow.articles.raw", "topic of raw article files")
+    topic_enriched: str = env("NEWSFLOW_TOPIC_ENRICHED", "newsflow.articles.enriched", "output topic")
+    topic_dead_letter: str = env(
+        "NEWSFLOW_TOPIC_DEAD_LETTER", "newsflow.articles.dead-letter", "rejected inputs with reason and bytes"
+    )
+    topic_features: str = env(
+        "NEWSFLOW_TOPIC_FEATURES",
+        "newsflow.articles.features",
+        "per-article dedup features (single partition)",
+    )
+    topic_stories: str = env(
+        "NEWSFLOW_TOPIC_STORIES", "newsflow.stories", "compacted topic, one record per story"
+    )
+    raw_partitions: int = env("NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics")

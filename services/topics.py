@@ -1,0 +1,113 @@
+"""Create the project's topics explicitly (the broker's auto-create is off on purpose).
+
+Usage: newsflow-topics            (reads NEWSFLOW_KAFKA_* / NEWSFLOW_TOPIC_* variables)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+
+log = logging.getLogger("newsflow.topics")
+
+# Dead letters are evidence: keep them a month. Stories are compacted so a consumer can build
+# the current view of every story from the topic alone.
+DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
+    """Return every topic the pipeline needs, with its partition count and config."""
+    return [
+        TopicSpec(kafka.topic_raw, kafka.raw_partitions, {}),
+        TopicSpec(kafka.topic_enriched, kafka.raw_partitions, {}),
+        TopicSpec(kafka.topic_dead_letter, 1, {"retention.ms": str(DEAD_LETTER_RETENTION_MS)}),
+        # One partition: the dedup stage is a single writer, so its decisions never depend on
+        # how raw articles were spread over partitions and workers.
+        TopicSpec(kafka.topic_features, 1, {}),
+        TopicSpec(kafka.topic_stories, 1, {"cleanup.policy": "compact"}),
+    ]
+
+
+async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
+    """Return once the broker answers a metadata request; raise TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except KafkaConnectionError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s") from exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create missing topics; return the names created (existing ones are left as they are)."""
+    await wait_for_broker(kafka.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        for spec in specs or topic_specs(kafka):
+            if spec.name in existing:
+                continue
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            spec.name,
+                            num_partitions=spec.partitions,
+                            replication_factor=1,
+                            topic_configs=spec.config,
+                        )
+                    ]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="newsflow-topics",
+        description="Create newsflow's Kafka topics if they do not exist.",
+        epilog=env_help(KafkaSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        kafka = from_env(KafkaSettings)
+        created = asyncio.run(create_topics(kafka))
+    except (SettingsError, TimeoutError) as exc:
+        sys.stderr.write(f"newsflow-topics: error: {exc}\n")
+        return 1
+    log.info("topics ready on %s (created: %s)", kafka.bootstrap, ", ".join(created) or "none")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Worker service: the Faust app whose agents run the pipeline stages."""

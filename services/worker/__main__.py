@@ -1,0 +1,53 @@
+"""newsflow-worker: the Faust worker that cleans, tags and groups articles.
+
+    newsflow-worker                  # consume the raw topic until SIGINT/SIGTERM
+    NEWSFLOW_KAFKA_BOOTSTRAP=kafka:9092 NEWSFLOW_WORKER_METRICS_PORT=9101 newsflow-worker
+
+Start it, then send files with `newsflow-producer PATH`. Scale by starting more workers with the
+same NEWSFLOW_WORKER_APP_ID (and, with rocksdb://, their own NEWSFLOW_WORKER_DATA_DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import faust
+from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.worker.app import WorkerApp
+from newsflow.worker.settings import WorkerSettings
+from prometheus_client import CollectorRegistry, start_http_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="newsflow-worker",
+        description="Run the newsflow Faust worker (raw topic -> enriched, stories and dead-letter topics).",
+        epilog=env_help(KafkaSettings, WorkerSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    try:
+        kafka = from_env(KafkaSettings)
+        settings = from_env(WorkerSettings)
+    except SettingsError as exc:
+        sys.stderr.write(f"newsflow-worker: error: {exc}\n")
+        return 2
+    registry = CollectorRegistry()
+    worker_app = WorkerApp(kafka, settings, registry)
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port, registry=registry)
+        except OSError as exc:
+            sys.stderr.write(
+                f"newsflow-worker: error: cannot serve /metrics on port {settings.metrics_port}: {exc}\n"
+            )
+            return 2
+    worker = faust.Worker(worker_app.app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.spinner = None  # a terminal spinner only garbles logs in files and containers
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

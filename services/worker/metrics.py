@@ -1,0 +1,71 @@
+"""Every Prometheus metric the worker exports, declared in one place.
+
+Labels are bounded: stage, outcome and reason come from fixed vocabularies in the code,
+topic and partition from the topic layout; no article ids, no outlet names.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Per-article stage work runs from ~1 ms (plain text) to a second (huge HTML pages).
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Produce-to-enriched includes batching waits and consumer polls: tens of ms to minutes on backlog.
+E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class WorkerMetrics(NamedTuple):
+    messages: Counter
+    dead_letters: Counter
+    stage_seconds: Histogram
+    end_to_end_seconds: Histogram
+    batch_size: Histogram
+    consumer_lag: Gauge
+    build_info: Info
+
+
+def create_metrics(registry: CollectorRegistry) -> WorkerMetrics:
+    return WorkerMetrics(
+        messages=Counter(
+            "newsflow_worker_messages_total",
+            "Messages handled per stage and outcome (in, ok, rejected, error, out).",
+            ["stage", "outcome"],
+            registry=registry,
+        ),
+        dead_letters=Counter(
+            "newsflow_worker_dead_letters_total",
+            "Inputs sent to the dead-letter topic, by stage and reason.",
+            ["stage", "reason"],
+            registry=registry,
+        ),
+        stage_seconds=Histogram(
+            "newsflow_worker_stage_seconds",
+            "Processing time per article and stage.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        ),
+        end_to_end_seconds=Histogram(
+            "newsflow_worker_end_to_end_seconds",
+            "Time from the producer's received-at stamp to the enriched record being sent.",
+            buckets=E2E_BUCKETS,
+            registry=registry,
+        ),
+        batch_size=Histogram(
+            "newsflow_worker_batch_size",
+            "Articles per processed batch.",
+            ["stage"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "newsflow_worker_consumer_lag_messages",
+            "Messages between the end of a partition and this worker's position.",
+            ["topic", "partition"],
+            registry=registry,
+        ),
+        build_info=Info("newsflow_build", "Version of newsflow and of its key libraries.", registry=registry),
+    )

@@ -1,0 +1,30 @@
+"""Worker settings (NEWSFLOW_WORKER_*, NEWSFLOW_EXTRACT_*, NEWSFLOW_NER_*, NEWSFLOW_DEDUP_*)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from newsflow.settings import env
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    app_id: str = env(
+        "NEWSFLOW_WORKER_APP_ID", "newsflow-worker", "Faust app id (consumer group and table prefix)"
+    )
+    store: str = env(
+        "NEWSFLOW_WORKER_STORE",
+        "memory://",
+        "table store: memory:// (state rebuilt from changelogs) or rocksdb://",
+    )
+    data_dir: str = env("NEWSFLOW_WORKER_DATA_DIR", ".cache/worker", "Faust data dir (RocksDB tables)")
+    metrics_port: int = env("NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)")
+    log_level: str = env("NEWSFLOW_LOG_LEVEL", "info", "debug, info, warning or error")
+    batch_size: int = env("NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch")
+    batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.5, "longest wait to fill a batch")
+    max_input_bytes: int = env(
+        "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES", 5_000_000, "larger inputs go to the dead letters"
+    )
+    min_article_words: int = env(
+        "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS", 40, "fewer words: extraction.status is not_article"
+    )

@@ -1,0 +1,160 @@
+"""Helpers for tests against the real local broker: unique topics, a worker process, read-until."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from newsflow.pipeline import jsonio
+from newsflow.producer.__main__ import produce
+from newsflow.producer.metrics import create_metrics
+from newsflow.producer.settings import ProducerSettings
+from newsflow.settings import KafkaSettings
+from newsflow.topics import create_topics
+
+# Long enough for a cold worker (Faust start-up, model load, first rebalance) on a loaded 2-core
+# machine; short enough that a hang fails the test instead of CI's time budget.
+RECV_TIMEOUT = 120.0
+
+
+def bootstrap() -> str:
+    value = os.environ.get("NEWSFLOW_KAFKA_BOOTSTRAP")
+    if not value:
+        raise RuntimeError(
+            "NEWSFLOW_KAFKA_BOOTSTRAP is not set: run the tests with `make test`, which starts Kafka"
+        )
+    return value
+
+
+def unique_kafka(partitions: int = 4) -> KafkaSettings:
+    """Return settings whose topics no other test uses."""
+    suffix = uuid.uuid4().hex[:8]
+    base = KafkaSettings(bootstrap=bootstrap(), raw_partitions=partitions)
+    return replace(
+        base,
+        topic_raw=f"{base.topic_raw}.{suffix}",
+        topic_enriched=f"{base.topic_enriched}.{suffix}",
+        topic_dead_letter=f"{base.topic_dead_letter}.{suffix}",
+        topic_features=f"{base.topic_features}.{suffix}",
+        topic_stories=f"{base.topic_stories}.{suffix}",
+    )
+
+
+def ensure_topics(kafka: KafkaSettings) -> None:
+    asyncio.run(create_topics(kafka))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
+    return {
+        "NEWSFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "NEWSFLOW_TOPIC_RAW": kafka.topic_raw,
+        "NEWSFLOW_TOPIC_ENRICHED": kafka.topic_enriched,
+        "NEWSFLOW_TOPIC_DEAD_LETTER": kafka.topic_dead_letter,
+        "NEWSFLOW_TOPIC_FEATURES": kafka.topic_features,
+        "NEWSFLOW_TOPIC_STORIES": kafka.topic_stories,
+        "NEWSFLOW_RAW_PARTITIONS": str(kafka.raw_partitions),
+    }
+
+
+@contextlib.contextmanager
+def worker_process(
+    kafka: KafkaSettings, log_path: Path, app_id: str, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `python -m newsflow.worker` against the test topics; stop it with SIGTERM afterwards."""
+    env = {
+        **os.environ,
+        **kafka_env(kafka),
+        "NEWSFLOW_WORKER_APP_ID": app_id,
+        "NEWSFLOW_WORKER_METRICS_PORT": "0",
+        "NEWSFLOW_WORKER_DATA_DIR": str(log_path.parent / f"data-{app_id}"),
+        "NEWSFLOW_WORKER_BATCH_SECONDS": "0.2",
+        **(extra_env or {}),
+    }
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "newsflow.worker"], env=env, stdout=log, stderr=log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def produce_files(kafka: KafkaSettings, paths: list[Path], outlet: str | None = None) -> list[str]:
+    """Send files with the real producer code; return the article ids sent."""
+    ids: list[str] = []
+    asyncio.run(
+        produce(
+            paths, kafka, ProducerSettings(), create_metrics(CollectorRegistry()), outlet=outlet, sent_ids=ids
+        )
+    )
+    return ids
+
+
+def send_raw(
+    kafka: KafkaSettings, messages: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    """Send hand-made raw messages (key, value, headers), e.g. malformed ones."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for key, value, headers in messages:
+                await producer.send_and_wait(kafka.topic_raw, value=value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def read_records(
+    kafka: KafkaSettings,
+    topic: str,
+    want: int,
+    timeout: float = RECV_TIMEOUT,
+    worker: subprocess.Popen[bytes] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Read (key, JSON record) pairs from the start of `topic` until `want` have arrived."""
+
+    async def run() -> list[tuple[str, dict[str, Any]]]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        out: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(out) < want and time.monotonic() < deadline:
+                if worker is not None and worker.poll() is not None:
+                    raise AssertionError(f"worker exited with {worker.returncode}")
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    out += [(m.key.decode() if m.key else "", jsonio.loads(m.value)) for m in messages]
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(run())

@@ -1,0 +1,81 @@
+"""The walking skeleton through a real broker: files in, enriched and dead-letter records out."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from newsflow.pipeline.schema import schema_errors
+from newsflow.settings import KafkaSettings
+from tests.conftest import FIXTURES, SEEDS
+from tests.integration.kafka_helpers import produce_files, read_records, send_raw, worker_process
+
+
+def test_seeds_come_out_enriched_keyed_by_article_id(kafka: KafkaSettings, worker_log: Path):
+    with worker_process(kafka, worker_log, "it-seeds") as worker:
+        ids = produce_files(kafka, [SEEDS])
+        records = read_records(kafka, kafka.topic_enriched, want=2, worker=worker)
+    assert len(ids) == 2
+    assert sorted(k for k, _ in records) == sorted(ids)
+    for key, record in records:
+        assert schema_errors("enriched-article", record) == []
+        assert record["article_id"] == key
+        assert record["source"]["path"].endswith(".txt")
+        assert record["language"]["code"] == "en"
+        assert record["word_count"] > 200
+        assert "pic.twitter.com" not in record["text"]
+
+
+def test_html_and_envelope_inputs_come_out_cleaned_with_metadata(kafka: KafkaSettings, worker_log: Path):
+    with worker_process(kafka, worker_log, "it-html") as worker:
+        produce_files(kafka, [FIXTURES / "articles"])
+        records = dict(read_records(kafka, kafka.topic_enriched, want=3, worker=worker))
+    by_path = {r["source"]["path"]: r for r in records.values()}
+    html = by_path["harbourtimes/bridge-reopens.html"]
+    assert html["title"] == "Old Harbour Bridge reopens after two-year repair"
+    assert html["source"]["outlet"] == "harbourtimes"
+    assert html["extraction"] | {"input_bytes": 0} == {
+        "method": "trafilatura",
+        "status": "ok",
+        "input_bytes": 0,
+        "encoding": "utf-8",
+        "boilerplate_removed": 0,
+    }
+    envelope = by_path["valleypost/bridge-traffic.json"]
+    assert envelope["extraction"]["method"] == "envelope+plaintext"
+    assert envelope["url"] == "https://valleypost.example/local/bridge-traffic"
+    assert "Café owners in Münster" in by_path["valleypost/cafe-rules-latin1.txt"]["text"]
+    for record in records.values():
+        assert schema_errors("enriched-article", record) == []
+
+
+def test_bad_input_goes_to_dead_letters_and_the_worker_keeps_going(kafka: KafkaSettings, worker_log: Path):
+    garbage = bytes(range(256)) * 8
+    headers = [("article-id", b"garbage-1"), ("content-type", b"text/plain"), ("outlet", b"x")]
+    with worker_process(kafka, worker_log, "it-bad") as worker:
+        send_raw(
+            kafka,
+            [
+                (b"garbage-1", garbage, headers),
+                (b"no-headers", b"some text", []),
+                (
+                    b"no-body",
+                    (FIXTURES / "bad" / "no-body.json").read_bytes(),
+                    [("content-type", b"application/json")],
+                ),
+            ],
+        )
+        dead = dict(read_records(kafka, kafka.topic_dead_letter, want=3, worker=worker))
+        ids = produce_files(kafka, [SEEDS / "000_f58613151fe9af6b.txt"])
+        good = read_records(kafka, kafka.topic_enriched, want=1, worker=worker)
+        assert worker.poll() is None
+    assert {k: v["reason"] for k, v in dead.items()} == {
+        "garbage-1": "undecodable",
+        "no-headers": "unsupported_type",
+        "no-body": "bad_envelope",
+    }
+    assert base64.b64decode(dead["garbage-1"]["payload_base64"]) == garbage
+    assert dead["garbage-1"]["headers"]["outlet"] == "x"
+    for record in dead.values():
+        assert schema_errors("dead-letter", record) == []
+    assert [k for k, _ in good] == ids

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+from newsflow.pipeline.decode import decode_payload
+from newsflow.pipeline.extract import ExtractOptions, extract_article
+from newsflow.pipeline.records import CleanArticle, Rejection
+
+from tests.conftest import FIXTURES, raw_from_file
+
+ARTICLES = FIXTURES / "articles"
+
+
+def test_html_article_comes_out_with_metadata_and_paragraphs():
+    article = extract_article(raw_from_file(ARTICLES / "harbourtimes" / "bridge-reopens.html", ARTICLES))
+    assert isinstance(article, CleanArticle)
+    assert article.source.outlet == "harbourtimes"
+    assert article.title == "Old Harbour Bridge reopens after two-year repair"
+    assert article.authors == ("Maria Jensen",)
+    assert article.published == "2025-03-14"
+    assert article.site_name == "Harbour Times"
+    assert article.url == "https://harbourtimes.example/news/2025/03/14/bridge-reopens"
+    assert article.language is not None and article.language.code == "en"
+    assert article.extraction.method == "trafilatura"
+    assert article.extraction.status == "ok"
+    lines = article.text.splitlines()
+    assert lines[0].startswith("The Old Harbour Bridge reopened to traffic on Friday morning")
+    assert lines[-1].startswith("The bridge will carry cars, buses and bicycles")
+    assert len(lines) == 6  # one line per paragraph
+    for noise in ("Home", "Related stories", "ferry timetable", "Get in touch", "All rights reserved"):
+        assert noise not in article.text
+
+
+def test_json_envelope_fields_are_carried_through():
+    article = extract_article(raw_from_file(ARTICLES / "valleypost" / "bridge-traffic.json", ARTICLES))
+    assert isinstance(article, CleanArticle)
+    assert article.extraction.method == "envelope+plaintext"
+    assert article.title == "Commuters return as harbour bridge opens again"
+    assert article.published == "2025-03-14"
+    assert article.source.url == "https://valleypost.example/local/bridge-traffic"
+    assert "Sign up to our newsletter" not in article.text
+    assert article.text.startswith("Commuters crossed the Old Harbour Bridge")
+
+
+def test_latin1_text_is_decoded_by_detection():
+    article = extract_article(raw_from_file(ARTICLES / "valleypost" / "cafe-rules-latin1.txt", ARTICLES))
+    assert isinstance(article, CleanArticle)
+    assert "Café owners in Münster" in article.text
+
+
+def test_declared_meta_charset_is_honoured():
+    html = '<html><head><meta charset="windows-1251"></head><body><p>Привет</p></body></html>'.encode(
+        "cp1251"
+    )
+    decoded = decode_payload(html, "text/html", is_html=True)
+    assert decoded == (html.decode("cp1251"), "cp1251")
+
+
+def test_utf8_wins_over_a_wrong_latin1_declaration():
+    html = '<html><head><meta charset="iso-8859-1"></head><body><p>Zürich – Genève</p></body></html>'.encode()
+    text, encoding = decode_payload(html, "text/html", is_html=True)  # type: ignore[misc]
+    assert encoding == "utf-8" and "Zürich – Genève" in text
+
+
+def test_empty_and_oversized_inputs_are_rejected_with_a_reason():
+    raw = raw_from_file(ARTICLES / "valleypost" / "bridge-traffic.json", ARTICLES)
+    empty = extract_article(replace(raw, payload=b"  \n "))
+    assert isinstance(empty, Rejection) and empty.reason == "empty"
+    big = extract_article(raw, ExtractOptions(max_input_bytes=100))
+    assert isinstance(big, Rejection) and big.reason == "too_large"
+
+
+def test_envelope_without_body_is_rejected():
+    raw = raw_from_file(FIXTURES / "bad" / "no-body.json")
+    result = extract_article(raw)
+    assert isinstance(result, Rejection) and result.reason == "bad_envelope"
+
+
+def test_binary_garbage_is_rejected_not_crashing():
+    raw = raw_from_file(FIXTURES / "bad" / "no-body.json")
+    result = extract_article(
+        replace(raw, payload=bytes(range(256)) * 4, source=replace(raw.source, content_type="text/plain"))
+    )
+    assert isinstance(result, Rejection) and result.reason == "undecodable"
+
+
+def test_page_without_article_text_is_flagged_not_rejected():
+    raw = raw_from_file(ARTICLES / "harbourtimes" / "bridge-reopens.html", ARTICLES)
+    nav_only = b"<html><body><nav><a href='/'>Home</a> <a href='/news'>News</a></nav></body></html>"
+    article = extract_article(replace(raw, payload=nav_only))
+    assert isinstance(article, CleanArticle)
+    assert article.extraction.status in ("empty", "not_article")

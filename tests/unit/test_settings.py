@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.worker.settings import WorkerSettings
+
+
+def test_defaults_without_environment():
+    assert from_env(KafkaSettings, {}).topic_raw == "newsflow.articles.raw"
+
+
+def test_environment_overrides_and_types():
+    s = from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SIZE": "8", "NEWSFLOW_WORKER_BATCH_SECONDS": "0.1"})
+    assert s.batch_size == 8 and s.batch_seconds == 0.1
+
+
+def test_bad_value_names_the_variable():
+    with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_BATCH_SIZE"):
+        from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SIZE": "many"})
+
+
+def test_help_lists_every_variable():
+    text = env_help(KafkaSettings, WorkerSettings)
+    assert "NEWSFLOW_KAFKA_BOOTSTRAP" in text and "NEWSFLOW_WORKER_METRICS_PORT" in text
+
+
+def test_topic_names_use_no_underscore():
+    # Kafka's metric names collide for '.' and '_'.
+    assert all("_" not in v for k, v in vars(KafkaSettings()).items() if k.startswith("topic_"))
