@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+
 from newsflow.pipeline import jsonio
 from newsflow.producer.__main__ import produce, summary_line
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.topics import create_topics
-from prometheus_client import CollectorRegistry
 
 
 async def collect(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 
 log = logging.getLogger("newsflow.topics")

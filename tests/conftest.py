@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from newsflow.pipeline.records import RawArticle
 from newsflow.producer.files import read_article
 

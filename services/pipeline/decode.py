@@ -6,6 +6,7 @@ import codecs
 import re
 
 from charset_normalizer import from_bytes
+
 from newsflow.pipeline.records import Rejection
 
 # Browsers only honour a <meta charset> in the first 1024 bytes; we look a little further

@@ -8,12 +8,13 @@ from functools import lru_cache
 from typing import Any
 
 import trafilatura
+from trafilatura.settings import use_config
+
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection, Source
 from newsflow.pipeline.textclean import BoilerplateModel, apply_rules, normalize_text
-from trafilatura.settings import use_config
 
 STAGE = "extract"
 
@@ -29,6 +30,10 @@ class ExtractOptions:
     max_text_chars: int = 200_000
     # Below this many words the page is a hub, gallery or stub rather than an article.
     min_article_words: int = 40
+    # Trafilatura's fallback extractors (readability, jusText) only change the outcome when its
+    # own extractor finds little text; running them only then keeps their gain at a fraction of
+    # their cost (on the dev set: 8 of 91 pages re-run, same F1, ~30% faster).
+    fallback_below_chars: int = 1000
 
 
 def _truncate(text: str, limit: int) -> tuple[str, bool]:
@@ -59,14 +64,26 @@ def _trafilatura_config(max_tree_size: int) -> ConfigParser:
 
 def extract_html(html: str, url: str | None, options: ExtractOptions) -> dict[str, Any]:
     """Return trafilatura's text and metadata for one page ({} when it finds no main text)."""
-    doc = trafilatura.bare_extraction(
-        html,
-        url=url,
-        with_metadata=True,
-        include_comments=False,
-        include_tables=True,
-        config=_trafilatura_config(options.max_tree_size),
-    )
+    kwargs: dict[str, Any] = {
+        "url": url,
+        "with_metadata": True,
+        "include_comments": False,
+        "include_tables": True,
+        # Precision mode drops more page furniture (related links, teasers) at a small recall
+        # cost: on the dev benchmark F1 0.965 -> 0.975 with comments off.
+        "favor_precision": True,
+        # htmldate's extensive search scans every text node for date patterns; the markup-based
+        # search finds the date on nearly every news page (89 of 91 in the dev set) for much less.
+        "date_extraction_params": {"extensive_search": False, "original_date": True},
+        "config": _trafilatura_config(options.max_tree_size),
+    }
+    data = _as_dict(trafilatura.bare_extraction(html, fast=True, **kwargs))
+    if len(data.get("text") or "") < options.fallback_below_chars:
+        data = _as_dict(trafilatura.bare_extraction(html, fast=False, **kwargs)) or data
+    return data
+
+
+def _as_dict(doc: Any) -> dict[str, Any]:
     if doc is None:
         return {}
     return doc if isinstance(doc, dict) else dict(doc.as_dict())
@@ -80,23 +97,12 @@ def _authors(value: Any) -> tuple[str, ...]:
     return tuple(a.strip() for a in str(value).split(";") if a.strip())
 
 
-def _fold(s: str) -> str:
-    return " ".join(s.casefold().split()).strip(" .:!?")
-
-
-def without_headline(text: str, title: str | None) -> str:
-    """Return the body without a leading line that repeats the headline (it is metadata, not body)."""
-    if not title:
-        return text
-    first, _, rest = text.partition("\n")
-    return rest if _fold(first) == _fold(title) else text
-
-
 def _from_html(
     raw: RawArticle, html: str, encoding: str, url: str | None, options: ExtractOptions
 ) -> CleanArticle:
     meta = extract_html(html, url, options)
-    cleaned = apply_rules(without_headline(meta.get("text") or "", meta.get("title")))
+    # The headline is metadata, not body: lines repeating it go (apply_rules' title argument).
+    cleaned = apply_rules(meta.get("text") or "", from_markup=True, title=meta.get("title"))
     text, truncated = _truncate(cleaned.text, options.max_text_chars)
     return CleanArticle(
         article_id=raw.article_id,

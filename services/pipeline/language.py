@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from newsflow.pipeline.records import Language
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-# langid's features are byte n-grams; beyond a few thousand characters the answer no longer
-# changes but the cost keeps growing.
-MAX_CHARS = 4000
+from newsflow.pipeline.records import Language
+
+# langid's features are byte n-grams; beyond a paragraph or two the answer no longer changes but
+# the cost keeps growing linearly.
+MAX_CHARS = 1500
 MIN_CHARS = 20
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
+
 from newsflow.pipeline import jsonio
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"

@@ -84,7 +84,34 @@ LINE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "ad_marker",
         re.compile(r"^\s*(?:advertisement|sponsored(?:\s+content)?|story\s+continues\s+below)\s*$", re.I),
     ),
+    (
+        "newsletter",
+        re.compile(
+            r"^\s*(?:thanks\s+for\s+(?:signing\s+up|subscribing)|keep\s+an\s+eye\s+on\s+your\s+inbox"
+            r"|there\s+was\s+an\s+error\s+processing\s+your\s+subscription|[\w'’ -]{1,40}\s+newsletter)\b.{0,100}$",
+            re.I,
+        ),
+    ),
+    (
+        "copyright",
+        re.compile(r"^\s*(?:©|\(c\)\s|copyright\b).{0,160}$|\ball\s+rights\s+reserved\.?\s*$", re.I),
+    ),
+    # A machine timestamp alone on a line is schema.org or player leftovers, never prose. (Bare
+    # URLs are not: articles list sources and websites on lines of their own.)
+    ("timestamp", re.compile(r"^\s*\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?\s*$")),
+    (
+        "caption",
+        re.compile(
+            r"^\s*(?:photo|image|picture|photograph|credit|caption)s?\s*[:|].{0,200}$"
+            r"|^.{0,200}\S[.!?]\s*(?:Reuters|Getty\s+Images|AFP(?:/Getty\s+Images)?|AP\s+Photo\b.*|EPA|Shutterstock)\s*$",
+            re.I,
+        ),
+    ),
 )
+
+# Embedded posts quoted in plain text carry no markup to tell them apart from the article, so in
+# plain text they are removed; an HTML extractor already decides on them from the page structure.
+STRUCTURE_AWARE_SKIP = frozenset({"social_embed"})
 
 # Short lines in a link list are headlines; a long line means the article has resumed.
 _MAX_LINK_ITEM_CHARS = 200
@@ -104,15 +131,26 @@ def _count(removed: dict[str, int], rule: str, n: int = 1) -> None:
     removed[rule] = removed.get(rule, 0) + n
 
 
+def _fold(line: str) -> str:
+    return " ".join(line.casefold().split()).strip(" .:!?")
+
+
 def normalize_text(text: str) -> str:
     """Return NFC text with one paragraph per line: unified line breaks, no blank lines, no edge spaces."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     return "\n".join(ln.strip() for ln in text.split("\n") if ln.strip())
 
 
-def apply_rules(text: str) -> CleanResult:
-    """Return the text with general boilerplate removed, and how many pieces each rule removed."""
+def apply_rules(text: str, from_markup: bool = False, title: str | None = None) -> CleanResult:
+    """Return the text with general boilerplate removed, and how many pieces each rule removed.
+
+    `from_markup` says the text comes from an HTML extractor (which already judged embeds);
+    lines repeating the `title` (headline, teaser and share-card copies of it) are dropped too.
+    Other repeated lines stay: lists in articles legitimately repeat ("Also at Walmart").
+    """
     removed: dict[str, int] = {}
+    rules = [(n, p) for n, p in LINE_RULES if not (from_markup and n in STRUCTURE_AWARE_SKIP)]
+    headline = _fold(title) if title else None
     for name, pattern in INLINE_NOTICES:
         text, n = pattern.subn("\n", text)
         if n:
@@ -136,9 +174,12 @@ def apply_rules(text: str) -> CleanResult:
             _count(removed, "link_list")
             continue
         in_link_list = False
-        rule = next((name for name, pattern in LINE_RULES if pattern.search(stripped)), None)
+        rule = next((name for name, pattern in rules if pattern.search(stripped)), None)
         if rule:
             _count(removed, rule)
+            continue
+        if headline and _fold(stripped) == headline:
+            _count(removed, "headline")
             continue
         kept.append(stripped)
     return CleanResult(normalize_text("\n".join(kept)), removed)

@@ -21,13 +21,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, start_http_server
+
 from newsflow.pipeline.records import raw_headers
 from newsflow.producer.files import Skipped, iter_files, read_article
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.topics import wait_for_broker
-from prometheus_client import CollectorRegistry, start_http_server
 
 log = logging.getLogger("newsflow.producer")
 

@@ -13,10 +13,11 @@ import argparse
 import sys
 
 import faust
+from prometheus_client import CollectorRegistry, start_http_server
+
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.worker.app import WorkerApp
 from newsflow.worker.settings import WorkerSettings
-from prometheus_client import CollectorRegistry, start_http_server
 
 
 def main(argv: list[str] | None = None) -> int:

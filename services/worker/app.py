@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 import faust
+from prometheus_client import CollectorRegistry
+
 from newsflow import __version__
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.enrich import Enriched, Enricher
@@ -23,7 +25,6 @@ from newsflow.pipeline.records import (
 from newsflow.settings import KafkaSettings
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
-from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("newsflow.worker")
 

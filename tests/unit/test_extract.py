@@ -5,7 +5,6 @@ from dataclasses import replace
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.extract import ExtractOptions, extract_article
 from newsflow.pipeline.records import CleanArticle, Rejection
-
 from tests.conftest import FIXTURES, raw_from_file
 
 ARTICLES = FIXTURES / "articles"

@@ -5,7 +5,6 @@ from pathlib import Path
 from newsflow.pipeline.records import RawArticle, raw_from_message, raw_headers
 from newsflow.producer.__main__ import summary_line
 from newsflow.producer.files import Skipped, iter_files, read_article
-
 from tests.conftest import FIXTURES
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.worker.settings import WorkerSettings
 

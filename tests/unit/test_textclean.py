@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
+
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.records import CleanArticle
 from newsflow.pipeline.textclean import BoilerplateModel, apply_rules, line_fingerprint
-
 from tests.conftest import SEEDS, raw_from_file
 
 BOILERPLATE_SNIPPETS = (
