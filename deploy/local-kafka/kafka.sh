@@ -102,7 +102,7 @@ start() {
   write_config
   local cluster_id
   cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
-  java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >"$run/format.log" 2>&1 \
+  java_run kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$run/server.properties" >"$run/format.log" 2>&1 \
     || die "formatting KRaft storage failed, see $run/format.log"
   local t0=$SECONDS
   nohup java -Xms128m -Xmx"${NEWSFLOW_KAFKA_HEAP:-512m}" -XX:+UseG1GC \

