@@ -28,6 +28,7 @@ from newsflow.topics import create_topics
 # Long enough for a cold worker (Faust start-up, model load, first rebalance) on a loaded 2-core
 # machine; short enough that a hang fails the test instead of CI's time budget.
 RECV_TIMEOUT = 120.0
+RUN_ID = uuid.uuid4().hex[:6]
 
 
 def bootstrap() -> str:
@@ -83,7 +84,9 @@ def worker_process(
     env = {
         **os.environ,
         **kafka_env(kafka),
-        "NEWSFLOW_WORKER_APP_ID": app_id,
+        # A fresh consumer group per run, as on a new deployment; tests that restart a worker
+        # pass the same app_id within the run.
+        "NEWSFLOW_WORKER_APP_ID": f"{app_id}-{RUN_ID}",
         "NEWSFLOW_WORKER_METRICS_PORT": "0",
         "NEWSFLOW_WORKER_DATA_DIR": str(log_path.parent / f"data-{app_id}"),
         "NEWSFLOW_WORKER_BATCH_SECONDS": "0.2",

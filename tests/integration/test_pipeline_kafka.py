@@ -11,11 +11,17 @@ from tests.conftest import FIXTURES, SEEDS
 from tests.integration.kafka_helpers import produce_files, read_records, send_raw, worker_process
 
 
-def test_seeds_come_out_enriched_keyed_by_article_id(kafka: KafkaSettings, worker_log: Path):
+def test_seeds_come_out_enriched_keyed_by_article_id_in_one_story(kafka: KafkaSettings, worker_log: Path):
     with worker_process(kafka, worker_log, "it-seeds") as worker:
         ids = produce_files(kafka, [SEEDS])
         records = read_records(kafka, kafka.topic_enriched, want=2, worker=worker)
+        stories = read_records(kafka, kafka.topic_stories, want=2, worker=worker)
     assert len(ids) == 2
+    assert len({r["story_id"] for _, r in records}) == 1
+    assert all(r["duplicate_of"] is None for _, r in records)
+    latest = stories[-1][1]  # compacted topic: the last record per key is the story's state
+    assert schema_errors("story", latest) == []
+    assert sorted(latest["members"]) == sorted(ids) and latest["member_count"] == 2
     assert sorted(k for k, _ in records) == sorted(ids)
     for key, record in records:
         assert schema_errors("enriched-article", record) == []

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from newsflow.pipeline.dedup import (
+    DedupOptions,
+    StoryFeatures,
+    StoryIndex,
+    article_features,
+    estimated_containment,
+)
+from newsflow.pipeline.entities import EntityTagger
+from newsflow.pipeline.extract import extract_article
+from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source
+
+BRIDGE = (
+    "The Old Harbour Bridge reopened to traffic on Friday, ending a repair that closed the city's oldest "
+    "crossing for more than two years and cost nearly twice the estimate.\n"
+    "Mayor Ellen Brooks cut the ribbon in front of commuters, engineers and residents of the harbour district.\n"
+    '"This bridge has joined the two halves of our city for a hundred and twelve years," Brooks said.\n'
+    "Inspectors found corrosion in the deck supports in 2022 and a second damaged pier in 2023.\n"
+    "Traders on Quay Street said the closure had cost them much of their passing trade."
+)
+BRIDGE_OTHER_OUTLET = (
+    "Commuters crossed the harbour bridge again on Friday after Mayor Ellen Brooks reopened it.\n"
+    '"This bridge has joined the two halves of our city for a hundred and twelve years," the mayor told the crowd.\n'
+    "The repair of the Old Harbour Bridge ran a year late after a damaged pier was found, the council said."
+)
+ELECTION = (
+    "Voters in the northern province elect a new regional parliament on Sunday, with the governing party "
+    "trailing the opposition in every poll.\n"
+    "Turnout was expected to be high after a campaign dominated by rising energy prices and housing."
+)
+
+
+def article(article_id: str, text: str, outlet: str, when: str = "2025-03-14T09:00:00Z") -> CleanArticle:
+    raw = RawArticle(article_id, text.encode(), Source(f"{article_id}.txt", outlet, "text/plain", when))
+    result = extract_article(raw)
+    assert isinstance(result, CleanArticle)
+    return result
+
+
+@pytest.fixture(scope="module")
+def tagger() -> EntityTagger:
+    return EntityTagger()
+
+
+def features(tagger: EntityTagger, a: CleanArticle) -> StoryFeatures:
+    (entities,) = tagger.tag_batch([a])
+    return article_features(a, entities)
+
+
+def test_second_outlet_joins_existing_story(tagger):
+    index = StoryIndex()
+    first = index.assign(features(tagger, article("a1", BRIDGE, "harbourtimes")))
+    second = index.assign(features(tagger, article("b1", BRIDGE_OTHER_OUTLET, "valleypost")))
+    assert first.is_new_story and not second.is_new_story
+    assert second.story_id == first.story_id
+    assert second.duplicate_of is None
+    assert index.stories[first.story_id].outlets == ["harbourtimes", "valleypost"]
+
+
+def test_unrelated_article_starts_its_own_story(tagger):
+    index = StoryIndex()
+    bridge = index.assign(features(tagger, article("a1", BRIDGE, "harbourtimes")))
+    election = index.assign(features(tagger, article("c1", ELECTION, "valleypost")))
+    assert election.is_new_story and election.story_id != bridge.story_id
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "Wire copy. " + BRIDGE + "\nFollow us for more local news.",  # other boilerplate
+        "\n".join(BRIDGE.split("\n")[:3]),  # truncated
+        "\n".join(BRIDGE.split("\n")[::-1]),  # paragraphs reordered
+        BRIDGE.replace("Friday", "Saturday").replace("twice", "three times"),  # light edits
+    ],
+    ids=["boilerplate", "truncated", "reordered", "edited"],
+)
+def test_republished_copy_points_to_the_first_seen_article(tagger, variant):
+    index = StoryIndex()
+    original = index.assign(features(tagger, article("a1", BRIDGE, "harbourtimes")))
+    copy = index.assign(features(tagger, article("w1", variant, "wire")))
+    assert copy.duplicate_of == "a1"
+    assert copy.story_id == original.story_id
+    assert copy.duplicate_similarity is not None and copy.duplicate_similarity >= 0.7
+
+
+def test_copy_of_a_copy_points_to_the_original(tagger):
+    index = StoryIndex()
+    index.assign(features(tagger, article("a1", BRIDGE, "harbourtimes")))
+    index.assign(features(tagger, article("w1", "Wire. " + BRIDGE, "wire")))
+    again = index.assign(features(tagger, article("w2", "Reprint. " + BRIDGE + "\nEnd.", "other")))
+    assert again.duplicate_of == "a1"
+
+
+def test_independent_report_is_not_a_copy(tagger):
+    a = features(tagger, article("a1", BRIDGE, "harbourtimes"))
+    b = features(tagger, article("b1", BRIDGE_OTHER_OUTLET, "valleypost"))
+    assert estimated_containment(a, b) < 0.5
+
+
+def test_redelivered_article_gets_the_same_answer(tagger):
+    index = StoryIndex()
+    f = features(tagger, article("a1", BRIDGE, "harbourtimes"))
+    assert index.assign(f) == index.assign(f)
+    assert len(index) == 1 and len(index.stories) == 1
+
+
+def test_stories_outside_the_window_are_not_joined_and_expire(tagger):
+    index = StoryIndex(DedupOptions(window_hours=72))
+    old = index.assign(features(tagger, article("a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z")))
+    late = index.assign(
+        features(tagger, article("b1", BRIDGE_OTHER_OUTLET, "valleypost", "2025-03-14T09:00:00Z"))
+    )
+    assert late.story_id != old.story_id
+    assert old.story_id not in index.stories and "a1" not in index.articles
+    assert index.expired_articles == ["a1"]
+
+
+def test_restore_rebuilds_an_index_that_decides_the_same(tagger):
+    arts = [
+        article("a1", BRIDGE, "harbourtimes"),
+        article("c1", ELECTION, "valleypost"),
+        article("w1", "Wire. " + BRIDGE, "wire"),
+    ]
+    live = StoryIndex()
+    decided = [(f, live.assign(f)) for f in (features(tagger, a) for a in arts)]
+    rebuilt = StoryIndex()
+    for f, decision in decided:
+        rebuilt.restore(StoryFeatures.from_dict(f.as_dict()), decision)
+    newcomer = features(tagger, article("b1", BRIDGE_OTHER_OUTLET, "valleypost"))
+    assert rebuilt.assign(newcomer) == live.assign(newcomer)
+
+
+def test_features_round_trip_through_json_dicts(tagger):
+    f = features(tagger, article("a1", BRIDGE, "harbourtimes"))
+    assert StoryFeatures.from_dict(f.as_dict()) == f
+
+
+def test_seeds_are_one_story_and_not_copies(tagger, seed_raws):
+    arts = [extract_article(r) for r in seed_raws]
+    assert all(isinstance(a, CleanArticle) for a in arts)
+    index = StoryIndex()
+    first, second = (index.assign(features(tagger, a)) for a in arts)  # type: ignore[arg-type]
+    assert second.story_id == first.story_id
+    assert first.duplicate_of is None and second.duplicate_of is None
+
+
+def test_articles_without_entities_still_group_by_terms():
+    a = article("a1", BRIDGE, "harbourtimes")
+    b = article("b1", BRIDGE_OTHER_OUTLET, "valleypost")
+    empty = EntityResult((), "skipped_language", "none")
+    index = StoryIndex()
+    first = index.assign(article_features(a, empty))
+    second = index.assign(article_features(replace(b), empty))
+    assert second.story_id == first.story_id
