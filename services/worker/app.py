@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+import aiokafka
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CollectorRegistry
 
 from newsflow import __version__
@@ -44,7 +46,7 @@ from newsflow.worker.settings import WorkerSettings
 
 log = logging.getLogger("newsflow.worker")
 
-LAG_INTERVAL_SECONDS = 10.0
+LAG_INTERVAL_SECONDS = 5.0
 
 
 def _received_seconds_ago(received_at: str) -> float | None:
@@ -69,7 +71,14 @@ class WorkerApp:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics: WorkerMetrics = create_metrics(self.registry)
-        self.metrics.build_info.info({"version": __version__, "faust": faust.__version__})
+        self.metrics.build_info.info(
+            {
+                "version": __version__,
+                "faust": faust.__version__,
+                "aiokafka": aiokafka.__version__,
+                "ner_model": settings.ner_model,
+            }
+        )
         started = time.perf_counter()
         tagger = EntityTagger(
             settings.ner_model, max_chars=settings.ner_max_chars, batch_size=settings.batch_size
@@ -105,6 +114,8 @@ class WorkerApp:
             consumer_auto_offset_reset="earliest",
             web_enabled=False,
         )
+        # Faust's own sensors (events, commits, rebalances, table operations) in the same registry.
+        self.app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(self.registry, "newsflow_faust"))
         self.raw_topic = self.app.topic(kafka.topic_raw, key_type=bytes, value_type=bytes)
         self.features_topic = self.app.topic(kafka.topic_features, key_type=bytes, value_type=bytes)
         self.enriched_topic = self.app.topic(kafka.topic_enriched, key_type=bytes, value_type=bytes)

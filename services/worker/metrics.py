@@ -6,7 +6,7 @@ topic and partition from the topic layout; no article ids, no outlet names.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -31,7 +31,24 @@ class WorkerMetrics(NamedTuple):
     dedup_stories_open: Gauge
 
 
+# Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
+# a (re)start is seen instead of the series appearing with its first value already counted.
+INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
+    "messages": [("decode", "in"), ("dedup", "in"), ("output", "out")],
+    "dedup_decisions": [("new_story",), ("joined_story",), ("copy",)],
+}
+
+
 def create_metrics(registry: CollectorRegistry) -> WorkerMetrics:
+    metrics = _declare(registry)
+    for name, label_sets in INITIAL_SERIES.items():
+        family: Any = getattr(metrics, name)
+        for labels in label_sets:
+            family.labels(*labels)
+    return metrics
+
+
+def _declare(registry: CollectorRegistry) -> WorkerMetrics:
     return WorkerMetrics(
         messages=Counter(
             "newsflow_worker_messages_total",
