@@ -10,12 +10,14 @@ same NEWSFLOW_WORKER_APP_ID (and, with rocksdb://, their own NEWSFLOW_WORKER_DAT
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.topics import create_topics, topic_specs
 from newsflow.worker.app import WorkerApp
 from newsflow.worker.settings import WorkerSettings
 
@@ -36,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     registry = CollectorRegistry()
     worker_app = WorkerApp(kafka, settings, registry)
+    try:
+        asyncio.run(create_topics(kafka, topic_specs(kafka) + worker_app.changelog_topics()))
+    except TimeoutError as exc:
+        sys.stderr.write(f"newsflow-worker: error: {exc}\n")
+        return 1
     if settings.metrics_port:
         try:
             start_http_server(settings.metrics_port, registry=registry)

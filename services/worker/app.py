@@ -32,6 +32,7 @@ from newsflow.pipeline.extract import ExtractOptions
 from newsflow.pipeline.records import (
     RawArticle,
     Rejection,
+    StoryAssignment,
     assignment_dict,
     assignment_from_dict,
     dead_letter_record,
@@ -41,6 +42,7 @@ from newsflow.pipeline.records import (
     with_story,
 )
 from newsflow.settings import KafkaSettings
+from newsflow.topics import TopicSpec
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
 
@@ -138,6 +140,18 @@ class WorkerApp:
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
+    def changelog_topics(self) -> list[TopicSpec]:
+        """Return the tables' changelog topics, which the worker creates before Faust starts.
+
+        Faust would create them itself, but a topic created while the consumer is already
+        running may be missing from its metadata for a while, and a table write then fails.
+        """
+        compact = {"cleanup.policy": "compact"}
+        return [
+            TopicSpec(f"{self.settings.app_id}-{table.name}-changelog", int(table.partitions or 1), compact)
+            for table in (self.boilerplate_table, self.dedup_table)
+        ]
+
     # -- shared -------------------------------------------------------------------------------
 
     async def _dead_letter(self, rejection: Rejection, event: Any) -> None:
@@ -233,6 +247,18 @@ class WorkerApp:
             len(self.index),
             len(self.index.stories),
         )
+
+    def _assign(self, features: StoryFeatures, offset: int) -> StoryAssignment:
+        started = time.perf_counter()
+        assignment = self.index.assign(features)
+        self.metrics.stage_seconds.labels("dedup").observe(time.perf_counter() - started)
+        self.dedup_table[features.article_id] = jsonio.dumps(
+            {"seq": offset, "features": features.as_dict(), "assignment": assignment_dict(assignment)}
+        )
+        for expired in self.index.expired_articles:
+            self.dedup_table.pop(expired, None)
+        self.index.expired_articles.clear()
+        return assignment
 
     async def _dedup_agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         m = self.metrics
