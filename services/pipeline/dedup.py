@@ -42,6 +42,8 @@ ENTITY_TYPE_WEIGHT = {"PER": 1.0, "ORG": 1.0, "LOC": 1.0, "MISC": 0.6}
 NORP_WEIGHT = 0.4
 MAX_TERMS = 40
 LEAD_WORDS = 30
+# Outlets reproduce quotes verbatim; six words in a row rule out stock phrases ("we will not let").
+QUOTE_SHINGLE_WORDS = 6
 MAX_ENTITIES = 20
 MAX_QUOTE_SHINGLES = 64
 # Words of at least this Zipf frequency (about "said", "year") carry no topical weight.
@@ -148,8 +150,9 @@ def article_features(article: CleanArticle, entities: EntityResult | None) -> St
     quote_shingles: set[int] = set()
     for m in _QUOTE.finditer(text):
         q = words(m.group(1))
-        if len(q) >= 6:
-            quote_shingles.update(_stable_hash(" ".join(q[i : i + 4])) for i in range(len(q) - 3))
+        if len(q) >= QUOTE_SHINGLE_WORDS:
+            n = QUOTE_SHINGLE_WORDS
+            quote_shingles.update(_stable_hash(" ".join(q[i : i + n])) for i in range(len(q) - n + 1))
     quotes = frozenset(sorted(quote_shingles)[:MAX_QUOTE_SHINGLES])
     shingles = shingle_set(tokens)
     mh = MinHash(num_perm=NUM_PERM, seed=7, scheme=MINHASH_SCHEME)
@@ -260,7 +263,13 @@ def story_similarity(f: StoryFeatures, story: Story) -> float:
     """
     term_sim = cosine(f.terms, story.terms)
     entity_sim = cosine(f.entities, story.entities)
-    quote_sim = min(1.0, len(f.quotes & story.quotes) / 3)
+    # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
+    # shared shingles is a stock phrase.
+    quote_sim = 1.0 if len(f.quotes & story.quotes) >= 3 else 0.0
+    if f.entities and story.entities and not entity_sim and not quote_sim:
+        # Two reports of one event name some of the same people, places or organisations;
+        # shared vocabulary alone is a shared topic (two budget overruns), not a shared event.
+        return 0.0
     return min(1.0, 0.5 * term_sim + 0.5 * entity_sim + 0.3 * quote_sim)
 
 
@@ -377,7 +386,8 @@ class StoryIndex:
         while self._by_age and self._by_age[0][0] < horizon:
             last_seen, sid = heapq.heappop(self._by_age)
             story = self.stories.get(sid)
-            if story is not None and story.last_seen == last_seen and last_seen:
+            # Several heap entries may describe one story; only an unchanged, unseen one expires.
+            if story is not None and story.last_seen == last_seen and last_seen and sid not in old:
                 old.append(sid)
         for sid in old:
             story = self.stories.pop(sid)

@@ -120,6 +120,17 @@ def test_stories_outside_the_window_are_not_joined_and_expire(tagger):
     assert index.expired_articles == ["a1"]
 
 
+def test_a_story_with_several_members_of_one_day_expires_once(tagger):
+    index = StoryIndex(DedupOptions(window_hours=72))
+    for i in range(3):  # same story, same timestamp: three entries in the age heap
+        index.assign(
+            features(tagger, article(f"a{i}", BRIDGE + f"\nUpdate {i}.", f"o{i}", "2025-03-01T09:00:00Z"))
+        )
+    index.assign(features(tagger, article("c1", ELECTION, "valleypost", "2025-03-14T09:00:00Z")))
+    assert sorted(index.expired_articles) == ["a0", "a1", "a2"]
+    assert len(index.stories) == 1
+
+
 def test_restore_rebuilds_an_index_that_decides_the_same(tagger):
     arts = [
         article("a1", BRIDGE, "harbourtimes"),
