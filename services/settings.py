@@ -81,6 +81,11 @@ class KafkaSettings:
         "NEWSFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:19092", "Kafka bootstrap servers, host:port[,...]"
     )
     topic_raw: str = env("NEWSFLOW_TOPIC_RAW", "newsflow.articles.raw", "topic of raw article files")
+    topic_by_outlet: str = env(
+        "NEWSFLOW_TOPIC_BY_OUTLET",
+        "newsflow.articles.by-outlet",
+        "raw articles re-keyed by outlet (internal)",
+    )
     topic_enriched: str = env("NEWSFLOW_TOPIC_ENRICHED", "newsflow.articles.enriched", "output topic")
     topic_dead_letter: str = env(
         "NEWSFLOW_TOPIC_DEAD_LETTER", "newsflow.articles.dead-letter", "rejected inputs with reason and bytes"

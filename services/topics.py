@@ -35,6 +35,9 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
     """Return every topic the pipeline needs, with its partition count and config."""
     return [
         TopicSpec(kafka.topic_raw, kafka.raw_partitions, {}),
+        # Same partition count as the learned-boilerplate table: an outlet's articles and its
+        # table entry live on the same partition, owned by one worker.
+        TopicSpec(kafka.topic_by_outlet, kafka.raw_partitions, {}),
         TopicSpec(kafka.topic_enriched, kafka.raw_partitions, {}),
         TopicSpec(kafka.topic_dead_letter, 1, {"retention.ms": str(DEAD_LETTER_RETENTION_MS)}),
         # One partition: the dedup stage is a single writer, so its decisions never depend on

@@ -46,7 +46,8 @@ class Enricher:
             "truncated",
             "not_article",
         ):
-            result = with_outlet_boilerplate_removed(result, self.boilerplate)
+            # Keyed by the outlet the message was routed by (an envelope may rename it later).
+            result = with_outlet_boilerplate_removed(result, self.boilerplate, raw.source.outlet)
         self.on_stage_time("extract", time.perf_counter() - started)
         return result
 

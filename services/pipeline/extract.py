@@ -205,9 +205,11 @@ def extract_article(raw: RawArticle, options: ExtractOptions | None = None) -> C
     return replace(article, language=identify_language(article.text))
 
 
-def with_outlet_boilerplate_removed(article: CleanArticle, model: BoilerplateModel) -> CleanArticle:
+def with_outlet_boilerplate_removed(
+    article: CleanArticle, model: BoilerplateModel, outlet: str | None = None
+) -> CleanArticle:
     """Return the article without the lines its outlet repeats across articles (and teach the model)."""
-    text, dropped = model.clean(article.source.outlet, article.text)
+    text, dropped = model.clean(outlet or article.source.outlet, article.text)
     if not dropped:
         return article
     text = normalize_text(text)

@@ -1,11 +1,13 @@
 """The Faust app: topics, tables and agents. Agents only decode, call pipeline stages, send and count.
 
 Topology:
-  raw (N partitions) --clean agent, batched--> features (1 partition) --dedup agent--> enriched
-                                                                                     +-> stories (compacted)
+  raw (N, keyed by article) --route--> by-outlet (N, keyed by outlet) --clean agent, batched-->
+  features (1 partition) --dedup agent--> enriched  +  stories (compacted)
   anything unusable, at any step --> dead-letter
 
-Per-article work (extraction, NER, signatures) runs in parallel over the raw partitions; the dedup
+Re-keying by outlet puts an outlet's articles and its learned-boilerplate table entry on one
+partition, so one worker owns both. Per-article work (extraction, NER, signatures) runs in
+parallel over the partitions; the dedup
 decision has a single writer (the one features partition), so grouping never depends on how
 articles were spread over partitions and workers. Its state is a changelog-backed table.
 """
@@ -30,6 +32,8 @@ from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions
 from newsflow.pipeline.records import (
+    H_ARTICLE_ID,
+    H_OUTLET,
     RawArticle,
     Rejection,
     StoryAssignment,
@@ -119,23 +123,32 @@ class WorkerApp:
         # Faust's own sensors (events, commits, rebalances, table operations) in the same registry.
         self.app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(self.registry, "newsflow_faust"))
         self.raw_topic = self.app.topic(kafka.topic_raw, key_type=bytes, value_type=bytes)
+        self.by_outlet_topic = self.app.topic(kafka.topic_by_outlet, key_type=bytes, value_type=bytes)
         self.features_topic = self.app.topic(kafka.topic_features, key_type=bytes, value_type=bytes)
         self.enriched_topic = self.app.topic(kafka.topic_enriched, key_type=bytes, value_type=bytes)
         self.stories_topic = self.app.topic(kafka.topic_stories, key_type=bytes, value_type=bytes)
         self.dead_letter_topic = self.app.topic(kafka.topic_dead_letter, key_type=bytes, value_type=bytes)
-        self.boilerplate_table = self.app.GlobalTable(
+        # Learned boilerplate per outlet. A GlobalTable would give every worker all outlets, but
+        # a worker starting while its changelog holds data never starts its streams (faust
+        # 0.15.3); a partitioned table co-partitioned with the by-outlet topic has no such issue.
+        self.boilerplate_table = self.app.Table(
             "boilerplate",
             key_type=str,
             value_type=bytes,
             partitions=kafka.raw_partitions,
-            # Keyed by outlet while the stream is keyed by article: place keys by hash, not by
-            # the partition of the event being processed.
+            # Written from batches (no current event): place keys by hash, which is also how
+            # the route agent's producer placed the outlet's messages.
             use_partitioner=True,
+            # Faust's RocksDB store cannot place writes without a current event; the state is
+            # small and bounded, so it is rebuilt from its changelog at start. (A host is needed:
+            # Faust tests the URL's truth, and yarl's URL("memory://") is falsy.)
+            store="memory://boilerplate",
         )
         # One entry per indexed article: its features, decision and position in the features
         # topic, from which the in-memory index is rebuilt in the original order.
         self.dedup_table = self.app.Table("dedup-articles", key_type=str, value_type=bytes, partitions=1)
-        self.app.agent(self.raw_topic, name="clean")(self._clean_agent)
+        self.app.agent(self.raw_topic, name="route")(self._route_agent)
+        self.app.agent(self.by_outlet_topic, name="clean")(self._clean_agent)
         self.app.agent(self.features_topic, name="dedup")(self._dedup_agent)
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -156,11 +169,14 @@ class WorkerApp:
 
     async def _dead_letter(self, rejection: Rejection, event: Any) -> None:
         m = self.metrics
-        record = dead_letter_record(rejection, event.value or b"", event.key, _headers_text(event.headers))
-        await self.dead_letter_topic.send(key=event.key, value=jsonio.dumps(record))
+        headers = _headers_text(event.headers)
+        # After routing, the message key is the outlet; the article's own key is in its header.
+        key = headers[H_ARTICLE_ID].encode() if H_ARTICLE_ID in headers else event.key
+        record = dead_letter_record(rejection, event.value or b"", key, headers)
+        await self.dead_letter_topic.send(key=key, value=jsonio.dumps(record))
         m.dead_letters.labels(rejection.stage, rejection.reason).inc()
         m.messages.labels(rejection.stage, "rejected").inc()
-        log.warning("dead-lettered %r: %s (%s)", event.key, rejection.reason, rejection.detail)
+        log.warning("dead-lettered %r: %s (%s)", key, rejection.reason, rejection.detail)
 
     async def _report_lag(self) -> None:
         consumer: Any = self.app.consumer
@@ -176,7 +192,23 @@ class WorkerApp:
         # get it back rather than trust an index that missed its decisions.
         self._index_stale = True
 
-    # -- clean: raw -> features -----------------------------------------------------------------
+    # -- route: raw -> by-outlet -----------------------------------------------------------------
+
+    async def _route_agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            self.metrics.messages.labels("decode", "in").inc()
+            headers = _headers_text(event.headers)
+            outlet = headers.get(H_OUTLET) or "unknown"
+            if H_ARTICLE_ID not in headers and event.key:
+                # The key is about to become the outlet: keep the article id in a header.
+                headers[H_ARTICLE_ID] = event.key.decode(errors="replace")
+            # The bytes travel unchanged; the key becomes the outlet.
+            await self.by_outlet_topic.send(
+                key=outlet.encode(), value=event.value, headers=[(k, v.encode()) for k, v in headers.items()]
+            )
+            yield None
+
+    # -- clean: by-outlet -> features -------------------------------------------------------------
 
     def _sync_boilerplate(self, outlet: str) -> None:
         model = self.enricher.boilerplate
@@ -195,8 +227,7 @@ class WorkerApp:
             m.batch_size.labels("clean").observe(len(events))
             raws: list[tuple[Any, RawArticle]] = []
             for event in events:
-                m.messages.labels("decode", "in").inc()
-                raw = raw_from_message(event.key, event.value, event.headers)
+                raw = raw_from_message(None, event.value, event.headers)
                 if isinstance(raw, Rejection):
                     await self._dead_letter(raw, event)
                 else:
@@ -205,8 +236,14 @@ class WorkerApp:
             for (event, _), result in zip(raws, self._enrich([r for _, r in raws]), strict=True):
                 if isinstance(result, Rejection):
                     await self._dead_letter(result, event)
-                else:
+                    continue
+                try:
                     await self._send_features(result)
+                except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
+                    log.exception("sending features of %s failed", result.article.article_id)
+                    await self._dead_letter(
+                        Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"), event
+                    )
             yield None
 
     def _enrich(self, raws: list[RawArticle]) -> list[Enriched | Rejection]:

@@ -39,7 +39,14 @@ def test_every_variable_compose_sets_is_read_by_the_code():
 def test_compose_topics_are_the_code_defaults():
     defaults = KafkaSettings()
     env = compose_config()["services"]["worker"]["environment"]
-    for field in ("topic_raw", "topic_enriched", "topic_dead_letter", "topic_features", "topic_stories"):
+    for field in (
+        "topic_raw",
+        "topic_by_outlet",
+        "topic_enriched",
+        "topic_dead_letter",
+        "topic_features",
+        "topic_stories",
+    ):
         assert env[f"NEWSFLOW_{field.upper()}"] == getattr(defaults, field)
 
 

@@ -47,6 +47,7 @@ def unique_kafka(partitions: int = 4) -> KafkaSettings:
     return replace(
         base,
         topic_raw=f"{base.topic_raw}.{suffix}",
+        topic_by_outlet=f"{base.topic_by_outlet}.{suffix}",
         topic_enriched=f"{base.topic_enriched}.{suffix}",
         topic_dead_letter=f"{base.topic_dead_letter}.{suffix}",
         topic_features=f"{base.topic_features}.{suffix}",
@@ -68,6 +69,7 @@ def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
     return {
         "NEWSFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "NEWSFLOW_TOPIC_RAW": kafka.topic_raw,
+        "NEWSFLOW_TOPIC_BY_OUTLET": kafka.topic_by_outlet,
         "NEWSFLOW_TOPIC_ENRICHED": kafka.topic_enriched,
         "NEWSFLOW_TOPIC_DEAD_LETTER": kafka.topic_dead_letter,
         "NEWSFLOW_TOPIC_FEATURES": kafka.topic_features,
