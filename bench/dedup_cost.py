@@ -1,0 +1,107 @@
+"""State size and lookup latency of the dedup index at growing sizes (synthetic articles).
+
+    python bench/dedup_cost.py [--sizes 10000 100000] [--record]
+
+Each synthetic article has the shape of a real one (40 weighted terms from a 50k-word vocabulary,
+10 entities from a 20k-name pool, 64-value MinHash, a few quote shingles) and its own story, all
+inside one window. Reported: serialized state per article (the changelog table value) and the
+process memory per article, and p50/p99 of `StoryIndex.assign` measured on 1,000 further articles
+after the index is filled. Baseline: a linear scan over the same stories (on the first 2,000),
+which is what the inverted index and LSH avoid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import record  # noqa: E402
+from newsflow.pipeline import jsonio  # noqa: E402
+from newsflow.pipeline.dedup import NUM_PERM, StoryFeatures, StoryIndex, story_similarity  # noqa: E402
+from newsflow.pipeline.records import assignment_dict  # noqa: E402
+
+
+def synthetic(i: int, rng: random.Random) -> StoryFeatures:
+    terms = {f"w{rng.randrange(50_000)}": rng.random() for _ in range(40)}
+    ents = {f"e{rng.randrange(20_000)}": rng.random() for _ in range(10)}
+    return StoryFeatures(
+        article_id=f"a{i}",
+        outlet=f"o{i % 50}",
+        timestamp=1_741_000_000 + i,
+        title=f"headline {i}",
+        terms=terms,
+        entities=ents,
+        quotes=frozenset(rng.getrandbits(63) for _ in range(6)),
+        signature=tuple(int(x) for x in np.random.default_rng(i).integers(0, 2**32, NUM_PERM)),
+        shingle_count=400,
+    )
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(n: int) -> tuple[float, float, float, float]:
+    rng = random.Random(n)
+    index = StoryIndex()
+    before = rss_mib()
+    state_bytes = 0
+    for i in range(n):
+        f = synthetic(i, rng)
+        a = index.assign(f)
+        if i < 2000:
+            state_bytes += len(jsonio.dumps({"seq": i, "features": f.as_dict(), "assignment": assignment_dict(a)}))
+    mem_per_article = (rss_mib() - before) * 1024 * 1024 / n
+    lat = []
+    for i in range(n, n + 1000):
+        f = synthetic(i, rng)
+        t = time.perf_counter()
+        index.assign(f)
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    return state_bytes / min(n, 2000), mem_per_article, lat[500] * 1000, lat[989] * 1000
+
+
+def linear_scan_ms(n: int = 2000) -> float:
+    rng = random.Random(0)
+    index = StoryIndex()
+    for i in range(n):
+        index.assign(synthetic(i, rng))
+    f = synthetic(n + 1, rng)
+    t = time.perf_counter()
+    for story in index.stories.values():
+        story_similarity(f, story)
+    return (time.perf_counter() - t) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    rows = ["| indexed articles | state bytes/article (table value, JSON) | memory bytes/article | assign p50 ms | assign p99 ms |",
+            "|---|---|---|---|---|"]
+    for n in args.sizes:
+        state, mem, p50, p99 = measure(n)
+        rows.append(f"| {n:,} | {state:,.0f} | {mem:,.0f} | {p50:.2f} | {p99:.2f} |")
+        print(rows[-1], flush=True)
+    scan = linear_scan_ms()
+    report = "\n".join([*rows, "", f"baseline: linear scan of 2,000 stories per lookup {scan:.1f} ms"])
+    print(report)
+    if args.record:
+        record("Dedup state and lookup cost", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# make bench: every benchmark on the shared data, results appended to bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-../shared/data}
+scripts/bootstrap.sh
+.venv/bin/python bench/extraction_eval.py "$data" --record
+OMP_NUM_THREADS=1 .venv/bin/python bench/ner_bench.py "$data" --record
+.venv/bin/python bench/story_eval.py "$data" --record
+.venv/bin/python bench/dedup_cost.py --record
