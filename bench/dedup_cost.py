@@ -60,7 +60,9 @@ def measure(n: int) -> tuple[float, float, float, float]:
         f = synthetic(i, rng)
         a = index.assign(f)
         if i < 2000:
-            state_bytes += len(jsonio.dumps({"seq": i, "features": f.as_dict(), "assignment": assignment_dict(a)}))
+            state_bytes += len(
+                jsonio.dumps({"seq": i, "features": f.as_dict(), "assignment": assignment_dict(a)})
+            )
     mem_per_article = (rss_mib() - before) * 1024 * 1024 / n
     lat = []
     for i in range(n, n + 1000):
@@ -85,12 +87,16 @@ def linear_scan_ms(n: int = 2000) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    rows = ["| indexed articles | state bytes/article (table value, JSON) | memory bytes/article | assign p50 ms | assign p99 ms |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| indexed articles | state bytes/article (table value, JSON) | memory bytes/article | assign p50 ms | assign p99 ms |",
+        "|---|---|---|---|---|",
+    ]
     for n in args.sizes:
         state, mem, p50, p99 = measure(n)
         rows.append(f"| {n:,} | {state:,.0f} | {mem:,.0f} | {p50:.2f} | {p99:.2f} |")

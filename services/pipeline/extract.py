@@ -14,7 +14,7 @@ from newsflow.pipeline import jsonio
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection, Source
-from newsflow.pipeline.textclean import BoilerplateModel, apply_rules, normalize_text
+from newsflow.pipeline.textclean import BoilerplateModel, CleanResult, apply_rules, normalize_text
 
 STAGE = "extract"
 
@@ -97,24 +97,35 @@ def _authors(value: Any) -> tuple[str, ...]:
     return tuple(a.strip() for a in str(value).split(";") if a.strip())
 
 
+def _article(
+    raw: RawArticle, method: str, cleaned: CleanResult, encoding: str, options: ExtractOptions, **meta: Any
+) -> CleanArticle:
+    """Return the CleanArticle for cleaned text, with its extraction record and any metadata."""
+    text, truncated = _truncate(cleaned.text, options.max_text_chars)
+    extraction = Extraction(
+        method=method,
+        status=_status(text, truncated, options),
+        input_bytes=len(raw.payload),
+        encoding=encoding,
+        boilerplate_removed=cleaned.removed_total,
+    )
+    return CleanArticle(
+        article_id=raw.article_id, source=raw.source, text=text, extraction=extraction, **meta
+    )
+
+
 def _from_html(
     raw: RawArticle, html: str, encoding: str, url: str | None, options: ExtractOptions
 ) -> CleanArticle:
     meta = extract_html(html, url, options)
     # The headline is metadata, not body: lines repeating it go (apply_rules' title argument).
     cleaned = apply_rules(meta.get("text") or "", from_markup=True, title=meta.get("title"))
-    text, truncated = _truncate(cleaned.text, options.max_text_chars)
-    return CleanArticle(
-        article_id=raw.article_id,
-        source=raw.source,
-        text=text,
-        extraction=Extraction(
-            method="trafilatura",
-            status=_status(text, truncated, options),
-            input_bytes=len(raw.payload),
-            encoding=encoding,
-            boilerplate_removed=cleaned.removed_total,
-        ),
+    return _article(
+        raw,
+        "trafilatura",
+        cleaned,
+        encoding,
+        options,
         title=meta.get("title") or None,
         authors=_authors(meta.get("author")),
         published=meta.get("date") or None,
@@ -125,20 +136,8 @@ def _from_html(
 
 
 def _from_text(raw: RawArticle, text: str, encoding: str, options: ExtractOptions) -> CleanArticle:
-    cleaned = apply_rules(normalize_text(text))
-    body, truncated = _truncate(cleaned.text, options.max_text_chars)
-    return CleanArticle(
-        article_id=raw.article_id,
-        source=raw.source,
-        text=body,
-        extraction=Extraction(
-            method="plaintext",
-            status=_status(body, truncated, options),
-            input_bytes=len(raw.payload),
-            encoding=encoding,
-            boilerplate_removed=cleaned.removed_total,
-        ),
-        url=raw.source.url,
+    return _article(
+        raw, "plaintext", apply_rules(normalize_text(text)), encoding, options, url=raw.source.url
     )
 
 
