@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,14 +217,3 @@ class EntityTagger:
                 tuple(build_entities(text, raw, articles[i].title)), "ok", self.model_name
             )
         return [r for r in results if r is not None]
-
-
-def entities_by_key(entities: Sequence[Entity]) -> dict[str, Entity]:
-    return {e.key: e for e in entities}
-
-
-def group_by_label(entities: Sequence[Entity]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for e in entities:
-        out[e.label].append(e.name)
-    return dict(out)

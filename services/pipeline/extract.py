@@ -13,7 +13,7 @@ from trafilatura.settings import use_config
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
-from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection, Source
+from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection
 from newsflow.pipeline.textclean import BoilerplateModel, CleanResult, apply_rules, normalize_text
 
 STAGE = "extract"
@@ -216,8 +216,3 @@ def with_outlet_boilerplate_removed(
         article.extraction, boilerplate_removed=article.extraction.boilerplate_removed + dropped
     )
     return replace(article, text=text, extraction=extraction)
-
-
-def source_for(path: str, outlet: str, content_type: str, received_at: str, url: str | None = None) -> Source:
-    """Convenience constructor used by tests and benches."""
-    return Source(path=path, outlet=outlet, content_type=content_type, received_at=received_at, url=url)
