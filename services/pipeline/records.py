@@ -8,6 +8,7 @@ following the versioned schemas in `schemas/`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -262,13 +263,7 @@ def enriched_record(
 
 
 def assignment_dict(a: StoryAssignment) -> dict[str, Any]:
-    return {
-        "story_id": a.story_id,
-        "duplicate_of": a.duplicate_of,
-        "duplicate_similarity": a.duplicate_similarity,
-        "story_score": a.story_score,
-        "is_new_story": a.is_new_story,
-    }
+    return dataclasses.asdict(a)
 
 
 def assignment_from_dict(d: Mapping[str, Any]) -> StoryAssignment:
