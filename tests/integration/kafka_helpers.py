@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -142,8 +142,13 @@ def read_records(
     want: int,
     timeout: float = RECV_TIMEOUT,
     worker: subprocess.Popen[bytes] | None = None,
+    done: Callable[[list[tuple[str, dict[str, Any]]]], bool] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Read (key, JSON record) pairs from the start of `topic` until `want` have arrived."""
+    """Read (key, JSON record) pairs from the start of `topic` until `want` have arrived.
+
+    `done`, when given, decides instead of the count (e.g. "every article seen at least once").
+    """
+    finished = done or (lambda records: len(records) >= want)
 
     async def run() -> list[tuple[str, dict[str, Any]]]:
         consumer = AIOKafkaConsumer(
@@ -153,7 +158,7 @@ def read_records(
         out: list[tuple[str, dict[str, Any]]] = []
         deadline = time.monotonic() + timeout
         try:
-            while len(out) < want and time.monotonic() < deadline:
+            while not finished(out) and time.monotonic() < deadline:
                 if worker is not None and worker.poll() is not None:
                     raise AssertionError(f"worker exited with {worker.returncode}")
                 for messages in (await consumer.getmany(timeout_ms=500)).values():

@@ -16,6 +16,7 @@ import pytest
 
 from newsflow.settings import KafkaSettings
 from tests.integration.kafka_helpers import (
+    RECV_TIMEOUT,
     ensure_topics,
     produce_files,
     read_records,
@@ -52,12 +53,16 @@ def fresh_kafka() -> KafkaSettings:
 
 
 def wait_all(kafka: KafkaSettings, expected: int, worker: Any) -> dict[str, dict[str, Any]]:
-    by_path: dict[str, dict[str, Any]] = {}
-    for _ in range(20):
-        by_path = latest_by_path(read_records(kafka, kafka.topic_enriched, want=expected, worker=worker))
-        if len(by_path) >= expected:
-            break
-    return by_path
+    """Every article's latest record; a rebalance may emit some twice, so count distinct articles."""
+    records = read_records(
+        kafka,
+        kafka.topic_enriched,
+        want=expected,
+        timeout=2 * RECV_TIMEOUT,
+        worker=worker,
+        done=lambda got: len(latest_by_path(got)) >= expected,
+    )
+    return latest_by_path(records)
 
 
 @contextlib.contextmanager
@@ -108,6 +113,7 @@ def test_grouping_is_the_same_for_one_worker_two_workers_and_a_restart(corpus, t
         produce_files(restarted, files[100:])
         three = wait_all(restarted, len(articles), worker)
 
+    assert len(two) == len(three) == 200
     assert grouping(one) == expected_truth
     assert grouping(two) == grouping(one)
     assert grouping(three) == grouping(one)
