@@ -49,6 +49,7 @@ from newsflow.settings import KafkaSettings
 from newsflow.topics import TopicSpec
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
+from newsflow.worker.transport import App
 
 log = logging.getLogger("newsflow.worker")
 
@@ -106,7 +107,8 @@ class WorkerApp:
         self.index = StoryIndex(self.dedup_options)
         self._index_stale = True
 
-        self.app = faust.App(
+        # Faust's app with a fix for records lost after a rebalance (see worker/transport.py).
+        self.app = App(
             settings.app_id,
             broker=";".join(f"kafka://{b.strip()}" for b in kafka.bootstrap.split(",")),
             store=settings.store,
@@ -312,19 +314,7 @@ class WorkerApp:
                     Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}"), event
                 )
                 continue
-            started = time.perf_counter()
-            assignment = self.index.assign(features)
-            m.stage_seconds.labels("dedup").observe(time.perf_counter() - started)
-            self.dedup_table[features.article_id] = jsonio.dumps(
-                {
-                    "seq": event.message.offset,
-                    "features": features.as_dict(),
-                    "assignment": assignment_dict(assignment),
-                }
-            )
-            for expired in self.index.expired_articles:
-                self.dedup_table.pop(expired, None)
-            self.index.expired_articles.clear()
+            assignment = self._assign(features, event.message.offset)
             decision = (
                 "copy"
                 if assignment.duplicate_of
