@@ -29,8 +29,9 @@ from newsflow.pipeline.records import assignment_dict  # noqa: E402
 
 
 def synthetic(i: int, rng: random.Random) -> StoryFeatures:
-    terms = {f"w{rng.randrange(50_000)}": rng.random() for _ in range(40)}
-    ents = {f"e{rng.randrange(20_000)}": rng.random() for _ in range(10)}
+    # Weights rounded as `article_features` rounds them.
+    terms = {f"w{rng.randrange(50_000)}": round(rng.random(), 3) for _ in range(40)}
+    ents = {f"e{rng.randrange(20_000)}": round(rng.random(), 3) for _ in range(10)}
     return StoryFeatures(
         article_id=f"a{i}",
         outlet=f"o{i % 50}",
@@ -38,7 +39,7 @@ def synthetic(i: int, rng: random.Random) -> StoryFeatures:
         title=f"headline {i}",
         terms=terms,
         entities=ents,
-        quotes=frozenset(rng.getrandbits(63) for _ in range(6)),
+        quotes=frozenset(rng.getrandbits(32) for _ in range(6)),
         signature=tuple(int(x) for x in np.random.default_rng(i).integers(0, 2**32, NUM_PERM)),
         shingle_count=400,
     )

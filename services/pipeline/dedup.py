@@ -14,16 +14,18 @@ stream, so a decision never depends on which articles happened to arrive first.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 import math
 import re
+import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
@@ -41,11 +43,15 @@ SHINGLE_WORDS = 5
 ENTITY_TYPE_WEIGHT = {"PER": 1.0, "ORG": 1.0, "LOC": 1.0, "MISC": 0.6}
 NORP_WEIGHT = 0.4
 MAX_TERMS = 40
+# Longer "words" are run-together URLs, hashes or markup, not vocabulary an event is told in.
+MAX_TERM_CHARS = 24
 LEAD_WORDS = 30
 # Outlets reproduce quotes verbatim; six words in a row rule out stock phrases ("we will not let").
 QUOTE_SHINGLE_WORDS = 6
 MAX_ENTITIES = 20
-MAX_QUOTE_SHINGLES = 64
+# A bottom-k sample of the quote shingles (smallest hashes): two reports of one quotation keep
+# the same shingles in their samples, however many other quotes each article has.
+MAX_QUOTE_SHINGLES = 48
 # Words of at least this Zipf frequency (about "said", "year") carry no topical weight.
 COMMON_ZIPF = 5.5
 
@@ -66,6 +72,11 @@ class StoryFeatures:
     shingle_count: int
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form (the features topic and the dedup table store it, once per article).
+
+        Hashes travel as base64 of fixed-width little-endian integers: 4 bytes per MinHash value
+        and per quote shingle, about half of their decimal text.
+        """
         return {
             "article_id": self.article_id,
             "outlet": self.outlet,
@@ -73,8 +84,8 @@ class StoryFeatures:
             "title": self.title,
             "terms": self.terms,
             "entities": self.entities,
-            "quotes": sorted(self.quotes),
-            "signature": list(self.signature),
+            "quotes": _pack(sorted(self.quotes), "<u4"),
+            "signature": _pack(self.signature, "<u4"),
             "shingle_count": self.shingle_count,
         }
 
@@ -87,10 +98,18 @@ class StoryFeatures:
             title=str(d.get("title") or ""),
             terms={str(k): float(v) for k, v in d["terms"].items()},
             entities={str(k): float(v) for k, v in d["entities"].items()},
-            quotes=frozenset(int(q) for q in d["quotes"]),
-            signature=tuple(int(x) for x in d["signature"]),
+            quotes=frozenset(_unpack(d["quotes"], "<u4")),
+            signature=tuple(_unpack(d["signature"], "<u4")),
             shingle_count=int(d["shingle_count"]),
         )
+
+
+def _pack(values: Any, dtype: str) -> str:
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode()
+
+
+def _unpack(text: str, dtype: str) -> list[int]:
+    return [int(x) for x in np.frombuffer(base64.b64decode(text, validate=True), dtype=dtype)]
 
 
 @lru_cache(maxsize=200_000)
@@ -105,7 +124,8 @@ def idf(word: str) -> float:
 def _normalize(weights: Mapping[str, float], keep: int) -> dict[str, float]:
     top = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
     norm = math.sqrt(sum(v * v for _, v in top)) or 1.0
-    return {k: round(v / norm, 4) for k, v in top if v > 0}
+    # Three decimals: a cosine moves by well under 0.01, and the JSON form is a quarter shorter.
+    return {k: round(v / norm, 3) for k, v in top if v > 0.0005 * norm}
 
 
 def words(text: str) -> list[str]:
@@ -113,7 +133,9 @@ def words(text: str) -> list[str]:
 
 
 def _stable_hash(s: str) -> int:
-    return int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big")
+    # 32 bits: a story keeps at most a few hundred quote hashes, so chance collisions (which
+    # would need three at once to count) are negligible.
+    return int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "big")
 
 
 def shingle_set(tokens: list[str], n: int = SHINGLE_WORDS) -> set[bytes]:
@@ -142,7 +164,9 @@ def article_features(article: CleanArticle, entities: EntityResult | None) -> St
     tf = Counter(tokens)
     # A headline word counts like two body mentions: the headline names the event.
     tf.update(title_tokens * 2)
-    terms = _normalize({w: (1 + math.log(c)) * idf(w) for w, c in tf.items() if len(w) > 2}, MAX_TERMS)
+    terms = _normalize(
+        {w: (1 + math.log(c)) * idf(w) for w, c in tf.items() if 2 < len(w) <= MAX_TERM_CHARS}, MAX_TERMS
+    )
     ents: dict[str, float] = {}
     for e in entities.entities if entities else ():
         weight = NORP_WEIGHT if e.label == "NORP" else ENTITY_TYPE_WEIGHT.get(e.coarse_label, 0.6)
@@ -179,14 +203,33 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-def estimated_containment(a: StoryFeatures, b: StoryFeatures) -> float:
+class _Signed(Protocol):
+    @property
+    def signature(self) -> Sequence[int] | np.ndarray: ...
+    @property
+    def shingle_count(self) -> int: ...
+
+
+def estimated_containment(a: _Signed, b: _Signed) -> float:
     """Return the estimated share of the smaller text's shingles found in the other text."""
     if not a.shingle_count or not b.shingle_count:
         return 0.0
-    sig_a, sig_b = np.asarray(a.signature), np.asarray(b.signature)
-    jaccard = float(np.mean(sig_a == sig_b))
+    jaccard = float(np.mean(np.asarray(a.signature) == np.asarray(b.signature)))
     inter = jaccard * (a.shingle_count + b.shingle_count) / (1 + jaccard)
     return min(1.0, inter / min(a.shingle_count, b.shingle_count))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedArticle:
+    """What the index keeps of an article: enough to find copies of it and to answer again.
+
+    Its terms and entities live on in its story's centroid; keeping only this is what makes an
+    article cost a few hundred bytes of memory instead of kilobytes.
+    """
+
+    signature: np.ndarray
+    shingle_count: int
+    assignment: StoryAssignment
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +293,8 @@ class Story:
 def _merge(centroid: dict[str, float], new: dict[str, float], n: int, keep: int) -> dict[str, float]:
     merged = {k: v * n for k, v in centroid.items()}
     for k, v in new.items():
+        # Interned: open stories share one copy of each word or name, however many use it.
+        k = sys.intern(k)
         merged[k] = merged.get(k, 0.0) + v
     top = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
     return {k: v / (n + 1) for k, v in top}
@@ -283,7 +328,7 @@ class StoryIndex:
     def __init__(self, options: DedupOptions | None = None) -> None:
         self.options = options or DedupOptions()
         self.lsh = MinHashLSH(threshold=self.options.lsh_jaccard, num_perm=NUM_PERM)
-        self.articles: dict[str, tuple[StoryFeatures, StoryAssignment]] = {}
+        self.articles: dict[str, IndexedArticle] = {}
         self.stories: dict[str, Story] = {}
         self.postings: dict[str, set[str]] = {}
         self.story_keys: dict[str, set[str]] = {}
@@ -297,7 +342,8 @@ class StoryIndex:
 
     @staticmethod
     def _postings_keys(f: StoryFeatures) -> set[str]:
-        return {f"e:{k}" for k in f.entities} | {f"t:{k}" for k in list(f.terms)[:15]}
+        keys = [f"e:{k}" for k in f.entities] + [f"t:{k}" for k in list(f.terms)[:15]]
+        return {sys.intern(k) for k in keys}
 
     def _in_window(self, f: StoryFeatures, story: Story) -> bool:
         if not f.timestamp or not story.last_seen:
@@ -313,17 +359,17 @@ class StoryIndex:
         return [self.stories[sid] for sid, _ in ranked if self._in_window(f, self.stories[sid])]
 
     @staticmethod
-    def _minhash(f: StoryFeatures) -> LeanMinHash:
-        return LeanMinHash(seed=7, hashvalues=np.asarray(f.signature, dtype=np.uint32), scheme=MINHASH_SCHEME)
+    def _minhash(signature: np.ndarray) -> LeanMinHash:
+        return LeanMinHash(seed=7, hashvalues=signature, scheme=MINHASH_SCHEME)
 
     def find_copy(self, f: StoryFeatures) -> tuple[str, float] | None:
         """Return (first-seen article id, containment) of the text this one copies, if any."""
         best: tuple[str, float] | None = None
-        for other_id in sorted(self.lsh.query(self._minhash(f))):
+        for other_id in sorted(self.lsh.query(self._minhash(np.asarray(f.signature, dtype=np.uint32)))):
             other = self.articles.get(other_id)
             if other is None or other_id == f.article_id:
                 continue
-            c = estimated_containment(f, other[0])
+            c = estimated_containment(f, other)
             if c >= self.options.copy_containment and (best is None or c > best[1]):
                 best = (other_id, c)
         return best
@@ -342,12 +388,12 @@ class StoryIndex:
         """Decide `duplicate_of` and `story_id` for an article and index it."""
         known = self.articles.get(f.article_id)
         if known is not None:  # a redelivered message gets the same answer
-            return known[1]
+            return known.assignment
         self.expire(max(self.watermark, f.timestamp))
         copy = self.find_copy(f)
         if copy is not None:
             original_id, containment = copy
-            original = self.articles[original_id][1]
+            original = self.articles[original_id].assignment
             first = original.duplicate_of or original_id
             assignment = StoryAssignment(original.story_id, first, containment, None, False)
         else:
@@ -367,8 +413,9 @@ class StoryIndex:
             self.stories[story.story_id] = story
         story.add(f, self.options)
         heapq.heappush(self._by_age, (story.last_seen, story.story_id))
-        self.lsh.insert(f.article_id, self._minhash(f))
-        self.articles[f.article_id] = (f, assignment)
+        signature = np.asarray(f.signature, dtype=np.uint32)
+        self.lsh.insert(f.article_id, self._minhash(signature))
+        self.articles[f.article_id] = IndexedArticle(signature, f.shingle_count, assignment)
         keys = self._postings_keys(f)
         self.story_keys.setdefault(story.story_id, set()).update(keys)
         for key in keys:
