@@ -41,6 +41,7 @@ async def collect(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
+        max_partition_fetch_bytes=kafka.max_message_bytes,
     )
     await consumer.start()
     enriched: dict[str, dict[str, Any]] = {}

@@ -99,3 +99,10 @@ class KafkaSettings:
         "NEWSFLOW_TOPIC_STORIES", "newsflow.stories", "compacted topic, one record per story"
     )
     raw_partitions: int = env("NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics")
+    # Kafka's own default (1 MiB) is below the 5 MB input files the producer accepts; a dead
+    # letter carries its input as base64 (4/3 of the bytes) plus headers.
+    max_message_bytes: int = env(
+        "NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES",
+        8_388_608,
+        "largest message the services send and the topics accept (topic max.message.bytes)",
+    )

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 
@@ -33,18 +34,24 @@ class TopicSpec:
 
 def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
     """Return every topic the pipeline needs, with its partition count and config."""
+    size = message_size_config(kafka)
     return [
-        TopicSpec(kafka.topic_raw, kafka.raw_partitions, {}),
+        TopicSpec(kafka.topic_raw, kafka.raw_partitions, size),
         # Same partition count as the learned-boilerplate table: an outlet's articles and its
         # table entry live on the same partition, owned by one worker.
-        TopicSpec(kafka.topic_by_outlet, kafka.raw_partitions, {}),
-        TopicSpec(kafka.topic_enriched, kafka.raw_partitions, {}),
-        TopicSpec(kafka.topic_dead_letter, 1, {"retention.ms": str(DEAD_LETTER_RETENTION_MS)}),
+        TopicSpec(kafka.topic_by_outlet, kafka.raw_partitions, size),
+        TopicSpec(kafka.topic_enriched, kafka.raw_partitions, size),
+        TopicSpec(kafka.topic_dead_letter, 1, {**size, "retention.ms": str(DEAD_LETTER_RETENTION_MS)}),
         # One partition: the dedup stage is a single writer, so its decisions never depend on
         # how raw articles were spread over partitions and workers.
-        TopicSpec(kafka.topic_features, 1, {}),
-        TopicSpec(kafka.topic_stories, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(kafka.topic_features, 1, size),
+        TopicSpec(kafka.topic_stories, 1, {**size, "cleanup.policy": "compact"}),
     ]
+
+
+def message_size_config(kafka: KafkaSettings) -> dict[str, str]:
+    """Return the topic config that admits messages up to the configured size."""
+    return {"max.message.bytes": str(kafka.max_message_bytes)}
 
 
 async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
@@ -65,7 +72,11 @@ async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
 
 
 async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = None) -> list[str]:
-    """Create missing topics; return the names created (existing ones are left as they are)."""
+    """Create missing topics; return the names created.
+
+    Existing topics keep their partitions (a change would move keys between partitions) but get
+    the configuration of their spec, so an upgrade that raises e.g. the message size applies.
+    """
     await wait_for_broker(kafka.bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
@@ -74,6 +85,7 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
         existing = set(await admin.list_topics())
         for spec in specs or topic_specs(kafka):
             if spec.name in existing:
+                await _apply_config(admin, spec)
                 continue
             try:
                 await admin.create_topics(
@@ -94,10 +106,19 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
     return created
 
 
+async def _apply_config(admin: AIOKafkaAdminClient, spec: TopicSpec) -> None:
+    # AlterConfigs sets the whole topic config: keys missing from the spec return to defaults.
+    responses = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, spec.config)])
+    for response in responses:
+        for error_code, error_message, *_ in response.resources:
+            if error_code:
+                raise KafkaError(f"cannot configure topic {spec.name}: {error_message} (error {error_code})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="newsflow-topics",
-        description="Create newsflow's Kafka topics if they do not exist.",
+        description="Create newsflow's Kafka topics if they do not exist and apply their configuration.",
         epilog=env_help(KafkaSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -106,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kafka = from_env(KafkaSettings)
         created = asyncio.run(create_topics(kafka))
-    except (SettingsError, TimeoutError) as exc:
+    except (SettingsError, TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-topics: error: {exc}\n")
         return 1
     log.info("topics ready on %s (created: %s)", kafka.bootstrap, ", ".join(created) or "none")

@@ -11,6 +11,7 @@ import trafilatura
 from trafilatura.settings import use_config
 
 from newsflow.pipeline import jsonio
+from newsflow.pipeline.deadline import DeadlineExceeded, deadline
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection
@@ -28,6 +29,10 @@ class ExtractOptions:
     # which bounds parse time together with max_input_bytes.
     max_tree_size: int = 200_000
     max_text_chars: int = 200_000
+    # Wall-clock bound on decoding and parsing one input (see pipeline/deadline.py): a page that
+    # defeats the size bounds (pathological markup, regex backtracking) is dead-lettered, not
+    # left to stall its partition. Typical pages take 10-100 ms.
+    max_parse_seconds: float = 10.0
     # Below this many words the page is a hub, gallery or stub rather than an article.
     min_article_words: int = 40
     # Trafilatura's fallback extractors (readability, jusText) only change the outcome when its
@@ -185,6 +190,14 @@ def extract_article(raw: RawArticle, options: ExtractOptions | None = None) -> C
         return Rejection(STAGE, "too_large", f"{size} bytes is over the {options.max_input_bytes}-byte limit")
     if not raw.payload.strip():
         return Rejection(STAGE, "empty", "the article file is empty")
+    try:
+        with deadline(options.max_parse_seconds):
+            return _parse(raw, options)
+    except DeadlineExceeded as exc:
+        return Rejection(STAGE, "timeout", f"parsing {size} bytes ran {exc}")
+
+
+def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection:
     ctype = raw.source.content_type
     decoded = decode_payload(raw.payload, ctype, is_html=ctype == "text/html")
     if isinstance(decoded, Rejection):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 ENRICHED_SCHEMA_VERSION = "1.2.0"
-DEAD_LETTER_SCHEMA_VERSION = "1.0.0"
+DEAD_LETTER_SCHEMA_VERSION = "1.1.0"
 STORY_SCHEMA_VERSION = "1.0.0"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from newsflow.pipeline.records import raw_headers
+from newsflow.pipeline.records import RawArticle, raw_headers
 from newsflow.producer.files import Skipped, iter_files, read_article
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
 from newsflow.producer.settings import ProducerSettings
@@ -55,6 +55,7 @@ async def produce(
         enable_idempotence=True,
         acks="all",
         linger_ms=settings.linger_ms,
+        max_request_size=kafka.max_message_bytes,
         client_id="newsflow-producer",
     )
     await producer.start()
@@ -73,21 +74,22 @@ async def produce(
                     log.warning("skipped %s: %s", item.path, item.reason)
                     continue
                 started = time.perf_counter()
-                fut = await producer.send(
-                    kafka.topic_raw,
-                    value=item.payload,
-                    key=item.article_id.encode(),
-                    headers=raw_headers(item),
-                )
+                try:
+                    fut = await producer.send(
+                        kafka.topic_raw,
+                        value=item.payload,
+                        key=item.article_id.encode(),
+                        headers=raw_headers(item),
+                    )
+                except KafkaError as exc:  # refused before sending, e.g. over max_request_size
+                    _count_failure(tally, metrics, item, exc)
+                    continue
                 pending.append((item, fut, started))
             for item, fut, started in pending:
                 try:
                     await fut
                 except KafkaError as exc:
-                    tally["failed"] += 1
-                    metrics.send_errors.inc()
-                    metrics.files.labels("failed", type(exc).__name__).inc()
-                    log.error("send of %s failed: %s", item.source.path, exc)
+                    _count_failure(tally, metrics, item, exc)
                     continue
                 metrics.send_seconds.observe(time.perf_counter() - started)
                 metrics.bytes_sent.inc(len(item.payload))
@@ -111,6 +113,13 @@ async def produce(
     finally:
         await producer.stop()
     return tally
+
+
+def _count_failure(tally: Tally[str], metrics: ProducerMetrics, item: RawArticle, exc: Exception) -> None:
+    tally["failed"] += 1
+    metrics.send_errors.inc()
+    metrics.files.labels("failed", type(exc).__name__).inc()
+    log.error("send of %s failed: %s", item.source.path, exc)
 
 
 def summary_line(tally: Tally[str]) -> str:

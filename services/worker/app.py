@@ -46,7 +46,7 @@ from newsflow.pipeline.records import (
     with_story,
 )
 from newsflow.settings import KafkaSettings
-from newsflow.topics import TopicSpec
+from newsflow.topics import TopicSpec, message_size_config
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
 from newsflow.worker.transport import App
@@ -95,7 +95,9 @@ class WorkerApp:
         self.enricher = Enricher(
             tagger=tagger,
             options=ExtractOptions(
-                max_input_bytes=settings.max_input_bytes, min_article_words=settings.min_article_words
+                max_input_bytes=settings.max_input_bytes,
+                max_parse_seconds=settings.max_parse_seconds,
+                min_article_words=settings.min_article_words,
             ),
             on_stage_time=lambda stage, s: self.metrics.stage_seconds.labels(stage).observe(s),
         )
@@ -119,6 +121,8 @@ class WorkerApp:
             topic_replication_factor=1,
             topic_allow_declare=True,
             producer_acks=-1,
+            producer_max_request_size=kafka.max_message_bytes,
+            consumer_max_fetch_size=kafka.max_message_bytes,
             consumer_auto_offset_reset="earliest",
             web_enabled=False,
         )
@@ -161,7 +165,7 @@ class WorkerApp:
         Faust would create them itself, but a topic created while the consumer is already
         running may be missing from its metadata for a while, and a table write then fails.
         """
-        compact = {"cleanup.policy": "compact"}
+        compact = {**message_size_config(self.kafka), "cleanup.policy": "compact"}
         return [
             TopicSpec(f"{self.settings.app_id}-{table.name}-changelog", int(table.partitions or 1), compact)
             for table in (self.boilerplate_table, self.dedup_table)

@@ -25,6 +25,9 @@ class WorkerSettings:
     max_input_bytes: int = env(
         "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES", 5_000_000, "larger inputs go to the dead letters"
     )
+    max_parse_seconds: float = env(
+        "NEWSFLOW_EXTRACT_MAX_PARSE_SECONDS", 10.0, "longer parses go to the dead letters (0: no bound)"
+    )
     min_article_words: int = env(
         "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS", 40, "fewer words: extraction.status is not_article"
     )

@@ -125,7 +125,9 @@ def send_raw(
     """Send hand-made raw messages (key, value, headers), e.g. malformed ones."""
 
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap, acks="all", max_request_size=kafka.max_message_bytes
+        )
         await producer.start()
         try:
             for key, value, headers in messages:
@@ -152,7 +154,11 @@ def read_records(
 
     async def run() -> list[tuple[str, dict[str, Any]]]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest", group_id=None
+            topic,
+            bootstrap_servers=kafka.bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            max_partition_fetch_bytes=kafka.max_message_bytes,
         )
         await consumer.start()
         out: list[tuple[str, dict[str, Any]]] = []

@@ -65,14 +65,26 @@ def test_html_and_envelope_inputs_come_out_cleaned_with_metadata(kafka: KafkaSet
         assert schema_errors("enriched-article", record) == []
 
 
+def _slow_page() -> bytes:
+    """Return a 1.5 MB page (over Kafka's default 1 MiB message size) that takes seconds to parse."""
+    body = "".join(
+        f"<div><p>Paragraph {i} of a long page about the bridge works.</p></div>" for i in range(20_000)
+    )
+    return f"<html><body><article>{body}</article></body></html>".encode()
+
+
 def test_bad_input_goes_to_dead_letters_and_the_worker_keeps_going(kafka: KafkaSettings, worker_log: Path):
     garbage = bytes(range(256)) * 8
     headers = [("article-id", b"garbage-1"), ("content-type", b"text/plain"), ("outlet", b"x")]
-    with worker_process(kafka, worker_log, "it-bad") as worker:
+    slow = _slow_page()
+    html = [("content-type", b"text/html"), ("outlet", b"x")]
+    bound = {"NEWSFLOW_EXTRACT_MAX_PARSE_SECONDS": "1"}
+    with worker_process(kafka, worker_log, "it-bad", extra_env=bound) as worker:
         send_raw(
             kafka,
             [
                 (b"garbage-1", garbage, headers),
+                (b"slow-page", slow, html),
                 (b"no-headers", b"some text", []),
                 (
                     b"no-body",
@@ -81,7 +93,7 @@ def test_bad_input_goes_to_dead_letters_and_the_worker_keeps_going(kafka: KafkaS
                 ),
             ],
         )
-        dead = dict(read_records(kafka, kafka.topic_dead_letter, want=3, worker=worker))
+        dead = dict(read_records(kafka, kafka.topic_dead_letter, want=4, worker=worker))
         ids = produce_files(kafka, [SEEDS / "000_f58613151fe9af6b.txt"])
         good = read_records(kafka, kafka.topic_enriched, want=1, worker=worker)
         assert worker.poll() is None
@@ -89,8 +101,10 @@ def test_bad_input_goes_to_dead_letters_and_the_worker_keeps_going(kafka: KafkaS
         "garbage-1": "undecodable",
         "no-headers": "unsupported_type",
         "no-body": "bad_envelope",
+        "slow-page": "timeout",
     }
     assert base64.b64decode(dead["garbage-1"]["payload_base64"]) == garbage
+    assert base64.b64decode(dead["slow-page"]["payload_base64"]) == slow
     assert dead["garbage-1"]["headers"]["outlet"] == "x"
     for record in dead.values():
         assert schema_errors("dead-letter", record) == []

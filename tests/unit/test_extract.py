@@ -89,3 +89,17 @@ def test_page_without_article_text_is_flagged_not_rejected():
     article = extract_article(replace(raw, payload=nav_only))
     assert isinstance(article, CleanArticle)
     assert article.extraction.status in ("empty", "not_article")
+
+
+def test_a_parse_over_the_time_bound_is_rejected_and_the_next_one_runs():
+    raw = raw_from_file(ARTICLES / "harbourtimes" / "bridge-reopens.html", ARTICLES)
+    paragraphs = "".join(
+        f"<p>Paragraph {i} of a very long page about the bridge works.</p>" for i in range(4000)
+    )
+    slow = replace(raw, payload=f"<html><body><article>{paragraphs}</article></body></html>".encode())
+    result = extract_article(slow, ExtractOptions(max_parse_seconds=0.01))
+    assert isinstance(result, Rejection)
+    assert (result.stage, result.reason) == ("extract", "timeout")
+    assert "0.01 s" in result.detail
+    # The bound was disarmed: the same page parses in full without one.
+    assert isinstance(extract_article(slow, ExtractOptions(max_parse_seconds=0)), CleanArticle)

@@ -1,0 +1,62 @@
+"""Topic creation on the real broker: partitions and configuration are the project's, also on upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from prometheus_client import CollectorRegistry
+
+from newsflow.producer.__main__ import produce, summary_line
+from newsflow.producer.metrics import create_metrics
+from newsflow.producer.settings import ProducerSettings
+from newsflow.settings import KafkaSettings
+from tests.conftest import SEEDS
+from newsflow.topics import DEAD_LETTER_RETENTION_MS, create_topics
+
+
+async def _topic_configs(
+    kafka: KafkaSettings, topic: str, alter: dict[str, str] | None = None
+) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        if alter is not None:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, alter)])
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        ((_, _, _, _, entries),) = response.resources
+        return {name: value for name, value, *_ in entries}
+    finally:
+        await admin.close()
+
+
+def test_topics_admit_large_articles_and_an_upgrade_reapplies_the_config(kafka: KafkaSettings):
+    # The `kafka` fixture has created the topics.
+    raw = asyncio.run(_topic_configs(kafka, kafka.topic_raw))
+    assert raw["max.message.bytes"] == str(kafka.max_message_bytes) == "8388608"
+    dead = asyncio.run(_topic_configs(kafka, kafka.topic_dead_letter))
+    assert dead["retention.ms"] == str(DEAD_LETTER_RETENTION_MS)
+    stories = asyncio.run(_topic_configs(kafka, kafka.topic_stories))
+    assert stories["cleanup.policy"] == "compact"
+
+    # A topic made by an older version (Kafka's default 1 MiB limit) gets the current config.
+    old = asyncio.run(_topic_configs(kafka, kafka.topic_stories, alter={"max.message.bytes": "1048588"}))
+    assert old["max.message.bytes"] == "1048588" and old["cleanup.policy"] == "delete"
+    assert asyncio.run(create_topics(kafka)) == []
+    upgraded = asyncio.run(_topic_configs(kafka, kafka.topic_stories))
+    assert upgraded["max.message.bytes"] == "8388608" and upgraded["cleanup.policy"] == "compact"
+
+
+def test_a_file_over_the_message_size_fails_alone_and_the_rest_is_sent(kafka: KafkaSettings, tmp_path: Path):
+    (tmp_path / "wire").mkdir()
+    for seed in SEEDS.iterdir():
+        (tmp_path / "wire" / seed.name).write_bytes(seed.read_bytes())
+    (tmp_path / "wire" / "huge.txt").write_text("A very long wire story. " * 2000)  # 48 kB
+    small = replace(kafka, max_message_bytes=20_000)  # seeds are 4-6 kB
+    registry = CollectorRegistry()
+    tally = asyncio.run(produce([tmp_path], small, ProducerSettings(), create_metrics(registry)))
+    assert summary_line(tally) == "sent 2, skipped 0, failed 1"
+    assert registry.get_sample_value("newsflow_producer_send_errors_total") == 1

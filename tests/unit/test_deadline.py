@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from newsflow.pipeline.deadline import DeadlineExceeded, deadline
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_a_block_over_its_deadline_is_interrupted():
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="0.05 s"), deadline(0.05) as armed:
+        assert armed
+        _spin(5)
+    assert time.monotonic() - started < 1
+
+
+def test_a_quick_block_is_untouched_and_the_timer_is_disarmed():
+    with deadline(1.0):
+        pass
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0 or signal.getitimer(signal.ITIMER_REAL)[0] > 1.0
+
+
+def test_no_bound_off_the_main_thread():
+    seen: list[bool] = []
+
+    def work() -> None:
+        with deadline(0.01) as armed:
+            seen.append(armed)
+            _spin(0.05)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen == [False]
+
+
+def _with_outer_timer(seconds: float, fired: list[int]):  # type: ignore[no-untyped-def]
+    def outer(*_: object) -> None:
+        fired.append(1)
+
+    previous = signal.signal(signal.SIGALRM, outer)
+    old_left = signal.setitimer(signal.ITIMER_REAL, seconds)[0]
+    return outer, previous, old_left
+
+
+def _restore(previous, old_left: float) -> None:  # type: ignore[no-untyped-def]
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+    if old_left:
+        signal.setitimer(signal.ITIMER_REAL, old_left)
+
+
+def test_an_outer_timer_keeps_its_remaining_time():
+    fired: list[int] = []
+    outer, previous, old_left = _with_outer_timer(30.0, fired)
+    try:
+        with deadline(0.5):
+            _spin(0.05)
+        left = signal.getitimer(signal.ITIMER_REAL)[0]
+        assert 29.0 < left < 30.0
+        assert signal.getsignal(signal.SIGALRM) is outer
+        assert fired == []
+    finally:
+        _restore(previous, old_left)
+
+
+def test_an_outer_timer_due_first_fires_its_own_handler_once():
+    fired: list[int] = []
+    _, previous, old_left = _with_outer_timer(0.05, fired)
+    try:
+        with deadline(5.0):
+            _spin(0.3)
+        _spin(0.1)
+        assert fired == [1]
+        assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    finally:
+        _restore(previous, old_left)
