@@ -14,8 +14,8 @@ from newsflow.producer.__main__ import produce, summary_line
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings
-from tests.conftest import SEEDS
 from newsflow.topics import DEAD_LETTER_RETENTION_MS, create_topics
+from tests.conftest import SEEDS
 
 
 async def _topic_configs(
