@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -194,13 +195,20 @@ def article_features(article: CleanArticle, entities: EntityResult | None) -> St
     )
 
 
-def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(v * b.get(k, 0.0) for k, v in a.items())
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
-    return dot / (na * nb) if na and nb else 0.0
+def norm(v: Mapping[str, float]) -> float:
+    return math.sqrt(sum(x * x for x in v.values()))
+
+
+def cosine(
+    a: Mapping[str, float], b: Mapping[str, float], na: float | None = None, nb: float | None = None
+) -> float:
+    """Return the cosine of two sparse vectors (norms may be given when they are known)."""
+    na = norm(a) if na is None else na
+    nb = norm(b) if nb is None else nb
+    if not na or not nb:
+        return 0.0
+    # fsum is exact, so the result does not depend on the set's (per-process) iteration order.
+    return math.fsum(a[k] * b[k] for k in a.keys() & b.keys()) / (na * nb)
 
 
 class _Signed(Protocol):
@@ -249,6 +257,11 @@ class DedupOptions:
     max_story_terms: int = 120
     max_story_entities: int = 60
     max_candidates: int = 50
+    # A key (entity or salient word) leads to at most this many stories, the most recently
+    # joined ones. A key shared by more open stories than this ("trump" in a busy week) says
+    # little about which one an article belongs to, and its rarer keys still reach the older
+    # ones; the bound keeps lookup cost flat however many articles the window holds.
+    max_stories_per_key: int = 100
 
 
 @dataclass
@@ -262,12 +275,15 @@ class Story:
     quotes: set[int]
     members: list[str] = field(default_factory=list)
     outlets: list[str] = field(default_factory=list)
+    term_norm: float = 0.0
+    entity_norm: float = 0.0
 
     def add(self, f: StoryFeatures, options: DedupOptions) -> None:
         """Fold an article into the centroid (bounded) and the member list."""
         n = len(self.members)
         self.terms = _merge(self.terms, f.terms, n, options.max_story_terms)
         self.entities = _merge(self.entities, f.entities, n, options.max_story_entities)
+        self.term_norm, self.entity_norm = norm(self.terms), norm(self.entities)
         self.quotes |= f.quotes
         if len(self.quotes) > 4 * MAX_QUOTE_SHINGLES:
             self.quotes = set(sorted(self.quotes)[: 4 * MAX_QUOTE_SHINGLES])
@@ -300,14 +316,16 @@ def _merge(centroid: dict[str, float], new: dict[str, float], n: int, keep: int)
     return {k: v / (n + 1) for k, v in top}
 
 
-def story_similarity(f: StoryFeatures, story: Story) -> float:
+def story_similarity(f: StoryFeatures, story: Story, f_norms: tuple[float, float] | None = None) -> float:
     """Return how likely the article reports the story's event, in [0, 1].
 
     Shared salient vocabulary and shared named entities each count; a shared quotation (a
-    sentence someone said, reported by both) is near-proof of the same event.
+    sentence someone said, reported by both) is near-proof of the same event. `f_norms` are
+    the norms of the article's terms and entities, when the caller has them.
     """
-    term_sim = cosine(f.terms, story.terms)
-    entity_sim = cosine(f.entities, story.entities)
+    f_terms_norm, f_entities_norm = f_norms or (norm(f.terms), norm(f.entities))
+    term_sim = cosine(f.terms, story.terms, f_terms_norm, story.term_norm)
+    entity_sim = cosine(f.entities, story.entities, f_entities_norm, story.entity_norm)
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
     quote_sim = 1.0 if len(f.quotes & story.quotes) >= 3 else 0.0
@@ -330,7 +348,8 @@ class StoryIndex:
         self.lsh = MinHashLSH(threshold=self.options.lsh_jaccard, num_perm=NUM_PERM)
         self.articles: dict[str, IndexedArticle] = {}
         self.stories: dict[str, Story] = {}
-        self.postings: dict[str, set[str]] = {}
+        # key -> story ids, oldest first (a dict as an ordered set: O(1) refresh and eviction).
+        self.postings: dict[str, dict[str, None]] = {}
         self.story_keys: dict[str, set[str]] = {}
         # (last_seen, story_id), lazily updated: expiry pops only what is old, never scans.
         self._by_age: list[tuple[float, str]] = []
@@ -341,9 +360,10 @@ class StoryIndex:
         return len(self.articles)
 
     @staticmethod
-    def _postings_keys(f: StoryFeatures) -> set[str]:
-        keys = [f"e:{k}" for k in f.entities] + [f"t:{k}" for k in list(f.terms)[:15]]
-        return {sys.intern(k) for k in keys}
+    def _postings_keys(f: StoryFeatures) -> list[str]:
+        keys = {f"e:{k}" for k in f.entities} | {f"t:{k}" for k in list(f.terms)[:15]}
+        # Sorted: string hashes differ between processes, and vote order must not.
+        return [sys.intern(k) for k in sorted(keys)]
 
     def _in_window(self, f: StoryFeatures, story: Story) -> bool:
         if not f.timestamp or not story.last_seen:
@@ -354,8 +374,10 @@ class StoryIndex:
     def _candidates(self, f: StoryFeatures) -> list[Story]:
         votes: Counter[str] = Counter()
         for key in self._postings_keys(f):
-            votes.update(self.postings.get(key, ()))
-        ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[: self.options.max_candidates]
+            votes.update(self.postings.get(key, {}).keys())
+        # Most shared keys first; ties in counting order (sorted keys, then stories by when they
+        # were last joined), which is the same in every process that replays the same articles.
+        ranked = heapq.nlargest(self.options.max_candidates, votes.items(), key=itemgetter(1))
         return [self.stories[sid] for sid, _ in ranked if self._in_window(f, self.stories[sid])]
 
     @staticmethod
@@ -378,8 +400,9 @@ class StoryIndex:
         """Return the best candidate story and its similarity ((None, 0.0) when there is none)."""
         best: Story | None = None
         best_score = 0.0
+        f_norms = (norm(f.terms), norm(f.entities))
         for story in self._candidates(f):
-            s = story_similarity(f, story)
+            s = story_similarity(f, story, f_norms)
             if s > best_score:
                 best, best_score = story, s
         return best, best_score
@@ -418,8 +441,13 @@ class StoryIndex:
         self.articles[f.article_id] = IndexedArticle(signature, f.shingle_count, assignment)
         keys = self._postings_keys(f)
         self.story_keys.setdefault(story.story_id, set()).update(keys)
+        limit = self.options.max_stories_per_key
         for key in keys:
-            self.postings.setdefault(key, set()).add(story.story_id)
+            ids = self.postings.setdefault(key, {})
+            ids.pop(story.story_id, None)  # re-inserted as the most recent
+            ids[story.story_id] = None
+            if len(ids) > limit:
+                del ids[next(iter(ids))]
         self.watermark = max(self.watermark, f.timestamp)
         return story
 
@@ -445,7 +473,7 @@ class StoryIndex:
             for key in self.story_keys.pop(sid, ()):
                 ids = self.postings.get(key)
                 if ids is not None:
-                    ids.discard(sid)
+                    ids.pop(sid, None)
                     if not ids:
                         del self.postings[key]
         return old

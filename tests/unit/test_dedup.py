@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 
 from newsflow.pipeline.dedup import (
+    NUM_PERM,
     DedupOptions,
     StoryFeatures,
     StoryIndex,
@@ -13,7 +14,7 @@ from newsflow.pipeline.dedup import (
 )
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import extract_article
-from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source
+from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source, StoryAssignment
 
 BRIDGE = (
     "The Old Harbour Bridge reopened to traffic on Friday, ending a repair that closed the city's oldest "
@@ -168,3 +169,36 @@ def test_articles_without_entities_still_group_by_terms():
     first = index.assign(article_features(a, empty))
     second = index.assign(article_features(replace(b), empty))
     assert second.story_id == first.story_id
+
+
+def _synthetic(article_id: str, entities: dict[str, float], seed: int) -> StoryFeatures:
+    return StoryFeatures(
+        article_id=article_id,
+        outlet="wire",
+        timestamp=1_741_000_000 + seed,
+        title=article_id,
+        terms={f"word{seed}": 1.0},
+        entities=entities,
+        quotes=frozenset(),
+        signature=tuple(range(seed * 1000, seed * 1000 + NUM_PERM)),
+        shingle_count=100,
+    )
+
+
+def test_a_common_key_leads_only_to_its_most_recent_stories():
+    index = StoryIndex(DedupOptions(max_stories_per_key=2))
+    # Three unrelated stories that all mention one common name, each with a rare name of its own.
+    for i in range(3):
+        index.restore(
+            _synthetic(f"a{i}", {"Washington": 1.0, f"Rare{i}": 1.0}, i),
+            StoryAssignment(f"s{i}", None, None, None, True),
+        )
+    assert list(index.postings["e:Washington"]) == ["s1", "s2"]
+    # Joining a story again makes it the most recent for its keys.
+    index.restore(
+        _synthetic("b0", {"Washington": 1.0, "Rare0": 1.0}, 3), StoryAssignment("s0", None, None, 0.9, False)
+    )
+    assert list(index.postings["e:Washington"]) == ["s2", "s0"]
+    # The story dropped from the common key is still reached through its rare one.
+    candidates = index._candidates(_synthetic("c1", {"Washington": 1.0, "Rare1": 1.0}, 4))
+    assert candidates[0].story_id == "s1"
