@@ -21,8 +21,13 @@ from types import FrameType
 from typing import Any
 
 
-class DeadlineExceeded(Exception):  # noqa: N818 - reads as what happened
-    """The block ran longer than its deadline."""
+class DeadlineExceeded(BaseException):  # noqa: N818 - reads as what happened
+    """The block ran longer than its deadline.
+
+    A BaseException, like KeyboardInterrupt: it arrives between any two bytecodes, and the
+    libraries it interrupts catch `Exception` broadly (trafilatura falls back to other
+    extractors), which would swallow it and leave the rest of the parse unbounded.
+    """
 
 
 def _can_arm() -> bool:

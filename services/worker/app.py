@@ -30,7 +30,7 @@ from newsflow.pipeline import jsonio
 from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex, article_features
 from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.entities import EntityTagger
-from newsflow.pipeline.extract import ExtractOptions
+from newsflow.pipeline.extract import ExtractOptions, warm_up
 from newsflow.pipeline.records import (
     H_ARTICLE_ID,
     H_OUTLET,
@@ -92,13 +92,17 @@ class WorkerApp:
         )
         self.metrics.model_load_seconds.set(time.perf_counter() - started)
         log.info("NER model %s loaded in %.1fs", settings.ner_model, time.perf_counter() - started)
+        extract_options = ExtractOptions(
+            max_input_bytes=settings.max_input_bytes,
+            max_parse_seconds=settings.max_parse_seconds,
+            min_article_words=settings.min_article_words,
+        )
+        started = time.perf_counter()
+        warm_up(extract_options)  # before consuming: the parse bound must not pay for loading
+        log.info("extraction warmed up in %.1fs", time.perf_counter() - started)
         self.enricher = Enricher(
             tagger=tagger,
-            options=ExtractOptions(
-                max_input_bytes=settings.max_input_bytes,
-                max_parse_seconds=settings.max_parse_seconds,
-                min_article_words=settings.min_article_words,
-            ),
+            options=extract_options,
             on_stage_time=lambda stage, s: self.metrics.stage_seconds.labels(stage).observe(s),
         )
         self.dedup_options = DedupOptions(

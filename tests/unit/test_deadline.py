@@ -23,6 +23,20 @@ def test_a_block_over_its_deadline_is_interrupted():
     assert time.monotonic() - started < 1
 
 
+def test_a_library_catching_every_exception_does_not_swallow_the_deadline():
+    def tolerant_parser() -> str:
+        try:
+            _spin(5)
+        except Exception:  # what trafilatura does around its extractors
+            return "fallback"
+        return "done"
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded), deadline(0.05):
+        tolerant_parser()
+    assert time.monotonic() - started < 1
+
+
 def test_a_quick_block_is_untouched_and_the_timer_is_disarmed():
     with deadline(1.0):
         pass

@@ -3,7 +3,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from newsflow.pipeline.decode import decode_payload
-from newsflow.pipeline.extract import ExtractOptions, extract_article
+from newsflow.pipeline.extract import ExtractOptions, extract_article, warm_up
+from newsflow.pipeline.language import _identifier
 from newsflow.pipeline.records import CleanArticle, Rejection
 from tests.conftest import FIXTURES, raw_from_file
 
@@ -103,3 +104,9 @@ def test_a_parse_over_the_time_bound_is_rejected_and_the_next_one_runs():
     assert "0.01 s" in result.detail
     # The bound was disarmed: the same page parses in full without one.
     assert isinstance(extract_article(slow, ExtractOptions(max_parse_seconds=0)), CleanArticle)
+
+
+def test_warm_up_loads_the_language_model_before_the_first_article():
+    _identifier.cache_clear()
+    warm_up()
+    assert _identifier.cache_info().currsize == 1
