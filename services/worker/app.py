@@ -254,7 +254,17 @@ class WorkerApp:
                     await self._dead_letter(
                         Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"), event
                     )
+            self._save_boilerplate({raw.source.outlet for _, raw in raws})
             yield None
+
+    def _save_boilerplate(self, outlets: set[str]) -> None:
+        # Once per outlet and batch, not per article: an outlet's state is up to a few thousand
+        # line counts, and the changelog keeps only the last value of a key anyway. Written after
+        # the batch's features, so a crash before it replays the batch onto the state it learned from.
+        for outlet in sorted(outlets):
+            state = self.enricher.boilerplate.outlet_state(outlet)
+            if state is not None:
+                self.boilerplate_table[outlet] = jsonio.dumps(state)
 
     def _enrich(self, raws: list[RawArticle]) -> list[Enriched | Rejection]:
         try:
@@ -271,9 +281,6 @@ class WorkerApp:
 
     async def _send_features(self, result: Enriched) -> None:
         article = result.article
-        state = self.enricher.boilerplate.outlet_state(article.source.outlet)
-        if state is not None:
-            self.boilerplate_table[article.source.outlet] = jsonio.dumps(state)
         started = time.perf_counter()
         features = article_features(article, result.entities)
         self.metrics.stage_seconds.labels("features").observe(time.perf_counter() - started)
