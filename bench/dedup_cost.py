@@ -35,7 +35,9 @@ def synthetic(i: int, rng: random.Random) -> StoryFeatures:
     return StoryFeatures(
         article_id=f"a{i}",
         outlet=f"o{i % 50}",
-        timestamp=1_741_000_000 + i,
+        # Five articles a second (a large firehose): 1M articles span 56 hours, inside the 72-hour
+        # window, so nothing expires and the index really holds every article.
+        timestamp=1_741_000_000 + i / 5,
         title=f"headline {i}",
         terms=terms,
         entities=ents,
@@ -65,6 +67,7 @@ def measure(n: int) -> tuple[float, float, float, float]:
                 jsonio.dumps({"seq": i, "features": f.as_dict(), "assignment": assignment_dict(a)})
             )
     mem_per_article = (rss_mib() - before) * 1024 * 1024 / n
+    assert len(index) == n, f"{n - len(index)} articles expired: the sizes would be wrong"
     lat = []
     for i in range(n, n + 1000):
         f = synthetic(i, rng)
