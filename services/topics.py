@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 
@@ -101,9 +106,25 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
+        await _wait_for_group_coordinator(admin)
     finally:
         await admin.close()
     return created
+
+
+async def _wait_for_group_coordinator(admin: AIOKafkaAdminClient, timeout: float = 60.0) -> None:
+    # A new broker creates its offsets topic on the first group lookup and answers "coordinator
+    # not available" until it is loaded. Waiting here means a worker's first join just works,
+    # instead of logging errors while it retries.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await admin.find_coordinator("newsflow-topics")
+            return
+        except GroupCoordinatorNotAvailableError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka has no group coordinator after {timeout:.0f}s") from exc
+            await asyncio.sleep(0.2)
 
 
 async def _apply_config(admin: AIOKafkaAdminClient, spec: TopicSpec) -> None:
