@@ -3,6 +3,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -57,44 +59,39 @@ def test_no_bound_off_the_main_thread():
     assert seen == [False]
 
 
-def _with_outer_timer(seconds: float, fired: list[int]):  # type: ignore[no-untyped-def]
+@contextmanager
+def _outer_timer(seconds: float) -> Iterator[tuple[Callable[..., None], list[int]]]:
+    """Arm a SIGALRM timer the way pytest-timeout does; yield its handler and its firings."""
+    fired: list[int] = []
+
     def outer(*_: object) -> None:
         fired.append(1)
 
     previous = signal.signal(signal.SIGALRM, outer)
     old_left = signal.setitimer(signal.ITIMER_REAL, seconds)[0]
-    return outer, previous, old_left
-
-
-def _restore(previous, old_left: float) -> None:  # type: ignore[no-untyped-def]
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
-    if old_left:
-        signal.setitimer(signal.ITIMER_REAL, old_left)
+    try:
+        yield outer, fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_left:
+            signal.setitimer(signal.ITIMER_REAL, old_left)
 
 
 def test_an_outer_timer_keeps_its_remaining_time():
-    fired: list[int] = []
-    outer, previous, old_left = _with_outer_timer(30.0, fired)
-    try:
+    with _outer_timer(30.0) as (outer, fired):
         with deadline(0.5):
             _spin(0.05)
         left = signal.getitimer(signal.ITIMER_REAL)[0]
         assert 29.0 < left < 30.0
         assert signal.getsignal(signal.SIGALRM) is outer
         assert fired == []
-    finally:
-        _restore(previous, old_left)
 
 
 def test_an_outer_timer_due_first_fires_its_own_handler_once():
-    fired: list[int] = []
-    _, previous, old_left = _with_outer_timer(0.05, fired)
-    try:
+    with _outer_timer(0.05) as (_, fired):
         with deadline(5.0):
             _spin(0.3)
         _spin(0.1)
         assert fired == [1]
         assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
-    finally:
-        _restore(previous, old_left)
