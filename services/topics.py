@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -59,21 +60,43 @@ def message_size_config(kafka: KafkaSettings) -> dict[str, str]:
     return {"max.message.bytes": str(kafka.max_message_bytes)}
 
 
-async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
-    """Return once the broker answers a metadata request; raise TimeoutError after `timeout` s."""
+async def _retry_until_answered(
+    attempt: Callable[[], Awaitable[object]],
+    retriable: type[Exception],
+    timeout: float,
+    pause: float,
+    failure: str,
+) -> None:
+    """Await `attempt` until it stops raising `retriable`; raise TimeoutError(failure) after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
+        try:
+            await attempt()
+            return
+        except retriable as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(failure) from exc
+            await asyncio.sleep(pause)
+
+
+async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
+    """Return once the broker answers a metadata request; raise TimeoutError after `timeout` s."""
+
+    async def list_topics() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.list_topics()
-            return
-        except KafkaConnectionError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s") from exc
-            await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+    await _retry_until_answered(
+        list_topics,
+        KafkaConnectionError,
+        timeout,
+        0.5,
+        f"Kafka at {bootstrap} did not answer within {timeout:.0f}s",
+    )
 
 
 async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = None) -> list[str]:
@@ -116,15 +139,13 @@ async def _wait_for_group_coordinator(admin: AIOKafkaAdminClient, timeout: float
     # A new broker creates its offsets topic on the first group lookup and answers "coordinator
     # not available" until it is loaded. Waiting here means a worker's first join just works,
     # instead of logging errors while it retries.
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await admin.find_coordinator("newsflow-topics")
-            return
-        except GroupCoordinatorNotAvailableError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Kafka has no group coordinator after {timeout:.0f}s") from exc
-            await asyncio.sleep(0.2)
+    await _retry_until_answered(
+        lambda: admin.find_coordinator("newsflow-topics"),
+        GroupCoordinatorNotAvailableError,
+        timeout,
+        0.2,
+        f"Kafka has no group coordinator after {timeout:.0f}s",
+    )
 
 
 async def _apply_config(admin: AIOKafkaAdminClient, spec: TopicSpec) -> None:
