@@ -2,11 +2,12 @@
 
 Two pure pieces:
 - `article_features` turns a cleaned, tagged article into compact features (run in parallel
-  per partition): weighted salient terms, weighted entity keys, quote shingles, a MinHash
-  signature and a timestamp.
+  per partition): a sentence embedding of its headline and lead, weighted salient terms and
+  entity keys, quote shingles, a MinHash signature and a timestamp.
 - `StoryIndex` is the single-writer state: it assigns each article's `duplicate_of` and
   `story_id` from those features (in the style of Miranda et al. 2018: candidate stories from an
-  inverted index, a similarity against each story's centroid, a threshold, else a new story).
+  inverted index over names and salient words, a similarity against each story's centroid, a
+  threshold, else a new story).
 
 Term weights use a static background IDF (wordfreq's Zipf frequencies), not one learned from the
 stream, so a decision never depends on which articles happened to arrive first.
@@ -33,6 +34,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from spacy.lang.en.stop_words import STOP_WORDS
 from wordfreq import zipf_frequency
 
+from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
 from newsflow.pipeline.records import CleanArticle, EntityResult, StoryAssignment
 
 NUM_PERM = 64
@@ -43,7 +45,8 @@ SHINGLE_WORDS = 5
 # than who, which organisation and where.
 ENTITY_TYPE_WEIGHT = {"PER": 1.0, "ORG": 1.0, "LOC": 1.0, "MISC": 0.6}
 NORP_WEIGHT = 0.4
-MAX_TERMS = 40
+# Salient words lead to candidate stories (the inverted index); the embedding decides.
+MAX_TERMS = 15
 # Longer "words" are run-together URLs, hashes or markup, not vocabulary an event is told in.
 MAX_TERM_CHARS = 24
 LEAD_WORDS = 30
@@ -71,6 +74,8 @@ class StoryFeatures:
     quotes: frozenset[int]
     signature: tuple[int, ...]
     shingle_count: int
+    # The unit sentence embedding as DIM signed bytes (b"" for a text without words).
+    embedding: bytes = b""
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON form (the features topic and the dedup table store it, once per article).
@@ -88,6 +93,7 @@ class StoryFeatures:
             "quotes": _pack(sorted(self.quotes), "<u4"),
             "signature": _pack(self.signature, "<u4"),
             "shingle_count": self.shingle_count,
+            "embedding": base64.b64encode(self.embedding).decode(),
         }
 
     @classmethod
@@ -102,6 +108,7 @@ class StoryFeatures:
             quotes=frozenset(_unpack(d["quotes"], "<u4")),
             signature=tuple(_unpack(d["signature"], "<u4")),
             shingle_count=int(d["shingle_count"]),
+            embedding=base64.b64decode(d.get("embedding") or "", validate=True),
         )
 
 
@@ -156,8 +163,13 @@ def _timestamp(article: CleanArticle) -> float:
     return 0.0
 
 
-def article_features(article: CleanArticle, entities: EntityResult | None) -> StoryFeatures:
-    """Return the dedup features of one article (pure; the heavy per-article part of dedup)."""
+def article_features(
+    article: CleanArticle, entities: EntityResult | None, encoder: TextEncoder | None = None
+) -> StoryFeatures:
+    """Return the dedup features of one article (pure; the heavy per-article part of dedup).
+
+    `encoder` defaults to the process's sentence-embedding model.
+    """
     text = article.text
     tokens = words(text)
     # News is written as an inverted pyramid: without a headline, the lead stands in for it.
@@ -182,6 +194,11 @@ def article_features(article: CleanArticle, entities: EntityResult | None) -> St
     shingles = shingle_set(tokens)
     mh = MinHash(num_perm=NUM_PERM, seed=7, scheme=MINHASH_SCHEME)
     mh.update_batch(list(shingles))
+    embedding = b""
+    if tokens:
+        # The headline and the lead: where a news report says what happened.
+        lead = f"{article.title}\n{text}" if article.title else text
+        embedding = quantize((encoder or default_encoder()).encode(lead))
     return StoryFeatures(
         article_id=article.article_id,
         outlet=article.source.outlet,
@@ -192,23 +209,8 @@ def article_features(article: CleanArticle, entities: EntityResult | None) -> St
         quotes=quotes,
         signature=tuple(int(x) for x in mh.hashvalues),
         shingle_count=len(shingles),
+        embedding=embedding,
     )
-
-
-def norm(v: Mapping[str, float]) -> float:
-    return math.sqrt(sum(x * x for x in v.values()))
-
-
-def cosine(
-    a: Mapping[str, float], b: Mapping[str, float], na: float | None = None, nb: float | None = None
-) -> float:
-    """Return the cosine of two sparse vectors (norms may be given when they are known)."""
-    na = norm(a) if na is None else na
-    nb = norm(b) if nb is None else nb
-    if not na or not nb:
-        return 0.0
-    # fsum is exact, so the result does not depend on the set's (per-process) iteration order.
-    return math.fsum(a[k] * b[k] for k in a.keys() & b.keys()) / (na * nb)
 
 
 class _Signed(Protocol):
@@ -240,6 +242,12 @@ class IndexedArticle:
     assignment: StoryAssignment
 
 
+# The sentence-embedding cosine at which two news texts report one story: the best-F1 point on
+# the SemEval-2022 dev pairs, in the middle of the range (0.40-0.45) where F1 stays above 0.90.
+# Pairs of unrelated news articles average 0.23, same-story pairs 0.68.
+STORY_THRESHOLD = 0.42
+
+
 @dataclass(frozen=True, slots=True)
 class DedupOptions:
     """Thresholds of the dedup stage, each with the rule it comes from (see bench/story_eval.py)."""
@@ -249,12 +257,15 @@ class DedupOptions:
     copy_containment: float = 0.7
     # LSH recall threshold: low enough that a half-length truncation (Jaccard 0.5) is a candidate.
     lsh_jaccard: float = 0.3
-    # Same story: a combined similarity in [0, 1] (see `story_similarity`). 0.22 is where
-    # precision and recall balance on the SemEval dev pairs (short clipped texts, no dates);
-    # full articles share more vocabulary and entities, so they clear it more easily.
-    story_threshold: float = 0.22
+    # Same story: the similarity of `story_similarity`, in [0, 1]. STORY_THRESHOLD says where it
+    # comes from.
+    story_threshold: float = STORY_THRESHOLD
+    # Two texts that each name at least this many people, places or organisations, but none in
+    # common (and share no quote), report different events however alike they read: a theme
+    # told about other actors (two budget overruns, two earnings reports from one template). A
+    # text naming a single one may simply name another. 0 turns the rule off.
+    names_to_differ: int = 2
     window_hours: float = 72.0
-    max_story_terms: int = 120
     max_story_entities: int = 60
     max_candidates: int = 50
     # A key (entity or salient word) leads to at most this many stories, the most recently
@@ -270,20 +281,23 @@ class Story:
     first_seen: float
     last_seen: float
     headline: str
-    terms: dict[str, float]
     entities: dict[str, float]
     quotes: set[int]
     members: list[str] = field(default_factory=list)
     outlets: list[str] = field(default_factory=list)
-    term_norm: float = 0.0
-    entity_norm: float = 0.0
+    # The sum of the members' embeddings (None until a member has one) and its length: the
+    # centroid articles are compared with is their quotient.
+    vector_sum: np.ndarray | None = None
+    vector_norm: float = 0.0
 
     def add(self, f: StoryFeatures, options: DedupOptions) -> None:
         """Fold an article into the centroid (bounded) and the member list."""
         n = len(self.members)
-        self.terms = _merge(self.terms, f.terms, n, options.max_story_terms)
         self.entities = _merge(self.entities, f.entities, n, options.max_story_entities)
-        self.term_norm, self.entity_norm = norm(self.terms), norm(self.entities)
+        if f.embedding:
+            vector = dequantize(f.embedding)
+            self.vector_sum = vector if self.vector_sum is None else self.vector_sum + vector
+            self.vector_norm = float(np.linalg.norm(self.vector_sum))
         self.quotes |= f.quotes
         if len(self.quotes) > 4 * MAX_QUOTE_SHINGLES:
             self.quotes = set(sorted(self.quotes)[: 4 * MAX_QUOTE_SHINGLES])
@@ -316,24 +330,34 @@ def _merge(centroid: dict[str, float], new: dict[str, float], n: int, keep: int)
     return {k: v / (n + 1) for k, v in top}
 
 
-def story_similarity(f: StoryFeatures, story: Story, f_norms: tuple[float, float] | None = None) -> float:
+def story_similarity(
+    f: StoryFeatures, story: Story, vector: np.ndarray | None = None, options: DedupOptions | None = None
+) -> float:
     """Return how likely the article reports the story's event, in [0, 1].
 
-    Shared salient vocabulary and shared named entities each count; a shared quotation (a
-    sentence someone said, reported by both) is near-proof of the same event. `f_norms` are
-    the norms of the article's terms and entities, when the caller has them.
+    The measure is the cosine of the article's embedding with the story's centroid: reports of
+    one event say the same thing in other words. A shared quotation (a sentence someone said,
+    reported by both) is near-proof of the same event and adds to it; several names on both
+    sides and none shared rule it out (`DedupOptions.names_to_differ`). `vector` is the
+    article's dequantized embedding, when the caller has it.
     """
-    f_terms_norm, f_entities_norm = f_norms or (norm(f.terms), norm(f.entities))
-    term_sim = cosine(f.terms, story.terms, f_terms_norm, story.term_norm)
-    entity_sim = cosine(f.entities, story.entities, f_entities_norm, story.entity_norm)
+    options = options or DedupOptions()
+    if vector is None and f.embedding:
+        vector = dequantize(f.embedding)
+    semantic = 0.0
+    if vector is not None and story.vector_sum is not None and story.vector_norm:
+        semantic = float(vector @ story.vector_sum) / story.vector_norm
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
-    quote_sim = 1.0 if len(f.quotes & story.quotes) >= 3 else 0.0
-    if f.entities and story.entities and not entity_sim and not quote_sim:
-        # Two reports of one event name some of the same people, places or organisations;
-        # shared vocabulary alone is a shared topic (two budget overruns), not a shared event.
+    if len(f.quotes & story.quotes) >= 3:
+        semantic += 0.3
+    elif (
+        options.names_to_differ
+        and min(len(f.entities), len(story.entities)) >= options.names_to_differ
+        and f.entities.keys().isdisjoint(story.entities)
+    ):
         return 0.0
-    return min(1.0, 0.5 * term_sim + 0.5 * entity_sim + 0.3 * quote_sim)
+    return min(1.0, max(0.0, semantic))
 
 
 class StoryIndex:
@@ -400,9 +424,9 @@ class StoryIndex:
         """Return the best candidate story and its similarity ((None, 0.0) when there is none)."""
         best: Story | None = None
         best_score = 0.0
-        f_norms = (norm(f.terms), norm(f.entities))
+        vector = dequantize(f.embedding) if f.embedding else None
         for story in self._candidates(f):
-            s = story_similarity(f, story, f_norms)
+            s = story_similarity(f, story, vector, self.options)
             if s > best_score:
                 best, best_score = story, s
         return best, best_score
@@ -432,7 +456,7 @@ class StoryIndex:
         """Index an article under a decision already taken (used by `assign` and on recovery)."""
         story = self.stories.get(assignment.story_id)
         if story is None:
-            story = Story(assignment.story_id, f.timestamp, f.timestamp, f.title, {}, {}, set())
+            story = Story(assignment.story_id, f.timestamp, f.timestamp, f.title, {}, set())
             self.stories[story.story_id] = story
         story.add(f, self.options)
         heapq.heappush(self._by_age, (story.last_seen, story.story_id))

@@ -24,10 +24,12 @@ import aiokafka
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CollectorRegistry
+from threadpoolctl import threadpool_limits
 
 from newsflow import __version__
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex, article_features
+from newsflow.pipeline.embed import default_encoder
 from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
@@ -92,6 +94,12 @@ class WorkerApp:
         )
         self.metrics.model_load_seconds.set(time.perf_counter() - started)
         log.info("NER model %s loaded in %.1fs", settings.ner_model, time.perf_counter() - started)
+        # Several workers share a host's cores: BLAS threads in each would fight over them and
+        # stall the event loops that heartbeat to Kafka. Parallelism comes from workers.
+        threadpool_limits(settings.compute_threads)
+        started = time.perf_counter()
+        default_encoder()  # the dedup features' sentence-embedding model, loaded once per process
+        log.info("embedding model loaded in %.1fs", time.perf_counter() - started)
         extract_options = ExtractOptions(
             max_input_bytes=settings.max_input_bytes,
             max_parse_seconds=settings.max_parse_seconds,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from newsflow.pipeline.dedup import STORY_THRESHOLD
 from newsflow.settings import env
 
 
@@ -22,6 +23,11 @@ class WorkerSettings:
     log_level: str = env("NEWSFLOW_LOG_LEVEL", "info", "debug, info, warning or error")
     batch_size: int = env("NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch")
     batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.5, "longest wait to fill a batch")
+    compute_threads: int = env(
+        "NEWSFLOW_WORKER_COMPUTE_THREADS",
+        1,
+        "threads for the embedding model's matrix products (scale with workers, not threads)",
+    )
     max_input_bytes: int = env(
         "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES", 5_000_000, "larger inputs go to the dead letters"
     )
@@ -38,7 +44,9 @@ class WorkerSettings:
         "NEWSFLOW_NER_MAX_CHARS", 20_000, "NER reads at most this many characters per article"
     )
     story_threshold: float = env(
-        "NEWSFLOW_DEDUP_STORY_THRESHOLD", 0.22, "similarity at which an article joins a story"
+        "NEWSFLOW_DEDUP_STORY_THRESHOLD",
+        STORY_THRESHOLD,
+        "meaning similarity at which an article joins a story",
     )
     copy_containment: float = env(
         "NEWSFLOW_DEDUP_COPY_CONTAINMENT", 0.7, "shared-shingle share that makes a copy"

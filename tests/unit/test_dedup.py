@@ -161,7 +161,47 @@ def test_seeds_are_one_story_and_not_copies(tagger, seed_raws):
     assert first.duplicate_of is None and second.duplicate_of is None
 
 
-def test_articles_without_entities_still_group_by_terms():
+def _overrun(person: str, city: str, org: str, project: str, amount: int) -> str:
+    return (
+        f"{person}, the head of the {org}, said on Tuesday that the {project} in {city} will cost "
+        f"{amount} million euros more than planned.\n"
+        f"The {org} blamed rising prices and a dispute with contractors for the overrun.\n"
+        f"Critics in {city} said warnings about the {project} had been ignored for years."
+    )
+
+
+def test_same_theme_about_other_actors_is_another_story(tagger):
+    tartu = features(
+        tagger,
+        article("a1", _overrun("Mari Tamm", "Tartu", "Baltic Transit Agency", "tram extension", 140), "o1"),
+    )
+    gdansk = features(
+        tagger,
+        article(
+            "b1", _overrun("Piotr Nowak", "Gdansk", "Vistula Port Authority", "harbour tunnel", 210), "o2"
+        ),
+    )
+    index = StoryIndex()
+    assert index.assign(gdansk).story_id != index.assign(tartu).story_id
+    # Told alike, the two are close in meaning; it is the lack of a shared name that keeps them apart.
+    lenient = StoryIndex(DedupOptions(names_to_differ=0))
+    assert lenient.assign(gdansk).story_id == lenient.assign(tartu).story_id
+
+
+def test_a_paraphrase_with_few_shared_words_joins_by_meaning(tagger):
+    paraphrase = (
+        "Drivers are using the city's oldest crossing again: the harbour bridge reopened on Friday after "
+        "more than two years of repairs.\n"
+        "Mayor Ellen Brooks led the ceremony. The work ran far over its estimate after engineers "
+        "discovered rusted supports and a cracked pier."
+    )
+    index = StoryIndex()
+    first = index.assign(features(tagger, article("a1", BRIDGE, "harbourtimes")))
+    second = index.assign(features(tagger, article("b2", paraphrase, "valleypost")))
+    assert second.story_id == first.story_id and second.duplicate_of is None
+
+
+def test_articles_without_entities_still_group_by_meaning():
     a = article("a1", BRIDGE, "harbourtimes")
     b = article("b1", BRIDGE_OTHER_OUTLET, "valleypost")
     empty = EntityResult((), "skipped_language", "none")

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from newsflow.pipeline.embed import (
+    DIM,
+    ModelNotInstalled,
+    TextEncoder,
+    _model_zip,
+    default_encoder,
+    dequantize,
+    quantize,
+)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return default_encoder()
+
+
+def test_similarities_match_the_models_published_ones(encoder):
+    # The sentence-transformers quickstart prints these cosines for all-MiniLM-L6-v2:
+    # [[1.0000, 0.6660, 0.1046], [0.6660, 1.0000, 0.1411], [0.1046, 0.1411, 1.0000]].
+    weather, sunny, stadium = (
+        encoder.encode(s)
+        for s in ("The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium.")
+    )
+    assert float(weather @ sunny) == pytest.approx(0.6660, abs=0.002)
+    assert float(weather @ stadium) == pytest.approx(0.1046, abs=0.002)
+    assert float(sunny @ stadium) == pytest.approx(0.1411, abs=0.002)
+
+
+def test_embeddings_are_unit_vectors_and_long_texts_are_cut(encoder):
+    v = encoder.encode("word " * 5000)
+    assert v.shape == (DIM,) and v.dtype == np.float32
+    assert float(np.linalg.norm(v)) == pytest.approx(1.0, abs=1e-5)
+    # Only the first MAX_TOKENS word pieces count: what follows them changes nothing.
+    lead = "The harbour bridge reopened on Friday after two years of repairs. " * 20
+    assert np.allclose(encoder.encode(lead), encoder.encode(lead + " An unrelated tail about football."))
+
+
+def test_quantized_embeddings_keep_their_cosines(encoder):
+    a, b = (
+        encoder.encode("The council approved the budget."),
+        encoder.encode("Lawmakers passed the spending plan."),
+    )
+    qa, qb = dequantize(quantize(a)), dequantize(quantize(b))
+    assert len(quantize(a)) == DIM
+    assert abs(float(qa @ qb) / float(np.linalg.norm(qa) * np.linalg.norm(qb)) - float(a @ b)) < 0.01
+
+
+def test_other_weights_are_refused(tmp_path: Path):
+    fake = tmp_path / "model.zip"
+    with zipfile.ZipFile(_model_zip()) as real, zipfile.ZipFile(fake, "w") as zf:
+        for name in ("tokenizer.json", "config.json"):
+            zf.writestr(name, real.read(name))
+        zf.writestr("model.safetensors", b"not the model")
+    with pytest.raises(ModelNotInstalled, match="not all-MiniLM-L6-v2"):
+        TextEncoder.load(fake)
