@@ -33,7 +33,10 @@ async def seek_to_committed_or_beginning(
     committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
     uncommitted = [tp for tp, offset in committed.items() if not offset and tp.topic not in skip_topics]
     if uncommitted:
-        await consumer.seek_to_beginning(*uncommitted)
+        # To a concrete offset, not aiokafka's lazy reset: a reset still pending when the fetcher
+        # resumes can leave the partition where it was.
+        for tp, offset in (await consumer.beginning_offsets(uncommitted)).items():
+            consumer.seek(tp, offset)
     return committed
 
 
