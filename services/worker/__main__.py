@@ -16,6 +16,7 @@ import sys
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
+from newsflow.pipeline.embed import ModelNotInstalled
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.topics import create_topics, topic_specs
 from newsflow.worker.app import WorkerApp
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"newsflow-worker: error: {exc}\n")
         return 2
     registry = CollectorRegistry()
-    worker_app = WorkerApp(kafka, settings, registry)
+    try:
+        worker_app = WorkerApp(kafka, settings, registry)
+    except (ModelNotInstalled, OSError) as exc:  # spaCy raises OSError for a model it cannot find
+        sys.stderr.write(f"newsflow-worker: error: cannot load a model: {exc}\n")
+        return 2
     try:
         asyncio.run(create_topics(kafka, topic_specs(kafka) + worker_app.changelog_topics()))
     except TimeoutError as exc:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
@@ -28,3 +32,13 @@ def test_help_lists_every_variable():
 def test_topic_names_use_no_underscore():
     # Kafka's metric names collide for '.' and '_'.
     assert all("_" not in v for k, v in vars(KafkaSettings()).items() if k.startswith("topic_"))
+
+
+def test_worker_without_its_model_fails_with_one_line():
+    env = {**os.environ, "NEWSFLOW_NER_MODEL": "no_such_spacy_model", "NEWSFLOW_WORKER_METRICS_PORT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "newsflow.worker"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("newsflow-worker: error: cannot load a model:")
