@@ -116,6 +116,12 @@ STRUCTURE_AWARE_SKIP = frozenset({"social_embed"})
 # Short lines in a link list are headlines; a long line means the article has resumed.
 _MAX_LINK_ITEM_CHARS = 200
 
+# Line rules judge whole lines, and no boilerplate line is longer than this (the longest is an
+# embedded tweet: 280 characters, its link and an attribution). A longer line is prose with
+# something glued into it, often a whole plain-text article sent without line breaks, which a
+# rule must not delete for one link or notice inside it.
+_MAX_BOILERPLATE_LINE_CHARS = 400
+
 
 @dataclass(frozen=True, slots=True)
 class CleanResult:
@@ -174,7 +180,11 @@ def apply_rules(text: str, from_markup: bool = False, title: str | None = None) 
             _count(removed, "link_list")
             continue
         in_link_list = False
-        rule = next((name for name, pattern in rules if pattern.search(stripped)), None)
+        rule = (
+            next((name for name, pattern in rules if pattern.search(stripped)), None)
+            if len(stripped) <= _MAX_BOILERPLATE_LINE_CHARS
+            else None
+        )
         if rule:
             _count(removed, rule)
             continue

@@ -92,6 +92,20 @@ def test_each_rule_removes_its_line(line, rule):
     assert line not in result.text
 
 
+def test_a_plain_text_article_on_one_line_is_not_deleted_for_a_tweet_link_inside_it():
+    # Plain-text feeds often send a whole article without line breaks; the embedded tweet's link
+    # is then part of the article's only line, which a line rule must not remove.
+    sentences = [
+        f"Council member {n} said the budget for road repairs would be debated again next week."
+        for n in range(8)
+    ]
+    sentences.insert(4, "Watch the moment the vote failed pic.twitter.com/YDcgke2jwJ")
+    article = " ".join(sentences)
+    result = apply_rules(article)
+    assert result.text == article
+    assert result.removed == {}
+
+
 def test_a_quote_with_an_email_address_inside_an_article_is_kept():
     line = "Officials said complaints can be sent to the council at info@council.example by Friday."
     assert apply_rules(line).text == line
