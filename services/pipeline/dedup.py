@@ -34,6 +34,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from spacy.lang.en.stop_words import STOP_WORDS
 from wordfreq import zipf_frequency
 
+from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
 from newsflow.pipeline.records import CleanArticle, EntityResult, StoryAssignment
 
@@ -98,7 +99,12 @@ class StoryFeatures:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StoryFeatures:
-        return cls(
+        """Return the features of `as_dict`'s form; ValueError (or KeyError, TypeError) if malformed.
+
+        Shapes are checked here, where a bad message can still be dead-lettered: a signature or
+        embedding of another length would otherwise fail later, inside the index.
+        """
+        features = cls(
             article_id=str(d["article_id"]),
             outlet=str(d["outlet"]),
             timestamp=float(d["timestamp"]),
@@ -110,6 +116,11 @@ class StoryFeatures:
             shingle_count=int(d["shingle_count"]),
             embedding=base64.b64decode(d.get("embedding") or "", validate=True),
         )
+        if len(features.signature) != NUM_PERM:
+            raise ValueError(f"signature has {len(features.signature)} values, not {NUM_PERM}")
+        if len(features.embedding) not in (0, EMBEDDING_DIM):
+            raise ValueError(f"embedding has {len(features.embedding)} bytes, not {EMBEDDING_DIM}")
+        return features
 
 
 def _pack(values: Any, dtype: str) -> str:

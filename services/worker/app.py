@@ -337,7 +337,14 @@ class WorkerApp:
                     Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}"), event
                 )
                 continue
-            assignment = self._assign(features, event.message.offset)
+            try:
+                assignment = self._assign(features, event.message.offset)
+            except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
+                log.exception("dedup of %s failed", features.article_id)
+                await self._dead_letter(
+                    Rejection("dedup", "internal_error", f"{type(exc).__name__}: {exc}"), event
+                )
+                continue
             decision = (
                 "copy"
                 if assignment.duplicate_of

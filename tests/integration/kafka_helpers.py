@@ -120,9 +120,11 @@ def produce_files(kafka: KafkaSettings, paths: list[Path], outlet: str | None = 
 
 
 def send_raw(
-    kafka: KafkaSettings, messages: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+    kafka: KafkaSettings,
+    messages: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+    topic: str | None = None,
 ) -> None:
-    """Send hand-made raw messages (key, value, headers), e.g. malformed ones."""
+    """Send hand-made messages (key, value, headers), e.g. malformed ones, to `topic` (default raw)."""
 
     async def run() -> None:
         producer = AIOKafkaProducer(
@@ -131,7 +133,7 @@ def send_raw(
         await producer.start()
         try:
             for key, value, headers in messages:
-                await producer.send_and_wait(kafka.topic_raw, value=value, key=key, headers=headers)
+                await producer.send_and_wait(topic or kafka.topic_raw, value=value, key=key, headers=headers)
         finally:
             await producer.stop()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
+from newsflow.pipeline.dedup import NUM_PERM, StoryFeatures
 from newsflow.pipeline.schema import schema_errors
 from newsflow.settings import KafkaSettings
 from tests.conftest import FIXTURES, SEEDS
@@ -73,6 +75,10 @@ def _slow_page() -> bytes:
     return f"<html><body><article>{body}</article></body></html>".encode()
 
 
+def _features(article_id: str) -> StoryFeatures:
+    return StoryFeatures(article_id, "x", 0.0, "", {}, {}, frozenset(), tuple(range(NUM_PERM)), 1)
+
+
 def test_bad_input_goes_to_dead_letters_and_the_worker_keeps_going(kafka: KafkaSettings, worker_log: Path):
     garbage = bytes(range(256)) * 8
     headers = [("article-id", b"garbage-1"), ("content-type", b"text/plain"), ("outlet", b"x")]
@@ -93,7 +99,15 @@ def test_bad_input_goes_to_dead_letters_and_the_worker_keeps_going(kafka: KafkaS
                 ),
             ],
         )
-        dead = dict(read_records(kafka, kafka.topic_dead_letter, want=4, worker=worker))
+        # Features written by something other than this version's clean stage: not JSON, and a
+        # MinHash signature of the wrong length (which would fail inside the index).
+        short = {"record": {}, "features": {**_features("feat-short").as_dict(), "signature": "AAAAAAEAAAA="}}
+        send_raw(
+            kafka,
+            [(b"feat-garbage", b"{not json", []), (b"feat-short", json.dumps(short).encode(), [])],
+            topic=kafka.topic_features,
+        )
+        dead = dict(read_records(kafka, kafka.topic_dead_letter, want=6, worker=worker))
         ids = produce_files(kafka, [SEEDS / "000_f58613151fe9af6b.txt"])
         good = read_records(kafka, kafka.topic_enriched, want=1, worker=worker)
         assert worker.poll() is None
@@ -102,6 +116,8 @@ def test_bad_input_goes_to_dead_letters_and_the_worker_keeps_going(kafka: KafkaS
         "no-headers": "unsupported_type",
         "no-body": "bad_envelope",
         "slow-page": "timeout",
+        "feat-garbage": "bad_features",
+        "feat-short": "bad_features",
     }
     assert base64.b64decode(dead["garbage-1"]["payload_base64"]) == garbage
     assert base64.b64decode(dead["slow-page"]["payload_base64"]) == slow

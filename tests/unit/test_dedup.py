@@ -152,6 +152,20 @@ def test_features_round_trip_through_json_dicts(tagger):
     assert StoryFeatures.from_dict(f.as_dict()) == f
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("signature", "AAAAAAEAAAA=", "signature has 2 values"),  # valid base64, two uint32s
+        ("embedding", "AQID", "embedding has 3 bytes"),
+    ],
+)
+def test_features_of_the_wrong_shape_are_rejected_when_read(tagger, field, value, message):
+    # Caught where the worker can still dead-letter the message, not later inside the index.
+    payload = {**features(tagger, article("a1", BRIDGE, "harbourtimes")).as_dict(), field: value}
+    with pytest.raises(ValueError, match=message):
+        StoryFeatures.from_dict(payload)
+
+
 def test_seeds_are_one_story_and_not_copies(tagger, seed_raws):
     arts = [extract_article(r) for r in seed_raws]
     assert all(isinstance(a, CleanArticle) for a in arts)
