@@ -1,12 +1,12 @@
 """Faust's Kafka transport and table recovery, with two fixes for records lost around a rebalance.
 
-1. Partitions without a committed offset are re-read, not lost. faust-streaming 0.15.3 drops records it has already fetched when a rebalance stops the flow
-(or the generation changes) in the middle of a batch, and relies on "seek to the committed
-offsets" afterwards to read them again. aiokafka's `seek_to_committed` leaves alone every
-partition whose committed offset is missing (or 0), so for those the dropped records are gone:
-the consumer's position is already past them. It bites exactly when a second worker joins
-before the first has committed: in the two-worker grouping test about one start in five lost
-the first messages of a raw partition.
+1. Partitions without a committed offset are re-read, not lost. faust-streaming 0.15.3 drops
+records it has already fetched when a rebalance stops the flow (or the generation changes) in the
+middle of a batch, and relies on "seek to the committed offsets" afterwards to read them again.
+aiokafka's `seek_to_committed` leaves alone every partition whose committed offset is missing (or
+0), so for those the dropped records are gone: the consumer's position is already past them. It
+bites exactly when a second worker joins before the first has committed: in the two-worker grouping
+test about one start in five lost the first messages of a raw partition.
 
 With `consumer_auto_offset_reset="earliest"`, "no committed offset" means "from the beginning",
 so that is where such partitions are sought. Changelog partitions are left to Faust's recovery,
@@ -18,7 +18,8 @@ end resumes the stream partitions and seeks them while that fetcher keeps delive
 step, `flow_control.resume()`, clears every stream queue: records delivered in between are thrown
 away, yet counted as read. When the seek's re-fetch brings them back they are dropped as already
 read, and the offsets they leave out are treated as a gap, that is, as acknowledged. In a stress
-run that restarted a worker while articles arrived, 2 to 14 of 200 articles were lost this way.
+run that restarted a worker while articles arrived, 1 to 14 of 200 articles were lost this way
+(tests/integration/soak_restart.py).
 The fix stops the consumer's flow before recovery ends, as Faust's own rebalance path does, so
 nothing reaches a queue before the clear; recovery resumes it after the seek.
 
