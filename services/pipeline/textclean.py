@@ -258,5 +258,14 @@ class BoilerplateModel:
         state = self.outlets.get(outlet)
         return {"docs": state.docs, "lines": state.lines} if state else None
 
-    def load_outlet_state(self, outlet: str, data: dict[str, Any]) -> None:
-        self.outlets[outlet] = OutletLines(docs=int(data["docs"]), lines=dict(data["lines"]))
+    def load_outlet_state(self, outlet: str, data: Any) -> None:
+        """Load one outlet's state from `outlet_state`'s form; ValueError (model unchanged) if malformed."""
+        try:
+            state = OutletLines(
+                docs=int(data["docs"]), lines={str(k): int(v) for k, v in dict(data["lines"]).items()}
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"unreadable boilerplate state of {outlet!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.outlets[outlet] = state

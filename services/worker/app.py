@@ -233,7 +233,12 @@ class WorkerApp:
         if outlet not in model.outlets:
             stored = self.boilerplate_table.get(outlet)
             if stored:
-                model.load_outlet_state(outlet, jsonio.loads(stored))
+                try:
+                    model.load_outlet_state(outlet, jsonio.loads(stored))
+                except ValueError as exc:
+                    # E.g. written by another version: learn this outlet afresh rather than fail
+                    # (and lose) every batch that holds one of its articles.
+                    log.warning("ignoring learned boilerplate: %s", exc)
 
     async def _clean_agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         m = self.metrics

@@ -184,3 +184,14 @@ def test_boilerplate_state_round_trips():
     other = BoilerplateModel()
     other.load_outlet_state("o", state)
     assert other.is_boilerplate("o", line_fingerprint("footer line"))
+
+
+@pytest.mark.parametrize(
+    "state", [{"docs": 3}, {"docs": "many", "lines": {}}, {"docs": 3, "lines": [1, 2]}, None]
+)
+def test_unreadable_boilerplate_state_is_refused_and_leaves_the_model_unchanged(state):
+    model = BoilerplateModel()
+    model.observe("o", ["a line"])
+    with pytest.raises(ValueError, match="unreadable boilerplate state of 'o'"):
+        model.load_outlet_state("o", state)
+    assert model.outlet_state("o") == {"docs": 1, "lines": {line_fingerprint("a line"): 1}}
