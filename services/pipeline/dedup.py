@@ -397,7 +397,7 @@ class StoryIndex:
 
     @staticmethod
     def _postings_keys(f: StoryFeatures) -> list[str]:
-        keys = {f"e:{k}" for k in f.entities} | {f"t:{k}" for k in list(f.terms)[:15]}
+        keys = {f"e:{k}" for k in f.entities} | {f"t:{k}" for k in list(f.terms)[:MAX_TERMS]}
         # Sorted: string hashes differ between processes, and vote order must not.
         return [sys.intern(k) for k in sorted(keys)]
 
