@@ -18,10 +18,10 @@ end resumes the stream partitions and seeks them while that fetcher keeps delive
 step, `flow_control.resume()`, clears every stream queue: records delivered in between are thrown
 away, yet counted as read. When the seek's re-fetch brings them back they are dropped as already
 read, and the offsets they leave out are treated as a gap, that is, as acknowledged. In a stress
-run that restarted a worker while articles arrived, 1 to 14 of 200 articles were lost this way
-(tests/integration/soak_restart.py).
-The fix stops the consumer's flow before recovery ends, as Faust's own rebalance path does, so
-nothing reaches a queue before the clear; recovery resumes it after the seek.
+run that restarted a worker while articles arrived (tests/integration/soak_restart.py), 1 to 14
+of 200 articles were lost this way. The fix stops the consumer's flow before recovery ends, as
+Faust's own rebalance path does, so nothing reaches a queue before the clear; recovery resumes it
+after the seek.
 
 Re-reading is safe: every stage is idempotent per article.
 """
