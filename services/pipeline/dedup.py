@@ -22,7 +22,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -60,8 +60,15 @@ MAX_QUOTE_SHINGLES = 48
 # Words of at least this Zipf frequency (about "said", "year") carry no topical weight.
 COMMON_ZIPF = 5.5
 
+_POSSESSIVE = re.compile(r"'s?$")
 _WORD = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
-_QUOTE = re.compile(r"[\"“”‘’']([^\"“”‘’]{20,600})[\"“”‘’']")
+# A quotation is the text between an opening mark and its own closing mark, within a paragraph:
+# curly double quotes, straight double quotes paired left to right, or curly single quotes whose
+# closing mark is not an apostrophe ("don’t"). Matching any mark against any other would also take
+# the text *between* two quotations ("“Caucasian Knot” has reported that ... a “tent city”"), which
+# is an outlet's own stock wording, as a quotation.
+_QUOTE = re.compile(r"“([^“”\n]*)”|\"([^\"\n]*)\"|‘([^‘\n]*?)’(?!\w)")
+QUOTE_CHARS = (20, 600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,11 @@ def words(text: str) -> list[str]:
     return [w.casefold().replace("’", "'") for w in _WORD.findall(text)]
 
 
+def base_word(word: str) -> str:
+    """Return a word without a possessive ending: "germany's" and "germany" name one thing."""
+    return _POSSESSIVE.sub("", word)
+
+
 def _stable_hash(s: str) -> int:
     # 32 bits: a story keeps at most a few hundred quote hashes, so chance collisions (which
     # would need three at once to count) are negligible.
@@ -161,6 +173,12 @@ def shingle_set(tokens: list[str], n: int = SHINGLE_WORDS) -> set[bytes]:
     if len(tokens) < n:
         return {" ".join(tokens).encode()} if tokens else set()
     return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
+
+
+def quotations(text: str) -> list[str]:
+    """Return the quoted passages of a text long enough to be a statement (QUOTE_CHARS)."""
+    found = (m.group(m.lastindex or 0) for m in _QUOTE.finditer(text))
+    return [q for q in found if QUOTE_CHARS[0] <= len(q) <= QUOTE_CHARS[1]]
 
 
 def _timestamp(article: CleanArticle) -> float:
@@ -184,8 +202,8 @@ def article_features(
     text = article.text
     tokens = words(text)
     # News is written as an inverted pyramid: without a headline, the lead stands in for it.
-    title_tokens = words(article.title) if article.title else tokens[:LEAD_WORDS]
-    tf = Counter(tokens)
+    title_tokens = [base_word(w) for w in (words(article.title) if article.title else tokens[:LEAD_WORDS])]
+    tf = Counter(map(base_word, tokens))
     # A headline word counts like two body mentions: the headline names the event.
     tf.update(title_tokens * 2)
     terms = _normalize(
@@ -196,8 +214,8 @@ def article_features(
         weight = NORP_WEIGHT if e.label == "NORP" else ENTITY_TYPE_WEIGHT.get(e.coarse_label, 0.6)
         ents[e.key] = ents.get(e.key, 0.0) + weight * (0.3 + e.salience)
     quote_shingles: set[int] = set()
-    for m in _QUOTE.finditer(text):
-        q = words(m.group(1))
+    for quoted in quotations(text):
+        q = words(quoted)
         if len(q) >= QUOTE_SHINGLE_WORDS:
             n = QUOTE_SHINGLE_WORDS
             quote_shingles.update(_stable_hash(" ".join(q[i : i + n])) for i in range(len(q) - n + 1))
@@ -256,7 +274,7 @@ class IndexedArticle:
 # The sentence-embedding cosine at which two news texts report one story: the best-F1 point of
 # the cosine alone on the SemEval-2022 dev pairs (F1 0.91; at least 0.90 from 0.40 to 0.45).
 # Unrelated pairs average 0.23, same-story pairs 0.68. With `names_to_differ` the stage reaches
-# F1 0.875 there (bench/RESULTS.md): the rule gives up theme-level matches on purpose.
+# F1 0.90 there (bench/RESULTS.md): the rule gives up theme-level matches on purpose.
 STORY_THRESHOLD = 0.42
 
 
@@ -272,10 +290,12 @@ class DedupOptions:
     # Same story: the similarity of `story_similarity`, in [0, 1]. STORY_THRESHOLD says where it
     # comes from.
     story_threshold: float = STORY_THRESHOLD
-    # Two texts that each name at least this many people, places or organisations, but none in
-    # common (and share no quote), report different events however alike they read: a theme
+    # Two texts that each name at least this many people, places or organisations, but none of
+    # the other's (and share no quote), report different events however alike they read: a theme
     # told about other actors (two budget overruns, two earnings reports from one template). A
-    # text naming a single one may simply name another. 0 turns the rule off.
+    # text naming a single one may simply name another. A one-word name counts as the other's
+    # full name it ends ("Pompeo", "Mike Pompeo") and as the same word among the other's salient
+    # words (`_names_differ`). 0 turns the rule off.
     names_to_differ: int = 2
     window_hours: float = 72.0
     max_story_entities: int = 60
@@ -296,6 +316,8 @@ class Story:
     entities: dict[str, float]
     quotes: set[int]
     members: list[str] = field(default_factory=list)
+    # The members' salient words, bounded like `entities` (for `DedupOptions.names_to_differ`).
+    terms: dict[str, float] = field(default_factory=dict)
     outlets: list[str] = field(default_factory=list)
     # The sum of the members' embeddings (None until a member has one) and its length: the
     # centroid articles are compared with is their quotient.
@@ -306,6 +328,7 @@ class Story:
         """Fold an article into the centroid (bounded) and the member list."""
         n = len(self.members)
         self.entities = _merge(self.entities, f.entities, n, options.max_story_entities)
+        self.terms = _merge(self.terms, f.terms, n, options.max_story_entities)
         if f.embedding:
             vector = dequantize(f.embedding)
             self.vector_sum = vector if self.vector_sum is None else self.vector_sum + vector
@@ -363,13 +386,48 @@ def story_similarity(
     # shared shingles is a stock phrase.
     if len(f.quotes & story.quotes) >= 3:
         semantic += 0.3
-    elif (
-        options.names_to_differ
-        and min(len(f.entities), len(story.entities)) >= options.names_to_differ
-        and f.entities.keys().isdisjoint(story.entities)
-    ):
+    elif _names_differ(f, story, options.names_to_differ):
         return 0.0
     return min(1.0, max(0.0, semantic))
+
+
+@lru_cache(maxsize=200_000)
+def name_words(key: str) -> tuple[str, ...]:
+    """Return the words of an entity key that can tell it apart, in order: topical words (`idf` > 0)
+    of three letters or more, without possessive endings."""
+    return tuple(w for w in map(base_word, words(key)) if len(w) > 2 and idf(w) > 0)
+
+
+@lru_cache(maxsize=200_000)
+def _short_form(key: str) -> str | None:
+    """Return the word of a one-word name ("Pompeo", "NSW", "Coronavirus"), if it is topical."""
+    found = name_words(key)
+    return found[0] if len(found) == 1 and len(words(key)) == 1 else None
+
+
+def _refers_to(short: Iterable[str | None], keys: Iterable[str], terms: Mapping[str, float]) -> bool:
+    """Return whether a one-word name is the last word of one of `keys` or one of `terms`."""
+    heads = {found[-1] for found in map(name_words, keys) if found}
+    return any(word is not None and (word in heads or word in terms) for word in short)
+
+
+def _names_differ(f: StoryFeatures, story: Story, at_least: int) -> bool:
+    """Return whether both sides name `at_least` entities and none of one side's is the other's.
+
+    A name is the other side's when the keys are equal, or when it is a one-word name (how news
+    refers back to a person, place or organisation already named in full) that ends one of the
+    other side's names or is among its salient words (the tagger may tag "coronavirus" in one text
+    and leave it a plain word in the other). Two full names sharing a word are not one name: two
+    people called Chiara, two boards.
+    """
+    if not at_least or min(len(f.entities), len(story.entities)) < at_least:
+        return False
+    if not f.entities.keys().isdisjoint(story.entities):
+        return False
+    return not (
+        _refers_to(map(_short_form, f.entities), story.entities, story.terms)
+        or _refers_to(map(_short_form, story.entities), f.entities, f.terms)
+    )
 
 
 class StoryIndex:
@@ -397,7 +455,10 @@ class StoryIndex:
 
     @staticmethod
     def _postings_keys(f: StoryFeatures) -> list[str]:
-        keys = {f"e:{k}" for k in f.entities} | {f"t:{k}" for k in list(f.terms)[:MAX_TERMS]}
+        # The words of the names and the salient words, in one vocabulary: one report's "Mike
+        # Pompeo" finds another's "Pompeo", and a name in one text finds the same word left
+        # untagged in another.
+        keys = frozenset().union(*map(name_words, f.entities), list(f.terms)[:MAX_TERMS])
         # Sorted: string hashes differ between processes, and vote order must not.
         return [sys.intern(k) for k in sorted(keys)]
 

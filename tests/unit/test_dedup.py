@@ -2,16 +2,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from newsflow.pipeline.dedup import (
     NUM_PERM,
     DedupOptions,
+    Story,
     StoryFeatures,
     StoryIndex,
     article_features,
     estimated_containment,
+    quotations,
+    story_similarity,
 )
+from newsflow.pipeline.embed import DIM, quantize
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source, StoryAssignment
@@ -247,12 +252,70 @@ def test_a_common_key_leads_only_to_its_most_recent_stories():
             _synthetic(f"a{i}", {"Washington": 1.0, f"Rare{i}": 1.0}, i),
             StoryAssignment(f"s{i}", None, None, None, True),
         )
-    assert list(index.postings["e:Washington"]) == ["s1", "s2"]
+    assert list(index.postings["washington"]) == ["s1", "s2"]
     # Joining a story again makes it the most recent for its keys.
     index.restore(
         _synthetic("b0", {"Washington": 1.0, "Rare0": 1.0}, 3), StoryAssignment("s0", None, None, 0.9, False)
     )
-    assert list(index.postings["e:Washington"]) == ["s2", "s0"]
+    assert list(index.postings["washington"]) == ["s2", "s0"]
     # The story dropped from the common key is still reached through its rare one.
     candidates = index._candidates(_synthetic("c1", {"Washington": 1.0, "Rare1": 1.0}, 4))
     assert candidates[0].story_id == "s1"
+
+
+def test_quotations_pair_each_opening_mark_with_its_own_closing_mark():
+    text = (
+        "The “Caucasian Knot” has reported that since September displaced families have been living in "
+        "a “tent city” in the lobby.\n"
+        'Their lawyer said "we will not leave until every family has a home" and went inside.\n'
+        "‘We don’t know where the children will sleep tonight,’ one mother said.\n"
+        '"An opening mark left open at the end of a paragraph\n'
+        '"The next paragraph reopens the quotation, as news style does," she added.'
+    )
+    assert quotations(text) == [
+        "we will not leave until every family has a home",
+        "We don’t know where the children will sleep tonight,",
+        "The next paragraph reopens the quotation, as news style does,",
+    ]
+
+
+def _named(article_id: str, entities: list[str], terms: list[str]) -> StoryFeatures:
+    """An article whose embedding is the same as every other's: only the names rule can part them."""
+    return replace(
+        _synthetic(article_id, dict.fromkeys(entities, 0.5), 0),
+        terms=dict.fromkeys(terms, 0.3),
+        embedding=quantize(np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)),
+    )
+
+
+def _story_of(f: StoryFeatures) -> Story:
+    story = Story("s", f.timestamp, f.timestamp, f.title, {}, set())
+    story.add(f, DedupOptions())
+    return story
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "apart"),
+    [
+        # Other actors, nothing of one side's names in the other: different events.
+        ((["Mari Tamm", "Tartu"], ["tram"]), (["Piotr Nowak", "Gdansk"], ["tunnel"]), True),
+        # One report's "Mike Pompeo" is another's "Pompeo".
+        ((["Mike Pompeo", "CIA"], ["diplomat"]), (["Pompeo", "Russia Today"], ["interview"]), False),
+        # A name tagged in one text is a salient word, left untagged, of the other.
+        (
+            (["Getty Images", "Business Insider"], ["coronavirus"]),
+            (["Coronavirus", "Knox News"], ["pandemic"]),
+            False,
+        ),
+        # Two full names sharing a word are two people, two boards.
+        (
+            (["Chiara Moreau", "Highland Health Board"], ["tram"]),
+            (["Chiara Cardenas", "Grain Board"], ["chiara"]),
+            True,
+        ),
+    ],
+)
+def test_the_names_rule_compares_the_words_of_names(first, second, apart):
+    a, b = _named("a", *first), _named("b", *second)
+    assert story_similarity(b, _story_of(a)) == pytest.approx(0.0 if apart else 1.0, abs=0.01)
+    assert story_similarity(a, _story_of(b)) == pytest.approx(0.0 if apart else 1.0, abs=0.01)
