@@ -36,6 +36,7 @@ from wordfreq import zipf_frequency
 
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
+from newsflow.pipeline.places import name_one_place
 from newsflow.pipeline.records import CleanArticle, EntityResult, StoryAssignment
 
 NUM_PERM = 64
@@ -295,7 +296,7 @@ class DedupOptions:
     # told about other actors (two budget overruns, two earnings reports from one template). A
     # text naming a single one may simply name another. A one-word name counts as the other's
     # full name it ends ("Pompeo", "Mike Pompeo") and as the same word among the other's salient
-    # words (`_names_differ`). 0 turns the rule off.
+    # words, and a country as its states and regions (`_names_differ`). 0 turns the rule off.
     names_to_differ: int = 2
     window_hours: float = 72.0
     max_story_entities: int = 60
@@ -417,8 +418,9 @@ def _names_differ(f: StoryFeatures, story: Story, at_least: int) -> bool:
     A name is the other side's when the keys are equal, or when it is a one-word name (how news
     refers back to a person, place or organisation already named in full) that ends one of the
     other side's names or is among its salient words (the tagger may tag "coronavirus" in one text
-    and leave it a plain word in the other). Two full names sharing a word are not one name: two
-    people called Chiara, two boards.
+    and leave it a plain word in the other), or when one is a country and the other a state or
+    region of it ("Australia", "NSW"). Two full names sharing a word are not one name: two people
+    called Chiara, two boards; nor are two places of one country.
     """
     if not at_least or min(len(f.entities), len(story.entities)) < at_least:
         return False
@@ -427,6 +429,7 @@ def _names_differ(f: StoryFeatures, story: Story, at_least: int) -> bool:
     return not (
         _refers_to(map(_short_form, f.entities), story.entities, story.terms)
         or _refers_to(map(_short_form, story.entities), f.entities, f.terms)
+        or name_one_place(f.entities, story.entities)
     )
 
 

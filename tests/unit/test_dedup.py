@@ -17,7 +17,7 @@ from newsflow.pipeline.dedup import (
     story_similarity,
 )
 from newsflow.pipeline.embed import DIM, quantize
-from newsflow.pipeline.entities import EntityTagger
+from newsflow.pipeline.entities import EntityTagger, entity_key
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source, StoryAssignment
 
@@ -282,7 +282,7 @@ def test_quotations_pair_each_opening_mark_with_its_own_closing_mark():
 def _named(article_id: str, entities: list[str], terms: list[str]) -> StoryFeatures:
     """An article whose embedding is the same as every other's: only the names rule can part them."""
     return replace(
-        _synthetic(article_id, dict.fromkeys(entities, 0.5), 0),
+        _synthetic(article_id, dict.fromkeys(map(entity_key, entities), 0.5), 0),
         terms=dict.fromkeys(terms, 0.3),
         embedding=quantize(np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)),
     )
@@ -307,6 +307,10 @@ def _story_of(f: StoryFeatures) -> Story:
             (["Coronavirus", "Knox News"], ["pandemic"]),
             False,
         ),
+        # A country and one of its states are one place told at two granularities...
+        ((["Australia", "HMAS Choules"], ["bushfires"]), (["NSW", "Batemans Bay"], ["blazes"]), False),
+        # ...but two states of one country are two places.
+        ((["California", "Mari Tamm"], ["tram"]), (["Texas", "Piotr Nowak"], ["tunnel"]), True),
         # Two full names sharing a word are two people, two boards.
         (
             (["Chiara Moreau", "Highland Health Board"], ["tram"]),
