@@ -22,7 +22,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -36,7 +36,7 @@ from wordfreq import zipf_frequency
 
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
-from newsflow.pipeline.places import name_one_place
+from newsflow.pipeline.places import countries_around, countries_named
 from newsflow.pipeline.records import CleanArticle, EntityResult, StoryAssignment
 
 NUM_PERM = 64
@@ -399,17 +399,27 @@ def name_words(key: str) -> tuple[str, ...]:
     return tuple(w for w in map(base_word, words(key)) if len(w) > 2 and idf(w) > 0)
 
 
-@lru_cache(maxsize=200_000)
-def _short_form(key: str) -> str | None:
-    """Return the word of a one-word name ("Pompeo", "NSW", "Coronavirus"), if it is topical."""
-    found = name_words(key)
-    return found[0] if len(found) == 1 and len(words(key)) == 1 else None
+@dataclass(frozen=True, slots=True)
+class _Names:
+    """What the names rule compares of one side's entity keys."""
+
+    short: frozenset[str]  # the words of its one-word names ("pompeo", "nsw")
+    heads: frozenset[str]  # the last word of each name ("pompeo" of "mike pompeo")
+    countries: frozenset[str]  # ISO codes of the countries it names
+    around: frozenset[str]  # ISO codes of the countries its states and regions lie in
 
 
-def _refers_to(short: Iterable[str | None], keys: Iterable[str], terms: Mapping[str, float]) -> bool:
-    """Return whether a one-word name is the last word of one of `keys` or one of `terms`."""
-    heads = {found[-1] for found in map(name_words, keys) if found}
-    return any(word is not None and (word in heads or word in terms) for word in short)
+# One entry per side of recent comparisons: an article is compared with up to `max_candidates`
+# stories, each unchanged until it gains a member.
+@lru_cache(maxsize=4096)
+def _names(keys: tuple[str, ...]) -> _Names:
+    found = [name_words(k) for k in keys]
+    return _Names(
+        short=frozenset(w[0] for k, w in zip(keys, found, strict=True) if len(w) == 1 and len(words(k)) == 1),
+        heads=frozenset(w[-1] for w in found if w),
+        countries=frozenset(countries_named(keys)),
+        around=frozenset(countries_around(keys)),
+    )
 
 
 def _names_differ(f: StoryFeatures, story: Story, at_least: int) -> bool:
@@ -426,10 +436,14 @@ def _names_differ(f: StoryFeatures, story: Story, at_least: int) -> bool:
         return False
     if not f.entities.keys().isdisjoint(story.entities):
         return False
-    return not (
-        _refers_to(map(_short_form, f.entities), story.entities, story.terms)
-        or _refers_to(map(_short_form, story.entities), f.entities, f.terms)
-        or name_one_place(f.entities, story.entities)
+    a, b = _names(tuple(f.entities)), _names(tuple(story.entities))
+    return (
+        a.short.isdisjoint(b.heads)
+        and a.short.isdisjoint(story.terms)
+        and b.short.isdisjoint(a.heads)
+        and b.short.isdisjoint(f.terms)
+        and a.countries.isdisjoint(b.around)
+        and b.countries.isdisjoint(a.around)
     )
 
 

@@ -65,12 +65,3 @@ def countries_around(keys: Iterable[str]) -> set[str]:
     """Return the ISO codes of the countries the keys' states or regions lie in ("nsw" -> AU)."""
     table = _tables()[1]
     return {code for key in keys for code in table.get(key, ())}
-
-
-def name_one_place(a: Iterable[str], b: Iterable[str]) -> bool:
-    """Return whether one side names a country and the other a region of it."""
-    a, b = list(a), list(b)
-    return not (
-        countries_named(a).isdisjoint(countries_around(b))
-        and countries_named(b).isdisjoint(countries_around(a))
-    )

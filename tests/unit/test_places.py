@@ -1,36 +1,44 @@
 import pytest
 
 from newsflow.pipeline.entities import entity_key
-from newsflow.pipeline.places import countries_around, countries_named, name_one_place
+from newsflow.pipeline.places import countries_around, countries_named
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "one_place"),
+    ("name", "country"),
     [
-        (["Australia"], ["New South Wales"], True),
-        (["Australia"], ["NSW"], True),  # the state's own ISO code part, as news abbreviates it
-        (["Queensland"], ["Australia"], True),
-        (["Ontario"], ["Canada"], True),
-        (["United States"], ["California"], True),
-        (["U.S."], ["California"], True),
-        (["UK"], ["Scotland"], True),
-        (["California"], ["Texas"], False),  # two states of one country
-        (["Germany"], ["NSW"], False),
-        (["Australia"], ["Australia"], False),  # equal names are the keys' business, not containment's
-        (["Mari Tamm"], ["Tartu"], False),
+        ("Australia", "AU"),
+        ("United States", "US"),
+        ("U.S.", "US"),  # English short names ISO does not list
+        ("UK", "GB"),
+        ("Russia", "RU"),
+        ("Iran", "IR"),  # ISO's common name ("Iran, Islamic Republic of")
+        ("Viet Nam", "VN"),
     ],
 )
-def test_a_country_and_its_regions_name_one_place(a, b, one_place):
-    a_keys, b_keys = [entity_key(n) for n in a], [entity_key(n) for n in b]
-    assert name_one_place(a_keys, b_keys) is one_place
-    assert name_one_place(b_keys, a_keys) is one_place
+def test_countries_are_known_by_their_names(name, country):
+    assert countries_named([entity_key(name)]) == {country}
+    assert countries_around([entity_key(name)]) == set()
 
 
-def test_lookups_know_countries_by_their_common_names_and_regions_by_name():
-    assert countries_named([entity_key("Russia"), entity_key("Iran"), entity_key("Viet Nam")]) == {
-        "RU",
-        "IR",
-        "VN",
-    }
-    assert countries_around([entity_key("Québec")]) == {"CA"}
-    assert countries_around(["london borough of camden"]) == set()  # below the first level
+@pytest.mark.parametrize(
+    ("name", "country"),
+    [
+        ("New South Wales", "AU"),
+        ("NSW", "AU"),  # the state's own part of its ISO code, as news abbreviates it
+        ("Queensland", "AU"),
+        ("California", "US"),
+        ("Ontario", "CA"),
+        ("Québec", "CA"),
+        ("Scotland", "GB"),
+    ],
+)
+def test_states_and_regions_lie_in_their_country(name, country):
+    assert countries_around([entity_key(name)]) == {country}
+    assert countries_named([entity_key(name)]) == set()
+
+
+@pytest.mark.parametrize("name", ["Mari Tamm", "Tartu", "CA", "London Borough of Camden"])
+def test_other_names_are_no_place_it_knows(name):
+    # People, cities, two-letter codes ("CA" is also Canada's initials) and second-level units.
+    assert countries_around([entity_key(name)]) == set()
