@@ -36,6 +36,7 @@ from wordfreq import zipf_frequency
 
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
+from newsflow.pipeline.entities import strip_possessive
 from newsflow.pipeline.places import countries_around, countries_named
 from newsflow.pipeline.records import CleanArticle, EntityResult, StoryAssignment
 
@@ -61,7 +62,6 @@ MAX_QUOTE_SHINGLES = 48
 # Words of at least this Zipf frequency (about "said", "year") carry no topical weight.
 COMMON_ZIPF = 5.5
 
-_POSSESSIVE = re.compile(r"'s?$")
 _WORD = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
 # A quotation is the text between an opening mark and its own closing mark, within a paragraph:
 # curly double quotes, straight double quotes paired left to right, or curly single quotes whose
@@ -159,11 +159,6 @@ def words(text: str) -> list[str]:
     return [w.casefold().replace("’", "'") for w in _WORD.findall(text)]
 
 
-def base_word(word: str) -> str:
-    """Return a word without a possessive ending: "germany's" and "germany" name one thing."""
-    return _POSSESSIVE.sub("", word)
-
-
 def _stable_hash(s: str) -> int:
     # 32 bits: a story keeps at most a few hundred quote hashes, so chance collisions (which
     # would need three at once to count) are negligible.
@@ -203,8 +198,10 @@ def article_features(
     text = article.text
     tokens = words(text)
     # News is written as an inverted pyramid: without a headline, the lead stands in for it.
-    title_tokens = [base_word(w) for w in (words(article.title) if article.title else tokens[:LEAD_WORDS])]
-    tf = Counter(map(base_word, tokens))
+    title_tokens = [
+        strip_possessive(w) for w in (words(article.title) if article.title else tokens[:LEAD_WORDS])
+    ]
+    tf = Counter(map(strip_possessive, tokens))
     # A headline word counts like two body mentions: the headline names the event.
     tf.update(title_tokens * 2)
     terms = _normalize(
@@ -396,7 +393,7 @@ def story_similarity(
 def name_words(key: str) -> tuple[str, ...]:
     """Return the words of an entity key that can tell it apart, in order: topical words (`idf` > 0)
     of three letters or more, without possessive endings."""
-    return tuple(w for w in map(base_word, words(key)) if len(w) > 2 and idf(w) > 0)
+    return tuple(w for w in map(strip_possessive, words(key)) if len(w) > 2 and idf(w) > 0)
 
 
 @dataclass(frozen=True, slots=True)

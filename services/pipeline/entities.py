@@ -98,10 +98,15 @@ def entity_key(name: str) -> str:
     return " ".join(re.sub(r"[^\w' &-]+", " ", folded).split())
 
 
+def strip_possessive(text: str) -> str:
+    """Return text without a possessive ending: "Germany's" and "Germany" name one thing."""
+    return _POSSESSIVE.sub("", text)
+
+
 def clean_mention(text: str, label: str) -> str:
     """Return a mention without honorifics, possessive endings, a leading 'the' or edge punctuation."""
     name = " ".join(text.split())
-    name = _POSSESSIVE.sub("", name)
+    name = strip_possessive(name)
     if label == "PERSON":
         name = _HONORIFIC.sub("", name)
     else:
