@@ -6,6 +6,8 @@ scripts/bootstrap.sh
 export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_KAFKA_PORT:-19092}
 export NEWSFLOW_KAFKA_BOOTSTRAP=${NEWSFLOW_KAFKA_BOOTSTRAP:-127.0.0.1:$NEWSFLOW_KAFKA_PORT}
 export NEWSFLOW_WORKER_METRICS_PORT=${NEWSFLOW_WORKER_METRICS_PORT:-0}
-trap 'deploy/local-kafka/kafka.sh stop' EXIT
+# A fresh broker each time: nothing left from an earlier run can change this one.
+trap 'deploy/local-kafka/kafka.sh reset' EXIT
+deploy/local-kafka/kafka.sh reset >/dev/null 2>&1
 deploy/local-kafka/kafka.sh start
 .venv/bin/python -m newsflow.localrun "$@"

@@ -9,6 +9,8 @@ scripts/lint.sh
 # Its own port, so tests never touch a broker that `make run` (or a developer) is using.
 export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_TEST_KAFKA_PORT:-19192}
 export NEWSFLOW_KAFKA_BOOTSTRAP=127.0.0.1:$NEWSFLOW_KAFKA_PORT
-trap 'deploy/local-kafka/kafka.sh stop' EXIT
+# A fresh broker each time: nothing left from an earlier run can change this one.
+trap 'deploy/local-kafka/kafka.sh reset' EXIT
+deploy/local-kafka/kafka.sh reset >/dev/null 2>&1
 deploy/local-kafka/kafka.sh start
 .venv/bin/python -m pytest "$@"

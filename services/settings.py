@@ -98,6 +98,11 @@ class KafkaSettings:
     topic_stories: str = env(
         "NEWSFLOW_TOPIC_STORIES", "newsflow.stories", "compacted topic, one record per story"
     )
+    topic_dedup_state: str = env(
+        "NEWSFLOW_TOPIC_DEDUP_STATE",
+        "newsflow.dedup.state",
+        "the dedup writer's state (internal, compacted, transactional)",
+    )
     raw_partitions: int = env("NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics")
     # Kafka's own default (1 MiB) is below the 5 MB input files the producer accepts; a dead
     # letter carries its input as base64 (4/3 of the bytes) plus headers.

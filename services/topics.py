@@ -52,6 +52,9 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         # how raw articles were spread over partitions and workers.
         TopicSpec(kafka.topic_features, 1, size),
         TopicSpec(kafka.topic_stories, 1, {**size, "cleanup.policy": "compact"}),
+        # The writer's memory of every article in the window, rebuilt at start: compacted, so it
+        # holds one record per article (expired ones are deleted by tombstones).
+        TopicSpec(kafka.topic_dedup_state, 1, {**size, "cleanup.policy": "compact"}),
     ]
 
 

@@ -3,8 +3,9 @@
 # assembled from the official org.apache.kafka jars on Maven Central.
 #
 #   deploy/local-kafka/kafka.sh fetch    resolve the jars into the cache (idempotent)
-#   deploy/local-kafka/kafka.sh start    fetch, format fresh storage, start, wait until it serves
-#   deploy/local-kafka/kafka.sh stop     SIGTERM, wait for a clean shutdown (SIGKILL after 30 s)
+#   deploy/local-kafka/kafka.sh start    fetch, format storage if there is none, start, wait until it serves
+#   deploy/local-kafka/kafka.sh stop     SIGTERM, wait for a clean shutdown (SIGKILL after 30 s); data is kept
+#   deploy/local-kafka/kafka.sh reset    stop and delete the broker's data (the next start is a new cluster)
 #   deploy/local-kafka/kafka.sh status   say whether it runs and where
 #
 # Environment (defaults in brackets):
@@ -64,6 +65,8 @@ offsets.topic.replication.factor=1
 offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
+# Few partitions for the internal topics: they are created on first use, 50 would take seconds.
+transaction.state.log.num.partitions=4
 # A single local node: no reason to wait for more members before the first rebalance.
 group.initial.rebalance.delay.ms=0
 PROPS
@@ -93,17 +96,17 @@ start() {
   if port_open "$cport"; then
     die "controller port $cport is taken by another process; set NEWSFLOW_KAFKA_CONTROLLER_PORT"
   fi
-  if [ -d "$run/data" ]; then
-    # The local broker is disposable: a data dir left by a crashed or killed run
-    # would carry a cluster id and half-written logs, so start from clean storage.
-    say "removing stale data dir $run/data left by a previous run"
-    rm -rf "$run/data"
-  fi
   write_config
-  local cluster_id
-  cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
-  java_run kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$run/server.properties" >"$run/format.log" 2>&1 \
-    || die "formatting KRaft storage failed, see $run/format.log"
+  if [ -f "$run/data/meta.properties" ]; then
+    # Kafka recovers its own logs after a crash or kill; the topics and offsets stay.
+    say "starting on the existing data in $run/data (kafka.sh reset deletes it)"
+  else
+    rm -rf "$run/data"
+    local cluster_id
+    cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    java_run kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$run/server.properties" >"$run/format.log" 2>&1 \
+      || die "formatting KRaft storage failed, see $run/format.log"
+  fi
   local t0=$SECONDS
   nohup java -Xms128m -Xmx"${NEWSFLOW_KAFKA_HEAP:-512m}" -XX:+UseG1GC \
        -Dlog4j.configuration="file:$run/log4j.properties" -cp "$libs/*" \
@@ -132,8 +135,13 @@ stop() {
   for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   if kill -0 "$pid" 2>/dev/null; then say "broker did not stop in 30s, killing"; kill -KILL "$pid"; fi
   rm -f "$pidfile"
-  rm -rf "$run/data"
   say "stopped (port $port)"
+}
+
+reset() {
+  stop
+  rm -rf "$run/data"
+  say "data deleted (port $port)"
 }
 
 status() {
@@ -145,7 +153,8 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
+  reset) reset ;;
   status) status ;;
   bootstrap) echo "127.0.0.1:$port" ;;
-  *) echo "usage: $0 fetch|start|stop|status|bootstrap" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|reset|status|bootstrap" >&2; exit 2 ;;
 esac

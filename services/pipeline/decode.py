@@ -37,7 +37,27 @@ def declared_charset(payload: bytes, content_type: str | None = None, is_html: b
     if is_html:
         m = _META_CHARSET.search(payload[:_META_WINDOW])
         if m:
-            return _known(m.group(1).decode("ascii", "ignore"))
+            found = _known(m.group(1).decode("ascii", "ignore"))
+            # A meta tag readable as ASCII cannot be in UTF-16: browsers read such a page as
+            # UTF-8 (WHATWG encoding sniffing), and so do we.
+            return "utf-8" if found and found.startswith("utf-16") else found
+    return None
+
+
+def utf16_without_bom(payload: bytes) -> str | None:
+    """Return "utf-16-le"/"utf-16-be" when the bytes look like BOM-less UTF-16 text, else None.
+
+    Text in a Latin script has a NUL in every other byte in UTF-16 and none in any 8-bit encoding.
+    """
+    sample = payload[:4096]
+    half = len(sample) // 2
+    if half < 8:
+        return None
+    odd_nuls, even_nuls = sample[1::2].count(0), sample[0::2].count(0)
+    if odd_nuls > 0.4 * half and even_nuls < 0.05 * half:
+        return "utf-16-le"
+    if even_nuls > 0.4 * half and odd_nuls < 0.05 * half:
+        return "utf-16-be"
     return None
 
 
@@ -45,10 +65,10 @@ def decode_payload(
     payload: bytes, content_type: str | None = None, is_html: bool = False
 ) -> tuple[str, str] | Rejection:
     """Return (text, encoding used), or a Rejection when no encoding fits the bytes."""
-    declared = declared_charset(payload, content_type, is_html)
+    declared = declared_charset(payload, content_type, is_html) or utf16_without_bom(payload)
     # Valid UTF-8 with non-ASCII bytes almost never happens by accident, while pages that
     # declare windows-1252/latin-1 but are really UTF-8 are common: try UTF-8 first.
-    candidates = ["utf-8"] if declared != "utf-16" else []
+    candidates = [] if declared and declared.startswith("utf-16") else ["utf-8"]
     if declared and declared not in candidates:
         candidates.append(declared)
     for enc in candidates:

@@ -24,7 +24,7 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Protocol
@@ -76,6 +76,8 @@ QUOTE_CHARS = (20, 600)
 class StoryFeatures:
     article_id: str
     outlet: str
+    # When the event happened: the plausible publication time, else the time received. It decides
+    # which stories are near enough in time; it never moves the index's clock.
     timestamp: float
     title: str
     terms: dict[str, float]
@@ -85,6 +87,9 @@ class StoryFeatures:
     shingle_count: int
     # The unit sentence embedding as DIM signed bytes (b"" for a text without words).
     embedding: bytes = b""
+    # When the pipeline received the article: the index's clock (expiry), which no article's
+    # own claims can move. 0 for features written before it existed: `timestamp` stands in.
+    received: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON form (the features topic and the dedup table store it, once per article).
@@ -103,6 +108,7 @@ class StoryFeatures:
             "signature": _pack(self.signature, "<u4"),
             "shingle_count": self.shingle_count,
             "embedding": base64.b64encode(self.embedding).decode(),
+            "received": self.received,
         }
 
     @classmethod
@@ -123,6 +129,7 @@ class StoryFeatures:
             signature=tuple(_unpack(d["signature"], "<u4")),
             shingle_count=int(d["shingle_count"]),
             embedding=base64.b64decode(d.get("embedding") or "", validate=True),
+            received=float(d.get("received") or 0.0),
         )
         if len(features.signature) != NUM_PERM:
             raise ValueError(f"signature has {len(features.signature)} values, not {NUM_PERM}")
@@ -177,15 +184,24 @@ def quotations(text: str) -> list[str]:
     return [q for q in found if QUOTE_CHARS[0] <= len(q) <= QUOTE_CHARS[1]]
 
 
-def _timestamp(article: CleanArticle) -> float:
-    for value in (article.published, article.source.received_at):
-        if value:
-            try:
-                dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                return dt.timestamp() if dt.tzinfo else dt.replace(tzinfo=None).timestamp()
-            except ValueError:
-                continue
+def _parse_time(value: str | None) -> float:
+    if value:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return 0.0
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
     return 0.0
+
+
+def _timestamps(article: CleanArticle) -> tuple[float, float]:
+    """Return (event time, received time) of an article in epoch seconds.
+
+    The publication date has been checked for plausibility at extraction (`records.plausible_published`);
+    a text without one happened when it was received.
+    """
+    received = _parse_time(article.source.received_at)
+    return (_parse_time(article.published) or received), received
 
 
 def article_features(
@@ -197,6 +213,7 @@ def article_features(
     """
     text = article.text
     tokens = words(text)
+    event_time, received = _timestamps(article)
     # News is written as an inverted pyramid: without a headline, the lead stands in for it.
     title_tokens = [
         strip_possessive(w) for w in (words(article.title) if article.title else tokens[:LEAD_WORDS])
@@ -229,7 +246,8 @@ def article_features(
     return StoryFeatures(
         article_id=article.article_id,
         outlet=article.source.outlet,
-        timestamp=_timestamp(article),
+        timestamp=event_time,
+        received=received,
         title=article.title or " ".join(text.split()[:12]),
         terms=terms,
         entities=_normalize(ents, MAX_ENTITIES),
@@ -321,6 +339,8 @@ class Story:
     # centroid articles are compared with is their quotient.
     vector_sum: np.ndarray | None = None
     vector_norm: float = 0.0
+    # When its latest member was received: the story's age on the index's clock (expiry).
+    last_received: float = 0.0
 
     def add(self, f: StoryFeatures, options: DedupOptions) -> None:
         """Fold an article into the centroid (bounded) and the member list."""
@@ -339,6 +359,7 @@ class Story:
             self.outlets.append(f.outlet)
         self.first_seen = min(self.first_seen, f.timestamp)
         self.last_seen = max(self.last_seen, f.timestamp)
+        self.last_received = max(self.last_received, f.received or f.timestamp)
 
     def as_record(self) -> dict[str, Any]:
         top = sorted(self.entities.items(), key=lambda kv: -kv[1])[:10]
@@ -459,7 +480,7 @@ class StoryIndex:
         # key -> story ids, oldest first (a dict as an ordered set: O(1) refresh and eviction).
         self.postings: dict[str, dict[str, None]] = {}
         self.story_keys: dict[str, set[str]] = {}
-        # (last_seen, story_id), lazily updated: expiry pops only what is old, never scans.
+        # (last_received, story_id), lazily updated: expiry pops only what is old, never scans.
         self._by_age: list[tuple[float, str]] = []
         self.watermark = 0.0
         self.expired_articles: list[str] = []
@@ -523,7 +544,9 @@ class StoryIndex:
         known = self.articles.get(f.article_id)
         if known is not None:  # a redelivered message gets the same answer
             return known.assignment
-        self.expire(max(self.watermark, f.timestamp))
+        # The clock is the time of receipt, which only the pipeline sets: an article claiming to be
+        # from 2099 cannot expire the window for everything after it.
+        self.expire(max(self.watermark, f.received or f.timestamp))
         copy = self.find_copy(f)
         if copy is not None:
             original_id, containment = copy
@@ -546,7 +569,7 @@ class StoryIndex:
             story = Story(assignment.story_id, f.timestamp, f.timestamp, f.title, {}, set())
             self.stories[story.story_id] = story
         story.add(f, self.options)
-        heapq.heappush(self._by_age, (story.last_seen, story.story_id))
+        heapq.heappush(self._by_age, (story.last_received, story.story_id))
         signature = np.asarray(f.signature, dtype=np.uint32)
         self.lsh.insert(f.article_id, self._minhash(signature))
         self.articles[f.article_id] = IndexedArticle(signature, f.shingle_count, assignment)
@@ -559,7 +582,7 @@ class StoryIndex:
             ids[story.story_id] = None
             if len(ids) > limit:
                 del ids[next(iter(ids))]
-        self.watermark = max(self.watermark, f.timestamp)
+        self.watermark = max(self.watermark, f.received or f.timestamp)
         return story
 
     def expire(self, now: float) -> list[str]:
@@ -570,10 +593,15 @@ class StoryIndex:
         horizon = now - self.options.window_hours * 3600
         old: list[str] = []
         while self._by_age and self._by_age[0][0] < horizon:
-            last_seen, sid = heapq.heappop(self._by_age)
+            last_received, sid = heapq.heappop(self._by_age)
             story = self.stories.get(sid)
             # Several heap entries may describe one story; only an unchanged, unseen one expires.
-            if story is not None and story.last_seen == last_seen and last_seen and sid not in old:
+            if (
+                story is not None
+                and story.last_received == last_received
+                and last_received
+                and sid not in old
+            ):
                 old.append(sid)
         for sid in old:
             story = self.stories.pop(sid)

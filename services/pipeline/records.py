@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-ENRICHED_SCHEMA_VERSION = "1.2.0"
-DEAD_LETTER_SCHEMA_VERSION = "1.1.0"
+ENRICHED_SCHEMA_VERSION = "1.3.0"
+DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
 STORY_SCHEMA_VERSION = "1.0.0"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).
@@ -25,6 +26,8 @@ H_OUTLET = "outlet"
 H_CONTENT_TYPE = "content-type"
 H_RECEIVED_AT = "received-at"
 H_URL = "url"
+# How many times an operator has replayed this input from the dead letters (absent: 0).
+H_REPLAY_COUNT = "replay-count"
 
 CONTENT_TYPES = ("text/html", "text/plain", "application/json")
 
@@ -59,6 +62,18 @@ class RawArticle:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message was read: enough to fetch its bytes again."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Bad input as a value: which stage refused it, a bounded reason code and a human detail."""
 
@@ -76,6 +91,8 @@ class Extraction:
     input_bytes: int
     encoding: str
     boilerplate_removed: int = 0
+    # Why the text is empty or short when status says so (EMPTY_REASONS), else None.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +116,9 @@ class CleanArticle:
     site_name: str | None = None
     url: str | None = None
     description: str | None = None
+    # The source's date when it was not usable (see pipeline/dates.py), and why.
+    published_raw: str | None = None
+    published_status: str = "missing"
 
     @property
     def word_count(self) -> int:
@@ -190,20 +210,57 @@ def raw_from_message(
     return RawArticle(article_id=article_id, payload=value or b"", source=source)
 
 
+def replay_count(headers: Mapping[str, str]) -> int:
+    """Return the replay count a message's headers carry (0 for a first delivery or a bad value)."""
+    try:
+        return max(0, int(headers.get(H_REPLAY_COUNT, "0")))
+    except ValueError:
+        return 0
+
+
+# What a dead letter needs besides its payload (reason, headers, hashes): the payload's base64 must
+# fit in the message limit minus this.
+DEAD_LETTER_OVERHEAD_BYTES = 64 * 1024
+
+
+def max_dead_letter_payload(max_message_bytes: int) -> int:
+    """Return the most original bytes a dead letter can carry within a message limit."""
+    return max(0, (max_message_bytes - DEAD_LETTER_OVERHEAD_BYTES) * 3 // 4)
+
+
 def dead_letter_record(
-    rejection: Rejection, payload: bytes, key: bytes | None, headers: Mapping[str, str] | None = None
+    rejection: Rejection,
+    payload: bytes,
+    key: bytes | None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    origin: Origin | None = None,
+    max_payload_bytes: int | None = None,
+    failed_at: str | None = None,
 ) -> dict[str, Any]:
-    """Return the dead-letter record: the reason and the original bytes, base64-encoded."""
+    """Return the dead-letter record: the reason, where the input was read, and its bytes.
+
+    The bytes are base64-encoded, cut to `max_payload_bytes` so the record always fits in a
+    message (`payload_truncated` says so; `payload_sha256` and `payload_bytes` describe the
+    whole input, whose full copy stays at `origin` for the topic's retention). Header values and
+    the detail are bounded too: no input can make its own dead letter unsendable.
+    """
+    kept = payload if max_payload_bytes is None else payload[:max_payload_bytes]
+    bounded_headers = {k[:256]: v[:4096] for k, v in list((headers or {}).items())[:64]}
     return {
         "schema_version": DEAD_LETTER_SCHEMA_VERSION,
         "stage": rejection.stage,
         "reason": rejection.reason,
-        "detail": rejection.detail,
-        "key": key.decode(errors="replace") if key else None,
-        "headers": dict(headers or {}),
-        "payload_base64": base64.b64encode(payload).decode("ascii"),
+        "detail": rejection.detail[:4096],
+        "key": key.decode(errors="replace")[:1024] if key else None,
+        "headers": bounded_headers,
+        "payload_base64": base64.b64encode(kept).decode("ascii"),
         "payload_bytes": len(payload),
-        "failed_at": utc_now_iso(),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_truncated": len(kept) < len(payload),
+        "origin": origin.as_dict() if origin else None,
+        "replay_count": replay_count(bounded_headers),
+        "failed_at": failed_at or utc_now_iso(),
     }
 
 
@@ -236,6 +293,8 @@ def enriched_record(
         "title": article.title,
         "authors": list(article.authors),
         "published": article.published,
+        "published_raw": article.published_raw,
+        "published_status": article.published_status,
         "site_name": article.site_name,
         "url": article.url,
         "description": article.description,
@@ -248,6 +307,7 @@ def enriched_record(
             "input_bytes": ex.input_bytes,
             "encoding": ex.encoding,
             "boilerplate_removed": ex.boilerplate_removed,
+            "reason": ex.reason,
         },
         "entities": [_entity_dict(e) for e in entities.entities] if entities else [],
         "entities_status": entities.status if entities else "not_run",

@@ -2,8 +2,12 @@
 
 Topology:
   raw (N, keyed by article) --route--> by-outlet (N, keyed by outlet) --clean agent, batched-->
-  features (1 partition) --dedup agent--> enriched  +  stories (compacted)
-  anything unusable, at any step --> dead-letter
+  features (1 partition: cleaned articles and the dead letters of earlier stages)
+  --dedup agent, one Kafka transaction per batch--> enriched + stories + dead-letter + dedup state
+
+Only the dedup agent writes what consumers read, transactionally: every article comes out once,
+enriched or dead-lettered (worker/writer.py). The stages before it are at-least-once; what they
+repeat after a crash, the writer recognises and drops.
 
 Re-keying by outlet puts an outlet's articles and its learned-boilerplate table entry on one
 partition, so one worker owns both. Per-article work (extraction, NER, signatures) runs in
@@ -14,10 +18,10 @@ articles were spread over partitions and workers. Its state is a changelog-backe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import aiokafka
@@ -28,7 +32,9 @@ from threadpoolctl import threadpool_limits
 
 from newsflow import __version__
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex, article_features
+from newsflow.pipeline.dates import parse_datetime
+from newsflow.pipeline.dedup import DedupOptions, article_features
+from newsflow.pipeline.desk import Decision, DedupDesk, article_message, rejected_message
 from newsflow.pipeline.embed import default_encoder
 from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.entities import EntityTagger
@@ -36,33 +42,33 @@ from newsflow.pipeline.extract import ExtractOptions, warm_up
 from newsflow.pipeline.records import (
     H_ARTICLE_ID,
     H_OUTLET,
+    H_RECEIVED_AT,
+    Origin,
     RawArticle,
     Rejection,
-    StoryAssignment,
-    assignment_dict,
-    assignment_from_dict,
     dead_letter_record,
     enriched_record,
+    max_dead_letter_payload,
     raw_from_message,
-    story_record,
-    with_story,
+    replay_count,
 )
 from newsflow.settings import KafkaSettings
 from newsflow.topics import TopicSpec, message_size_config
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
 from newsflow.worker.transport import App
+from newsflow.worker.writer import Fenced, TransactionalWriter
 
 log = logging.getLogger("newsflow.worker")
 
 LAG_INTERVAL_SECONDS = 5.0
+# Headers a forwarded message may add to its input (the article id after routing).
+HEADER_ALLOWANCE_BYTES = 4096
 
 
 def _received_seconds_ago(received_at: str) -> float | None:
-    try:
-        return time.time() - datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    dt = parse_datetime(received_at)
+    return None if dt is None else time.time() - dt.timestamp()
 
 
 def _headers_text(headers: Any) -> dict[str, str]:
@@ -70,8 +76,13 @@ def _headers_text(headers: Any) -> dict[str, str]:
     return {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in items}
 
 
+def _origin(event: Any) -> Origin:
+    msg = event.message
+    return Origin(msg.topic, msg.partition, msg.offset)
+
+
 class WorkerApp:
-    """Builds the Faust app and holds what its agents share (metrics, stages, dedup index)."""
+    """Builds the Faust app and holds what its agents share (metrics, stages, the dedup writer)."""
 
     def __init__(
         self, kafka: KafkaSettings, settings: WorkerSettings, registry: CollectorRegistry | None = None
@@ -113,15 +124,19 @@ class WorkerApp:
             options=extract_options,
             on_stage_time=lambda stage, s: self.metrics.stage_seconds.labels(stage).observe(s),
         )
-        self.dedup_options = DedupOptions(
-            story_threshold=settings.story_threshold,
-            copy_containment=settings.copy_containment,
-            window_hours=settings.story_window_hours,
+        self.max_dead_letter_payload = max_dead_letter_payload(kafka.max_message_bytes)
+        self.writer = TransactionalWriter(
+            kafka,
+            settings.app_id,
+            DedupOptions(
+                story_threshold=settings.story_threshold,
+                copy_containment=settings.copy_containment,
+                window_hours=settings.story_window_hours,
+            ),
+            on_rebuilt=self._on_desk_rebuilt,
         )
-        self.index = StoryIndex(self.dedup_options)
-        self._index_stale = True
 
-        # Faust's app with a fix for records lost after a rebalance (see worker/transport.py).
+        # Faust's app with fixes for records lost around a rebalance (see worker/transport.py).
         self.app = App(
             settings.app_id,
             broker=";".join(f"kafka://{b.strip()}" for b in kafka.bootstrap.split(",")),
@@ -136,16 +151,19 @@ class WorkerApp:
             producer_max_request_size=kafka.max_message_bytes,
             consumer_max_fetch_size=kafka.max_message_bytes,
             consumer_auto_offset_reset="earliest",
+            # A killed worker's partitions wait this long for it before the group moves them; a
+            # worker restarted under the same instance id takes them back at once.
+            broker_session_timeout=settings.session_timeout_seconds,
+            broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
+            consumer_group_instance_id=settings.instance_id or None,
             web_enabled=False,
+            self_committed_topics=[kafka.topic_features],
         )
         # Faust's own sensors (events, commits, rebalances, table operations) in the same registry.
         self.app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(self.registry, "newsflow_faust"))
         self.raw_topic = self.app.topic(kafka.topic_raw, key_type=bytes, value_type=bytes)
         self.by_outlet_topic = self.app.topic(kafka.topic_by_outlet, key_type=bytes, value_type=bytes)
         self.features_topic = self.app.topic(kafka.topic_features, key_type=bytes, value_type=bytes)
-        self.enriched_topic = self.app.topic(kafka.topic_enriched, key_type=bytes, value_type=bytes)
-        self.stories_topic = self.app.topic(kafka.topic_stories, key_type=bytes, value_type=bytes)
-        self.dead_letter_topic = self.app.topic(kafka.topic_dead_letter, key_type=bytes, value_type=bytes)
         # Learned boilerplate per outlet. A GlobalTable would give every worker all outlets, but
         # a worker starting while its changelog holds data never starts its streams (faust
         # 0.15.3); a partitioned table co-partitioned with the by-outlet topic has no such issue.
@@ -162,9 +180,6 @@ class WorkerApp:
             # Faust tests the URL's truth, and yarl's URL("memory://") is falsy.)
             store="memory://boilerplate",
         )
-        # One entry per indexed article: its features, decision and position in the features
-        # topic, from which the in-memory index is rebuilt in the original order.
-        self.dedup_table = self.app.Table("dedup-articles", key_type=str, value_type=bytes, partitions=1)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.by_outlet_topic, name="clean")(self._clean_agent)
         self.app.agent(self.features_topic, name="dedup")(self._dedup_agent)
@@ -180,21 +195,64 @@ class WorkerApp:
         compact = {**message_size_config(self.kafka), "cleanup.policy": "compact"}
         return [
             TopicSpec(f"{self.settings.app_id}-{table.name}-changelog", int(table.partitions or 1), compact)
-            for table in (self.boilerplate_table, self.dedup_table)
+            for table in (self.boilerplate_table,)
         ]
 
     # -- shared -------------------------------------------------------------------------------
 
-    async def _dead_letter(self, rejection: Rejection, event: Any) -> None:
-        m = self.metrics
+    def _dead_letter_message(self, rejection: Rejection, event: Any) -> tuple[bytes, bytes]:
+        """Return (key, features-topic message) that carries an input's dead letter to the writer."""
         headers = _headers_text(event.headers)
         # After routing, the message key is the outlet; the article's own key is in its header.
-        key = headers[H_ARTICLE_ID].encode() if H_ARTICLE_ID in headers else event.key
-        record = dead_letter_record(rejection, event.value or b"", key, headers)
-        await self.dead_letter_topic.send(key=key, value=jsonio.dumps(record))
-        m.dead_letters.labels(rejection.stage, rejection.reason).inc()
-        m.messages.labels(rejection.stage, "rejected").inc()
-        log.warning("dead-lettered %r: %s (%s)", key, rejection.reason, rejection.detail)
+        key = headers[H_ARTICLE_ID].encode() if H_ARTICLE_ID in headers else (event.key or b"")
+        record = dead_letter_record(
+            rejection,
+            event.value or b"",
+            key,
+            headers,
+            origin=_origin(event),
+            max_payload_bytes=self.max_dead_letter_payload,
+        )
+        received = parse_datetime(headers.get(H_RECEIVED_AT, ""))
+        article_id = (
+            key.decode(errors="replace")
+            or f"@{event.message.topic}/{event.message.partition}/{event.message.offset}"
+        )
+        log.warning("rejected %s: %s (%s)", article_id, rejection.reason, rejection.detail)
+        self.metrics.messages.labels(rejection.stage, "rejected").inc()
+        message = rejected_message(article_id, record, received.timestamp() if received else time.time())
+        return article_id.encode(), message
+
+    async def _send_all(
+        self, topic: Any, messages: Sequence[tuple[bytes, bytes, Any]]
+    ) -> list[BaseException | None]:
+        """Send messages and wait for the broker; return each one's error (None: delivered)."""
+        futures: list[Awaitable[Any]] = []
+        for key, value, headers in messages:
+            futures.append(await topic.send(key=key, value=value, headers=headers))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    async def _forward(
+        self, messages: Sequence[tuple[bytes, bytes, Any]], events: Sequence[Any], topic: Any = None
+    ) -> None:
+        """Send messages (to the features topic by default); one that fails goes as a dead letter instead.
+
+        Only a broker that refuses a message makes it fail (the producer retries outages); the
+        dead letter of it is bounded, so it fits.
+        """
+        errors = await self._send_all(topic or self.features_topic, messages)
+        fallbacks = []
+        for error, event in zip(errors, events, strict=True):
+            if error is not None:
+                log.error("forwarding %r failed: %r", event.key, error)
+                rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
+                key, message = self._dead_letter_message(rejection, event)
+                fallbacks.append((key, message, None))
+        for error in await self._send_all(self.features_topic, fallbacks) if fallbacks else ():
+            if error is not None:  # the broker refuses even a bounded message: say so loudly
+                log.error("a dead letter could not be sent either: %r", error)
+                self.metrics.messages.labels("enrich", "unsendable").inc()
 
     async def _report_lag(self) -> None:
         consumer: Any = self.app.consumer
@@ -206,13 +264,14 @@ class WorkerApp:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def _on_revoked(self, app: Any, *_: Any, **__: Any) -> None:  # noqa: ARG002
-        # Another worker may own the features partition next; rebuild from the table when we
-        # get it back rather than trust an index that missed its decisions.
-        self._index_stale = True
+        # Another worker may own the features partition next; rebuild from the state topic when
+        # we get it back rather than trust a desk that missed its decisions.
+        self.writer.mark_stale()
 
     # -- route: raw -> by-outlet -----------------------------------------------------------------
 
     async def _route_agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        limit = self.kafka.max_message_bytes - HEADER_ALLOWANCE_BYTES
         async for event in stream.events():
             self.metrics.messages.labels("decode", "in").inc()
             headers = _headers_text(event.headers)
@@ -220,10 +279,16 @@ class WorkerApp:
             if H_ARTICLE_ID not in headers and event.key:
                 # The key is about to become the outlet: keep the article id in a header.
                 headers[H_ARTICLE_ID] = event.key.decode(errors="replace")
-            # The bytes travel unchanged; the key becomes the outlet.
-            await self.by_outlet_topic.send(
-                key=outlet.encode(), value=event.value, headers=[(k, v.encode()) for k, v in headers.items()]
-            )
+            if len(event.value or b"") > limit:
+                rejection = Rejection(
+                    "decode", "too_large", f"{len(event.value)} bytes leave no room for headers"
+                )
+                key, message = self._dead_letter_message(rejection, event)
+                await self._forward([(key, message, None)], [event])
+            else:
+                # The bytes travel unchanged; the key becomes the outlet.
+                out = [(k, v.encode()) for k, v in headers.items()]
+                await self._forward([(outlet.encode(), event.value, out)], [event], self.by_outlet_topic)
             yield None
 
     # -- clean: by-outlet -> features -------------------------------------------------------------
@@ -249,24 +314,30 @@ class WorkerApp:
         async for events in batches:
             m.batch_size.labels("clean").observe(len(events))
             raws: list[tuple[Any, RawArticle]] = []
+            messages: list[tuple[bytes, bytes, Any]] = []
+            sources: list[Any] = []
             for event in events:
                 raw = raw_from_message(None, event.value, event.headers)
                 if isinstance(raw, Rejection):
-                    await self._dead_letter(raw, event)
+                    key, message = self._dead_letter_message(raw, event)
+                    messages.append((key, message, None))
+                    sources.append(event)
                 else:
                     self._sync_boilerplate(raw.source.outlet)
                     raws.append((event, raw))
-            for (event, _), result in zip(raws, self._enrich([r for _, r in raws]), strict=True):
-                if isinstance(result, Rejection):
-                    await self._dead_letter(result, event)
-                    continue
+            for (event, raw), result in zip(raws, self._enrich([r for _, r in raws]), strict=True):
                 try:
-                    await self._send_features(result)
+                    if isinstance(result, Rejection):
+                        key, message = self._dead_letter_message(result, event)
+                    else:
+                        key, message = self._features_message(result, raw, event)
                 except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
-                    log.exception("sending features of %s failed", result.article.article_id)
-                    await self._dead_letter(
-                        Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"), event
-                    )
+                    log.exception("features of %s failed", raw.article_id)
+                    rejection = Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}")
+                    key, message = self._dead_letter_message(rejection, event)
+                messages.append((key, message, None))
+                sources.append(event)
+            await self._forward(messages, sources)
             self._save_boilerplate({raw.source.outlet for _, raw in raws})
             yield None
 
@@ -292,82 +363,58 @@ class WorkerApp:
                 results.append(Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"))
         return results
 
-    async def _send_features(self, result: Enriched) -> None:
+    def _features_message(self, result: Enriched, raw: RawArticle, event: Any) -> tuple[bytes, bytes]:
         article = result.article
         started = time.perf_counter()
         features = article_features(article, result.entities)
         self.metrics.stage_seconds.labels("features").observe(time.perf_counter() - started)
-        payload = {"record": enriched_record(article, result.entities), "features": features.as_dict()}
-        await self.features_topic.send(key=article.article_id.encode(), value=jsonio.dumps(payload))
         self.metrics.messages.labels("extract", article.extraction.status).inc()
-
-    # -- dedup: features -> enriched + stories ----------------------------------------------------
-
-    def _rebuild_index(self) -> None:
-        entries = sorted((jsonio.loads(v) for v in self.dedup_table.values()), key=lambda e: e["seq"])
-        self.index = StoryIndex(self.dedup_options)
-        for e in entries:
-            self.index.restore(StoryFeatures.from_dict(e["features"]), assignment_from_dict(e["assignment"]))
-        self._index_stale = False
-        log.info(
-            "dedup index rebuilt from table: %d articles, %d stories",
-            len(self.index),
-            len(self.index.stories),
+        headers = _headers_text(event.headers)
+        message = article_message(
+            enriched_record(article, result.entities), features, replay_count(headers), _origin(event)
         )
+        return raw.article_id.encode(), message
 
-    def _assign(self, features: StoryFeatures, offset: int) -> StoryAssignment:
-        started = time.perf_counter()
-        assignment = self.index.assign(features)
-        self.metrics.stage_seconds.labels("dedup").observe(time.perf_counter() - started)
-        self.dedup_table[features.article_id] = jsonio.dumps(
-            {"seq": offset, "features": features.as_dict(), "assignment": assignment_dict(assignment)}
-        )
-        for expired in self.index.expired_articles:
-            self.dedup_table.pop(expired, None)
-        self.index.expired_articles.clear()
-        return assignment
+    # -- dedup: features -> enriched + stories + dead letters, transactionally --------------------
+
+    def _on_desk_rebuilt(self, desk: DedupDesk, seconds: float) -> None:
+        self.metrics.dedup_index_articles.set(len(desk.index))
+        self.metrics.dedup_stories_open.set(len(desk.index.stories))
+        self.metrics.desk_rebuild_seconds.set(seconds)
 
     async def _dedup_agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            self.settings.dedup_batch_size, within=self.settings.dedup_batch_seconds
+        )
+        async for events in batches:
+            self.metrics.messages.labels("dedup", "in").inc(len(events))
+            self.metrics.batch_size.labels("dedup").observe(len(events))
+            started = time.perf_counter()
+            try:
+                decisions = await self.writer.write_batch(events, lambda: self.app.should_stop)
+            except Fenced as exc:
+                # Another worker owns the features partition now; it re-reads this batch.
+                log.warning("dedup writer fenced, leaving the batch to its new owner: %s", exc)
+                self.writer.mark_stale()
+                yield None
+                continue
+            self.metrics.stage_seconds.labels("dedup").observe((time.perf_counter() - started) / len(events))
+            self._count(decisions)
+            yield None
+
+    def _count(self, decisions: Sequence[Decision]) -> None:
         m = self.metrics
-        async for event in stream.events():
-            if self._index_stale:
-                self._rebuild_index()
-            m.messages.labels("dedup", "in").inc()
-            try:
-                payload = jsonio.loads(event.value)
-                features = StoryFeatures.from_dict(payload["features"])
-                record = payload["record"]
-            except (ValueError, KeyError, TypeError) as exc:
-                await self._dead_letter(
-                    Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}"), event
-                )
+        for d in decisions:
+            if d.outcome == "duplicate":
+                m.messages.labels("dedup", "duplicate").inc()
                 continue
-            try:
-                assignment = self._assign(features, event.message.offset)
-            except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
-                log.exception("dedup of %s failed", features.article_id)
-                await self._dead_letter(
-                    Rejection("dedup", "internal_error", f"{type(exc).__name__}: {exc}"), event
-                )
+            if d.outcome == "dead_letter":
+                m.dead_letters.labels(d.stage or "dedup", d.reason or "internal_error").inc()
                 continue
-            decision = (
-                "copy"
-                if assignment.duplicate_of
-                else "new_story"
-                if assignment.is_new_story
-                else "joined_story"
-            )
-            m.dedup_decisions.labels(decision).inc()
-            m.dedup_index_articles.set(len(self.index))
-            m.dedup_stories_open.set(len(self.index.stories))
-            out = with_story(record, assignment)
-            await self.enriched_topic.send(key=features.article_id.encode(), value=jsonio.dumps(out))
-            story = self.index.stories[assignment.story_id]
-            await self.stories_topic.send(
-                key=story.story_id.encode(), value=jsonio.dumps(story_record(story.as_record()))
-            )
+            m.dedup_decisions.labels(d.outcome).inc()
             m.messages.labels("output", "out").inc()
-            age = _received_seconds_ago(record["source"]["received_at"])
+            age = _received_seconds_ago((d.record or {}).get("source", {}).get("received_at", ""))
             if age is not None and age >= 0:
                 m.end_to_end_seconds.observe(age)
-            yield None
+        m.dedup_index_articles.set(len(self.writer.desk.index))
+        m.dedup_stories_open.set(len(self.writer.desk.index.stories))

@@ -29,6 +29,7 @@ class WorkerMetrics(NamedTuple):
     dedup_decisions: Counter
     dedup_index_articles: Gauge
     dedup_stories_open: Gauge
+    desk_rebuild_seconds: Gauge
 
 
 # Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
@@ -108,6 +109,11 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         dedup_stories_open=Gauge(
             "newsflow_dedup_stories_open",
             "Stories still open for new members (within the window).",
+            registry=registry,
+        ),
+        desk_rebuild_seconds=Gauge(
+            "newsflow_dedup_rebuild_seconds",
+            "Time the dedup writer last took to rebuild its state from the state topic.",
             registry=registry,
         ),
     )

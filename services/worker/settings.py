@@ -23,6 +23,22 @@ class WorkerSettings:
     log_level: str = env("NEWSFLOW_LOG_LEVEL", "info", "debug, info, warning or error")
     batch_size: int = env("NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch")
     batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.5, "longest wait to fill a batch")
+    dedup_batch_size: int = env(
+        "NEWSFLOW_WORKER_DEDUP_BATCH_SIZE", 64, "articles the dedup writer decides per Kafka transaction"
+    )
+    dedup_batch_seconds: float = env(
+        "NEWSFLOW_WORKER_DEDUP_BATCH_SECONDS", 0.2, "longest wait to fill a dedup transaction"
+    )
+    session_timeout_seconds: float = env(
+        "NEWSFLOW_WORKER_SESSION_TIMEOUT_SECONDS",
+        10.0,
+        "how long the group waits for a silent worker before moving its partitions",
+    )
+    instance_id: str = env(
+        "NEWSFLOW_WORKER_INSTANCE_ID",
+        "",
+        "static group membership: a worker restarted under the same id takes its partitions back at once",
+    )
     compute_threads: int = env(
         "NEWSFLOW_WORKER_COMPUTE_THREADS",
         1,

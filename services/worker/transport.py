@@ -24,6 +24,10 @@ Faust's own rebalance path does, so nothing reaches a queue before the clear; re
 after the seek.
 
 Re-reading is safe: every stage is idempotent per article.
+
+3. Topics whose offsets another party commits are left alone. The dedup writer commits the features
+offsets inside its Kafka transactions (worker/writer.py); Faust's own commit of the same partition
+would acknowledge a batch whose transaction failed. `App.self_committed_topics` names them.
 """
 
 from __future__ import annotations
@@ -68,6 +72,11 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _filter_committable_offsets(self, tps: Any) -> dict[Any, int]:
+        offsets: dict[Any, int] = super()._filter_committable_offsets(tps)
+        skip: frozenset[str] = getattr(self.app, "self_committed_topics", frozenset())
+        return {tp: offset for tp, offset in offsets.items() if tp.topic not in skip}
+
 
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
@@ -93,9 +102,10 @@ class _TableManager(TableManager):
 class App(faust.App):
     """faust.App on the fixed transport and recovery (the broker URLs must be kafka://)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, self_committed_topics: Collection[str] = (), **kwargs: Any) -> None:
         kwargs.setdefault("TableManager", _TableManager)
         super().__init__(*args, **kwargs)
+        self.self_committed_topics = frozenset(self_committed_topics)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

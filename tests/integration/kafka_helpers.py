@@ -52,6 +52,7 @@ def unique_kafka(partitions: int = 4) -> KafkaSettings:
         topic_dead_letter=f"{base.topic_dead_letter}.{suffix}",
         topic_features=f"{base.topic_features}.{suffix}",
         topic_stories=f"{base.topic_stories}.{suffix}",
+        topic_dedup_state=f"{base.topic_dedup_state}.{suffix}",
     )
 
 
@@ -74,6 +75,7 @@ def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
         "NEWSFLOW_TOPIC_DEAD_LETTER": kafka.topic_dead_letter,
         "NEWSFLOW_TOPIC_FEATURES": kafka.topic_features,
         "NEWSFLOW_TOPIC_STORIES": kafka.topic_stories,
+        "NEWSFLOW_TOPIC_DEDUP_STATE": kafka.topic_dedup_state,
         "NEWSFLOW_RAW_PARTITIONS": str(kafka.raw_partitions),
     }
 

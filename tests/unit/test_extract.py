@@ -17,7 +17,8 @@ def test_html_article_comes_out_with_metadata_and_paragraphs():
     assert article.source.outlet == "harbourtimes"
     assert article.title == "Old Harbour Bridge reopens after two-year repair"
     assert article.authors == ("Maria Jensen",)
-    assert article.published == "2025-03-14"
+    assert article.published == "2025-03-14T00:00:00Z"  # a date alone is midnight UTC
+    assert article.published_status == "ok"
     assert article.site_name == "Harbour Times"
     assert article.url == "https://harbourtimes.example/news/2025/03/14/bridge-reopens"
     assert article.language is not None and article.language.code == "en"
@@ -36,7 +37,8 @@ def test_json_envelope_fields_are_carried_through():
     assert isinstance(article, CleanArticle)
     assert article.extraction.method == "envelope+plaintext"
     assert article.title == "Commuters return as harbour bridge opens again"
-    assert article.published == "2025-03-14"
+    assert article.published == "2025-03-14T00:00:00Z"  # a date alone is midnight UTC
+    assert article.published_status == "ok"
     assert article.source.url == "https://valleypost.example/local/bridge-traffic"
     assert "Sign up to our newsletter" not in article.text
     assert article.text.startswith("Commuters crossed the Old Harbour Bridge")

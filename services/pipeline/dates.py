@@ -1,0 +1,59 @@
+"""Publication dates as consumers can trust them: UTC, parseable and plausible, or set aside.
+
+A page's own date is a claim (a CMS default of 1970, a typo of 2099, "yesterday"). Only a claim
+that parses to an absolute time, lies after `EARLIEST` and no later than a day after the article
+was received is published; any other is kept verbatim as `published_raw` with a status saying why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+# Online news archives start in the 1990s; earlier dates are CMS defaults or reprint metadata.
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+# Time zones and clock skew put honest dates up to a day after receipt; more is a wrong date.
+LATEST_AFTER_RECEIPT = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A checked publication date: `value` is RFC 3339 UTC or None, `raw` the claim when it was refused."""
+
+    value: str | None
+    status: str  # ok | missing | unparseable | implausible
+    raw: str | None = None
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """Return the absolute time an ISO 8601 or RFC 2822 string names (naive means UTC), else None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        try:
+            dt = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def rfc3339(dt: datetime) -> str:
+    """Return `dt` as an RFC 3339 UTC string with second precision ("2024-03-01T12:00:00Z")."""
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def check_published(claim: str | None, received_at: str | None) -> Published:
+    """Return the claim as a trusted UTC date, or set it aside with the reason."""
+    if claim is None or not claim.strip():
+        return Published(None, "missing")
+    dt = parse_datetime(claim)
+    if dt is None:
+        return Published(None, "unparseable", claim)
+    received = parse_datetime(received_at or "") or datetime.now(UTC)
+    if dt < EARLIEST or dt > received + LATEST_AFTER_RECEIPT:
+        return Published(None, "implausible", claim)
+    return Published(rfc3339(dt), "ok")

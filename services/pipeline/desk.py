@@ -1,0 +1,250 @@
+"""The single writer's stage: one decision per article, and exactly what to write for it.
+
+Every article reaches the desk as one message on the features topic: either its cleaned record
+with its dedup features, or the dead letter an earlier stage made of it. The desk decides the
+story (`StoryIndex`), and returns the records to write: the enriched record or the dead letter,
+the story's new state, and its own state changes (a compacted topic, written in the same Kafka
+transaction as the outputs, from which a restarted writer rebuilds the desk).
+
+Because the desk remembers every article it has written out, a message delivered again (a
+worker restarted before its input offsets were committed, a clean stage that ran a batch twice)
+yields nothing: each article comes out once, enriched or dead-lettered, never both. An input an
+operator replays carries a higher replay count and is decided again if it was dead-lettered.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex
+from newsflow.pipeline.records import (
+    Origin,
+    Rejection,
+    StoryAssignment,
+    assignment_dict,
+    assignment_from_dict,
+    dead_letter_record,
+    story_record,
+    with_story,
+)
+
+log = logging.getLogger("newsflow.desk")
+
+# Logical destinations; the worker maps them to topic names.
+ENRICHED, STORIES, DEAD_LETTER, STATE = "enriched", "stories", "dead_letter", "state"
+
+KIND_ARTICLE, KIND_REJECTED = "article", "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One Kafka record to write: a logical destination, key and value (None: a tombstone)."""
+
+    destination: str
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the desk made of one message: an outcome for the metrics and the records to write."""
+
+    outcome: str  # new_story | joined_story | copy | dead_letter | duplicate
+    outputs: tuple[Output, ...] = ()
+    record: dict[str, Any] | None = None
+    reason: str | None = None  # the dead letter's reason, when the outcome is dead_letter
+    stage: str | None = None
+
+
+def article_message(
+    record: dict[str, Any], features: StoryFeatures, replay_count: int, origin: Origin | None
+) -> bytes:
+    """Return the features-topic message for a cleaned article (its record without story fields)."""
+    return jsonio.dumps(
+        {
+            "kind": KIND_ARTICLE,
+            "article_id": features.article_id,
+            "replay_count": replay_count,
+            "origin": origin.as_dict() if origin else None,
+            "record": record,
+            "features": features.as_dict(),
+        }
+    )
+
+
+def rejected_message(article_id: str, dead_letter: dict[str, Any], received: float) -> bytes:
+    """Return the features-topic message that carries an earlier stage's dead letter to the desk."""
+    return jsonio.dumps(
+        {
+            "kind": KIND_REJECTED,
+            "article_id": article_id,
+            "replay_count": dead_letter.get("replay_count", 0),
+            "received": received,
+            "dead_letter": dead_letter,
+        }
+    )
+
+
+def _article_key(article_id: str) -> bytes:
+    return f"a/{article_id}".encode()
+
+
+def _rejected_key(article_id: str, replay_count: int) -> bytes:
+    return f"r/{replay_count}/{article_id}".encode()
+
+
+@dataclass
+class DedupDesk:
+    """The story index plus the memory of what has been written out (see module docstring)."""
+
+    options: DedupOptions = field(default_factory=DedupOptions)
+    index: StoryIndex = field(init=False)
+    # (article id, replay count) of dead-lettered inputs -> when they were received.
+    rejected: dict[tuple[str, int], float] = field(default_factory=dict)
+    _rejected_by_age: list[tuple[float, str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.index = StoryIndex(self.options)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_state(
+        cls, entries: Iterable[tuple[bytes, bytes | None]], options: DedupOptions | None = None
+    ) -> DedupDesk:
+        """Return the desk rebuilt from its state topic's records, read in order."""
+        live: dict[bytes, bytes] = {}
+        for key, value in entries:
+            if value is None:
+                live.pop(key, None)
+            elif key not in live:
+                live[key] = value
+        desk = cls(options or DedupOptions())
+        for key, value in live.items():
+            try:
+                desk._restore(key, jsonio.loads(value))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping unreadable desk state %r: %s", key, exc)
+        return desk
+
+    def _restore(self, key: bytes, entry: dict[str, Any]) -> None:
+        kind, _, rest = key.decode().partition("/")
+        if kind == "a":
+            self.index.restore(
+                StoryFeatures.from_dict(entry["features"]), assignment_from_dict(entry["assignment"])
+            )
+        elif kind == "r":
+            count, _, article_id = rest.partition("/")
+            self._remember_rejected(article_id, int(count), float(entry["received"]))
+
+    def _remember_rejected(self, article_id: str, replay_count: int, received: float) -> None:
+        self.rejected[(article_id, replay_count)] = received
+        heapq.heappush(self._rejected_by_age, (received, article_id, replay_count))
+
+    def _expired(self) -> list[Output]:
+        """Return the tombstones of everything the window has left behind since the last call."""
+        tombstones = [Output(STATE, _article_key(a), None) for a in self.index.expired_articles]
+        self.index.expired_articles.clear()
+        horizon = self.index.watermark - self.options.window_hours * 3600
+        while self._rejected_by_age and self._rejected_by_age[0][0] < horizon:
+            _, article_id, count = heapq.heappop(self._rejected_by_age)
+            if self.rejected.pop((article_id, count), None) is not None:
+                tombstones.append(Output(STATE, _rejected_key(article_id, count), None))
+        return tombstones
+
+    def written(self, article_id: str, replay_count: int) -> bool:
+        """Return whether this article (at this replay) has already come out."""
+        return article_id in self.index.articles or (article_id, replay_count) in self.rejected
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def decide(self, message: bytes, origin: Origin, key: bytes | None = None) -> Decision:
+        """Return the decision for one features-topic message and the records that carry it out."""
+        try:
+            body = jsonio.loads(message)
+            kind = body["kind"]
+            article_id = str(body["article_id"])
+            replay_count = int(body.get("replay_count") or 0)
+            if kind == KIND_REJECTED:
+                return self._reject_forwarded(article_id, replay_count, body)
+            if kind != KIND_ARTICLE:
+                raise ValueError(f"unknown message kind {kind!r}")
+            features = StoryFeatures.from_dict(body["features"])
+            record = body["record"]
+            if not isinstance(record, dict):
+                raise TypeError("record is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not one of ours (or from an incompatible version): keep its bytes, under its key or
+            # else where it was read, so that a redelivery is recognised as well.
+            rejection = Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}")
+            name = key.decode(errors="replace") if key else f"@{origin.topic}/{origin.partition}/{origin.offset}"
+            return self._dead_letter(name, 0, rejection, message, key, origin)
+        if self.written(article_id, replay_count):
+            return Decision("duplicate")
+        try:
+            assignment = self.index.assign(features)
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one article, not the stream
+            log.exception("dedup of %s failed", article_id)
+            rejection = Rejection("dedup", "internal_error", f"{type(exc).__name__}: {exc}")
+            return self._dead_letter(article_id, replay_count, rejection, message, key, origin)
+        return self._article_out(features, assignment, record)
+
+    def _article_out(
+        self, features: StoryFeatures, assignment: StoryAssignment, record: dict[str, Any]
+    ) -> Decision:
+        out = with_story(record, assignment)
+        story = self.index.stories[assignment.story_id]
+        state = {"features": features.as_dict(), "assignment": assignment_dict(assignment)}
+        outputs = (
+            Output(ENRICHED, features.article_id.encode(), jsonio.dumps(out)),
+            Output(STORIES, story.story_id.encode(), jsonio.dumps(story_record(story.as_record()))),
+            Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
+            *self._expired(),
+        )
+        outcome = (
+            "copy" if assignment.duplicate_of else "new_story" if assignment.is_new_story else "joined_story"
+        )
+        return Decision(outcome, outputs, out)
+
+    def _reject_forwarded(self, article_id: str, replay_count: int, body: dict[str, Any]) -> Decision:
+        dead = body["dead_letter"]
+        if not isinstance(dead, dict):
+            raise TypeError("dead_letter is not an object")
+        if self.written(article_id, replay_count):
+            return Decision("duplicate")
+        received = float(body.get("received") or self.index.watermark)
+        return self._rejected_out(article_id, replay_count, received, dead)
+
+    def _dead_letter(
+        self,
+        article_id: str,
+        replay_count: int,
+        rejection: Rejection,
+        message: bytes,
+        key: bytes | None,
+        origin: Origin,
+    ) -> Decision:
+        if (article_id, replay_count) in self.rejected:
+            return Decision("duplicate")
+        # The desk's input is the features message; the article's own bytes stay at the clean
+        # stage's input (the record's origin), which `newsflow-deadletters replay` fetches.
+        dead = dead_letter_record(rejection, message, key, {}, origin=origin, max_payload_bytes=1 << 20)
+        return self._rejected_out(article_id, replay_count, self.index.watermark, dead)
+
+    def _rejected_out(
+        self, article_id: str, replay_count: int, received: float, dead: dict[str, Any]
+    ) -> Decision:
+        self._remember_rejected(article_id, replay_count, received)
+        outputs = (
+            Output(DEAD_LETTER, article_id.encode(), jsonio.dumps(dead)),
+            Output(STATE, _rejected_key(article_id, replay_count), jsonio.dumps({"received": received})),
+            *self._expired(),
+        )
+        return Decision(
+            "dead_letter", outputs, dead, reason=str(dead.get("reason")), stage=str(dead.get("stage"))
+        )
