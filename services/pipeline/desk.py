@@ -182,7 +182,9 @@ class DedupDesk:
             # Not one of ours (or from an incompatible version): keep its bytes, under its key or
             # else where it was read, so that a redelivery is recognised as well.
             rejection = Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}")
-            name = key.decode(errors="replace") if key else f"@{origin.topic}/{origin.partition}/{origin.offset}"
+            name = (
+                key.decode(errors="replace") if key else f"@{origin.topic}/{origin.partition}/{origin.offset}"
+            )
             return self._dead_letter(name, 0, rejection, message, key, origin)
         if self.written(article_id, replay_count):
             return Decision("duplicate")
