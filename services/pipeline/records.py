@@ -218,9 +218,10 @@ def replay_count(headers: Mapping[str, str]) -> int:
         return 0
 
 
-# What a dead letter needs besides its payload (reason, headers, hashes): the payload's base64 must
-# fit in the message limit minus this.
-DEAD_LETTER_OVERHEAD_BYTES = 64 * 1024
+# What a dead letter needs besides its payload: the bounded headers, detail and key below, even if
+# JSON escapes every character of them (6 bytes each), and the envelope that carries it to the writer.
+DEAD_LETTER_OVERHEAD_BYTES = 512 * 1024
+MAX_HEADERS, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_DETAIL, MAX_KEY = 32, 128, 1024, 4096, 1024
 
 
 def max_dead_letter_payload(max_message_bytes: int) -> int:
@@ -246,13 +247,15 @@ def dead_letter_record(
     the detail are bounded too: no input can make its own dead letter unsendable.
     """
     kept = payload if max_payload_bytes is None else payload[:max_payload_bytes]
-    bounded_headers = {k[:256]: v[:4096] for k, v in list((headers or {}).items())[:64]}
+    bounded_headers = {
+        k[:MAX_HEADER_NAME]: v[:MAX_HEADER_VALUE] for k, v in list((headers or {}).items())[:MAX_HEADERS]
+    }
     return {
         "schema_version": DEAD_LETTER_SCHEMA_VERSION,
         "stage": rejection.stage,
         "reason": rejection.reason,
-        "detail": rejection.detail[:4096],
-        "key": key.decode(errors="replace")[:1024] if key else None,
+        "detail": rejection.detail[:MAX_DETAIL],
+        "key": key.decode(errors="replace")[:MAX_KEY] if key else None,
         "headers": bounded_headers,
         "payload_base64": base64.b64encode(kept).decode("ascii"),
         "payload_bytes": len(payload),

@@ -1,0 +1,102 @@
+"""The broker paused, then stopped and started (its storage kept), while articles stream through one
+worker: nothing lost, nothing repeated, and the worker carries on without a restart.
+
+Runs a broker of its own on another port, so that stopping it cannot touch the suite's broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from newsflow.topics import create_topics
+from tests.conftest import ROOT
+from tests.integration.crash import CommittedReader, start_worker
+from tests.integration.kafka_helpers import free_port, produce_files, unique_kafka
+from tests.integration.story_corpus import build_corpus, write_corpus
+
+KAFKA_SH = ROOT / "deploy" / "local-kafka" / "kafka.sh"
+
+
+class Broker:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.env = {
+            **os.environ,
+            "NEWSFLOW_KAFKA_PORT": str(port),
+            "NEWSFLOW_KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+
+    def run(self, command: str) -> None:
+        subprocess.run([str(KAFKA_SH), command], env=self.env, check=True, capture_output=True)
+
+    def pid(self) -> int:
+        home = Path(os.environ.get("NEWSFLOW_KAFKA_HOME", ROOT / ".cache" / "kafka"))
+        return int((home / f"run-{self.port}" / "kafka.pid").read_text())
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    b = Broker(free_port())
+    b.run("start")
+    try:
+        yield b
+    finally:
+        b.run("reset")
+
+
+def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(600)
+def test_pause_and_restart_of_the_broker_lose_and_repeat_nothing(broker: Broker, tmp_path: Path):
+    kafka = replace(unique_kafka(partitions=2), bootstrap=f"127.0.0.1:{broker.port}")
+    asyncio.run(create_topics(kafka))
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, build_corpus(stories=12))
+    files = sorted(corpus.rglob("*.json"))
+    sent: list[str] = []
+    with CommittedReader(kafka) as reader:
+        worker = start_worker(kafka, tmp_path / "worker.log", "outage", {})
+        try:
+            sent += produce_files(kafka, files[:20])
+            wait_for(lambda: reader.collected.count() >= 10, 120, "first output")
+            os.kill(broker.pid(), signal.SIGSTOP)
+            # the producer blocks until the broker answers again: send the next files meanwhile
+            more = threading.Thread(target=lambda: sent.extend(produce_files(kafka, files[20:40])))
+            more.start()
+            time.sleep(20)
+            os.kill(broker.pid(), signal.SIGCONT)
+            more.join(timeout=120)
+            wait_for(lambda: reader.collected.count() >= 30, 180, "output after the pause")
+            broker.run("stop")
+            time.sleep(3)
+            broker.run("start")
+            sent += produce_files(kafka, files[40:])
+            wait_for(
+                lambda: {k for _, _, k, _ in reader.collected.records} >= set(sent), 240, "every article"
+            )
+            time.sleep(2)
+            assert worker.poll() is None, "the worker exited"
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    out = Counter(key for _, _, key, _ in reader.collected.records)
+    assert len(sent) == len(files) == 60
+    assert set(out) == set(sent)
+    assert max(out.values()) == 1, [k for k, n in out.items() if n > 1]
