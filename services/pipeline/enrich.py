@@ -51,9 +51,8 @@ class Enricher:
         self.on_stage_time("extract", time.perf_counter() - started)
         return result
 
-    def enrich_batch(self, raws: Sequence[RawArticle]) -> list[Enriched | Rejection]:
-        """Return one result per raw article, in input order (entities tagged as one batch)."""
-        cleaned = [self.clean(r) for r in raws]
+    def tag(self, cleaned: Sequence[CleanArticle | Rejection]) -> list[Enriched | Rejection]:
+        """Return one result per cleaned article, in order, with entities tagged as one batch."""
         articles = [c for c in cleaned if isinstance(c, CleanArticle)]
         tags: dict[str, EntityResult] = {}
         if self.tagger is not None and articles:
@@ -61,3 +60,7 @@ class Enricher:
             tags = {a.article_id: t for a, t in zip(articles, self.tagger.tag_batch(articles), strict=True)}
             self.on_stage_time("entities", (time.perf_counter() - started) / len(articles))
         return [c if isinstance(c, Rejection) else Enriched(c, tags.get(c.article_id)) for c in cleaned]
+
+    def enrich_batch(self, raws: Sequence[RawArticle]) -> list[Enriched | Rejection]:
+        """Return one result per raw article, in input order (entities tagged as one batch)."""
+        return self.tag([self.clean(r) for r in raws])

@@ -43,6 +43,7 @@ from newsflow.pipeline.records import (
     H_ARTICLE_ID,
     H_OUTLET,
     H_RECEIVED_AT,
+    CleanArticle,
     Origin,
     RawArticle,
     Rejection,
@@ -56,7 +57,7 @@ from newsflow.settings import KafkaSettings
 from newsflow.topics import TopicSpec, message_size_config
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
-from newsflow.worker.transport import App
+from newsflow.worker.transport import App, withhold
 from newsflow.worker.writer import Fenced, TransactionalWriter
 
 log = logging.getLogger("newsflow.worker")
@@ -157,6 +158,8 @@ class WorkerApp:
             broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
             consumer_group_instance_id=settings.instance_id or None,
             web_enabled=False,
+            # Stop at once; what a stop interrupts is read again (transport.py, fix 3).
+            stream_wait_empty=False,
             self_committed_topics=[kafka.topic_features],
         )
         # Faust's own sensors (events, commits, rebalances, table operations) in the same registry.
@@ -274,22 +277,29 @@ class WorkerApp:
         limit = self.kafka.max_message_bytes - HEADER_ALLOWANCE_BYTES
         async for event in stream.events():
             self.metrics.messages.labels("decode", "in").inc()
-            headers = _headers_text(event.headers)
-            outlet = headers.get(H_OUTLET) or "unknown"
-            if H_ARTICLE_ID not in headers and event.key:
-                # The key is about to become the outlet: keep the article id in a header.
-                headers[H_ARTICLE_ID] = event.key.decode(errors="replace")
-            if len(event.value or b"") > limit:
-                rejection = Rejection(
-                    "decode", "too_large", f"{len(event.value)} bytes leave no room for headers"
-                )
-                key, message = self._dead_letter_message(rejection, event)
-                await self._forward([(key, message, None)], [event])
-            else:
-                # The bytes travel unchanged; the key becomes the outlet.
-                out = [(k, v.encode()) for k, v in headers.items()]
-                await self._forward([(outlet.encode(), event.value, out)], [event], self.by_outlet_topic)
+            try:
+                await self._route(event, limit)
+            except asyncio.CancelledError:
+                withhold([event])
+                raise
             yield None
+
+    async def _route(self, event: Any, limit: int) -> None:
+        headers = _headers_text(event.headers)
+        outlet = headers.get(H_OUTLET) or "unknown"
+        if H_ARTICLE_ID not in headers and event.key:
+            # The key is about to become the outlet: keep the article id in a header.
+            headers[H_ARTICLE_ID] = event.key.decode(errors="replace")
+        if len(event.value or b"") > limit:
+            rejection = Rejection(
+                "decode", "too_large", f"{len(event.value)} bytes leave no room for headers"
+            )
+            key, message = self._dead_letter_message(rejection, event)
+            await self._forward([(key, message, None)], [event])
+        else:
+            # The bytes travel unchanged; the key becomes the outlet.
+            out = [(k, v.encode()) for k, v in headers.items()]
+            await self._forward([(outlet.encode(), event.value, out)], [event], self.by_outlet_topic)
 
     # -- clean: by-outlet -> features -------------------------------------------------------------
 
@@ -313,33 +323,48 @@ class WorkerApp:
         )
         async for events in batches:
             m.batch_size.labels("clean").observe(len(events))
-            raws: list[tuple[Any, RawArticle]] = []
-            messages: list[tuple[bytes, bytes, Any]] = []
-            sources: list[Any] = []
-            for event in events:
-                raw = raw_from_message(None, event.value, event.headers)
-                if isinstance(raw, Rejection):
-                    key, message = self._dead_letter_message(raw, event)
-                    messages.append((key, message, None))
-                    sources.append(event)
-                else:
-                    self._sync_boilerplate(raw.source.outlet)
-                    raws.append((event, raw))
-            for (event, raw), result in zip(raws, self._enrich([r for _, r in raws]), strict=True):
-                try:
-                    if isinstance(result, Rejection):
-                        key, message = self._dead_letter_message(result, event)
-                    else:
-                        key, message = self._features_message(result, raw, event)
-                except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
-                    log.exception("features of %s failed", raw.article_id)
-                    rejection = Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}")
-                    key, message = self._dead_letter_message(rejection, event)
+            try:
+                await self._clean_batch(events)
+            except asyncio.CancelledError:
+                withhold(events)  # the next owner of these partitions reads them again
+                raise
+            yield None
+
+    async def _clean_batch(self, events: Sequence[Any]) -> None:
+        messages: list[tuple[bytes, bytes, Any]] = []
+        sources: list[Any] = []
+        todo: list[tuple[Any, RawArticle, CleanArticle | Rejection]] = []
+        for event in events:
+            raw = raw_from_message(None, event.value, event.headers)
+            if isinstance(raw, Rejection):
+                key, message = self._dead_letter_message(raw, event)
                 messages.append((key, message, None))
                 sources.append(event)
-            await self._forward(messages, sources)
-            self._save_boilerplate({raw.source.outlet for _, raw in raws})
-            yield None
+            else:
+                self._sync_boilerplate(raw.source.outlet)
+                # A stop never waits for a batch of slow pages: between articles, let the loop see
+                # a SIGTERM, and once Faust is stopping give the batch up unsent. Its
+                # offsets stay uncommitted (transport.py, fix 3), so whoever owns the partition
+                # next reads it again, and the writer drops what of it was already forwarded.
+                await asyncio.sleep(0)
+                if self.app.should_stop:
+                    withhold(events)
+                    return
+                todo.append((event, raw, self._clean(raw)))
+        for (event, raw, _), result in zip(todo, self._tag([c for *_, c in todo]), strict=True):
+            try:
+                if isinstance(result, Rejection):
+                    key, message = self._dead_letter_message(result, event)
+                else:
+                    key, message = self._features_message(result, raw, event)
+            except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
+                log.exception("features of %s failed", raw.article_id)
+                rejection = Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}")
+                key, message = self._dead_letter_message(rejection, event)
+            messages.append((key, message, None))
+            sources.append(event)
+        await self._forward(messages, sources)
+        self._save_boilerplate({raw.source.outlet for _, raw, _ in todo})
 
     def _save_boilerplate(self, outlets: set[str]) -> None:
         # Once per outlet and batch, not per article: an outlet's state is up to a few thousand
@@ -350,15 +375,22 @@ class WorkerApp:
             if state is not None:
                 self.boilerplate_table[outlet] = jsonio.dumps(state)
 
-    def _enrich(self, raws: list[RawArticle]) -> list[Enriched | Rejection]:
+    def _clean(self, raw: RawArticle) -> CleanArticle | Rejection:
         try:
-            return self.enricher.enrich_batch(raws)
+            return self.enricher.clean(raw)
+        except Exception as exc:  # noqa: BLE001 - one bad article must not stop the worker
+            log.exception("cleaning %s failed", raw.article_id)
+            return Rejection("extract", "internal_error", f"{type(exc).__name__}: {exc}")
+
+    def _tag(self, cleaned: list[CleanArticle | Rejection]) -> list[Enriched | Rejection]:
+        try:
+            return self.enricher.tag(cleaned)
         except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
-            log.exception("batch failed; retrying its articles one by one")
+            log.exception("tagging a batch failed; retrying its articles one by one")
         results: list[Enriched | Rejection] = []
-        for r in raws:
+        for c in cleaned:
             try:
-                results.extend(self.enricher.enrich_batch([r]))
+                results.extend(self.enricher.tag([c]))
             except Exception as exc:  # noqa: BLE001
                 results.append(Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"))
         return results
@@ -383,6 +415,13 @@ class WorkerApp:
         self.metrics.desk_rebuild_seconds.set(seconds)
 
     async def _dedup_agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        try:
+            async for _ in self._dedup_batches(stream):
+                yield None
+        finally:
+            await self.writer.stop()
+
+    async def _dedup_batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         batches = stream.take_events(  # type: ignore[attr-defined]
             self.settings.dedup_batch_size, within=self.settings.dedup_batch_seconds
         )

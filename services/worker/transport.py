@@ -25,14 +25,22 @@ after the seek.
 
 Re-reading is safe: every stage is idempotent per article.
 
-3. Topics whose offsets another party commits are left alone. The dedup writer commits the features
+3. A stop does not wait for a batch, and what it interrupts is read again. With its default
+`stream_wait_empty`, Faust's stop waits until every message being processed is acknowledged: a
+batch of 32 long pages kept a SIGTERM waiting 16 s. The worker turns that off, so Faust cancels
+its agents at once; but a cancelled `take_events` batch acknowledges all its events on the way
+out, and the consumer's final commit would then skip the ones never forwarded. An agent
+interrupted mid-batch `withhold`s them first: marked acknowledged without entering the
+consumer's list of acknowledged offsets, they leave a gap the commit cannot pass.
+
+4. Topics whose offsets another party commits are left alone. The dedup writer commits the features
 offsets inside its Kafka transactions (worker/writer.py); Faust's own commit of the same partition
 would acknowledge a batch whose transaction failed. `App.self_committed_topics` names them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -57,6 +65,16 @@ async def seek_to_committed_or_beginning(
         for tp, offset in (await consumer.beginning_offsets(uncommitted)).items():
             consumer.seek(tp, offset)
     return committed
+
+
+def withhold(events: Iterable[Any]) -> None:
+    """Keep the offsets of these events (and all after them on their partitions) uncommitted.
+
+    For an agent cancelled before it finished with them (fix 3 above). `Consumer.ack` records an
+    offset only for a message not yet marked acknowledged.
+    """
+    for event in events:
+        event.message.acked = True
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

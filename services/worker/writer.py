@@ -17,6 +17,7 @@ acknowledges a batch even when its processing failed, so its commit could skip a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,8 @@ from newsflow.settings import KafkaSettings
 
 log = logging.getLogger("newsflow.writer")
 
+# How long a stopping writer tries to abort its open transaction.
+ABORT_ON_STOP_SECONDS = 2.0
 # Between attempts at a batch the broker could not take (an outage, a rebalance).
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -181,6 +184,13 @@ class TransactionalWriter:
                     await self._send(producer, output)
             await producer.send_offsets_to_transaction(offsets, self.group_id)
             await producer.commit_transaction()
+        except asyncio.CancelledError:
+            # A stop: end the transaction now rather than leave read_committed consumers waiting
+            # for its timeout (or for the next owner's producer to abort it).
+            self._stale = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), ABORT_ON_STOP_SECONDS)
+            raise
         except BaseException:
             self._stale = True
             raise
