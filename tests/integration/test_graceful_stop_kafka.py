@@ -22,7 +22,9 @@ STOP_BUDGET_SECONDS = 10.0
 
 
 @pytest.mark.timeout(600)
-def test_sigterm_exits_within_10s_and_the_next_worker_finishes_the_stream(kafka: KafkaSettings, tmp_path: Path):
+def test_sigterm_exits_within_10s_and_the_next_worker_finishes_the_stream(
+    kafka: KafkaSettings, tmp_path: Path
+):
     corpus = tmp_path / "corpus" / "longform"
     corpus.mkdir(parents=True)
     for n in range(64):
@@ -34,7 +36,12 @@ def test_sigterm_exits_within_10s_and_the_next_worker_finishes_the_stream(kafka:
     files = sorted(corpus.glob("*.html"))
     with CommittedReader(kafka) as reader:
         sent = produce_files(kafka, files)  # all waiting: the first batch is a full one
-        worker = start_worker(kafka, tmp_path / "worker.log", "graceful", {"NEWSFLOW_WORKER_BATCH_SIZE": "64", "NEWSFLOW_WORKER_BATCH_SECONDS": "2"})
+        worker = start_worker(
+            kafka,
+            tmp_path / "worker.log",
+            "graceful",
+            {"NEWSFLOW_WORKER_BATCH_SIZE": "64", "NEWSFLOW_WORKER_BATCH_SECONDS": "2"},
+        )
         time.sleep(15)  # loaded, assigned and well into one batch of 64 long pages (about 30 s of work)
         assert worker.poll() is None
         asked = time.monotonic()

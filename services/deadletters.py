@@ -1,0 +1,296 @@
+"""newsflow-deadletters: look at the dead-letter topic and send inputs back through the pipeline.
+
+    newsflow-deadletters list [--stage S] [--reason R] [--outlet O] [--since 2026-12-01T00:00Z] [--json]
+    newsflow-deadletters show ARTICLE_ID [--payload FILE]
+    newsflow-deadletters replay ARTICLE_ID [...] | --all [filters] [--dry-run]
+
+`replay` sends each input's original bytes and headers back to the raw topic with the header
+`replay-count` one higher than the dead letter's. Bytes a dead letter holds only in part (or not
+at all, for the dedup stage) are fetched from the topic and offset it names as its origin, while
+that topic still retains them. Replaying one dead letter twice sends it twice, but the pipeline
+writes its outcome once: the dedup writer remembers each (article, replay count) it decided.
+Only the latest dead letter of an article is shown and replayed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.dates import parse_datetime
+from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT
+from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.topics import wait_for_broker
+
+PROG = "newsflow-deadletters"
+
+
+class ReplayError(Exception):
+    """An input cannot be replayed (its bytes are gone); the message says why."""
+
+
+async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
+    """Return the partition numbers of a topic ([] if it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for t in described if t.get("error_code") == 0 for p in t["partitions"])
+
+
+async def read_dead_letters(kafka: KafkaSettings) -> dict[str, dict[str, Any]]:
+    """Return the latest committed dead letter of every article id, oldest first."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(kafka.topic_dead_letter, p)
+            for p in await partitions_of(kafka, kafka.topic_dead_letter)
+        ]
+        if not tps:
+            raise ReplayError(f"topic {kafka.topic_dead_letter} does not exist")
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: dict[str, dict[str, Any]] = {}
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for messages in (await consumer.getmany(*tps, timeout_ms=1000)).values():
+                for m in messages:
+                    record = jsonio.loads(m.value)
+                    key = m.key.decode(errors="replace") if m.key else f"@{m.partition}/{m.offset}"
+                    found.pop(key, None)
+                    found[key] = record
+        return found
+    finally:
+        await consumer.stop()
+
+
+def matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Return whether a dead letter passes the --stage/--reason/--outlet/--since filters."""
+    if args.stage and record.get("stage") != args.stage:
+        return False
+    if args.reason and record.get("reason") != args.reason:
+        return False
+    if args.outlet and (record.get("headers") or {}).get(H_OUTLET) != args.outlet:
+        return False
+    if args.since is not None:
+        failed = parse_datetime(record.get("failed_at") or "")
+        if failed is None or failed < args.since:
+            return False
+    return True
+
+
+def summary(article_id: str, record: dict[str, Any]) -> str:
+    outlet = (record.get("headers") or {}).get(H_OUTLET, "-")
+    detail = " ".join(str(record.get("detail", "")).split())[:80]
+    return (
+        f"{article_id:<26} {record.get('failed_at', '-'):<24} {record.get('stage', '-'):<8} "
+        f"{record.get('reason', '-'):<17} {outlet[:16]:<16} {record.get('payload_bytes', 0):>9}  {detail}"
+    )
+
+
+async def fetch(kafka: KafkaSettings, origin: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Return the value and headers of the message at a dead letter's origin."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(str(origin["topic"]), int(origin["partition"]))
+        consumer.assign([tp])
+        offset = int(origin["offset"])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        if offset < first:
+            raise ReplayError(f"{tp.topic}[{tp.partition}] no longer holds offset {offset} (retention)")
+        consumer.seek(tp, offset)
+        for _ in range(20):
+            for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, ()):
+                if message.offset == offset:
+                    return message.value or b"", list(message.headers or ())
+                if message.offset > offset:
+                    break
+        raise ReplayError(f"{tp.topic}[{tp.partition}] offset {offset} could not be read")
+    finally:
+        await consumer.stop()
+
+
+async def original_input(
+    kafka: KafkaSettings, record: dict[str, Any]
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Return the original bytes and headers of a dead letter's input."""
+    headers = [(k, v.encode()) for k, v in (record.get("headers") or {}).items()]
+    payload = base64.b64decode(record.get("payload_base64") or "")
+    origin = record.get("origin")
+    if record.get("stage") == "dedup" and origin:
+        # The writer's input is the features message; the article's bytes are where that says.
+        features_message, _ = await fetch(kafka, origin)
+        try:
+            inner = jsonio.loads(features_message).get("origin")
+        except (ValueError, AttributeError):
+            inner = None
+        if not inner:
+            raise ReplayError("the dedup stage's input names no original input to fetch")
+        return await fetch(kafka, inner)
+    if record.get("payload_truncated") or (not payload and record.get("payload_bytes")):
+        if not origin:
+            raise ReplayError("the dead letter holds part of the input and names no origin")
+        payload, _ = await fetch(kafka, origin)
+    want = record.get("payload_sha256")
+    if want and hashlib.sha256(payload).hexdigest() != want:
+        raise ReplayError("the bytes found do not match the dead letter's sha256")
+    return payload, headers
+
+
+async def replay(
+    kafka: KafkaSettings, chosen: dict[str, dict[str, Any]], dry_run: bool
+) -> tuple[int, list[str]]:
+    """Send the chosen dead letters' inputs back to the raw topic; return (sent, errors)."""
+    errors: list[str] = []
+    prepared: list[tuple[str, bytes, list[tuple[str, bytes]]]] = []
+    for article_id, record in chosen.items():
+        try:
+            payload, headers = await original_input(kafka, record)
+        except ReplayError as exc:
+            errors.append(f"{article_id}: {exc}")
+            continue
+        count = int(record.get("replay_count") or 0) + 1
+        headers = [(k, v) for k, v in headers if k not in (H_REPLAY_COUNT, H_ARTICLE_ID)]
+        headers += [(H_ARTICLE_ID, article_id.encode()), (H_REPLAY_COUNT, str(count).encode())]
+        prepared.append((article_id, payload, headers))
+    if dry_run or not prepared:
+        return len(prepared), errors
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        max_request_size=kafka.max_message_bytes,
+        client_id=PROG,
+    )
+    await producer.start()
+    try:
+        for article_id, payload, headers in prepared:
+            await producer.send_and_wait(kafka.topic_raw, payload, key=article_id.encode(), headers=headers)
+    finally:
+        await producer.stop()
+    return len(prepared), errors
+
+
+def _since(text: str) -> datetime:
+    dt = parse_datetime(text)
+    if dt is None:
+        raise argparse.ArgumentTypeError(f"not a date or time: {text!r} (e.g. 2026-12-01T08:00Z)")
+    return dt.astimezone(UTC)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=env_help(KafkaSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--stage", help="decode, extract, enrich or dedup")
+    filters.add_argument("--reason", help="e.g. too_large, timeout, bad_envelope")
+    filters.add_argument("--outlet", help="the outlet header of the input")
+    filters.add_argument("--since", type=_since, help="failed at or after this time (UTC if no zone)")
+    ls = sub.add_parser("list", parents=[filters], help="one line per dead letter (latest per article)")
+    ls.add_argument("--json", action="store_true", help="one JSON record per line instead")
+    show = sub.add_parser("show", help="one dead letter in full (without its payload)")
+    show.add_argument("article_id")
+    show.add_argument(
+        "--payload", metavar="FILE", help="write the input's original bytes to FILE ('-': stdout)"
+    )
+    rp = sub.add_parser("replay", parents=[filters], help="send inputs back to the raw topic")
+    rp.add_argument("article_ids", nargs="*", help="the dead letters to replay")
+    rp.add_argument("--all", action="store_true", help="every dead letter that passes the filters")
+    rp.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
+    return p
+
+
+async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+    await wait_for_broker(kafka.bootstrap, timeout=15)
+    letters = await read_dead_letters(kafka)
+    out = sys.stdout
+    if args.command == "list":
+        chosen = {k: r for k, r in letters.items() if matches(r, args)}
+        for article_id, record in chosen.items():
+            if args.json:
+                out.write(jsonio.dumps_line({"article_id": article_id, **record}).decode())
+            else:
+                out.write(summary(article_id, record) + "\n")
+        sys.stderr.write(f"{PROG}: {len(chosen)} of {len(letters)} dead letters\n")
+        return 0
+    if args.command == "show":
+        found = letters.get(args.article_id)
+        if found is None:
+            sys.stderr.write(f"{PROG}: error: no dead letter for {args.article_id!r}\n")
+            return 1
+        shown = {k: v for k, v in found.items() if k != "payload_base64"}
+        out.write(jsonio.dumps_line({"article_id": args.article_id, **shown}).decode())
+        if args.payload:
+            payload, _ = await original_input(kafka, found)
+            if args.payload == "-":
+                sys.stdout.buffer.write(payload)
+            else:
+                with open(args.payload, "wb") as fh:
+                    fh.write(payload)
+        return 0
+    if not args.all and not args.article_ids:
+        sys.stderr.write(f"{PROG}: error: name the dead letters to replay, or --all\n")
+        return 2
+    if args.article_ids:
+        unknown = [a for a in args.article_ids if a not in letters]
+        if unknown:
+            sys.stderr.write(f"{PROG}: error: no dead letter for {', '.join(unknown)}\n")
+            return 1
+        chosen = {a: letters[a] for a in args.article_ids if matches(letters[a], args)}
+    else:
+        chosen = {k: r for k, r in letters.items() if matches(r, args)}
+    sent, errors = await replay(kafka, chosen, args.dry_run)
+    for error in errors:
+        sys.stderr.write(f"{PROG}: cannot replay {error}\n")
+    verb = "would send" if args.dry_run else "sent"
+    sys.stderr.write(f"{PROG}: {verb} {sent} of {len(chosen)} to {kafka.topic_raw}\n")
+    return 1 if errors else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        kafka = from_env(KafkaSettings)
+    except SettingsError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 2
+    try:
+        return asyncio.run(run(args, kafka))
+    except (TimeoutError, KafkaError, ReplayError) as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""newsflow-deadletters against the real broker: list and filter, show, replay (dry run, twice)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from newsflow.settings import KafkaSettings
+from tests.integration.crash import CommittedReader
+from tests.integration.kafka_helpers import kafka_env, send_raw, worker_process
+
+TEXT = "The council approved the new budget on Tuesday after a long debate about schools and roads. "
+
+
+def cli(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "newsflow.deadletters", *args],
+        env={**os.environ, **kafka_env(kafka)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def wait_for(reader: CommittedReader, keys: set[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not keys <= {k for _, _, k, _ in reader.collected.records}:
+        assert time.monotonic() < deadline, f"waiting for {keys}"
+        time.sleep(0.2)
+
+
+def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_path: Path):
+    big = (TEXT * 6000).encode()  # 560 kB: over the first worker's limit and its dead letters' room
+    plain = [("article-id", b"big"), ("content-type", b"text/plain"), ("outlet", b"metro")]
+    envelope = [("article-id", b"no-text"), ("content-type", b"application/json"), ("outlet", b"wire")]
+    small = {"NEWSFLOW_EXTRACT_MAX_INPUT_BYTES": "2000", "NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES": "1048576"}
+    with CommittedReader(kafka) as reader:
+        with worker_process(kafka, tmp_path / "first.log", "dl-cli", small):
+            send_raw(
+                kafka, [(b"big", big, plain), (b"no-text", json.dumps({"title": "x"}).encode(), envelope)]
+            )
+            wait_for(reader, {"big", "no-text"})
+
+        listed = cli(kafka, "list")
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        assert len(lines) == 2 and {line.split()[0] for line in lines} == {"big", "no-text"}
+        only = cli(kafka, "list", "--reason", "too_large", "--outlet", "metro", "--json")
+        assert [json.loads(line)["article_id"] for line in only.stdout.splitlines()] == ["big"]
+        assert cli(kafka, "list", "--since", "2099-01-01").stdout == ""
+
+        shown = json.loads(cli(kafka, "show", "big").stdout)
+        assert shown["reason"] == "too_large" and shown["payload_truncated"] is True
+        assert shown["payload_bytes"] == len(big) and "payload_base64" not in shown
+        saved = tmp_path / "big.txt"
+        assert cli(kafka, "show", "big", "--payload", str(saved)).returncode == 0
+        assert saved.read_bytes() == big  # fetched whole from the dead letter's origin
+
+        dry = cli(kafka, "replay", "big", "--dry-run")
+        assert dry.returncode == 0 and "would send 1 of 1" in dry.stderr
+        missing = cli(kafka, "show", "nothing-like-it")
+        assert missing.returncode == 1 and "no dead letter" in missing.stderr
+
+        with worker_process(kafka, tmp_path / "second.log", "dl-cli"):  # default limits now
+            for _ in range(2):
+                done = cli(kafka, "replay", "big")
+                assert done.returncode == 0 and "sent 1 of 1" in done.stderr, done.stderr
+            deadline = time.monotonic() + 120
+            while not any(t == kafka.topic_enriched for _, t, _, _ in reader.collected.records):
+                assert time.monotonic() < deadline, "the replayed article did not come out"
+                time.sleep(0.2)
+            time.sleep(5)  # a second output, if there were one, would be here by now
+    outputs = [(t, k, r) for _, t, k, r in reader.collected.records if k == "big"]
+    assert [t for t, _, _ in outputs] == [kafka.topic_dead_letter, kafka.topic_enriched]
+    assert outputs[1][2]["extraction"]["input_bytes"] == len(big)
