@@ -191,7 +191,9 @@ def _from_envelope(
     if not isinstance(env, dict):
         return Rejection(STAGE, "bad_envelope", "a JSON envelope must be an object")
     html, text = env.get("html"), env.get("text")
-    if not isinstance(html, str) and not isinstance(text, str):
+    html = html if isinstance(html, str) else None
+    text = text if isinstance(text, str) else None
+    if html is None and text is None:
         return Rejection(STAGE, "bad_envelope", "envelope has neither an 'html' nor a 'text' string")
     url = _str_field(env, "url") or raw.source.url
     outlet = _str_field(env, "outlet") or raw.source.outlet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import yaml
@@ -39,14 +40,8 @@ def test_every_variable_compose_sets_is_read_by_the_code():
 def test_compose_topics_are_the_code_defaults():
     defaults = KafkaSettings()
     env = compose_config()["services"]["worker"]["environment"]
-    for field in (
-        "topic_raw",
-        "topic_by_outlet",
-        "topic_enriched",
-        "topic_dead_letter",
-        "topic_features",
-        "topic_stories",
-    ):
+    # every topic the code knows, so that a new one cannot be left out of the stack
+    for field in (f.name for f in dataclasses.fields(KafkaSettings) if f.name.startswith("topic_")):
         assert env[f"NEWSFLOW_{field.upper()}"] == getattr(defaults, field)
 
 
@@ -89,3 +84,18 @@ def test_promtool_accepts_the_config_and_the_rules_pass_their_tests():
     tested = run(["promtool", "test", "rules", RULE_TESTS.name], cwd=RULE_TESTS.parent)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
+
+
+def test_env_example_values_are_the_code_defaults():
+    # `cp .env.example .env` must give the behaviour the README documents, not an old tuning.
+    defaults = code_env_vars()
+    example = {}
+    for line in (DEPLOY.parent / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            example[name.strip()] = value.strip()
+    checked = {name: value for name, value in example.items() if name in defaults}
+    assert checked, "no variable of the code in .env.example"
+    for name, value in checked.items():
+        default = defaults[name]
+        assert type(default)(value) == default, f"{name}={value} in .env.example, {default!r} in the code"

@@ -5,7 +5,7 @@ from dataclasses import replace
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.extract import ExtractOptions, extract_article, warm_up
 from newsflow.pipeline.language import _identifier
-from newsflow.pipeline.records import CleanArticle, Rejection
+from newsflow.pipeline.records import CleanArticle, RawArticle, Rejection, Source
 from tests.conftest import FIXTURES, raw_from_file
 
 ARTICLES = FIXTURES / "articles"
@@ -112,3 +112,44 @@ def test_warm_up_loads_the_language_model_before_the_first_article():
     _identifier.cache_clear()
     warm_up()
     assert _identifier.cache_info().currsize == 1
+
+
+def test_utf16_without_a_bom_is_text_not_binary():
+    text = "The council approved the new budget on Tuesday after a long debate. " * 10
+    for encoding in ("utf-16-le", "utf-16-be"):
+        raw = RawArticle(
+            "u16", text.encode(encoding), Source("u.txt", "o", "text/plain", "2025-03-14T09:00:00Z")
+        )
+        article = extract_article(raw)
+        assert isinstance(article, CleanArticle)
+        assert article.extraction.encoding == encoding and article.text.startswith("The council")
+
+
+def test_a_page_declaring_utf16_in_ascii_markup_is_read_as_utf8():
+    html = '<html><head><meta charset="utf-16"></head><body><article><p>' + "Die Brücke ist offen. " * 30
+    raw = RawArticle(
+        "m", (html + "</p></article></body></html>").encode(), Source("m.html", "o", "text/html", "")
+    )
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle) and "Brücke" in article.text
+
+
+def test_an_empty_extraction_says_why():
+    deep = (
+        "<html><body>"
+        + "<div>" * 1000
+        + "<p>"
+        + "Text deep inside the page. " * 50
+        + "</p>"
+        + "</div>" * 1000
+    )
+    raw = RawArticle("d", deep.encode(), Source("d.html", "o", "text/html", ""))
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle)
+    assert (article.extraction.status, article.extraction.reason) == ("empty", "markup_too_deep")
+    blank = RawArticle(
+        "b", b"<html><body><script>var x = 1;</script></body></html>", Source("b.html", "o", "text/html", "")
+    )
+    nothing = extract_article(blank)
+    assert isinstance(nothing, CleanArticle)
+    assert (nothing.extraction.status, nothing.extraction.reason) == ("empty", "no_text_found")

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+
+from newsflow.pipeline.dates import check_published
+
+RECEIVED = "2025-03-14T09:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "status"),
+    [
+        ("2025-03-14T10:30:00+02:00", "2025-03-14T08:30:00Z", "ok"),
+        ("2025-03-14T10:30:00", "2025-03-14T10:30:00Z", "ok"),  # naive means UTC
+        ("2025-03-13", "2025-03-13T00:00:00Z", "ok"),
+        ("Thu, 13 Mar 2025 10:00:00 -0500", "2025-03-13T15:00:00Z", "ok"),  # RFC 2822, as in feeds
+        ("2025-03-15T08:00:00Z", "2025-03-15T08:00:00Z", "ok"),  # within a day of receipt: time zones
+        ("2025-03-16T09:00:01Z", None, "implausible"),
+        ("2099-01-01", None, "implausible"),
+        ("1970-01-01T00:00:00Z", None, "implausible"),
+        ("yesterday", None, "unparseable"),
+        ("2025-02-30", None, "unparseable"),
+        ("", None, "missing"),
+        (None, None, "missing"),
+    ],
+)
+def test_a_publication_date_is_used_only_when_it_parses_and_is_plausible(claim, value, status):
+    checked = check_published(claim, RECEIVED)
+    assert (checked.value, checked.status) == (value, status)
+    assert checked.raw == (claim if status in ("implausible", "unparseable") else None)

@@ -1,0 +1,135 @@
+"""The dedup writer's stage: one outcome per article, whatever is delivered twice, and a desk
+rebuilt from its own state decides as the original would."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.dedup import DedupOptions, article_features
+from newsflow.pipeline.desk import (
+    DEAD_LETTER,
+    ENRICHED,
+    STATE,
+    STORIES,
+    DedupDesk,
+    article_message,
+    rejected_message,
+)
+from newsflow.pipeline.entities import EntityTagger
+from newsflow.pipeline.records import Origin, Rejection, dead_letter_record, enriched_record
+from newsflow.pipeline.schema import schema_errors
+from tests.unit.test_dedup import BRIDGE, BRIDGE_OTHER_OUTLET, ELECTION, article
+
+ORIGIN = Origin("newsflow.articles.by-outlet", 0, 1)
+
+
+@pytest.fixture(scope="module")
+def tagger() -> EntityTagger:
+    return EntityTagger()
+
+
+def message(
+    tagger: EntityTagger,
+    article_id: str,
+    text: str,
+    outlet: str,
+    when: str = "2025-03-14T09:00:00Z",
+    replays: int = 0,
+) -> bytes:
+    a = article(article_id, text, outlet, when)
+    (entities,) = tagger.tag_batch([a])
+    return article_message(enriched_record(a, entities), article_features(a, entities), replays, ORIGIN)
+
+
+def rejected(article_id: str, replays: int = 0, received: float = 1_741_943_000.0) -> bytes:
+    headers = {"article-id": article_id, "replay-count": str(replays)}
+    dead = dead_letter_record(
+        Rejection("extract", "empty", "nothing"), b"", article_id.encode(), headers, origin=ORIGIN
+    )
+    return rejected_message(article_id, dead, received)
+
+
+def destinations(decision) -> list[str]:  # type: ignore[no-untyped-def]
+    return [o.destination for o in decision.outputs]
+
+
+def test_an_article_comes_out_once_with_its_story_and_state(tagger):
+    desk = DedupDesk()
+    first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)
+    assert first.outcome == "new_story"
+    assert destinations(first) == [ENRICHED, STORIES, STATE]
+    assert schema_errors("enriched-article", jsonio.loads(first.outputs[0].value)) == []
+    assert schema_errors("story", jsonio.loads(first.outputs[1].value)) == []
+    second = desk.decide(message(tagger, "b1", BRIDGE_OTHER_OUTLET, "valleypost"), ORIGIN)
+    assert second.outcome == "joined_story"
+    assert second.record["story_id"] == first.record["story_id"]
+    # delivered again (a restarted clean stage): nothing to write
+    assert desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN).outcome == "duplicate"
+
+
+def test_an_article_is_enriched_or_dead_lettered_never_both(tagger):
+    desk = DedupDesk()
+    assert desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN).outcome == "new_story"
+    assert desk.decide(rejected("a1"), ORIGIN).outcome == "duplicate"
+    dead = desk.decide(rejected("r1"), ORIGIN)
+    assert dead.outcome == "dead_letter" and destinations(dead) == [DEAD_LETTER, STATE]
+    assert desk.decide(message(tagger, "r1", ELECTION, "valleypost"), ORIGIN).outcome == "duplicate"
+    assert desk.decide(rejected("r1"), ORIGIN).outcome == "duplicate"
+
+
+def test_a_replay_is_decided_again_once(tagger):
+    desk = DedupDesk()
+    assert desk.decide(rejected("r1"), ORIGIN).outcome == "dead_letter"
+    replayed = message(tagger, "r1", ELECTION, "valleypost", replays=1)
+    assert desk.decide(replayed, ORIGIN).outcome == "new_story"
+    assert desk.decide(replayed, ORIGIN).outcome == "duplicate"  # replayed twice: one output
+
+
+def test_a_desk_rebuilt_from_its_state_remembers_and_decides_the_same(tagger):
+    options = DedupOptions()
+    desk = DedupDesk(options)
+    state = []
+    for m in (message(tagger, "a1", BRIDGE, "harbourtimes"), rejected("r1")):
+        state += [(o.key, o.value) for o in desk.decide(m, ORIGIN).outputs if o.destination == STATE]
+    rebuilt = DedupDesk.from_state(state, options)
+    assert rebuilt.decide(rejected("r1"), ORIGIN).outcome == "duplicate"
+    assert rebuilt.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN).outcome == "duplicate"
+    late = message(tagger, "b1", BRIDGE_OTHER_OUTLET, "valleypost")
+    assert rebuilt.decide(late, ORIGIN).record["story_id"] == desk.decide(late, ORIGIN).record["story_id"]
+
+
+def test_expiry_writes_tombstones_and_a_rebuilt_desk_forgets(tagger):
+    desk = DedupDesk(DedupOptions(window_hours=72))
+    state = []
+    for m in (
+        message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"),
+        rejected("r1", received=1_740_819_600.0),  # 2025-03-01
+        message(tagger, "c1", ELECTION, "valleypost", "2025-03-14T09:00:00Z"),
+    ):
+        state += [(o.key, o.value) for o in desk.decide(m, ORIGIN).outputs if o.destination == STATE]
+    tombstones = {k for k, v in state if v is None}
+    assert tombstones == {b"a/a1", b"r/0/r1"}
+    rebuilt = DedupDesk.from_state(state)
+    assert list(rebuilt.index.articles) == ["c1"] and not rebuilt.rejected
+
+
+def test_an_event_time_far_ahead_cannot_close_the_window(tagger):
+    desk = DedupDesk(DedupOptions(window_hours=72))
+    first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)
+    # Features that claim the event happened in 2099 (received now, like the others).
+    future = jsonio.loads(message(tagger, "f1", ELECTION, "wire"))
+    future["features"]["timestamp"] = 4_070_908_800.0
+    assert desk.decide(jsonio.dumps(future), ORIGIN).outcome == "new_story"
+    # The clock is the time of receipt: nothing expired, the next report still joins its story.
+    assert "a1" in desk.index.articles
+    later = desk.decide(message(tagger, "b1", BRIDGE_OTHER_OUTLET, "valleypost"), ORIGIN)
+    assert later.record["story_id"] == first.record["story_id"]
+
+
+def test_a_message_that_is_not_ours_is_dead_lettered_under_its_key():
+    desk = DedupDesk()
+    decision = desk.decide(b"{not json", ORIGIN, b"k1")
+    assert decision.outcome == "dead_letter" and decision.record["key"] == "k1"
+    assert decision.record["stage"] == "dedup" and decision.record["reason"] == "bad_features"
+    assert desk.decide(b"{not json", ORIGIN, b"k1").outcome == "duplicate"
