@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import record  # noqa: E402
 from newsflow.pipeline.enrich import Enricher  # noqa: E402
 from newsflow.pipeline.records import CleanArticle  # noqa: E402
-from newsflow.producer.files import read_article  # noqa: E402
+from newsflow.producer.sources import read_article  # noqa: E402
 
 TOKEN = re.compile(r"[^\W_]+")
 

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter as Tally
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from newsflow.pipeline import jsonio
-from newsflow.producer.__main__ import produce, summary_line
 from newsflow.producer.metrics import create_metrics
+from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.topics import create_topics
@@ -107,13 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "paths", nargs="*", type=Path, default=[Path("seeds")], help="files or folders (default: seeds/)"
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[Path("seeds")],
+        help="files, folders, .warc.gz, .jsonl archives, or - for JSON Lines on stdin (default: seeds/)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("out/enriched.jsonl"), help="where to write the records"
     )
     args = parser.parse_args(argv)
-    missing = [str(p) for p in args.paths if not p.exists()]
+    missing = [str(p) for p in args.paths if str(p) != "-" and not p.exists()]
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
@@ -129,12 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     worker = start_worker(worker_env)
     try:
         sent_ids: list[str] = []
-        tally: Tally[str] = asyncio.run(
+        tally: Tally = asyncio.run(
             produce(
-                args.paths, kafka, ProducerSettings(), create_metrics(CollectorRegistry()), sent_ids=sent_ids
+                args.paths,
+                kafka,
+                ProducerSettings(),
+                create_metrics(CollectorRegistry()),
+                sent_ids=sent_ids,
+                show_progress=True,
             )
         )
-        print(f"producer: {summary_line(tally)}")
+        print(f"producer: {tally.summary()}")
         enriched, dead = asyncio.run(collect(kafka, set(sent_ids), timeout, worker))
     except (TimeoutError, RuntimeError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsflow.pipeline.records import RawArticle
-from newsflow.producer.files import read_article
+from newsflow.producer.sources import read_article
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"

@@ -255,7 +255,8 @@ def warm_up(options: ExtractOptions | None = None) -> None:
 
 def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection:
     ctype = raw.source.content_type
-    decoded = decode_payload(raw.payload, ctype, is_html=ctype == "text/html")
+    declared = f"{ctype}; charset={raw.source.charset}" if raw.source.charset else ctype
+    decoded = decode_payload(raw.payload, declared, is_html=ctype == "text/html")
     if isinstance(decoded, Rejection):
         return decoded
     document, encoding = decoded

@@ -41,6 +41,9 @@ class Source:
     content_type: str
     received_at: str
     url: str | None = None
+    # The charset the transport declared (an HTTP header in a WARC record), if any. It guides
+    # decoding and is not part of the output: extraction.encoding says what was used.
+    charset: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -173,7 +176,10 @@ def raw_headers(raw: RawArticle) -> list[tuple[str, bytes]]:
         (H_ARTICLE_ID, raw.article_id.encode()),
         (H_SOURCE_PATH, src.path.encode()),
         (H_OUTLET, src.outlet.encode()),
-        (H_CONTENT_TYPE, src.content_type.encode()),
+        (
+            H_CONTENT_TYPE,
+            (f"{src.content_type}; charset={src.charset}" if src.charset else src.content_type).encode(),
+        ),
         (H_RECEIVED_AT, src.received_at.encode()),
     ]
     if src.url:
@@ -195,7 +201,9 @@ def raw_from_message(
     article_id = h.get(H_ARTICLE_ID) or (key.decode(errors="replace") if key else "")
     if not article_id:
         return Rejection("decode", "bad_headers", "message has neither a key nor an article-id header")
-    content_type = h.get(H_CONTENT_TYPE, "")
+    content_type, _, params = h.get(H_CONTENT_TYPE, "").partition(";")
+    content_type = content_type.strip().lower()
+    charset = params.strip().removeprefix("charset=").strip("\"' ") if "charset=" in params else None
     if content_type not in CONTENT_TYPES:
         return Rejection(
             "decode", "unsupported_type", f"content-type {content_type!r} is not one of {CONTENT_TYPES}"
@@ -206,6 +214,7 @@ def raw_from_message(
         content_type=content_type,
         received_at=h.get(H_RECEIVED_AT) or utc_now_iso(),
         url=h.get(H_URL) or None,
+        charset=charset or None,
     )
     return RawArticle(article_id=article_id, payload=value or b"", source=source)
 

@@ -1,11 +1,16 @@
-"""newsflow-producer: publish article files (.txt, .html, .json, optionally .gz) to the raw topic.
+"""newsflow-producer: send articles to the raw topic from files, folders, archives, stdin or HTTP.
 
-    newsflow-producer seeds/                 # one pass, then a one-line summary
-    newsflow-producer --outlet metro a.html  # force the outlet of every file
-    NEWSFLOW_PRODUCER_WATCH_SECONDS=5 newsflow-producer /input   # keep sending new files
+    newsflow-producer seeds/                      # one pass over a folder, then a summary
+    newsflow-producer CC-NEWS-2026...warc.gz      # every HTML response record of a WARC archive
+    newsflow-producer articles.jsonl.gz -         # JSON Lines envelopes, from a file and from stdin
+    newsflow-producer --watch /input              # send each new or changed file once, until stopped
+    newsflow-producer --serve                     # POST /articles on NEWSFLOW_PRODUCER_HTTP_PORT
 
-Each file becomes one message: key = stable article id, value = the file's bytes, headers =
-article-id, source-path, outlet, content-type, received-at. Idempotent producer, acks=all.
+Inputs: .html/.htm/.txt/.json files (each one article, .gz too), .jsonl/.ndjson (one envelope
+{url, outlet, html|text, title, published, authors} a line, .gz too), .warc/.warc.gz. The outlet of a
+file is the first folder below the folder given (input/<outlet>/file.html) or --outlet; of a WARC
+record, its host. Every item ends as sent, skipped (with a reason) or failed, counted in the summary
+and in metrics; a bad file never stops the run. Exit status: 0, or 1 when a send failed.
 """
 
 from __future__ import annotations
@@ -15,170 +20,118 @@ import asyncio
 import logging
 import signal
 import sys
-import time
-from collections import Counter as Tally
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from newsflow.pipeline.records import RawArticle, raw_headers
-from newsflow.producer.files import Skipped, iter_files, read_article
+from newsflow.producer.http import serve
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
+from newsflow.producer.publish import Progress, Publisher, Tally, produce
 from newsflow.producer.settings import ProducerSettings
+from newsflow.producer.sources import STDIN
+from newsflow.producer.watch import watch
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.topics import wait_for_broker
 
-log = logging.getLogger("newsflow.producer")
+PROG = "newsflow-producer"
 
 
-async def produce(
-    paths: list[Path],
-    kafka: KafkaSettings,
-    settings: ProducerSettings,
-    metrics: ProducerMetrics,
-    outlet: str | None = None,
-    stop: asyncio.Event | None = None,
-    sent_ids: list[str] | None = None,
-) -> Tally[str]:
-    """Send every readable article file under `paths`; return counts of sent and skipped-by-reason.
-
-    The ids of the articles sent are appended to `sent_ids` when it is given.
-    """
-    stop = stop or asyncio.Event()
-    tally: Tally[str] = Tally()
-    seen: dict[Path, tuple[int, int]] = {}
-    await wait_for_broker(kafka.bootstrap, timeout=30)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=settings.linger_ms,
-        max_request_size=kafka.max_message_bytes,
-        client_id="newsflow-producer",
-    )
-    await producer.start()
-    try:
-        while True:
-            pending = []
-            for root, path in iter_files(paths):
-                st = path.stat()
-                if seen.get(path) == (st.st_mtime_ns, st.st_size):
-                    continue
-                seen[path] = (st.st_mtime_ns, st.st_size)
-                item = read_article(root, path, outlet, settings.max_file_bytes)
-                if isinstance(item, Skipped):
-                    tally[f"skipped:{item.reason}"] += 1
-                    metrics.files.labels("skipped", item.reason).inc()
-                    log.warning("skipped %s: %s", item.path, item.reason)
-                    continue
-                started = time.perf_counter()
-                try:
-                    fut = await producer.send(
-                        kafka.topic_raw,
-                        value=item.payload,
-                        key=item.article_id.encode(),
-                        headers=raw_headers(item),
-                    )
-                except KafkaError as exc:  # refused before sending, e.g. over max_request_size
-                    _count_failure(tally, metrics, item, exc)
-                    continue
-                pending.append((item, fut, started))
-            for item, fut, started in pending:
-                try:
-                    await fut
-                except KafkaError as exc:
-                    _count_failure(tally, metrics, item, exc)
-                    continue
-                metrics.send_seconds.observe(time.perf_counter() - started)
-                metrics.bytes_sent.inc(len(item.payload))
-                metrics.files.labels("sent", "").inc()
-                tally["sent"] += 1
-                if sent_ids is not None:
-                    sent_ids.append(item.article_id)
-                log.info(
-                    "sent %s (%s, %d bytes) as %s",
-                    item.source.path,
-                    item.source.outlet,
-                    len(item.payload),
-                    item.article_id,
-                )
-            if settings.watch_seconds <= 0 or stop.is_set():
-                break
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=settings.watch_seconds)
-            except TimeoutError:
-                pass
-    finally:
-        await producer.stop()
-    return tally
-
-
-def _count_failure(tally: Tally[str], metrics: ProducerMetrics, item: RawArticle, exc: Exception) -> None:
-    tally["failed"] += 1
-    metrics.send_errors.inc()
-    metrics.files.labels("failed", type(exc).__name__).inc()
-    log.error("send of %s failed: %s", item.source.path, exc)
-
-
-def summary_line(tally: Tally[str]) -> str:
-    """Return e.g. 'sent 2, skipped 1 (empty: 1)'."""
-    skipped = {k.split(":", 1)[1]: v for k, v in sorted(tally.items()) if k.startswith("skipped:")}
-    line = f"sent {tally['sent']}, skipped {sum(skipped.values())}"
-    if skipped:
-        line += " (" + ", ".join(f"{k}: {v}" for k, v in skipped.items()) + ")"
-    if tally["failed"]:
-        line += f", failed {tally['failed']}"
-    return line
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="newsflow-producer",
-        description="Publish article files (.txt, .html, .json, and the same with .gz) to the raw Kafka topic.",
+        prog=PROG,
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog=env_help(KafkaSettings, ProducerSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", type=Path, help="files or directories (searched recursively)")
+    parser.add_argument("paths", nargs="*", help="files, folders, archives; '-' reads JSON Lines from stdin")
+    parser.add_argument("--outlet", help="outlet of every article (default: from the folder or the host)")
+    parser.add_argument("--watch", action="store_true", help="keep watching the given folders")
     parser.add_argument(
-        "--outlet", help="outlet of every file (default: first folder below the given directory)"
+        "--serve", action="store_true", help="serve POST /articles (NEWSFLOW_PRODUCER_HTTP_PORT)"
     )
+    parser.add_argument("--polling", action="store_true", help="watch by polling, not inotify")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+async def _serve(
+    kafka: KafkaSettings,
+    settings: ProducerSettings,
+    metrics: ProducerMetrics,
+    registry: CollectorRegistry,
+    stop: asyncio.Event,
+) -> Tally:
+    await wait_for_broker(kafka.bootstrap, timeout=30)
+    tally = Tally()
+    publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=False))
+    await publisher.start()
+    try:
+        await serve(publisher, registry, settings.http_port or 8088, settings.http_max_body_bytes, stop)
+    finally:
+        await publisher.stop()
+    return tally
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    missing = [str(p) for p in args.paths if not p.exists()]
+    if not args.paths and not args.serve:
+        sys.stderr.write(f"{PROG}: error: give files, folders or '-', or --serve\n")
+        return 2
+    missing = [p for p in args.paths if p != STDIN and not Path(p).exists()]
     if missing:
-        sys.stderr.write(f"newsflow-producer: error: no such file or directory: {', '.join(missing)}\n")
+        sys.stderr.write(f"{PROG}: error: no such file or directory: {', '.join(missing)}\n")
+        return 2
+    if args.watch and not all(p != STDIN and Path(p).is_dir() for p in args.paths):
+        sys.stderr.write(f"{PROG}: error: --watch takes folders\n")
         return 2
     try:
         kafka = from_env(KafkaSettings)
         settings = from_env(ProducerSettings)
     except SettingsError as exc:
-        sys.stderr.write(f"newsflow-producer: error: {exc}\n")
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 2
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
+    watching = args.watch or settings.watch_seconds > 0
 
-    async def run() -> Tally[str]:
+    async def run() -> list[Tally]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await produce(args.paths, kafka, settings, metrics, args.outlet, stop)
+        jobs = []
+        if args.serve:
+            jobs.append(_serve(kafka, settings, metrics, registry, stop))
+        if args.paths and watching:
+            jobs.append(
+                watch(
+                    [Path(p) for p in args.paths], kafka, settings, metrics, stop, args.outlet, args.polling
+                )
+            )
+        elif args.paths:
+            show = not args.no_progress and not args.quiet
+            jobs.append(produce(args.paths, kafka, settings, metrics, args.outlet, stop, show_progress=show))
+        return list(await asyncio.gather(*jobs))
 
     try:
-        tally = asyncio.run(run())
+        tallies = asyncio.run(run())
     except (TimeoutError, KafkaError) as exc:
-        sys.stderr.write(f"newsflow-producer: error: cannot reach Kafka at {kafka.bootstrap}: {exc}\n")
+        sys.stderr.write(f"{PROG}: error: cannot reach Kafka at {kafka.bootstrap}: {exc}\n")
         return 1
-    print(summary_line(tally))
-    return 1 if tally["failed"] else 0
+    except OSError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    for tally in tallies:
+        sys.stdout.write(tally.summary() + "\n")
+    return 1 if any(t.failed for t in tallies) else 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,25 @@ class ProducerSettings:
     watch_seconds: float = env(
         "NEWSFLOW_PRODUCER_WATCH_SECONDS",
         0.0,
-        "rescan the inputs this often and send new files (0: one pass)",
+        "watch the input folders, rescanning at least this often (0: one pass; --watch: 5)",
     )
     linger_ms: int = env("NEWSFLOW_PRODUCER_LINGER_MS", 5, "batching delay of the Kafka producer")
+    outlet_map: str = env(
+        "NEWSFLOW_PRODUCER_OUTLET_MAP",
+        "",
+        "outlets of WARC hosts, host=outlet,... (default: the host name without www.)",
+    )
+    quiet_seconds: float = env(
+        "NEWSFLOW_PRODUCER_QUIET_SECONDS",
+        2.0,
+        "watch mode: a file is sent once its size and mtime have not changed for this long",
+    )
+    state_file: str = env(
+        "NEWSFLOW_PRODUCER_STATE_FILE",
+        ".cache/producer/sent.jsonl",
+        "watch mode: the record of files sent (acknowledged by the broker), kept across restarts",
+    )
+    http_port: int = env("NEWSFLOW_PRODUCER_HTTP_PORT", 0, "port of POST /articles and /healthz (0: off)")
+    http_max_body_bytes: int = env(
+        "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES", 10_000_000, "largest POST /articles body (413 above)"
+    )

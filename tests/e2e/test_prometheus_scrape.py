@@ -16,8 +16,8 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from newsflow.pipeline import jsonio
-from newsflow.producer.__main__ import produce
 from newsflow.producer.metrics import create_metrics
+from newsflow.producer.publish import produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings
 from tests.conftest import SEEDS

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from newsflow.pipeline import jsonio
-from newsflow.producer.__main__ import produce
 from newsflow.producer.metrics import create_metrics
+from newsflow.producer.publish import produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings
 from newsflow.topics import create_topics

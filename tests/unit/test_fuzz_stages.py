@@ -23,7 +23,9 @@ from tests.fuzz_inputs import bad_input
 
 OPTIONS = ExtractOptions(max_input_bytes=5_000, max_parse_seconds=5.0)
 # Derandomized: CI runs the same examples every time; `bench/fuzz_bench.py` explores further.
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @FUZZ

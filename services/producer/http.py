@@ -1,0 +1,98 @@
+"""HTTP ingest for systems that push: POST /articles, GET /healthz, GET /metrics.
+
+POST /articles   one JSON envelope {url, outlet, html|text, title, published, authors}, or an array
+                 -> 200 {"article_ids": [...]} once the broker has acknowledged every one
+                 -> 400 with a message naming the first bad envelope (nothing is sent then)
+                 -> 413 past NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES; 503 while Kafka cannot be reached
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from newsflow.pipeline import jsonio
+from newsflow.producer.publish import Publisher
+from newsflow.producer.sources import Skipped, envelope_article
+
+log = logging.getLogger("newsflow.producer.http")
+
+# How long a request waits for the broker's acknowledgements before answering 503.
+SEND_TIMEOUT_SECONDS = 15.0
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def create_app(publisher: Publisher, registry: CollectorRegistry, max_body_bytes: int) -> web.Application:
+    """Return the aiohttp application (the caller runs it next to the publisher)."""
+
+    async def post_articles(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return _error(413, f"body over {max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body over {max_body_bytes} bytes")
+        try:
+            parsed = jsonio.loads(body)
+        except ValueError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        envelopes = parsed if isinstance(parsed, list) else [parsed]
+        if not envelopes:
+            return _error(400, "an empty array holds no article")
+        items = []
+        for n, envelope in enumerate(envelopes):
+            item = envelope_article(jsonio.dumps(envelope), f"POST /articles[{n}]", None)
+            if isinstance(item, Skipped):
+                return _error(400, f"article {n}: {item.detail}")
+            items.append(item)
+
+        async def send_all() -> list[bool]:
+            outcomes = [await publisher.publish(item) for item in items]
+            return list(await asyncio.gather(*(o for o in outcomes if o is not None)))
+
+        try:
+            delivered = await asyncio.wait_for(send_all(), SEND_TIMEOUT_SECONDS)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("POST /articles: Kafka unavailable: %r", exc)
+            return _error(503, "Kafka is unavailable; retry later")
+        if not all(delivered):
+            return _error(503, "Kafka refused the articles; retry later")
+        return web.json_response({"article_ids": [item.article_id for item in items]})
+
+    async def healthz(_: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(publisher.producer.client.fetch_all_metadata(), 5)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            return _error(503, f"Kafka unavailable: {exc!r}")
+        return web.json_response({"status": "ok"})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application(client_max_size=max_body_bytes)
+    app.router.add_post("/articles", post_articles)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(
+    publisher: Publisher, registry: CollectorRegistry, port: int, max_body_bytes: int, stop: asyncio.Event
+) -> None:
+    """Serve on 0.0.0.0:`port` until `stop` is set."""
+    runner = web.AppRunner(create_app(publisher, registry, max_body_bytes), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", port)
+    await site.start()
+    log.info("HTTP ingest on port %d: POST /articles, GET /healthz, GET /metrics", port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

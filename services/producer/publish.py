@@ -1,0 +1,257 @@
+"""Send what the sources find to the raw topic, and account for every item: sent, skipped or failed.
+
+`Publisher` is the one place that talks to Kafka. It keeps a bounded number of bytes in flight,
+counts each outcome once (the run's `Tally`, Prometheus counters), and reports progress: a bar on a
+terminal, a log line every few seconds otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from tqdm import tqdm
+
+from newsflow.pipeline.records import RawArticle, raw_headers
+from newsflow.producer.metrics import ProducerMetrics
+from newsflow.producer.settings import ProducerSettings
+from newsflow.producer.sources import Item, Skipped, iter_inputs
+from newsflow.settings import KafkaSettings
+from newsflow.topics import wait_for_broker
+
+log = logging.getLogger("newsflow.producer")
+
+# Payload bytes waiting for the broker's acknowledgement before the next send waits: memory stays
+# bounded whatever the input (a folder of 5 MB pages, a multi-GB archive).
+MAX_IN_FLIGHT_BYTES = 32 << 20
+PROGRESS_LOG_SECONDS = 10.0
+
+
+@dataclass
+class Tally:
+    """What a run did: sent, skipped by reason, failed by reason, bytes, time."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    sent_bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def sent(self) -> int:
+        return self.counts["sent"]
+
+    @property
+    def failed(self) -> int:
+        return sum(n for k, n in self.counts.items() if k.startswith("failed:"))
+
+    def by(self, prefix: str) -> dict[str, int]:
+        return {k.split(":", 1)[1]: n for k, n in sorted(self.counts.items()) if k.startswith(prefix + ":")}
+
+    def summary(self) -> str:
+        """Return e.g. 'sent 2 (3.1 kB), skipped 1 (empty: 1), failed 0 in 0.4 s (5.0/s)'."""
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        skipped, failed = self.by("skipped"), self.by("failed")
+        line = f"sent {self.sent} ({self.sent_bytes / 1e6:.1f} MB), skipped {sum(skipped.values())}"
+        if skipped:
+            line += " (" + ", ".join(f"{k}: {v}" for k, v in skipped.items()) + ")"
+        line += f", failed {sum(failed.values())}"
+        if failed:
+            line += " (" + ", ".join(f"{k}: {v}" for k, v in failed.items()) + ")"
+        return line + f" in {seconds:.1f} s ({self.sent / seconds:.0f} articles/s)"
+
+
+class Progress:
+    """A bar on a terminal; a log line every PROGRESS_LOG_SECONDS elsewhere."""
+
+    def __init__(self, tally: Tally, total: int | None = None, enabled: bool = True) -> None:
+        self.tally = tally
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            self.bar = tqdm(total=total, unit=" articles", dynamic_ncols=True, leave=True)
+        self.enabled = enabled
+        self._last_log = time.monotonic()
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            skipped, failed = sum(self.tally.by("skipped").values()), self.tally.failed
+            if skipped or failed:
+                self.bar.set_postfix(skipped=skipped, failed=failed, refresh=False)
+        elif self.enabled and time.monotonic() - self._last_log >= PROGRESS_LOG_SECONDS:
+            self._last_log = time.monotonic()
+            log.info("progress: %s", self.tally.summary())
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Publisher:
+    """Sends articles to the raw topic (idempotent, acks=all) and counts every item."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: ProducerSettings,
+        metrics: ProducerMetrics,
+        tally: Tally | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.metrics = metrics
+        self.tally = tally or Tally()
+        self.progress = progress
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=settings.linger_ms,
+            max_batch_size=1 << 20,
+            compression_type=None,
+            max_request_size=kafka.max_message_bytes,
+            client_id="newsflow-producer",
+        )
+        self._in_flight: list[tuple[asyncio.Future[Any], int]] = []
+        self._in_flight_bytes = 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            await self.producer.stop()
+            if self.progress is not None:
+                self.progress.close()
+
+    def skip(self, item: Skipped) -> None:
+        self.tally.counts[f"skipped:{item.reason}"] += 1
+        self.metrics.files.labels("skipped", item.reason).inc()
+        log.warning("skipped %s: %s%s", item.path, item.reason, f" ({item.detail})" if item.detail else "")
+        self._step()
+
+    def _step(self) -> None:
+        if self.progress is not None:
+            self.progress.step()
+
+    async def publish(
+        self,
+        item: Item,
+        headers: Iterable[tuple[str, bytes]] = (),
+        on_sent: Callable[[RawArticle], Awaitable[None] | None] | None = None,
+    ) -> asyncio.Future[bool] | None:
+        """Send an article (or count a skip); return a future that says whether it was delivered."""
+        if isinstance(item, Skipped):
+            self.skip(item)
+            return None
+        while self._in_flight and self._in_flight_bytes + len(item.payload) > MAX_IN_FLIGHT_BYTES:
+            await self._settle_oldest()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        try:
+            sent = await self.producer.send(
+                self.kafka.topic_raw,
+                value=item.payload,
+                key=item.article_id.encode(),
+                headers=[*raw_headers(item), *headers],
+            )
+        except KafkaError as exc:  # refused before sending, e.g. over max_request_size
+            self._failed(item, exc)
+            done.set_result(False)
+            return done
+        size = len(item.payload)
+        self._in_flight_bytes += size
+
+        async def settle() -> bool:
+            try:
+                await sent
+            except KafkaError as exc:
+                self._failed(item, exc)
+                return False
+            finally:
+                self._in_flight_bytes -= size
+            self.metrics.send_seconds.observe(time.perf_counter() - started)
+            self.metrics.bytes_sent.inc(size)
+            self.metrics.files.labels("sent", "").inc()
+            self.tally.counts["sent"] += 1
+            self.tally.sent_bytes += size
+            log.debug(
+                "sent %s (%s, %d bytes) as %s", item.source.path, item.source.outlet, size, item.article_id
+            )
+            if on_sent is not None:
+                result = on_sent(item)
+                if result is not None:
+                    await result
+            self._step()
+            return True
+
+        task = asyncio.ensure_future(settle())
+        task.add_done_callback(lambda t: done.set_result(t.result()) if not done.done() else None)
+        self._in_flight.append((task, size))
+        return done
+
+    async def _settle_oldest(self) -> None:
+        task, _ = self._in_flight.pop(0)
+        await task
+
+    async def flush(self) -> None:
+        """Wait until every article sent so far is acknowledged (or counted as failed)."""
+        while self._in_flight:
+            await self._settle_oldest()
+
+    def _failed(self, item: RawArticle, exc: Exception) -> None:
+        reason = type(exc).__name__
+        self.tally.counts[f"failed:{reason}"] += 1
+        self.metrics.send_errors.inc()
+        self.metrics.files.labels("failed", reason).inc()
+        log.error("send of %s failed: %s", item.source.path, exc)
+        self._step()
+
+
+def parse_outlet_map(text: str) -> dict[str, str]:
+    """Return {host: outlet} from 'host=outlet,host2=outlet2' (www. is ignored on hosts)."""
+    pairs = (part.split("=", 1) for part in text.split(",") if "=" in part)
+    return {
+        host.strip().lower().removeprefix("www."): outlet.strip() for host, outlet in pairs if outlet.strip()
+    }
+
+
+async def produce(
+    paths: Sequence[Path | str],
+    kafka: KafkaSettings,
+    settings: ProducerSettings,
+    metrics: ProducerMetrics,
+    outlet: str | None = None,
+    stop: asyncio.Event | None = None,
+    sent_ids: list[str] | None = None,
+    show_progress: bool = False,
+) -> Tally:
+    """Send every article found under `paths` once; return what happened to each item."""
+    await wait_for_broker(kafka.bootstrap, timeout=30)
+    tally = Tally()
+    publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=show_progress))
+    await publisher.start()
+
+    def note(item: RawArticle) -> None:
+        if sent_ids is not None:
+            sent_ids.append(item.article_id)
+
+    try:
+        items = iter_inputs(paths, outlet, settings.max_file_bytes, parse_outlet_map(settings.outlet_map))
+        for item in items:
+            if stop is not None and stop.is_set():
+                log.info("stopping: the rest of the input is not sent")
+                break
+            await publisher.publish(item, on_sent=note)
+    finally:
+        await publisher.stop()
+    return tally

@@ -1,0 +1,341 @@
+"""Where articles come from: files and folders, JSON Lines, WARC archives. No Kafka here.
+
+Every source yields, for each thing it finds, either a `RawArticle` ready to send or a `Skipped`
+that says why not, and never raises for a bad input: a name that is not UTF-8, a FIFO, a file that
+vanished or cannot be read, a gzip bomb, a bad JSON line, a WARC record that is not an HTML page.
+Everything is read in bounded pieces: memory does not grow with the size of an archive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+import sys
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+from urllib.parse import urlsplit
+
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.records import RawArticle, Source, utc_now_iso
+
+CONTENT_TYPE_BY_SUFFIX = {
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".txt": "text/plain",
+    ".json": "application/json",
+}
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+WARC_SUFFIXES = (".warc", ".arc")
+STDIN = "-"
+READ_CHUNK = 1 << 16
+# Envelopes a JSON line may hold; anything else makes it a bad line.
+ENVELOPE_TEXT_FIELDS = ("html", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Something found that will not be sent, and why (a bounded vocabulary of reasons)."""
+
+    path: str
+    # unsupported_extension | empty | unreadable | vanished | not_regular | too_large | bad_line
+    # | not_html | http_status | not_response
+    reason: str
+    detail: str = ""
+
+
+Item = RawArticle | Skipped
+
+
+def display_name(path: Path | str) -> str:
+    """Return a path as text for headers and logs; bytes that are not UTF-8 become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def content_type_for(name: str) -> str | None:
+    """Return the content type implied by a file name (a trailing .gz is looked through)."""
+    name = name.lower().removesuffix(".gz")
+    return CONTENT_TYPE_BY_SUFFIX.get(os.path.splitext(name)[1])
+
+
+def kind_of(name: str) -> str:
+    """Return how a file is read: 'warc', 'jsonl' or 'article'."""
+    base = name.lower().removesuffix(".gz")
+    if base.endswith(WARC_SUFFIXES):
+        return "warc"
+    if base.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    return "article"
+
+
+def article_id_for(outlet: str, name: bytes | str, payload: bytes) -> str:
+    """Return a stable id: the same outlet, name and bytes always give the same id.
+
+    A name is hashed as the bytes the file system holds (names that are not UTF-8 included).
+    """
+    h = hashlib.sha256()
+    h.update(outlet.encode() + b"\0" + (os.fsencode(name) if isinstance(name, str) else name) + b"\0")
+    h.update(payload)
+    return h.hexdigest()[:24]
+
+
+def outlet_for(root: Path, path: Path, override: str | None) -> str:
+    """Return the outlet: the override, else the first folder below the root (root/<outlet>/file), else 'unknown'."""
+    if override:
+        return override
+    rel = path.relative_to(root).parts
+    return display_name(rel[0]) if len(rel) > 1 else "unknown"
+
+
+class TooLarge(Exception):
+    """More bytes than allowed."""
+
+
+def read_bounded(stream: IO[bytes], limit: int) -> bytes:
+    """Return all of a stream's bytes; raise TooLarge as soon as there are more than `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(min(READ_CHUNK, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"over {limit} bytes")
+    return b"".join(chunks)
+
+
+def _open_regular(path: Path) -> IO[bytes] | Skipped:
+    """Open a file for reading if it is a regular file (never blocks on a FIFO or a device)."""
+    name = display_name(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return Skipped(name, "vanished", "gone before it could be read")
+    except OSError as exc:
+        return Skipped(name, "unreadable", exc.strerror or str(exc))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return Skipped(name, "not_regular", "not a regular file (FIFO, device or socket)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except OSError as exc:
+        os.close(fd)
+        return Skipped(name, "unreadable", exc.strerror or str(exc))
+
+
+def _decompressed(path: Path, raw: IO[bytes]) -> IO[bytes]:
+    if path.name.lower().endswith(".gz"):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    return raw
+
+
+def read_article(root: Path, path: Path, outlet: str | None = None, max_bytes: int = 5_000_000) -> Item:
+    """Read one article file (its content at most `max_bytes`, after decompression)."""
+    name = display_name(path.relative_to(root))
+    ctype = content_type_for(path.name)
+    if ctype is None:
+        return Skipped(display_name(path), "unsupported_extension")
+    opened = _open_regular(path)
+    if isinstance(opened, Skipped):
+        return opened
+    try:
+        with opened, _decompressed(path, opened) as stream:
+            payload = read_bounded(stream, max_bytes)
+    except TooLarge:
+        return Skipped(display_name(path), "too_large", f"content over {max_bytes} bytes")
+    except (OSError, EOFError, zlib.error) as exc:
+        return Skipped(display_name(path), "unreadable", str(exc)[:200])
+    if not payload.strip():
+        return Skipped(display_name(path), "empty")
+    resolved = outlet_for(root, path, outlet)
+    return RawArticle(
+        article_id=article_id_for(resolved, os.fsencode(path.relative_to(root)), payload),
+        payload=payload,
+        source=Source(path=name, outlet=resolved, content_type=ctype, received_at=utc_now_iso()),
+    )
+
+
+def walk(root: Path) -> Iterator[Path | Skipped]:
+    """Yield the files below a folder in sorted order, and a Skipped for each folder it cannot list."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: os.fsencode(e.name))
+    except OSError as exc:
+        yield Skipped(display_name(root), "unreadable", exc.strerror or str(exc))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from walk(path)
+        else:
+            yield path
+
+
+def iter_inputs(
+    paths: Iterable[Path | str],
+    outlet: str | None = None,
+    max_bytes: int = 5_000_000,
+    outlet_by_host: dict[str, str] | None = None,
+    stdin: IO[bytes] | None = None,
+) -> Iterator[Item]:
+    """Yield every article (or skip) in the given files, folders, archives and '-' (stdin, JSON Lines)."""
+    for given in paths:
+        if str(given) == STDIN:
+            yield from iter_jsonl(stdin or sys.stdin.buffer, "<stdin>", outlet, max_bytes)
+            continue
+        root = Path(given)
+        if root.is_dir():
+            for found in walk(root):
+                if isinstance(found, Skipped):
+                    yield found
+                else:
+                    yield from iter_file(root, found, outlet, max_bytes, outlet_by_host)
+        elif os.path.lexists(root):
+            yield from iter_file(root.parent, root, outlet, max_bytes, outlet_by_host)
+        else:
+            yield Skipped(display_name(root), "vanished", "no such file or directory")
+
+
+def iter_file(
+    root: Path,
+    path: Path,
+    outlet: str | None = None,
+    max_bytes: int = 5_000_000,
+    outlet_by_host: dict[str, str] | None = None,
+) -> Iterator[Item]:
+    """Yield the article a file is, or the articles an archive or JSON Lines file holds."""
+    kind = kind_of(path.name)
+    if kind == "article":
+        yield read_article(root, path, outlet, max_bytes)
+        return
+    opened = _open_regular(path)
+    if isinstance(opened, Skipped):
+        yield opened
+        return
+    with opened:
+        if kind == "jsonl":
+            yield from iter_jsonl(_decompressed(path, opened), display_name(path), outlet, max_bytes)
+        else:
+            yield from iter_warc(opened, display_name(path), outlet, max_bytes, outlet_by_host or {})
+
+
+# -- JSON Lines ------------------------------------------------------------------------------------
+
+
+def iter_jsonl(stream: IO[bytes], name: str, outlet: str | None, max_bytes: int) -> Iterator[Item]:
+    """Yield one article per line holding a JSON envelope; a bad line is a Skipped with its number."""
+    number = 0
+    try:
+        while True:
+            line = stream.readline(max_bytes + 2)
+            if not line:
+                return
+            number += 1
+            where = f"{name}:{number}"
+            if len(line) > max_bytes and not line.endswith(b"\n"):
+                # Over the limit: skip the rest of the line in bounded reads.
+                while line and not line.endswith(b"\n"):
+                    line = stream.readline(READ_CHUNK)
+                yield Skipped(where, "too_large", f"line over {max_bytes} bytes")
+                continue
+            if not line.strip():
+                continue
+            yield envelope_article(line.strip(), where, outlet)
+    except (OSError, EOFError, zlib.error) as exc:
+        yield Skipped(f"{name}:{number + 1}", "unreadable", str(exc)[:200])
+
+
+def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
+    """Return the article of one JSON envelope ({url, outlet, html|text, title, published, authors})."""
+    try:
+        envelope = jsonio.loads(body)
+    except ValueError as exc:
+        return Skipped(where, "bad_line", f"not JSON: {exc}"[:200])
+    if not isinstance(envelope, dict):
+        return Skipped(where, "bad_line", "not a JSON object")
+    if not any(isinstance(envelope.get(f), str) and envelope[f].strip() for f in ENVELOPE_TEXT_FIELDS):
+        return Skipped(where, "bad_line", "neither an 'html' nor a 'text' string")
+    url = envelope.get("url") if isinstance(envelope.get("url"), str) else None
+    named = envelope.get("outlet") if isinstance(envelope.get("outlet"), str) else None
+    resolved = outlet or named or (urlsplit(url).hostname if url else None) or "unknown"
+    return RawArticle(
+        # The same envelope is the same article wherever it is found (another file, a re-send).
+        article_id=article_id_for(resolved, url or "", body),
+        payload=body,
+        source=Source(
+            path=where, outlet=resolved, content_type="application/json", received_at=utc_now_iso(), url=url
+        ),
+    )
+
+
+# -- WARC ------------------------------------------------------------------------------------------
+
+
+def iter_warc(
+    raw: IO[bytes], name: str, outlet: str | None, max_bytes: int, outlet_by_host: dict[str, str]
+) -> Iterator[Item]:
+    """Yield an article for every HTML `response` record with status 200; a Skipped for every other.
+
+    The record's target URI is the article's url, its host (or `outlet_by_host[host]`) the outlet,
+    its WARC-Date the time received, and the HTTP charset is carried in the content type.
+    """
+    try:
+        # fastwarc reads the file in bounded buffers and detects gzip (one member per record) itself.
+        records = ArchiveIterator(raw, parse_http=True)
+        for record in records:
+            yield _warc_item(record, name, outlet, max_bytes, outlet_by_host)
+    except (OSError, ValueError, RuntimeError) as exc:
+        yield Skipped(name, "unreadable", f"WARC: {exc}"[:200])
+
+
+def _warc_item(
+    record: Any, name: str, outlet: str | None, max_bytes: int, outlet_by_host: dict[str, str]
+) -> Item:
+    uri = record.headers.get("WARC-Target-URI") or ""
+    where = f"{name}#{record.stream_pos}"
+    if record.record_type != WarcRecordType.response:
+        return Skipped(where, "not_response", record.headers.get("WARC-Type") or "")
+    if not record.is_http:
+        return Skipped(where, "not_html", "not an HTTP response")
+    status = record.http_headers.status_code
+    if status != 200:
+        return Skipped(where, "http_status", f"HTTP {status} for {uri}"[:200])
+    ctype = (record.http_content_type or "").lower()
+    if ctype not in ("text/html", "application/xhtml+xml"):
+        return Skipped(where, "not_html", f"{ctype or 'no content type'} at {uri}"[:200])
+    if record.content_length > max_bytes + 64 * 1024:
+        record.reader.consume()
+        return Skipped(where, "too_large", f"record over {max_bytes} bytes")
+    try:
+        payload = read_bounded(record.reader, max_bytes)
+    except TooLarge:
+        return Skipped(where, "too_large", f"content over {max_bytes} bytes")
+    if not payload.strip():
+        return Skipped(where, "empty")
+    host = (urlsplit(uri).hostname or "").removeprefix("www.")
+    resolved = outlet or outlet_by_host.get(host) or host or "unknown"
+    charset = record.http_charset
+    received = record.record_date
+    return RawArticle(
+        article_id=article_id_for(resolved, uri, payload),
+        payload=payload,
+        source=Source(
+            path=where,
+            outlet=resolved,
+            content_type="text/html",
+            received_at=received.isoformat().replace("+00:00", "Z") if received else utc_now_iso(),
+            url=uri or None,
+            charset=charset or None,
+        ),
+    )

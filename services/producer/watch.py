@@ -1,0 +1,219 @@
+"""Watch mode: send each file in the input folders once, when it is complete, and remember it.
+
+A file is sent once its size and modification time have stayed the same for the quiet period
+(`NEWSFLOW_PRODUCER_QUIET_SECONDS`): a file still being written is not sent half-way. Writers that
+can should write to a dot-file and rename it, which is picked up at once (dot-files are ignored).
+Changes are noticed through inotify (watchfiles), with a full rescan every `watch_seconds` as well
+(and alone where inotify is not available).
+
+What was sent is recorded in a small append-only state file, after the broker acknowledged it, so a
+restarted producer sends nothing again. A file whose content changed is a new version: it is sent
+under a new article id with the header `revision-of` naming the id of the version before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import watchfiles
+
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.records import RawArticle
+from newsflow.producer.metrics import ProducerMetrics
+from newsflow.producer.publish import Progress, Publisher, Tally, parse_outlet_map
+from newsflow.producer.settings import ProducerSettings
+from newsflow.producer.sources import Skipped, display_name, iter_file, walk
+from newsflow.settings import KafkaSettings
+from newsflow.topics import wait_for_broker
+
+log = logging.getLogger("newsflow.producer")
+
+H_REVISION_OF = "revision-of"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A file as it was when sent: size and mtime (its signature) and the article ids it gave."""
+
+    size: int
+    mtime_ns: int
+    article_ids: tuple[str, ...]
+
+
+class SentLedger:
+    """The state file: one JSON line per file sent, the latest line of a path wins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, Sent] = {}
+        self._lines = 0
+        if path.exists():
+            for line in path.read_bytes().splitlines():
+                try:
+                    d = jsonio.loads(line)
+                    self.entries[d["path"]] = Sent(
+                        int(d["size"]), int(d["mtime_ns"]), tuple(d["article_ids"])
+                    )
+                    self._lines += 1
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring a bad line of %s", path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lines > 2 * len(self.entries) + 100:
+            self._rewrite()
+        self._file = path.open("ab")
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            for key, sent in self.entries.items():
+                fh.write(self._line(key, sent))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._lines = len(self.entries)
+
+    @staticmethod
+    def _line(key: str, sent: Sent) -> bytes:
+        return jsonio.dumps_line(
+            {"path": key, "size": sent.size, "mtime_ns": sent.mtime_ns, "article_ids": list(sent.article_ids)}
+        )
+
+    def record(self, key: str, sent: Sent) -> None:
+        self.entries[key] = sent
+        self._file.write(self._line(key, sent))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._lines += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _files(dirs: list[Path]) -> Iterator[tuple[Path, Path]]:
+    for root in dirs:
+        for found in walk(root):
+            if not isinstance(found, Skipped):
+                yield root, found
+
+
+async def watch(
+    dirs: list[Path],
+    kafka: KafkaSettings,
+    settings: ProducerSettings,
+    metrics: ProducerMetrics,
+    stop: asyncio.Event,
+    outlet: str | None = None,
+    force_polling: bool = False,
+) -> Tally:
+    """Send every complete new or changed file under `dirs` until `stop` is set."""
+    await wait_for_broker(kafka.bootstrap, timeout=30)
+    tally = Tally()
+    publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=True))
+    ledger = SentLedger(Path(settings.state_file))
+    outlets = parse_outlet_map(settings.outlet_map)
+    rescan = settings.watch_seconds if settings.watch_seconds > 0 else 5.0
+    changed = asyncio.Event()
+    changing: dict[Path, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, since)
+    await publisher.start()
+    notifier = asyncio.ensure_future(_notify(dirs, changed, stop, force_polling))
+    log.info(
+        "watching %s (quiet period %.1fs, state in %s)",
+        ", ".join(map(str, dirs)),
+        settings.quiet_seconds,
+        ledger.path,
+    )
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            for root, path in _files(dirs):
+                key = display_name(path)
+                try:
+                    st = path.stat()
+                except OSError:
+                    changing.pop(path, None)
+                    continue
+                signature = (st.st_size, st.st_mtime_ns)
+                known = ledger.entries.get(key)
+                if known is not None and (known.size, known.mtime_ns) == signature:
+                    continue
+                seen = changing.get(path)
+                if seen is None or seen[:2] != signature:
+                    changing[path] = (*signature, now)  # new or still changing: wait for quiet
+                elif now - seen[2] >= settings.quiet_seconds:
+                    del changing[path]
+                    await _send_file(
+                        publisher, ledger, root, path, key, signature, known, settings, outlet, outlets
+                    )
+            changed.clear()
+            wait = min(rescan, settings.quiet_seconds / 2) if changing else rescan
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(changed, stop), timeout=wait)
+    finally:
+        notifier.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await notifier
+        await publisher.stop()
+        ledger.close()
+    return tally
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def _notify(dirs: list[Path], changed: asyncio.Event, stop: asyncio.Event, force_polling: bool) -> None:
+    """Set `changed` whenever something under `dirs` changes (inotify, or watchfiles' polling)."""
+    try:
+        async for _ in watchfiles.awatch(*dirs, stop_event=stop, force_polling=force_polling or None):
+            changed.set()
+    except (OSError, RuntimeError) as exc:
+        log.warning("file notifications unavailable (%s); rescanning on a timer only", exc)
+
+
+async def _send_file(
+    publisher: Publisher,
+    ledger: SentLedger,
+    root: Path,
+    path: Path,
+    key: str,
+    signature: tuple[int, int],
+    before: Sent | None,
+    settings: ProducerSettings,
+    outlet: str | None,
+    outlets: dict[str, str],
+) -> None:
+    """Send one complete file (or each article of an archive); record it once all are acknowledged."""
+    outcomes: list[asyncio.Future[bool]] = []
+    ids: list[str] = []
+    for item in iter_file(root, path, outlet, settings.max_file_bytes, outlets):
+        headers: list[tuple[str, bytes]] = []
+        if isinstance(item, RawArticle):
+            if before is not None and item.article_id in before.article_ids:
+                continue  # touched, not changed: this article was sent already
+            ids.append(item.article_id)
+            if before is not None and len(before.article_ids) == 1:
+                headers.append((H_REVISION_OF, before.article_ids[0].encode()))
+        outcome = await publisher.publish(item, headers)
+        if outcome is not None:
+            outcomes.append(outcome)
+    results: list[Any] = list(await asyncio.gather(*outcomes)) if outcomes else []
+    if all(results):
+        kept = tuple(dict.fromkeys([*(before.article_ids if before and not ids else ()), *ids]))
+        ledger.record(key, Sent(signature[0], signature[1], kept))
+    else:
+        log.warning(
+            "%s is not recorded as sent: %d of %d sends failed", key, results.count(False), len(results)
+        )

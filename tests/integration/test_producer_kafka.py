@@ -1,0 +1,202 @@
+"""The producer against the real broker, as a user runs it (the CLI in a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from newsflow.settings import KafkaSettings
+from tests.integration.kafka_helpers import free_port, kafka_env
+from tests.warc_fixtures import write_warc
+
+TEXT = b"The council approved the new budget on Tuesday after a long debate about schools and roads.\n"
+
+
+def read_raw(kafka: KafkaSettings, want: int, timeout: float = 30) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Read (key, value, headers) from the start of the raw topic until `want` arrived or time ran out."""
+
+    async def run() -> list[tuple[str, bytes, dict[str, str]]]:
+        consumer = AIOKafkaConsumer(
+            kafka.topic_raw,
+            bootstrap_servers=kafka.bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            max_partition_fetch_bytes=kafka.max_message_bytes,
+        )
+        await consumer.start()
+        out: list[tuple[str, bytes, dict[str, str]]] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(out) < want and time.monotonic() < deadline:
+                for messages in (await consumer.getmany(timeout_ms=300)).values():
+                    out += [
+                        (m.key.decode(), m.value, {k: v.decode() for k, v in m.headers}) for m in messages
+                    ]
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+def producer(
+    kafka: KafkaSettings, *args: str, env: dict[str, str] | None = None, **kw
+) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsflow.producer", *args],
+        env={**os.environ, **kafka_env(kafka), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_odd_names_a_gzip_bomb_a_fifo_and_a_vanished_file_in_one_run(kafka: KafkaSettings, tmp_path: Path):
+    inbox = tmp_path / "inbox" / "metro"
+    inbox.mkdir(parents=True)
+    with open(os.fsencode(inbox) + b"/caf\xe9 \xff.txt", "wb") as fh:
+        fh.write(TEXT)
+    (inbox / "日本語.txt").write_bytes(TEXT + b"Second.")
+    with gzip.open(inbox / "bomb.html.gz", "wb") as fh:
+        for _ in range(1024):
+            fh.write(b"\0" * (1 << 20))  # 1 GiB of zeros
+    os.mkfifo(inbox / "pipe.txt")
+    (inbox / "vanished.txt").symlink_to(tmp_path / "nowhere.txt")
+    (inbox / "zz-last.txt").write_bytes(TEXT + b"Last.")
+    run = producer(kafka, str(tmp_path / "inbox"), "--no-progress")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert "sent 3 " in out and "skipped 3 (not_regular: 1, too_large: 1, vanished: 1)" in out, out
+    records = read_raw(kafka, want=3)
+    names = sorted(h["source-path"] for _, _, h in records)
+    assert names == ["metro/caf\\xe9 \\xff.txt", "metro/zz-last.txt", "metro/日本語.txt"]
+    assert {h["outlet"] for _, _, h in records} == {"metro"}
+
+
+def test_json_lines_from_stdin_with_a_bad_line(kafka: KafkaSettings):
+    lines = [
+        {"url": "https://wire.example/a", "text": "First report of the day."},
+        "this line is not JSON",
+        {"url": "https://wire.example/b", "outlet": "wire", "html": "<p>Second report.</p>"},
+    ]
+    body = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n"
+    run = producer(kafka, "-", "--no-progress", stdin=subprocess.PIPE)
+    out, err = run.communicate(body, timeout=120)
+    assert run.returncode == 0, err
+    assert "sent 2 " in out and "skipped 1 (bad_line: 1)" in out
+    assert "<stdin>:2" in err  # the bad line's number is logged
+    records = read_raw(kafka, want=2)
+    assert sorted(h["url"] for _, _, h in records) == ["https://wire.example/a", "https://wire.example/b"]
+    assert {h["content-type"] for _, _, h in records} == {"application/json"}
+
+
+def test_a_warc_archive_sends_its_html_responses(kafka: KafkaSettings, tmp_path: Path):
+    archive = write_warc(tmp_path / "CC-NEWS-test.warc.gz")
+    run = producer(kafka, str(archive), "--no-progress")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert "sent 2 " in out and "skipped 5 (http_status: 1, not_html: 1, not_response: 3)" in out
+    records = {h["url"]: h for _, _, h in read_raw(kafka, want=2)}
+    assert records["https://www.example.com/news/bridge"]["content-type"] == "text/html; charset=windows-1251"
+    assert records["https://www.example.com/news/bridge"]["outlet"] == "example.com"
+    assert records["https://www.example.com/news/bridge"]["received-at"] == "2026-11-30T10:00:00Z"
+
+
+def test_watch_sends_a_slowly_written_file_once_and_nothing_again_after_a_restart(
+    kafka: KafkaSettings, tmp_path: Path
+):
+    inbox = tmp_path / "inbox" / "wire"
+    inbox.mkdir(parents=True)
+    (inbox / "early.txt").write_bytes(TEXT)
+    env = {
+        "NEWSFLOW_PRODUCER_STATE_FILE": str(tmp_path / "state.jsonl"),
+        "NEWSFLOW_PRODUCER_QUIET_SECONDS": "4",
+    }
+    first = producer(kafka, "--watch", str(tmp_path / "inbox"), env=env)
+    try:
+        assert len(read_raw(kafka, want=1, timeout=60)) == 1
+        slow = inbox / "slow.txt"
+        with slow.open("wb") as fh:  # written in two halves, 2.5 s apart
+            fh.write(TEXT)
+            fh.flush()
+            time.sleep(2.5)
+            fh.write(b"The second half arrives later. " * 3)
+        records = read_raw(kafka, want=3, timeout=20)
+        assert len(records) == 2, "the slow file went out more than once, or never"
+        (sent_slow,) = [r for r in records if r[2]["source-path"] == "wire/slow.txt"]
+        assert sent_slow[1].endswith(b"later. ")  # complete
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    assert first.returncode == 0
+
+    again = producer(kafka, "--watch", str(tmp_path / "inbox"), env=env)
+    try:
+        time.sleep(8)  # two quiet periods: anything it were to send again would be out by now
+        assert len(read_raw(kafka, want=3, timeout=3)) == 2
+        (inbox / "slow.txt").write_bytes(TEXT + b"A correction.")  # a new version of a sent file
+        revised = read_raw(kafka, want=3, timeout=30)
+        assert len(revised) == 3
+        (new,) = [r for r in revised if "revision-of" in r[2]]
+        assert new[2]["revision-of"] == sent_slow[0] and new[1] == TEXT + b"A correction."
+    finally:
+        again.send_signal(signal.SIGTERM)
+        out, _ = again.communicate(timeout=30)
+    assert "sent 1 " in out
+
+
+def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka: KafkaSettings):
+    port = free_port()
+    env = {"NEWSFLOW_PRODUCER_HTTP_PORT": str(port), "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES": "20000"}
+    server = producer(kafka, "--serve", env=env)
+
+    def post(body: bytes) -> tuple[int, dict[str, object]]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/articles", data=body, method="POST")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "the producer's HTTP ingest did not come up"
+                time.sleep(0.3)
+        one = {"url": "https://wire.example/1", "outlet": "wire", "text": "A report."}
+        status, body = post(json.dumps(one).encode())
+        assert status == 200 and len(body["article_ids"]) == 1
+        many = [{"url": f"https://wire.example/{n}", "text": f"Report {n}."} for n in (2, 3)]
+        status, body = post(json.dumps(many).encode())
+        assert status == 200 and len(body["article_ids"]) == 2
+        status, body = post(b"{nope")
+        assert status == 400 and "not JSON" in str(body["error"])
+        status, body = post(json.dumps([one, {"title": "no text"}]).encode())
+        assert status == 400 and "article 1" in str(body["error"])
+        status, body = post(json.dumps({"text": "x" * 30_000}).encode())
+        assert status == 413
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert b"newsflow_producer_files_total" in r.read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    ids = sorted(k for k, _, _ in read_raw(kafka, want=3))
+    assert len(ids) == 3  # the refused requests sent nothing

@@ -1,0 +1,169 @@
+"""The producer's sources: every file, line and archive record ends as an article or a reasoned skip."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+from newsflow.pipeline.records import RawArticle, raw_from_message, raw_headers
+from newsflow.producer.publish import Tally, parse_outlet_map
+from newsflow.producer.sources import Skipped, iter_inputs, iter_jsonl, read_article
+from tests.conftest import FIXTURES
+from tests.warc_fixtures import ARTICLE_TEXT, write_warc
+
+TEXT = b"The council approved the new budget on Tuesday after a long debate about schools and roads."
+
+
+def _articles(items) -> list[RawArticle]:  # type: ignore[no-untyped-def]
+    return [i for i in items if isinstance(i, RawArticle)]
+
+
+def test_outlet_is_the_first_folder_below_the_root():
+    items = list(iter_inputs([FIXTURES / "articles"]))
+    assert {i.source.outlet for i in _articles(items)} == {"harbourtimes", "valleypost"}
+    assert {i.source.content_type for i in _articles(items)} == {
+        "text/html",
+        "application/json",
+        "text/plain",
+    }
+
+
+def test_article_id_is_stable_and_depends_on_outlet_and_content(tmp_path: Path):
+    f = tmp_path / "a.txt"
+    f.write_text("Some news text.")
+    a1, a2 = read_article(tmp_path, f), read_article(tmp_path, f)
+    other_outlet = read_article(tmp_path, f, outlet="metro")
+    assert isinstance(a1, RawArticle) and isinstance(a2, RawArticle) and isinstance(other_outlet, RawArticle)
+    assert a1.article_id == a2.article_id != other_outlet.article_id
+    f.write_text("Some news text, updated.")
+    a3 = read_article(tmp_path, f)
+    assert isinstance(a3, RawArticle) and a3.article_id != a1.article_id
+
+
+def test_unusable_files_are_skipped_with_a_reason(tmp_path: Path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "big.html").write_bytes(b"x" * 2000)
+    (tmp_path / "broken.html.gz").write_bytes(b"not gzip")
+    reasons = {
+        Path(i.path).name: i.reason for i in iter_inputs([tmp_path], max_bytes=1000) if isinstance(i, Skipped)
+    }
+    assert reasons == {
+        "empty.txt": "empty",
+        "image.png": "unsupported_extension",
+        "big.html": "too_large",
+        "broken.html.gz": "unreadable",
+    }
+
+
+def test_odd_names_fifos_and_vanished_files_never_stop_a_run(tmp_path: Path):
+    odd = os.fsencode(tmp_path) + b"/caf\xe9-\xff.txt"  # not UTF-8
+    with open(odd, "wb") as fh:
+        fh.write(TEXT)
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "z-after.txt").write_bytes(TEXT + b" Again.")
+    started = time.monotonic()
+    items = list(iter_inputs([tmp_path, tmp_path / "gone.txt", tmp_path / "pipe.txt"]))
+    assert time.monotonic() - started < 5  # a FIFO is never opened for a blocking read
+    articles = _articles(items)
+    assert [Path(a.source.path).name for a in articles] == ["caf\\xe9-\\xff.txt", "z-after.txt"]
+    # the name's escaped form travels in a header and comes back as the same article
+    again = raw_from_message(articles[0].article_id.encode(), articles[0].payload, raw_headers(articles[0]))
+    assert again == articles[0]
+    reasons = sorted(i.reason for i in items if isinstance(i, Skipped))
+    assert reasons == ["not_regular", "not_regular", "vanished"]
+
+
+def test_unreadable_folders_are_skipped_not_fatal(tmp_path: Path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.txt").write_bytes(TEXT)
+    (tmp_path / "b.txt").write_bytes(TEXT)
+    real_scandir = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        # The tests run as root, for whom permissions do not stop a listing: refuse as the OS would.
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    items = list(iter_inputs([tmp_path]))
+    assert [(Path(i.path).name, i.reason) for i in items if isinstance(i, Skipped)] == [
+        ("locked", "unreadable")
+    ]
+    assert len(_articles(items)) == 1
+
+
+def test_a_gzip_bomb_is_stopped_at_the_limit(tmp_path: Path):
+    bomb = tmp_path / "bomb.html.gz"
+    with gzip.open(bomb, "wb") as fh:
+        for _ in range(64):
+            fh.write(b"\0" * (1 << 20))  # 64 MiB of zeros in about 64 kB
+    assert bomb.stat().st_size < 200_000
+    (item,) = list(iter_inputs([bomb], max_bytes=5_000_000))
+    assert isinstance(item, Skipped) and item.reason == "too_large"
+
+
+def test_json_lines_give_one_article_a_line_and_a_bad_line_is_a_numbered_skip(tmp_path: Path):
+    lines = [
+        json.dumps({"url": "https://wire.example/1", "text": "First report."}),
+        "{not json",
+        json.dumps({"outlet": "metro", "html": "<p>Second.</p>"}),
+        "",
+        json.dumps(["not", "an", "object"]),
+        json.dumps({"title": "no body"}),
+    ]
+    path = tmp_path / "feed.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    items = list(iter_inputs([path]))
+    articles = _articles(items)
+    assert [a.source.outlet for a in articles] == ["wire.example", "metro"]
+    assert articles[0].source.url == "https://wire.example/1"
+    assert [(Path(i.path).name, i.reason) for i in items if isinstance(i, Skipped)] == [
+        ("feed.jsonl.gz:2", "bad_line"),
+        ("feed.jsonl.gz:5", "bad_line"),
+        ("feed.jsonl.gz:6", "bad_line"),
+    ]
+    # the same envelope is the same article, wherever it comes from
+    (from_stdin,) = _articles(iter_jsonl(io.BytesIO(lines[0].encode() + b"\n"), "<stdin>", None, 1000))
+    assert from_stdin.article_id == articles[0].article_id
+
+
+def test_a_warc_gives_articles_for_html_responses_and_counts_the_rest(tmp_path: Path):
+    path = write_warc(tmp_path / "crawl.warc.gz")
+    items = list(iter_inputs([path], outlet_by_host=parse_outlet_map("example.net=Example News")))
+    articles = _articles(items)
+    assert [(a.source.outlet, a.source.url, a.source.charset) for a in articles] == [
+        ("example.com", "https://www.example.com/news/bridge", "windows-1251"),
+        ("Example News", "https://example.net/story", None),
+    ]
+    assert articles[0].source.received_at == "2026-11-30T10:00:00Z"
+    assert ARTICLE_TEXT.encode("cp1251") in articles[0].payload
+    reasons = sorted(i.reason for i in items if isinstance(i, Skipped))
+    assert reasons == ["http_status", "not_html", "not_response", "not_response", "not_response"]
+
+
+def test_the_http_charset_reaches_decoding(tmp_path: Path):
+    from newsflow.pipeline.extract import extract_article
+
+    (article, _) = _articles(iter_inputs([write_warc(tmp_path / "crawl.warc.gz")]))
+    again = raw_from_message(article.article_id.encode(), article.payload, raw_headers(article))
+    assert again == article
+    cleaned = extract_article(again)
+    assert ARTICLE_TEXT.split(".")[0] in cleaned.text  # type: ignore[union-attr]
+
+
+def test_the_summary_counts_each_outcome_by_reason():
+    tally = Tally()
+    tally.counts.update(
+        {"sent": 3, "skipped:empty": 2, "skipped:too_large": 1, "failed:KafkaTimeoutError": 1}
+    )
+    assert tally.summary().startswith(
+        "sent 3 (0.0 MB), skipped 3 (empty: 2, too_large: 1), failed 1 (KafkaTimeoutError: 1) in "
+    )
