@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,3 +53,24 @@ def record(title: str, body: str) -> None:
     )
     with RESULTS.open("a") as fh:
         fh.write(section)
+
+
+@contextlib.contextmanager
+def local_broker() -> Iterator[str]:
+    """Run a Kafka broker of the bench's own on a free port; yield its bootstrap; delete it after."""
+    kafka_sh = RESULTS.parent.parent / "deploy" / "local-kafka" / "kafka.sh"
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    env = {
+        **os.environ,
+        "NEWSFLOW_KAFKA_PORT": str(ports[0]),
+        "NEWSFLOW_KAFKA_CONTROLLER_PORT": str(ports[1]),
+    }
+    subprocess.run([str(kafka_sh), "start"], env=env, check=True)
+    try:
+        yield f"127.0.0.1:{ports[0]}"
+    finally:
+        subprocess.run([str(kafka_sh), "reset"], env=env, check=False)
