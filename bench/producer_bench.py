@@ -63,6 +63,7 @@ def make_warc(path: Path, count: int, rng: random.Random) -> Path:
 
 
 def make_bomb(path: Path, gib: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wb", compresslevel=9) as fh:
         for _ in range(gib * 1024):
             fh.write(b"\0" * (1 << 20))
@@ -102,7 +103,6 @@ def main() -> int:
             args.warc_records,
         ),
     ]
-    (work / "bomb").mkdir(exist_ok=True)
     rows = []
     with local_broker() as bootstrap:
         os.environ["NEWSFLOW_KAFKA_BOOTSTRAP"] = bootstrap

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from newsflow.pipeline.records import RawArticle, raw_headers
 from newsflow.producer.metrics import ProducerMetrics
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import Item, Skipped, iter_inputs
+from newsflow.producer.sources import Item, Skipped, count_items, iter_inputs
 from newsflow.settings import KafkaSettings
 from newsflow.topics import wait_for_broker
 
@@ -238,7 +238,8 @@ async def produce(
     """Send every article found under `paths` once; return what happened to each item."""
     await wait_for_broker(kafka.bootstrap, timeout=30)
     tally = Tally()
-    publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=show_progress))
+    total = count_items(paths) if show_progress and sys.stderr.isatty() else None
+    publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, total, enabled=show_progress))
     await publisher.start()
 
     def note(item: RawArticle) -> None:

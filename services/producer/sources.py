@@ -182,6 +182,22 @@ def walk(root: Path) -> Iterator[Path | Skipped]:
             yield path
 
 
+def count_items(paths: Iterable[Path | str]) -> int | None:
+    """Return how many items the inputs hold, for a progress bar's ETA (None when an archive or stdin
+    makes that unknown without reading it all)."""
+    total = 0
+    for given in paths:
+        root = Path(given)
+        if str(given) == STDIN:
+            return None
+        found = walk(root) if root.is_dir() else [root]
+        for item in found:
+            if isinstance(item, Path) and kind_of(item.name) != "article":
+                return None
+            total += 1
+    return total
+
+
 def iter_inputs(
     paths: Iterable[Path | str],
     outlet: str | None = None,
