@@ -119,7 +119,8 @@ class Publisher:
             max_request_size=kafka.max_message_bytes,
             client_id="newsflow-producer",
         )
-        self._in_flight: list[tuple[asyncio.Future[Any], int]] = []
+        # Sends not yet acknowledged; each removes itself when settled, so nothing accumulates.
+        self._pending: set[asyncio.Future[bool]] = set()
         self._in_flight_bytes = 0
 
     async def start(self) -> None:
@@ -153,9 +154,8 @@ class Publisher:
         if isinstance(item, Skipped):
             self.skip(item)
             return None
-        while self._in_flight and self._in_flight_bytes + len(item.payload) > MAX_IN_FLIGHT_BYTES:
-            await self._settle_oldest()
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        while self._pending and self._in_flight_bytes + len(item.payload) > MAX_IN_FLIGHT_BYTES:
+            await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
         started = time.perf_counter()
         try:
             sent = await self.producer.send(
@@ -166,8 +166,9 @@ class Publisher:
             )
         except KafkaError as exc:  # refused before sending, e.g. over max_request_size
             self._failed(item, exc)
-            done.set_result(False)
-            return done
+            refused: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            refused.set_result(False)
+            return refused
         size = len(item.payload)
         self._in_flight_bytes += size
 
@@ -195,18 +196,14 @@ class Publisher:
             return True
 
         task = asyncio.ensure_future(settle())
-        task.add_done_callback(lambda t: done.set_result(t.result()) if not done.done() else None)
-        self._in_flight.append((task, size))
-        return done
-
-    async def _settle_oldest(self) -> None:
-        task, _ = self._in_flight.pop(0)
-        await task
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
 
     async def flush(self) -> None:
         """Wait until every article sent so far is acknowledged (or counted as failed)."""
-        while self._in_flight:
-            await self._settle_oldest()
+        while self._pending:
+            await asyncio.wait(set(self._pending))
 
     def _failed(self, item: RawArticle, exc: Exception) -> None:
         reason = type(exc).__name__
