@@ -205,15 +205,21 @@ def _timestamps(article: CleanArticle) -> tuple[float, float]:
 
 
 def article_features(
-    article: CleanArticle, entities: EntityResult | None, encoder: TextEncoder | None = None
+    article: CleanArticle,
+    entities: EntityResult | None,
+    encoder: TextEncoder | None = None,
+    received: float | None = None,
 ) -> StoryFeatures:
     """Return the dedup features of one article (pure; the heavy per-article part of dedup).
 
-    `encoder` defaults to the process's sentence-embedding model.
+    `encoder` defaults to the process's sentence-embedding model. `received` is the index clock's
+    reading for this article (the worker passes the time it got it); by default the time the
+    article's source says it was received.
     """
     text = article.text
     tokens = words(text)
-    event_time, received = _timestamps(article)
+    event_time, source_received = _timestamps(article)
+    received = source_received if received is None else received
     # News is written as an inverted pyramid: without a headline, the lead stands in for it.
     title_tokens = [
         strip_possessive(w) for w in (words(article.title) if article.title else tokens[:LEAD_WORDS])

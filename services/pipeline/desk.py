@@ -23,6 +23,7 @@ from typing import Any
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex
 from newsflow.pipeline.records import (
+    H_REPLAY_COUNT,
     Origin,
     Rejection,
     StoryAssignment,
@@ -103,6 +104,8 @@ class DedupDesk:
     """The story index plus the memory of what has been written out (see module docstring)."""
 
     options: DedupOptions = field(default_factory=DedupOptions)
+    # The most input bytes one of the desk's own dead letters carries (see records.max_dead_letter_payload).
+    max_payload_bytes: int = 1 << 20
     index: StoryIndex = field(init=False)
     # (article id, replay count) of dead-lettered inputs -> when they were received.
     rejected: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -115,16 +118,19 @@ class DedupDesk:
 
     @classmethod
     def from_state(
-        cls, entries: Iterable[tuple[bytes, bytes | None]], options: DedupOptions | None = None
+        cls,
+        entries: Iterable[tuple[bytes, bytes | None]],
+        options: DedupOptions | None = None,
+        max_payload_bytes: int = 1 << 20,
     ) -> DedupDesk:
         """Return the desk rebuilt from its state topic's records, read in order."""
         live: dict[bytes, bytes] = {}
         for key, value in entries:
-            if value is None:
-                live.pop(key, None)
-            elif key not in live:
+            # The latest record of a key wins, at the place it was written (as compaction keeps it).
+            live.pop(key, None)
+            if value is not None:
                 live[key] = value
-        desk = cls(options or DedupOptions())
+        desk = cls(options or DedupOptions(), max_payload_bytes)
         for key, value in live.items():
             try:
                 desk._restore(key, jsonio.loads(value))
@@ -165,6 +171,7 @@ class DedupDesk:
 
     def decide(self, message: bytes, origin: Origin, key: bytes | None = None) -> Decision:
         """Return the decision for one features-topic message and the records that carry it out."""
+        replay_count = 0
         try:
             body = jsonio.loads(message)
             kind = body["kind"]
@@ -178,14 +185,14 @@ class DedupDesk:
             record = body["record"]
             if not isinstance(record, dict):
                 raise TypeError("record is not an object")
-        except (ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any malformed message, whatever it breaks
             # Not one of ours (or from an incompatible version): keep its bytes, under its key or
             # else where it was read, so that a redelivery is recognised as well.
             rejection = Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}")
             name = (
                 key.decode(errors="replace") if key else f"@{origin.topic}/{origin.partition}/{origin.offset}"
             )
-            return self._dead_letter(name, 0, rejection, message, key, origin)
+            return self._dead_letter(name, replay_count, rejection, message, key, origin)
         if self.written(article_id, replay_count):
             return Decision("duplicate")
         try:
@@ -231,11 +238,18 @@ class DedupDesk:
         key: bytes | None,
         origin: Origin,
     ) -> Decision:
-        if (article_id, replay_count) in self.rejected:
+        if self.written(article_id, replay_count):
             return Decision("duplicate")
         # The desk's input is the features message; the article's own bytes stay at the clean
         # stage's input (the record's origin), which `newsflow-deadletters replay` fetches.
-        dead = dead_letter_record(rejection, message, key, {}, origin=origin, max_payload_bytes=1 << 20)
+        dead = dead_letter_record(
+            rejection,
+            message,
+            key,
+            {H_REPLAY_COUNT: str(replay_count)},
+            origin=origin,
+            max_payload_bytes=self.max_payload_bytes,
+        )
         return self._rejected_out(article_id, replay_count, self.index.watermark, dead)
 
     def _rejected_out(

@@ -71,6 +71,23 @@ def empty_reason(document: str, is_html: bool, options: ExtractOptions) -> str:
     return "no_text_found"
 
 
+# Metadata is as long as a sender makes it: bounded, so that no envelope can make its record too
+# large to send (the text has its own bound, ExtractOptions.max_text_chars).
+MAX_FIELD_CHARS = {
+    "title": 1000,
+    "description": 5000,
+    "site_name": 500,
+    "url": 4096,
+    "author": 200,
+    "published_raw": 200,
+}
+MAX_AUTHORS = 50
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value is not None else None
+
+
 def _truncate(text: str, limit: int) -> tuple[str, bool]:
     if len(text) <= limit:
         return text, False
@@ -276,8 +293,13 @@ def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection
         article,
         language=identify_language(article.text),
         published=published.value,
-        published_raw=published.raw,
+        published_raw=_cut(published.raw, MAX_FIELD_CHARS["published_raw"]),
         published_status=published.status,
+        title=_cut(article.title, MAX_FIELD_CHARS["title"]),
+        description=_cut(article.description, MAX_FIELD_CHARS["description"]),
+        site_name=_cut(article.site_name, MAX_FIELD_CHARS["site_name"]),
+        url=_cut(article.url, MAX_FIELD_CHARS["url"]),
+        authors=tuple(a[: MAX_FIELD_CHARS["author"]] for a in article.authors[:MAX_AUTHORS]),
     )
     if article.extraction.status == "empty":
         reason = empty_reason(document, article.extraction.method.endswith("trafilatura"), options)

@@ -363,6 +363,19 @@ def with_story(record: dict[str, Any], story: StoryAssignment) -> dict[str, Any]
     }
 
 
+# A story record lists at most this many members (the first and the latest), so that it fits in a
+# message however big the story grows; member_count says how many there are.
+MAX_STORY_MEMBERS = 200
+
+
+def bounded_members(members: list[str]) -> list[str]:
+    """Return a story's members, or its first and latest MAX_STORY_MEMBERS/2 when there are more."""
+    if len(members) <= MAX_STORY_MEMBERS:
+        return list(members)
+    half = MAX_STORY_MEMBERS // 2
+    return [*members[:half], *members[-half:]]
+
+
 def story_record(story: Mapping[str, Any]) -> dict[str, Any]:
     """Return the stories-topic record (schemas/story.schema.json) from Story.as_record()."""
 
@@ -378,7 +391,7 @@ def story_record(story: Mapping[str, Any]) -> dict[str, Any]:
         "first_seen": iso(story["first_seen"]),
         "last_seen": iso(story["last_seen"]),
         "member_count": len(story["members"]),
-        "members": story["members"],
+        "members": bounded_members(story["members"]),
         "outlets": story["outlets"],
         "top_entities": story["top_entities"],
         "updated_at": utc_now_iso(),

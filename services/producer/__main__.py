@@ -87,20 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"{PROG}: error: no such file or directory: {', '.join(missing)}\n")
         return 2
-    if args.watch and not all(p != STDIN and Path(p).is_dir() for p in args.paths):
-        sys.stderr.write(f"{PROG}: error: --watch takes folders\n")
-        return 2
     try:
         kafka = from_env(KafkaSettings)
         settings = from_env(ProducerSettings)
     except SettingsError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 2
+    watching = args.watch or settings.watch_seconds > 0
+    if watching and args.paths and not all(p != STDIN and Path(p).is_dir() for p in args.paths):
+        sys.stderr.write(
+            f"{PROG}: error: watch mode takes folders (--watch or NEWSFLOW_PRODUCER_WATCH_SECONDS)\n"
+        )
+        return 2
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
-    watching = args.watch or settings.watch_seconds > 0
 
     async def run() -> list[Tally]:
         stop = asyncio.Event()

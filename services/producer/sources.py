@@ -85,6 +85,15 @@ def article_id_for(outlet: str, name: bytes | str, payload: bytes) -> str:
     return h.hexdigest()[:24]
 
 
+def host_of(url: str | None) -> str | None:
+    """Return a URL's host without "www." (None for no URL, or one too malformed to have a host)."""
+    try:
+        host = urlsplit(url).hostname if url else None
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
+
+
 def outlet_for(root: Path, path: Path, override: str | None) -> str:
     """Return the outlet: the override, else the first folder below the root (root/<outlet>/file), else 'unknown'."""
     if override:
@@ -161,8 +170,20 @@ def read_article(root: Path, path: Path, outlet: str | None = None, max_bytes: i
     )
 
 
-def walk(root: Path) -> Iterator[Path | Skipped]:
-    """Yield the files below a folder in sorted order, and a Skipped for each folder it cannot list."""
+def walk(root: Path, _seen: set[tuple[int, int]] | None = None) -> Iterator[Path | Skipped]:
+    """Yield the files below a folder in sorted order, and a Skipped for each folder it cannot list.
+
+    A folder reached twice (a symbolic link loop, or two links to one folder) is read once.
+    """
+    seen = set() if _seen is None else _seen
+    try:
+        st = root.stat()
+    except OSError as exc:
+        yield Skipped(display_name(root), "unreadable", exc.strerror or str(exc))
+        return
+    if (st.st_dev, st.st_ino) in seen:
+        return
+    seen.add((st.st_dev, st.st_ino))
     try:
         entries = sorted(os.scandir(root), key=lambda e: os.fsencode(e.name))
     except OSError as exc:
@@ -177,7 +198,7 @@ def walk(root: Path) -> Iterator[Path | Skipped]:
         except OSError:
             is_dir = False
         if is_dir:
-            yield from walk(path)
+            yield from walk(path, seen)
         else:
             yield path
 
@@ -284,7 +305,7 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
         return Skipped(where, "bad_line", "neither an 'html' nor a 'text' string")
     url = envelope.get("url") if isinstance(envelope.get("url"), str) else None
     named = envelope.get("outlet") if isinstance(envelope.get("outlet"), str) else None
-    resolved = outlet or named or (urlsplit(url).hostname if url else None) or "unknown"
+    resolved = outlet or named or host_of(url) or "unknown"
     return RawArticle(
         # The same envelope is the same article wherever it is found (another file, a re-send).
         article_id=article_id_for(resolved, url or "", body),
@@ -310,7 +331,10 @@ def iter_warc(
         # fastwarc reads the file in bounded buffers and detects gzip (one member per record) itself.
         records = ArchiveIterator(raw, parse_http=True)
         for record in records:
-            yield _warc_item(record, name, outlet, max_bytes, outlet_by_host)
+            try:
+                yield _warc_item(record, name, outlet, max_bytes, outlet_by_host)
+            except Exception as exc:  # noqa: BLE001 - one odd record must not end the archive
+                yield Skipped(f"{name}#{record.stream_pos}", "unreadable", f"WARC record: {exc!r}"[:200])
     except (OSError, ValueError, RuntimeError) as exc:
         yield Skipped(name, "unreadable", f"WARC: {exc}"[:200])
 
@@ -339,7 +363,7 @@ def _warc_item(
         return Skipped(where, "too_large", f"content over {max_bytes} bytes")
     if not payload.strip():
         return Skipped(where, "empty")
-    host = (urlsplit(uri).hostname or "").removeprefix("www.")
+    host = host_of(uri) or ""
     resolved = outlet or outlet_by_host.get(host) or host or "unknown"
     charset = record.http_charset
     received = record.record_date

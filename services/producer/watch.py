@@ -30,13 +30,15 @@ from newsflow.pipeline.records import RawArticle
 from newsflow.producer.metrics import ProducerMetrics
 from newsflow.producer.publish import Progress, Publisher, Tally, parse_outlet_map
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import Skipped, display_name, iter_file, walk
+from newsflow.producer.sources import Skipped, display_name, iter_file, kind_of, walk
 from newsflow.settings import KafkaSettings
 from newsflow.topics import wait_for_broker
 
 log = logging.getLogger("newsflow.producer")
 
 H_REVISION_OF = "revision-of"
+# Skips that may not hold next time (permissions fixed, a file put back): such a file is not recorded.
+TRANSIENT_SKIPS = frozenset({"unreadable", "vanished"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,9 @@ async def watch(
     try:
         while not stop.is_set():
             now = time.monotonic()
+            present: set[Path] = set()
             for root, path in _files(dirs):
+                present.add(path)
                 key = display_name(path)
                 try:
                     st = path.stat()
@@ -152,6 +156,8 @@ async def watch(
                     await _send_file(
                         publisher, ledger, root, path, key, signature, known, settings, outlet, outlets
                     )
+            for gone in set(changing) - present:  # deleted or renamed before it settled
+                del changing[gone]
             changed.clear()
             wait = min(rescan, settings.quiet_seconds / 2) if changing else rescan
             with contextlib.suppress(TimeoutError):
@@ -198,21 +204,29 @@ async def _send_file(
     """Send one complete file (or each article of an archive); record it once all are acknowledged."""
     outcomes: list[asyncio.Future[bool]] = []
     ids: list[str] = []
+    transient = False
+    archive = kind_of(path.name) != "article"
     for item in iter_file(root, path, outlet, settings.max_file_bytes, outlets):
         headers: list[tuple[str, bytes]] = []
+        if isinstance(item, Skipped) and item.reason in TRANSIENT_SKIPS:
+            transient = True  # try again at the next change or rescan
         if isinstance(item, RawArticle):
             if before is not None and item.article_id in before.article_ids:
                 continue  # touched, not changed: this article was sent already
             ids.append(item.article_id)
-            if before is not None and len(before.article_ids) == 1:
+            if before is not None and not archive and len(before.article_ids) == 1:
                 headers.append((H_REVISION_OF, before.article_ids[0].encode()))
         outcome = await publisher.publish(item, headers)
         if outcome is not None:
             outcomes.append(outcome)
     results: list[Any] = list(await asyncio.gather(*outcomes)) if outcomes else []
-    if all(results):
-        kept = tuple(dict.fromkeys([*(before.article_ids if before and not ids else ()), *ids]))
-        ledger.record(key, Sent(signature[0], signature[1], kept))
+    if transient:
+        log.info("%s could not be read now; it will be tried again", key)
+    elif all(results):
+        # A file is one article, its latest version; an archive is all the articles it ever held
+        # (one appended to is not sent again in full).
+        earlier = before.article_ids if before and (archive or not ids) else ()
+        ledger.record(key, Sent(signature[0], signature[1], tuple(dict.fromkeys([*earlier, *ids]))))
     else:
         log.warning(
             "%s is not recorded as sent: %d of %d sends failed", key, results.count(False), len(results)

@@ -42,7 +42,6 @@ from newsflow.pipeline.extract import ExtractOptions, warm_up
 from newsflow.pipeline.records import (
     H_ARTICLE_ID,
     H_OUTLET,
-    H_RECEIVED_AT,
     CleanArticle,
     Origin,
     RawArticle,
@@ -58,7 +57,7 @@ from newsflow.topics import TopicSpec, message_size_config
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.settings import WorkerSettings
 from newsflow.worker.transport import App, withhold
-from newsflow.worker.writer import Fenced, TransactionalWriter
+from newsflow.worker.writer import TransactionalWriter
 
 log = logging.getLogger("newsflow.worker")
 
@@ -135,6 +134,7 @@ class WorkerApp:
                 window_hours=settings.story_window_hours,
             ),
             on_rebuilt=self._on_desk_rebuilt,
+            max_payload_bytes=self.max_dead_letter_payload,
         )
 
         # Faust's app with fixes for records lost around a rebalance (see worker/transport.py).
@@ -216,25 +216,33 @@ class WorkerApp:
             origin=_origin(event),
             max_payload_bytes=self.max_dead_letter_payload,
         )
-        received = parse_datetime(headers.get(H_RECEIVED_AT, ""))
         article_id = (
             key.decode(errors="replace")
             or f"@{event.message.topic}/{event.message.partition}/{event.message.offset}"
         )
         log.warning("rejected %s: %s (%s)", article_id, rejection.reason, rejection.detail)
         self.metrics.messages.labels(rejection.stage, "rejected").inc()
-        message = rejected_message(article_id, record, received.timestamp() if received else time.time())
+        # The desk's clock is when the pipeline got the input, never a time the input claims.
+        message = rejected_message(article_id, record, time.time())
         return article_id.encode(), message
 
     async def _send_all(
         self, topic: Any, messages: Sequence[tuple[bytes, bytes, Any]]
     ) -> list[BaseException | None]:
         """Send messages and wait for the broker; return each one's error (None: delivered)."""
-        futures: list[Awaitable[Any]] = []
+        futures: list[Awaitable[Any] | BaseException] = []
         for key, value, headers in messages:
-            futures.append(await topic.send(key=key, value=value, headers=headers))
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        return [r if isinstance(r, BaseException) else None for r in results]
+            try:
+                futures.append(await topic.send(key=key, value=value, headers=headers))
+            except Exception as exc:  # noqa: BLE001 - Faust refuses some messages at once (too large)
+                futures.append(exc)
+        waiting = [f for f in futures if not isinstance(f, BaseException)]
+        results = iter(await asyncio.gather(*waiting, return_exceptions=True))
+        out: list[BaseException | None] = []
+        for f in futures:
+            r = f if isinstance(f, BaseException) else next(results)
+            out.append(r if isinstance(r, BaseException) else None)
+        return out
 
     async def _forward(
         self, messages: Sequence[tuple[bytes, bytes, Any]], events: Sequence[Any], topic: Any = None
@@ -245,17 +253,25 @@ class WorkerApp:
         dead letter of it is bounded, so it fits.
         """
         errors = await self._send_all(topic or self.features_topic, messages)
-        fallbacks = []
+        fallbacks, failed = [], []
         for error, event in zip(errors, events, strict=True):
             if error is not None:
                 log.error("forwarding %r failed: %r", event.key, error)
                 rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
                 key, message = self._dead_letter_message(rejection, event)
                 fallbacks.append((key, message, None))
-        for error in await self._send_all(self.features_topic, fallbacks) if fallbacks else ():
-            if error is not None:  # the broker refuses even a bounded message: say so loudly
-                log.error("a dead letter could not be sent either: %r", error)
-                self.metrics.messages.labels("enrich", "unsendable").inc()
+                failed.append(event)
+        sent_back = await self._send_all(self.features_topic, fallbacks)
+        unsent = [e for e, err in zip(failed, sent_back, strict=True) if err]
+        if unsent:
+            # Not even a bounded dead letter goes through (the broker is gone for longer than the
+            # producer's timeout): keep their offsets uncommitted, so they are read again.
+            log.error(
+                "%d messages could be neither forwarded nor dead-lettered; they will be read again",
+                len(unsent),
+            )
+            self.metrics.messages.labels("enrich", "unsendable").inc(len(unsent))
+            withhold(unsent)
 
     async def _report_lag(self) -> None:
         consumer: Any = self.app.consumer
@@ -266,10 +282,18 @@ class WorkerApp:
                 lag = max(0, highwater - (position + 1 if position is not None else 0))
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
-    async def _on_revoked(self, app: Any, *_: Any, **__: Any) -> None:  # noqa: ARG002
-        # Another worker may own the features partition next; rebuild from the state topic when
-        # we get it back rather than trust a desk that missed its decisions.
-        self.writer.mark_stale()
+    async def _on_revoked(self, app: Any, revoked: Any = (), **__: Any) -> None:  # noqa: ARG002
+        # Another worker may own the features partition next: start afresh (a new producer, the desk
+        # rebuilt from the state topic) when we get it back, rather than trust what may be stale.
+        if any(tp.topic == self.kafka.topic_features for tp in revoked or ()):
+            self.writer.mark_stale()
+
+    def _owns_features(self) -> bool:
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - no consumer (stopping): not the owner
+            return False
+        return any(tp.topic == self.kafka.topic_features for tp in assigned)
 
     # -- route: raw -> by-outlet -----------------------------------------------------------------
 
@@ -287,9 +311,15 @@ class WorkerApp:
     async def _route(self, event: Any, limit: int) -> None:
         headers = _headers_text(event.headers)
         outlet = headers.get(H_OUTLET) or "unknown"
-        if H_ARTICLE_ID not in headers and event.key:
-            # The key is about to become the outlet: keep the article id in a header.
-            headers[H_ARTICLE_ID] = event.key.decode(errors="replace")
+        if not headers.get(H_ARTICLE_ID):
+            # The key is about to become the outlet: keep the article id in a header (without a key,
+            # where the message was read is its identity, the same on every delivery).
+            msg = event.message
+            headers[H_ARTICLE_ID] = (
+                event.key.decode(errors="replace")
+                if event.key
+                else f"@{msg.topic}/{msg.partition}/{msg.offset}"
+            )
         if len(event.value or b"") > limit:
             rejection = Rejection(
                 "decode", "too_large", f"{len(event.value)} bytes leave no room for headers"
@@ -398,7 +428,8 @@ class WorkerApp:
     def _features_message(self, result: Enriched, raw: RawArticle, event: Any) -> tuple[bytes, bytes]:
         article = result.article
         started = time.perf_counter()
-        features = article_features(article, result.entities)
+        # The desk's clock: when the pipeline got the article, never a time the article claims.
+        features = article_features(article, result.entities, received=time.time())
         self.metrics.stage_seconds.labels("features").observe(time.perf_counter() - started)
         self.metrics.messages.labels("extract", article.extraction.status).inc()
         headers = _headers_text(event.headers)
@@ -429,13 +460,10 @@ class WorkerApp:
             self.metrics.messages.labels("dedup", "in").inc(len(events))
             self.metrics.batch_size.labels("dedup").observe(len(events))
             started = time.perf_counter()
-            try:
-                decisions = await self.writer.write_batch(events, lambda: self.app.should_stop)
-            except Fenced as exc:
-                # Another worker owns the features partition now; it re-reads this batch.
-                log.warning("dedup writer fenced, leaving the batch to its new owner: %s", exc)
-                self.writer.mark_stale()
-                yield None
+            decisions = await self.writer.write_batch(
+                events, lambda: self.app.should_stop, self._owns_features
+            )
+            if not decisions:
                 continue
             self.metrics.stage_seconds.labels("dedup").observe((time.perf_counter() - started) / len(events))
             self._count(decisions)

@@ -24,23 +24,27 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 
 from newsflow.pipeline.dedup import DedupOptions
-from newsflow.pipeline.desk import DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk, Output
+from newsflow.pipeline.desk import DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk
 from newsflow.pipeline.records import Origin
 from newsflow.settings import KafkaSettings
 
 log = logging.getLogger("newsflow.writer")
 
-# How long a stopping writer tries to abort its open transaction.
+# How long a stopping writer tries to abort its open transaction, and to stop its producer.
 ABORT_ON_STOP_SECONDS = 2.0
+STOP_SECONDS = 3.0
 # Between attempts at a batch the broker could not take (an outage, a rebalance).
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-class Fenced(Exception):
-    """Another writer took over the features partition; this one must stop writing."""
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), STOP_SECONDS)
+    except Exception:  # noqa: BLE001 - it is being thrown away
+        log.debug("stopping a replaced producer failed", exc_info=True)
 
 
 class TransactionalWriter:
@@ -52,12 +56,14 @@ class TransactionalWriter:
         group_id: str,
         options: DedupOptions,
         on_rebuilt: Callable[[DedupDesk, float], None] | None = None,
+        max_payload_bytes: int = 1 << 20,
     ) -> None:
         self.kafka = kafka
         self.group_id = group_id
         self.options = options
         self.transactional_id = f"{group_id}-dedup-writer"
-        self.desk = DedupDesk(options)
+        self.max_payload_bytes = max_payload_bytes
+        self.desk = DedupDesk(options, max_payload_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._stale = True
         self._on_rebuilt = on_rebuilt
@@ -69,13 +75,19 @@ class TransactionalWriter:
         }
 
     def mark_stale(self) -> None:
-        """Rebuild before the next batch (the partition moved, or a batch failed half-way)."""
-        self._stale = True
+        """Start afresh before the next batch: the features partition moved (or may have).
 
-    async def stop(self) -> None:
+        A new producer per ownership: one fenced while another worker had the partition is useless.
+        """
+        self._stale = True
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            asyncio.ensure_future(_stop_quietly(producer))
+
+    async def stop(self) -> None:
+        """Stop the producer, waiting at most STOP_SECONDS for what it still has to send."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drop_producer(), STOP_SECONDS)
 
     async def _ready(self) -> None:
         if self._producer is None:
@@ -88,12 +100,17 @@ class TransactionalWriter:
                 linger_ms=5,
             )
             # Starting it fences any earlier producer with this id and aborts its open transaction.
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             self._producer = producer
             self._stale = True
         if self._stale:
             started = time.monotonic()
-            self.desk = DedupDesk.from_state(await self._read_state(), self.options)
+            self.desk = DedupDesk.from_state(await self._read_state(), self.options, self.max_payload_bytes)
             self._stale = False
             seconds = time.monotonic() - started
             log.info(
@@ -116,8 +133,8 @@ class TransactionalWriter:
             isolation_level="read_committed",
             max_partition_fetch_bytes=self.kafka.max_message_bytes,
         )
-        await consumer.start()
         try:
+            await consumer.start()
             tp = TopicPartition(self.kafka.topic_dedup_state, 0)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
@@ -132,28 +149,36 @@ class TransactionalWriter:
         finally:
             await consumer.stop()
 
-    async def write_batch(self, events: Sequence[Any], should_stop: Callable[[], bool]) -> list[Decision]:
-        """Decide and write a batch of features events; retry until written or told to stop.
+    async def write_batch(
+        self, events: Sequence[Any], should_stop: Callable[[], bool], owns: Callable[[], bool]
+    ) -> list[Decision]:
+        """Decide and write a batch of features events; retry until written, stopped or disowned.
 
-        Returns the decisions written ([] when stopped first). Raises Fenced when another writer
-        owns the partition now.
+        Returns the decisions written, or [] when the worker is stopping or no longer owns the
+        features partition: the batch's offsets are then still uncommitted, and whoever owns the
+        partition reads it again. A fenced producer (another worker took the partition, or had it
+        for a while) is replaced by a new one, which fences the other in turn, only while this
+        worker still owns the partition.
         """
         attempt = 0
         while True:
             try:
                 await self._ready()
                 return await self._write_once(events)
-            except ProducerFenced as exc:
-                await self._drop_producer()
-                raise Fenced(str(exc)) from exc
-            except (TimeoutError, KafkaError, OSError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Kafka and aiokafka's transaction-state errors alike
                 # The desk may hold decisions that were not written: rebuild from what was.
                 self._stale = True
                 await self._drop_producer()
-                if should_stop():
+                if should_stop() or not owns():
+                    log.warning(
+                        "batch of %d not written (%r); left to the partition's owner", len(events), exc
+                    )
                     return []
                 pause = RETRY_PAUSE_SECONDS[min(attempt, len(RETRY_PAUSE_SECONDS) - 1)]
-                log.warning("writing a batch of %d failed (%r); retrying in %.1fs", len(events), exc, pause)
+                kind = "fenced" if isinstance(exc, ProducerFenced) else "failed"
+                log.warning("writing a batch of %d %s (%r); retrying in %.1fs", len(events), kind, exc, pause)
                 attempt += 1
                 await asyncio.sleep(pause)
 
@@ -179,9 +204,14 @@ class TransactionalWriter:
             offsets[tp] = max(offsets.get(tp, 0), msg.offset + 1)
         try:
             await producer.begin_transaction()
-            for decision in decisions:
-                for output in decision.outputs:
-                    await self._send(producer, output)
+            sent = [
+                await producer.send(self._topics[o.destination], o.value, key=o.key)
+                for decision in decisions
+                for o in decision.outputs
+            ]
+            # aiokafka commits a transaction once its batches are done, failed or not: every
+            # record must be confirmed first, or a failed one would be committed as written.
+            await asyncio.gather(*sent)
             await producer.send_offsets_to_transaction(offsets, self.group_id)
             await producer.commit_transaction()
         except asyncio.CancelledError:
@@ -195,7 +225,3 @@ class TransactionalWriter:
             self._stale = True
             raise
         return decisions
-
-    async def _send(self, producer: AIOKafkaProducer, output: Output) -> None:
-        # Not awaited one by one: the transaction's commit waits for every send.
-        await producer.send(self._topics[output.destination], output.value, key=output.key)

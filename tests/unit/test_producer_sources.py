@@ -167,3 +167,19 @@ def test_the_summary_counts_each_outcome_by_reason():
     assert tally.summary().startswith(
         "sent 3 (0.0 MB), skipped 3 (empty: 2, too_large: 1), failed 1 (KafkaTimeoutError: 1) in "
     )
+
+
+def test_a_folder_reached_twice_through_links_is_read_once(tmp_path: Path):
+    (tmp_path / "wire").mkdir()
+    (tmp_path / "wire" / "a.txt").write_bytes(TEXT)
+    (tmp_path / "wire" / "loop").symlink_to(tmp_path)
+    (tmp_path / "again").symlink_to(tmp_path / "wire")
+    assert len(_articles(iter_inputs([tmp_path]))) == 1
+
+
+def test_a_url_too_malformed_to_parse_does_not_stop_the_lines_after_it(tmp_path: Path):
+    path = tmp_path / "feed.jsonl"
+    lines = [{"url": "http://[::1/a", "text": "Odd URL."}, {"url": "https://ok.example/b", "text": "Fine."}]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    articles = _articles(iter_inputs([path]))
+    assert [a.source.outlet for a in articles] == ["unknown", "ok.example"]
