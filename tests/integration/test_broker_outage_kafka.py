@@ -7,11 +7,15 @@ Runs a broker of its own on another port, so that stopping it cannot touch the s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +26,7 @@ import pytest
 from newsflow.topics import create_topics
 from tests.conftest import ROOT
 from tests.integration.crash import CommittedReader, start_worker
-from tests.integration.kafka_helpers import free_port, produce_files, unique_kafka
+from tests.integration.kafka_helpers import free_port, kafka_env, produce_files, unique_kafka
 from tests.integration.story_corpus import build_corpus, write_corpus
 
 KAFKA_SH = ROOT / "deploy" / "local-kafka" / "kafka.sh"
@@ -100,3 +104,44 @@ def test_pause_and_restart_of_the_broker_lose_and_repeat_nothing(broker: Broker,
     assert len(sent) == len(files) == 60
     assert set(out) == set(sent)
     assert max(out.values()) == 1, [k for k, n in out.items() if n > 1]
+
+
+@pytest.mark.timeout(300)
+def test_http_ingest_answers_503_while_kafka_is_down_and_200_after(broker: Broker, tmp_path: Path):
+    kafka = replace(unique_kafka(partitions=1), bootstrap=f"127.0.0.1:{broker.port}")
+    asyncio.run(create_topics(kafka))
+    port = free_port()
+    env = {**os.environ, **kafka_env(kafka), "NEWSFLOW_PRODUCER_HTTP_PORT": str(port)}
+    log = (tmp_path / "producer.log").open("wb")  # a file, not a pipe nobody reads while Kafka is down
+    server = subprocess.Popen(
+        [sys.executable, "-m", "newsflow.producer", "--serve"], env=env, stdout=log, stderr=log
+    )
+
+    def post(n: int) -> int:
+        body = json.dumps({"url": f"https://wire.example/{n}", "text": f"Report {n}."}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/articles", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    try:
+        wait_for(lambda: _answers(port), 60, "the HTTP ingest")
+        assert post(1) == 200
+        broker.run("stop")
+        assert post(2) == 503
+        broker.run("start")
+        wait_for(lambda: post(3) == 200, 120, "a 200 once Kafka is back")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+            return True
+    except (urllib.error.URLError, ConnectionError):
+        return False
