@@ -40,6 +40,7 @@ async def collect(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
+        isolation_level="read_committed",  # as the README asks of every consumer
         max_partition_fetch_bytes=kafka.max_message_bytes,
     )
     await consumer.start()
