@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT
-from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.topics import wait_for_broker
 
 PROG = "newsflow-deadletters"
@@ -280,11 +280,7 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        kafka = from_env(KafkaSettings)
-    except SettingsError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 2
+    (kafka,) = load_settings_or_exit(PROG, KafkaSettings)
     try:
         return asyncio.run(run(args, kafka))
     except (TimeoutError, KafkaError, ReplayError) as exc:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,15 @@ from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import create_topics
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    timeout_seconds: float = env(
+        "NEWSFLOW_RUN_TIMEOUT", 180.0, "seconds to wait for every article to come out"
+    )
 
 
 async def collect(
@@ -102,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="newsflow-run",
         description="Run the pipeline once on local files against a running Kafka (make run starts one).",
-        epilog=env_help(KafkaSettings)
-        + "\n  NEWSFLOW_RUN_TIMEOUT  seconds to wait for all articles (default: 180)",
+        epilog=env_help(KafkaSettings, RunSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -121,12 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
-    try:
-        kafka = from_env(KafkaSettings)
-        timeout = float(os.environ.get("NEWSFLOW_RUN_TIMEOUT", "180"))
-    except (SettingsError, ValueError) as exc:
-        sys.stderr.write(f"newsflow-run: error: {exc}\n")
-        return 2
+    kafka, run = load_settings_or_exit("newsflow-run", KafkaSettings, RunSettings)
+    timeout = run.timeout_seconds
     started = time.monotonic()
     asyncio.run(create_topics(kafka))
     worker_env = {**os.environ, "NEWSFLOW_LOG_LEVEL": os.environ.get("NEWSFLOW_LOG_LEVEL", "warning")}

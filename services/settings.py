@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -53,6 +54,15 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
         if name and name in environ:
             kwargs[f.name] = _parse(environ[name], f.type, name)
     return cls(**kwargs)
+
+
+def load_settings_or_exit(prog: str, *classes: type[Any]) -> tuple[Any, ...]:
+    """Return one instance of each settings class from the environment, or exit 2 with a one-line error."""
+    try:
+        return tuple(from_env(cls) for cls in classes)
+    except SettingsError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        raise SystemExit(2) from None
 
 
 def env_vars(cls: type[Any]) -> list[tuple[str, Any, str]]:

@@ -22,7 +22,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 
 log = logging.getLogger("newsflow.topics")
 
@@ -169,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    (kafka,) = load_settings_or_exit("newsflow-topics", KafkaSettings)
     try:
-        kafka = from_env(KafkaSettings)
         created = asyncio.run(create_topics(kafka))
-    except (SettingsError, TimeoutError, KafkaError) as exc:
+    except (TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-topics: error: {exc}\n")
         return 1
     log.info("topics ready on %s (created: %s)", kafka.bootstrap, ", ".join(created) or "none")

@@ -37,6 +37,8 @@ from wordfreq import zipf_frequency
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
 from newsflow.pipeline.entities import strip_possessive
+from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
+from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
 from newsflow.pipeline.records import CleanArticle, EntityResult, StoryAssignment
 
@@ -291,42 +293,6 @@ class IndexedArticle:
     signature: np.ndarray
     shingle_count: int
     assignment: StoryAssignment
-
-
-# The sentence-embedding cosine at which two news texts report one story: the best-F1 point of
-# the cosine alone on the SemEval-2022 dev pairs (F1 0.91; at least 0.90 from 0.40 to 0.45).
-# Unrelated pairs average 0.23, same-story pairs 0.68. With `names_to_differ` the stage reaches
-# F1 0.90 there (bench/RESULTS.md): the rule gives up theme-level matches on purpose.
-STORY_THRESHOLD = 0.42
-
-
-@dataclass(frozen=True, slots=True)
-class DedupOptions:
-    """Thresholds of the dedup stage, each with the rule it comes from (see bench/story_eval.py)."""
-
-    # A copy shares most of the shorter text's 5-word shingles: re-publications with other
-    # boilerplate, truncations and light edits stay above 0.7; independent reports share < 0.2.
-    copy_containment: float = 0.7
-    # LSH recall threshold: low enough that a half-length truncation (Jaccard 0.5) is a candidate.
-    lsh_jaccard: float = 0.3
-    # Same story: the similarity of `story_similarity`, in [0, 1]. STORY_THRESHOLD says where it
-    # comes from.
-    story_threshold: float = STORY_THRESHOLD
-    # Two texts that each name at least this many people, places or organisations, but none of
-    # the other's (and share no quote), report different events however alike they read: a theme
-    # told about other actors (two budget overruns, two earnings reports from one template). A
-    # text naming a single one may simply name another. A one-word name counts as the other's
-    # full name it ends ("Pompeo", "Mike Pompeo") and as the same word among the other's salient
-    # words, and a country as its states and regions (`_names_differ`). 0 turns the rule off.
-    names_to_differ: int = 2
-    window_hours: float = 72.0
-    max_story_entities: int = 60
-    max_candidates: int = 50
-    # A key (entity or salient word) leads to at most this many stories, the most recently
-    # joined ones. A key shared by more open stories than this ("trump" in a busy week) says
-    # little about which one an article belongs to, and its rarer keys still reach the older
-    # ones; the bound keeps lookup cost flat however many articles the window holds.
-    max_stories_per_key: int = 100
 
 
 @dataclass

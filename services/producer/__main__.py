@@ -31,7 +31,7 @@ from newsflow.producer.publish import Progress, Publisher, Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import STDIN
 from newsflow.producer.watch import watch
-from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.topics import wait_for_broker
 
 PROG = "newsflow-producer"
@@ -87,12 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"{PROG}: error: no such file or directory: {', '.join(missing)}\n")
         return 2
-    try:
-        kafka = from_env(KafkaSettings)
-        settings = from_env(ProducerSettings)
-    except SettingsError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 2
+    kafka, settings = load_settings_or_exit(PROG, KafkaSettings, ProducerSettings)
     watching = args.watch or settings.watch_seconds > 0
     if watching and args.paths and not all(p != STDIN and Path(p).is_dir() for p in args.paths):
         sys.stderr.write(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from newsflow.pipeline.options import ExtractOptions
 from newsflow.settings import env
 
 
 @dataclass(frozen=True)
 class ProducerSettings:
+    # The extraction stage's own bound: what it would refuse is not worth sending.
     max_file_bytes: int = env(
-        "NEWSFLOW_PRODUCER_MAX_FILE_BYTES", 5_000_000, "files larger than this are skipped"
+        "NEWSFLOW_PRODUCER_MAX_FILE_BYTES",
+        ExtractOptions().max_input_bytes,
+        "content larger than this (after decompression) is skipped",
     )
     metrics_port: int = env("NEWSFLOW_PRODUCER_METRICS_PORT", 0, "port of /metrics (0: no endpoint)")
     watch_seconds: float = env(

@@ -13,13 +13,7 @@ import argparse
 import asyncio
 import sys
 
-import faust
-from prometheus_client import CollectorRegistry, start_http_server
-
-from newsflow.pipeline.embed import ModelNotInstalled
-from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
-from newsflow.topics import create_topics, topic_specs
-from newsflow.worker.app import WorkerApp
+from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.worker.settings import WorkerSettings
 
 
@@ -31,12 +25,16 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
-    try:
-        kafka = from_env(KafkaSettings)
-        settings = from_env(WorkerSettings)
-    except SettingsError as exc:
-        sys.stderr.write(f"newsflow-worker: error: {exc}\n")
-        return 2
+    kafka, settings = load_settings_or_exit("newsflow-worker", KafkaSettings, WorkerSettings)
+    # Imported only now: Faust, the models and their libraries take a second or two to load, and
+    # `--help` or a bad setting should not wait for them.
+    import faust
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from newsflow.pipeline.embed import ModelNotInstalled
+    from newsflow.topics import create_topics, topic_specs
+    from newsflow.worker.app import WorkerApp
+
     registry = CollectorRegistry()
     try:
         worker_app = WorkerApp(kafka, settings, registry)

