@@ -104,12 +104,14 @@ class Publisher:
         metrics: ProducerMetrics,
         tally: Tally | None = None,
         progress: Progress | None = None,
+        producer: Any = None,
     ) -> None:
+        """`producer` replaces the Kafka client (tests); by default an idempotent one, acks=all."""
         self.kafka = kafka
         self.metrics = metrics
         self.tally = tally or Tally()
         self.progress = progress
-        self.producer = AIOKafkaProducer(
+        self.producer = producer or AIOKafkaProducer(
             bootstrap_servers=kafka.bootstrap,
             enable_idempotence=True,
             acks="all",

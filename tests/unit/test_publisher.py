@@ -1,0 +1,67 @@
+"""The producer's sender keeps a bounded number of bytes in flight and nothing once they settle.
+
+The Kafka client is replaced by a fake at its edge (acknowledgements under the test's control);
+tests/integration/test_producer_kafka.py runs the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from newsflow.pipeline.records import RawArticle, Source
+from newsflow.producer import publish
+from newsflow.producer.metrics import create_metrics
+from newsflow.producer.publish import Publisher
+from newsflow.producer.settings import ProducerSettings
+from newsflow.settings import KafkaSettings
+
+
+class FakeKafka:
+    """Accepts sends at once; acknowledges them when the test says so."""
+
+    def __init__(self) -> None:
+        self.unacked: list[asyncio.Future[Any]] = []
+        self.sent = 0
+
+    async def send(self, topic: str, value: bytes, key: bytes, headers: Any) -> asyncio.Future[Any]:
+        self.sent += 1
+        self.last = (topic, value, key, headers)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.unacked.append(fut)
+        return fut
+
+    def ack_all(self) -> None:
+        for fut in self.unacked:
+            if not fut.done():
+                fut.set_result(None)
+        self.unacked.clear()
+
+
+def article(n: int, size: int) -> RawArticle:
+    return RawArticle(f"a{n}", b"x" * size, Source(f"{n}.txt", "wire", "text/plain", "2026-12-01T00:00:00Z"))
+
+
+def test_sends_wait_once_the_bytes_in_flight_reach_the_bound_and_nothing_is_kept_after(monkeypatch):
+    monkeypatch.setattr(publish, "MAX_IN_FLIGHT_BYTES", 10_000)
+
+    async def run() -> None:
+        fake = FakeKafka()
+        publisher = Publisher(
+            KafkaSettings(), ProducerSettings(), create_metrics(CollectorRegistry()), producer=fake
+        )
+        for n in range(4):  # 4 x 2,000 bytes: under the bound
+            await publisher.publish(article(n, 2_000))
+        blocked = asyncio.ensure_future(publisher.publish(article(4, 5_000)))  # would make 13,000
+        await asyncio.sleep(0.05)
+        assert not blocked.done() and fake.sent == 4
+        fake.ack_all()
+        await asyncio.wait_for(blocked, 1)
+        fake.ack_all()
+        await asyncio.wait_for(publisher.flush(), 1)
+        assert publisher.tally.sent == 5 and publisher.tally.sent_bytes == 13_000
+        assert not publisher._pending and publisher._in_flight_bytes == 0  # noqa: SLF001
+
+    asyncio.run(run())
