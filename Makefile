@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help run test lint bench kafka-start kafka-stop clean
+.PHONY: help run test lint bench kafka-start kafka-stop kafka-reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,8 +22,11 @@ bench: ## extraction, NER and dedup benchmarks (DATA=../shared/data)
 kafka-start: ## start the local Kafka broker and leave it running
 	@scripts/bootstrap.sh && deploy/local-kafka/kafka.sh start
 
-kafka-stop: ## stop the local Kafka broker
+kafka-stop: ## stop the local Kafka broker (its data is kept for the next kafka-start)
 	@deploy/local-kafka/kafka.sh stop
+
+kafka-reset: ## stop the local Kafka broker and delete its data
+	@deploy/local-kafka/kafka.sh reset
 
 clean: ## remove outputs and caches (not the venv)
 	rm -rf out .cache/worker .pytest_cache .mypy_cache .ruff_cache
