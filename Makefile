@@ -16,7 +16,7 @@ test: ## set up, lint, start a test Kafka, run unit, contract, integration and e
 lint: ## ruff and mypy only
 	@scripts/bootstrap.sh && scripts/lint.sh
 
-bench: ## extraction, NER and dedup benchmarks (DATA=../shared/data)
+bench: ## extraction, NER, dedup and producer benchmarks (DATA=../shared/data)
 	@scripts/bench.sh $(or $(DATA),../shared/data)
 
 kafka-start: ## start the local Kafka broker and leave it running

@@ -8,3 +8,5 @@ scripts/bootstrap.sh
 OMP_NUM_THREADS=1 .venv/bin/python bench/ner_bench.py "$data" --record
 .venv/bin/python bench/story_eval.py "$data" --record
 .venv/bin/python bench/dedup_cost.py --record
+.venv/bin/python bench/producer_bench.py --record
+# Not here, it takes about 10 minutes: .venv/bin/python bench/delivery_bench.py --record
