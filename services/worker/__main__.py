@@ -11,10 +11,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import threading
+from typing import Any
 
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.worker.settings import WorkerSettings
+
+
+def _force_exit(seconds: float) -> None:
+    sys.stderr.write(
+        f"newsflow-worker: stopping took over {seconds:g}s (is Kafka unreachable?); exiting now. "
+        "Nothing is lost: what was not committed is read again by the next worker.\n"
+    )
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _bounded_stop_worker(base: type[Any], seconds: float) -> type[Any]:
+    """Return a faust.Worker class whose stop, once asked for by a signal, takes at most `seconds`.
+
+    Faust's own stop waits for Kafka to take its last commits and sends, which never happens while
+    the broker is unreachable. Exiting then is as safe as a crash: the dedup writer's transactions
+    and the uncommitted offsets make the next worker redo exactly what was not done.
+    """
+
+    class Worker(base):  # type: ignore[misc]
+        def _schedule_shutdown(self, signal: Any) -> None:  # mode.Worker's signal handler
+            if not getattr(self, "_stop_timer", None):
+                self._stop_timer = threading.Timer(seconds, _force_exit, (seconds,))
+                self._stop_timer.daemon = True
+                self._stop_timer.start()
+            super()._schedule_shutdown(signal)
+
+    return Worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"newsflow-worker: error: cannot serve /metrics on port {settings.metrics_port}: {exc}\n"
             )
             return 2
-    worker = faust.Worker(worker_app.app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = _bounded_stop_worker(faust.Worker, settings.stop_seconds)(
+        worker_app.app, loglevel=settings.log_level.upper(), quiet=True
+    )
     worker.spinner = None  # a terminal spinner only garbles logs in files and containers
     worker.execute_from_commandline()
     return 0

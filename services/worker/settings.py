@@ -43,6 +43,11 @@ class WorkerSettings:
         "",
         "static group membership: a worker restarted under the same id takes its partitions back at once",
     )
+    stop_seconds: float = env(
+        "NEWSFLOW_WORKER_STOP_SECONDS",
+        8.0,
+        "after SIGTERM, exit at the latest this long after (a stop waits for Kafka otherwise)",
+    )
     compute_threads: int = env(
         "NEWSFLOW_WORKER_COMPUTE_THREADS",
         1,

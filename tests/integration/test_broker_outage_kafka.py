@@ -145,3 +145,22 @@ def _answers(port: int) -> bool:
             return True
     except (urllib.error.URLError, ConnectionError):
         return False
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_while_kafka_is_gone_still_exits_within_10s(broker: Broker, tmp_path: Path):
+    kafka = replace(unique_kafka(partitions=1), bootstrap=f"127.0.0.1:{broker.port}")
+    asyncio.run(create_topics(kafka))
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, build_corpus(stories=2))
+    with CommittedReader(kafka) as reader:
+        worker = start_worker(kafka, tmp_path / "worker.log", "gone", {})
+        produce_files(kafka, sorted(corpus.rglob("*.json")))
+        wait_for(lambda: reader.collected.count() >= 10, 120, "output")
+    broker.run("stop")
+    time.sleep(3)
+    asked = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    assert time.monotonic() - asked < 10
+    assert "exiting now" in (tmp_path / "worker.log").read_text(errors="replace")
