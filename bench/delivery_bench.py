@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,13 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import record  # noqa: E402
+from bench.common import local_broker, record  # noqa: E402
 from tests.integration.crash import crash_trial  # noqa: E402
 from tests.integration.fuzz import fuzz_run  # noqa: E402
-from tests.integration.kafka_helpers import ensure_topics, free_port, unique_kafka  # noqa: E402
+from tests.integration.kafka_helpers import ensure_topics, unique_kafka  # noqa: E402
 from tests.integration.story_corpus import build_corpus  # noqa: E402
-
-KAFKA_SH = ROOT / "deploy" / "local-kafka" / "kafka.sh"
 
 
 def write_rounds(root: Path, articles: int) -> list[Path]:
@@ -82,12 +79,9 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args()
 
-    port = free_port()
-    env = {**os.environ, "NEWSFLOW_KAFKA_PORT": str(port), "NEWSFLOW_KAFKA_CONTROLLER_PORT": str(free_port())}
-    subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
-    os.environ["NEWSFLOW_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
     rows = []
-    try:
+    with local_broker() as bootstrap:
+        os.environ["NEWSFLOW_KAFKA_BOOTSTRAP"] = bootstrap
         work = Path(tempfile.mkdtemp(prefix="newsflow-delivery-"))
         files = write_rounds(work / "corpus", args.articles)
 
@@ -115,8 +109,6 @@ def main() -> int:
         print(f"fuzz: {fuzz.line()}", flush=True)
         seconds = hypothesis_extraction(args.examples)
         print(f"hypothesis: {args.examples} extraction examples passed in {seconds:.0f}s", flush=True)
-    finally:
-        subprocess.run([str(KAFKA_SH), "reset"], env=env, check=False)
 
     body = "\n".join(
         [

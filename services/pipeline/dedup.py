@@ -24,7 +24,6 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from spacy.lang.en.stop_words import STOP_WORDS
 from wordfreq import zipf_frequency
 
+from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
 from newsflow.pipeline.entities import strip_possessive
@@ -186,14 +186,9 @@ def quotations(text: str) -> list[str]:
     return [q for q in found if QUOTE_CHARS[0] <= len(q) <= QUOTE_CHARS[1]]
 
 
-def _parse_time(value: str | None) -> float:
-    if value:
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return 0.0
-        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-    return 0.0
+def _epoch(value: str | None) -> float:
+    dt = parse_datetime(value) if value else None
+    return dt.timestamp() if dt else 0.0
 
 
 def _timestamps(article: CleanArticle) -> tuple[float, float]:
@@ -202,8 +197,8 @@ def _timestamps(article: CleanArticle) -> tuple[float, float]:
     The publication date has been checked for plausibility at extraction (`records.plausible_published`);
     a text without one happened when it was received.
     """
-    received = _parse_time(article.source.received_at)
-    return (_parse_time(article.published) or received), received
+    received = _epoch(article.source.received_at)
+    return (_epoch(article.published) or received), received
 
 
 def article_features(
