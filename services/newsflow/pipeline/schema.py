@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from newsflow.pipeline import jsonio
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
 
 
 @cache
