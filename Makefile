@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help run test lint bench kafka-start kafka-stop kafka-reset clean
+.PHONY: help run test lint quality bench kafka-start kafka-stop kafka-reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ test: ## set up, lint, start a test Kafka, run unit, contract, integration and e
 
 lint: ## ruff and mypy only
 	@scripts/bootstrap.sh && scripts/lint.sh
+
+quality: ## the quality floors alone: extraction and story F1 on the dev data (DATA=../shared/data)
+	@scripts/bootstrap.sh && scripts/quality.sh $(DATA)
 
 bench: ## extraction, NER, dedup and producer benchmarks (DATA=../shared/data)
 	@scripts/bench.sh $(or $(DATA),../shared/data)

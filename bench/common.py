@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import socket
@@ -13,6 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+FLOORS = Path(__file__).resolve().parent / "floors.json"
+
+
+def check_floors(measured: dict[str, float]) -> int:
+    """Return 0 if every measured figure is at least its floor in bench/floors.json, else 1 (saying which)."""
+    floors = json.loads(FLOORS.read_text())
+    below = [f"{k} {v:.3f} < floor {floors[k]:.3f}" for k, v in measured.items() if v < floors[k]]
+    for k, v in measured.items():
+        print(f"floor check: {k} {v:.3f} (floor {floors[k]:.3f}) {'BELOW' if v < floors[k] else 'ok'}")
+    if below:
+        sys.stderr.write(f"quality below its floor: {'; '.join(below)}\n")
+    return 1 if below else 0
 
 
 def machine() -> str:

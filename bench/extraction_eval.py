@@ -25,9 +25,8 @@ from pathlib import Path
 import trafilatura
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import record  # noqa: E402
-from newsflow.pipeline.enrich import Enricher  # noqa: E402
-from newsflow.pipeline.records import CleanArticle  # noqa: E402
+from bench.common import check_floors, record  # noqa: E402
+from newsflow.pipeline.enrich import Enriched, Enricher  # noqa: E402
 from newsflow.producer.sources import read_article  # noqa: E402
 
 TOKEN = re.compile(r"[^\W_]+")
@@ -72,6 +71,7 @@ def main() -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--dump", type=Path, help="write our text of every page to DUMP/<id>.txt")
     parser.add_argument("--record", action="store_true", help="append the result to bench/RESULTS.md")
+    parser.add_argument("--check", action="store_true", help="exit 1 below the floors in bench/floors.json")
     args = parser.parse_args()
     data = args.data_dir / "extraction-dev" if (args.data_dir / "extraction-dev").is_dir() else args.data_dir
     truth_raw = json.loads((data / "ground-truth.json").read_text())
@@ -86,7 +86,7 @@ def main() -> int:
         if not hasattr(raw, "payload"):
             return ""
         result = enricher.clean(raw)  # type: ignore[arg-type]
-        return result.text if isinstance(result, CleanArticle) else ""
+        return result.article.text if isinstance(result, Enriched) else ""
 
     def baseline(path: Path) -> str:
         return trafilatura.extract(gzip.decompress(path.read_bytes())) or ""
@@ -117,7 +117,7 @@ def main() -> int:
             (args.dump / f"{doc_id}.txt").write_text(text)
     if args.record:
         record("Extraction quality and speed", report)
-    return 0
+    return check_floors({"extraction_f1": our["f1"]}) if args.check else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 NEWSFLOW_BOOTSTRAP_TEST_TOOLS=1 scripts/bootstrap.sh
 
 scripts/lint.sh
+# The quality floors (bench/floors.json) on a full run; `make test ARGS=tests/unit` skips them.
+[ $# -gt 0 ] || scripts/quality.sh
 
 # Its own port, so tests never touch a broker that `make run` (or a developer) is using.
 export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_TEST_KAFKA_PORT:-19192}

@@ -74,6 +74,26 @@ def env_vars(cls: type[Any]) -> list[tuple[str, Any, str]]:
     ]
 
 
+def to_env(settings: Any) -> dict[str, str]:
+    """Return the environment that makes `from_env` rebuild these settings (for a child process)."""
+    return {
+        f.metadata["env"]: str(getattr(settings, f.name))
+        for f in dataclasses.fields(settings)
+        if "env" in f.metadata
+    }
+
+
+def markdown_table(*classes: type[Any]) -> str:
+    """Return the README's configuration table: one row per variable, from the same declarations."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for cls in classes:
+        for name, default, help_ in env_vars(cls):
+            shown = "(none)" if default == "" else f"`{default}`"
+            meaning = help_.replace("|", "\\|")
+            rows.append(f"| `{name}` | {shown} | {meaning} |")
+    return "\n".join(rows)
+
+
 def env_help(*classes: type[Any]) -> str:
     """Return the environment-variable table that `--help` prints."""
     rows = [row for cls in classes for row in env_vars(cls)]
@@ -91,11 +111,6 @@ class KafkaSettings:
         "NEWSFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:19092", "Kafka bootstrap servers, host:port[,...]"
     )
     topic_raw: str = env("NEWSFLOW_TOPIC_RAW", "newsflow.articles.raw", "topic of raw article files")
-    topic_by_outlet: str = env(
-        "NEWSFLOW_TOPIC_BY_OUTLET",
-        "newsflow.articles.by-outlet",
-        "raw articles re-keyed by outlet (internal)",
-    )
     topic_enriched: str = env("NEWSFLOW_TOPIC_ENRICHED", "newsflow.articles.enriched", "output topic")
     topic_dead_letter: str = env(
         "NEWSFLOW_TOPIC_DEAD_LETTER", "newsflow.articles.dead-letter", "rejected inputs with reason and bytes"
@@ -113,11 +128,24 @@ class KafkaSettings:
         "newsflow.dedup.state",
         "the dedup writer's state (internal, compacted, transactional)",
     )
+    topic_boilerplate: str = env(
+        "NEWSFLOW_TOPIC_BOILERPLATE",
+        "newsflow.boilerplate",
+        "each outlet's learned boilerplate (internal, compacted, transactional)",
+    )
     raw_partitions: int = env("NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics")
     # Kafka's own default (1 MiB) is below the 5 MB input files the producer accepts; a dead
     # letter carries its input as base64 (4/3 of the bytes) plus headers.
     max_message_bytes: int = env(
         "NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES",
         8_388_608,
-        "largest message the services send and the topics accept (topic max.message.bytes)",
+        "largest message sent and accepted (topic max.message.bytes; Kafka's 1 MiB default is below the 5 MB inputs, and a dead letter carries its input as base64)",
     )
+
+
+if __name__ == "__main__":  # python -m newsflow.settings: the README's configuration table
+    from newsflow.localrun import RunSettings
+    from newsflow.producer.settings import ProducerSettings
+    from newsflow.worker.settings import WorkerSettings
+
+    sys.stdout.write(markdown_table(KafkaSettings, WorkerSettings, ProducerSettings, RunSettings) + "\n")

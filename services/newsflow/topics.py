@@ -43,9 +43,6 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
     size = message_size_config(kafka)
     return [
         TopicSpec(kafka.topic_raw, kafka.raw_partitions, size),
-        # Same partition count as the learned-boilerplate table: an outlet's articles and its
-        # table entry live on the same partition, owned by one worker.
-        TopicSpec(kafka.topic_by_outlet, kafka.raw_partitions, size),
         TopicSpec(kafka.topic_enriched, kafka.raw_partitions, size),
         TopicSpec(kafka.topic_dead_letter, 1, {**size, "retention.ms": str(DEAD_LETTER_RETENTION_MS)}),
         # One partition: the dedup stage is a single writer, so its decisions never depend on
@@ -55,6 +52,8 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         # The writer's memory of every article in the window, rebuilt at start: compacted, so it
         # holds one record per article (expired ones are deleted by tombstones).
         TopicSpec(kafka.topic_dedup_state, 1, {**size, "cleanup.policy": "compact"}),
+        # What the writer learned of each outlet's boilerplate, followed by every clean stage.
+        TopicSpec(kafka.topic_boilerplate, 1, {**size, "cleanup.policy": "compact"}),
     ]
 
 

@@ -8,11 +8,9 @@ the README tells consumers to, for the whole trial. Used by the CI test (small) 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 
 from newsflow.pipeline import jsonio
 from newsflow.settings import KafkaSettings
-from tests.integration.kafka_helpers import RUN_ID, kafka_env, produce_files
+from tests.integration.kafka_helpers import produce_files, start_worker
 
 
 @dataclass
@@ -105,21 +103,6 @@ class CrashReport:
             f"duplicated {self.duplicated}, both {self.both}; {self.kills} kills, restart to output "
             f"mean {mean:.1f}s max {worst:.1f}s; {self.seconds:.0f}s"
         )
-
-
-def start_worker(
-    kafka: KafkaSettings, log_path: Path, app_id: str, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    full = {
-        **os.environ,
-        **kafka_env(kafka),
-        "NEWSFLOW_WORKER_APP_ID": f"{app_id}-{RUN_ID}",
-        "NEWSFLOW_WORKER_METRICS_PORT": "0",
-        "NEWSFLOW_WORKER_BATCH_SECONDS": "0.2",
-        **env,
-    }
-    with log_path.open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "newsflow.worker"], env=full, stdout=log, stderr=log)
 
 
 def crash_trial(

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.settings import KafkaSettings
+from newsflow.settings import KafkaSettings, to_env
 from newsflow.topics import create_topics
 
 # Long enough for a cold worker (Faust start-up, model load, first rebalance) on a loaded 2-core
@@ -44,16 +44,10 @@ def unique_kafka(partitions: int = 4) -> KafkaSettings:
     """Return settings whose topics no other test uses."""
     suffix = uuid.uuid4().hex[:8]
     base = KafkaSettings(bootstrap=bootstrap(), raw_partitions=partitions)
-    return replace(
-        base,
-        topic_raw=f"{base.topic_raw}.{suffix}",
-        topic_by_outlet=f"{base.topic_by_outlet}.{suffix}",
-        topic_enriched=f"{base.topic_enriched}.{suffix}",
-        topic_dead_letter=f"{base.topic_dead_letter}.{suffix}",
-        topic_features=f"{base.topic_features}.{suffix}",
-        topic_stories=f"{base.topic_stories}.{suffix}",
-        topic_dedup_state=f"{base.topic_dedup_state}.{suffix}",
-    )
+    topics = {
+        f.name: f"{getattr(base, f.name)}.{suffix}" for f in fields(base) if f.name.startswith("topic_")
+    }
+    return replace(base, **topics)
 
 
 def ensure_topics(kafka: KafkaSettings) -> None:
@@ -67,24 +61,13 @@ def free_port() -> int:
 
 
 def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
-    return {
-        "NEWSFLOW_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "NEWSFLOW_TOPIC_RAW": kafka.topic_raw,
-        "NEWSFLOW_TOPIC_BY_OUTLET": kafka.topic_by_outlet,
-        "NEWSFLOW_TOPIC_ENRICHED": kafka.topic_enriched,
-        "NEWSFLOW_TOPIC_DEAD_LETTER": kafka.topic_dead_letter,
-        "NEWSFLOW_TOPIC_FEATURES": kafka.topic_features,
-        "NEWSFLOW_TOPIC_STORIES": kafka.topic_stories,
-        "NEWSFLOW_TOPIC_DEDUP_STATE": kafka.topic_dedup_state,
-        "NEWSFLOW_RAW_PARTITIONS": str(kafka.raw_partitions),
-    }
+    return to_env(kafka)
 
 
-@contextlib.contextmanager
-def worker_process(
+def start_worker(
     kafka: KafkaSettings, log_path: Path, app_id: str, extra_env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `python -m newsflow.worker` against the test topics; stop it with SIGTERM afterwards."""
+) -> subprocess.Popen[bytes]:
+    """Start `python -m newsflow.worker` against the test topics, logging to `log_path`."""
     env = {
         **os.environ,
         **kafka_env(kafka),
@@ -97,7 +80,15 @@ def worker_process(
         **(extra_env or {}),
     }
     with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "newsflow.worker"], env=env, stdout=log, stderr=log)
+        return subprocess.Popen([sys.executable, "-m", "newsflow.worker"], env=env, stdout=log, stderr=log)
+
+
+@contextlib.contextmanager
+def worker_process(
+    kafka: KafkaSettings, log_path: Path, app_id: str, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a worker (`start_worker`) for the block; stop it with SIGTERM afterwards."""
+    proc = start_worker(kafka, log_path, app_id, extra_env)
     try:
         yield proc
     finally:

@@ -39,7 +39,7 @@ def trial(files: list[Path], workdir: Path, n: int, rng: random.Random) -> set[s
     kafka = unique_kafka(partitions=4)
     ensure_topics(kafka)
     app_id = f"soak{n}"
-    env = {"NEWSFLOW_WORKER_DATA_DIR": str(workdir / f"data-{n}"), "NEWSFLOW_WORKER_STORE": "rocksdb://"}
+    env = {"NEWSFLOW_WORKER_DATA_DIR": str(workdir / f"data-{n}")}
     stop_after = rng.randint(5, 80)
     with worker_process(kafka, workdir / f"{app_id}-first.log", app_id, env) as worker:
         produce_files(kafka, files[: TOTAL // 2])

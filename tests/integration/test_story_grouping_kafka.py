@@ -74,10 +74,7 @@ def workers(kafka: KafkaSettings, tmp_path: Path, app_id: str, count: int) -> It
                     kafka,
                     tmp_path / f"{app_id}-{i}.log",
                     app_id,
-                    {
-                        "NEWSFLOW_WORKER_DATA_DIR": str(tmp_path / f"data-{app_id}-{i}"),
-                        "NEWSFLOW_WORKER_STORE": "rocksdb://",
-                    },
+                    {"NEWSFLOW_WORKER_DATA_DIR": str(tmp_path / f"data-{app_id}-{i}")},
                 )
             )
             for i in range(count)

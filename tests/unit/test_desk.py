@@ -8,20 +8,24 @@ import pytest
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dedup import DedupOptions, article_features
 from newsflow.pipeline.desk import (
+    BOILERPLATE,
     DEAD_LETTER,
     ENRICHED,
     STATE,
     STORIES,
     DedupDesk,
     article_message,
+    load_boilerplate,
     rejected_message,
 )
+from newsflow.pipeline.enrich import Enriched
 from newsflow.pipeline.entities import EntityTagger
-from newsflow.pipeline.records import Origin, Rejection, dead_letter_record, enriched_record
+from newsflow.pipeline.records import Origin, Rejection, dead_letter_record
 from newsflow.pipeline.schema import schema_errors
+from newsflow.pipeline.textclean import BoilerplateModel, fingerprints
 from tests.unit.test_dedup import BRIDGE, BRIDGE_OTHER_OUTLET, ELECTION, article
 
-ORIGIN = Origin("newsflow.articles.by-outlet", 0, 1)
+ORIGIN = Origin("newsflow.articles.raw", 0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +40,12 @@ def message(
     outlet: str,
     when: str = "2025-03-14T09:00:00Z",
     replays: int = 0,
+    lines: tuple[str, ...] = (),
 ) -> bytes:
     a = article(article_id, text, outlet, when)
     (entities,) = tagger.tag_batch([a])
-    return article_message(enriched_record(a, entities), article_features(a, entities), replays, ORIGIN)
+    features = article_features(a, entities)
+    return article_message(Enriched(a, entities, features, outlet, lines), replays, ORIGIN)
 
 
 def rejected(article_id: str, replays: int = 0, received: float = 1_741_943_000.0) -> bytes:
@@ -161,3 +167,26 @@ def test_a_rebuilt_desk_takes_the_latest_record_of_a_key(tagger):
     later = jsonio.dumps({"received": 1.0})
     rebuilt = DedupDesk.from_state([(key, value), (key, later)])
     assert rebuilt.rejected == {("r1", 0): 1.0}
+
+
+def test_the_desk_learns_an_outlets_boilerplate_from_articles_written_once(tagger):
+    footer = "The Harbour Times is owned by Coastal Media Group."
+    desk = DedupDesk()
+    texts = [BRIDGE, ELECTION, BRIDGE_OTHER_OUTLET, "Ferry fares rise in May. " * 20, "Tides ran high. " * 30]
+    for n, text in enumerate(texts):
+        lines = fingerprints([f"Body line {n}.", footer])
+        msg = message(tagger, f"h{n}", text, "harbourtimes", lines=lines)
+        desk.decide(msg, ORIGIN)
+        desk.decide(msg, ORIGIN)  # delivered twice: learned from once
+    (out,) = desk.learned()
+    assert out.destination == BOILERPLATE and out.key == b"harbourtimes"
+    state = jsonio.loads(out.value)
+    assert state["docs"] == len(texts)
+    assert desk.learned() == []  # nothing new since
+    # A clean stage that follows the topic now drops the footer, and only the footer.
+    replica = BoilerplateModel()
+    load_boilerplate(replica, out.key, out.value)
+    rebuilt = DedupDesk.from_state([], boilerplate=[(out.key, out.value)])
+    for model in (replica, rebuilt.boilerplate):
+        text, dropped = model.clean("harbourtimes", f"A new report.\n{footer}", learn=False)
+        assert (text, dropped) == ("A new report.", 1)

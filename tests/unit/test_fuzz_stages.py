@@ -13,6 +13,8 @@ from newsflow.pipeline.records import (
     CleanArticle,
     Origin,
     Rejection,
+    StoryAssignment,
+    article_fields,
     dead_letter_record,
     enriched_record,
     max_dead_letter_payload,
@@ -28,6 +30,9 @@ FUZZ = settings(
 )
 
 
+NO_STORY = StoryAssignment("s-fuzz", None, None, None, True)
+
+
 @FUZZ
 @given(st.randoms(use_true_random=False))
 def test_extraction_turns_any_input_into_a_valid_record_or_a_valid_dead_letter(rng: random.Random):
@@ -37,7 +42,7 @@ def test_extraction_turns_any_input_into_a_valid_record_or_a_valid_dead_letter(r
     raw = raw_from_message(None, body, headers)
     result = raw if isinstance(raw, Rejection) else extract_article(raw, OPTIONS)
     if isinstance(result, CleanArticle):
-        record = enriched_record(result)
+        record = enriched_record(article_fields(result), NO_STORY)
         assert schema_errors("enriched-article", record) == []
         assert result.published is None or result.published_status == "ok"
     else:

@@ -42,3 +42,17 @@ def test_worker_without_its_model_fails_with_one_line():
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("newsflow-worker: error: cannot load a model:")
+
+
+def test_the_readme_configuration_table_is_the_one_the_declarations_make():
+    from pathlib import Path
+
+    from newsflow.localrun import RunSettings
+    from newsflow.producer.settings import ProducerSettings
+    from newsflow.settings import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- settings:begin")[1].split("-->", 1)[1].split("<!-- settings:end -->")[0]
+    expected = markdown_table(KafkaSettings, WorkerSettings, ProducerSettings, RunSettings)
+    assert block.strip() == expected, "README is stale: regenerate it with `python -m newsflow.settings`"
+    assert "`NEWSFLOW_DEDUP_STORY_THRESHOLD` | `0.42` |" in expected

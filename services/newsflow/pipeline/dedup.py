@@ -328,18 +328,6 @@ class Story:
         self.last_seen = max(self.last_seen, f.timestamp)
         self.last_received = max(self.last_received, f.received or f.timestamp)
 
-    def as_record(self) -> dict[str, Any]:
-        top = sorted(self.entities.items(), key=lambda kv: -kv[1])[:10]
-        return {
-            "story_id": self.story_id,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "headline": self.headline,
-            "members": list(self.members),
-            "outlets": list(self.outlets),
-            "top_entities": [k for k, _ in top],
-        }
-
 
 def _merge(centroid: dict[str, float], new: dict[str, float], n: int, keep: int) -> dict[str, float]:
     merged = {k: v * n for k, v in centroid.items()}

@@ -6,6 +6,11 @@ story (`StoryIndex`), and returns the records to write: the enriched record or t
 the story's new state, and its own state changes (a compacted topic, written in the same Kafka
 transaction as the outputs, from which a restarted writer rebuilds the desk).
 
+The desk also learns every outlet's boilerplate (`BoilerplateModel`) from the line fingerprints
+the clean stage sends with each article: one learner that sees all of an outlet's articles once,
+whichever worker cleaned them. `learned()` returns the outlets' new states for a compacted topic
+that every worker follows and cleans with, so an outlet's articles can go to any worker.
+
 Because the desk remembers every article it has written out, a message delivered again (a
 worker restarted before its input offsets were committed, a clean stage that ran a batch twice)
 yields nothing: each article comes out once, enriched or dead-lettered, never both. An input an
@@ -18,7 +23,7 @@ import heapq
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex
@@ -27,17 +32,28 @@ from newsflow.pipeline.records import (
     Origin,
     Rejection,
     StoryAssignment,
+    article_fields,
     assignment_dict,
     assignment_from_dict,
     dead_letter_record,
+    enriched_record,
     story_record,
-    with_story,
 )
+from newsflow.pipeline.textclean import BoilerplateModel
+
+if TYPE_CHECKING:  # the desk itself loads no model
+    from newsflow.pipeline.enrich import Enriched
 
 log = logging.getLogger("newsflow.desk")
 
 # Logical destinations; the worker maps them to topic names.
-ENRICHED, STORIES, DEAD_LETTER, STATE = "enriched", "stories", "dead_letter", "state"
+ENRICHED, STORIES, DEAD_LETTER, STATE, BOILERPLATE = (
+    "enriched",
+    "stories",
+    "dead_letter",
+    "state",
+    "boilerplate",
+)
 
 KIND_ARTICLE, KIND_REJECTED = "article", "rejected"
 
@@ -62,18 +78,20 @@ class Decision:
     stage: str | None = None
 
 
-def article_message(
-    record: dict[str, Any], features: StoryFeatures, replay_count: int, origin: Origin | None
-) -> bytes:
-    """Return the features-topic message for a cleaned article (its record without story fields)."""
+def article_message(enriched: Enriched, replay_count: int, origin: Origin | None) -> bytes:
+    """Return the features-topic message for a cleaned article with its features."""
+    if enriched.features is None:
+        raise ValueError(f"{enriched.article.article_id} has no dedup features")
     return jsonio.dumps(
         {
             "kind": KIND_ARTICLE,
-            "article_id": features.article_id,
+            "article_id": enriched.article.article_id,
             "replay_count": replay_count,
             "origin": origin.as_dict() if origin else None,
-            "record": record,
-            "features": features.as_dict(),
+            "fields": article_fields(enriched.article, enriched.entities),
+            "features": enriched.features.as_dict(),
+            "outlet": enriched.outlet,
+            "lines": list(enriched.lines),
         }
     )
 
@@ -89,6 +107,30 @@ def rejected_message(article_id: str, dead_letter: dict[str, Any], received: flo
             "dead_letter": dead_letter,
         }
     )
+
+
+def latest(entries: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, bytes]:
+    """Return a compacted topic's live records: the latest value of each key, in the order written."""
+    live: dict[bytes, bytes] = {}
+    for key, value in entries:
+        # The latest record of a key wins, at the place it was written (as compaction keeps it).
+        live.pop(key, None)
+        if value is not None:
+            live[key] = value
+    return live
+
+
+def load_boilerplate(model: BoilerplateModel, key: bytes, value: bytes | None) -> None:
+    """Load one record of the boilerplate topic (outlet -> `BoilerplateModel.outlet_state`)."""
+    outlet = key.decode(errors="replace")
+    if value is None:
+        model.outlets.pop(outlet, None)
+        return
+    try:
+        model.load_outlet_state(outlet, jsonio.loads(value))
+    except ValueError as exc:
+        # E.g. written by another version: learn this outlet afresh rather than fail.
+        log.warning("ignoring learned boilerplate: %s", exc)
 
 
 def _article_key(article_id: str) -> bytes:
@@ -110,6 +152,9 @@ class DedupDesk:
     # (article id, replay count) of dead-lettered inputs -> when they were received.
     rejected: dict[tuple[str, int], float] = field(default_factory=dict)
     _rejected_by_age: list[tuple[float, str, int]] = field(default_factory=list)
+    boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
+    # Outlets whose boilerplate state changed since the last `learned()`.
+    _learned: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.index = StoryIndex(self.options)
@@ -122,21 +167,28 @@ class DedupDesk:
         entries: Iterable[tuple[bytes, bytes | None]],
         options: DedupOptions | None = None,
         max_payload_bytes: int = 1 << 20,
+        boilerplate: Iterable[tuple[bytes, bytes | None]] = (),
     ) -> DedupDesk:
-        """Return the desk rebuilt from its state topic's records, read in order."""
-        live: dict[bytes, bytes] = {}
-        for key, value in entries:
-            # The latest record of a key wins, at the place it was written (as compaction keeps it).
-            live.pop(key, None)
-            if value is not None:
-                live[key] = value
+        """Return the desk rebuilt from its state topic's and boilerplate topic's records, read in order."""
         desk = cls(options or DedupOptions(), max_payload_bytes)
-        for key, value in live.items():
+        for key, value in latest(entries).items():
             try:
                 desk._restore(key, jsonio.loads(value))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("skipping unreadable desk state %r: %s", key, exc)
+        for key, value in latest(boilerplate).items():
+            load_boilerplate(desk.boilerplate, key, value)
         return desk
+
+    def learned(self) -> list[Output]:
+        """Return the boilerplate state of every outlet that learned since the last call."""
+        outputs = []
+        for outlet in sorted(self._learned):
+            state = self.boilerplate.outlet_state(outlet)
+            if state is not None:
+                outputs.append(Output(BOILERPLATE, outlet.encode(), jsonio.dumps(state)))
+        self._learned.clear()
+        return outputs
 
     def _restore(self, key: bytes, entry: dict[str, Any]) -> None:
         kind, _, rest = key.decode().partition("/")
@@ -182,9 +234,8 @@ class DedupDesk:
             if kind != KIND_ARTICLE:
                 raise ValueError(f"unknown message kind {kind!r}")
             features = StoryFeatures.from_dict(body["features"])
-            record = body["record"]
-            if not isinstance(record, dict):
-                raise TypeError("record is not an object")
+            if not isinstance(body["fields"], dict) or not isinstance(body.get("lines", []), list):
+                raise TypeError("fields is not an object or lines not a list")
         except Exception as exc:  # noqa: BLE001 - any malformed message, whatever it breaks
             # Not one of ours (or from an incompatible version): keep its bytes, under its key or
             # else where it was read, so that a redelivery is recognised as well.
@@ -201,17 +252,20 @@ class DedupDesk:
             log.exception("dedup of %s failed", article_id)
             rejection = Rejection("dedup", "internal_error", f"{type(exc).__name__}: {exc}")
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin)
-        return self._article_out(features, assignment, record)
+        return self._article_out(features, assignment, body)
 
     def _article_out(
-        self, features: StoryFeatures, assignment: StoryAssignment, record: dict[str, Any]
+        self, features: StoryFeatures, assignment: StoryAssignment, body: dict[str, Any]
     ) -> Decision:
-        out = with_story(record, assignment)
+        out = enriched_record(body["fields"], assignment)
         story = self.index.stories[assignment.story_id]
         state = {"features": features.as_dict(), "assignment": assignment_dict(assignment)}
+        outlet, lines = str(body.get("outlet") or features.outlet), body.get("lines") or ()
+        self.boilerplate.observe_fingerprints(outlet, map(str, lines))
+        self._learned.add(outlet)
         outputs = (
             Output(ENRICHED, features.article_id.encode(), jsonio.dumps(out)),
-            Output(STORIES, story.story_id.encode(), jsonio.dumps(story_record(story.as_record()))),
+            Output(STORIES, story.story_id.encode(), jsonio.dumps(story_record(story))),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
             *self._expired(),
         )

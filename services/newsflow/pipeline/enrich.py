@@ -1,25 +1,42 @@
-"""The per-article stages that run in parallel across partitions: extract, clean, tag.
+"""The per-article stages that run in parallel across partitions: extract, clean, tag, features.
 
-`Enricher` holds the state those stages need (learned boilerplate, the NER model) and turns
-a batch of raw articles into a batch of results, one per input, in order.
+`Enricher` holds what those stages need (the outlets' learned boilerplate, the NER model, the
+sentence encoder) and turns raw articles into results, one per input, in order. It never raises
+for an article: whatever goes wrong with one becomes its `Rejection`, and the others go on.
+
+It runs in two steps so that a shell can place them: `clean` (decode, extract, boilerplate; one
+article at a time, on the thread that can bound a parse with a signal, see deadline.py) and
+`finish` (NER over the batch, then the dedup features: CPU-bound library code that may run on
+another thread). `enrich_batch` is both, for code that needs no such placement.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from newsflow.pipeline.dedup import StoryFeatures, article_features
+from newsflow.pipeline.embed import TextEncoder
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, extract_article, with_outlet_boilerplate_removed
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Rejection
-from newsflow.pipeline.textclean import BoilerplateModel
+from newsflow.pipeline.textclean import BoilerplateModel, fingerprints
+
+log = logging.getLogger("newsflow.enrich")
 
 StageTimer = Callable[[str, float], None]
+# Extraction outcomes with text worth cleaning of (and learning from) the outlet's boilerplate.
+_CLEANABLE = ("ok", "truncated", "not_article")
 
 
 def _no_timer(_stage: str, _seconds: float) -> None:
     return None
+
+
+def _internal_error(stage: str, exc: Exception) -> Rejection:
+    return Rejection(stage, "internal_error", f"{type(exc).__name__}: {exc}"[:1000])
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +45,15 @@ class Enriched:
 
     article: CleanArticle
     entities: EntityResult | None = None
+    features: StoryFeatures | None = None
+    # The outlet the input came under (an envelope may name another in the article) and the
+    # fingerprints of its lines before that outlet's learned boilerplate was removed: what the
+    # outlet's boilerplate model learns from.
+    outlet: str = ""
+    lines: tuple[str, ...] = ()
+
+
+Result = Enriched | Rejection
 
 
 @dataclass
@@ -35,32 +61,79 @@ class Enricher:
     options: ExtractOptions = field(default_factory=ExtractOptions)
     boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
     tagger: EntityTagger | None = None
+    # The dedup features are computed only with an encoder.
+    encoder: TextEncoder | None = None
+    # Learn the outlets' boilerplate here, from the articles cleaned. The worker does not: its
+    # model is a replica of what the single dedup writer learns from every worker's articles.
+    learn_boilerplate: bool = True
     on_stage_time: StageTimer = _no_timer
 
-    def clean(self, raw: RawArticle) -> CleanArticle | Rejection:
+    def clean(self, raw: RawArticle) -> Result:
         """Return the extracted article without general or outlet-specific boilerplate."""
         started = time.perf_counter()
-        result = extract_article(raw, self.options)
-        if isinstance(result, CleanArticle) and result.extraction.status in (
-            "ok",
-            "truncated",
-            "not_article",
-        ):
-            # Keyed by the outlet the message was routed by (an envelope may rename it later).
-            result = with_outlet_boilerplate_removed(result, self.boilerplate, raw.source.outlet)
-        self.on_stage_time("extract", time.perf_counter() - started)
-        return result
+        try:
+            result = extract_article(raw, self.options)
+            if not isinstance(result, CleanArticle):
+                return result
+            if result.extraction.status not in _CLEANABLE:
+                return Enriched(result, outlet=raw.source.outlet)
+            lines = fingerprints(result.text.split("\n"))
+            # Keyed by the outlet the input came under (an envelope may rename it later).
+            outlet = raw.source.outlet
+            article = with_outlet_boilerplate_removed(result, self.boilerplate, outlet, learn=False)
+            if self.learn_boilerplate:
+                self.boilerplate.observe_fingerprints(outlet, lines)
+            return Enriched(article, outlet=outlet, lines=lines)
+        except Exception as exc:  # noqa: BLE001 - one bad article must not stop the others
+            log.exception("cleaning %s failed", raw.article_id)
+            return _internal_error("extract", exc)
+        finally:
+            self.on_stage_time("extract", time.perf_counter() - started)
 
-    def tag(self, cleaned: Sequence[CleanArticle | Rejection]) -> list[Enriched | Rejection]:
-        """Return one result per cleaned article, in order, with entities tagged as one batch."""
-        articles = [c for c in cleaned if isinstance(c, CleanArticle)]
-        tags: dict[str, EntityResult] = {}
-        if self.tagger is not None and articles:
-            started = time.perf_counter()
-            tags = {a.article_id: t for a, t in zip(articles, self.tagger.tag_batch(articles), strict=True)}
+    def finish(self, cleaned: Sequence[Result], received: float | None = None) -> list[Result]:
+        """Return the cleaned results tagged (one NER batch) and, with an encoder, with features.
+
+        `received` is the dedup clock's reading for these articles (see `article_features`).
+        """
+        tagged = self._tag(cleaned)
+        if self.encoder is None:
+            return tagged
+        return [self._features(r, received) if isinstance(r, Enriched) else r for r in tagged]
+
+    def enrich_batch(self, raws: Sequence[RawArticle], received: float | None = None) -> list[Result]:
+        """Return one result per raw article, in input order."""
+        return self.finish([self.clean(r) for r in raws], received)
+
+    def _tag(self, cleaned: Sequence[Result]) -> list[Result]:
+        articles = [c.article for c in cleaned if isinstance(c, Enriched)]
+        if self.tagger is None or not articles:
+            return list(cleaned)
+        started = time.perf_counter()
+        try:
+            tags = iter(self.tagger.tag_batch(articles))
+        except Exception:  # noqa: BLE001 - one bad article must not cost the batch
+            log.exception("tagging a batch failed; tagging its articles one by one")
+            return [self._tag_one(c) if isinstance(c, Enriched) else c for c in cleaned]
+        finally:
             self.on_stage_time("entities", (time.perf_counter() - started) / len(articles))
-        return [c if isinstance(c, Rejection) else Enriched(c, tags.get(c.article_id)) for c in cleaned]
+        return [replace(c, entities=next(tags)) if isinstance(c, Enriched) else c for c in cleaned]
 
-    def enrich_batch(self, raws: Sequence[RawArticle]) -> list[Enriched | Rejection]:
-        """Return one result per raw article, in input order (entities tagged as one batch)."""
-        return self.tag([self.clean(r) for r in raws])
+    def _tag_one(self, enriched: Enriched) -> Result:
+        assert self.tagger is not None
+        try:
+            (tags,) = self.tagger.tag_batch([enriched.article])
+        except Exception as exc:  # noqa: BLE001
+            log.exception("tagging %s failed", enriched.article.article_id)
+            return _internal_error("enrich", exc)
+        return replace(enriched, entities=tags)
+
+    def _features(self, enriched: Enriched, received: float | None) -> Result:
+        started = time.perf_counter()
+        try:
+            features = article_features(enriched.article, enriched.entities, self.encoder, received)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("features of %s failed", enriched.article.article_id)
+            return _internal_error("enrich", exc)
+        finally:
+            self.on_stage_time("features", time.perf_counter() - started)
+        return replace(enriched, features=features)

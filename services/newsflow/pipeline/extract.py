@@ -288,10 +288,10 @@ def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection
 
 
 def with_outlet_boilerplate_removed(
-    article: CleanArticle, model: BoilerplateModel, outlet: str | None = None
+    article: CleanArticle, model: BoilerplateModel, outlet: str | None = None, learn: bool = True
 ) -> CleanArticle:
     """Return the article without the lines its outlet repeats across articles (and teach the model)."""
-    text, dropped = model.clean(outlet or article.source.outlet, article.text)
+    text, dropped = model.clean(outlet or article.source.outlet, article.text, learn=learn)
     if not dropped:
         return article
     text = normalize_text(text)

@@ -13,7 +13,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from newsflow.pipeline.dedup import Story
 
 ENRICHED_SCHEMA_VERSION = "1.3.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
@@ -187,18 +190,32 @@ def raw_headers(raw: RawArticle) -> list[tuple[str, bytes]]:
     return headers
 
 
-def raw_from_message(
-    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
-) -> RawArticle | Rejection:
-    """Rebuild a RawArticle from a Kafka message, or reject it if provenance is missing."""
+Headers = Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
+
+
+def decode_headers(headers: Headers, errors: str = "replace") -> dict[str, str]:
+    """Return Kafka headers as text (the last value of a repeated name wins).
+
+    `errors="strict"` raises UnicodeDecodeError for a value that is not UTF-8.
+    """
     items = headers.items() if isinstance(headers, Mapping) else (headers or ())
-    h: dict[str, str] = {}
-    for name, raw_value in items:
-        try:
-            h[name] = raw_value.decode() if isinstance(raw_value, bytes) else str(raw_value)
-        except UnicodeDecodeError:
-            return Rejection("decode", "bad_headers", f"header {name!r} is not UTF-8")
-    article_id = h.get(H_ARTICLE_ID) or (key.decode(errors="replace") if key else "")
+    return {k: (v.decode(errors=errors) if isinstance(v, bytes) else str(v)) for k, v in items}
+
+
+def raw_from_message(
+    key: bytes | None, value: bytes | None, headers: Headers, fallback_id: str = ""
+) -> RawArticle | Rejection:
+    """Rebuild a RawArticle from a Kafka message, or reject it if its provenance is unusable.
+
+    The article id is the article-id header, else the key, else `fallback_id` (where the message
+    was read: the same on every delivery).
+    """
+    try:
+        h = decode_headers(headers, errors="strict")
+    except UnicodeDecodeError:
+        bad = [k for k, v in decode_headers(headers).items() if "\ufffd" in v]
+        return Rejection("decode", "bad_headers", f"header {bad[0] if bad else '?'!r} is not UTF-8")
+    article_id = h.get(H_ARTICLE_ID) or (key.decode(errors="replace") if key else "") or fallback_id
     if not article_id:
         return Rejection("decode", "bad_headers", "message has neither a key nor an article-id header")
     content_type, _, params = h.get(H_CONTENT_TYPE, "").partition(";")
@@ -289,17 +306,11 @@ def _entity_dict(e: Entity) -> dict[str, Any]:
     }
 
 
-def enriched_record(
-    article: CleanArticle,
-    entities: EntityResult | None = None,
-    story: StoryAssignment | None = None,
-    processed_at: str | None = None,
-) -> dict[str, Any]:
-    """Return the output-topic record (schemas/enriched-article.schema.json) for one article."""
+def article_fields(article: CleanArticle, entities: EntityResult | None = None) -> dict[str, Any]:
+    """Return what the per-article stages found, as the enriched record's fields (see `enriched_record`)."""
     lang = article.language
     ex = article.extraction
     return {
-        "schema_version": ENRICHED_SCHEMA_VERSION,
         "article_id": article.article_id,
         "source": article.source.as_dict(),
         "title": article.title,
@@ -324,12 +335,28 @@ def enriched_record(
         "entities": [_entity_dict(e) for e in entities.entities] if entities else [],
         "entities_status": entities.status if entities else "not_run",
         "entities_model": entities.model if entities else None,
-        "story_id": story.story_id if story else None,
-        "duplicate_of": story.duplicate_of if story else None,
-        "duplicate_similarity": (
-            round(story.duplicate_similarity, 4) if story and story.duplicate_similarity is not None else None
-        ),
-        "story_score": round(story.story_score, 4) if story and story.story_score is not None else None,
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def enriched_record(
+    fields: Mapping[str, Any], story: StoryAssignment, processed_at: str | None = None
+) -> dict[str, Any]:
+    """Return the output-topic record (schemas/enriched-article.schema.json) for one article.
+
+    The one builder of that record: `fields` from `article_fields` (made where the article was
+    cleaned, carried to the single writer), `story` from the dedup decision.
+    """
+    return {
+        "schema_version": ENRICHED_SCHEMA_VERSION,
+        **fields,
+        "story_id": story.story_id,
+        "duplicate_of": story.duplicate_of,
+        "duplicate_similarity": _rounded(story.duplicate_similarity),
+        "story_score": _rounded(story.story_score),
         "processed_at": processed_at or utc_now_iso(),
     }
 
@@ -348,21 +375,6 @@ def assignment_from_dict(d: Mapping[str, Any]) -> StoryAssignment:
     )
 
 
-def with_story(record: dict[str, Any], story: StoryAssignment) -> dict[str, Any]:
-    """Return an enriched record with its story fields filled in."""
-    return {
-        **record,
-        "schema_version": ENRICHED_SCHEMA_VERSION,
-        "story_id": story.story_id,
-        "duplicate_of": story.duplicate_of,
-        "duplicate_similarity": (
-            round(story.duplicate_similarity, 4) if story.duplicate_similarity is not None else None
-        ),
-        "story_score": round(story.story_score, 4) if story.story_score is not None else None,
-        "processed_at": utc_now_iso(),
-    }
-
-
 # A story record lists at most this many members (the first and the latest), so that it fits in a
 # message however big the story grows; member_count says how many there are.
 MAX_STORY_MEMBERS = 200
@@ -376,23 +388,24 @@ def bounded_members(members: list[str]) -> list[str]:
     return [*members[:half], *members[-half:]]
 
 
-def story_record(story: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the stories-topic record (schemas/story.schema.json) from Story.as_record()."""
+def _iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
-    def iso(ts: float) -> str | None:
-        if not ts:
-            return None
-        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
+def story_record(story: Story, top_entities: int = 10) -> dict[str, Any]:
+    """Return the stories-topic record (schemas/story.schema.json) of a story's current state."""
+    top = sorted(story.entities.items(), key=lambda kv: -kv[1])[:top_entities]
     return {
         "schema_version": STORY_SCHEMA_VERSION,
-        "story_id": story["story_id"],
-        "headline": story["headline"],
-        "first_seen": iso(story["first_seen"]),
-        "last_seen": iso(story["last_seen"]),
-        "member_count": len(story["members"]),
-        "members": bounded_members(story["members"]),
-        "outlets": story["outlets"],
-        "top_entities": story["top_entities"],
+        "story_id": story.story_id,
+        "headline": story.headline,
+        "first_seen": _iso(story.first_seen),
+        "last_seen": _iso(story.last_seen),
+        "member_count": len(story.members),
+        "members": bounded_members(story.members),
+        "outlets": list(story.outlets),
+        "top_entities": [k for k, _ in top],
         "updated_at": utc_now_iso(),
     }

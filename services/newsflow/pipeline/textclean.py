@@ -201,6 +201,11 @@ def line_fingerprint(line: str) -> str:
     return hashlib.blake2b(folded.encode(), digest_size=8).hexdigest()
 
 
+def fingerprints(lines: Iterable[str]) -> tuple[str, ...]:
+    """Return the distinct fingerprints of the non-blank lines, sorted (what a model learns from)."""
+    return tuple(sorted({line_fingerprint(ln) for ln in lines if ln.strip()}))
+
+
 @dataclass
 class OutletLines:
     docs: int = 0
@@ -232,10 +237,14 @@ class BoilerplateModel:
 
     def observe(self, outlet: str, lines: Iterable[str]) -> None:
         """Count each distinct line of one article of `outlet`."""
+        self.observe_fingerprints(outlet, fingerprints(lines))
+
+    def observe_fingerprints(self, outlet: str, fps: Iterable[str]) -> None:
+        """Count one article of `outlet` given its lines' fingerprints (`fingerprints`)."""
         state = self.outlets.pop(outlet, None) or OutletLines()
         self.outlets[outlet] = state  # re-insert: dict order is the recency order
         state.docs += 1
-        for fp in {line_fingerprint(ln) for ln in lines if ln.strip()}:
+        for fp in set(fps):
             state.lines[fp] = state.lines.get(fp, 0) + 1
         if len(state.lines) > self.max_lines_per_outlet:
             keep = sorted(state.lines.items(), key=lambda kv: kv[1], reverse=True)[

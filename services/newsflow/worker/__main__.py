@@ -4,7 +4,7 @@
     NEWSFLOW_KAFKA_BOOTSTRAP=kafka:9092 NEWSFLOW_WORKER_METRICS_PORT=9101 newsflow-worker
 
 Start it, then send files with `newsflow-producer PATH`. Scale by starting more workers with the
-same NEWSFLOW_WORKER_APP_ID (and, with rocksdb://, their own NEWSFLOW_WORKER_DATA_DIR).
+same NEWSFLOW_WORKER_APP_ID: they share the raw topic's partitions, whatever the outlets.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"newsflow-worker: error: cannot load a model: {exc}\n")
         return 2
     try:
-        asyncio.run(create_topics(kafka, topic_specs(kafka) + worker_app.changelog_topics()))
+        asyncio.run(create_topics(kafka, topic_specs(kafka)))
     except TimeoutError as exc:
         sys.stderr.write(f"newsflow-worker: error: {exc}\n")
         return 1

@@ -15,16 +15,13 @@ _DEDUP = DedupOptions()
 @dataclass(frozen=True)
 class WorkerSettings:
     app_id: str = env(
-        "NEWSFLOW_WORKER_APP_ID", "newsflow-worker", "Faust app id (consumer group and table prefix)"
+        "NEWSFLOW_WORKER_APP_ID",
+        "newsflow-worker",
+        "Faust app id: the consumer group and the writer's transactional id",
     )
-    store: str = env(
-        "NEWSFLOW_WORKER_STORE",
-        "memory://",
-        "table store: memory:// (state rebuilt from changelogs) or rocksdb://",
-    )
-    data_dir: str = env("NEWSFLOW_WORKER_DATA_DIR", ".cache/worker", "Faust data dir (RocksDB tables)")
+    data_dir: str = env("NEWSFLOW_WORKER_DATA_DIR", ".cache/worker", "Faust data dir")
     metrics_port: int = env("NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)")
-    log_level: str = env("NEWSFLOW_LOG_LEVEL", "info", "debug, info, warning or error")
+    log_level: str = env("NEWSFLOW_LOG_LEVEL", "info", "log level: debug, info, warning or error")
     batch_size: int = env("NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch")
     batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.5, "longest wait to fill a batch")
     dedup_batch_size: int = env(
@@ -54,19 +51,23 @@ class WorkerSettings:
         "threads for the embedding model's matrix products (scale with workers, not threads)",
     )
     max_input_bytes: int = env(
-        "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES", _EXTRACT.max_input_bytes, "larger inputs go to the dead letters"
+        "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES",
+        _EXTRACT.max_input_bytes,
+        "larger inputs are dead-lettered (too_large)",
     )
     max_parse_seconds: float = env(
         "NEWSFLOW_EXTRACT_MAX_PARSE_SECONDS",
         _EXTRACT.max_parse_seconds,
-        "longer parses go to the dead letters (0: no bound)",
+        "wall-clock bound on parsing one input; slower ones are dead-lettered (timeout; 0: no bound)",
     )
     min_article_words: int = env(
         "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS",
         _EXTRACT.min_article_words,
         "fewer words: extraction.status is not_article",
     )
-    ner_model: str = env("NEWSFLOW_NER_MODEL", NER_MODEL, "installed spaCy pipeline used for NER")
+    ner_model: str = env(
+        "NEWSFLOW_NER_MODEL", NER_MODEL, "installed spaCy pipeline used for NER (e.g. a larger English model)"
+    )
     ner_max_chars: int = env(
         "NEWSFLOW_NER_MAX_CHARS", NER_MAX_CHARS, "NER reads at most this many characters per article"
     )
@@ -79,5 +80,5 @@ class WorkerSettings:
         "NEWSFLOW_DEDUP_COPY_CONTAINMENT", _DEDUP.copy_containment, "shared-shingle share that makes a copy"
     )
     story_window_hours: float = env(
-        "NEWSFLOW_DEDUP_WINDOW_HOURS", _DEDUP.window_hours, "stories older than this are closed"
+        "NEWSFLOW_DEDUP_WINDOW_HOURS", _DEDUP.window_hours, "stories older than this are closed and forgotten"
     )

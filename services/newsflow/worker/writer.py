@@ -1,7 +1,8 @@
 """The single writer's Kafka side: the desk's records and input offsets in one Kafka transaction.
 
 Each batch of features messages becomes one transaction holding the enriched records, dead
-letters, story updates, the desk's own state changes, and the features offsets after the batch.
+letters, story updates, the desk's own state changes, the outlets' boilerplate it learned, and the
+features offsets after the batch.
 A consumer reading with `isolation.level=read_committed` sees all of a batch or none of it.
 
 A worker killed mid-batch leaves an open transaction. Whoever takes the features partition next
@@ -23,13 +24,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
 from newsflow.pipeline.dedup import DedupOptions
-from newsflow.pipeline.desk import DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk
+from newsflow.pipeline.desk import BOILERPLATE, DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk
 from newsflow.pipeline.records import Origin
 from newsflow.settings import KafkaSettings
+from newsflow.worker.replica import read_to_end
 
 log = logging.getLogger("newsflow.writer")
 
@@ -66,12 +68,13 @@ class TransactionalWriter:
         self.desk = DedupDesk(options, max_payload_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._stale = True
-        self._on_rebuilt = on_rebuilt
+        self.on_rebuilt = on_rebuilt
         self._topics = {
             ENRICHED: kafka.topic_enriched,
             STORIES: kafka.topic_stories,
             DEAD_LETTER: kafka.topic_dead_letter,
             STATE: kafka.topic_dedup_state,
+            BOILERPLATE: kafka.topic_boilerplate,
         }
 
     def mark_stale(self) -> None:
@@ -110,7 +113,12 @@ class TransactionalWriter:
             self._stale = True
         if self._stale:
             started = time.monotonic()
-            self.desk = DedupDesk.from_state(await self._read_state(), self.options, self.max_payload_bytes)
+            self.desk = DedupDesk.from_state(
+                await read_to_end(self.kafka, self.kafka.topic_dedup_state),
+                self.options,
+                self.max_payload_bytes,
+                boilerplate=await read_to_end(self.kafka, self.kafka.topic_boilerplate),
+            )
             self._stale = False
             seconds = time.monotonic() - started
             log.info(
@@ -121,33 +129,8 @@ class TransactionalWriter:
                 len(self.desk.index.stories),
                 len(self.desk.rejected),
             )
-            if self._on_rebuilt is not None:
-                self._on_rebuilt(self.desk, seconds)
-
-    async def _read_state(self) -> list[tuple[bytes, bytes | None]]:
-        """Return the state topic's committed records up to its end, in order."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=self.kafka.max_message_bytes,
-        )
-        try:
-            await consumer.start()
-            tp = TopicPartition(self.kafka.topic_dedup_state, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            # For read_committed the end is the last stable offset: no open transaction is left
-            # once our producer has started, so this is everything committed.
-            end = (await consumer.end_offsets([tp]))[tp]
-            entries: list[tuple[bytes, bytes | None]] = []
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                entries.extend((m.key or b"", m.value) for m in batch.get(tp, ()))
-            return entries
-        finally:
-            await consumer.stop()
+            if self.on_rebuilt is not None:
+                self.on_rebuilt(self.desk, seconds)
 
     async def write_batch(
         self, events: Sequence[Any], should_stop: Callable[[], bool], owns: Callable[[], bool]
@@ -204,10 +187,10 @@ class TransactionalWriter:
             offsets[tp] = max(offsets.get(tp, 0), msg.offset + 1)
         try:
             await producer.begin_transaction()
+            outputs = [o for decision in decisions for o in decision.outputs]
             sent = [
                 await producer.send(self._topics[o.destination], o.value, key=o.key)
-                for decision in decisions
-                for o in decision.outputs
+                for o in [*outputs, *self.desk.learned()]
             ]
             # aiokafka commits a transaction once its batches are done, failed or not: every
             # record must be confirmed first, or a failed one would be committed as written.

@@ -1,0 +1,249 @@
+"""The worker's two agents, as thin shells: decode, call one stage object, send, count.
+
+- `CleanAgent` (raw -> features): the per-article stages (`Enricher`), in parallel over the raw
+  topic's partitions and the workers. Each article goes on as one features message: its record's
+  fields and dedup features, or the dead letter it became. At-least-once: what it repeats after
+  a crash, the writer drops.
+- `DedupAgent` (features -> outputs): the single writer (`TransactionalWriter` around the pure
+  `DedupDesk`), one Kafka transaction per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from newsflow.pipeline.dates import parse_datetime
+from newsflow.pipeline.desk import Decision, article_message, rejected_message
+from newsflow.pipeline.enrich import Enricher, Result
+from newsflow.pipeline.records import (
+    H_ARTICLE_ID,
+    Origin,
+    Rejection,
+    dead_letter_record,
+    decode_headers,
+    raw_from_message,
+    replay_count,
+)
+from newsflow.worker.metrics import WorkerMetrics
+from newsflow.worker.replica import TopicReplica
+from newsflow.worker.transport import withhold
+from newsflow.worker.writer import TransactionalWriter
+
+log = logging.getLogger("newsflow.worker")
+
+# How long a starting clean agent waits to have read what the writer learned of boilerplate.
+REPLICA_WAIT_SECONDS = 30.0
+
+
+def _origin(event: Any) -> Origin:
+    msg = event.message
+    return Origin(msg.topic, msg.partition, msg.offset)
+
+
+def _origin_id(event: Any) -> str:
+    """An id for a message without one: where it was read, the same on every delivery."""
+    msg = event.message
+    return f"@{msg.topic}/{msg.partition}/{msg.offset}"
+
+
+class Forwarder:
+    """Sends features messages; one the broker refuses goes on as a (bounded) dead letter instead."""
+
+    def __init__(self, topic: Any, metrics: WorkerMetrics, max_payload_bytes: int) -> None:
+        self.topic = topic
+        self.metrics = metrics
+        self.max_payload_bytes = max_payload_bytes
+
+    def message(self, result: Result, event: Any) -> tuple[bytes, bytes]:
+        """Return (key, features message) for one input's result."""
+        if isinstance(result, Rejection):
+            return self.dead_letter(result, event)
+        headers = decode_headers(event.headers)
+        try:
+            message = article_message(result, replay_count(headers), _origin(event))
+        except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
+            log.exception("the features message of %s failed", result.article.article_id)
+            return self.dead_letter(
+                Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"), event
+            )
+        self.metrics.messages.labels("extract", result.article.extraction.status).inc()
+        return result.article.article_id.encode(), message
+
+    def dead_letter(self, rejection: Rejection, event: Any) -> tuple[bytes, bytes]:
+        """Return (key, features message) that carries an input's dead letter to the writer."""
+        headers = decode_headers(event.headers)
+        key = headers[H_ARTICLE_ID].encode() if H_ARTICLE_ID in headers else (event.key or b"")
+        record = dead_letter_record(
+            rejection,
+            event.value or b"",
+            key,
+            headers,
+            origin=_origin(event),
+            max_payload_bytes=self.max_payload_bytes,
+        )
+        article_id = key.decode(errors="replace") or _origin_id(event)
+        log.warning("rejected %s: %s (%s)", article_id, rejection.reason, rejection.detail)
+        self.metrics.messages.labels(rejection.stage, "rejected").inc()
+        # The desk's clock is when the pipeline got the input, never a time the input claims.
+        return article_id.encode(), rejected_message(article_id, record, time.time())
+
+    async def forward(self, messages: Sequence[tuple[bytes, bytes]], events: Sequence[Any]) -> None:
+        """Send one message per event and wait for the broker.
+
+        A message the broker refuses goes as a dead letter instead; events of which not even
+        that goes through (the broker gone for longer than the producer's timeout) are withheld
+        from the committed offsets, so they are read again.
+        """
+        errors = await self._send_all(messages)
+        failed = [event for error, event in zip(errors, events, strict=True) if error is not None]
+        fallbacks = []
+        for error, event in zip(errors, events, strict=True):
+            if error is not None:
+                log.error("forwarding %r failed: %r", event.key, error)
+                rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
+                fallbacks.append(self.dead_letter(rejection, event))
+        unsent = [e for e, err in zip(failed, await self._send_all(fallbacks), strict=True) if err]
+        if unsent:
+            log.error(
+                "%d messages could be neither forwarded nor dead-lettered; they will be read again",
+                len(unsent),
+            )
+            self.metrics.messages.labels("enrich", "unsendable").inc(len(unsent))
+            withhold(unsent)
+
+    async def _send_all(self, messages: Sequence[tuple[bytes, bytes]]) -> list[BaseException | None]:
+        """Send messages and wait for the broker; return each one's error (None: delivered)."""
+        futures: list[Awaitable[Any] | BaseException] = []
+        for key, value in messages:
+            try:
+                futures.append(await self.topic.send(key=key, value=value))
+            except Exception as exc:  # noqa: BLE001 - Faust refuses some messages at once (too large)
+                futures.append(exc)
+        waiting = [f for f in futures if not isinstance(f, BaseException)]
+        results = iter(await asyncio.gather(*waiting, return_exceptions=True))
+        out: list[BaseException | None] = []
+        for f in futures:
+            r = f if isinstance(f, BaseException) else next(results)
+            out.append(r if isinstance(r, BaseException) else None)
+        return out
+
+
+class CleanAgent:
+    """raw -> features, in batches: decode and clean each article, then tag and featurize the batch."""
+
+    def __init__(
+        self,
+        enricher: Enricher,
+        forwarder: Forwarder,
+        boilerplate: TopicReplica,
+        metrics: WorkerMetrics,
+        should_stop: Callable[[], bool],
+        batch: tuple[int, float] = (32, 0.5),
+    ) -> None:
+        self.batch_size, self.batch_seconds = batch
+        self.enricher = enricher
+        self.forwarder = forwarder
+        self.boilerplate = boilerplate
+        self.metrics = metrics
+        self.should_stop = should_stop
+
+    async def run(self, stream: Any) -> AsyncIterator[None]:
+        """The Faust agent (take_events, not take: each message's key and headers are needed)."""
+        batches = stream.take_events(self.batch_size, within=self.batch_seconds)
+        async with self.boilerplate.running(REPLICA_WAIT_SECONDS):
+            async for events in batches:
+                self.metrics.messages.labels("decode", "in").inc(len(events))
+                self.metrics.batch_size.labels("clean").observe(len(events))
+                try:
+                    await self.batch(events)
+                except asyncio.CancelledError:
+                    withhold(events)  # the next owner of these partitions reads them again
+                    raise
+                yield None
+
+    async def batch(self, events: Sequence[Any]) -> None:
+        cleaned: list[Result] = []
+        for event in events:
+            raw = raw_from_message(event.key, event.value, event.headers, _origin_id(event))
+            # Extraction runs here, on the event loop's (main) thread, where a signal can bound a
+            # parse (pipeline/deadline.py); one page at a time, so the loop keeps heartbeating.
+            cleaned.append(raw if isinstance(raw, Rejection) else self.enricher.clean(raw))
+            # A stop never waits for a batch of slow pages: once Faust is stopping, give the
+            # batch up unsent. Its offsets stay uncommitted (transport.py, fix 3), so whoever owns
+            # the partition next reads it again, and the writer drops what was already forwarded.
+            await asyncio.sleep(0)
+            if self.should_stop():
+                withhold(events)
+                return
+        # NER and the embeddings are library code that runs for seconds per batch: off the loop,
+        # so that the consumer's heartbeats and fetches and the dedup agent go on meanwhile.
+        # The desk's clock: when the pipeline got the articles, never a time they claim.
+        results = await asyncio.to_thread(self.enricher.finish, cleaned, time.time())
+        messages = [self.forwarder.message(r, e) for r, e in zip(results, events, strict=True)]
+        await self.forwarder.forward(messages, events)
+
+
+def _received_seconds_ago(record: dict[str, Any] | None) -> float | None:
+    dt = parse_datetime(str((record or {}).get("source", {}).get("received_at", "")))
+    return None if dt is None else time.time() - dt.timestamp()
+
+
+class DedupAgent:
+    """features -> enriched, stories, dead letters: each batch decided and written as one transaction."""
+
+    def __init__(
+        self,
+        writer: TransactionalWriter,
+        metrics: WorkerMetrics,
+        should_stop: Callable[[], bool],
+        owns_features: Callable[[], bool],
+        batch: tuple[int, float] = (64, 0.2),
+    ) -> None:
+        self.batch_size, self.batch_seconds = batch
+        self.writer = writer
+        self.metrics = metrics
+        self.should_stop = should_stop
+        self.owns_features = owns_features
+
+    async def run(self, stream: Any) -> AsyncIterator[None]:
+        """The Faust agent."""
+        batches = stream.take_events(self.batch_size, within=self.batch_seconds)
+        try:
+            async for events in batches:
+                self.metrics.messages.labels("dedup", "in").inc(len(events))
+                self.metrics.batch_size.labels("dedup").observe(len(events))
+                started = time.perf_counter()
+                decisions = await self.writer.write_batch(events, self.should_stop, self.owns_features)
+                if decisions:
+                    seconds = (time.perf_counter() - started) / len(events)
+                    self.metrics.stage_seconds.labels("dedup").observe(seconds)
+                    self.count(decisions)
+                yield None
+        finally:
+            await self.writer.stop()
+
+    def count(self, decisions: Sequence[Decision]) -> None:
+        m = self.metrics
+        for d in decisions:
+            if d.outcome == "duplicate":
+                m.messages.labels("dedup", "duplicate").inc()
+            elif d.outcome == "dead_letter":
+                m.dead_letters.labels(d.stage or "dedup", d.reason or "internal_error").inc()
+            else:
+                m.dedup_decisions.labels(d.outcome).inc()
+                m.messages.labels("output", "out").inc()
+                age = _received_seconds_ago(d.record)
+                if age is not None and age >= 0:
+                    m.end_to_end_seconds.observe(age)
+        self.observe_desk()
+
+    def observe_desk(self, rebuild_seconds: float | None = None) -> None:
+        desk = self.writer.desk
+        self.metrics.dedup_index_articles.set(len(desk.index))
+        self.metrics.dedup_stories_open.set(len(desk.index.stories))
+        if rebuild_seconds is not None:
+            self.metrics.desk_rebuild_seconds.set(rebuild_seconds)

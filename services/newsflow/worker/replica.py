@@ -1,0 +1,117 @@
+"""Reading the writer's compacted topics: once to the end (a rebuild) or following them (a replica).
+
+The dedup writer rebuilds its desk from them at start; every clean stage follows the boilerplate
+topic, so each worker cleans with what the writer learned from all workers' articles. Both read
+committed records only: what an aborted transaction wrote is never seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from newsflow.settings import KafkaSettings
+
+log = logging.getLogger("newsflow.replica")
+
+Entry = tuple[bytes, bytes | None]
+
+
+def _consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
+
+
+async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
+    """Assign every partition of `topic` from its beginning; return each one's end offset now."""
+    await consumer.topics()  # fetches the cluster's metadata
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    # For read_committed the end is the last stable offset: everything committed so far.
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    return ends
+
+
+async def read_to_end(kafka: KafkaSettings, topic: str) -> list[Entry]:
+    """Return a topic's committed records, up to its end when called, in order per partition."""
+    consumer = _consumer(kafka)
+    try:
+        await consumer.start()
+        ends = await _assign_all(consumer, topic)
+        entries: list[Entry] = []
+        for tp, end in ends.items():
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                entries.extend((m.key or b"", m.value) for m in batch.get(tp, ()))
+        return entries
+    finally:
+        await consumer.stop()
+
+
+class TopicReplica:
+    """Follows a compacted topic from its beginning, handing every record to `apply`.
+
+    `ready` is set once the records committed when it started have all been applied (a worker
+    that starts cleaning earlier would clean with less than was learned).
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, apply: Callable[[bytes, bytes | None], None]
+    ) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.apply = apply
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Follow the topic until cancelled; reconnect after an error."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a replica lagging is better than a worker stopping
+                log.warning("following %s failed; starting again in 2s", self.topic, exc_info=True)
+                await asyncio.sleep(2.0)
+
+    async def _follow(self) -> None:
+        consumer = _consumer(self.kafka)
+        try:
+            await consumer.start()
+            ends = await _assign_all(consumer, self.topic)
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for m in records:
+                        self.apply(m.key or b"", m.value)
+                if not self.ready.is_set() and all(
+                    [await consumer.position(tp) >= end for tp, end in ends.items()]
+                ):
+                    self.ready.set()
+        finally:
+            await consumer.stop()
+
+    @contextlib.asynccontextmanager
+    async def running(self, wait_seconds: float) -> AsyncIterator[None]:
+        """Follow the topic while in the block; wait up to `wait_seconds` for `ready` on entry."""
+        task = asyncio.ensure_future(self.run())
+        try:
+            try:
+                await asyncio.wait_for(self.ready.wait(), wait_seconds)
+            except TimeoutError:
+                log.warning("%s not read to its end within %gs; going on", self.topic, wait_seconds)
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
