@@ -1,0 +1,333 @@
+"""Throughput, latency and the profile of the whole chain, each against the libraries alone.
+
+    python bench/throughput_bench.py ../shared/data [--size 300] [--record]
+
+On a corpus built by bench/corpus.py (real pages, wire texts and their copies), one run measures:
+  (a) the libraries alone, serial: trafilatura.extract (HTML) and spaCy NER-only `nlp.pipe`;
+  (b) the worker's stage chain in one process: `Enricher` (clean, NER, dedup features), the
+      features message, and the single writer's `DedupDesk.decide`, with each stage's share;
+  (c) end to end through a real Kafka broker (its own, on a free port) with one worker;
+  (d) two worker processes, on the many-outlet corpus and on the same files as one outlet;
+  (e) produce-to-enriched latency (p50/p99) of a steady stream at 50 % of (c)'s rate.
+Every rate is also given as a ratio to (a), measured in the same run. Workers are warmed up
+(models loaded, partitions assigned, a first batch through) before their timing starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import local_broker, record  # noqa: E402
+from bench.corpus import build  # noqa: E402
+
+BATCH = 32  # the worker's default batch
+
+
+def raws_of(files: list[Path]) -> list:  # noqa: ANN001 - list of RawArticle
+    from newsflow.pipeline.records import RawArticle
+    from newsflow.producer.sources import read_article
+
+    out = []
+    for path in files:
+        item = read_article(path.parent.parent, path)
+        if isinstance(item, RawArticle):
+            out.append(item)
+    return out
+
+
+def libraries_alone(raws: list) -> float:  # noqa: ANN001
+    """(a) Seconds for trafilatura + spaCy NER-only over the corpus, serially."""
+    import spacy
+    import trafilatura
+
+    from newsflow.pipeline.entities import NON_NER_COMPONENTS
+    from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
+
+    nlp = spacy.load(NER_MODEL, exclude=list(NON_NER_COMPONENTS))
+    trafilatura.extract("<html><body><p>warm up</p></body></html>")
+    started = time.perf_counter()
+    texts = []
+    for raw in raws:
+        if raw.source.content_type == "text/html":
+            texts.append(trafilatura.extract(raw.payload.decode(errors="replace")) or "")
+        else:
+            texts.append(raw.payload.decode(errors="replace"))
+    for _ in nlp.pipe((t[:NER_MAX_CHARS] for t in texts), batch_size=BATCH):
+        pass
+    return time.perf_counter() - started
+
+
+def stage_chain(raws: list) -> tuple[float, dict[str, float]]:  # noqa: ANN001
+    """(b) Seconds for the worker's stages in one process, and seconds per stage."""
+    from threadpoolctl import threadpool_limits
+
+    from newsflow.pipeline.desk import DedupDesk, article_message
+    from newsflow.pipeline.embed import default_encoder
+    from newsflow.pipeline.enrich import Enriched, Enricher
+    from newsflow.pipeline.entities import EntityTagger
+    from newsflow.pipeline.extract import warm_up
+    from newsflow.pipeline.records import Origin
+
+    threadpool_limits(1)  # as the worker (NEWSFLOW_WORKER_COMPUTE_THREADS)
+    shares: dict[str, float] = defaultdict(float)
+
+    features = [0.0]
+
+    def timer(stage: str, seconds: float) -> None:
+        if stage == "features":  # once per article (extract is timed here, entities per batch)
+            features[0] += seconds
+
+    enricher = Enricher(
+        tagger=EntityTagger(), encoder=default_encoder(), learn_boilerplate=False, on_stage_time=timer
+    )
+    warm_up()
+    desk = DedupDesk()
+    origin = Origin("raw", 0, 0)
+    started = time.perf_counter()
+    for start in range(0, len(raws), BATCH):
+        batch = raws[start : start + BATCH]
+        t0 = time.perf_counter()
+        cleaned = [enricher.clean(r) for r in batch]
+        t1 = time.perf_counter()
+        before = features[0]
+        results = enricher.finish(cleaned, time.time())
+        t2 = time.perf_counter()
+        messages = [article_message(r, 0, origin) for r in results if isinstance(r, Enriched)]
+        t3 = time.perf_counter()
+        for m in messages:
+            desk.decide(m, origin)
+        desk.learned()
+        t4 = time.perf_counter()
+        shares["extract + clean"] += t1 - t0
+        shares["dedup features (embedding, MinHash)"] += features[0] - before
+        shares["NER"] += (t2 - t1) - (features[0] - before)
+        shares["features message (JSON)"] += t3 - t2
+        shares["dedup decide"] += t4 - t3
+    return time.perf_counter() - started, dict(shares)
+
+
+@contextmanager
+def workers(kafka, count: int, workdir: Path, app_id: str) -> Iterator[list]:  # noqa: ANN001
+    from tests.integration.kafka_helpers import start_worker
+
+    procs = []
+    try:
+        for i in range(count):
+            procs.append(start_worker(kafka, workdir / f"{app_id}-{i}.log", app_id, {}))
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+
+
+class Outputs:
+    """Reads the output topics read_committed; remembers when each key arrived."""
+
+    def __init__(self, kafka) -> None:  # noqa: ANN001
+        from tests.integration.crash import CommittedReader
+
+        self.reader = CommittedReader(kafka)
+
+    def __enter__(self) -> Outputs:
+        self.reader.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.__exit__(*exc)
+
+    def arrived(self) -> dict[str, tuple[float, dict]]:
+        with self.reader.collected.lock:
+            return {k: (t, r) for t, _, k, r in self.reader.collected.records}
+
+    def wait_for(self, keys: set[str], timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while not keys <= self.arrived().keys():
+            if time.monotonic() > deadline:
+                missing = len(keys - self.arrived().keys())
+                raise TimeoutError(f"{missing} of {len(keys)} articles did not come out in {timeout:.0f}s")
+            time.sleep(0.1)
+        return max(self.arrived()[k][0] for k in keys)
+
+
+def send(kafka, raws: list, rate: float | None = None) -> list[str]:  # noqa: ANN001
+    """Send raw articles (received-at = when sent), as fast as possible or at `rate` per second."""
+    from aiokafka import AIOKafkaProducer
+
+    from newsflow.pipeline.records import raw_headers, utc_now_iso
+
+    async def run() -> list[str]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap,
+            acks="all",
+            max_request_size=kafka.max_message_bytes,
+            linger_ms=5,
+        )
+        await producer.start()
+        try:
+            started = time.monotonic()
+            futures = []
+            for n, raw in enumerate(raws):
+                if rate:
+                    await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+                raw = replace(raw, source=replace(raw.source, received_at=utc_now_iso()))
+                futures.append(
+                    await producer.send(
+                        kafka.topic_raw, raw.payload, key=raw.article_id.encode(), headers=raw_headers(raw)
+                    )
+                )
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        return [r.article_id for r in raws]
+
+    return asyncio.run(run())
+
+
+def fresh_topics(bootstrap: str, name: str):  # noqa: ANN201
+    from dataclasses import fields
+
+    from newsflow.settings import KafkaSettings
+    from tests.integration.kafka_helpers import ensure_topics
+
+    base = KafkaSettings(bootstrap=bootstrap)
+    kafka = replace(
+        base,
+        **{f.name: f"{getattr(base, f.name)}.{name}" for f in fields(base) if f.name.startswith("topic_")},
+    )
+    ensure_topics(kafka)
+    return kafka
+
+
+def through_kafka(bootstrap: str, raws: list, warm: list, count: int, workdir: Path, name: str) -> float:  # noqa: ANN001
+    """(c)/(d) Seconds from the first send until every article is out, with `count` warmed workers."""
+    kafka = fresh_topics(bootstrap, name)
+    with workers(kafka, count, workdir, name), Outputs(kafka) as out:
+        out.wait_for(set(send(kafka, warm)), timeout=300)
+        time.sleep(2.0)
+        started = time.monotonic()
+        finished = out.wait_for(set(send(kafka, raws)), timeout=3600)
+    return finished - started
+
+
+def latency(bootstrap: str, raws: list, warm: list, rate: float, workdir: Path) -> list[float]:  # noqa: ANN001
+    """(e) Produce-to-enriched seconds of each article of a stream at `rate` per second."""
+    from newsflow.pipeline.dates import parse_datetime
+
+    kafka = fresh_topics(bootstrap, "latency")
+    with workers(kafka, 1, workdir, "latency"), Outputs(kafka) as out:
+        out.wait_for(set(send(kafka, warm)), timeout=300)
+        time.sleep(2.0)
+        ids = set(send(kafka, raws, rate=rate))
+        out.wait_for(ids, timeout=3600)
+        arrived = out.arrived()
+    # wall clock at arrival, from the monotonic stamp of the reader
+    offset = time.time() - time.monotonic()
+    waits = []
+    for key in ids:
+        t, rec = arrived[key]
+        sent = parse_datetime(str(rec.get("source", {}).get("received_at", "")))
+        if sent is not None:
+            waits.append(t + offset - sent.timestamp())
+    return sorted(waits)
+
+
+def pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--size", type=int, default=300, help="articles in the corpus")
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="length of the steady stream (e)")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="newsflow-throughput-"))
+    files = build(args.data_dir, work / "mixed", args.size)
+    one = build(args.data_dir, work / "one", args.size, one_outlet=True)
+    warmups = build(args.data_dir, work / "warm", 8 * BATCH)[-16:]  # copies, unlike any timed article
+    raws, one_raws, warm_raws = raws_of(files), raws_of(one), raws_of(warmups)
+    n = len(raws)
+    print(f"corpus: {n} articles ({work})", flush=True)
+
+    lib = libraries_alone(raws)
+    print(f"(a) libraries alone: {n / lib:.2f}/s", flush=True)
+    chain, shares = stage_chain(raws)
+    print(f"(b) stage chain in process: {n / chain:.2f}/s", flush=True)
+    rows = [
+        ("(a) trafilatura + spaCy NER-only, serial", n / lib),
+        ("(b) stage chain, one process", n / chain),
+    ]
+    os.environ.setdefault("NEWSFLOW_LOG_LEVEL", "warning")
+    with local_broker() as bootstrap:
+        one_worker = through_kafka(bootstrap, raws, warm_raws, 1, work, "one-worker")
+        print(f"(c) one worker: {n / one_worker:.2f}/s", flush=True)
+        two = through_kafka(bootstrap, raws, warm_raws, 2, work, "two-workers")
+        print(f"(d) two workers, many outlets: {n / two:.2f}/s", flush=True)
+        two_one = through_kafka(bootstrap, one_raws, warm_raws, 2, work, "two-workers-one-outlet")
+        print(f"(d) two workers, one outlet: {n / two_one:.2f}/s", flush=True)
+        rate = 0.5 * n / one_worker
+        stream = (raws * (1 + int(rate * args.latency_seconds) // n))[
+            : max(1, int(rate * args.latency_seconds))
+        ]
+        stream = [replace(r, article_id=f"{r.article_id}-l{i}") for i, r in enumerate(stream)]
+        waits = latency(bootstrap, stream, warm_raws, rate, work)
+    rows += [
+        ("(c) end to end, real Kafka, one worker", n / one_worker),
+        ("(d) two workers, many outlets", n / two),
+        ("(d) two workers, the same files as one outlet", n / two_one),
+    ]
+    total = sum(shares.values())
+    lines = [
+        f"{n} articles from `bench/corpus.py {args.data_dir} --size {args.size}` (pages, wire texts, copies); "
+        f"{os.cpu_count()} cores; workers with one BLAS thread each",
+        "",
+        "| what | articles/s | ratio to (a) |",
+        "|---|---|---|",
+        *[f"| {name} | {r:.2f} | {r / (n / lib):.2f} |" for name, r in rows],
+        "",
+        f"two workers / one worker: {(n / two) / (n / one_worker):.2f} (many outlets), "
+        f"{(n / two_one) / (n / one_worker):.2f} (one outlet)",
+        "",
+        f"(e) produce-to-enriched latency at {rate:.2f} articles/s (50 % of (c)), {len(waits)} articles: "
+        f"p50 {pct(waits, 50):.2f} s, p99 {pct(waits, 99):.2f} s, max {waits[-1]:.2f} s",
+        "",
+        "(g) where the in-process time goes (b):",
+        "",
+        "| stage | share | ms/article |",
+        "|---|---|---|",
+        *[
+            f"| {stage} | {s / total:.0%} | {1000 * s / n:.1f} |"
+            for stage, s in sorted(shares.items(), key=lambda kv: -kv[1])
+        ],
+        "",
+        f"single writer: `DedupDesk.decide` alone runs {n / shares['dedup decide']:.0f} articles/s "
+        f"(one core), against {n / (total - shares['dedup decide']):.2f}/s per core for the per-article stages",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.record:
+        record("Throughput, latency and profile of the chain", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
