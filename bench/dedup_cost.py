@@ -17,20 +17,24 @@ same state, without paying a lookup per filled article.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import record  # noqa: E402
+from bench.common import local_broker, record  # noqa: E402
 from newsflow.pipeline import jsonio  # noqa: E402
 from newsflow.pipeline.dedup import NUM_PERM, StoryFeatures, StoryIndex, story_similarity  # noqa: E402
+from newsflow.pipeline.desk import DedupDesk  # noqa: E402
 from newsflow.pipeline.embed import DIM, quantize  # noqa: E402
 from newsflow.pipeline.records import StoryAssignment, assignment_dict  # noqa: E402
+from newsflow.topics import create_topics, topic_specs  # noqa: E402
 
 
 def synthetic(i: int, rng: random.Random) -> StoryFeatures:
@@ -92,6 +96,52 @@ def measure(n: int) -> tuple[float, float, float, float]:
     return state_bytes / min(n, 2000), mem_per_article, lat[500] * 1000, lat[989] * 1000
 
 
+def state_records(n: int) -> Iterator[tuple[bytes, bytes]]:
+    """The dedup state topic's records for `n` synthetic articles, each its own story."""
+    rng = random.Random(n)
+    for i in range(n):
+        f = synthetic(i, rng)
+        value = {"features": f.as_dict(), "assignment": assignment_dict(new_story(f))}
+        yield f"a/{f.article_id}".encode(), jsonio.dumps(value)
+
+
+def restart_seconds(n: int) -> tuple[float, float]:
+    """Return (seconds to read the state topic, seconds to rebuild the desk) for `n` articles.
+
+    The records go to a topic on a broker of the bench's own; the writer's own code reads them
+    back (read_committed, to the end) and rebuilds its desk, as a restarted writer does.
+    """
+    from aiokafka import AIOKafkaProducer
+
+    from newsflow.settings import KafkaSettings
+    from newsflow.worker.replica import read_to_end
+
+    with local_broker() as bootstrap:
+        kafka = KafkaSettings(bootstrap=bootstrap)
+
+        async def fill() -> None:
+            await create_topics(kafka, [t for t in topic_specs(kafka) if t.name == kafka.topic_dedup_state])
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1 << 20)
+            await producer.start()
+            try:
+                pending = [
+                    await producer.send(kafka.topic_dedup_state, v, key=k) for k, v in state_records(n)
+                ]
+                await asyncio.gather(*pending)
+            finally:
+                await producer.stop()
+
+        asyncio.run(fill())
+        started = time.perf_counter()
+        entries = asyncio.run(read_to_end(kafka, kafka.topic_dedup_state))
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        desk = DedupDesk.from_state(entries)
+        rebuild = time.perf_counter() - started
+        assert len(desk.index) == n
+    return read, rebuild
+
+
 def linear_scan_ms(n: int = 2000) -> float:
     rng = random.Random(0)
     index = StoryIndex()
@@ -110,6 +160,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--restart",
+        type=int,
+        nargs="*",
+        default=[],
+        help="sizes at which to time a writer's rebuild from Kafka",
+    )
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     rows = [
@@ -121,7 +178,18 @@ def main() -> int:
         rows.append(f"| {n:,} | {state:,.0f} | {mem:,.0f} | {p50:.2f} | {p99:.2f} |")
         print(rows[-1], flush=True)
     scan = linear_scan_ms()
-    report = "\n".join([*rows, "", f"baseline: linear scan of 2,000 stories per lookup {scan:.1f} ms"])
+    rows += ["", f"baseline: linear scan of 2,000 stories per lookup {scan:.1f} ms"]
+    if args.restart:
+        rows += [
+            "",
+            "| state records | read the state topic (s) | rebuild the desk (s) | total (s) |",
+            "|---|---|---|---|",
+        ]
+    for n in args.restart:
+        read, rebuild = restart_seconds(n)
+        rows.append(f"| {n:,} | {read:.1f} | {rebuild:.1f} | {read + rebuild:.1f} |")
+        print(rows[-1], flush=True)
+    report = "\n".join(rows)
     print(report)
     if args.record:
         record("Dedup state and lookup cost", report)

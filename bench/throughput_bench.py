@@ -8,7 +8,10 @@ On a corpus built by bench/corpus.py (real pages, wire texts and their copies), 
       features message, and the single writer's `DedupDesk.decide`, with each stage's share;
   (c) end to end through a real Kafka broker (its own, on a free port) with one worker;
   (d) two worker processes, on the many-outlet corpus and on the same files as one outlet;
-  (e) produce-to-enriched latency (p50/p99) of a steady stream at 50 % of (c)'s rate.
+  (e) produce-to-enriched latency (p50/p99) of a steady stream at 50 % of (c)'s rate;
+  (f) the worker's memory (RSS) over a stream at (c)'s rate for `--soak-seconds`, with a story
+      window of `--soak-window-seconds` so that the index reaches its steady size within the run;
+  (g) each in-process stage's share of the time.
 Every rate is also given as a ratio to (a), measured in the same run. Workers are warmed up
 (models loaded, partitions assigned, a first batch through) before their timing starts.
 """
@@ -48,15 +51,20 @@ def raws_of(files: list[Path]) -> list:  # noqa: ANN001 - list of RawArticle
     return out
 
 
-def libraries_alone(raws: list) -> float:  # noqa: ANN001
-    """(a) Seconds for trafilatura + spaCy NER-only over the corpus, serially."""
+def libraries_alone(raws: list) -> tuple[float, float]:  # noqa: ANN001
+    """(a) Seconds for trafilatura + spaCy NER-only over the corpus, serially; and the seconds
+    the sentence-embedding model (the dedup stage's third model) adds on the same texts."""
     import spacy
     import trafilatura
+    from threadpoolctl import threadpool_limits
 
+    from newsflow.pipeline.embed import default_encoder
     from newsflow.pipeline.entities import NON_NER_COMPONENTS
     from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
 
+    threadpool_limits(1)
     nlp = spacy.load(NER_MODEL, exclude=list(NON_NER_COMPONENTS))
+    encoder = default_encoder()
     trafilatura.extract("<html><body><p>warm up</p></body></html>")
     started = time.perf_counter()
     texts = []
@@ -67,7 +75,11 @@ def libraries_alone(raws: list) -> float:  # noqa: ANN001
             texts.append(raw.payload.decode(errors="replace"))
     for _ in nlp.pipe((t[:NER_MAX_CHARS] for t in texts), batch_size=BATCH):
         pass
-    return time.perf_counter() - started
+    libraries = time.perf_counter() - started
+    started = time.perf_counter()
+    for text in texts:
+        encoder.encode(text)
+    return libraries, time.perf_counter() - started
 
 
 def stage_chain(raws: list) -> tuple[float, dict[str, float]]:  # noqa: ANN001
@@ -246,6 +258,46 @@ def latency(bootstrap: str, raws: list, warm: list, rate: float, workdir: Path) 
     return sorted(waits)
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def soak(
+    bootstrap: str, raws: list, warm: list, rate: float, seconds: float, window: float, workdir: Path
+) -> list[tuple[float, float, int]]:  # noqa: ANN001
+    """(f) Return (seconds, worker RSS MiB, articles out) samples over a steady stream."""
+    import threading
+
+    kafka = fresh_topics(bootstrap, "soak")
+    count = max(1, int(rate * seconds))
+    stream = [
+        replace(r, article_id=f"{r.article_id}-s{i}") for i, r in enumerate(raws * (1 + count // len(raws)))
+    ][:count]
+    env = {"NEWSFLOW_DEDUP_WINDOW_HOURS": str(window / 3600)}
+    from tests.integration.kafka_helpers import start_worker
+
+    worker = start_worker(kafka, workdir / "soak.log", "soak", env)
+    samples: list[tuple[float, float, int]] = []
+    try:
+        with Outputs(kafka) as out:
+            out.wait_for(set(send(kafka, warm)), timeout=300)
+            sender = threading.Thread(target=send, args=(kafka, stream, rate), daemon=True)
+            started = time.monotonic()
+            sender.start()
+            while sender.is_alive() or len(out.arrived()) < len(stream) + len(warm):
+                samples.append((time.monotonic() - started, rss_mib(worker.pid), len(out.arrived())))
+                if time.monotonic() - started > 2 * seconds + 300:
+                    break
+                time.sleep(5.0)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    return samples
+
+
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
@@ -257,6 +309,8 @@ def main() -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--size", type=int, default=300, help="articles in the corpus")
     parser.add_argument("--latency-seconds", type=float, default=60.0, help="length of the steady stream (e)")
+    parser.add_argument("--soak-seconds", type=float, default=180.0, help="length of the memory run (f)")
+    parser.add_argument("--soak-window-seconds", type=float, default=60.0, help="story window in (f)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
 
@@ -268,8 +322,11 @@ def main() -> int:
     n = len(raws)
     print(f"corpus: {n} articles ({work})", flush=True)
 
-    lib = libraries_alone(raws)
-    print(f"(a) libraries alone: {n / lib:.2f}/s", flush=True)
+    lib, embedding = libraries_alone(raws)
+    print(
+        f"(a) libraries alone: {n / lib:.2f}/s ({n / (lib + embedding):.2f}/s with the embedding model)",
+        flush=True,
+    )
     chain, shares = stage_chain(raws)
     print(f"(b) stage chain in process: {n / chain:.2f}/s", flush=True)
     rows = [
@@ -290,6 +347,10 @@ def main() -> int:
         ]
         stream = [replace(r, article_id=f"{r.article_id}-l{i}") for i, r in enumerate(stream)]
         waits = latency(bootstrap, stream, warm_raws, rate, work)
+        print(f"(e) latency p50 {pct(waits, 50):.2f} s, p99 {pct(waits, 99):.2f} s", flush=True)
+        samples = soak(
+            bootstrap, raws, warm_raws, n / one_worker, args.soak_seconds, args.soak_window_seconds, work
+        )
     rows += [
         ("(c) end to end, real Kafka, one worker", n / one_worker),
         ("(d) two workers, many outlets", n / two),
@@ -300,15 +361,23 @@ def main() -> int:
         f"{n} articles from `bench/corpus.py {args.data_dir} --size {args.size}` (pages, wire texts, copies); "
         f"{os.cpu_count()} cores; workers with one BLAS thread each",
         "",
-        "| what | articles/s | ratio to (a) |",
-        "|---|---|---|",
-        *[f"| {name} | {r:.2f} | {r / (n / lib):.2f} |" for name, r in rows],
+        "| what | articles/s | ratio to (a) | ratio to (a') |",
+        "|---|---|---|---|",
+        *[
+            f"| {name} | {r:.2f} | {r / (n / lib):.2f} | {r / (n / (lib + embedding)):.2f} |"
+            for name, r in rows
+        ],
         "",
         f"two workers / one worker: {(n / two) / (n / one_worker):.2f} (many outlets), "
         f"{(n / two_one) / (n / one_worker):.2f} (one outlet)",
         "",
         f"(e) produce-to-enriched latency at {rate:.2f} articles/s (50 % of (c)), {len(waits)} articles: "
         f"p50 {pct(waits, 50):.2f} s, p99 {pct(waits, 99):.2f} s, max {waits[-1]:.2f} s",
+        "",
+        f"(f) worker RSS over {samples[-1][2]} articles in {samples[-1][0]:.0f} s at (c)'s rate, "
+        f"story window {args.soak_window_seconds:.0f} s: "
+        + ", ".join(f"{t:.0f} s {m:.0f} MiB" for t, m, _ in samples[:: max(1, len(samples) // 8)])
+        + f"; last {samples[-1][1]:.0f} MiB",
         "",
         "(g) where the in-process time goes (b):",
         "",

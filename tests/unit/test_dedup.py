@@ -289,7 +289,7 @@ def _named(article_id: str, entities: list[str], terms: list[str]) -> StoryFeatu
 
 
 def _story_of(f: StoryFeatures) -> Story:
-    story = Story("s", f.timestamp, f.timestamp, f.title, {}, set())
+    story = Story("s", f.timestamp, f.timestamp, f.title)
     story.add(f, DedupOptions())
     return story
 

@@ -21,15 +21,16 @@ import heapq
 import math
 import re
 import sys
+from array import array
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch import MinHash
 from spacy.lang.en.stop_words import STOP_WORDS
 from wordfreq import zipf_frequency
 
@@ -37,6 +38,7 @@ from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
 from newsflow.pipeline.entities import strip_possessive
+from newsflow.pipeline.lsh import BandIndex
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
@@ -277,6 +279,39 @@ def estimated_containment(a: _Signed, b: _Signed) -> float:
     return min(1.0, inter / min(a.shingle_count, b.shingle_count))
 
 
+class Weights(Mapping[str, float]):
+    """A story's weighted keys (names or words), read-only and compact.
+
+    A dict of 20 floats costs about 1.1 KB; a tuple of interned keys and an array of doubles,
+    about 0.4 KB. A story keeps two of these, and at a million open stories that is gigabytes.
+    """
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, pairs: Iterable[tuple[str, float]] = ()) -> None:
+        items = list(pairs)
+        self._keys = tuple(k for k, _ in items)
+        self._values = array("d", [v for _, v in items])  # from a list: no spare capacity
+
+    def __getitem__(self, key: str) -> float:
+        try:
+            return self._values[self._keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def pairs(self) -> Iterator[tuple[str, float]]:
+        return zip(self._keys, self._values, strict=True)
+
+
 @dataclass(frozen=True, slots=True)
 class IndexedArticle:
     """What the index keeps of an article: enough to find copies of it and to answer again.
@@ -290,24 +325,34 @@ class IndexedArticle:
     assignment: StoryAssignment
 
 
-@dataclass
+@dataclass(slots=True)
 class Story:
     story_id: str
     first_seen: float
     last_seen: float
     headline: str
-    entities: dict[str, float]
-    quotes: set[int]
+    entities: Weights = field(default_factory=Weights)
+    # The members' quote shingles, sorted (an array: 4 bytes each, not a set's 50).
+    quotes: array[int] = field(default_factory=lambda: array("I"))
     members: list[str] = field(default_factory=list)
     # The members' salient words, bounded like `entities` (for `DedupOptions.names_to_differ`).
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: Weights = field(default_factory=Weights)
     outlets: list[str] = field(default_factory=list)
-    # The sum of the members' embeddings (None until a member has one) and its length: the
-    # centroid articles are compared with is their quotient.
-    vector_sum: np.ndarray | None = None
+    # The members' embeddings: while the story has one (most stories), that member's quantized
+    # bytes (384 bytes instead of 1.5 KB of floats); from the second on, their sum as floats.
+    embedding: bytes = b""
+    vector_total: np.ndarray | None = None
+    # The length of `vector_sum`: the centroid articles are compared with is their quotient.
     vector_norm: float = 0.0
     # When its latest member was received: the story's age on the index's clock (expiry).
     last_received: float = 0.0
+
+    @property
+    def vector_sum(self) -> np.ndarray | None:
+        """The sum of the members' unit embeddings (None until a member has one)."""
+        if self.vector_total is not None:
+            return self.vector_total
+        return dequantize(self.embedding) if self.embedding else None
 
     def add(self, f: StoryFeatures, options: DedupOptions) -> None:
         """Fold an article into the centroid (bounded) and the member list."""
@@ -315,12 +360,16 @@ class Story:
         self.entities = _merge(self.entities, f.entities, n, options.max_story_entities)
         self.terms = _merge(self.terms, f.terms, n, options.max_story_entities)
         if f.embedding:
-            vector = dequantize(f.embedding)
-            self.vector_sum = vector if self.vector_sum is None else self.vector_sum + vector
-            self.vector_norm = float(np.linalg.norm(self.vector_sum))
-        self.quotes |= f.quotes
-        if len(self.quotes) > 4 * MAX_QUOTE_SHINGLES:
-            self.quotes = set(sorted(self.quotes)[: 4 * MAX_QUOTE_SHINGLES])
+            current = self.vector_sum
+            if current is None:
+                self.embedding = f.embedding
+                current = dequantize(f.embedding)
+            else:
+                current = current + dequantize(f.embedding)
+                self.vector_total, self.embedding = current, b""
+            self.vector_norm = float(np.linalg.norm(current))
+        if f.quotes:
+            self.quotes = array("I", sorted(f.quotes.union(self.quotes))[: 4 * MAX_QUOTE_SHINGLES])
         self.members.append(f.article_id)
         if f.outlet not in self.outlets:
             self.outlets.append(f.outlet)
@@ -329,14 +378,14 @@ class Story:
         self.last_received = max(self.last_received, f.received or f.timestamp)
 
 
-def _merge(centroid: dict[str, float], new: dict[str, float], n: int, keep: int) -> dict[str, float]:
-    merged = {k: v * n for k, v in centroid.items()}
+def _merge(centroid: Weights, new: Mapping[str, float], n: int, keep: int) -> Weights:
+    merged = {k: v * n for k, v in centroid.pairs()}
     for k, v in new.items():
         # Interned: open stories share one copy of each word or name, however many use it.
         k = sys.intern(k)
         merged[k] = merged.get(k, 0.0) + v
     top = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
-    return {k: v / (n + 1) for k, v in top}
+    return Weights((k, v / (n + 1)) for k, v in top)
 
 
 def story_similarity(
@@ -354,11 +403,12 @@ def story_similarity(
     if vector is None and f.embedding:
         vector = dequantize(f.embedding)
     semantic = 0.0
-    if vector is not None and story.vector_sum is not None and story.vector_norm:
-        semantic = float(vector @ story.vector_sum) / story.vector_norm
+    total = story.vector_sum if vector is not None else None
+    if vector is not None and total is not None and story.vector_norm:
+        semantic = float(vector @ total) / story.vector_norm
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
-    if len(f.quotes & story.quotes) >= 3:
+    if f.quotes and len(f.quotes.intersection(story.quotes)) >= 3:
         semantic += 0.3
     elif _names_differ(f, story, options.names_to_differ):
         return 0.0
@@ -429,12 +479,12 @@ class StoryIndex:
 
     def __init__(self, options: DedupOptions | None = None) -> None:
         self.options = options or DedupOptions()
-        self.lsh = MinHashLSH(threshold=self.options.lsh_jaccard, num_perm=NUM_PERM)
+        self.lsh = BandIndex(self.options.lsh_jaccard, NUM_PERM)
         self.articles: dict[str, IndexedArticle] = {}
         self.stories: dict[str, Story] = {}
         # key -> story ids, oldest first (a dict as an ordered set: O(1) refresh and eviction).
         self.postings: dict[str, dict[str, None]] = {}
-        self.story_keys: dict[str, set[str]] = {}
+        self.story_keys: dict[str, tuple[str, ...]] = {}
         # (last_received, story_id), lazily updated: expiry pops only what is old, never scans.
         self._by_age: list[tuple[float, str]] = []
         self.watermark = 0.0
@@ -467,14 +517,10 @@ class StoryIndex:
         ranked = heapq.nlargest(self.options.max_candidates, votes.items(), key=itemgetter(1))
         return [self.stories[sid] for sid, _ in ranked if self._in_window(f, self.stories[sid])]
 
-    @staticmethod
-    def _minhash(signature: np.ndarray) -> LeanMinHash:
-        return LeanMinHash(seed=7, hashvalues=signature, scheme=MINHASH_SCHEME)
-
     def find_copy(self, f: StoryFeatures) -> tuple[str, float] | None:
         """Return (first-seen article id, containment) of the text this one copies, if any."""
         best: tuple[str, float] | None = None
-        for other_id in sorted(self.lsh.query(self._minhash(np.asarray(f.signature, dtype=np.uint32)))):
+        for other_id in sorted(self.lsh.query(f.signature)):
             other = self.articles.get(other_id)
             if other is None or other_id == f.article_id:
                 continue
@@ -521,15 +567,17 @@ class StoryIndex:
         """Index an article under a decision already taken (used by `assign` and on recovery)."""
         story = self.stories.get(assignment.story_id)
         if story is None:
-            story = Story(assignment.story_id, f.timestamp, f.timestamp, f.title, {}, set())
+            story = Story(assignment.story_id, f.timestamp, f.timestamp, f.title)
             self.stories[story.story_id] = story
         story.add(f, self.options)
         heapq.heappush(self._by_age, (story.last_received, story.story_id))
         signature = np.asarray(f.signature, dtype=np.uint32)
-        self.lsh.insert(f.article_id, self._minhash(signature))
+        self.lsh.insert(f.article_id, signature)
         self.articles[f.article_id] = IndexedArticle(signature, f.shingle_count, assignment)
         keys = self._postings_keys(f)
-        self.story_keys.setdefault(story.story_id, set()).update(keys)
+        # A tuple, not a set: a set of 30 keys costs 2 KB, and this is only walked at expiry.
+        known = self.story_keys.get(story.story_id, ())
+        self.story_keys[story.story_id] = tuple(sorted(set(known).union(keys))) if known else tuple(keys)
         limit = self.options.max_stories_per_key
         for key in keys:
             ids = self.postings.setdefault(key, {})
@@ -561,8 +609,9 @@ class StoryIndex:
         for sid in old:
             story = self.stories.pop(sid)
             for member in story.members:
-                if self.articles.pop(member, None) is not None:
-                    self.lsh.remove(member)
+                indexed = self.articles.pop(member, None)
+                if indexed is not None:
+                    self.lsh.remove(member, indexed.signature)
                     self.expired_articles.append(member)
             for key in self.story_keys.pop(sid, ()):
                 ids = self.postings.get(key)

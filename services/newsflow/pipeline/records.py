@@ -396,7 +396,7 @@ def _iso(ts: float) -> str | None:
 
 def story_record(story: Story, top_entities: int = 10) -> dict[str, Any]:
     """Return the stories-topic record (schemas/story.schema.json) of a story's current state."""
-    top = sorted(story.entities.items(), key=lambda kv: -kv[1])[:top_entities]
+    top = sorted(story.entities.pairs(), key=lambda kv: -kv[1])[:top_entities]
     return {
         "schema_version": STORY_SCHEMA_VERSION,
         "story_id": story.story_id,
