@@ -16,10 +16,10 @@ test: ## set up, lint, start a test Kafka, run unit, contract, integration and e
 lint: ## ruff and mypy only
 	@scripts/bootstrap.sh && scripts/lint.sh
 
-quality: ## the quality floors alone: extraction and story F1 on the dev data (DATA=../shared/data)
+quality: ## the quality floors alone: extraction, story, copies and NER F1 on the dev data (DATA=../shared/data)
 	@scripts/bootstrap.sh && scripts/quality.sh $(DATA)
 
-bench: ## extraction, NER, dedup and producer benchmarks (DATA=../shared/data)
+bench: ## quality, NER speed, dedup cost, producer, throughput/latency/memory benchmarks (DATA=../shared/data)
 	@scripts/bench.sh $(or $(DATA),../shared/data)
 
 kafka-start: ## start the local Kafka broker and leave it running

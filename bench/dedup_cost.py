@@ -5,7 +5,7 @@
 Each synthetic article has the shape of a real one (15 weighted terms from a 50k-word vocabulary,
 10 entities from a 20k-name pool, 64-value MinHash, a few quote shingles, a 384-dimension
 embedding) and its own story, all inside one window. Reported: serialized state per article (the
-changelog table value) and the process memory per article, and p50/p99 of `StoryIndex.assign`
+state topic value) and the process memory per article, and p50/p99 of `StoryIndex.assign`
 measured on 1,000 further articles after the index is filled. Baseline: a linear scan over the
 same stories (on the first 2,000), which is what the inverted index and LSH avoid.
 
@@ -170,7 +170,7 @@ def main() -> int:
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     rows = [
-        "| indexed articles | state bytes/article (table value, JSON) | memory bytes/article | assign p50 ms | assign p99 ms |",
+        "| indexed articles | state bytes/article (state topic value, JSON) | memory bytes/article | assign p50 ms | assign p99 ms |",
         "|---|---|---|---|---|",
     ]
     for n in args.sizes:

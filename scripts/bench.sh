@@ -7,6 +7,10 @@ scripts/bootstrap.sh
 .venv/bin/python bench/extraction_eval.py "$data" --record
 OMP_NUM_THREADS=1 .venv/bin/python bench/ner_bench.py "$data" --record
 .venv/bin/python bench/story_eval.py "$data" --record
+.venv/bin/python bench/ner_eval.py "$data" --record
 .venv/bin/python bench/dedup_cost.py --record
 .venv/bin/python bench/producer_bench.py --record
+# Throughput, scale-out, latency, memory and the profile, at a small size (about 8 minutes);
+# a larger run: --size 3000 --soak-seconds 1800.
+.venv/bin/python bench/throughput_bench.py "$data" --size 300 --soak-seconds 120 --record
 # Not here, it takes about 10 minutes: .venv/bin/python bench/delivery_bench.py --record

@@ -4,9 +4,17 @@ from dataclasses import replace
 
 import pytest
 
-from newsflow.pipeline.entities import EntityTagger, build_entities, cap_text, clean_mention, entity_key
+from newsflow.pipeline.entities import (
+    EntityTagger,
+    build_entities,
+    cap_text,
+    cased_for_ner,
+    clean_mention,
+    entity_key,
+)
 from newsflow.pipeline.extract import extract_article
-from newsflow.pipeline.records import CleanArticle, Language
+from newsflow.pipeline.places import country_key
+from newsflow.pipeline.records import CleanArticle, Extraction, Language, Source
 from tests.conftest import SEEDS, raw_from_file
 
 
@@ -116,8 +124,13 @@ def test_mention_spans_point_at_the_cleaned_text(tagger, seed_articles):
             for m in entity.mentions:
                 surface = article.text[m.start : m.end]
                 key = entity_key(clean_mention(surface, entity.label))
-                # exact key, or a one-word name merged into the full one ("Putin" -> "vladimir putin")
-                assert key == entity.key or key in (entity.key.split()[0], entity.key.split()[-1]), (
+                # exact key, a one-word name merged into the full one ("Putin" -> "vladimir putin"),
+                # or another name of the same country ("US" -> "united states")
+                assert (
+                    key == entity.key
+                    or key in (entity.key.split()[0], entity.key.split()[-1])
+                    or country_key(key) == entity.key
+                ), (
                     surface,
                     entity,
                 )
@@ -127,3 +140,66 @@ def test_other_languages_are_skipped_with_a_reason(tagger, seed_articles):
     french = replace(seed_articles[0], language=Language("fr", 0.99))
     (result,) = tagger.tag_batch([french])
     assert result.entities == () and result.status == "skipped_language"
+
+
+def test_a_surname_the_model_called_an_organisation_takes_the_full_names_label_and_key():
+    text = "Vaclav Havel spoke on Monday. Havel said the vote stands. Critics of Havel disagreed."
+    ents = build_entities(text, spans(text, ("Vaclav Havel", "PERSON"), ("Havel", "ORG"), ("Havel", "ORG")))
+    assert [(e.key, e.label, e.count) for e in ents] == [("vaclav havel", "PERSON", 3)]
+
+
+def test_a_company_named_by_its_first_word_is_the_company():
+    text = "Newmont Mining bid for the mine. Newmont said the offer was final."
+    ents = build_entities(text, spans(text, ("Newmont Mining", "ORG"), ("Newmont", "PERSON")))
+    assert [(e.key, e.label, e.count) for e in ents] == [("newmont mining", "ORG", 2)]
+
+
+def test_a_city_next_to_a_person_of_its_name_stays_a_city():
+    text = "George Washington's papers arrived in Washington on Monday."
+    ents = build_entities(text, spans(text, ("George Washington", "PERSON"), ("Washington", "GPE")))
+    assert {(e.key, e.label) for e in ents} == {("george washington", "PERSON"), ("washington", "GPE")}
+
+
+def test_every_name_of_a_country_is_one_key_and_a_place():
+    text = "The US said on Friday that the United States and America, the U.S. and the USA agree."
+    raw = spans(
+        text,
+        ("US", "GPE"),
+        ("United States", "ORG"),
+        ("America", "GPE"),
+        ("U.S.", "GPE"),
+        ("USA", "ORG"),
+    )
+    ents = build_entities(text, raw)
+    assert [(e.key, e.label, e.coarse_label, e.count) for e in ents] == [("united states", "GPE", "LOC", 5)]
+
+
+def test_places_the_model_took_for_people_or_things_are_places_but_a_club_stays_a_club():
+    text = "Shelling hit Kryvyi Rih overnight. Kursk was quiet. Barcelona beat Madrid 2-0."
+    raw = spans(text, ("Kryvyi Rih", "PERSON"), ("Kursk", "PRODUCT"), ("Barcelona", "ORG"))
+    labels = {e.key: e.label for e in build_entities(text, raw)}
+    assert labels == {"kryvyi rih": "GPE", "kursk": "GPE", "barcelona": "ORG"}
+
+
+def test_all_caps_lines_and_shouted_words_are_recased_for_the_model_at_the_same_offsets():
+    text = "MADRID 1996-08-22\nSOCCER - JAPAN GET LUCKY WIN\nHe said it was COMPLETELY fine, the FBI and NATO agreed."
+    cased = cased_for_ner(text)
+    assert len(cased) == len(text)
+    assert cased.splitlines()[0] == "Madrid 1996-08-22"
+    assert "Japan" in cased.splitlines()[1] and "lucky" in cased.splitlines()[1]
+    assert cased.splitlines()[2] == "He said it was completely fine, the FBI and NATO agreed."
+    plain = "Ordinary text with a NATO summit and the EU.\nNothing to change here."
+    assert cased_for_ner(plain) == plain
+
+
+def test_an_all_caps_dateline_is_found_by_the_model(tagger):
+    article = CleanArticle(
+        "caps",
+        Source("caps.txt", "wire", "text/plain", "2026-01-01T00:00:00Z"),
+        "MADRID 1996-08-22\nThe government in Madrid approved the budget on Thursday after a long debate.",
+        Extraction("plain_text", "ok", 100, "utf-8"),
+        Language("en", 1.0),
+    )
+    (result,) = tagger.tag_batch([article])
+    madrid = [e for e in result.entities if e.key == "madrid"]
+    assert madrid and madrid[0].count == 2 and madrid[0].coarse_label == "LOC"

