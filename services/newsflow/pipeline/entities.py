@@ -11,7 +11,6 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from wordfreq import zipf_frequency
@@ -161,8 +160,27 @@ _PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
 _NOT_RELABELLED = _PLACE_LABELS | {"ORG", "NORP"}
 
 
-def _settle_places(groups: dict[str, _Group]) -> None:
+# A name right after one of these is where something happens: "in Dnipro" is the city, whatever
+# the model says, where "Dnipro won" may be the club. So is a name listed with a place: "Odesa
+# and Dnipro were hit".
+_LOCATIVE = frozenset({"in", "near", "outside", "around", "across", "into", "at"})
+_LISTED = re.compile(r"^\s*(?:,|and|or)\s*$")
+
+
+def _said_as_place(text: str, spans: list[tuple[int, int]], places: list[tuple[int, int]]) -> bool:
+    for start, end in spans:
+        before = text[max(0, start - 12) : start].split()
+        if before and before[-1].lower() in _LOCATIVE:
+            return True
+        for p_start, p_end in places:
+            if _LISTED.match(text[p_end:start]) or _LISTED.match(text[end:p_start]):
+                return True
+    return False
+
+
+def _settle_places(groups: dict[str, _Group], text: str) -> None:
     """Give every country one key and the label GPE, and places the model mislabelled a place label."""
+    places = [span for g in groups.values() if _label(g) in _PLACE_LABELS for span in g.spans]
     for key in list(groups):
         group = groups[key]
         canonical = country_key(key)
@@ -170,8 +188,9 @@ def _settle_places(groups: dict[str, _Group]) -> None:
             group.labels = Counter({"GPE": len(group.spans)})
             if canonical != key:
                 _fold(groups, key, canonical, keep_target_label=False)
-        elif _label(group) not in _NOT_RELABELLED and is_place(key):
-            group.labels = Counter({"GPE": len(group.spans)})
+        elif _label(group) not in _PLACE_LABELS and is_place(key):
+            if _label(group) not in _NOT_RELABELLED or _said_as_place(text, group.spans, places):
+                group.labels = Counter({"GPE": len(group.spans)})
 
 
 def build_entities(
@@ -190,7 +209,7 @@ def build_entities(
         g.names[name] += 1
         g.labels[label] += 1
         g.spans.append((start, end))
-    _settle_places(groups)
+    _settle_places(groups, text)
     _merge_short_names(groups)
     if not groups:
         return []
@@ -225,48 +244,79 @@ def build_entities(
 
 
 _WORD = re.compile(r"[^\W\d_]+")
+_CAPS_WORD = re.compile(r"[^\W\d_a-z]{2,}")
 # A shouted word this long that is also a common word ("COMPLETELY") is emphasis, not a name.
 _SHOUTED_MIN_LETTERS = 5
 _COMMON_ZIPF = 4.0
 _RARE_ZIPF = 3.5
 # Short words at least this frequent ("the", "win", "says") are words, not acronyms.
 _ORDINARY_ZIPF = 5.0
+_PLACE_WORD_ZIPF = 4.5
 
 
-def _recased(word: str, in_caps_line: bool) -> str:
-    """Return an all-caps word as a cased text would have it (same length)."""
+def _recased(word: str, in_caps: bool) -> str:
+    """Return an all-caps word as a cased text would have it (same length).
+
+    `in_caps` says the word is in a passage or line in capitals, where every word is in capitals;
+    otherwise it is a single shouted word, recased only if it is a common word or a place.
+    """
     low = word.lower()
     zipf = zipf_frequency(low, "en")
-    if not in_caps_line:
+    name = word[0] + word[1:].lower()
+    if len(word) <= 3 and country_key(low) is not None:  # "US", "UK", "UAE" are written so
+        return word
+    # A country, or a place that is not also a common word ("MADRID", not "SURPRISE", Arizona).
+    if country_key(low) is not None or (is_place(low) and zipf < _PLACE_WORD_ZIPF):
+        return name
+    if not in_caps:
         return low if len(word) >= _SHOUTED_MIN_LETTERS and zipf >= _COMMON_ZIPF else word
     if len(word) <= 4 and zipf < _ORDINARY_ZIPF:  # an acronym ("US", "FBI", "NASA"), not "THE" or "WIN"
         return word
-    if is_place(low) or zipf < _RARE_ZIPF:  # "MADRID", "HAVEL": names
-        return word[0] + word[1:].lower()
-    return low
+    return name if zipf < _RARE_ZIPF else low  # "HAVEL" is a name, "LUCKY" a word
 
 
-def _recased_match(match: re.Match[str], in_caps_line: bool) -> str:
-    word = match.group()
-    return _recased(word, in_caps_line) if word.isupper() else word
+# This many all-caps words in a row are a passage in capitals (a shouted quote inside a line),
+# read like a headline; fewer are acronyms or a shouted word.
+_CAPS_RUN_WORDS = 3
+
+
+def _caps_runs(words: list[re.Match[str]]) -> list[bool]:
+    """Return, for each word, whether it is in a run of _CAPS_RUN_WORDS or more all-caps words."""
+    out = [False] * len(words)
+    start = 0
+    while start < len(words):
+        end = start
+        while end < len(words) and words[end].group().isupper():
+            end += 1
+        if sum(len(w.group()) > 1 for w in words[start:end]) >= _CAPS_RUN_WORDS:
+            out[start:end] = [True] * (end - start)
+        start = end + 1
+    return out
+
+
+def _recased_line(line: str) -> str:
+    words = list(_WORD.finditer(line))
+    letters = [c for c in line if c.isalpha()]
+    whole = len(letters) >= 4 and sum(c.isupper() for c in letters) >= 0.9 * len(letters)
+    runs = [True] * len(words) if whole else _caps_runs(words)
+    pieces, last = [], 0
+    for word, in_caps in zip(words, runs, strict=True):
+        text = word.group()
+        if text.isupper() and (in_caps or len(text) >= _SHOUTED_MIN_LETTERS):
+            pieces += [line[last : word.start()], _recased(text, in_caps)]
+            last = word.end()
+    new = "".join([*pieces, line[last:]])
+    return new if len(new) == len(line) else line
 
 
 def cased_for_ner(text: str) -> str:
-    """Return the text with all-caps lines (headlines, datelines) and shouted words recased.
+    """Return the text with all-caps lines (headlines, datelines), passages and shouted words recased.
 
     NER models learn names from case; "MADRID" or a headline in capitals reads to them as
     nothing in particular. The result has the same length, so the model's offsets are the
     original text's.
     """
-    lines = []
-    for line in text.split("\n"):
-        letters = [c for c in line if c.isalpha()]
-        caps = len(letters) >= 4 and sum(c.isupper() for c in letters) >= 0.9 * len(letters)
-        if caps or any(w.isupper() and len(w) >= _SHOUTED_MIN_LETTERS for w in _WORD.findall(line)):
-            new = _WORD.sub(partial(_recased_match, in_caps_line=caps), line)
-            line = new if len(new) == len(line) else line
-        lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(_recased_line(line) if _CAPS_WORD.search(line) else line for line in text.split("\n"))
 
 
 def cap_text(text: str, max_chars: int) -> str:
