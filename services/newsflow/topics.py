@@ -31,6 +31,12 @@ log = logging.getLogger("newsflow.topics")
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
+# Compacted topics are read from their start by every (re)starting reader: roll segments hourly
+# (the active one is never compacted) and compact once a tenth is superseded, so what a reader
+# replays stays close to one record per key.
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000), "min.cleanable.dirty.ratio": "0.1"}
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
@@ -48,12 +54,12 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         # One partition: the dedup stage is a single writer, so its decisions never depend on
         # how raw articles were spread over partitions and workers.
         TopicSpec(kafka.topic_features, 1, size),
-        TopicSpec(kafka.topic_stories, 1, {**size, "cleanup.policy": "compact"}),
+        TopicSpec(kafka.topic_stories, 1, {**size, **COMPACTED}),
         # The writer's memory of every article in the window, rebuilt at start: compacted, so it
         # holds one record per article (expired ones are deleted by tombstones).
-        TopicSpec(kafka.topic_dedup_state, 1, {**size, "cleanup.policy": "compact"}),
+        TopicSpec(kafka.topic_dedup_state, 1, {**size, **COMPACTED}),
         # What the writer learned of each outlet's boilerplate, followed by every clean stage.
-        TopicSpec(kafka.topic_boilerplate, 1, {**size, "cleanup.policy": "compact"}),
+        TopicSpec(kafka.topic_boilerplate, 1, {**size, **COMPACTED}),
     ]
 
 

@@ -22,7 +22,7 @@ from newsflow.pipeline.enrich import Enriched
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.records import Origin, Rejection, dead_letter_record
 from newsflow.pipeline.schema import schema_errors
-from newsflow.pipeline.textclean import BoilerplateModel, fingerprints
+from newsflow.pipeline.textclean import BoilerplateModel, OutletLines, fingerprints
 from tests.unit.test_dedup import BRIDGE, BRIDGE_OTHER_OUTLET, ELECTION, article
 
 ORIGIN = Origin("newsflow.articles.raw", 0, 1)
@@ -190,3 +190,25 @@ def test_the_desk_learns_an_outlets_boilerplate_from_articles_written_once(tagge
     for model in (replica, rebuilt.boilerplate):
         text, dropped = model.clean("harbourtimes", f"A new report.\n{footer}", learn=False)
         assert (text, dropped) == ("A new report.", 1)
+
+
+def test_articles_without_lines_teach_nothing_and_forgotten_outlets_are_deleted(tagger):
+    desk = DedupDesk()
+    desk.boilerplate.max_outlets = 1
+    desk.decide(message(tagger, "e1", BRIDGE, "emptypages"), ORIGIN)  # no lines: an empty page
+    assert desk.learned() == [] and "emptypages" not in desk.boilerplate.outlets
+    desk.decide(message(tagger, "a1", ELECTION, "first", lines=fingerprints(["x"])), ORIGIN)
+    desk.decide(message(tagger, "b1", BRIDGE_OTHER_OUTLET, "second", lines=fingerprints(["y"])), ORIGIN)
+    outputs = {(o.key, o.value is None) for o in desk.learned()}
+    assert outputs == {(b"first", True), (b"second", False)}  # "first" forgotten: a tombstone
+
+
+def test_a_known_outlets_state_is_written_every_few_articles_not_every_batch(tagger):
+    desk = DedupDesk()
+    desk.boilerplate.outlets["old"] = OutletLines(docs=1000, lines={})
+    written = 0
+    for n in range(40):
+        text = f"Report {n} on the harbour works. " * 10
+        desk.decide(message(tagger, f"o{n}", text, "old", lines=fingerprints([f"l{n}"])), ORIGIN)
+        written += len(desk.learned())
+    assert written == 1

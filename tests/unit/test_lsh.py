@@ -53,3 +53,12 @@ def test_same_candidates_as_datasketch_through_merges_and_removals(monkeypatch, 
     assert len(ours) == len(live)
     for key, sig in live.items():
         assert key in ours.query(sig)
+
+
+def test_bands_of_any_width_work():
+    # a higher threshold makes wider bands (more rows per band)
+    index = BandIndex(0.8, NUM_PERM)
+    assert index.rows > 4
+    sig = np.arange(NUM_PERM, dtype=np.uint32)
+    index.insert("a", sig)
+    assert index.query(sig) == {"a"}

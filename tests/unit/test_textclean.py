@@ -195,3 +195,26 @@ def test_unreadable_boilerplate_state_is_refused_and_leaves_the_model_unchanged(
     with pytest.raises(ValueError, match="unreadable boilerplate state of 'o'"):
         model.load_outlet_state("o", state)
     assert model.outlet_state("o") == {"docs": 1, "lines": {line_fingerprint("a line"): 1}}
+
+
+def test_a_model_rebuilt_from_its_state_trims_to_the_same_lines():
+    live = BoilerplateModel(max_lines_per_outlet=10)
+    for i in range(6):
+        live.observe("o", [f"line {i} {j}" for j in range(4)])  # ties everywhere
+    rebuilt = BoilerplateModel(max_lines_per_outlet=10)
+    state = live.outlet_state("o")
+    rebuilt.load_outlet_state("o", {"docs": state["docs"], "lines": dict(sorted(state["lines"].items()))})
+    for model in (live, rebuilt):
+        model.observe("o", ["one more line", "and another"])
+    assert live.outlet_state("o") == rebuilt.outlet_state("o")
+
+
+def test_outlets_forgotten_for_the_limit_are_reported_and_loading_keeps_the_limit():
+    model = BoilerplateModel(max_outlets=2)
+    for outlet in ("a", "b", "c"):
+        model.observe(outlet, ["x"])
+    assert model.forgotten == ["a"] and set(model.outlets) == {"b", "c"}
+    other = BoilerplateModel(max_outlets=2)
+    for outlet in ("a", "b", "c"):
+        other.load_outlet_state(outlet, {"docs": 1, "lines": {}})
+    assert set(other.outlets) == {"b", "c"} and other.forgotten == ["a"]

@@ -56,6 +56,8 @@ ENRICHED, STORIES, DEAD_LETTER, STATE, BOILERPLATE = (
 )
 
 KIND_ARTICLE, KIND_REJECTED = "article", "rejected"
+# See `DedupDesk.learned`.
+LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +155,8 @@ class DedupDesk:
     rejected: dict[tuple[str, int], float] = field(default_factory=dict)
     _rejected_by_age: list[tuple[float, str, int]] = field(default_factory=list)
     boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
-    # Outlets whose boilerplate state changed since the last `learned()`.
-    _learned: set[str] = field(default_factory=set)
+    # Outlet -> its articles learned from since its state was last written (see `learned`).
+    _unwritten: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = StoryIndex(self.options)
@@ -181,13 +183,24 @@ class DedupDesk:
         return desk
 
     def learned(self) -> list[Output]:
-        """Return the boilerplate state of every outlet that learned since the last call."""
+        """Return the boilerplate records to write: outlets' new states and forgotten outlets' tombstones.
+
+        An outlet's state (up to about 80 KB) is written with every batch while the outlet is
+        new, then once per LEARNED_WRITE_EVERY of its articles: a rebuilt desk may miss the counts
+        of those few, never the boilerplate it has long known.
+        """
         outputs = []
-        for outlet in sorted(self._learned):
+        for outlet in self.boilerplate.forgotten:
+            self._unwritten.pop(outlet, None)
+            outputs.append(Output(BOILERPLATE, outlet.encode(), None))
+        self.boilerplate.forgotten.clear()
+        for outlet, count in sorted(self._unwritten.items()):
             state = self.boilerplate.outlet_state(outlet)
-            if state is not None:
+            if state is None:
+                del self._unwritten[outlet]
+            elif state["docs"] <= LEARNING_DOCS or count >= LEARNED_WRITE_EVERY:
                 outputs.append(Output(BOILERPLATE, outlet.encode(), jsonio.dumps(state)))
-        self._learned.clear()
+                del self._unwritten[outlet]
         return outputs
 
     def _restore(self, key: bytes, entry: dict[str, Any]) -> None:
@@ -260,9 +273,10 @@ class DedupDesk:
         out = enriched_record(body["fields"], assignment)
         story = self.index.stories[assignment.story_id]
         state = {"features": features.as_dict(), "assignment": assignment_dict(assignment)}
-        outlet, lines = str(body.get("outlet") or features.outlet), body.get("lines") or ()
-        self.boilerplate.observe_fingerprints(outlet, map(str, lines))
-        self._learned.add(outlet)
+        outlet, lines = str(body.get("outlet") or features.outlet), body.get("lines")
+        if lines:  # none: nothing to learn from (an empty page, a non-article)
+            self.boilerplate.observe_fingerprints(outlet, map(str, lines))
+            self._unwritten[outlet] = self._unwritten.get(outlet, 0) + 1
         outputs = (
             Output(ENRICHED, features.article_id.encode(), jsonio.dumps(out)),
             Output(STORIES, story.story_id.encode(), jsonio.dumps(story_record(story))),

@@ -15,10 +15,6 @@ from collections.abc import Sequence
 import numpy as np
 from datasketch import MinHashLSH
 
-# Odd 64-bit multipliers (from splitmix64) that mix a band's rows into one hash.
-_MIX = np.array(
-    [0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93], dtype=np.uint64
-)
 # Recent inserts are merged into the sorted arrays when there are this many, or a quarter of them.
 MIN_PENDING = 4096
 
@@ -34,6 +30,8 @@ class BandIndex:
 
     def __init__(self, threshold: float, num_perm: int) -> None:
         self.bands, self.rows = band_params(threshold, num_perm)
+        # Odd 64-bit multipliers, one per row, that mix a band's rows into one hash.
+        self._mix = np.random.default_rng(7).integers(1, 2**63, self.rows, dtype=np.uint64) * 2 + 1
         self._ids: list[str | None] = []  # row -> article id (None once removed)
         self._dead = 0
         self._keys = [np.empty(0, dtype=np.uint64) for _ in range(self.bands)]
@@ -49,7 +47,7 @@ class BandIndex:
             self.bands, self.rows
         )
         with np.errstate(over="ignore"):  # multiplication modulo 2**64 is the point
-            mixed = (values * _MIX[: self.rows]).sum(axis=1, dtype=np.uint64)
+            mixed = (values * self._mix).sum(axis=1, dtype=np.uint64)
             mixed ^= mixed >> np.uint64(31)
         return [int(h) for h in mixed]
 

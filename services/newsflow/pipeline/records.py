@@ -215,7 +215,7 @@ def raw_from_message(
     except UnicodeDecodeError:
         bad = [k for k, v in decode_headers(headers).items() if "\ufffd" in v]
         return Rejection("decode", "bad_headers", f"header {bad[0] if bad else '?'!r} is not UTF-8")
-    article_id = h.get(H_ARTICLE_ID) or (key.decode(errors="replace") if key else "") or fallback_id
+    article_id = message_article_id(key, h, fallback_id)
     if not article_id:
         return Rejection("decode", "bad_headers", "message has neither a key nor an article-id header")
     content_type, _, params = h.get(H_CONTENT_TYPE, "").partition(";")
@@ -234,6 +234,15 @@ def raw_from_message(
         charset=charset or None,
     )
     return RawArticle(article_id=article_id, payload=value or b"", source=source)
+
+
+def message_article_id(key: bytes | None, headers: Mapping[str, str], fallback_id: str = "") -> str:
+    """Return a message's article id: its article-id header, else its key, else `fallback_id`.
+
+    The one rule for every path an input can take (enriched or dead-lettered), so that a
+    redelivered input is recognised whichever path it takes the second time.
+    """
+    return headers.get(H_ARTICLE_ID) or (key.decode(errors="replace") if key else "") or fallback_id
 
 
 def replay_count(headers: Mapping[str, str]) -> int:

@@ -227,6 +227,9 @@ class BoilerplateModel:
     max_lines_per_outlet: int = 4000
     max_outlets: int = 2000
     outlets: dict[str, OutletLines] = field(default_factory=dict)
+    # Outlets dropped for `max_outlets` since the owner last emptied this (whoever stores the
+    # outlets' states deletes theirs).
+    forgotten: list[str] = field(default_factory=list)
 
     def is_boilerplate(self, outlet: str, fingerprint: str) -> bool:
         state = self.outlets.get(outlet)
@@ -247,12 +250,19 @@ class BoilerplateModel:
         for fp in set(fps):
             state.lines[fp] = state.lines.get(fp, 0) + 1
         if len(state.lines) > self.max_lines_per_outlet:
-            keep = sorted(state.lines.items(), key=lambda kv: kv[1], reverse=True)[
+            # Ties broken by the line, not by dict order: a model rebuilt from its stored state
+            # (keys in another order) must keep the same lines.
+            keep = sorted(state.lines.items(), key=lambda kv: (-kv[1], kv[0]))[
                 : self.max_lines_per_outlet // 2
             ]
             state.lines = dict(keep)
+        self._forget_beyond_limit()
+
+    def _forget_beyond_limit(self) -> None:
         while len(self.outlets) > self.max_outlets:
-            self.outlets.pop(next(iter(self.outlets)))
+            oldest = next(iter(self.outlets))
+            del self.outlets[oldest]
+            self.forgotten.append(oldest)
 
     def clean(self, outlet: str, text: str, learn: bool = True) -> tuple[str, int]:
         """Return the text without this outlet's learned boilerplate lines, and how many were dropped."""
@@ -277,4 +287,6 @@ class BoilerplateModel:
             raise ValueError(
                 f"unreadable boilerplate state of {outlet!r}: {type(exc).__name__}: {exc}"
             ) from exc
+        self.outlets.pop(outlet, None)  # re-inserted: the latest loaded is the most recent
         self.outlets[outlet] = state
+        self._forget_beyond_limit()

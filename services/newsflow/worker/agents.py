@@ -20,11 +20,11 @@ from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.desk import Decision, article_message, rejected_message
 from newsflow.pipeline.enrich import Enricher, Result
 from newsflow.pipeline.records import (
-    H_ARTICLE_ID,
     Origin,
     Rejection,
     dead_letter_record,
     decode_headers,
+    message_article_id,
     raw_from_message,
     replay_count,
 )
@@ -76,7 +76,8 @@ class Forwarder:
     def dead_letter(self, rejection: Rejection, event: Any) -> tuple[bytes, bytes]:
         """Return (key, features message) that carries an input's dead letter to the writer."""
         headers = decode_headers(event.headers)
-        key = headers[H_ARTICLE_ID].encode() if H_ARTICLE_ID in headers else (event.key or b"")
+        article_id = message_article_id(event.key, headers, _origin_id(event))
+        key = article_id.encode()
         record = dead_letter_record(
             rejection,
             event.value or b"",
@@ -85,7 +86,6 @@ class Forwarder:
             origin=_origin(event),
             max_payload_bytes=self.max_payload_bytes,
         )
-        article_id = key.decode(errors="replace") or _origin_id(event)
         log.warning("rejected %s: %s (%s)", article_id, rejection.reason, rejection.detail)
         self.metrics.messages.labels(rejection.stage, "rejected").inc()
         # The desk's clock is when the pipeline got the input, never a time the input claims.
