@@ -12,21 +12,73 @@ from tests.e2e.deploy_helpers import (
     DASHBOARDS,
     DEPLOY,
     PROMETHEUS_CONFIG,
+    REQUIRED_SECRETS,
     RULE_TESTS,
     code_env_vars,
     compose_config,
+    compose_run,
     run,
 )
 
 SERVICES_WITH_CODE = ("topic-init", "producer", "worker")
 
 
+LONG_RUNNING = ("kafka", "producer", "worker", "prometheus", "alertmanager", "grafana")
+
+
 def test_compose_file_is_valid_and_has_the_stack():
     services = compose_config()["services"]
-    assert set(services) == {"kafka", "topic-init", "producer", "worker", "prometheus", "grafana"}
+    assert set(services) == {*LONG_RUNNING, "topic-init"}
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert "healthcheck" in services["kafka"]
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]  # --scale works
+
+
+def test_every_long_running_service_is_healthchecked_limited_and_restarted():
+    services = compose_config()["services"]
+    for name in LONG_RUNNING:
+        service = services[name]
+        assert service["healthcheck"]["test"], name
+        assert service.get("mem_limit") and service.get("cpus"), f"{name} has no resource limits"
+        assert service["restart"] == "unless-stopped", name
+
+
+def test_published_ports_bind_to_localhost_unless_configured():
+    services = compose_config()["services"]
+    published = {name: port for name, service in services.items() for port in service.get("ports", [])}
+    assert set(published) == {"kafka", "prometheus", "alertmanager", "grafana"}
+    for name, port in published.items():  # host_ip:published:target/protocol
+        assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_grafana_needs_a_password_and_is_not_open_to_anonymous_viewers():
+    missing = compose_run()
+    assert missing.returncode != 0 and "set GRAFANA_ADMIN_PASSWORD in .env" in missing.stderr
+    env = compose_config()["services"]["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == REQUIRED_SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+
+
+def test_host_consumers_reach_kafka_on_its_external_listener():
+    kafka = compose_config()["services"]["kafka"]
+    env = kafka["environment"]
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert advertised == {"PLAINTEXT": "kafka:9092", "EXTERNAL": "localhost:9094"}
+    assert "EXTERNAL:PLAINTEXT" in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert kafka["ports"] == ["127.0.0.1:9094:9094/tcp"]
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_and_it_has_a_receiver():
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = [
+        t for am in config["alerting"]["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]
+    ]
+    assert targets == ["alertmanager:9093"]
+    am = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    receivers = {r["name"]: r for r in am["receivers"]}
+    assert am["route"]["receiver"] in receivers
+    hook = receivers[am["route"]["receiver"]]["webhook_configs"][0]
+    mounts = " ".join(compose_config()["services"]["alertmanager"]["volumes"])
+    assert hook["url_file"] in mounts
 
 
 def test_every_variable_compose_sets_is_read_by_the_code():
