@@ -31,10 +31,20 @@ def _consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
     )
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Return every partition of `topic` ([] if there is no such topic), asking the broker.
+
+    (`consumer.partitions_for_topic` only knows topics the consumer already follows.)
+    """
+    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public call for it
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+
+
 async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
     """Assign every partition of `topic` from its beginning; return each one's end offset now."""
-    await consumer.topics()  # fetches the cluster's metadata
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+    tps = await topic_partitions(consumer, topic)
+    if not tps:
+        raise LookupError(f"topic {topic!r} does not exist")
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     # For read_committed the end is the last stable offset: everything committed so far.

@@ -1,0 +1,178 @@
+"""newsflow-tail: follow the enriched (or stories) topic, one readable line per record.
+
+    newsflow-tail                                  # new enriched records from now on
+    newsflow-tail --from beginning --outlet reuters
+    newsflow-tail --from 2026-12-01T08:00:00Z --entity "united states" --json
+    newsflow-tail --topic stories --story s-e94a7aaea844a998
+
+Reads read_committed (what the pipeline committed, once), with no consumer group: nothing is
+committed and any number of tails can run. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.dates import parse_datetime
+from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+
+PROG = "newsflow-tail"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    entity: str | None = None  # an entity key ("united states")
+    outlet: str | None = None
+    story: str | None = None
+    lang: str | None = None
+
+
+def matches(record: Mapping[str, Any], f: Filters) -> bool:
+    """Return whether an enriched or story record passes every filter given."""
+    if "article_id" in record:  # enriched
+        outlets = [str((record.get("source") or {}).get("outlet", ""))]
+        entities = [str(e.get("key")) for e in record.get("entities") or ()]
+        lang = (record.get("language") or {}).get("code")
+    else:  # story
+        outlets = [str(o) for o in record.get("outlets") or ()]
+        entities = [str(k) for k in record.get("top_entities") or ()]
+        lang = None
+    return (
+        (f.entity is None or f.entity.casefold() in entities)
+        and (f.outlet is None or f.outlet in outlets)
+        and (f.story is None or record.get("story_id") == f.story)
+        and (f.lang is None or lang == f.lang)
+    )
+
+
+def line(record: Mapping[str, Any]) -> str:
+    """Return one readable line for an enriched or story record."""
+    if "article_id" in record:
+        source = record.get("source") or {}
+        top = ", ".join(str(e.get("name")) for e in (record.get("entities") or ())[:3])
+        copy = f" copy of {record['duplicate_of']}" if record.get("duplicate_of") else ""
+        lang = (record.get("language") or {}).get("code") or "--"
+        return (
+            f"{source.get('received_at', '')[:19]}  {source.get('outlet', '')[:14]:<14}  "
+            f"{record.get('story_id', '')}  {lang}  {(record.get('title') or '(no title)')[:70]}"
+            f"{copy}  [{top}]"
+        )
+    return (
+        f"{str(record.get('updated_at', ''))[:19]}  story {record.get('story_id')}  "
+        f"{record.get('member_count')} articles from {', '.join(record.get('outlets') or ())}  "
+        f"{(record.get('headline') or '')[:70]}"
+    )
+
+
+def start_position(value: str) -> str | datetime:
+    """Return 'now', 'beginning' or a time, from --from's value; ValueError if it is none of them."""
+    if value in ("now", "beginning"):
+        return value
+    when = parse_datetime(value)
+    if when is None:
+        raise ValueError(f"--from {value!r}: not 'now', 'beginning' or an ISO 8601 time")
+    return when
+
+
+async def tail(
+    kafka: KafkaSettings,
+    topic: str,
+    start: str | datetime,
+    filters: Filters,
+    as_json: bool,
+    limit: int | None,
+) -> int:
+    """Print matching records until `limit` of them were printed (None: until cancelled)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from newsflow.worker.replica import topic_partitions
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
+    await consumer.start()
+    printed = 0
+    try:
+        tps = await topic_partitions(consumer, topic)
+        if not tps:
+            raise LookupError(f"topic {topic!r} does not exist on {kafka.bootstrap}")
+        consumer.assign(tps)
+        if start == "beginning":
+            await consumer.seek_to_beginning(*tps)
+        elif start == "now":
+            await consumer.seek_to_end(*tps)
+        else:
+            assert isinstance(start, datetime)
+            found = await consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in tps})
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+        while limit is None or printed < limit:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in messages:
+                    if m.value is None:
+                        continue
+                    try:
+                        record = jsonio.loads(m.value)
+                    except ValueError:
+                        continue  # not a record of ours
+                    if isinstance(record, dict) and matches(record, filters):
+                        out = m.value.decode() if as_json else line(record)
+                        sys.stdout.write(out + "\n")
+                        sys.stdout.flush()
+                        printed += 1
+                        if limit is not None and printed >= limit:
+                            return printed
+    finally:
+        await consumer.stop()
+    return printed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog=env_help(KafkaSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--topic", choices=("enriched", "stories"), default="enriched")
+    parser.add_argument(
+        "--from", dest="start", default="now", help="now (default), beginning, or an ISO 8601 time"
+    )
+    parser.add_argument("--entity", help="only records naming this entity key (e.g. 'united states')")
+    parser.add_argument("--outlet", help="only this outlet's records")
+    parser.add_argument("--story", help="only this story's records")
+    parser.add_argument("--lang", help="only articles in this language (ISO 639-1, e.g. en)")
+    parser.add_argument("--json", action="store_true", help="print each record as JSON")
+    parser.add_argument("--max", type=int, help="stop after printing this many records")
+    args = parser.parse_args(argv)
+    (kafka,) = load_settings_or_exit(PROG, KafkaSettings)
+    try:
+        start = start_position(args.start)
+    except ValueError as exc:
+        parser.error(str(exc))
+    topic = kafka.topic_stories if args.topic == "stories" else kafka.topic_enriched
+    filters = Filters(args.entity, args.outlet, args.story, args.lang)
+    try:
+        asyncio.run(tail(kafka, topic, start, filters, args.json, args.max))
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a one-line error for the terminal
+        sys.stderr.write(f"{PROG}: error: {exc or type(exc).__name__}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

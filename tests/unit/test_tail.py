@@ -1,0 +1,64 @@
+"""newsflow-tail's filters and lines, without Kafka."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from newsflow.tail import Filters, line, matches, start_position
+
+ARTICLE = {
+    "article_id": "a1",
+    "source": {"outlet": "wire", "received_at": "2026-12-01T08:00:00.000Z"},
+    "title": "Ceasefire talks resume",
+    "language": {"code": "en", "confidence": 0.99},
+    "entities": [{"key": "united states", "name": "United States"}, {"key": "russia", "name": "Russia"}],
+    "story_id": "s-1",
+    "duplicate_of": None,
+}
+STORY = {
+    "story_id": "s-1",
+    "headline": "Talks",
+    "member_count": 2,
+    "outlets": ["wire", "metro"],
+    "top_entities": ["russia"],
+}
+
+
+@pytest.mark.parametrize(
+    ("filters", "article", "story"),
+    [
+        (Filters(), True, True),
+        (Filters(entity="United States"), True, False),
+        (Filters(entity="russia", outlet="metro"), False, True),
+        (Filters(story="s-1", lang="en"), True, False),
+        (Filters(story="s-2"), False, False),
+    ],
+)
+def test_filters_apply_to_articles_and_stories(filters, article, story):
+    assert matches(ARTICLE, filters) is article
+    assert matches(STORY, filters) is story
+
+
+def test_one_readable_line_per_record():
+    assert line(ARTICLE).split() == [
+        "2026-12-01T08:00:00",
+        "wire",
+        "s-1",
+        "en",
+        "Ceasefire",
+        "talks",
+        "resume",
+        "[United",
+        "States,",
+        "Russia]",
+    ]
+    assert "2 articles from wire, metro" in line(STORY)
+
+
+def test_from_takes_now_beginning_or_a_time():
+    assert start_position("now") == "now" and start_position("beginning") == "beginning"
+    assert start_position("2026-12-01T08:00:00Z") == datetime(2026, 12, 1, 8, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not 'now', 'beginning'"):
+        start_position("yesterday-ish")
