@@ -120,6 +120,18 @@ def test_expiry_writes_tombstones_and_a_rebuilt_desk_forgets(tagger):
     assert list(rebuilt.index.articles) == ["c1"] and not rebuilt.rejected
 
 
+def test_a_story_the_window_closes_gets_a_final_closed_record(tagger):
+    desk = DedupDesk(DedupOptions(window_hours=72))
+    first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"), ORIGIN)
+    (opened,) = [jsonio.loads(o.value) for o in first.outputs if o.destination == STORIES]
+    assert opened["status"] == "open" and opened["closed_at"] is None
+    later = desk.decide(message(tagger, "c1", ELECTION, "valleypost", "2025-03-14T09:00:00Z"), ORIGIN)
+    stories = {o.key: jsonio.loads(o.value) for o in later.outputs if o.destination == STORIES}
+    closed = stories[opened["story_id"].encode()]
+    assert closed["status"] == "closed" and closed["members"] == ["a1"] and closed["closed_at"]
+    assert schema_errors("story", closed) == [] and schema_errors("story", opened) == []
+
+
 def test_an_event_time_far_ahead_cannot_close_the_window(tagger):
     desk = DedupDesk(DedupOptions(window_hours=72))
     first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)

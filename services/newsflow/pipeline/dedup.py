@@ -489,6 +489,8 @@ class StoryIndex:
         self._by_age: list[tuple[float, str]] = []
         self.watermark = 0.0
         self.expired_articles: list[str] = []
+        # Stories the window closed, for their final record (the caller empties both lists).
+        self.expired_stories: list[Story] = []
 
     def __len__(self) -> int:
         return len(self.articles)
@@ -608,6 +610,7 @@ class StoryIndex:
                 old.append(sid)
         for sid in old:
             story = self.stories.pop(sid)
+            self.expired_stories.append(story)
             for member in story.members:
                 indexed = self.articles.pop(member, None)
                 if indexed is not None:

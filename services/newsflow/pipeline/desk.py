@@ -38,6 +38,7 @@ from newsflow.pipeline.records import (
     dead_letter_record,
     enriched_record,
     story_record,
+    utc_now_iso,
 )
 from newsflow.pipeline.textclean import BoilerplateModel
 
@@ -218,9 +219,17 @@ class DedupDesk:
         heapq.heappush(self._rejected_by_age, (received, article_id, replay_count))
 
     def _expired(self) -> list[Output]:
-        """Return the tombstones of everything the window has left behind since the last call."""
+        """Return the records of everything the window has left behind since the last call: tombstones
+        of the desk's state, and each closed story's final record."""
         tombstones = [Output(STATE, _article_key(a), None) for a in self.index.expired_articles]
         self.index.expired_articles.clear()
+        # A story's last record says it is closed: it will not change again.
+        closed_at = utc_now_iso()
+        tombstones += [
+            Output(STORIES, s.story_id.encode(), jsonio.dumps(story_record(s, closed_at=closed_at)))
+            for s in self.index.expired_stories
+        ]
+        self.index.expired_stories.clear()
         horizon = self.index.watermark - self.options.window_hours * 3600
         while self._rejected_by_age and self._rejected_by_age[0][0] < horizon:
             _, article_id, count = heapq.heappop(self._rejected_by_age)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 ENRICHED_SCHEMA_VERSION = "1.3.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
-STORY_SCHEMA_VERSION = "1.0.0"
+STORY_SCHEMA_VERSION = "1.1.0"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).
 H_ARTICLE_ID = "article-id"
@@ -403,8 +403,11 @@ def _iso(ts: float) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def story_record(story: Story, top_entities: int = 10) -> dict[str, Any]:
-    """Return the stories-topic record (schemas/story.schema.json) of a story's current state."""
+def story_record(story: Story, top_entities: int = 10, closed_at: str | None = None) -> dict[str, Any]:
+    """Return the stories-topic record (schemas/story.schema.json) of a story's current state.
+
+    With `closed_at`, the story's final record: the window has closed it and no article joins it.
+    """
     top = sorted(story.entities.pairs(), key=lambda kv: -kv[1])[:top_entities]
     return {
         "schema_version": STORY_SCHEMA_VERSION,
@@ -416,5 +419,7 @@ def story_record(story: Story, top_entities: int = 10) -> dict[str, Any]:
         "members": bounded_members(story.members),
         "outlets": list(story.outlets),
         "top_entities": [k for k, _ in top],
-        "updated_at": utc_now_iso(),
+        "status": "closed" if closed_at else "open",
+        "closed_at": closed_at,
+        "updated_at": closed_at or utc_now_iso(),
     }
