@@ -23,15 +23,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
-from newsflow.topics import wait_for_broker
+from newsflow.topics import committed_reader, topic_partitions, wait_for_broker
 
 PROG = "newsflow-deadletters"
 
@@ -40,32 +39,12 @@ class ReplayError(Exception):
     """An input cannot be replayed (its bytes are gone); the message says why."""
 
 
-async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
-    """Return the partition numbers of a topic ([] if it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return sorted(p["partition"] for t in described if t.get("error_code") == 0 for p in t["partitions"])
-
-
 async def read_dead_letters(kafka: KafkaSettings) -> dict[str, dict[str, Any]]:
     """Return the latest committed dead letter of every article id, oldest first."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=kafka.max_message_bytes,
-    )
+    consumer = committed_reader(kafka)
     await consumer.start()
     try:
-        tps = [
-            TopicPartition(kafka.topic_dead_letter, p)
-            for p in await partitions_of(kafka, kafka.topic_dead_letter)
-        ]
+        tps = await topic_partitions(consumer, kafka.topic_dead_letter)
         if not tps:
             raise ReplayError(f"topic {kafka.topic_dead_letter} does not exist")
         consumer.assign(tps)
@@ -110,12 +89,7 @@ def summary(article_id: str, record: dict[str, Any]) -> str:
 
 async def fetch(kafka: KafkaSettings, origin: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Return the value and headers of the message at a dead letter's origin."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=kafka.max_message_bytes,
-    )
+    consumer = committed_reader(kafka)
     await consumer.start()
     try:
         tp = TopicPartition(str(origin["topic"]), int(origin["partition"]))

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from newsflow.pipeline import jsonio
@@ -27,7 +26,7 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
-from newsflow.topics import create_topics
+from newsflow.topics import committed_reader, create_topics
 
 
 @dataclass(frozen=True)
@@ -41,16 +40,8 @@ async def collect(
     kafka: KafkaSettings, expected: set[str], timeout: float, worker: subprocess.Popen[bytes]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Read the enriched and dead-letter topics until every expected article id has come out."""
-    consumer = AIOKafkaConsumer(
-        kafka.topic_enriched,
-        kafka.topic_dead_letter,
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        isolation_level="read_committed",  # as the README asks of every consumer
-        max_partition_fetch_bytes=kafka.max_message_bytes,
-    )
+    # read_committed, as the README asks of every consumer
+    consumer = committed_reader(kafka, kafka.topic_enriched, kafka.topic_dead_letter)
     await consumer.start()
     enriched: dict[str, dict[str, Any]] = {}
     dead: dict[str, dict[str, Any]] = {}

@@ -90,17 +90,9 @@ async def tail(
     limit: int | None,
 ) -> int:
     """Print matching records until `limit` of them were printed (None: until cancelled)."""
-    from aiokafka import AIOKafkaConsumer
+    from newsflow.topics import committed_reader, topic_partitions
 
-    from newsflow.worker.replica import topic_partitions
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=kafka.max_message_bytes,
-    )
+    consumer = committed_reader(kafka)
     await consumer.start()
     printed = 0
     try:

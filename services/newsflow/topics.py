@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
@@ -61,6 +62,31 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         # What the writer learned of each outlet's boilerplate, followed by every clean stage.
         TopicSpec(kafka.topic_boilerplate, 1, {**size, **COMPACTED}),
     ]
+
+
+def committed_reader(kafka: KafkaSettings, *topics: str) -> AIOKafkaConsumer:
+    """Return an unstarted consumer of committed records only, with no group (it commits nothing).
+
+    Given topics, it reads them from their beginning; otherwise the caller assigns and seeks.
+    """
+    return AIOKafkaConsumer(
+        *topics,
+        auto_offset_reset="earliest",
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=kafka.max_message_bytes,
+    )
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Return every partition of `topic` ([] if there is no such topic), asking the broker.
+
+    (`consumer.partitions_for_topic` only knows topics the consumer already follows.)
+    """
+    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public call for it
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
 
 
 def message_size_config(kafka: KafkaSettings) -> dict[str, str]:

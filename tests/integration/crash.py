@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from newsflow.pipeline import jsonio
 from newsflow.settings import KafkaSettings
+from newsflow.topics import committed_reader
 from tests.integration.kafka_helpers import produce_files, start_worker
 
 
@@ -59,15 +58,7 @@ class CommittedReader:
         self._thread.join(timeout=30)
 
     async def _run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            self.kafka.topic_enriched,
-            self.kafka.topic_dead_letter,
-            bootstrap_servers=self.kafka.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=self.kafka.max_message_bytes,
-        )
+        consumer = committed_reader(self.kafka, self.kafka.topic_enriched, self.kafka.topic_dead_letter)
         await consumer.start()
         try:
             while not self._stop.is_set():

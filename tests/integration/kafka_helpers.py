@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from newsflow.pipeline import jsonio
@@ -23,7 +23,7 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, to_env
-from newsflow.topics import create_topics
+from newsflow.topics import committed_reader, create_topics
 
 # Long enough for a cold worker (Faust start-up, model load, first rebalance) on a loaded 2-core
 # machine; short enough that a hang fails the test instead of CI's time budget.
@@ -148,15 +148,8 @@ def read_records(
     finished = done or (lambda records: len(records) >= want)
 
     async def run() -> list[tuple[str, dict[str, Any]]]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=kafka.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            # As the README asks of consumers: a retried transaction's aborted records are not output.
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=kafka.max_message_bytes,
-        )
+        # As the README asks of consumers: a retried transaction's aborted records are not output.
+        consumer = committed_reader(kafka, topic)
         await consumer.start()
         out: list[tuple[str, dict[str, Any]]] = []
         deadline = time.monotonic() + timeout

@@ -15,29 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from newsflow.settings import KafkaSettings
+from newsflow.topics import committed_reader, topic_partitions
 
 log = logging.getLogger("newsflow.replica")
 
 Entry = tuple[bytes, bytes | None]
-
-
-def _consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=kafka.max_message_bytes,
-    )
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Return every partition of `topic` ([] if there is no such topic), asking the broker.
-
-    (`consumer.partitions_for_topic` only knows topics the consumer already follows.)
-    """
-    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public call for it
-    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
 
 
 async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
@@ -54,7 +36,7 @@ async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicParti
 
 async def read_to_end(kafka: KafkaSettings, topic: str) -> list[Entry]:
     """Return a topic's committed records, up to its end when called, in order per partition."""
-    consumer = _consumer(kafka)
+    consumer = committed_reader(kafka)
     try:
         await consumer.start()
         ends = await _assign_all(consumer, topic)
@@ -95,7 +77,7 @@ class TopicReplica:
                 await asyncio.sleep(2.0)
 
     async def _follow(self) -> None:
-        consumer = _consumer(self.kafka)
+        consumer = committed_reader(self.kafka)
         try:
             await consumer.start()
             ends = await _assign_all(consumer, self.topic)
