@@ -224,3 +224,18 @@ def test_a_known_outlets_state_is_written_every_few_articles_not_every_batch(tag
         desk.decide(message(tagger, f"o{n}", text, "old", lines=fingerprints([f"l{n}"])), ORIGIN)
         written += len(desk.learned())
     assert written == 1
+
+
+def test_pages_without_article_text_are_enriched_once_without_a_story(tagger):
+    desk = DedupDesk()
+    stub = message(tagger, "stub", "Share this story. Follow us for more updates.", "harbourtimes")
+    first = desk.decide(stub, ORIGIN)
+    assert first.outcome == "no_story"
+    (record,) = [jsonio.loads(o.value) for o in first.outputs if o.destination == ENRICHED]
+    assert record["extraction"]["status"] == "empty" and record["story_id"] is None
+    assert schema_errors("enriched-article", record) == []
+    assert not desk.index.stories and not any(o.destination == STORIES for o in first.outputs)
+    assert desk.decide(stub, ORIGIN).outcome == "duplicate"
+    # a rebuilt desk remembers it too
+    state = [(o.key, o.value) for o in first.outputs if o.destination == STATE]
+    assert DedupDesk.from_state(state).decide(stub, ORIGIN).outcome == "duplicate"

@@ -57,6 +57,10 @@ ENRICHED, STORIES, DEAD_LETTER, STATE, BOILERPLATE = (
 )
 
 KIND_ARTICLE, KIND_REJECTED = "article", "rejected"
+# A page with no text left after cleaning reports no event: it is enriched without a story rather
+# than opening a story of its own. (Short texts, `not_article`, keep theirs: a 30-word wire flash
+# belongs to its story.)
+NO_STORY_STATUSES = frozenset({"empty"})
 # See `DedupDesk.learned`.
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 
@@ -74,7 +78,7 @@ class Output:
 class Decision:
     """What the desk made of one message: an outcome for the metrics and the records to write."""
 
-    outcome: str  # new_story | joined_story | copy | dead_letter | duplicate
+    outcome: str  # new_story | joined_story | copy | no_story | dead_letter | duplicate
     outputs: tuple[Output, ...] = ()
     record: dict[str, Any] | None = None
     reason: str | None = None  # the dead letter's reason, when the outcome is dead_letter
@@ -140,6 +144,10 @@ def _article_key(article_id: str) -> bytes:
     return f"a/{article_id}".encode()
 
 
+def _unstoried_key(article_id: str) -> bytes:
+    return f"n/{article_id}".encode()
+
+
 def _rejected_key(article_id: str, replay_count: int) -> bytes:
     return f"r/{replay_count}/{article_id}".encode()
 
@@ -155,6 +163,9 @@ class DedupDesk:
     # (article id, replay count) of dead-lettered inputs -> when they were received.
     rejected: dict[tuple[str, int], float] = field(default_factory=dict)
     _rejected_by_age: list[tuple[float, str, int]] = field(default_factory=list)
+    # Articles written out without a story (NO_STORY_STATUSES) -> when they were received.
+    unstoried: dict[str, float] = field(default_factory=dict)
+    _unstoried_by_age: list[tuple[float, str]] = field(default_factory=list)
     boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
     # Outlet -> its articles learned from since its state was last written (see `learned`).
     _unwritten: dict[str, int] = field(default_factory=dict)
@@ -213,6 +224,12 @@ class DedupDesk:
         elif kind == "r":
             count, _, article_id = rest.partition("/")
             self._remember_rejected(article_id, int(count), float(entry["received"]))
+        elif kind == "n":
+            self._remember_unstoried(rest, float(entry["received"]))
+
+    def _remember_unstoried(self, article_id: str, received: float) -> None:
+        self.unstoried[article_id] = received
+        heapq.heappush(self._unstoried_by_age, (received, article_id))
 
     def _remember_rejected(self, article_id: str, replay_count: int, received: float) -> None:
         self.rejected[(article_id, replay_count)] = received
@@ -235,11 +252,19 @@ class DedupDesk:
             _, article_id, count = heapq.heappop(self._rejected_by_age)
             if self.rejected.pop((article_id, count), None) is not None:
                 tombstones.append(Output(STATE, _rejected_key(article_id, count), None))
+        while self._unstoried_by_age and self._unstoried_by_age[0][0] < horizon:
+            _, article_id = heapq.heappop(self._unstoried_by_age)
+            if self.unstoried.pop(article_id, None) is not None:
+                tombstones.append(Output(STATE, _unstoried_key(article_id), None))
         return tombstones
 
     def written(self, article_id: str, replay_count: int) -> bool:
         """Return whether this article (at this replay) has already come out."""
-        return article_id in self.index.articles or (article_id, replay_count) in self.rejected
+        return (
+            article_id in self.index.articles
+            or article_id in self.unstoried
+            or (article_id, replay_count) in self.rejected
+        )
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -268,6 +293,8 @@ class DedupDesk:
             return self._dead_letter(name, replay_count, rejection, message, key, origin)
         if self.written(article_id, replay_count):
             return Decision("duplicate")
+        if body["fields"].get("extraction", {}).get("status") in NO_STORY_STATUSES:
+            return self._unstoried_out(features, body)
         try:
             assignment = self.index.assign(features)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one article, not the stream
@@ -276,16 +303,31 @@ class DedupDesk:
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin)
         return self._article_out(features, assignment, body)
 
+    def _unstoried_out(self, features: StoryFeatures, body: dict[str, Any]) -> Decision:
+        received = features.received or features.timestamp
+        self._remember_unstoried(features.article_id, received)
+        self._learn(features, body)
+        out = enriched_record(body["fields"], None)
+        outputs = (
+            Output(ENRICHED, features.article_id.encode(), jsonio.dumps(out)),
+            Output(STATE, _unstoried_key(features.article_id), jsonio.dumps({"received": received})),
+            *self._expired(),
+        )
+        return Decision("no_story", outputs, out)
+
+    def _learn(self, features: StoryFeatures, body: dict[str, Any]) -> None:
+        outlet, lines = str(body.get("outlet") or features.outlet), body.get("lines")
+        if lines:  # none: nothing to learn from (an empty page)
+            self.boilerplate.observe_fingerprints(outlet, map(str, lines))
+            self._unwritten[outlet] = self._unwritten.get(outlet, 0) + 1
+
     def _article_out(
         self, features: StoryFeatures, assignment: StoryAssignment, body: dict[str, Any]
     ) -> Decision:
         out = enriched_record(body["fields"], assignment)
         story = self.index.stories[assignment.story_id]
         state = {"features": features.as_dict(), "assignment": assignment_dict(assignment)}
-        outlet, lines = str(body.get("outlet") or features.outlet), body.get("lines")
-        if lines:  # none: nothing to learn from (an empty page, a non-article)
-            self.boilerplate.observe_fingerprints(outlet, map(str, lines))
-            self._unwritten[outlet] = self._unwritten.get(outlet, 0) + 1
+        self._learn(features, body)
         outputs = (
             Output(ENRICHED, features.article_id.encode(), jsonio.dumps(out)),
             Output(STORIES, story.story_id.encode(), jsonio.dumps(story_record(story))),

@@ -352,20 +352,21 @@ def _rounded(value: float | None) -> float | None:
 
 
 def enriched_record(
-    fields: Mapping[str, Any], story: StoryAssignment, processed_at: str | None = None
+    fields: Mapping[str, Any], story: StoryAssignment | None, processed_at: str | None = None
 ) -> dict[str, Any]:
     """Return the output-topic record (schemas/enriched-article.schema.json) for one article.
 
     The one builder of that record: `fields` from `article_fields` (made where the article was
-    cleaned, carried to the single writer), `story` from the dedup decision.
+    cleaned, carried to the single writer), `story` from the dedup decision (None: a page with
+    no article text, which belongs to no story).
     """
     return {
         "schema_version": ENRICHED_SCHEMA_VERSION,
         **fields,
-        "story_id": story.story_id,
-        "duplicate_of": story.duplicate_of,
-        "duplicate_similarity": _rounded(story.duplicate_similarity),
-        "story_score": _rounded(story.story_score),
+        "story_id": story.story_id if story else None,
+        "duplicate_of": story.duplicate_of if story else None,
+        "duplicate_similarity": _rounded(story.duplicate_similarity) if story else None,
+        "story_score": _rounded(story.story_score) if story else None,
         "processed_at": processed_at or utc_now_iso(),
     }
 

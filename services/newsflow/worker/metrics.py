@@ -36,7 +36,7 @@ class WorkerMetrics(NamedTuple):
 # a (re)start is seen instead of the series appearing with its first value already counted.
 INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
     "messages": [("decode", "in"), ("dedup", "in"), ("output", "out")],
-    "dedup_decisions": [("new_story",), ("joined_story",), ("copy",)],
+    "dedup_decisions": [("new_story",), ("joined_story",), ("copy",), ("no_story",)],
 }
 
 
@@ -97,7 +97,7 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         ),
         dedup_decisions=Counter(
             "newsflow_dedup_decisions_total",
-            "Dedup decisions: new_story, joined_story (same event, other report) or copy.",
+            "Dedup decisions: new_story, joined_story (same event, other report), copy, or no_story (a page with no text left after cleaning).",
             ["decision"],
             registry=registry,
         ),
