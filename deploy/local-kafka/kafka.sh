@@ -14,6 +14,11 @@
 #   NEWSFLOW_KAFKA_HOME [<repo>/.cache/kafka]   jars and per-port run dirs (git-ignored)
 #   NEWSFLOW_KAFKA_HEAP [512m]
 #   NEWSFLOW_KAFKA_START_TIMEOUT [60]    seconds to wait for the broker to serve
+#   NEWSFLOW_KAFKA_SASL_USERS [unset]    "user:password,..." makes the client listener SASL_SSL
+#       (SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN for those users; a CA and server certificate are
+#       made at the first start, `kafka.sh cafile` prints the CA to trust). Brokers talk to
+#       themselves on a plaintext loopback listener on port+2. The first user may do anything;
+#       `kafka.sh allow-read USER PREFIX...` lets another read topics starting with PREFIX.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,17 +51,90 @@ fetch() {
   touch "$libs/.complete"
 }
 
+sasl_users=${NEWSFLOW_KAFKA_SASL_USERS:-}
+iport=$((port + 2))
+tls=$run/tls
+
+make_tls() {
+  [ -f "$tls/server.pem" ] && return 0
+  command -v openssl >/dev/null || die "openssl is needed for the SASL_SSL listener"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=newsflow local CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1 || die "making the CA failed"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/server.key.pem" \
+    -out "$tls/server.csr" >/dev/null 2>&1 || die "making the server key failed"
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$tls/san.ext" -out "$tls/server.crt" >/dev/null 2>&1 || die "signing failed"
+  # Kafka's PEM keystore: the unencrypted PKCS#8 key, then the certificate chain.
+  openssl pkcs8 -topk8 -nocrypt -in "$tls/server.key.pem" -out "$tls/server.p8" 2>/dev/null
+  cat "$tls/server.p8" "$tls/server.crt" "$tls/ca.pem" >"$tls/server.pem"
+}
+
+listener_config() {
+  if [ -z "$sasl_users" ]; then
+    cat <<PROPS
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+PROPS
+    return 0
+  fi
+  local plain_users="" pair
+  IFS=, read -ra pairs <<<"$sasl_users"
+  for pair in "${pairs[@]}"; do plain_users+=" user_${pair%%:*}=\"${pair#*:}\""; done
+  cat <<PROPS
+listeners=SASL_SSL://127.0.0.1:$port,INTERNAL://127.0.0.1:$iport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_SSL://127.0.0.1:$port,INTERNAL://127.0.0.1:$iport
+inter.broker.listener.name=INTERNAL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/server.pem
+# The first user (the services) and the loopback broker listener may do anything; any other user
+# only what an ACL allows (kafka.sh allow-read).
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:${pairs[0]%%:*};User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+PROPS
+}
+
+allow_read() {
+  # kafka.sh allow-read USER PREFIX...: USER may read (and describe) topics starting with PREFIX.
+  local user=$1; shift
+  local prefix
+  for prefix in "$@"; do
+    java_run kafka.admin.AclCommand --bootstrap-server "127.0.0.1:$iport" --add --allow-principal "User:$user" \
+      --operation Read --operation Describe --topic "$prefix" --resource-pattern-type prefixed >/dev/null \
+      || die "adding the ACL for $user on $prefix failed"
+  done
+  say "$user may read topics starting with: $*"
+}
+
+scram_args() {
+  local pair
+  IFS=, read -ra pairs <<<"$sasl_users"
+  for pair in "${pairs[@]}"; do
+    printf '%s\n' "--add-scram=SCRAM-SHA-256=[name=${pair%%:*},password=${pair#*:}]" \
+      "--add-scram=SCRAM-SHA-512=[name=${pair%%:*},password=${pair#*:}]"
+  done
+}
+
 write_config() {
   mkdir -p "$run"
-  cat >"$run/server.properties" <<PROPS
+  [ -z "$sasl_users" ] || make_tls
+  { cat <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+PROPS
+    listener_config
+    cat <<PROPS
 log.dirs=$run/data
 # Topics are created by the project (newsflow-topics), never implicitly by a typo'd produce.
 auto.create.topics.enable=false
@@ -70,6 +148,7 @@ transaction.state.log.num.partitions=4
 # A single local node: no reason to wait for more members before the first rebalance.
 group.initial.rebalance.delay.ms=0
 PROPS
+  } >"$run/server.properties"
   cat >"$run/log4j.properties" <<PROPS
 log4j.rootLogger=INFO, file
 log4j.appender.file=org.apache.log4j.FileAppender
@@ -104,7 +183,10 @@ start() {
     rm -rf "$run/data"
     local cluster_id
     cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
-    java_run kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$run/server.properties" >"$run/format.log" 2>&1 \
+    local scram=()
+    [ -z "$sasl_users" ] || mapfile -t scram < <(scram_args)
+    java_run kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$run/server.properties" \
+        "${scram[@]}" >"$run/format.log" 2>&1 \
       || die "formatting KRaft storage failed, see $run/format.log"
   fi
   local t0=$SECONDS
@@ -140,7 +222,7 @@ stop() {
 
 reset() {
   stop
-  rm -rf "$run/data"
+  rm -rf "$run/data" "$tls"
   say "data deleted (port $port)"
 }
 
@@ -156,5 +238,7 @@ case "${1:-}" in
   reset) reset ;;
   status) status ;;
   bootstrap) echo "127.0.0.1:$port" ;;
-  *) echo "usage: $0 fetch|start|stop|reset|status|bootstrap" >&2; exit 2 ;;
+  cafile) echo "$tls/ca.pem" ;;
+  allow-read) shift; allow_read "$@" ;;
+  *) echo "usage: $0 fetch|start|stop|reset|status|bootstrap|cafile|allow-read USER PREFIX..." >&2; exit 2 ;;
 esac

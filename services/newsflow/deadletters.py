@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT
-from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, topic_partitions, wait_for_broker
 
 PROG = "newsflow-deadletters"
@@ -156,7 +156,7 @@ async def replay(
     if dry_run or not prepared:
         return len(prepared), errors
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         enable_idempotence=True,
         acks="all",
         max_request_size=kafka.max_message_bytes,
@@ -206,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
-    await wait_for_broker(kafka.bootstrap, timeout=15)
+    await wait_for_broker(kafka, timeout=15)
     letters = await read_dead_letters(kafka)
     out = sys.stdout
     if args.command == "list":

@@ -20,9 +20,12 @@ class SettingsError(ValueError):
     """A variable is set to a value its field cannot take; the message names the variable."""
 
 
-def env(name: str, default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's word
-    """Declare a settings field read from environment variable `name`."""
-    return field(default=default, metadata={"env": name, "help": help})
+def env(name: str, default: Any, help: str, secret: bool = False) -> Any:  # noqa: A002 - argparse's word
+    """Declare a settings field read from environment variable `name`.
+
+    A secret is also read from the file named by `<name>_FILE`, and is never shown (repr, --help).
+    """
+    return field(default=default, repr=not secret, metadata={"env": name, "help": help, "secret": secret})
 
 
 def _parse(raw: str, kind: Any, name: str) -> Any:
@@ -53,13 +56,24 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
         name = f.metadata.get("env")
         if name and name in environ:
             kwargs[f.name] = _parse(environ[name], f.type, name)
+        elif name and f.metadata.get("secret") and f"{name}_FILE" in environ:
+            path = environ[f"{name}_FILE"]
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    kwargs[f.name] = fh.read().rstrip("\r\n")
+            except OSError as exc:
+                raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from exc
     return cls(**kwargs)
 
 
 def load_settings_or_exit(prog: str, *classes: type[Any]) -> tuple[Any, ...]:
     """Return one instance of each settings class from the environment, or exit 2 with a one-line error."""
     try:
-        return tuple(from_env(cls) for cls in classes)
+        loaded = tuple(from_env(cls) for cls in classes)
+        for settings in loaded:
+            if isinstance(settings, KafkaSettings):
+                client_options(settings)  # a bad security setting is a usage error, now
+        return loaded
     except SettingsError as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         raise SystemExit(2) from None
@@ -68,7 +82,12 @@ def load_settings_or_exit(prog: str, *classes: type[Any]) -> tuple[Any, ...]:
 def env_vars(cls: type[Any]) -> list[tuple[str, Any, str]]:
     """Return (variable, default, help) for every field of a settings dataclass."""
     return [
-        (f.metadata["env"], f.default, f.metadata["help"])
+        (
+            f.metadata["env"],
+            f.default,
+            f.metadata["help"]
+            + (f" (or a file: {f.metadata['env']}_FILE)" if f.metadata.get("secret") else ""),
+        )
         for f in dataclasses.fields(cls)
         if "env" in f.metadata
     ]
@@ -92,6 +111,48 @@ def markdown_table(*classes: type[Any]) -> str:
             meaning = help_.replace("|", "\\|")
             rows.append(f"| `{name}` | {shown} | {meaning} |")
     return "\n".join(rows)
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def client_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Return the connection keywords every aiokafka client of the services takes (security included)."""
+    if kafka.security_protocol not in SECURITY_PROTOCOLS:
+        raise SettingsError(
+            f"NEWSFLOW_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol!r} is not one of {SECURITY_PROTOCOLS}"
+        )
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "security_protocol": kafka.security_protocol,
+    }
+    if "SSL" in kafka.security_protocol:
+        from aiokafka.helpers import create_ssl_context
+
+        try:
+            options["ssl_context"] = create_ssl_context(
+                cafile=kafka.ssl_cafile or None,
+                certfile=kafka.ssl_certfile or None,
+                keyfile=kafka.ssl_keyfile or None,
+            )
+        except OSError as exc:
+            raise SettingsError(
+                f"NEWSFLOW_KAFKA_SSL_*: cannot load {exc.filename or 'a file'}: {exc.strerror}"
+            ) from exc
+    if kafka.security_protocol.startswith("SASL"):
+        if kafka.sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(
+                f"NEWSFLOW_KAFKA_SASL_MECHANISM={kafka.sasl_mechanism!r} is not one of {SASL_MECHANISMS}"
+            )
+        if not kafka.sasl_username:
+            raise SettingsError("NEWSFLOW_KAFKA_SASL_USERNAME is empty, and SASL needs a user")
+        options |= {
+            "sasl_mechanism": kafka.sasl_mechanism,
+            "sasl_plain_username": kafka.sasl_username,
+            "sasl_plain_password": kafka.sasl_password,
+        }
+    return options
 
 
 def env_help(*classes: type[Any]) -> str:
@@ -134,6 +195,21 @@ class KafkaSettings:
         "each outlet's learned boilerplate (internal, compacted, transactional)",
     )
     raw_partitions: int = env("NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics")
+    security_protocol: str = env(
+        "NEWSFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    sasl_mechanism: str = env(
+        "NEWSFLOW_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    sasl_username: str = env("NEWSFLOW_KAFKA_SASL_USERNAME", "", "with SASL: the user")
+    sasl_password: str = env("NEWSFLOW_KAFKA_SASL_PASSWORD", "", "with SASL: the password", secret=True)
+    ssl_cafile: str = env(
+        "NEWSFLOW_KAFKA_SSL_CAFILE", "", "with SSL: CA certificates to trust (PEM; default: the system's)"
+    )
+    ssl_certfile: str = env(
+        "NEWSFLOW_KAFKA_SSL_CERTFILE", "", "with SSL: client certificate (PEM), if the broker asks for one"
+    )
+    ssl_keyfile: str = env("NEWSFLOW_KAFKA_SSL_KEYFILE", "", "with SSL: the client certificate's key (PEM)")
     # Kafka's own default (1 MiB) is below the 5 MB input files the producer accepts; a dead
     # letter carries its input as base64 (4/3 of the bytes) plus headers.
     max_message_bytes: int = env(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -16,14 +17,16 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     KafkaConnectionError,
     KafkaError,
+    SaslAuthenticationFailed,
     TopicAlreadyExistsError,
 )
 
-from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
 
 log = logging.getLogger("newsflow.topics")
 
@@ -72,7 +75,7 @@ def committed_reader(kafka: KafkaSettings, *topics: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics,
         auto_offset_reset="earliest",
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -113,11 +116,41 @@ async def _retry_until_answered(
             await asyncio.sleep(pause)
 
 
-async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
-    """Return once the broker answers a metadata request; raise TimeoutError after `timeout` s."""
+class BrokerRefused(KafkaError):  # type: ignore[misc]  # aiokafka ships no types
+    """The broker answers but refuses us (credentials, TLS): retrying will not help."""
+
+
+async def _probe(kafka: KafkaSettings) -> None:
+    """Connect to the first bootstrap server as every client does; BrokerRefused if it refuses us."""
+    options = client_options(kafka)
+    host, _, port = kafka.bootstrap.split(",")[0].strip().rpartition(":")
+    args = {k: v for k, v in options.items() if k != "bootstrap_servers"}
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=5000, **args)
+    except SaslAuthenticationFailed as exc:
+        raise BrokerRefused(
+            f"Kafka at {kafka.bootstrap} refused the credentials of {kafka.sasl_username!r} "
+            f"({kafka.sasl_mechanism}): check NEWSFLOW_KAFKA_SASL_USERNAME/_PASSWORD"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise BrokerRefused(
+            f"TLS with Kafka at {kafka.bootstrap} failed ({exc.reason or exc}): check "
+            "NEWSFLOW_KAFKA_SECURITY_PROTOCOL and NEWSFLOW_KAFKA_SSL_CAFILE"
+        ) from exc
+    except (TimeoutError, OSError) as exc:
+        raise KafkaConnectionError(str(exc)) from exc
+    conn.close()
+
+
+async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
+    """Return once the broker answers a metadata request; raise TimeoutError after `timeout` s.
+
+    A broker that refuses the credentials or the TLS handshake raises BrokerRefused at once.
+    """
 
     async def list_topics() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        await _probe(kafka)
+        admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -129,7 +162,7 @@ async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
         KafkaConnectionError,
         timeout,
         0.5,
-        f"Kafka at {bootstrap} did not answer within {timeout:.0f}s",
+        f"Kafka at {kafka.bootstrap} did not answer within {timeout:.0f}s",
     )
 
 
@@ -139,8 +172,8 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
     Existing topics keep their partitions (a change would move keys between partitions) but get
     the configuration of their spec, so an upgrade that raises e.g. the message size applies.
     """
-    await wait_for_broker(kafka.bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await wait_for_broker(kafka)
+    admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
     created: list[str] = []
     try:

@@ -56,3 +56,42 @@ def test_the_readme_configuration_table_is_the_one_the_declarations_make():
     expected = markdown_table(KafkaSettings, WorkerSettings, ProducerSettings, RunSettings)
     assert block.strip() == expected, "README is stale: regenerate it with `python -m newsflow.settings`"
     assert "`NEWSFLOW_DEDUP_STORY_THRESHOLD` | `0.42` |" in expected
+
+
+def test_a_secret_comes_from_a_file_and_is_never_shown(tmp_path):
+    from newsflow.settings import client_options
+
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2-xyz\n")
+    env = {
+        "NEWSFLOW_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "NEWSFLOW_KAFKA_SASL_USERNAME": "svc",
+        "NEWSFLOW_KAFKA_SASL_PASSWORD_FILE": str(secret),
+    }
+    kafka = from_env(KafkaSettings, env)
+    assert kafka.sasl_password == "hunter2-xyz"
+    assert "hunter2" not in repr(kafka) and "hunter2" not in env_help(KafkaSettings)
+    assert client_options(kafka)["sasl_plain_password"] == "hunter2-xyz"
+    with pytest.raises(SettingsError, match="NEWSFLOW_KAFKA_SASL_PASSWORD_FILE=.* cannot be read"):
+        from_env(KafkaSettings, {**env, "NEWSFLOW_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
+
+
+def test_bad_security_settings_are_usage_errors():
+    from newsflow.settings import client_options
+
+    with pytest.raises(SettingsError, match="NEWSFLOW_KAFKA_SECURITY_PROTOCOL"):
+        client_options(from_env(KafkaSettings, {"NEWSFLOW_KAFKA_SECURITY_PROTOCOL": "TLS"}))
+    with pytest.raises(SettingsError, match="NEWSFLOW_KAFKA_SASL_USERNAME"):
+        client_options(from_env(KafkaSettings, {"NEWSFLOW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}))
+    bad = subprocess.run(
+        [sys.executable, "-m", "newsflow.topics"],
+        env={
+            **os.environ,
+            "NEWSFLOW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "NEWSFLOW_KAFKA_SASL_MECHANISM": "MD5",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "SASL_MECHANISM" in bad.stderr

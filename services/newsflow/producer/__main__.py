@@ -63,7 +63,7 @@ async def _serve(
     registry: CollectorRegistry,
     stop: asyncio.Event,
 ) -> Tally:
-    await wait_for_broker(kafka.bootstrap, timeout=30)
+    await wait_for_broker(kafka, timeout=30)
     tally = Tally()
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=False))
     await publisher.start()

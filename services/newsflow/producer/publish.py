@@ -25,7 +25,7 @@ from newsflow.pipeline.records import RawArticle, raw_headers
 from newsflow.producer.metrics import ProducerMetrics
 from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import Item, Skipped, count_items, iter_inputs
-from newsflow.settings import KafkaSettings
+from newsflow.settings import KafkaSettings, client_options
 from newsflow.topics import wait_for_broker
 
 log = logging.getLogger("newsflow.producer")
@@ -112,7 +112,7 @@ class Publisher:
         self.tally = tally or Tally()
         self.progress = progress
         self.producer = producer or AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap,
+            **client_options(kafka),
             enable_idempotence=True,
             acks="all",
             linger_ms=settings.linger_ms,
@@ -235,7 +235,7 @@ async def produce(
     show_progress: bool = False,
 ) -> Tally:
     """Send every article found under `paths` once; return what happened to each item."""
-    await wait_for_broker(kafka.bootstrap, timeout=30)
+    await wait_for_broker(kafka, timeout=30)
     tally = Tally()
     total = count_items(paths) if show_progress and sys.stderr.isatty() else None
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, total, enabled=show_progress))

@@ -116,7 +116,7 @@ async def watch(
     force_polling: bool = False,
 ) -> Tally:
     """Send every complete new or changed file under `dirs` until `stop` is set."""
-    await wait_for_broker(kafka.bootstrap, timeout=30)
+    await wait_for_broker(kafka, timeout=30)
     tally = Tally()
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=True))
     ledger = SentLedger(Path(settings.state_file))

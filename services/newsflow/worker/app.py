@@ -34,7 +34,7 @@ from newsflow.pipeline.enrich import Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
 from newsflow.pipeline.records import max_dead_letter_payload
-from newsflow.settings import KafkaSettings
+from newsflow.settings import KafkaSettings, client_options
 from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.replica import TopicReplica
@@ -161,11 +161,27 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     )
 
 
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """Return Faust's form of the Kafka security settings (None: plaintext)."""
+    options = client_options(kafka)
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            ssl_context=options.get("ssl_context"),
+            mechanism=kafka.sasl_mechanism,
+        )
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
 def faust_app(kafka: KafkaSettings, settings: WorkerSettings) -> App:
     """Return Faust's app with the fixes for records lost around a rebalance (transport.py)."""
     return App(
         settings.app_id,
         broker=";".join(f"kafka://{b.strip()}" for b in kafka.bootstrap.split(",")),
+        broker_credentials=faust_credentials(kafka),
         store="memory://",  # no tables: the writer's state is its own compacted topics
         datadir=settings.data_dir,
         key_serializer="raw",

@@ -30,7 +30,7 @@ from aiokafka.errors import ProducerFenced
 from newsflow.pipeline.dedup import DedupOptions
 from newsflow.pipeline.desk import BOILERPLATE, DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk
 from newsflow.pipeline.records import Origin
-from newsflow.settings import KafkaSettings
+from newsflow.settings import KafkaSettings, client_options
 from newsflow.worker.replica import read_to_end
 
 log = logging.getLogger("newsflow.writer")
@@ -95,7 +95,7 @@ class TransactionalWriter:
     async def _ready(self) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.kafka.bootstrap,
+                **client_options(self.kafka),
                 transactional_id=self.transactional_id,
                 enable_idempotence=True,
                 acks="all",
