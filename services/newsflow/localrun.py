@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from newsflow.pipeline import jsonio
@@ -26,7 +27,7 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
-from newsflow.topics import BrokerRefused, committed_reader, create_topics
+from newsflow.topics import committed_reader, create_topics
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"producer: {tally.summary()}")
         enriched, dead = asyncio.run(collect(kafka, set(sent_ids), timeout, worker))
-    except (TimeoutError, RuntimeError, BrokerRefused) as exc:
+    except (TimeoutError, RuntimeError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
     finally:

@@ -166,6 +166,38 @@ async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
     )
 
 
+class TopicLayoutError(KafkaError):  # type: ignore[misc]  # aiokafka ships no types
+    """An existing topic's partitions contradict what the pipeline needs."""
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """Refuse a single-writer topic with more than one partition; warn of other counts that differ.
+
+    Partition counts are never changed here (that would move keys). The single writer's topics
+    must have one partition; the raw and enriched topics may have any number, which only sets
+    how many workers can share the work, so a changed NEWSFLOW_RAW_PARTITIONS is said, not fatal.
+    """
+    if not specs:
+        return
+    described = await admin.describe_topics([s.name for s in specs])
+    counts = {t["topic"]: len(t["partitions"]) for t in described if t.get("error_code") == 0}
+    for spec in specs:
+        count = counts.get(spec.name)
+        if count is None or count == spec.partitions:
+            continue
+        if spec.partitions == 1:
+            raise TopicLayoutError(
+                f"topic {spec.name} has {count} partitions; the pipeline's single writer needs exactly 1 "
+                "(recreate it, or point NEWSFLOW_TOPIC_* at a new one)"
+            )
+        log.warning(
+            "topic %s keeps its %d partitions (the settings ask for %d, which applies to new topics only)",
+            spec.name,
+            count,
+            spec.partitions,
+        )
+
+
 async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = None) -> list[str]:
     """Create missing topics; return the names created.
 
@@ -178,7 +210,9 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
-        for spec in specs or topic_specs(kafka):
+        wanted = specs or topic_specs(kafka)
+        await _check_partitions(admin, [s for s in wanted if s.name in existing])
+        for spec in wanted:
             if spec.name in existing:
                 await _apply_config(admin, spec)
                 continue

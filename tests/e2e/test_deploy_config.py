@@ -151,3 +151,28 @@ def test_env_example_values_are_the_code_defaults():
     for name, value in checked.items():
         default = defaults[name]
         assert type(default)(value) == default, f"{name}={value} in .env.example, {default!r} in the code"
+
+
+def test_the_wheel_carries_the_schemas_and_the_commands(tmp_path):
+    # What the image installs: the output contract must ship in the package, not stay in the checkout.
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.conftest import ROOT
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("newsflow-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        for schema in (ROOT / "schemas").glob("*.schema.json"):
+            assert zf.read(f"newsflow/schemas/{schema.name}") == schema.read_bytes()
+        entry_points = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
+        commands = zf.read(entry_points).decode()
+    for command in ("newsflow-worker", "newsflow-producer", "newsflow-tail", "newsflow-schema"):
+        assert f"{command} = " in commands

@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from prometheus_client import CollectorRegistry
 
@@ -14,8 +15,9 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings
-from newsflow.topics import DEAD_LETTER_RETENTION_MS, create_topics
+from newsflow.topics import DEAD_LETTER_RETENTION_MS, TopicLayoutError, create_topics
 from tests.conftest import SEEDS
+from tests.integration.kafka_helpers import unique_kafka
 
 
 async def _topic_configs(
@@ -60,3 +62,25 @@ def test_a_file_over_the_message_size_fails_alone_and_the_rest_is_sent(kafka: Ka
     tally = asyncio.run(produce([tmp_path], small, ProducerSettings(), create_metrics(registry)))
     assert (tally.sent, tally.failed, tally.by("skipped")) == (2, 1, {})
     assert registry.get_sample_value("newsflow_producer_send_errors_total") == 1
+
+
+def test_a_single_writer_topic_with_more_partitions_is_refused_and_other_counts_are_kept(caplog):
+    kafka = unique_kafka(partitions=4)
+
+    async def make(name: str, partitions: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(make(kafka.topic_raw, 2))  # made by an earlier deploy with other settings
+    with caplog.at_level("WARNING", logger="newsflow.topics"):
+        asyncio.run(create_topics(kafka))
+    assert f"topic {kafka.topic_raw} keeps its 2 partitions" in caplog.text
+
+    kafka = unique_kafka()
+    asyncio.run(make(kafka.topic_features, 3))
+    with pytest.raises(TopicLayoutError, match="needs exactly 1"):
+        asyncio.run(create_topics(kafka))

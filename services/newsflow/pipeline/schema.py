@@ -1,22 +1,45 @@
-"""Validation against the JSON Schemas in schemas/ (the output contract)."""
+"""The output contract: the JSON Schemas of schemas/, shipped in the package, and validation against them.
+
+    newsflow-schema                     # the schemas' names and versions
+    newsflow-schema enriched-article    # one schema, as JSON
+
+The files live in the repository's `schemas/`; `services/newsflow/schemas` links to it, so an
+installed package (the image, a wheel) carries the same files and finds them with
+importlib.resources, wherever it is installed.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from functools import cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
 from newsflow.pipeline import jsonio
 
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
+SUFFIX = ".schema.json"
+
+
+def names() -> list[str]:
+    """Return the names of the shipped schemas (enriched-article, story, dead-letter)."""
+    folder = resources.files("newsflow") / "schemas"
+    return sorted(p.name.removesuffix(SUFFIX) for p in folder.iterdir() if p.name.endswith(SUFFIX))
+
+
+def schema_bytes(name: str) -> bytes:
+    """Return one schema's file; FileNotFoundError for an unknown name."""
+    if name not in names():
+        raise FileNotFoundError(f"no schema {name!r} (there are: {', '.join(names())})")
+    return (resources.files("newsflow") / "schemas" / f"{name}{SUFFIX}").read_bytes()
 
 
 @cache
 def validator(name: str) -> Draft202012Validator:
     """Return a validator for schemas/<name>.schema.json (formats such as date-time are checked)."""
-    schema = jsonio.loads((SCHEMA_DIR / f"{name}.schema.json").read_bytes())
+    schema = jsonio.loads(schema_bytes(name))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=FormatChecker())
 
@@ -27,3 +50,27 @@ def schema_errors(name: str, record: Any) -> list[str]:
         f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
         for err in validator(name).iter_errors(record)
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="newsflow-schema",
+        description="Print the output contract: the JSON Schemas of the enriched, story and dead-letter records.",
+    )
+    parser.add_argument("name", nargs="?", help="a schema to print (without a name: list them)")
+    args = parser.parse_args(argv)
+    if args.name is None:
+        for name in names():
+            schema = jsonio.loads(schema_bytes(name))
+            sys.stdout.write(f"{name}  {schema.get('$id', '')}  {schema.get('title', '')}\n")
+        return 0
+    try:
+        sys.stdout.write(schema_bytes(args.name).decode())
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"newsflow-schema: error: {exc}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
