@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help run test lint quality bench kafka-start kafka-stop kafka-reset clean
+.PHONY: help run test lint quality audit bench kafka-start kafka-stop kafka-reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ lint: ## ruff and mypy only
 
 quality: ## the quality floors alone: extraction, story, copies and NER F1 on the dev data (DATA=../shared/data)
 	@scripts/bootstrap.sh && scripts/quality.sh $(DATA)
+
+audit: ## known vulnerabilities of the pinned dependencies (pip-audit; needs the network)
+	@scripts/audit.sh
 
 bench: ## quality, NER speed, dedup cost, producer, throughput/latency/memory benchmarks (DATA=../shared/data)
 	@scripts/bench.sh $(or $(DATA),../shared/data)
