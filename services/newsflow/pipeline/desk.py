@@ -37,6 +37,7 @@ from newsflow.pipeline.records import (
     assignment_from_dict,
     dead_letter_record,
     enriched_record,
+    message_article_id,
     story_record,
     utc_now_iso,
 )
@@ -287,9 +288,7 @@ class DedupDesk:
             # Not one of ours (or from an incompatible version): keep its bytes, under its key or
             # else where it was read, so that a redelivery is recognised as well.
             rejection = Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}")
-            name = (
-                key.decode(errors="replace") if key else f"@{origin.topic}/{origin.partition}/{origin.offset}"
-            )
+            name = message_article_id(key, {}, origin.as_id())
             return self._dead_letter(name, replay_count, rejection, message, key, origin)
         if self.written(article_id, replay_count):
             return Decision("duplicate")

@@ -115,6 +115,13 @@ def _big_cities() -> frozenset[str]:
     return frozenset(keys)
 
 
+def load() -> None:
+    """Load the place tables now (about a second) rather than on the first article that needs them."""
+    _tables()
+    _country_keys()
+    _big_cities()
+
+
 def country_key(key: str) -> str | None:
     """Return the one key of the country a name key stands for ("us", "usa", "america" -> "united states")."""
     return _country_keys().get(key)

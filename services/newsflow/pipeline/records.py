@@ -78,6 +78,10 @@ class Origin:
     def as_dict(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
+    def as_id(self) -> str:
+        """The id of a message that has none of its own: where it was read, the same on every delivery."""
+        return f"@{self.topic}/{self.partition}/{self.offset}"
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:

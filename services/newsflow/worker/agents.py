@@ -45,9 +45,7 @@ def _origin(event: Any) -> Origin:
 
 
 def _origin_id(event: Any) -> str:
-    """An id for a message without one: where it was read, the same on every delivery."""
-    msg = event.message
-    return f"@{msg.topic}/{msg.partition}/{msg.offset}"
+    return _origin(event).as_id()
 
 
 class Forwarder:
