@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from newsflow.pipeline import jsonio
 from newsflow.settings import KafkaSettings
 from newsflow.topics import committed_reader
@@ -62,7 +64,14 @@ class CommittedReader:
         await consumer.start()
         try:
             while not self._stop.is_set():
-                for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
+                try:
+                    batches = await consumer.getmany(timeout_ms=200)
+                except KafkaError:
+                    # The broker is paused or restarting (the outage tests do it on purpose): a
+                    # consumer keeps reading once it is back, and so does this reader.
+                    await asyncio.sleep(0.5)
+                    continue
+                for tp, messages in batches.items():
                     now = time.monotonic()
                     with self.collected.lock:
                         self.collected.records += [
