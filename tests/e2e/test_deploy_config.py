@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import yaml
 
@@ -176,3 +177,48 @@ def test_the_wheel_carries_the_schemas_and_the_commands(tmp_path):
         commands = zf.read(entry_points).decode()
     for command in ("newsflow-worker", "newsflow-producer", "newsflow-tail", "newsflow-schema"):
         assert f"{command} = " in commands
+
+
+def _lock_pins(text: str) -> dict[str, tuple[str, int]]:
+    """requirements.lock as {normalized name: (version, number of hashes)}."""
+    pins: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in text.splitlines():
+        if re.match(r"^[A-Za-z0-9_.-]+==", line):
+            name, version = line.split(" ")[0].split("==")
+            name = re.sub(r"[-_.]+", "-", name).lower()
+            pins[name] = (version, 0)
+        elif line.strip().startswith("--hash=sha256:") and name:
+            version, hashes = pins[name]
+            pins[name] = (version, hashes + 1)
+    return pins
+
+
+def test_the_lock_pins_every_dependency_by_version_and_hash():
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    pins = _lock_pins((ROOT / "requirements.lock").read_text())
+    assert len(pins) > 50
+    unhashed = [name for name, (_, hashes) in pins.items() if not hashes]
+    assert not unhashed, f"pinned without a hash: {unhashed}"
+    direct = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in direct:
+        name, version = requirement.split("==")
+        name = re.sub(r"[-_.]+", "-", name).lower()
+        assert pins.get(name, ("missing",))[0] == version, f"{requirement} is not what the lock pins"
+    # The image builds the package without build isolation: its build backend must be locked too.
+    assert "setuptools" in pins
+
+
+def test_the_image_installs_only_hash_checked_files_on_a_digest_pinned_base():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    (base,) = re.findall(r"^ARG BASE=(\S+)$", dockerfile, re.M)
+    assert re.fullmatch(r"python:3\.11[\w.-]*@sha256:[0-9a-f]{64}", base), base
+    froms = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert froms and all(f == "${BASE}" for f in froms), froms
+    installs = re.findall(r"pip install ([^\n&]+)", dockerfile)
+    assert len(installs) == 3
+    for args in installs:
+        assert "--require-hashes" in args or "--no-index" in args, args
