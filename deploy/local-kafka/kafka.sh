@@ -19,6 +19,8 @@
 #       made at the first start, `kafka.sh cafile` prints the CA to trust). Brokers talk to
 #       themselves on a plaintext loopback listener on port+2. The first user may do anything;
 #       `kafka.sh allow-read USER PREFIX...` lets another read topics starting with PREFIX.
+#   NEWSFLOW_KAFKA_TLS_CLIENT_AUTH [requested]  with SASL users: "required" for mutual TLS; client
+#       certificates come from `kafka.sh client-cert NAME` (prints the cert and key files).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,6 +56,8 @@ fetch() {
 sasl_users=${NEWSFLOW_KAFKA_SASL_USERS:-}
 iport=$((port + 2))
 tls=$run/tls
+client_auth=${NEWSFLOW_KAFKA_TLS_CLIENT_AUTH:-requested}
+case "$client_auth" in requested | required) ;; *) die "NEWSFLOW_KAFKA_TLS_CLIENT_AUTH is requested or required, not '$client_auth'" ;; esac
 
 make_tls() {
   [ -f "$tls/server.pem" ] && return 0
@@ -95,12 +99,30 @@ listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.se
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
 ssl.keystore.type=PEM
 ssl.keystore.location=$tls/server.pem
+# Client certificates signed by the local CA (kafka.sh client-cert) are checked when presented
+# (listener-prefixed: Kafka ignores the broker-wide ssl.client.auth on SASL listeners);
+# NEWSFLOW_KAFKA_TLS_CLIENT_AUTH=required makes every client present one (mutual TLS).
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+listener.name.sasl_ssl.ssl.client.auth=$client_auth
 # The first user (the services) and the loopback broker listener may do anything; any other user
 # only what an ACL allows (kafka.sh allow-read).
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:${pairs[0]%%:*};User:ANONYMOUS
 allow.everyone.if.no.acl.found=false
 PROPS
+}
+
+client_cert() {
+  # kafka.sh client-cert NAME: a client certificate (CN=NAME) signed by the local CA; prints
+  # "CERTFILE KEYFILE" for NEWSFLOW_KAFKA_SSL_CERTFILE and NEWSFLOW_KAFKA_SSL_KEYFILE.
+  local name=${1:?usage: kafka.sh client-cert NAME}
+  [ -f "$tls/ca.key" ] || die "no local CA yet: start the broker with NEWSFLOW_KAFKA_SASL_USERS first"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$tls/client-$name.key" \
+    -out "$tls/client-$name.csr" >/dev/null 2>&1 || die "making the client key failed"
+  openssl x509 -req -in "$tls/client-$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -out "$tls/client-$name.pem" >/dev/null 2>&1 || die "signing the client certificate failed"
+  echo "$tls/client-$name.pem $tls/client-$name.key"
 }
 
 allow_read() {
@@ -240,5 +262,6 @@ case "${1:-}" in
   bootstrap) echo "127.0.0.1:$port" ;;
   cafile) echo "$tls/ca.pem" ;;
   allow-read) shift; allow_read "$@" ;;
-  *) echo "usage: $0 fetch|start|stop|reset|status|bootstrap|cafile|allow-read USER PREFIX..." >&2; exit 2 ;;
+  client-cert) shift; client_cert "$@" ;;
+  *) echo "usage: $0 fetch|start|stop|reset|status|bootstrap|cafile|client-cert NAME|allow-read USER PREFIX..." >&2; exit 2 ;;
 esac

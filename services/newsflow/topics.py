@@ -137,6 +137,16 @@ async def _probe(kafka: KafkaSettings) -> None:
             f"TLS with Kafka at {kafka.bootstrap} failed ({exc.reason or exc}): check "
             "NEWSFLOW_KAFKA_SECURITY_PROTOCOL and NEWSFLOW_KAFKA_SSL_CAFILE"
         ) from exc
+    except KafkaConnectionError as exc:
+        # With TLS 1.3 a refused client certificate is an alert read after our handshake is done:
+        # the connection then closes with it as the cause.
+        if isinstance(exc.__cause__, ssl.SSLError):
+            raise BrokerRefused(
+                f"Kafka at {kafka.bootstrap} refused the TLS client "
+                f"({exc.__cause__.reason or exc.__cause__}): check NEWSFLOW_KAFKA_SSL_CERTFILE and _KEYFILE "
+                "(a certificate its CA signed, if the listener requires one)"
+            ) from exc
+        raise
     except (TimeoutError, OSError) as exc:
         raise KafkaConnectionError(str(exc)) from exc
     conn.close()

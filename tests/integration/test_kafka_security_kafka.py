@@ -24,7 +24,7 @@ KAFKA_SH = ROOT / "deploy" / "local-kafka" / "kafka.sh"
 
 
 class SecureBroker:
-    def __init__(self) -> None:
+    def __init__(self, client_auth: str = "requested") -> None:
         self.port = free_port()
         self.password, self.reader_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
         self.env = {
@@ -32,6 +32,7 @@ class SecureBroker:
             "NEWSFLOW_KAFKA_PORT": str(self.port),
             "NEWSFLOW_KAFKA_CONTROLLER_PORT": str(free_port()),
             "NEWSFLOW_KAFKA_SASL_USERS": f"newsflow:{self.password},reader:{self.reader_password}",
+            "NEWSFLOW_KAFKA_TLS_CLIENT_AUTH": client_auth,
         }
 
     def run(self, *args: str) -> str:
@@ -134,3 +135,66 @@ def test_the_pipeline_runs_over_sasl_ssl_and_refuses_what_it_must(broker: Secure
 
     kafka = KafkaSettings()
     assert asyncio.run(visible()) == {kafka.topic_enriched, kafka.topic_stories}
+
+
+@pytest.fixture
+def mtls_broker() -> Iterator[SecureBroker]:
+    b = SecureBroker(client_auth="required")
+    b.run("start")
+    try:
+        yield b
+    finally:
+        b.run("reset")
+
+
+@pytest.mark.timeout(300)
+def test_mutual_tls_takes_a_client_certificate_the_ca_signed_and_refuses_others(
+    mtls_broker: SecureBroker, tmp_path: Path
+):
+    env = mtls_broker.client_env("newsflow", "SCRAM-SHA-256", _secret(tmp_path, "pw", mtls_broker.password))
+    stranger_key, stranger_cert = tmp_path / "stranger.key", tmp_path / "stranger.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=stranger"]
+        + ["-keyout", str(stranger_key), "-out", str(stranger_cert)],
+        check=True,
+        capture_output=True,
+    )
+    # No certificate, or one from another CA: a one-line error at once, not a retry loop.
+    for extra in (
+        {},
+        {"NEWSFLOW_KAFKA_SSL_CERTFILE": str(stranger_cert), "NEWSFLOW_KAFKA_SSL_KEYFILE": str(stranger_key)},
+    ):
+        started = time.monotonic()
+        refused = cli({**env, **extra}, "newsflow.topics", timeout=60)
+        assert refused.returncode != 0
+        assert time.monotonic() - started < 30
+        assert "refused the TLS client" in refused.stderr.strip().splitlines()[-1], refused.stderr[-2000:]
+
+    # The certificate the broker's CA signed: the topics tool and the producer work over mutual TLS.
+    certfile, keyfile = mtls_broker.run("client-cert", "newsflow").split()
+    signed = {**env, "NEWSFLOW_KAFKA_SSL_CERTFILE": certfile, "NEWSFLOW_KAFKA_SSL_KEYFILE": keyfile}
+    assert cli(signed, "newsflow.topics").returncode == 0
+    sent = cli(signed, "newsflow.producer", str(SEEDS))
+    assert sent.returncode == 0, sent.stderr
+
+    expected = len(list(SEEDS.iterdir()))
+
+    async def raw_count() -> int:
+        from newsflow.settings import KafkaSettings as Settings
+        from newsflow.settings import client_options, from_env
+        from newsflow.topics import committed_reader
+
+        kafka = from_env(Settings, signed)
+        assert client_options(kafka)["ssl_context"] is not None
+        consumer = committed_reader(kafka, kafka.topic_raw)
+        await consumer.start()
+        count, deadline = 0, time.monotonic() + 30
+        try:
+            while count < expected and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=1000)
+                count += sum(len(records) for records in batches.values())
+            return count
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(raw_count()) == expected
