@@ -21,6 +21,7 @@ import asyncio
 import random
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import local_broker, record  # noqa: E402
 from newsflow.pipeline import jsonio  # noqa: E402
-from newsflow.pipeline.dedup import NUM_PERM, StoryFeatures, StoryIndex, story_similarity  # noqa: E402
+from newsflow.pipeline.dedup import (  # noqa: E402
+    NUM_PERM,
+    DedupOptions,
+    StoryFeatures,
+    StoryIndex,
+    story_similarity,
+)
 from newsflow.pipeline.desk import DedupDesk  # noqa: E402
 from newsflow.pipeline.embed import DIM, quantize  # noqa: E402
 from newsflow.pipeline.records import StoryAssignment, assignment_dict  # noqa: E402
@@ -105,28 +112,44 @@ def state_records(n: int) -> Iterator[tuple[bytes, bytes]]:
         yield f"a/{f.article_id}".encode(), jsonio.dumps(value)
 
 
-def restart_seconds(n: int) -> tuple[float, float]:
-    """Return (seconds to read the state topic, seconds to rebuild the desk) for `n` articles.
+# Records written after the latest snapshot, in the restart measurement.
+TAIL = 1000
 
-    The records go to a topic on a broker of the bench's own; the writer's own code reads them
-    back (read_committed, to the end) and rebuilds its desk, as a restarted writer does.
+
+def restart_seconds(n: int, workdir: Path) -> dict[str, float]:
+    """Time a writer's restart with `n` articles indexed: replaying the state topic, and the latest
+    snapshot plus the TAIL records written after it.
+
+    The records go to a topic on a broker of the bench's own, with the marker record a snapshot
+    leaves between the first `n` and the last TAIL; the writer's own code reads them back
+    (read_committed) and rebuilds its desk, once by replaying everything, once from the snapshot.
     """
+    import os
+
     from aiokafka import AIOKafkaProducer
 
     from newsflow.settings import KafkaSettings
     from newsflow.worker.replica import read_to_end
+    from newsflow.worker.snapshot import Snapshots, marker_key
+    from newsflow.worker.writer import TransactionalWriter
 
+    times: dict[str, float] = {}
     with local_broker() as bootstrap:
         kafka = KafkaSettings(bootstrap=bootstrap)
+        snapshots = Snapshots(workdir / "dedup.snapshot", 1, kafka.topic_dedup_state)
+        marker = "bench"
 
         async def fill() -> None:
-            await create_topics(kafka, [t for t in topic_specs(kafka) if t.name == kafka.topic_dedup_state])
+            state = [
+                t for t in topic_specs(kafka) if t.name in (kafka.topic_dedup_state, kafka.topic_boilerplate)
+            ]
+            await create_topics(kafka, state)
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1 << 20)
             await producer.start()
             try:
-                pending = [
-                    await producer.send(kafka.topic_dedup_state, v, key=k) for k, v in state_records(n)
-                ]
+                records = list(state_records(n + TAIL))
+                records.insert(n, (marker_key(marker), jsonio.dumps({"snapshot": marker})))
+                pending = [await producer.send(kafka.topic_dedup_state, v, key=k) for k, v in records]
                 await asyncio.gather(*pending)
             finally:
                 await producer.stop()
@@ -134,12 +157,31 @@ def restart_seconds(n: int) -> tuple[float, float]:
         asyncio.run(fill())
         started = time.perf_counter()
         entries = asyncio.run(read_to_end(kafka, kafka.topic_dedup_state))
-        read = time.perf_counter() - started
+        times["read"] = time.perf_counter() - started
         started = time.perf_counter()
-        desk = DedupDesk.from_state(entries)
-        rebuild = time.perf_counter() - started
-        assert len(desk.index) == n
-    return read, rebuild
+        desk = DedupDesk.from_state(entries[:n])
+        times["replay"] = time.perf_counter() - started
+        # The snapshot a writer takes after the marker's transaction (offset n; the next is n + 1).
+        started = time.perf_counter()
+        snapshots._pending = marker
+        snapshots.take(desk, n, n + 1)
+        if snapshots._child is not None:
+            os.waitpid(snapshots._child[0], 0)
+        times["write"] = time.perf_counter() - started
+        times["size_mb"] = snapshots.path.stat().st_size / 1e6 if snapshots.path else 0.0
+        started = time.perf_counter()
+        desk.replay(entries[n + 1 :])
+        times["replay"] += time.perf_counter() - started
+        assert len(desk.index) == n + TAIL
+        del desk, entries
+
+        writer = TransactionalWriter(kafka, "bench", DedupOptions(), snapshots=snapshots)
+        started = time.perf_counter()
+        restored, source = asyncio.run(writer._rebuild())
+        times["snapshot"] = time.perf_counter() - started
+        assert source.startswith("a snapshot and 1000 records"), source
+        assert len(restored.index) == n + TAIL
+    return times
 
 
 def linear_scan_ms(n: int = 2000) -> float:
@@ -182,12 +224,18 @@ def main() -> int:
     if args.restart:
         rows += [
             "",
-            "| state records | read the state topic (s) | rebuild the desk (s) | total (s) |",
-            "|---|---|---|---|",
+            f"| indexed articles | replay the state topic: read + rebuild (s) | snapshot + {TAIL:,} records after it (s) "
+            "| ratio | writing the snapshot (s, in a child process) | snapshot size (MB) |",
+            "|---|---|---|---|---|---|",
         ]
     for n in args.restart:
-        read, rebuild = restart_seconds(n)
-        rows.append(f"| {n:,} | {read:.1f} | {rebuild:.1f} | {read + rebuild:.1f} |")
+        with tempfile.TemporaryDirectory() as workdir:
+            t = restart_seconds(n, Path(workdir))
+        replay = t["read"] + t["replay"]
+        rows.append(
+            f"| {n:,} | {t['read']:.1f} + {t['replay']:.1f} = {replay:.1f} | {t['snapshot']:.1f} "
+            f"| {replay / t['snapshot']:.1f}x | {t['write']:.1f} | {t['size_mb']:,.0f} |"
+        )
         print(rows[-1], flush=True)
     report = "\n".join(rows)
     print(report)

@@ -239,3 +239,59 @@ def test_pages_without_article_text_are_enriched_once_without_a_story(tagger):
     # a rebuilt desk remembers it too
     state = [(o.key, o.value) for o in first.outputs if o.destination == STATE]
     assert DedupDesk.from_state(state).decide(stub, ORIGIN).outcome == "duplicate"
+
+
+def _state_of(desk: DedupDesk, messages: list[bytes]) -> list[tuple[bytes, bytes | None]]:
+    state = []
+    for m in messages:
+        state += [(o.key, o.value) for o in desk.decide(m, ORIGIN).outputs if o.destination == STATE]
+    return state
+
+
+def test_a_desk_from_a_snapshot_and_the_records_after_it_is_the_desk_replayed_from_scratch(tagger):
+    import pickle
+
+    options = DedupOptions(window_hours=72)
+    desk = DedupDesk(options)
+    before = _state_of(
+        desk,
+        [
+            message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"),
+            rejected("r1", received=1_740_819_600.0),  # 2025-03-01
+        ],
+    )
+    snapshot = pickle.dumps(desk.snapshot())  # as the writer stores it
+    after = _state_of(
+        desk,
+        [
+            # closes the 1 March story and dead letter (tombstones after the snapshot)...
+            message(tagger, "c1", ELECTION, "valleypost", "2025-03-14T09:00:00Z"),
+            # ...and opens a story that a later report must join
+            message(tagger, "b1", BRIDGE, "harbourtimes", "2025-03-14T10:00:00Z"),
+            rejected("r2", received=1_741_950_000.0),
+        ],
+    )
+    assert {k for k, v in after if v is None} == {b"a/a1", b"r/0/r1"}
+
+    restored = DedupDesk.from_snapshot(pickle.loads(snapshot), options)
+    assert restored.replay(after) == len(after)
+    scratch = DedupDesk.from_state(before + after, options)
+    for rebuilt in (restored, scratch):
+        assert sorted(rebuilt.index.articles) == ["b1", "c1"]
+        assert set(rebuilt.rejected) == {("r2", 0)}
+        assert rebuilt.decide(message(tagger, "b1", BRIDGE, "harbourtimes"), ORIGIN).outcome == "duplicate"
+    late = message(tagger, "d1", BRIDGE_OTHER_OUTLET, "valleypost", "2025-03-14T11:00:00Z")
+    expected = desk.decide(late, ORIGIN).record["story_id"]
+    assert restored.decide(late, ORIGIN).record["story_id"] == expected
+    assert scratch.decide(late, ORIGIN).record["story_id"] == expected
+    # The closed story is not closed a second time by the restored desk.
+    assert restored.index.expired_stories == []
+
+
+def test_a_snapshot_taken_under_other_options_is_refused(tagger):
+    desk = DedupDesk(DedupOptions())
+    _state_of(desk, [message(tagger, "a1", BRIDGE, "harbourtimes")])
+    with pytest.raises(ValueError, match="other dedup options"):
+        DedupDesk.from_snapshot(desk.snapshot(), DedupOptions(story_threshold=0.5))
+    with pytest.raises(ValueError, match="version"):
+        DedupDesk.from_snapshot({**desk.snapshot(), "version": 0}, DedupOptions())

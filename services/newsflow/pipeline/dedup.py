@@ -311,6 +311,16 @@ class Weights(Mapping[str, float]):
     def pairs(self) -> Iterator[tuple[str, float]]:
         return zip(self._keys, self._values, strict=True)
 
+    # Pickled field by field (a snapshot of the index holds a million of these): see _rebuilt.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _weights, (self._keys, self._values)
+
+
+def _weights(keys: tuple[str, ...], values: array[float]) -> Weights:
+    weights = Weights.__new__(Weights)
+    weights._keys, weights._values = keys, values
+    return weights
+
 
 @dataclass(frozen=True, slots=True)
 class IndexedArticle:
@@ -323,6 +333,9 @@ class IndexedArticle:
     signature: np.ndarray
     shingle_count: int
     assignment: StoryAssignment
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return IndexedArticle, (self.signature, self.shingle_count, self.assignment)
 
 
 @dataclass(slots=True)
@@ -346,6 +359,10 @@ class Story:
     vector_norm: float = 0.0
     # When its latest member was received: the story's age on the index's clock (expiry).
     last_received: float = 0.0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Positional, in slot order: unpickling a million stories costs one call each.
+        return Story, tuple(getattr(self, name) for name in Story.__slots__)
 
     @property
     def vector_sum(self) -> np.ndarray | None:
@@ -609,17 +626,30 @@ class StoryIndex:
             ):
                 old.append(sid)
         for sid in old:
-            story = self.stories.pop(sid)
+            story, members = self._drop_story(sid)
             self.expired_stories.append(story)
-            for member in story.members:
-                indexed = self.articles.pop(member, None)
-                if indexed is not None:
-                    self.lsh.remove(member, indexed.signature)
-                    self.expired_articles.append(member)
-            for key in self.story_keys.pop(sid, ()):
-                ids = self.postings.get(key)
-                if ids is not None:
-                    ids.pop(sid, None)
-                    if not ids:
-                        del self.postings[key]
+            self.expired_articles.extend(members)
         return old
+
+    def forget(self, article_id: str) -> None:
+        """Drop an article with its whole story, silently (its expiry, replayed from the state topic)."""
+        indexed = self.articles.get(article_id)
+        if indexed is not None:
+            self._drop_story(indexed.assignment.story_id)
+
+    def _drop_story(self, sid: str) -> tuple[Story, list[str]]:
+        """Remove a story and its members from every structure; return it and the members removed."""
+        story = self.stories.pop(sid)
+        members = []
+        for member in story.members:
+            indexed = self.articles.pop(member, None)
+            if indexed is not None:
+                self.lsh.remove(member, indexed.signature)
+                members.append(member)
+        for key in self.story_keys.pop(sid, ()):
+            ids = self.postings.get(key)
+            if ids is not None:
+                ids.pop(sid, None)
+                if not ids:
+                    del self.postings[key]
+        return story, members

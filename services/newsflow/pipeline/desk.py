@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from newsflow.pipeline import jsonio
@@ -64,6 +64,9 @@ KIND_ARTICLE, KIND_REJECTED = "article", "rejected"
 NO_STORY_STATUSES = frozenset({"empty"})
 # See `DedupDesk.learned`.
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
+# The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
+# replays the state topic instead).
+SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,70 @@ class DedupDesk:
         for key, value in latest(boilerplate).items():
             load_boilerplate(desk.boilerplate, key, value)
         return desk
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the desk's state as one picklable object (the boilerplate has its own topic).
+
+        Loading it (`from_snapshot`) costs tens of microseconds per article where replaying the
+        state topic costs hundreds: it is what makes a writer with a million articles indexed
+        restart in seconds rather than minutes.
+        """
+        self.index.lsh.compact()
+        return {
+            "version": SNAPSHOT_VERSION,
+            "options": asdict(self.options),
+            "index": self.index,
+            "rejected": (self.rejected, self._rejected_by_age),
+            "unstoried": (self.unstoried, self._unstoried_by_age),
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        snapshot: Mapping[str, Any],
+        options: DedupOptions | None = None,
+        max_payload_bytes: int = 1 << 20,
+        boilerplate: Iterable[tuple[bytes, bytes | None]] = (),
+    ) -> DedupDesk:
+        """Return the desk a `snapshot` holds; ValueError if it was taken under other options.
+
+        Records written after the snapshot are then applied with `replay`.
+        """
+        options = options or DedupOptions()
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {snapshot.get('version')!r}, not {SNAPSHOT_VERSION}")
+        if snapshot.get("options") != asdict(options):
+            raise ValueError("snapshot taken under other dedup options")
+        desk = cls(options, max_payload_bytes)
+        desk.index = snapshot["index"]
+        desk.index.options = options
+        desk.rejected, desk._rejected_by_age = snapshot["rejected"]
+        desk.unstoried, desk._unstoried_by_age = snapshot["unstoried"]
+        for key, value in latest(boilerplate).items():
+            load_boilerplate(desk.boilerplate, key, value)
+        return desk
+
+    def replay(self, entries: Iterable[tuple[bytes, bytes | None]]) -> int:
+        """Apply state records written after a snapshot, in order; return how many were applied."""
+        applied = 0
+        for key, value in entries:
+            kind, _, rest = key.decode(errors="replace").partition("/")
+            if value is None:  # what the window closed after the snapshot
+                if kind == "a":
+                    self.index.forget(rest)
+                elif kind == "r":
+                    count, _, article_id = rest.partition("/")
+                    self.rejected.pop((article_id, int(count)), None)
+                elif kind == "n":
+                    self.unstoried.pop(rest, None)
+            elif not (kind == "a" and rest in self.index.articles):
+                try:
+                    self._restore(key, jsonio.loads(value))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("skipping unreadable desk state %r: %s", key, exc)
+                    continue
+            applied += 1
+        return applied
 
     def learned(self) -> list[Output]:
         """Return the boilerplate records to write: outlets' new states and forgotten outlets' tombstones.

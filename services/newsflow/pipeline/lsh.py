@@ -83,6 +83,11 @@ class BandIndex:
         if self._dead > max(MIN_PENDING, len(self._ids) // 2):
             self._merge()
 
+    def compact(self) -> None:
+        """Fold recent inserts and removals into the arrays now (before a snapshot is taken)."""
+        if self._pending_count or self._dead:
+            self._merge()
+
     def _merge(self) -> None:
         """Fold the recent inserts into the sorted arrays, dropping removed rows and renumbering."""
         alive = np.fromiter((i is not None for i in self._ids), dtype=bool, count=len(self._ids))

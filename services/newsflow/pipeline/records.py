@@ -170,6 +170,15 @@ class StoryAssignment:
     story_score: float | None
     is_new_story: bool
 
+    def __reduce__(self) -> tuple[Any, ...]:  # positional: fast to unpickle (index snapshots)
+        return StoryAssignment, (
+            self.story_id,
+            self.duplicate_of,
+            self.duplicate_similarity,
+            self.story_score,
+            self.is_new_story,
+        )
+
 
 def utc_now_iso() -> str:
     """Return the current UTC time as an RFC 3339 string with millisecond precision."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import aiokafka
@@ -40,6 +41,7 @@ from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.replica import TopicReplica
 from newsflow.worker.settings import WorkerSettings
+from newsflow.worker.snapshot import Snapshots
 from newsflow.worker.transport import App
 from newsflow.worker.writer import TransactionalWriter
 
@@ -89,8 +91,13 @@ class WorkerApp:
             copy_containment=settings.copy_containment,
             window_hours=settings.story_window_hours,
         )
+        snapshots = Snapshots(
+            Path(settings.data_dir) / f"dedup-{settings.app_id}.snapshot",
+            settings.snapshot_seconds,
+            kafka.topic_dedup_state,
+        )
         self.writer = TransactionalWriter(
-            kafka, settings.app_id, dedup_options, max_payload_bytes=max_payload
+            kafka, settings.app_id, dedup_options, max_payload_bytes=max_payload, snapshots=snapshots
         )
         dedup = DedupAgent(
             self.writer,

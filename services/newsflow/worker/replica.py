@@ -50,6 +50,24 @@ async def read_to_end(kafka: KafkaSettings, topic: str) -> list[Entry]:
         await consumer.stop()
 
 
+async def read_from(kafka: KafkaSettings, topic: str, offset: int) -> list[tuple[int, bytes, bytes | None]]:
+    """Return (offset, key, value) of a one-partition topic's committed records from `offset` on."""
+    consumer = committed_reader(kafka)
+    try:
+        await consumer.start()
+        (tp,) = await topic_partitions(consumer, topic)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, offset)
+        records: list[tuple[int, bytes, bytes | None]] = []
+        while offset < end and await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            records.extend((m.offset, m.key or b"", m.value) for m in batch.get(tp, ()))
+        return records
+    finally:
+        await consumer.stop()
+
+
 class TopicReplica:
     """Follows a compacted topic from its beginning, handing every record to `apply`.
 

@@ -31,6 +31,11 @@ class WorkerSettings:
     dedup_batch_seconds: float = env(
         "NEWSFLOW_WORKER_DEDUP_BATCH_SECONDS", 0.2, "longest wait to fill a dedup transaction"
     )
+    snapshot_seconds: float = env(
+        "NEWSFLOW_WORKER_SNAPSHOT_SECONDS",
+        300.0,
+        "the dedup writer snapshots its desk into the data dir this often, for fast restarts (0: never)",
+    )
     session_timeout_seconds: float = env(
         "NEWSFLOW_WORKER_SESSION_TIMEOUT_SECONDS",
         10.0,

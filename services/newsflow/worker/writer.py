@@ -31,7 +31,8 @@ from newsflow.pipeline.dedup import DedupOptions
 from newsflow.pipeline.desk import BOILERPLATE, DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk
 from newsflow.pipeline.records import Origin
 from newsflow.settings import KafkaSettings, client_options
-from newsflow.worker.replica import read_to_end
+from newsflow.worker.replica import read_from, read_to_end
+from newsflow.worker.snapshot import Snapshots, marker_key
 
 log = logging.getLogger("newsflow.writer")
 
@@ -59,6 +60,7 @@ class TransactionalWriter:
         options: DedupOptions,
         on_rebuilt: Callable[[DedupDesk, float], None] | None = None,
         max_payload_bytes: int = 1 << 20,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self.kafka = kafka
         self.group_id = group_id
@@ -69,6 +71,7 @@ class TransactionalWriter:
         self._producer: AIOKafkaProducer | None = None
         self._stale = True
         self.on_rebuilt = on_rebuilt
+        self.snapshots = snapshots or Snapshots(None, 0, kafka.topic_dedup_state)
         self._topics = {
             ENRICHED: kafka.topic_enriched,
             STORIES: kafka.topic_stories,
@@ -113,17 +116,13 @@ class TransactionalWriter:
             self._stale = True
         if self._stale:
             started = time.monotonic()
-            self.desk = DedupDesk.from_state(
-                await read_to_end(self.kafka, self.kafka.topic_dedup_state),
-                self.options,
-                self.max_payload_bytes,
-                boilerplate=await read_to_end(self.kafka, self.kafka.topic_boilerplate),
-            )
+            self.snapshots.abandon()
+            self.desk, source = await self._rebuild()
             self._stale = False
             seconds = time.monotonic() - started
             log.info(
                 "dedup desk rebuilt from %s in %.1fs: %d articles, %d stories, %d dead letters",
-                self.kafka.topic_dedup_state,
+                source,
                 seconds,
                 len(self.desk.index),
                 len(self.desk.index.stories),
@@ -131,6 +130,35 @@ class TransactionalWriter:
             )
             if self.on_rebuilt is not None:
                 self.on_rebuilt(self.desk, seconds)
+
+    async def _rebuild(self) -> tuple[DedupDesk, str]:
+        """Return the desk as the committed state says, from the latest snapshot when it can be used.
+
+        The CPU-heavy part runs in a thread: the event loop keeps the group's heartbeats going.
+        """
+        topic = self.kafka.topic_dedup_state
+        boilerplate = await read_to_end(self.kafka, self.kafka.topic_boilerplate)
+        loaded = await asyncio.to_thread(self.snapshots.load)
+        if loaded is not None:
+            records = await read_from(self.kafka, topic, loaded.marker_offset)
+            if records[:1] and records[0][:2] == (loaded.marker_offset, marker_key(loaded.snapshot_id)):
+                try:
+                    desk = DedupDesk.from_snapshot(
+                        loaded.desk_state, self.options, self.max_payload_bytes, boilerplate
+                    )
+                except ValueError as exc:
+                    log.info("dedup snapshot not used (%s); replaying %s", exc, topic)
+                else:
+                    tail = [(key, value) for offset, key, value in records if offset >= loaded.position]
+                    await asyncio.to_thread(desk.replay, tail)
+                    return desk, f"a snapshot and {len(tail)} records of {topic} after it"
+            else:
+                log.info("dedup snapshot is not of this %s (its marker is not there); replaying", topic)
+        entries = await read_to_end(self.kafka, topic)
+        desk = await asyncio.to_thread(
+            DedupDesk.from_state, entries, self.options, self.max_payload_bytes, boilerplate
+        )
+        return desk, topic
 
     async def write_batch(
         self, events: Sequence[Any], should_stop: Callable[[], bool], owns: Callable[[], bool]
@@ -185,16 +213,14 @@ class TransactionalWriter:
             )
             tp = TopicPartition(msg.topic, msg.partition)
             offsets[tp] = max(offsets.get(tp, 0), msg.offset + 1)
+        markers = self.snapshots.markers()
+        records = [o for decision in decisions for o in decision.outputs] + self.desk.learned() + markers
         try:
             await producer.begin_transaction()
-            outputs = [o for decision in decisions for o in decision.outputs]
-            sent = [
-                await producer.send(self._topics[o.destination], o.value, key=o.key)
-                for o in [*outputs, *self.desk.learned()]
-            ]
+            sent = [await producer.send(self._topics[o.destination], o.value, key=o.key) for o in records]
             # aiokafka commits a transaction once its batches are done, failed or not: every
             # record must be confirmed first, or a failed one would be committed as written.
-            await asyncio.gather(*sent)
+            written = await asyncio.gather(*sent)
             await producer.send_offsets_to_transaction(offsets, self.group_id)
             await producer.commit_transaction()
         except asyncio.CancelledError:
@@ -207,4 +233,8 @@ class TransactionalWriter:
         except BaseException:
             self._stale = True
             raise
+        if markers:
+            # The desk now is what the state topic says up to this transaction's last record.
+            state = [meta.offset for o, meta in zip(records, written, strict=True) if o.destination == STATE]
+            self.snapshots.take(self.desk, written[len(records) - len(markers)].offset, max(state) + 1)
         return decisions
