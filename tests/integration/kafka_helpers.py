@@ -133,6 +133,26 @@ def send_raw(
     asyncio.run(run())
 
 
+def read_event_attributes(kafka: KafkaSettings, topic: str, want: int) -> list[dict[str, str]]:
+    """Read the CloudEvents attributes (record headers) of the first `want` records of `topic`."""
+    from newsflow.pipeline.cloudevents import as_dict
+
+    async def run() -> list[dict[str, str]]:
+        consumer = committed_reader(kafka, topic)
+        await consumer.start()
+        out: list[dict[str, str]] = []
+        deadline = time.monotonic() + RECV_TIMEOUT
+        try:
+            while len(out) < want and time.monotonic() < deadline:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    out += [as_dict(m.headers) for m in messages]
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(run())
+
+
 def read_records(
     kafka: KafkaSettings,
     topic: str,

@@ -6,11 +6,18 @@ import base64
 import json
 from pathlib import Path
 
+from newsflow.pipeline.cloudevents import schema_id
 from newsflow.pipeline.dedup import NUM_PERM, StoryFeatures
 from newsflow.pipeline.schema import schema_errors
 from newsflow.settings import KafkaSettings
 from tests.conftest import FIXTURES, SEEDS
-from tests.integration.kafka_helpers import produce_files, read_records, send_raw, worker_process
+from tests.integration.kafka_helpers import (
+    produce_files,
+    read_event_attributes,
+    read_records,
+    send_raw,
+    worker_process,
+)
 
 
 def test_seeds_come_out_enriched_keyed_by_article_id_in_one_story(kafka: KafkaSettings, worker_log: Path):
@@ -39,6 +46,15 @@ def test_seeds_come_out_enriched_keyed_by_article_id_in_one_story(kafka: KafkaSe
         for e in record["entities"]:
             for start, end in e["mentions"]:
                 assert record["text"][start:end].strip()
+    # CloudEvents headers on the real records: routable without parsing the body.
+    attributes = read_event_attributes(kafka, kafka.topic_enriched, want=2)
+    assert sorted(a["id"] for a in attributes) == sorted(ids)
+    assert {a["type"] for a in attributes} == {"dev.newsflow.article.enriched"}
+    assert {a["subject"] for a in attributes} == {records[0][1]["story_id"]}
+    assert {a["source"] for a in attributes} == {r["source"]["outlet"] for _, r in records}
+    assert {a["dataschema"] for a in attributes} == {schema_id("enriched-article")}
+    story_events = read_event_attributes(kafka, kafka.topic_stories, want=2)
+    assert [a["id"].rsplit("/", 1)[1] for a in story_events] == ["1", "2"]
 
 
 def test_html_and_envelope_inputs_come_out_cleaned_with_metadata(kafka: KafkaSettings, worker_log: Path):

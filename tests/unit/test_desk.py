@@ -295,3 +295,52 @@ def test_a_snapshot_taken_under_other_options_is_refused(tagger):
         DedupDesk.from_snapshot(desk.snapshot(), DedupOptions(story_threshold=0.5))
     with pytest.raises(ValueError, match="version"):
         DedupDesk.from_snapshot({**desk.snapshot(), "version": 0}, DedupOptions())
+
+
+def test_output_records_carry_cloudevents_headers_a_generic_consumer_can_route_by(tagger):
+    from newsflow.pipeline import cloudevents
+
+    desk = DedupDesk()
+    first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)
+    second = desk.decide(message(tagger, "b1", BRIDGE_OTHER_OUTLET, "valleypost"), ORIGIN)
+    dead = desk.decide(rejected("r1"), ORIGIN)
+    by_destination = {}
+    for decision in (first, second, dead):
+        for o in decision.outputs:
+            by_destination.setdefault(o.destination, []).append(cloudevents.as_dict(o.headers))
+    enriched, stories, dead_letters = (
+        by_destination[ENRICHED],
+        by_destination[STORIES],
+        by_destination[DEAD_LETTER],
+    )
+    assert not any(by_destination[STATE])  # internal records carry none
+    for attrs in enriched + stories + dead_letters:
+        assert attrs["specversion"] == "1.0" and attrs["datacontenttype"] == "application/json"
+        assert attrs["time"].endswith("Z")
+    assert [(a["type"], a["id"], a["source"]) for a in enriched] == [
+        ("dev.newsflow.article.enriched", "a1", "harbourtimes"),
+        ("dev.newsflow.article.enriched", "b1", "valleypost"),
+    ]
+    assert enriched[0]["dataschema"] == "https://newsflow.dev/schemas/enriched-article/v1"
+    story_id = first.record["story_id"]
+    assert enriched[1]["subject"] == story_id
+    # one event id per story version: a consumer can tell an update from a redelivery
+    assert [a["id"] for a in stories] == [f"{story_id}/1", f"{story_id}/2"]
+    assert {a["type"] for a in stories} == {"dev.newsflow.story.updated"}
+    assert stories[0]["dataschema"] == "https://newsflow.dev/schemas/story/v1"
+    (dl,) = dead_letters
+    assert dl["type"] == "dev.newsflow.article.dead_lettered" and dl["id"] == "r1/0"
+    assert dl["subject"] == "extract/empty" and dl["dataschema"].endswith("/dead-letter/v1")
+
+
+def test_a_closed_story_is_a_closed_event_with_the_next_version(tagger):
+    from newsflow.pipeline import cloudevents
+
+    desk = DedupDesk(DedupOptions(window_hours=72))
+    first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"), ORIGIN)
+    later = desk.decide(message(tagger, "c1", ELECTION, "valleypost", "2025-03-14T09:00:00Z"), ORIGIN)
+    story_id = first.record["story_id"].encode()
+    (closed,) = [o for o in later.outputs if o.destination == STORIES and o.key == story_id]
+    attrs = cloudevents.as_dict(closed.headers)
+    assert attrs["type"] == "dev.newsflow.story.closed" and attrs["id"] == f"{story_id.decode()}/2"
+    assert jsonio.loads(closed.value)["version"] == 2

@@ -25,9 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from newsflow.pipeline import jsonio
+from newsflow.pipeline import cloudevents, jsonio
 from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex
 from newsflow.pipeline.records import (
+    H_OUTLET,
     H_REPLAY_COUNT,
     Origin,
     Rejection,
@@ -76,6 +77,7 @@ class Output:
     destination: str
     key: bytes
     value: bytes | None
+    headers: cloudevents.Headers = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,45 @@ def rejected_message(article_id: str, dead_letter: dict[str, Any], received: flo
             "dead_letter": dead_letter,
         }
     )
+
+
+def _enriched_output(record: dict[str, Any]) -> Output:
+    article_id = str(record["article_id"])
+    headers = cloudevents.headers(
+        cloudevents.ARTICLE_ENRICHED,
+        article_id,
+        str(record["source"]["outlet"]),
+        str(record["processed_at"]),
+        "enriched-article",
+        subject=record["story_id"],
+    )
+    return Output(ENRICHED, article_id.encode(), jsonio.dumps(record), headers)
+
+
+def _story_output(record: dict[str, Any]) -> Output:
+    story_id = str(record["story_id"])
+    closed = record["status"] == "closed"
+    headers = cloudevents.headers(
+        cloudevents.STORY_CLOSED if closed else cloudevents.STORY_UPDATED,
+        f"{story_id}/{record['version']}",
+        cloudevents.PIPELINE_SOURCE,
+        str(record["updated_at"]),
+        "story",
+        subject=story_id,
+    )
+    return Output(STORIES, story_id.encode(), jsonio.dumps(record), headers)
+
+
+def _dead_letter_output(article_id: str, dead: dict[str, Any]) -> Output:
+    headers = cloudevents.headers(
+        cloudevents.ARTICLE_DEAD_LETTERED,
+        f"{article_id}/{dead.get('replay_count', 0)}",
+        str((dead.get("headers") or {}).get(H_OUTLET) or cloudevents.PIPELINE_SOURCE),
+        str(dead["failed_at"]),
+        "dead-letter",
+        subject=f"{dead['stage']}/{dead['reason']}",
+    )
+    return Output(DEAD_LETTER, article_id.encode(), jsonio.dumps(dead), headers)
 
 
 def latest(entries: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, bytes]:
@@ -311,8 +352,7 @@ class DedupDesk:
         # A story's last record says it is closed: it will not change again.
         closed_at = utc_now_iso()
         tombstones += [
-            Output(STORIES, s.story_id.encode(), jsonio.dumps(story_record(s, closed_at=closed_at)))
-            for s in self.index.expired_stories
+            _story_output(story_record(s, closed_at=closed_at)) for s in self.index.expired_stories
         ]
         self.index.expired_stories.clear()
         horizon = self.index.watermark - self.options.window_hours * 3600
@@ -375,7 +415,7 @@ class DedupDesk:
         self._learn(features, body)
         out = enriched_record(body["fields"], None)
         outputs = (
-            Output(ENRICHED, features.article_id.encode(), jsonio.dumps(out)),
+            _enriched_output(out),
             Output(STATE, _unstoried_key(features.article_id), jsonio.dumps({"received": received})),
             *self._expired(),
         )
@@ -395,8 +435,8 @@ class DedupDesk:
         state = {"features": features.as_dict(), "assignment": assignment_dict(assignment)}
         self._learn(features, body)
         outputs = (
-            Output(ENRICHED, features.article_id.encode(), jsonio.dumps(out)),
-            Output(STORIES, story.story_id.encode(), jsonio.dumps(story_record(story))),
+            _enriched_output(out),
+            _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
             *self._expired(),
         )
@@ -442,7 +482,7 @@ class DedupDesk:
     ) -> Decision:
         self._remember_rejected(article_id, replay_count, received)
         outputs = (
-            Output(DEAD_LETTER, article_id.encode(), jsonio.dumps(dead)),
+            _dead_letter_output(article_id, dead),
             Output(STATE, _rejected_key(article_id, replay_count), jsonio.dumps({"received": received})),
             *self._expired(),
         )

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 ENRICHED_SCHEMA_VERSION = "1.3.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
-STORY_SCHEMA_VERSION = "1.1.0"
+STORY_SCHEMA_VERSION = "1.2.0"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).
 H_ARTICLE_ID = "article-id"
@@ -429,6 +429,8 @@ def story_record(story: Story, top_entities: int = 10, closed_at: str | None = N
         "headline": story.headline,
         "first_seen": _iso(story.first_seen),
         "last_seen": _iso(story.last_seen),
+        # One record per change: each member joining, then the close.
+        "version": len(story.members) + (1 if closed_at else 0),
         "member_count": len(story.members),
         "members": bounded_members(story.members),
         "outlets": list(story.outlets),

@@ -217,7 +217,10 @@ class TransactionalWriter:
         records = [o for decision in decisions for o in decision.outputs] + self.desk.learned() + markers
         try:
             await producer.begin_transaction()
-            sent = [await producer.send(self._topics[o.destination], o.value, key=o.key) for o in records]
+            sent = [
+                await producer.send(self._topics[o.destination], o.value, key=o.key, headers=list(o.headers))
+                for o in records
+            ]
             # aiokafka commits a transaction once its batches are done, failed or not: every
             # record must be confirmed first, or a failed one would be committed as written.
             written = await asyncio.gather(*sent)
