@@ -2,13 +2,19 @@
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help run test lint quality audit bench kafka-start kafka-stop kafka-reset clean
+.PHONY: help run up down test lint quality audit bench kafka-start kafka-stop kafka-reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 run: ## the pipeline on seeds/ (or ARGS="path ...") on a local Kafka; writes out/enriched.jsonl
 	@scripts/run.sh $(ARGS)
+
+up: ## the long-running local stack: Kafka (data kept), worker, producer watching inbox/, stories view on :8080
+	@scripts/up.sh
+
+down: ## stop what make up started (ARGS=--reset also deletes its data)
+	@scripts/down.sh $(ARGS)
 
 test: ## set up, lint, start a test Kafka, run unit, contract, integration and e2e tests
 	@scripts/test.sh $(ARGS)

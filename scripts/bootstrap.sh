@@ -31,6 +31,7 @@ command -v mvn >/dev/null || need+=(maven)
 if [ "${NEWSFLOW_BOOTSTRAP_TEST_TOOLS:-0}" = 1 ]; then
   command -v promtool >/dev/null || need+=(prometheus)
   command -v docker-compose >/dev/null || need+=(docker-compose)
+  command -v chromium >/dev/null || need+=(chromium)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -219,9 +219,15 @@ class KafkaSettings:
     )
 
 
-if __name__ == "__main__":  # python -m newsflow.settings: the README's configuration table
+def documented_settings() -> tuple[type[Any], ...]:
+    """Return every settings class, in the order of the README's configuration table."""
     from newsflow.localrun import RunSettings
     from newsflow.producer.settings import ProducerSettings
+    from newsflow.web.settings import WebSettings
     from newsflow.worker.settings import WorkerSettings
 
-    sys.stdout.write(markdown_table(KafkaSettings, WorkerSettings, ProducerSettings, RunSettings) + "\n")
+    return KafkaSettings, WorkerSettings, ProducerSettings, RunSettings, WebSettings
+
+
+if __name__ == "__main__":  # python -m newsflow.settings: the README's configuration table
+    sys.stdout.write(markdown_table(*documented_settings()) + "\n")

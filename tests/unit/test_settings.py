@@ -47,13 +47,11 @@ def test_worker_without_its_model_fails_with_one_line():
 def test_the_readme_configuration_table_is_the_one_the_declarations_make():
     from pathlib import Path
 
-    from newsflow.localrun import RunSettings
-    from newsflow.producer.settings import ProducerSettings
-    from newsflow.settings import markdown_table
+    from newsflow.settings import documented_settings, markdown_table
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("<!-- settings:begin")[1].split("-->", 1)[1].split("<!-- settings:end -->")[0]
-    expected = markdown_table(KafkaSettings, WorkerSettings, ProducerSettings, RunSettings)
+    expected = markdown_table(*documented_settings())
     assert block.strip() == expected, "README is stale: regenerate it with `python -m newsflow.settings`"
     assert "`NEWSFLOW_DEDUP_STORY_THRESHOLD` | `0.42` |" in expected
 

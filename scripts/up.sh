@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# make up: the long-running local stack, the docker-compose stack's twin on a machine without Docker.
+#
+# Kafka (its storage kept between runs, unlike make run), the topics, one worker, the producer
+# watching inbox/ (seeded with seeds/ the first time) and the stories view (API and page). Logs and
+# pid files are in .cache/up/. Stops on Ctrl-C, or from another shell with `make down`
+# (`make down ARGS=--reset` also deletes the broker's data, the view's database and the inbox record).
+#
+#   NEWSFLOW_UP_INBOX [inbox]        the folder the producer watches: drop article files into it
+#   NEWSFLOW_UP_DETACH [0]           1: start everything and return (stop it with make down)
+#   NEWSFLOW_UP_STATE [.cache/up]     logs, pid files, the view's database, the producer's record (make down reads it too)
+#   NEWSFLOW_KAFKA_PORT [19492], NEWSFLOW_WEB_PORT [8080], NEWSFLOW_WORKER_METRICS_PORT [9101]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+
+export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_KAFKA_PORT:-19492}
+export NEWSFLOW_KAFKA_BOOTSTRAP=${NEWSFLOW_KAFKA_BOOTSTRAP:-127.0.0.1:$NEWSFLOW_KAFKA_PORT}
+export NEWSFLOW_WEB_PORT=${NEWSFLOW_WEB_PORT:-8080}
+export NEWSFLOW_WORKER_METRICS_PORT=${NEWSFLOW_WORKER_METRICS_PORT:-9101}
+state=${NEWSFLOW_UP_STATE:-.cache/up}
+export NEWSFLOW_WORKER_DATA_DIR=${NEWSFLOW_WORKER_DATA_DIR:-$state/worker}
+export NEWSFLOW_PRODUCER_STATE_FILE=${NEWSFLOW_PRODUCER_STATE_FILE:-$state/producer-sent.jsonl}
+export NEWSFLOW_WEB_DB=${NEWSFLOW_WEB_DB:-$state/stories.sqlite3}
+inbox=${NEWSFLOW_UP_INBOX:-inbox}
+py=.venv/bin/python
+
+say() { echo "make up: $*" >&2; }
+alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+
+mkdir -p "$state"
+for name in worker producer web; do
+  if alive "$name"; then
+    say "already running ($name pid $(cat "$state/$name.pid")); make down stops it"
+    exit 1
+  fi
+done
+echo "$NEWSFLOW_KAFKA_PORT" >"$state/kafka.port"
+rm -f "$state/stopping"
+if [ ! -d "$inbox" ]; then
+  mkdir -p "$inbox" && cp seeds/* "$inbox/"
+  say "created $inbox/ with the seed articles"
+fi
+
+deploy/local-kafka/kafka.sh start
+$py -m newsflow.topics >"$state/topics.log" 2>&1 || { cat "$state/topics.log" >&2; exit 1; }
+
+start() {  # name, command...: run in the background, log and pid in .cache/up/
+  local name=$1; shift
+  "$@" >>"$state/$name.log" 2>&1 &
+  echo $! >"$state/$name.pid"
+}
+start worker $py -m newsflow.worker
+start web $py -m newsflow.web
+start producer $py -m newsflow.producer --watch --no-progress "$inbox"
+
+for _ in $(seq 1 60); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$NEWSFLOW_WEB_PORT") 2>/dev/null; then break; fi
+  alive web || { tail -5 "$state/web.log" >&2; say "error: the stories view did not start"; scripts/down.sh; exit 1; }
+  sleep 0.5
+done
+
+cat >&2 <<MSG
+make up: running. Drop article files into $inbox/ (a folder per outlet: $inbox/<outlet>/...).
+  stories page   http://127.0.0.1:$NEWSFLOW_WEB_PORT/
+  stories API    http://127.0.0.1:$NEWSFLOW_WEB_PORT/api/stories  (OpenAPI: /api/openapi.json)
+  worker metrics http://127.0.0.1:$NEWSFLOW_WORKER_METRICS_PORT/metrics
+  Kafka          $NEWSFLOW_KAFKA_BOOTSTRAP  (follow it: .venv/bin/newsflow-tail)
+  logs           $state/{worker,producer,web}.log
+MSG
+if [ "${NEWSFLOW_UP_DETACH:-0}" = 1 ]; then
+  say "detached; make down stops it"
+  exit 0
+fi
+say "Ctrl-C (or make down) stops it"
+trap 'scripts/down.sh; exit 0' INT TERM
+# Until a service ends (make down from another shell ends them all).
+while alive worker && alive web && alive producer; do sleep 1; done
+[ -f "$state/stopping" ] && exit 0  # make down, from another shell
+say "error: a service stopped (see $state/*.log); stopping the rest"
+scripts/down.sh
+exit 1

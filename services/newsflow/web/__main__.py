@@ -1,0 +1,5 @@
+import sys
+
+from newsflow.web.service import main
+
+sys.exit(main())

@@ -1,0 +1,152 @@
+"""Server-rendered HTML of the stories view: a front page of live stories and a page per story.
+
+Plain HTML and CSS with one small script (no build toolchain): the front page re-fetches its
+story list every few seconds and swaps it in, so it stays live without a reload; without
+JavaScript it is still a complete page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+from urllib.parse import quote, urlencode
+
+REFRESH_SECONDS = 5
+
+STYLE = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f6f3;color:#1d1d1b}
+header{background:#1d3557;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1rem;align-items:baseline}
+header a{color:#fff;text-decoration:none;font-weight:700;font-size:1.2rem}
+header .live{font-size:.8rem;opacity:.8}
+main{max-width:1100px;margin:0 auto;padding:1rem 1.5rem}
+form.filters{display:flex;gap:.5rem;margin:.5rem 0 1rem;flex-wrap:wrap}
+form.filters input{padding:.35rem .5rem;border:1px solid #bbb;border-radius:4px}
+ol.stories{list-style:none;padding:0;margin:0}
+ol.stories li{background:#fff;border:1px solid #e2e2dc;border-radius:6px;padding:.7rem 1rem;margin-bottom:.6rem}
+ol.stories h2{font-size:1.05rem;margin:0 0 .25rem}
+ol.stories h2 a{color:#1d3557;text-decoration:none}
+.meta{color:#666;font-size:.85rem}
+.tag{display:inline-block;background:#eef1f6;border-radius:3px;padding:0 .35rem;margin:0 .25rem .2rem 0;font-size:.8rem;color:#1d3557;text-decoration:none}
+.count{font-weight:700;color:#e63946}
+.reports{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.8rem}
+.report{background:#fff;border:1px solid #e2e2dc;border-radius:6px;padding:.8rem}
+.report h3{font-size:1rem;margin:.2rem 0}
+.report p{font-size:.9rem;color:#333}
+details{margin-top:.4rem;font-size:.85rem}
+.empty{color:#666;font-style:italic}
+"""
+
+SCRIPT = """
+(function(){
+  var list=document.getElementById('stories'); if(!list||!window.fetch) return;
+  var live=document.getElementById('live');
+  setInterval(function(){
+    fetch(list.dataset.src,{headers:{'Accept':'text/html'}}).then(function(r){return r.ok?r.text():null})
+      .then(function(html){ if(html!==null){ list.outerHTML=html; list=document.getElementById('stories');
+        live.textContent='live, updated '+new Date().toLocaleTimeString(); } })
+      .catch(function(){ live.textContent='reconnecting'; });
+  }, REFRESH_MS);
+})();
+""".replace("REFRESH_MS", str(REFRESH_SECONDS * 1000))
+
+
+def _page(title: str, body: str, script: bool = False) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        '<header><a href="/">newsflow</a><span class=live id=live>'
+        f"{'live' if script else ''}</span></header><main>{body}</main>"
+        + (f"<script>{SCRIPT}</script>" if script else "")
+        + "</body></html>"
+    )
+
+
+def _time(value: str | None) -> str:
+    return escape((value or "")[:16].replace("T", " ")) if value else "time unknown"
+
+
+def _entity_tags(keys: Sequence[str]) -> str:
+    return "".join(f'<a class=tag href="/?{urlencode({"entity": k})}">{escape(k)}</a>' for k in keys[:8])
+
+
+def story_list(stories: Sequence[Mapping[str, Any]], src: str, next_url: str | None) -> str:
+    """Return the front page's list (also served alone, for the live refresh)."""
+    items = []
+    for s in stories:
+        outlets = ", ".join(escape(o) for o in s["outlets"])
+        items.append(
+            f'<li><h2><a href="/stories/{quote(s["story_id"])}">{escape(s["headline"] or "(no headline)")}</a></h2>'
+            f"<div class=meta><span class=count>{s['member_count']}</span> "
+            f"report{'s' if s['member_count'] != 1 else ''} from {outlets} · "
+            f"{_time(s['first_seen'])} to {_time(s['last_seen'])}"
+            f"{' · closed' if s['status'] == 'closed' else ''}</div>"
+            f"<div>{_entity_tags(s['top_entities'])}</div></li>"
+        )
+    more = f'<p><a href="{escape(next_url)}">older stories</a></p>' if next_url else ""
+    empty = "" if items else "<p class=empty>No stories yet: they appear here as articles come in.</p>"
+    return (
+        f'<div id=stories data-src="{escape(src)}"><ol class=stories>{"".join(items)}</ol>{empty}{more}</div>'
+    )
+
+
+def front_page(
+    stories: Sequence[Mapping[str, Any]], filters: Mapping[str, str], src: str, next_url: str | None
+) -> str:
+    entity, outlet = escape(filters.get("entity", "")), escape(filters.get("outlet", ""))
+    form = (
+        '<form class=filters method=get action="/">'
+        f'<input name=entity placeholder="entity, e.g. ukraine" value="{entity}">'
+        f'<input name=outlet placeholder="outlet" value="{outlet}">'
+        '<button type=submit>Filter</button> <a href="/">clear</a></form>'
+    )
+    return _page("newsflow: live stories", form + story_list(stories, src, next_url), script=True)
+
+
+def _report(m: Mapping[str, Any], text: str, copies: Sequence[Mapping[str, Any]]) -> str:
+    link = f'<a href="{escape(m["url"])}">{escape(m["url"])}</a>' if m.get("url") else ""
+    folded = ""
+    if copies:
+        rows = "".join(
+            f"<li>{escape(c['outlet'])}: {escape(c.get('title') or c['article_id'])}</li>" for c in copies
+        )
+        folded = f"<details><summary>{len(copies)} cop{'ies' if len(copies) > 1 else 'y'}</summary><ul>{rows}</ul></details>"
+    return (
+        f"<article class=report><div class=meta>{escape(m['outlet'])} · {_time(m.get('published') or m.get('processed_at'))}</div>"
+        f"<h3>{escape(m.get('title') or '(no title)')}</h3><p>{escape(text[:600])}{'…' if len(text) > 600 else ''}</p>"
+        f"<div class=meta>{link}</div>{folded}</article>"
+    )
+
+
+def story_page(story: Mapping[str, Any], texts: Mapping[str, str]) -> str:
+    """Return a story's page: every outlet's report side by side, copies folded under their original."""
+    members = story["members"]
+    copies: dict[str, list[Mapping[str, Any]]] = {}
+    for m in members:
+        if m.get("copy_of"):
+            copies.setdefault(m["copy_of"], []).append(m)
+    originals = [
+        m for m in members if not m.get("copy_of") or m["copy_of"] not in {x["article_id"] for x in members}
+    ]
+    reports = "".join(
+        _report(m, texts.get(m["article_id"], ""), copies.get(m["article_id"], ())) for m in originals
+    )
+    entities = "".join(
+        f'<a class=tag href="/?{urlencode({"entity": e["key"]})}">{escape(e["name"])} ({e["articles"]})</a>'
+        for e in story["entities"][:20]
+    )
+    body = (
+        f"<h1>{escape(story['headline'] or '(no headline)')}</h1>"
+        f"<p class=meta><span class=count>{story['member_count']}</span> reports from "
+        f"{', '.join(escape(o) for o in story['outlets'])} · {_time(story['first_seen'])} to "
+        f"{_time(story['last_seen'])} · {escape(story['status'])}</p><p>{entities}</p>"
+        f"<div class=reports>{reports}</div>"
+    )
+    return _page(story["headline"] or story["story_id"], body)
+
+
+def not_found(what: str) -> str:
+    return _page(
+        "not found", f"<p class=empty>{escape(what)} not found.</p><p><a href='/'>all stories</a></p>"
+    )

@@ -1,0 +1,283 @@
+"""newsflow-web: the stories view, an API and a live web page over the pipeline's output topics.
+
+    newsflow-web                      # http://127.0.0.1:8080/ (NEWSFLOW_WEB_PORT)
+
+A service of its own rather than views inside the worker: it reads the enriched and stories
+topics as any consumer does (read_committed, no consumer group) into an SQLite database
+(web/store.py), so it scales and restarts apart from the pipeline and cannot slow it down; it
+resumes from the offsets it stored. Endpoints (documented in web/openapi.json, served at
+/api/openapi.json): GET /api/stories, /api/stories/{id}, /api/articles/{id}, /api/entities, and
+the pages / and /stories/{id}; /healthz and /metrics for operators. Ctrl-C or SIGTERM stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from urllib.parse import urlencode
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.dates import parse_datetime, rfc3339
+from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+from newsflow.web import pages
+from newsflow.web.settings import WebSettings
+from newsflow.web.store import BadQuery, StoryQuery, StoryStore
+
+PROG = "newsflow-web"
+log = logging.getLogger("newsflow.web")
+
+
+class Follower:
+    """Folds the enriched and stories topics into the store, from where it stopped."""
+
+    def __init__(self, kafka: KafkaSettings, store: StoryStore, applied: Counter) -> None:
+        self.kafka = kafka
+        self.store = store
+        self.applied = applied
+        self.kinds = {kafka.topic_enriched: "enriched", kafka.topic_stories: "story"}
+        self.caught_up = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the view keeps serving what it has
+                log.warning("reading the output topics failed; again in 2s", exc_info=True)
+                await asyncio.sleep(2.0)
+
+    async def _follow(self) -> None:
+        from newsflow.topics import committed_reader, topic_partitions
+
+        consumer = committed_reader(self.kafka)
+        await consumer.start()
+        try:
+            tps = []
+            for topic in self.kinds:
+                found = await topic_partitions(consumer, topic)
+                if not found:
+                    raise LookupError(f"topic {topic} does not exist yet")
+                tps += found
+            consumer.assign(tps)
+            stored = self.store.offsets()
+            for tp in tps:
+                if (tp.topic, tp.partition) in stored:
+                    consumer.seek(tp, stored[(tp.topic, tp.partition)])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            ends = await consumer.end_offsets(tps)
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                records, offsets = [], {}
+                for tp, messages in batches.items():
+                    for m in messages:
+                        try:
+                            record = jsonio.loads(m.value) if m.value is not None else None
+                        except ValueError:
+                            continue  # not a record of ours
+                        records.append((self.kinds[tp.topic], record))
+                        offsets[(tp.topic, tp.partition)] = m.offset + 1
+                if records or offsets:
+                    self.applied.inc(self.store.apply(records, offsets))
+                if not self.caught_up.is_set() and all(
+                    [await consumer.position(tp) >= end for tp, end in ends.items()]
+                ):
+                    self.caught_up.set()
+                    log.info("caught up with the output topics: %s", self.store.counts())
+        finally:
+            await consumer.stop()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadQuery(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _time(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    when = parse_datetime(raw)
+    if when is None:
+        raise BadQuery(f"{name} must be an ISO 8601 time, not {raw!r}")
+    return rfc3339(when)
+
+
+def story_query(request: web.Request, default_limit: int = 50) -> StoryQuery:
+    """Return the story-list query of a request's parameters; BadQuery for any it cannot take."""
+    known = {"since", "until", "entity", "outlet", "lang", "min_outlets", "limit", "cursor", "fragment"}
+    unknown = sorted(set(request.query) - known)
+    if unknown:
+        raise BadQuery(f"unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known - {'fragment'}))})")
+    min_outlets = _int(request, "min_outlets", 1)
+    if min_outlets < 1:
+        raise BadQuery("min_outlets must be at least 1")
+    return StoryQuery(
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+        entity=request.query.get("entity") or None,
+        outlet=request.query.get("outlet") or None,
+        lang=request.query.get("lang") or None,
+        min_outlets=min_outlets,
+        limit=_int(request, "limit", default_limit),
+        cursor=request.query.get("cursor") or None,
+    )
+
+
+def build_app(store: StoryStore, registry: CollectorRegistry | None = None) -> web.Application:
+    """Return the HTTP application over a store (the follower fills the store separately)."""
+    registry = registry or CollectorRegistry()
+    latency = Histogram(
+        "newsflow_web_request_seconds",
+        "time to answer a request, by route",
+        ["route"],
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    )
+
+    @web.middleware
+    async def timed(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        except BadQuery as exc:
+            return _error(400, str(exc))
+        finally:
+            route = (
+                request.match_info.route.resource.canonical if request.match_info.route.resource else "other"
+            )
+            latency.labels(route).observe(time.perf_counter() - started)
+
+    async def list_stories(request: web.Request) -> web.Response:
+        page, cursor = store.stories(story_query(request))
+        return web.json_response({"stories": page, "next_cursor": cursor})
+
+    async def get_story(request: web.Request) -> web.Response:
+        story = store.story(request.match_info["story_id"])
+        return web.json_response(story) if story else _error(404, "no such story")
+
+    async def get_article(request: web.Request) -> web.Response:
+        article = store.article(request.match_info["article_id"])
+        return web.json_response(article) if article else _error(404, "no such article")
+
+    async def list_entities(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"entities": store.entities(request.query.get("q", ""), _int(request, "limit", 50))}
+        )
+
+    async def openapi(_: web.Request) -> web.Response:
+        body = (resources.files("newsflow.web") / "openapi.json").read_bytes()
+        return web.Response(body=body, content_type="application/json")
+
+    async def front(request: web.Request) -> web.Response:
+        query = story_query(request)
+        page, cursor = store.stories(query)
+        filters = {k: v for k, v in request.query.items() if k in ("entity", "outlet", "lang") and v}
+        src = "/?" + urlencode({**filters, "fragment": "1"})
+        next_url = "/?" + urlencode({**filters, "cursor": cursor}) if cursor else None
+        if request.query.get("fragment"):
+            return web.Response(text=pages.story_list(page, src, next_url), content_type="text/html")
+        return web.Response(text=pages.front_page(page, filters, src, next_url), content_type="text/html")
+
+    async def story_page(request: web.Request) -> web.Response:
+        story = store.story(request.match_info["story_id"])
+        if story is None:
+            return web.Response(text=pages.not_found("Story"), status=404, content_type="text/html")
+        texts = {}
+        for m in story["members"]:
+            record = store.article(m["article_id"]) or {}
+            texts[m["article_id"]] = str(record.get("description") or record.get("text") or "")
+        return web.Response(text=pages.story_page(story, texts), content_type="text/html")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", **store.counts()})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application(middlewares=[timed])
+    app.router.add_get("/api/stories", list_stories)
+    app.router.add_get("/api/stories/{story_id}", get_story)
+    app.router.add_get("/api/articles/{article_id}", get_article)
+    app.router.add_get("/api/entities", list_entities)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/", front)
+    app.router.add_get("/stories/{story_id}", story_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(kafka: KafkaSettings, settings: WebSettings) -> None:
+    store = StoryStore(settings.db)
+    registry = CollectorRegistry()
+    applied = Counter("newsflow_web_records", "output records folded into the view", registry=registry)
+    follower = Follower(kafka, store, applied)
+    runner = web.AppRunner(build_app(store, registry), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    log.info(
+        "stories view on http://%s:%d/ (API /api/stories), reading %s",
+        settings.host,
+        settings.port,
+        kafka.bootstrap,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(follower.run())
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await runner.cleanup()
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2] + "\n\n" + env_help(WebSettings, KafkaSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    kafka, settings = load_settings_or_exit(PROG, KafkaSettings, WebSettings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(kafka, settings))
+    except OSError as exc:
+        sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

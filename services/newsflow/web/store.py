@@ -1,0 +1,348 @@
+"""The stories view's state: the output topics folded into an SQLite database (pure: records in,
+query results out; no Kafka, no HTTP).
+
+SQLite (the standard library's, on disk) rather than dicts in memory: the view keeps every
+enriched record it may be asked for, and a database on disk holds them in bounded memory (its page
+cache) with indexes for each query the API answers. It also keeps the topics' offsets in the same
+transactions as the rows, so a restarted view resumes where it stopped.
+
+Story order is newest first by `last_seen`, then `story_id`; pages are keyset cursors over that
+order, so stories inserted while a client pages never shift or repeat the pages it has not read.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from newsflow.pipeline import jsonio
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stories (
+    story_id TEXT PRIMARY KEY,
+    headline TEXT NOT NULL,
+    first_seen TEXT,
+    last_seen TEXT,
+    member_count INTEGER NOT NULL,
+    outlet_count INTEGER NOT NULL,
+    outlets TEXT NOT NULL,          -- JSON array
+    top_entities TEXT NOT NULL,     -- JSON array of entity keys
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at TEXT
+);
+CREATE INDEX IF NOT EXISTS stories_by_time ON stories (last_seen DESC, story_id DESC);
+CREATE TABLE IF NOT EXISTS articles (
+    article_id TEXT PRIMARY KEY,
+    story_id TEXT,
+    outlet TEXT NOT NULL,
+    title TEXT,
+    url TEXT,
+    published TEXT,
+    lang TEXT,
+    duplicate_of TEXT,
+    processed_at TEXT,
+    record BLOB NOT NULL            -- the enriched record, as published
+);
+CREATE INDEX IF NOT EXISTS articles_by_story ON articles (story_id, processed_at);
+CREATE INDEX IF NOT EXISTS articles_by_outlet ON articles (outlet, story_id);
+CREATE INDEX IF NOT EXISTS articles_by_lang ON articles (lang, story_id);
+CREATE TABLE IF NOT EXISTS entities (
+    key TEXT NOT NULL,
+    article_id TEXT NOT NULL,
+    story_id TEXT,
+    name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    PRIMARY KEY (key, article_id)
+);
+CREATE INDEX IF NOT EXISTS entities_by_story ON entities (story_id, key);
+CREATE TABLE IF NOT EXISTS offsets (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+"""
+
+MAX_LIMIT = 200
+
+
+class BadQuery(ValueError):
+    """A query parameter the API cannot take (answered with 400 and this message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoryQuery:
+    since: str | None = None  # RFC 3339: stories last seen at or after
+    until: str | None = None  # stories first seen at or before
+    entity: str | None = None  # an entity key
+    outlet: str | None = None
+    lang: str | None = None
+    min_outlets: int = 1
+    limit: int = 50
+    cursor: str | None = None
+
+
+def encode_cursor(last_seen: str | None, story_id: str) -> str:
+    return base64.urlsafe_b64encode(jsonio.dumps([last_seen or "", story_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        last_seen, story_id = jsonio.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return str(last_seen), str(story_id)
+    except Exception as exc:  # noqa: BLE001 - any garbage is the client's mistake
+        raise BadQuery("cursor is not one this API returned") from exc
+
+
+def _story_row(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "story_id": row["story_id"],
+        "headline": row["headline"],
+        "first_seen": row["first_seen"],
+        "last_seen": row["last_seen"],
+        "member_count": row["member_count"],
+        "outlets": jsonio.loads(row["outlets"]),
+        "top_entities": jsonio.loads(row["top_entities"]),
+        "status": row["status"],
+        "version": row["version"],
+    }
+
+
+class StoryStore:
+    """Enriched and story records in, the API's answers out."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA cache_size=-32000")  # at most about 32 MB of pages in memory
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- records in ------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        records: Iterable[tuple[str, Mapping[str, Any] | None]],
+        offsets: Mapping[tuple[str, int], int] | None = None,
+    ) -> int:
+        """Fold records (kind "enriched" or "story", JSON or None for a tombstone) and the topics'
+        next offsets in one transaction; return how many records were applied."""
+        n = 0
+        with self._transaction():
+            for kind, record in records:
+                if kind == "enriched" and record is not None:
+                    self._enriched(record)
+                elif kind == "story" and record is not None:
+                    self._story(record)
+                n += 1
+            for (topic, partition), offset in (offsets or {}).items():
+                self.db.execute(
+                    "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
+                    "DO UPDATE SET next_offset = excluded.next_offset",
+                    (topic, partition, offset),
+                )
+        return n
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """Return where to resume reading each topic partition."""
+        rows = self.db.execute("SELECT topic, partition, next_offset FROM offsets")
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    def _transaction(self) -> Any:
+        db = self.db
+
+        class _Tx:
+            def __enter__(self) -> None:
+                db.execute("BEGIN")
+
+            def __exit__(self, kind: Any, *_: Any) -> None:
+                db.execute("ROLLBACK" if kind else "COMMIT")
+
+        return _Tx()
+
+    def _enriched(self, r: Mapping[str, Any]) -> None:
+        article_id = str(r["article_id"])
+        source = r.get("source") or {}
+        self.db.execute(
+            "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                article_id,
+                r.get("story_id"),
+                str(source.get("outlet") or "unknown"),
+                r.get("title"),
+                r.get("url"),
+                r.get("published"),
+                (r.get("language") or {}).get("code"),
+                r.get("duplicate_of"),
+                r.get("processed_at"),
+                jsonio.dumps(dict(r)),
+            ),
+        )
+        self.db.execute("DELETE FROM entities WHERE article_id = ?", (article_id,))
+        self.db.executemany(
+            "INSERT OR IGNORE INTO entities VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    str(e["key"]),
+                    article_id,
+                    r.get("story_id"),
+                    str(e.get("name") or e["key"]),
+                    str(e["label"]),
+                )
+                for e in r.get("entities") or ()
+                if e.get("key")
+            ],
+        )
+
+    def _story(self, r: Mapping[str, Any]) -> None:
+        # A record older than the one kept (a redelivery, or out of order) changes nothing.
+        version = int(r.get("version") or r.get("member_count") or 1)
+        outlets = list(r.get("outlets") or ())
+        self.db.execute(
+            "INSERT INTO stories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (story_id) DO UPDATE SET headline = excluded.headline, "
+            "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
+            "member_count = excluded.member_count, outlet_count = excluded.outlet_count, "
+            "outlets = excluded.outlets, top_entities = excluded.top_entities, status = excluded.status, "
+            "version = excluded.version, updated_at = excluded.updated_at "
+            "WHERE excluded.version >= stories.version",
+            (
+                str(r["story_id"]),
+                str(r.get("headline") or ""),
+                r.get("first_seen"),
+                r.get("last_seen"),
+                int(r.get("member_count") or 0),
+                len(outlets),
+                jsonio.dumps(outlets).decode(),
+                jsonio.dumps(list(r.get("top_entities") or ())).decode(),
+                str(r.get("status") or "open"),
+                version,
+                r.get("updated_at"),
+            ),
+        )
+
+    # -- answers out ----------------------------------------------------------------------------
+
+    def stories(self, q: StoryQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """Return one page of stories, newest first, and the cursor of the next page (or None)."""
+        if not 1 <= q.limit <= MAX_LIMIT:
+            raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
+        where: list[str] = ["s.outlet_count >= ?"]
+        args: list[object] = [q.min_outlets]
+        if q.since:
+            where.append("s.last_seen >= ?")
+            args.append(q.since)
+        if q.until:
+            where.append("s.first_seen <= ?")
+            args.append(q.until)
+        if q.entity:
+            where.append("EXISTS (SELECT 1 FROM entities e WHERE e.story_id = s.story_id AND e.key = ?)")
+            args.append(q.entity.casefold())
+        if q.outlet:
+            where.append("EXISTS (SELECT 1 FROM articles a WHERE a.story_id = s.story_id AND a.outlet = ?)")
+            args.append(q.outlet)
+        if q.lang:
+            where.append("EXISTS (SELECT 1 FROM articles a WHERE a.story_id = s.story_id AND a.lang = ?)")
+            args.append(q.lang)
+        if q.cursor:
+            last_seen, story_id = decode_cursor(q.cursor)
+            where.append("(COALESCE(s.last_seen, ''), s.story_id) < (?, ?)")
+            args += [last_seen, story_id]
+        rows = self.db.execute(
+            f"SELECT * FROM stories s WHERE {' AND '.join(where)} "  # noqa: S608 - fixed clauses, bound values
+            "ORDER BY COALESCE(s.last_seen, '') DESC, s.story_id DESC LIMIT ?",
+            [*args, q.limit + 1],
+        ).fetchall()
+        page = [_story_row(r) for r in rows[: q.limit]]
+        more = len(rows) > q.limit
+        cursor = encode_cursor(page[-1]["last_seen"], page[-1]["story_id"]) if more and page else None
+        return page, cursor
+
+    def story(self, story_id: str) -> dict[str, Any] | None:
+        """Return a story with all its members (copies under the report they copy) and entities."""
+        row = self.db.execute("SELECT * FROM stories WHERE story_id = ?", (story_id,)).fetchone()
+        if row is None:
+            return None
+        story = _story_row(row)
+        members = [
+            {
+                "article_id": m["article_id"],
+                "outlet": m["outlet"],
+                "title": m["title"],
+                "url": m["url"],
+                "published": m["published"],
+                "lang": m["lang"],
+                "copy_of": m["duplicate_of"],
+                "processed_at": m["processed_at"],
+            }
+            for m in self.db.execute(
+                "SELECT * FROM articles WHERE story_id = ? ORDER BY processed_at, article_id", (story_id,)
+            )
+        ]
+        story["members"] = members
+        story["entities"] = [
+            {"key": e["key"], "name": e["name"], "label": e["label"], "articles": e["n"]}
+            for e in self.db.execute(
+                "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS n FROM entities "
+                "WHERE story_id = ? GROUP BY key ORDER BY n DESC, key LIMIT 50",
+                (story_id,),
+            )
+        ]
+        # Merges and splits are not issued by the story stage yet: the lineage is the story alone.
+        story["lineage"] = []
+        return story
+
+    def article(self, article_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT record FROM articles WHERE article_id = ?", (article_id,)).fetchone()
+        return None if row is None else dict(jsonio.loads(row["record"]))
+
+    def entities(self, q: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Return entity keys starting with `q` (case-insensitive), most mentioned first, with their stories."""
+        if not q.strip():
+            raise BadQuery("q is required")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
+        prefix = q.strip().casefold()
+        rows = self.db.execute(
+            "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS articles, "
+            "COUNT(DISTINCT story_id) AS stories FROM entities WHERE key >= ? AND key < ? "
+            "GROUP BY key ORDER BY articles DESC, key LIMIT ?",
+            (prefix, prefix + "\uffff", limit),
+        ).fetchall()
+        out = []
+        for r in rows:
+            story_ids = [
+                s["story_id"]
+                for s in self.db.execute(
+                    "SELECT DISTINCT story_id FROM entities WHERE key = ? AND story_id IS NOT NULL LIMIT 20",
+                    (r["key"],),
+                )
+            ]
+            out.append(
+                {
+                    "key": r["key"],
+                    "name": r["name"],
+                    "label": r["label"],
+                    "articles": r["articles"],
+                    "stories": r["stories"],
+                    "story_ids": story_ids,
+                }
+            )
+        return out
+
+    def counts(self) -> dict[str, int]:
+        one = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM stories) AS stories, (SELECT COUNT(*) FROM articles) AS articles"
+        ).fetchone()
+        return {"stories": one["stories"], "articles": one["articles"]}

@@ -1,0 +1,191 @@
+"""The stories view without Kafka: records folded into the store, answered by the HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from newsflow.web.service import build_app
+from newsflow.web.store import BadQuery, StoryQuery, StoryStore
+
+
+def enriched(article_id: str, story_id: str, outlet: str, minute: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "article_id": article_id,
+        "story_id": story_id,
+        "source": {"outlet": outlet},
+        "title": f"title of {article_id}",
+        "url": f"https://{outlet}/{article_id}",
+        "published": None,
+        "language": {"code": extra.pop("lang", "en"), "confidence": 0.99},
+        "description": f"about {article_id}",
+        "text": f"text of {article_id}",
+        "duplicate_of": extra.pop("duplicate_of", None),
+        "processed_at": f"2026-12-01T10:{minute:02d}:00Z",
+        "entities": extra.pop("entities", []),
+        **extra,
+    }
+
+
+def story(story_id: str, members: list[str], outlets: list[str], minute: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "story_id": story_id,
+        "headline": f"headline of {story_id}",
+        "first_seen": "2026-12-01T09:00:00Z",
+        "last_seen": f"2026-12-01T10:{minute:02d}:00Z",
+        "version": len(members),
+        "member_count": len(members),
+        "members": members,
+        "outlets": outlets,
+        "top_entities": extra.pop("top_entities", []),
+        "updated_at": f"2026-12-01T10:{minute:02d}:00Z",
+        "status": extra.pop("status", "open"),
+        **extra,
+    }
+
+
+def entity(key: str, label: str = "GPE") -> dict[str, Any]:
+    return {"key": key, "name": key.title(), "label": label}
+
+
+@pytest.fixture
+def store() -> StoryStore:
+    s = StoryStore()
+    ukraine = [entity("ukraine"), entity("kursk")]
+    s.apply(
+        [
+            ("enriched", enriched("a1", "s1", "wire.example", 1, entities=ukraine)),
+            ("story", story("s1", ["a1"], ["wire.example"], 1)),
+            ("enriched", enriched("a2", "s1", "daily.example", 2, entities=ukraine)),
+            ("enriched", enriched("a3", "s1", "copycat.example", 3, duplicate_of="a1")),
+            (
+                "story",
+                story("s1", ["a1", "a2", "a3"], ["wire.example", "daily.example", "copycat.example"], 3),
+            ),
+            ("enriched", enriched("b1", "s2", "daily.example", 4, lang="de", entities=[entity("berlin")])),
+            ("story", story("s2", ["b1"], ["daily.example"], 4)),
+        ],
+        {("enriched", 0): 4, ("stories", 0): 3},
+    )
+    return s
+
+
+def test_stories_come_newest_first_with_filters(store: StoryStore):
+    page, cursor = store.stories(StoryQuery())
+    assert [s["story_id"] for s in page] == ["s2", "s1"] and cursor is None
+    assert page[1]["member_count"] == 3 and page[1]["outlets"][0] == "wire.example"
+    assert [s["story_id"] for s in store.stories(StoryQuery(entity="Kursk"))[0]] == ["s1"]
+    assert [s["story_id"] for s in store.stories(StoryQuery(outlet="wire.example"))[0]] == ["s1"]
+    assert [s["story_id"] for s in store.stories(StoryQuery(lang="de"))[0]] == ["s2"]
+    assert [s["story_id"] for s in store.stories(StoryQuery(min_outlets=2))[0]] == ["s1"]
+    assert [s["story_id"] for s in store.stories(StoryQuery(since="2026-12-01T10:04:00Z"))[0]] == ["s2"]
+    assert store.stories(StoryQuery(until="2026-12-01T08:00:00Z"))[0] == []
+    assert store.offsets() == {("enriched", 0): 4, ("stories", 0): 3}
+
+
+def test_an_older_story_record_does_not_undo_a_newer_one(store: StoryStore):
+    store.apply([("story", story("s1", ["a1"], ["wire.example"], 1))])
+    assert store.story("s1")["member_count"] == 3  # type: ignore[index]
+
+
+def test_a_story_holds_every_member_and_its_copies(store: StoryStore):
+    s = store.story("s1")
+    assert s is not None
+    assert [m["article_id"] for m in s["members"]] == ["a1", "a2", "a3"]
+    assert s["members"][2]["copy_of"] == "a1"
+    assert {e["key"]: e["articles"] for e in s["entities"]} == {"kursk": 2, "ukraine": 2}
+    assert store.story("nope") is None
+    assert store.article("a2")["title"] == "title of a2"  # type: ignore[index]
+
+
+def test_pages_stay_stable_while_stories_are_inserted():
+    s = StoryStore()
+    s.apply([("story", story(f"s{i:02d}", ["x"], ["o"], i)) for i in range(30)])
+    first, cursor = s.stories(StoryQuery(limit=10))
+    assert cursor is not None
+    # Newer stories arrive while the client reads the first page.
+    s.apply([("story", story(f"new{i}", ["x"], ["o"], 50 + i)) for i in range(5)])
+    second, cursor = s.stories(StoryQuery(limit=10, cursor=cursor))
+    third, last = s.stories(StoryQuery(limit=10, cursor=cursor))
+    ids = [x["story_id"] for x in first + second + third]
+    assert ids == [f"s{i:02d}" for i in range(29, -1, -1)] and last is None
+
+
+def test_bad_queries_are_refused_with_a_reason(store: StoryStore):
+    with pytest.raises(BadQuery, match="limit"):
+        store.stories(StoryQuery(limit=0))
+    with pytest.raises(BadQuery, match="cursor"):
+        store.stories(StoryQuery(cursor="not-a-cursor!"))
+    with pytest.raises(BadQuery, match="q is required"):
+        store.entities(" ")
+
+
+def test_entities_by_prefix_with_their_stories(store: StoryStore):
+    (kursk,) = store.entities("KUR")
+    assert kursk["articles"] == 2 and kursk["story_ids"] == ["s1"]
+
+
+def _openapi() -> dict[str, Any]:
+    return json.loads((resources.files("newsflow.web") / "openapi.json").read_bytes())
+
+
+def _validate(instance: Any, component: str) -> None:
+    spec = _openapi()
+    schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(instance)
+
+
+def test_the_api_answers_as_its_openapi_file_says(store: StoryStore):
+    async def run() -> None:
+        async with TestClient(TestServer(build_app(store))) as client:
+            r = await client.get("/api/stories", params={"limit": "1"})
+            assert r.status == 200
+            body = await r.json()
+            assert [s["story_id"] for s in body["stories"]] == ["s2"] and body["next_cursor"]
+            for s in body["stories"]:
+                _validate(s, "StorySummary")
+            r = await client.get("/api/stories", params={"cursor": body["next_cursor"]})
+            assert [s["story_id"] for s in (await r.json())["stories"]] == ["s1"]
+            r = await client.get("/api/stories/s1")
+            _validate(await r.json(), "Story")
+            assert (await client.get("/api/articles/a3")).status == 200
+            assert (await client.get("/api/stories/missing")).status == 404
+            for params, reason in [
+                ({"limit": "x"}, "limit must be an integer"),
+                ({"since": "yesterday"}, "since must be an ISO 8601 time"),
+                ({"min_outlets": "0"}, "min_outlets"),
+                ({"colour": "red"}, "unknown parameter 'colour'"),
+            ]:
+                r = await client.get("/api/stories", params=params)
+                assert r.status == 400 and reason in (await r.json())["error"]
+            assert (await client.get("/api/entities")).status == 400
+            assert (await client.get("/api/openapi.json")).status == 200
+            metrics = await (await client.get("/metrics")).text()
+            assert 'newsflow_web_request_seconds_count{route="/api/stories"}' in metrics
+
+    asyncio.run(run())
+
+
+def test_the_pages_show_stories_and_fold_copies(store: StoryStore):
+    async def run() -> None:
+        async with TestClient(TestServer(build_app(store))) as client:
+            front = await (await client.get("/")).text()
+            assert "headline of s1" in front and "headline of s2" in front
+            assert "wire.example, daily.example, copycat.example" in front
+            filtered = await (await client.get("/", params={"entity": "berlin"})).text()
+            assert "headline of s2" in filtered and "headline of s1" not in filtered
+            fragment = await (await client.get("/", params={"fragment": "1"})).text()
+            assert fragment.startswith("<div id=stories") and "<html" not in fragment
+            page = await (await client.get("/stories/s1")).text()
+            # Two reports side by side; the copy folded under the report it copies.
+            assert page.count("<article class=report>") == 2
+            assert "<summary>1 copy</summary>" in page and "copycat.example" in page
+            assert (await client.get("/stories/missing")).status == 404
+
+    asyncio.run(run())
