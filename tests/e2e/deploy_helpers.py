@@ -11,9 +11,7 @@ from typing import Any
 
 import yaml
 
-from newsflow.producer.settings import ProducerSettings
-from newsflow.settings import KafkaSettings, env_vars
-from newsflow.worker.settings import WorkerSettings
+from newsflow.settings import documented_settings, env_vars
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -56,11 +54,7 @@ def compose_config() -> dict[str, Any]:
 
 def code_env_vars() -> dict[str, Any]:
     """Return {variable: default} for every variable the services read."""
-    return {
-        name: default
-        for cls in (KafkaSettings, WorkerSettings, ProducerSettings)
-        for name, default, _ in env_vars(cls)
-    }
+    return {name: default for cls in documented_settings() for name, default, _ in env_vars(cls)}
 
 
 def dashboard_metric_names() -> set[str]:

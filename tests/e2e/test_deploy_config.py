@@ -21,10 +21,10 @@ from tests.e2e.deploy_helpers import (
     run,
 )
 
-SERVICES_WITH_CODE = ("topic-init", "producer", "worker")
+SERVICES_WITH_CODE = ("topic-init", "producer", "worker", "web")
 
 
-LONG_RUNNING = ("kafka", "producer", "worker", "prometheus", "alertmanager", "grafana")
+LONG_RUNNING = ("kafka", "producer", "worker", "web", "prometheus", "alertmanager", "grafana")
 
 
 def test_compose_file_is_valid_and_has_the_stack():
@@ -46,7 +46,7 @@ def test_every_long_running_service_is_healthchecked_limited_and_restarted():
 def test_published_ports_bind_to_localhost_unless_configured():
     services = compose_config()["services"]
     published = {name: port for name, service in services.items() for port in service.get("ports", [])}
-    assert set(published) == {"kafka", "prometheus", "alertmanager", "grafana"}
+    assert set(published) == {"kafka", "web", "prometheus", "alertmanager", "grafana"}
     for name, port in published.items():  # host_ip:published:target/protocol
         assert port.startswith("127.0.0.1:"), (name, port)
 
@@ -111,10 +111,12 @@ def test_prometheus_scrapes_compose_services_on_their_metrics_ports():
                 host, port = target.split(":")
                 if host != "localhost":
                     targets[host] = int(port)
-    assert targets == {"worker": 9101, "producer": 9102}
+    assert targets == {"worker": 9101, "producer": 9102, "web": 8080}
     for service, port in targets.items():
         env = services[service]["environment"]
-        assert int(env[f"NEWSFLOW_{service.upper()}_METRICS_PORT"]) == port
+        # The stories view serves /metrics beside its API, on its one port.
+        setting = "NEWSFLOW_WEB_PORT" if service == "web" else f"NEWSFLOW_{service.upper()}_METRICS_PORT"
+        assert int(env[setting]) == port
         assert str(port) in [str(p) for p in services[service]["expose"]]
 
 
@@ -173,9 +175,10 @@ def test_the_wheel_carries_the_schemas_and_the_commands(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         for schema in (ROOT / "schemas").glob("*.schema.json"):
             assert zf.read(f"newsflow/schemas/{schema.name}") == schema.read_bytes()
+        assert b'"openapi": "3.1.0"' in zf.read("newsflow/web/openapi.json")
         entry_points = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
         commands = zf.read(entry_points).decode()
-    for command in ("newsflow-worker", "newsflow-producer", "newsflow-tail", "newsflow-schema"):
+    for command in ("newsflow-worker", "newsflow-producer", "newsflow-tail", "newsflow-schema", "newsflow-web"):
         assert f"{command} = " in commands
 
 
