@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS stories (
     story_id TEXT PRIMARY KEY,
     headline TEXT NOT NULL,
     first_seen TEXT,
-    last_seen TEXT,
+    last_seen TEXT NOT NULL,        -- '' when unknown, so that the list's order can use the index
     member_count INTEGER NOT NULL,
     outlet_count INTEGER NOT NULL,
     outlets TEXT NOT NULL,          -- JSON array
@@ -57,8 +57,9 @@ CREATE TABLE IF NOT EXISTS entities (
     story_id TEXT,
     name TEXT NOT NULL,
     label TEXT NOT NULL,
-    PRIMARY KEY (key, article_id)
+    PRIMARY KEY (article_id, key)
 );
+CREATE INDEX IF NOT EXISTS entities_by_key ON entities (key, story_id);
 CREATE INDEX IF NOT EXISTS entities_by_story ON entities (story_id, key);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL,
@@ -104,7 +105,7 @@ def _story_row(row: sqlite3.Row) -> dict[str, Any]:
         "story_id": row["story_id"],
         "headline": row["headline"],
         "first_seen": row["first_seen"],
-        "last_seen": row["last_seen"],
+        "last_seen": row["last_seen"] or None,
         "member_count": row["member_count"],
         "outlets": jsonio.loads(row["outlets"]),
         "top_entities": jsonio.loads(row["top_entities"]),
@@ -221,7 +222,7 @@ class StoryStore:
                 str(r["story_id"]),
                 str(r.get("headline") or ""),
                 r.get("first_seen"),
-                r.get("last_seen"),
+                r.get("last_seen") or "",
                 int(r.get("member_count") or 0),
                 len(outlets),
                 jsonio.dumps(outlets).decode(),
@@ -247,21 +248,21 @@ class StoryStore:
             where.append("s.first_seen <= ?")
             args.append(q.until)
         if q.entity:
-            where.append("EXISTS (SELECT 1 FROM entities e WHERE e.story_id = s.story_id AND e.key = ?)")
+            where.append("s.story_id IN (SELECT e.story_id FROM entities e WHERE e.key = ?)")
             args.append(q.entity.casefold())
         if q.outlet:
-            where.append("EXISTS (SELECT 1 FROM articles a WHERE a.story_id = s.story_id AND a.outlet = ?)")
+            where.append("s.story_id IN (SELECT a.story_id FROM articles a WHERE a.outlet = ?)")
             args.append(q.outlet)
         if q.lang:
-            where.append("EXISTS (SELECT 1 FROM articles a WHERE a.story_id = s.story_id AND a.lang = ?)")
+            where.append("s.story_id IN (SELECT a.story_id FROM articles a WHERE a.lang = ?)")
             args.append(q.lang)
         if q.cursor:
             last_seen, story_id = decode_cursor(q.cursor)
-            where.append("(COALESCE(s.last_seen, ''), s.story_id) < (?, ?)")
+            where.append("(s.last_seen, s.story_id) < (?, ?)")
             args += [last_seen, story_id]
         rows = self.db.execute(
             f"SELECT * FROM stories s WHERE {' AND '.join(where)} "  # noqa: S608 - fixed clauses, bound values
-            "ORDER BY COALESCE(s.last_seen, '') DESC, s.story_id DESC LIMIT ?",
+            "ORDER BY s.last_seen DESC, s.story_id DESC LIMIT ?",
             [*args, q.limit + 1],
         ).fetchall()
         page = [_story_row(r) for r in rows[: q.limit]]
