@@ -178,7 +178,13 @@ def test_the_wheel_carries_the_schemas_and_the_commands(tmp_path):
         assert b'"openapi": "3.1.0"' in zf.read("newsflow/web/openapi.json")
         entry_points = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
         commands = zf.read(entry_points).decode()
-    for command in ("newsflow-worker", "newsflow-producer", "newsflow-tail", "newsflow-schema", "newsflow-web"):
+    for command in (
+        "newsflow-worker",
+        "newsflow-producer",
+        "newsflow-tail",
+        "newsflow-schema",
+        "newsflow-web",
+    ):
         assert f"{command} = " in commands
 
 
