@@ -19,6 +19,7 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,29 @@ def featurize(
     return out
 
 
+STREAM_ORDERS = 5
+
+
+def stream_verdicts(
+    pairs: list[dict[str, Any]], done: dict[str, tuple[CleanArticle, StoryFeatures]], seed: int
+) -> tuple[dict[str, bool], int]:
+    """Put every article of the pairs through one index, in a shuffled order, as a stream would;
+    return whether each pair's two articles ended in one story, and the largest story's size.
+
+    Pair by pair, each article meets a story of one; in a stream it meets stories that grew from
+    many articles, on neighbouring subjects too (the pairs judged different are mostly on related
+    subjects): this is where a story that drifts into a theme shows, as false matches."""
+    ids = sorted(done)
+    random.Random(seed).shuffle(ids)
+    index = StoryIndex()
+    story_of = {}
+    for article_id in ids:
+        story_of[article_id] = index.assign(done[article_id][1]).story_id
+    verdicts = {p["pair_id"]: story_of[p["a"]["id"]] == story_of[p["b"]["id"]] for p in pairs}
+    sizes = Counter(story_of.values())
+    return verdicts, max(sizes.values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,6 +159,16 @@ def main() -> int:
             }
         )
     elapsed = time.perf_counter() - started
+    stream_rows = []
+    for seed in range(STREAM_ORDERS):
+        verdicts, largest = stream_verdicts(pairs, done, seed)
+        judged_ids = [p for p in pairs if p["overall"] <= 2.0 or p["overall"] >= 3.0]
+        stream_rows.append(
+            (
+                *prf([verdicts[p["pair_id"]] for p in judged_ids], [p["overall"] <= 2.0 for p in judged_ids]),
+                largest,
+            )
+        )
 
     judged = [r for r in rows if r["overall"] <= 2.0 or r["overall"] >= 3.0]
     gold = [r["overall"] <= 2.0 for r in judged]
@@ -181,6 +215,12 @@ def main() -> int:
             f"| newsflow StoryIndex (same story) | {p:.3f} | {r:.3f} | {f1:.3f} | {corr:.3f} |",
             "",
             f"F1 ratio newsflow/baseline: {f1 / best_j[1][2]:.3f}",
+            "",
+            f"stream: all {len(texts)} articles through one index, {STREAM_ORDERS} shuffled orders: "
+            f"precision {sum(x[0] for x in stream_rows) / STREAM_ORDERS:.3f}, "
+            f"recall {sum(x[1] for x in stream_rows) / STREAM_ORDERS:.3f}, "
+            f"F1 {sum(x[2] for x in stream_rows) / STREAM_ORDERS:.3f} "
+            f"(min {min(x[2] for x in stream_rows):.3f}); largest story {max(x[3] for x in stream_rows)} articles",
             "",
             f"copies: {sum(copy_gold)} generated variants, {len(copy_gold) - sum(copy_gold)} independent articles: "
             f"precision {cp:.3f}, recall {cr:.3f}, F1 {cf1:.3f}",
