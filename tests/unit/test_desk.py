@@ -132,6 +132,39 @@ def test_a_story_the_window_closes_gets_a_final_closed_record(tagger):
     assert schema_errors("story", closed) == [] and schema_errors("story", opened) == []
 
 
+def test_a_closed_story_is_deleted_from_the_stories_topic_after_its_retention(tagger):
+    import pickle
+
+    options = DedupOptions(window_hours=72, closed_retention_hours=168)
+    desk = DedupDesk(options)
+    first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"), ORIGIN)
+    story_id = first.record["story_id"].encode()
+    # 14 March: the window closes the story (a closed record, no tombstone yet).
+    closing = desk.decide(message(tagger, "c1", ELECTION, "valleypost", "2025-03-14T09:00:00Z"), ORIGIN)
+    assert [o.value is None for o in closing.outputs if o.key == story_id] == [False]
+    state = [(o.key, o.value) for d in (first, closing) for o in d.outputs if o.destination == STATE]
+    snapshot = pickle.dumps(desk.snapshot())
+    # A week after it closed, a tombstone deletes it, and its memory in the state topic.
+    late = message(tagger, "e1", BRIDGE_OTHER_OUTLET, "valleypost", "2025-03-21T10:00:00Z")
+    for d in (
+        desk,
+        DedupDesk.from_state(state, options),
+        DedupDesk.from_snapshot(pickle.loads(snapshot), options),
+    ):
+        outputs = d.decide(late, ORIGIN).outputs
+        assert (STORIES, story_id, None) in [(o.destination, o.key, o.value) for o in outputs]
+        assert (STATE, b"c/" + story_id, None) in [(o.destination, o.key, o.value) for o in outputs]
+        assert story_id.decode() not in d.closed
+    # 0 keeps closed stories for good.
+    keep = DedupDesk(DedupOptions(window_hours=72, closed_retention_hours=0))
+    outputs = [
+        o
+        for when in ("2025-03-01T09:00:00Z", "2025-03-14T09:00:00Z", "2025-04-30T09:00:00Z")
+        for o in keep.decide(message(tagger, f"k{when[5:10]}", BRIDGE, "harbourtimes", when), ORIGIN).outputs
+    ]
+    assert not [o for o in outputs if o.destination == STORIES and o.value is None]
+
+
 def test_an_event_time_far_ahead_cannot_close_the_window(tagger):
     desk = DedupDesk(DedupOptions(window_hours=72))
     first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)

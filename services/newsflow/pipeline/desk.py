@@ -67,7 +67,7 @@ NO_STORY_STATUSES = frozenset({"empty"})
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 # The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
 # replays the state topic instead).
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +193,10 @@ def _unstoried_key(article_id: str) -> bytes:
     return f"n/{article_id}".encode()
 
 
+def _closed_key(story_id: str) -> bytes:
+    return f"c/{story_id}".encode()
+
+
 def _rejected_key(article_id: str, replay_count: int) -> bytes:
     return f"r/{replay_count}/{article_id}".encode()
 
@@ -211,6 +215,9 @@ class DedupDesk:
     # Articles written out without a story (NO_STORY_STATUSES) -> when they were received.
     unstoried: dict[str, float] = field(default_factory=dict)
     _unstoried_by_age: list[tuple[float, str]] = field(default_factory=list)
+    # Closed stories whose record is still on the stories topic -> when they closed (index clock).
+    closed: dict[str, float] = field(default_factory=dict)
+    _closed_by_age: list[tuple[float, str]] = field(default_factory=list)
     boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
     # Outlet -> its articles learned from since its state was last written (see `learned`).
     _unwritten: dict[str, int] = field(default_factory=dict)
@@ -253,6 +260,7 @@ class DedupDesk:
             "index": self.index,
             "rejected": (self.rejected, self._rejected_by_age),
             "unstoried": (self.unstoried, self._unstoried_by_age),
+            "closed": (self.closed, self._closed_by_age),
         }
 
     @classmethod
@@ -277,6 +285,7 @@ class DedupDesk:
         desk.index.options = options
         desk.rejected, desk._rejected_by_age = snapshot["rejected"]
         desk.unstoried, desk._unstoried_by_age = snapshot["unstoried"]
+        desk.closed, desk._closed_by_age = snapshot["closed"]
         for key, value in latest(boilerplate).items():
             load_boilerplate(desk.boilerplate, key, value)
         return desk
@@ -294,6 +303,8 @@ class DedupDesk:
                     self.rejected.pop((article_id, int(count)), None)
                 elif kind == "n":
                     self.unstoried.pop(rest, None)
+                elif kind == "c":
+                    self.closed.pop(rest, None)
             elif not (kind == "a" and rest in self.index.articles):
                 try:
                     self._restore(key, jsonio.loads(value))
@@ -335,10 +346,16 @@ class DedupDesk:
             self._remember_rejected(article_id, int(count), float(entry["received"]))
         elif kind == "n":
             self._remember_unstoried(rest, float(entry["received"]))
+        elif kind == "c":
+            self._remember_closed(rest, float(entry["closed"]))
 
     def _remember_unstoried(self, article_id: str, received: float) -> None:
         self.unstoried[article_id] = received
         heapq.heappush(self._unstoried_by_age, (received, article_id))
+
+    def _remember_closed(self, story_id: str, closed: float) -> None:
+        self.closed[story_id] = closed
+        heapq.heappush(self._closed_by_age, (closed, story_id))
 
     def _remember_rejected(self, article_id: str, replay_count: int, received: float) -> None:
         self.rejected[(article_id, replay_count)] = received
@@ -346,7 +363,8 @@ class DedupDesk:
 
     def _expired(self) -> list[Output]:
         """Return the records of everything the window has left behind since the last call: tombstones
-        of the desk's state, and each closed story's final record."""
+        of the desk's state, each closed story's final record, and the tombstones of the stories
+        closed longer than `closed_retention_hours` ago."""
         tombstones = [Output(STATE, _article_key(a), None) for a in self.index.expired_articles]
         self.index.expired_articles.clear()
         # A story's last record says it is closed: it will not change again.
@@ -354,7 +372,20 @@ class DedupDesk:
         tombstones += [
             _story_output(story_record(s, closed_at=closed_at)) for s in self.index.expired_stories
         ]
+        if self.options.closed_retention_hours:
+            # Remembered (in the state topic too) until its record is deleted, below.
+            for s in self.index.expired_stories:
+                self._remember_closed(s.story_id, self.index.watermark)
+                tombstones.append(
+                    Output(STATE, _closed_key(s.story_id), jsonio.dumps({"closed": self.index.watermark}))
+                )
         self.index.expired_stories.clear()
+        retention = self.index.watermark - self.options.closed_retention_hours * 3600
+        while self._closed_by_age and self._closed_by_age[0][0] < retention:
+            _, story_id = heapq.heappop(self._closed_by_age)
+            if self.closed.pop(story_id, None) is not None:
+                tombstones.append(Output(STORIES, story_id.encode(), None))
+                tombstones.append(Output(STATE, _closed_key(story_id), None))
         horizon = self.index.watermark - self.options.window_hours * 3600
         while self._rejected_by_age and self._rejected_by_age[0][0] < horizon:
             _, article_id, count = heapq.heappop(self._rejected_by_age)

@@ -61,6 +61,10 @@ class DedupOptions:
     # words, and a country as its states and regions (`_names_differ`). 0 turns the rule off.
     names_to_differ: int = 2
     window_hours: float = 72.0
+    # A closed story's record stays on the compacted stories topic this long after it closed, then
+    # a tombstone deletes it (compaction removes the tombstone itself after the topic's
+    # delete.retention.ms): consumers that mirror the topic forget the story too. 0: never.
+    closed_retention_hours: float = 168.0
     max_story_entities: int = 60
     max_candidates: int = 50
     # A key (entity or salient word) leads to at most this many stories, the most recently

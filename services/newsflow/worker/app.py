@@ -90,6 +90,7 @@ class WorkerApp:
             story_threshold=settings.story_threshold,
             copy_containment=settings.copy_containment,
             window_hours=settings.story_window_hours,
+            closed_retention_hours=settings.closed_retention_hours,
         )
         snapshots = Snapshots(
             Path(settings.data_dir) / f"dedup-{settings.app_id}.snapshot",

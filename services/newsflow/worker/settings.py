@@ -88,3 +88,8 @@ class WorkerSettings:
     story_window_hours: float = env(
         "NEWSFLOW_DEDUP_WINDOW_HOURS", _DEDUP.window_hours, "stories older than this are closed and forgotten"
     )
+    closed_retention_hours: float = env(
+        "NEWSFLOW_DEDUP_CLOSED_RETENTION_HOURS",
+        _DEDUP.closed_retention_hours,
+        "a closed story's record is deleted (tombstone on the stories topic) this long after it closed (0: kept)",
+    )
