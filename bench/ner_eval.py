@@ -97,6 +97,7 @@ def main() -> int:
     )
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--model", help="a spaCy pipeline name or path (default: the stage's)")
     parser.add_argument("--check", action="store_true", help="exit 1 below the floors in bench/floors.json")
     args = parser.parse_args()
     data = args.data_dir / "ner-dev" if (args.data_dir / "ner-dev").is_dir() else args.data_dir
@@ -105,7 +106,7 @@ def main() -> int:
     texts = [(data / "docs" / name).read_text() for name in names]
     gold = [Counter((norm(s), label) for s, label in gold_all[name]) for name in names]
 
-    tagger = EntityTagger()
+    tagger = EntityTagger(args.model) if args.model else EntityTagger()
     enricher = Enricher(tagger=tagger)
     done = [ours(enricher, name, text) for name, text in zip(names, texts, strict=True)]
     pred = [mentions for mentions, _ in done]

