@@ -190,7 +190,7 @@ def _overrun(person: str, city: str, org: str, project: str, amount: int) -> str
 
 
 def test_same_theme_about_other_actors_is_another_story(tagger):
-    def overrun(article_id: str, *args: Any) -> StoryFeatures:
+    def overrun(article_id: str, *args: str | int) -> StoryFeatures:
         return features(tagger, article(article_id, _overrun(*args), f"o-{article_id}"))
 
     tartu = overrun("a1", "Mari Tamm", "Tartu", "Baltic Transit Agency", "tram extension", 140)
