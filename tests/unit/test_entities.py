@@ -224,3 +224,36 @@ def test_an_all_caps_dateline_is_found_by_the_model(tagger):
     (result,) = tagger.tag_batch([article])
     madrid = [e for e in result.entities if e.key == "madrid"]
     assert madrid and madrid[0].count == 2 and madrid[0].coarse_label == "LOC"
+
+
+def test_a_place_listed_with_a_place_the_model_took_for_a_person_is_a_place():
+    # The model's labels for the seed's sentence: the person is a place first, then the
+    # organisation listed with it is one too.
+    text = "Odesa and Dnipro were also hit by rockets, damaging homes."
+    labels = {
+        e.key: e.label for e in build_entities(text, spans(text, ("Odesa", "PERSON"), ("Dnipro", "ORG")))
+    }
+    assert labels == {"odesa": "GPE", "dnipro": "GPE"}
+
+
+def test_a_mention_without_a_capital_is_a_common_word_not_a_name():
+    text = "Marco Rubio, the US secretary of state, spoke to Reuters."
+    raw = spans(text, ("Marco Rubio", "PERSON"), ("US", "GPE"), ("state", "ORG"), ("Reuters", "ORG"))
+    assert {e.key for e in build_entities(text, raw)} == {"marco rubio", "united states", "reuters"}
+    # A text with no capitals at all (all lower case) keeps what the model found.
+    lower = text.lower()
+    assert {e.key for e in build_entities(lower, spans(lower, ("marco rubio", "PERSON")))} == {"marco rubio"}
+
+
+def test_the_seed_places_names_and_keys_come_out_right(tagger, seed_articles):
+    # What a reader of the seeds expects from the model the worker runs (issue 17's seed checks).
+    results = tagger.tag_batch(seed_articles)
+    labels = {e.key: e.label for r in results for e in r.entities}
+    for place in ("kursk", "kryvyi rih", "dnipro", "odesa", "moscow"):
+        assert labels.get(place) == "GPE", (place, labels.get(place))
+    assert labels["truth social"] == "ORG" and "state" not in labels
+    assert "us" not in labels and labels["united states"] == "GPE"  # "US" is the United States
+    for r, article in zip(results, seed_articles, strict=True):
+        for e in r.entities:
+            shouted = [article.text[m.start : m.end] for m in e.mentions]
+            assert not (e.label == "ORG" and all(s.isupper() and len(s) > 4 for s in shouted)), e

@@ -187,7 +187,7 @@ def _said_as_place(text: str, spans: list[tuple[int, int]], places: list[tuple[i
 
 def _settle_places(groups: dict[str, _Group], text: str) -> None:
     """Give every country one key and the label GPE, and places the model mislabelled a place label."""
-    places = [span for g in groups.values() if _label(g) in _PLACE_LABELS for span in g.spans]
+    undecided = []  # organisations and nationalities named like a place
     for key in list(groups):
         group = groups[key]
         canonical = country_key(key)
@@ -196,8 +196,16 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
             if canonical != key:
                 _fold(groups, key, canonical, keep_target_label=False)
         elif _label(group) not in _PLACE_LABELS and is_place(key):
-            if _label(group) not in _NOT_RELABELLED or _said_as_place(text, group.spans, places):
+            if _label(group) in _NOT_RELABELLED:
+                undecided.append(group)
+            else:
                 group.labels = Counter({"GPE": len(group.spans)})
+    # Decided after the rest, so that a place the model took for a person ("Odesa and Dnipro were
+    # hit") counts as the place the other is listed with.
+    places = [span for g in groups.values() if _label(g) in _PLACE_LABELS for span in g.spans]
+    for group in undecided:
+        if _said_as_place(text, group.spans, places):
+            group.labels = Counter({"GPE": len(group.spans)})
 
 
 def build_entities(
@@ -209,6 +217,8 @@ def build_entities(
         if label not in KEPT_LABELS:
             continue
         name = clean_mention(text[start:end], label)
+        if not any(c.isupper() for c in name) and any(c.isupper() for c in text):
+            continue  # no capital in a cased text: a common word ("the state"), not a name
         key = entity_key(name)
         if len(key) < 2 or not any(c.isalpha() for c in key):
             continue
