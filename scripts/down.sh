@@ -4,6 +4,7 @@
 # producer's record of what it sent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+trap '' INT HUP  # a second Ctrl-C must not leave things half-stopped
 state=${NEWSFLOW_UP_STATE:-.cache/up}
 say() { echo "make down: $*" >&2; }
 
@@ -11,7 +12,8 @@ stop() {  # name: SIGTERM, wait up to 30 s, then SIGKILL
   local pidfile=$state/$1.pid pid
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
-  if kill -TERM "$pid" 2>/dev/null; then
+  # Only a process of ours: after a reboot the pid may belong to another.
+  if ps -o args= -p "$pid" 2>/dev/null | grep -q newsflow && kill -TERM "$pid" 2>/dev/null; then
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then
       say "$1 did not stop in 30 s; killing it"

@@ -26,7 +26,11 @@ inbox=${NEWSFLOW_UP_INBOX:-inbox}
 py=.venv/bin/python
 
 say() { echo "make up: $*" >&2; }
-alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+# A pid file names a live process of ours (not another that reused the pid after a reboot).
+alive() {
+  [ -f "$state/$1.pid" ] && ps -o args= -p "$(cat "$state/$1.pid")" 2>/dev/null | grep -q newsflow
+}
+stop_all() { trap '' INT TERM HUP; scripts/down.sh; exit "${1:-0}"; }
 
 mkdir -p "$state"
 for name in worker producer web; do
@@ -37,26 +41,37 @@ for name in worker producer web; do
 done
 echo "$NEWSFLOW_KAFKA_PORT" >"$state/kafka.port"
 rm -f "$state/stopping"
+# From here on, Ctrl-C, a kill or a closed terminal stop whatever has been started.
+trap 'stop_all 0' INT TERM HUP
 if [ ! -d "$inbox" ]; then
   mkdir -p "$inbox" && cp seeds/* "$inbox/"
   say "created $inbox/ with the seed articles"
 fi
 
 deploy/local-kafka/kafka.sh start
-$py -m newsflow.topics >"$state/topics.log" 2>&1 || { cat "$state/topics.log" >&2; exit 1; }
+$py -m newsflow.topics >"$state/topics.log" 2>&1 || { cat "$state/topics.log" >&2; stop_all 1; }
 
-start() {  # name, command...: run in the background, log and pid in .cache/up/
+start() {  # name, command...: run in the background, log and pid in the state folder
   local name=$1; shift
-  "$@" >>"$state/$name.log" 2>&1 &
+  # A session of its own: Ctrl-C reaches this script only, which stops the services in order.
+  setsid "$@" >>"$state/$name.log" 2>&1 </dev/null &
   echo $! >"$state/$name.pid"
 }
 start worker $py -m newsflow.worker
 start web $py -m newsflow.web
 start producer $py -m newsflow.producer --watch --no-progress "$inbox"
 
-for _ in $(seq 1 60); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$NEWSFLOW_WEB_PORT") 2>/dev/null; then break; fi
-  alive web || { tail -5 "$state/web.log" >&2; say "error: the stories view did not start"; scripts/down.sh; exit 1; }
+healthy() {
+  $py -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+    "http://127.0.0.1:$NEWSFLOW_WEB_PORT/healthz" 2>/dev/null
+}
+for i in $(seq 1 61); do
+  healthy && break
+  if ! alive web || [ "$i" = 61 ]; then
+    tail -5 "$state/web.log" >&2
+    say "error: the stories view did not answer on port $NEWSFLOW_WEB_PORT"
+    stop_all 1
+  fi
   sleep 0.5
 done
 
@@ -69,14 +84,13 @@ make up: running. Drop article files into $inbox/ (a folder per outlet: $inbox/<
   logs           $state/{worker,producer,web}.log
 MSG
 if [ "${NEWSFLOW_UP_DETACH:-0}" = 1 ]; then
+  trap - INT TERM HUP
   say "detached; make down stops it"
   exit 0
 fi
 say "Ctrl-C (or make down) stops it"
-trap 'scripts/down.sh; exit 0' INT TERM
 # Until a service ends (make down from another shell ends them all).
 while alive worker && alive web && alive producer; do sleep 1; done
 [ -f "$state/stopping" ] && exit 0  # make down, from another shell
 say "error: a service stopped (see $state/*.log); stopping the rest"
-scripts/down.sh
-exit 1
+stop_all 1

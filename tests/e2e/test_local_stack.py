@@ -157,3 +157,29 @@ def test_make_up_serves_the_seed_story_in_a_browser_and_make_down_stops_it(stack
             os.kill(pid, 0)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{api}/healthz", timeout=2)  # noqa: S310 - loopback only
+
+    # make up again: the broker kept its data, the view its database; Ctrl-C stops it all.
+    log = (tmp / "up-again.log").open("wb")
+    again = subprocess.Popen(
+        ["make", "up"], cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            assert again.poll() is None, "make up ended early"
+            try:
+                if get_json(f"{api}/healthz")["caught_up"]:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        detail = get_json(f"{api}/api/stories/{seed_story['story_id']}")
+        assert len(detail["members"]) == 2  # nothing sent twice, nothing lost
+        pids = [int((tmp / "state" / f"{n}.pid").read_text()) for n in ("worker", "producer", "web")]
+        os.killpg(again.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+        assert again.wait(timeout=90) == 0
+    finally:
+        log.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -110,6 +110,13 @@ def test_prometheus_sees_counters_and_histograms_move(kafka: KafkaSettings, work
                 wait_for_value(prom, 'sum(newsflow_dedup_decisions_total{decision="joined_story"})', 1) == 1
             )
             assert wait_for_value(prom, "newsflow_ner_model_load_seconds", 0.01) > 0
+            # The seeds' outlet (a flat folder: "unknown"), its two articles and their text.
+            seeds = 'sum(newsflow_extraction_articles_total{outlet="unknown",status="ok"})'
+            assert wait_for_value(prom, seeds, 2) == 2
+            assert (
+                wait_for_value(prom, 'sum(newsflow_extraction_text_chars_total{outlet="unknown"})', 2000)
+                > 2000
+            )
             dead = 'sum(newsflow_worker_dead_letters_total{stage="extract",reason="undecodable"})'
             assert wait_for_value(prom, dead, 1) == 1
             assert query(prom, 'up{job="newsflow-worker"}')[0]["value"][1] == "1"

@@ -189,3 +189,79 @@ def test_the_pages_show_stories_and_fold_copies(store: StoryStore):
             assert (await client.get("/stories/missing")).status == 404
 
     asyncio.run(run())
+
+
+def test_a_record_the_view_cannot_read_is_skipped_and_the_offsets_still_move(store: StoryStore):
+    bad = [
+        ("enriched", 5),  # not an object
+        ("enriched", {"story_id": "s9"}),  # no article id
+        ("enriched", enriched("c1", "s9", "o", 9, entities=[{"key": "x"}])),  # an entity without a label
+        ("story", {**story("s9", ["c1"], ["o"], 9), "version": "v2"}),
+    ]
+    good = ("story", story("s8", ["d1"], ["o"], 8))
+    assert store.apply([*bad, good], {("stories", 0): 9}) == 1  # type: ignore[list-item]
+    assert store.skipped == 4 and store.offsets()[("stories", 0)] == 9
+    assert store.story("s8") is not None and store.story("s9") is None and store.article("c1") is None
+
+
+def test_entities_are_looked_up_by_their_key_however_they_are_typed():
+    s = StoryStore()
+    s.apply(
+        [
+            ("enriched", enriched("z1", "sz", "o", 1, entities=[entity("zurich")])),
+            ("enriched", enriched("u1", "su", "o", 2, entities=[entity("us")])),
+            ("story", story("sz", ["z1"], ["o"], 1)),
+            ("story", story("su", ["u1"], ["o"], 2)),
+        ]
+    )
+    assert [x["story_id"] for x in s.stories(StoryQuery(entity="Zürich"))[0]] == ["sz"]
+    assert [x["story_id"] for x in s.stories(StoryQuery(entity="U.S."))[0]] == ["su"]
+    assert [e["key"] for e in s.entities("Zür")] == ["zurich"]
+
+
+def test_a_link_is_only_a_web_link_and_pages_forbid_other_scripts(store: StoryStore):
+    store.apply([("enriched", enriched("x1", "s1", "evil.example", 5, url="javascript:alert(1)"))])
+
+    async def run() -> None:
+        async with TestClient(TestServer(build_app(store))) as client:
+            response = await client.get("/stories/s1")
+            page = await response.text()
+            assert 'href="javascript' not in page and "javascript:alert(1)" in page
+            assert '<a href="https://wire.example/a1"' in page
+            policy = response.headers["Content-Security-Policy"]
+            assert "script-src 'sha256-" in policy and "unsafe-inline" not in policy.split("style-src")[0]
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+    asyncio.run(run())
+
+
+def test_out_of_range_parameters_are_400s_not_500s(store: StoryStore):
+    async def run() -> None:
+        async with TestClient(TestServer(build_app(store))) as client:
+            for params in (
+                {"min_outlets": "99999999999999999999"},
+                {"since": "0001-01-01T00:00:00+01:00"},
+                {"until": "9999-12-31T23:59:59-01:00"},
+            ):
+                assert (await client.get("/api/stories", params=params)).status == 400, params
+            page = await client.get("/", params={"limit": "x"})
+            assert page.status == 400 and "limit must be an integer" in await page.text()
+
+    asyncio.run(run())
+
+
+def test_the_front_page_pages_with_its_filters_and_refreshes_only_the_first_page():
+    s = StoryStore()
+    s.apply([("story", story(f"s{i:02d}", ["x"], ["o", "p"], i)) for i in range(5)])
+
+    async def run() -> None:
+        async with TestClient(TestServer(build_app(s))) as client:
+            first = await (await client.get("/", params={"min_outlets": "2", "limit": "2"})).text()
+            assert "data-src=" in first and "min_outlets=2" in first.split("data-src=")[1].split(">")[0]
+            older = first.split('<p><a href="')[1].split('"')[0].replace("&amp;", "&")
+            assert "min_outlets=2" in older and "limit=2" in older and "cursor=" in older
+            second = await (await client.get(older)).text()
+            assert "headline of s02" in second and "headline of s04" not in second
+            assert "data-src=" not in second and "<script>" not in second
+
+    asyncio.run(run())

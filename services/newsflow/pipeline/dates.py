@@ -38,7 +38,10 @@ def parse_datetime(text: str) -> datetime | None:
             dt = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
             return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    try:
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before the first representable instant
+        return None
 
 
 def rfc3339(dt: datetime) -> str:

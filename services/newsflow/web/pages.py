@@ -7,10 +7,12 @@ JavaScript it is still a complete page.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 REFRESH_SECONDS = 5
 
@@ -39,7 +41,7 @@ details{margin-top:.4rem;font-size:.85rem}
 
 SCRIPT = """
 (function(){
-  var list=document.getElementById('stories'); if(!list||!window.fetch) return;
+  var list=document.getElementById('stories'); if(!list||!list.dataset.src||!window.fetch) return;
   var live=document.getElementById('live');
   setInterval(function(){
     fetch(list.dataset.src,{headers:{'Accept':'text/html'}}).then(function(r){return r.ok?r.text():null})
@@ -49,6 +51,11 @@ SCRIPT = """
   }, REFRESH_MS);
 })();
 """.replace("REFRESH_MS", str(REFRESH_SECONDS * 1000))
+
+
+# The page's one script, allowed by its hash in the Content-Security-Policy (service.py): no other
+# script can run, whatever text a record holds.
+SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
 
 
 def _page(title: str, body: str, script: bool = False) -> str:
@@ -71,7 +78,7 @@ def _entity_tags(keys: Sequence[str]) -> str:
     return "".join(f'<a class=tag href="/?{urlencode({"entity": k})}">{escape(k)}</a>' for k in keys[:8])
 
 
-def story_list(stories: Sequence[Mapping[str, Any]], src: str, next_url: str | None) -> str:
+def story_list(stories: Sequence[Mapping[str, Any]], src: str | None, next_url: str | None) -> str:
     """Return the front page's list (also served alone, for the live refresh)."""
     items = []
     for s in stories:
@@ -86,13 +93,12 @@ def story_list(stories: Sequence[Mapping[str, Any]], src: str, next_url: str | N
         )
     more = f'<p><a href="{escape(next_url)}">older stories</a></p>' if next_url else ""
     empty = "" if items else "<p class=empty>No stories yet: they appear here as articles come in.</p>"
-    return (
-        f'<div id=stories data-src="{escape(src)}"><ol class=stories>{"".join(items)}</ol>{empty}{more}</div>'
-    )
+    live = f' data-src="{escape(src)}"' if src else ""
+    return f"<div id=stories{live}><ol class=stories>{''.join(items)}</ol>{empty}{more}</div>"
 
 
 def front_page(
-    stories: Sequence[Mapping[str, Any]], filters: Mapping[str, str], src: str, next_url: str | None
+    stories: Sequence[Mapping[str, Any]], filters: Mapping[str, str], src: str | None, next_url: str | None
 ) -> str:
     entity, outlet = escape(filters.get("entity", "")), escape(filters.get("outlet", ""))
     form = (
@@ -101,11 +107,17 @@ def front_page(
         f'<input name=outlet placeholder="outlet" value="{outlet}">'
         '<button type=submit>Filter</button> <a href="/">clear</a></form>'
     )
-    return _page("newsflow: live stories", form + story_list(stories, src, next_url), script=True)
+    return _page("newsflow: live stories", form + story_list(stories, src, next_url), script=src is not None)
 
 
 def _report(m: Mapping[str, Any], text: str, copies: Sequence[Mapping[str, Any]]) -> str:
-    link = f'<a href="{escape(m["url"])}">{escape(m["url"])}</a>' if m.get("url") else ""
+    url = str(m.get("url") or "")
+    # Only web links are links: a page's own metadata could say "javascript:...".
+    link = (
+        f'<a href="{escape(url)}" rel="noopener noreferrer">{escape(url)}</a>'
+        if urlsplit(url).scheme in ("http", "https")
+        else escape(url)
+    )
     folded = ""
     if copies:
         rows = "".join(
@@ -144,6 +156,10 @@ def story_page(story: Mapping[str, Any], texts: Mapping[str, str]) -> str:
         f"<div class=reports>{reports}</div>"
     )
     return _page(story["headline"] or story["story_id"], body)
+
+
+def bad_request(message: str) -> str:
+    return _page("bad request", f"<p class=empty>{escape(message)}</p><p><a href='/'>all stories</a></p>")
 
 
 def not_found(what: str) -> str:

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from importlib import resources
 from urllib.parse import urlencode
 
@@ -34,6 +35,16 @@ from newsflow.web.settings import WebSettings
 from newsflow.web.store import BadQuery, StoryQuery, StoryStore
 
 PROG = "newsflow-web"
+BATCH_RECORDS = 200
+# Served with every response: no script but the page's own, no framing, no type sniffing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": f"default-src 'self'; script-src '{pages.SCRIPT_HASH}'; "
+    "style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# Query parameters of the story list that the page's links carry along.
+LIST_PARAMETERS = ("since", "until", "entity", "outlet", "lang", "min_outlets", "limit")
 log = logging.getLogger("newsflow.web")
 
 
@@ -46,6 +57,7 @@ class Follower:
         self.applied = applied
         self.kinds = {kafka.topic_enriched: "enriched", kafka.topic_stories: "story"}
         self.caught_up = asyncio.Event()
+        self.last_batch = 0.0
 
     async def run(self) -> None:
         while True:
@@ -53,16 +65,19 @@ class Follower:
                 await self._follow()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the view keeps serving what it has
-                log.warning("reading the output topics failed; again in 2s", exc_info=True)
-                await asyncio.sleep(2.0)
+            except LookupError as exc:  # expected before the pipeline has made its topics
+                log.info("%s; again in 5s", exc)
+                await asyncio.sleep(5.0)
+            except Exception as exc:  # noqa: BLE001 - the view keeps serving what it has
+                log.warning("reading the output topics failed (%r); again in 5s", exc)
+                await asyncio.sleep(5.0)
 
     async def _follow(self) -> None:
         from newsflow.topics import committed_reader, topic_partitions
 
         consumer = committed_reader(self.kafka)
-        await consumer.start()
         try:
+            await consumer.start()
             tps = []
             for topic in self.kinds:
                 found = await topic_partitions(consumer, topic)
@@ -78,7 +93,8 @@ class Follower:
                     await consumer.seek_to_beginning(tp)
             ends = await consumer.end_offsets(tps)
             while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                # Small batches: folding runs on the event loop, between the API's requests.
+                batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
                 records, offsets = [], {}
                 for tp, messages in batches.items():
                     for m in messages:
@@ -90,6 +106,8 @@ class Follower:
                         offsets[(tp.topic, tp.partition)] = m.offset + 1
                 if records or offsets:
                     self.applied.inc(self.store.apply(records, offsets))
+                    self.last_batch = time.time()
+                    await asyncio.sleep(0)  # let waiting requests in before the next batch
                 if not self.caught_up.is_set() and all(
                     [await consumer.position(tp) >= end for tp, end in ends.items()]
                 ):
@@ -97,6 +115,10 @@ class Follower:
                     log.info("caught up with the output topics: %s", self.store.counts())
         finally:
             await consumer.stop()
+
+
+def rfc3339_or_none(ts: float) -> str | None:
+    return rfc3339(datetime.fromtimestamp(ts, UTC)) if ts else None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -144,8 +166,10 @@ def story_query(request: web.Request, default_limit: int = 50) -> StoryQuery:
     )
 
 
-def build_app(store: StoryStore, registry: CollectorRegistry | None = None) -> web.Application:
-    """Return the HTTP application over a store (the follower fills the store separately)."""
+def build_app(
+    store: StoryStore, registry: CollectorRegistry | None = None, follower: Follower | None = None
+) -> web.Application:
+    """Return the HTTP application over a store (the follower, if given, fills it separately)."""
     registry = registry or CollectorRegistry()
     latency = Histogram(
         "newsflow_web_request_seconds",
@@ -160,15 +184,27 @@ def build_app(store: StoryStore, registry: CollectorRegistry | None = None) -> w
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         started = time.perf_counter()
+        page = not request.path.startswith("/api/")
         try:
-            return await handler(request)
+            response = await handler(request)
         except BadQuery as exc:
-            return _error(400, str(exc))
+            response = (
+                web.Response(text=pages.bad_request(str(exc)), status=400, content_type="text/html")
+                if page
+                else _error(400, str(exc))
+            )
+        except web.HTTPException:
+            raise
+        except Exception:  # noqa: BLE001 - an answer, not a dropped connection
+            log.exception("%s %s failed", request.method, request.path_qs)
+            response = _error(500, "internal error (logged)")
         finally:
             route = (
                 request.match_info.route.resource.canonical if request.match_info.route.resource else "other"
             )
             latency.labels(route).observe(time.perf_counter() - started)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     async def list_stories(request: web.Request) -> web.Response:
         page, cursor = store.stories(story_query(request))
@@ -194,8 +230,10 @@ def build_app(store: StoryStore, registry: CollectorRegistry | None = None) -> w
     async def front(request: web.Request) -> web.Response:
         query = story_query(request)
         page, cursor = store.stories(query)
-        filters = {k: v for k, v in request.query.items() if k in ("entity", "outlet", "lang") and v}
-        src = "/?" + urlencode({**filters, "fragment": "1"})
+        filters = {k: v for k, v in request.query.items() if k in LIST_PARAMETERS and v}
+        # The list refreshes itself only on the first page: an older page stays as it was read.
+        here = {**filters, "cursor": query.cursor} if query.cursor else None
+        src = None if here else "/?" + urlencode({**filters, "fragment": "1"})
         next_url = "/?" + urlencode({**filters, "cursor": cursor}) if cursor else None
         if request.query.get("fragment"):
             return web.Response(text=pages.story_list(page, src, next_url), content_type="text/html")
@@ -212,7 +250,12 @@ def build_app(store: StoryStore, registry: CollectorRegistry | None = None) -> w
         return web.Response(text=pages.story_page(story, texts), content_type="text/html")
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", **store.counts()})
+        status: dict[str, object] = {"status": "ok", **store.counts(), "skipped_records": store.skipped}
+        if follower is not None:
+            # Serving, whatever the topics do; a view that has not caught up says so.
+            status["caught_up"] = follower.caught_up.is_set()
+            status["last_batch_at"] = rfc3339_or_none(follower.last_batch)
+        return web.json_response(status)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -235,7 +278,7 @@ async def serve(kafka: KafkaSettings, settings: WebSettings) -> None:
     registry = CollectorRegistry()
     applied = Counter("newsflow_web_records", "output records folded into the view", registry=registry)
     follower = Follower(kafka, store, applied)
-    runner = web.AppRunner(build_app(store, registry), access_log=None)
+    runner = web.AppRunner(build_app(store, registry, follower), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -7,12 +7,15 @@ cache) with indexes for each query the API answers. It also keeps the topics' of
 transactions as the rows, so a restarted view resumes where it stopped.
 
 Story order is newest first by `last_seen`, then `story_id`; pages are keyset cursors over that
-order, so stories inserted while a client pages never shift or repeat the pages it has not read.
+order, so stories inserted while a client pages never shift or repeat the pages it has not read. A
+story that gains a member while a client pages moves to the top: a client that has passed it sees
+it again only from the first page (which is what a front page shows).
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from newsflow.pipeline import jsonio
+from newsflow.pipeline.names import entity_key
+
+log = logging.getLogger("newsflow.web")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stories (
@@ -70,6 +76,7 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 MAX_LIMIT = 200
+MAX_OUTLETS = 10_000
 
 
 class BadQuery(ValueError):
@@ -126,6 +133,7 @@ class StoryStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA cache_size=-32000")  # at most about 32 MB of pages in memory
         self.db.executescript(SCHEMA)
+        self.skipped = 0
 
     def close(self) -> None:
         self.db.close()
@@ -138,15 +146,27 @@ class StoryStore:
         offsets: Mapping[tuple[str, int], int] | None = None,
     ) -> int:
         """Fold records (kind "enriched" or "story", JSON or None for a tombstone) and the topics'
-        next offsets in one transaction; return how many records were applied."""
+        next offsets in one transaction; return how many records were applied (a record that
+        cannot be read is skipped and counted in `skipped`)."""
         n = 0
         with self._transaction():
             for kind, record in records:
-                if kind == "enriched" and record is not None:
-                    self._enriched(record)
-                elif kind == "story" and record is not None:
-                    self._story(record)
-                n += 1
+                if record is None:  # a tombstone: the view keeps the story as history
+                    continue
+                # One record that is not what the schema says must not hold up the rest (nor
+                # the offsets after it): it is skipped and counted, alone.
+                self.db.execute("SAVEPOINT record")
+                try:
+                    if kind == "enriched":
+                        self._enriched(record)
+                    elif kind == "story":
+                        self._story(record)
+                    n += 1
+                except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
+                    self.db.execute("ROLLBACK TO record")
+                    self.skipped += 1
+                    log.warning("skipped a %s record the view cannot read: %r", kind, exc)
+                self.db.execute("RELEASE record")
             for (topic, partition), offset in (offsets or {}).items():
                 self.db.execute(
                     "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
@@ -173,6 +193,8 @@ class StoryStore:
         return _Tx()
 
     def _enriched(self, r: Mapping[str, Any]) -> None:
+        if not isinstance(r, Mapping):
+            raise TypeError(f"not an object: {type(r).__name__}")
         article_id = str(r["article_id"])
         source = r.get("source") or {}
         self.db.execute(
@@ -207,6 +229,8 @@ class StoryStore:
         )
 
     def _story(self, r: Mapping[str, Any]) -> None:
+        if not isinstance(r, Mapping):
+            raise TypeError(f"not an object: {type(r).__name__}")
         # A record older than the one kept (a redelivery, or out of order) changes nothing.
         version = int(r.get("version") or r.get("member_count") or 1)
         outlets = list(r.get("outlets") or ())
@@ -239,6 +263,8 @@ class StoryStore:
         """Return one page of stories, newest first, and the cursor of the next page (or None)."""
         if not 1 <= q.limit <= MAX_LIMIT:
             raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
+        if not 1 <= q.min_outlets <= MAX_OUTLETS:
+            raise BadQuery(f"min_outlets must be between 1 and {MAX_OUTLETS}")
         where: list[str] = ["s.outlet_count >= ?"]
         args: list[object] = [q.min_outlets]
         if q.since:
@@ -249,7 +275,7 @@ class StoryStore:
             args.append(q.until)
         if q.entity:
             where.append("s.story_id IN (SELECT e.story_id FROM entities e WHERE e.key = ?)")
-            args.append(q.entity.casefold())
+            args.append(entity_key(q.entity))
         if q.outlet:
             where.append("s.story_id IN (SELECT a.story_id FROM articles a WHERE a.outlet = ?)")
             args.append(q.outlet)
@@ -314,19 +340,23 @@ class StoryStore:
             raise BadQuery("q is required")
         if not 1 <= limit <= MAX_LIMIT:
             raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
-        prefix = q.strip().casefold()
+        prefix = entity_key(q)
+        if not prefix:
+            raise BadQuery("q has no letters or digits")
         rows = self.db.execute(
             "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS articles, "
             "COUNT(DISTINCT story_id) AS stories FROM entities WHERE key >= ? AND key < ? "
             "GROUP BY key ORDER BY articles DESC, key LIMIT ?",
-            (prefix, prefix + "\uffff", limit),
+            # Keys compare as UTF-8 bytes: the highest code point bounds every key the prefix starts.
+            (prefix, prefix + "\U0010ffff", limit),
         ).fetchall()
         out = []
         for r in rows:
             story_ids = [
                 s["story_id"]
                 for s in self.db.execute(
-                    "SELECT DISTINCT story_id FROM entities WHERE key = ? AND story_id IS NOT NULL LIMIT 20",
+                    "SELECT DISTINCT story_id FROM entities WHERE key = ? AND story_id IS NOT NULL "
+                    "ORDER BY story_id DESC LIMIT 20",
                     (r["key"],),
                 )
             ]

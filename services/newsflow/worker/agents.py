@@ -20,6 +20,7 @@ from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.desk import Decision, article_message, rejected_message
 from newsflow.pipeline.enrich import Enricher, Result
 from newsflow.pipeline.records import (
+    CleanArticle,
     Origin,
     Rejection,
     dead_letter_record,
@@ -28,7 +29,7 @@ from newsflow.pipeline.records import (
     raw_from_message,
     replay_count,
 )
-from newsflow.worker.metrics import WorkerMetrics
+from newsflow.worker.metrics import OutletLabels, WorkerMetrics
 from newsflow.worker.replica import TopicReplica
 from newsflow.worker.transport import withhold
 from newsflow.worker.writer import TransactionalWriter
@@ -55,6 +56,7 @@ class Forwarder:
         self.topic = topic
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
+        self.outlet_label = OutletLabels()
 
     def message(self, result: Result, event: Any) -> tuple[bytes, bytes]:
         """Return (key, features message) for one input's result."""
@@ -68,8 +70,16 @@ class Forwarder:
             return self.dead_letter(
                 Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"), event
             )
-        self.metrics.messages.labels("extract", result.article.extraction.status).inc()
+        self._count_extraction(result.article)
         return result.article.article_id.encode(), message
+
+    def _count_extraction(self, article: CleanArticle) -> None:
+        extraction = article.extraction
+        self.metrics.messages.labels("extract", extraction.status).inc()
+        outlet = self.outlet_label(article.source.outlet)
+        self.metrics.extracted_articles.labels(outlet, extraction.status).inc()
+        self.metrics.extracted_chars.labels(outlet).inc(len(article.text))
+        self.metrics.boilerplate_lines.labels(outlet).inc(extraction.boilerplate_removed)
 
     def dead_letter(self, rejection: Rejection, event: Any) -> tuple[bytes, bytes]:
         """Return (key, features message) that carries an input's dead letter to the writer."""

@@ -1,7 +1,8 @@
 """Every Prometheus metric the worker exports, declared in one place.
 
 Labels are bounded: stage, outcome and reason come from fixed vocabularies in the code,
-topic and partition from the topic layout; no article ids, no outlet names.
+topic and partition from the topic layout; no article ids. Outlets label only the extraction-quality
+series, and only the first `MAX_OUTLET_LABELS` outlets a worker sees: the rest count as "other".
 """
 
 from __future__ import annotations
@@ -17,6 +18,27 @@ E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
+# Outlets with series of their own, per worker (each adds a handful of series).
+MAX_OUTLET_LABELS = 200
+OTHER_OUTLETS = "other"
+
+
+class OutletLabels:
+    """The `outlet` label of an article: its outlet, for the first `limit` outlets seen, else "other"."""
+
+    def __init__(self, limit: int = MAX_OUTLET_LABELS) -> None:
+        self.limit = limit
+        self.known: set[str] = set()
+
+    def __call__(self, outlet: str) -> str:
+        if outlet in self.known:
+            return outlet
+        if len(self.known) < self.limit:
+            self.known.add(outlet)
+            return outlet
+        return OTHER_OUTLETS
+
+
 class WorkerMetrics(NamedTuple):
     messages: Counter
     dead_letters: Counter
@@ -30,6 +52,9 @@ class WorkerMetrics(NamedTuple):
     dedup_index_articles: Gauge
     dedup_stories_open: Gauge
     desk_rebuild_seconds: Gauge
+    extracted_articles: Counter
+    extracted_chars: Counter
+    boilerplate_lines: Counter
 
 
 # Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
@@ -114,6 +139,26 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         desk_rebuild_seconds=Gauge(
             "newsflow_dedup_rebuild_seconds",
             "Time the dedup writer last took to rebuild its state from the state topic.",
+            registry=registry,
+        ),
+        # Per-outlet extraction quality: a layout change shows as shorter texts, more empty
+        # extractions or more boilerplate (the NewsflowOutletExtraction* alerts).
+        extracted_articles=Counter(
+            "newsflow_extraction_articles_total",
+            "Articles cleaned, by outlet and extraction status (ok, not_article, truncated, empty).",
+            ["outlet", "status"],
+            registry=registry,
+        ),
+        extracted_chars=Counter(
+            "newsflow_extraction_text_chars_total",
+            "Characters of text kept after cleaning, by outlet (divided by the articles: mean length).",
+            ["outlet"],
+            registry=registry,
+        ),
+        boilerplate_lines=Counter(
+            "newsflow_extraction_boilerplate_lines_total",
+            "Lines removed as boilerplate (rules and the outlet's learned lines), by outlet.",
+            ["outlet"],
             registry=registry,
         ),
     )
