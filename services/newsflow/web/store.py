@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 MAX_LIMIT = 200
+# The story list's filters: parameter -> its clause over `stories s` (one bound value each).
+FILTERS = {
+    "min_outlets": "s.outlet_count >= ?",
+    "since": "s.last_seen >= ?",
+    "until": "s.first_seen <= ?",
+    "entity": "s.story_id IN (SELECT e.story_id FROM entities e WHERE e.key = ?)",
+    "outlet": "s.story_id IN (SELECT a.story_id FROM articles a WHERE a.outlet = ?)",
+    "lang": "s.story_id IN (SELECT a.story_id FROM articles a WHERE a.lang = ?)",
+}
 MAX_OUTLETS = 10_000
 
 
@@ -265,23 +274,16 @@ class StoryStore:
             raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
         if not 1 <= q.min_outlets <= MAX_OUTLETS:
             raise BadQuery(f"min_outlets must be between 1 and {MAX_OUTLETS}")
-        where: list[str] = ["s.outlet_count >= ?"]
-        args: list[object] = [q.min_outlets]
-        if q.since:
-            where.append("s.last_seen >= ?")
-            args.append(q.since)
-        if q.until:
-            where.append("s.first_seen <= ?")
-            args.append(q.until)
-        if q.entity:
-            where.append("s.story_id IN (SELECT e.story_id FROM entities e WHERE e.key = ?)")
-            args.append(entity_key(q.entity))
-        if q.outlet:
-            where.append("s.story_id IN (SELECT a.story_id FROM articles a WHERE a.outlet = ?)")
-            args.append(q.outlet)
-        if q.lang:
-            where.append("s.story_id IN (SELECT a.story_id FROM articles a WHERE a.lang = ?)")
-            args.append(q.lang)
+        values = {
+            "min_outlets": q.min_outlets,
+            "since": q.since,
+            "until": q.until,
+            "entity": entity_key(q.entity) if q.entity else None,
+            "outlet": q.outlet,
+            "lang": q.lang,
+        }
+        where = [clause for name, clause in FILTERS.items() if values[name]]
+        args: list[object] = [values[name] for name in FILTERS if values[name]]
         if q.cursor:
             last_seen, story_id = decode_cursor(q.cursor)
             where.append("(s.last_seen, s.story_id) < (?, ?)")
