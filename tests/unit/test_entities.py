@@ -257,3 +257,21 @@ def test_the_seed_places_names_and_keys_come_out_right(tagger, seed_articles):
         for e in r.entities:
             shouted = [article.text[m.start : m.end] for m in e.mentions]
             assert not (e.label == "ORG" and all(s.isupper() and len(s) > 4 for s in shouted)), e
+
+
+def test_places_carry_a_stable_id_and_ambiguous_names_none():
+    from newsflow.pipeline.places import place_id
+
+    assert place_id("ukraine") == place_id("united states").replace("US", "UA") == "iso3166:UA"
+    assert place_id("us") == "iso3166:US"
+    assert place_id("nsw") == "iso3166-2:AU-NSW" and place_id("texas") == "iso3166-2:US-TX"
+    assert place_id("kryvyi rih") == place_id("kryvyy rih") and place_id("kryvyi rih").startswith("geonames:")
+    # A country and a US state; a US state and a capital; not a place at all.
+    assert place_id("georgia") is None and place_id("washington") is None and place_id("reuters") is None
+    text = "Shelling hit Kryvyi Rih in Ukraine, Reuters said."
+    ents = build_entities(text, spans(text, ("Kryvyi Rih", "GPE"), ("Ukraine", "GPE"), ("Reuters", "ORG")))
+    assert {e.key: e.place_id for e in ents} == {
+        "kryvyi rih": place_id("kryvyi rih"),
+        "ukraine": "iso3166:UA",
+        "reuters": None,
+    }

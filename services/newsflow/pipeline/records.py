@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from newsflow.pipeline.dedup import Story
 
-ENRICHED_SCHEMA_VERSION = "1.3.0"
+ENRICHED_SCHEMA_VERSION = "1.4.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
 STORY_SCHEMA_VERSION = "1.2.0"
 
@@ -153,6 +153,8 @@ class Entity:
     first_offset: int
     salience: float
     mentions: tuple[Mention, ...] = field(default_factory=tuple)
+    # A stable id of the place it names (`places.place_id`), for places only.
+    place_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +327,7 @@ def _entity_dict(e: Entity) -> dict[str, Any]:
         "first_offset": e.first_offset,
         "salience": round(e.salience, 4),
         "mentions": [[m.start, m.end] for m in e.mentions],
+        "place_id": e.place_id,
     }
 
 
