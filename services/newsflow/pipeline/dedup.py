@@ -15,6 +15,8 @@ stream, so a decision never depends on which articles happened to arrive first.
 
 from __future__ import annotations
 
+import contextlib
+
 import base64
 import hashlib
 import heapq
@@ -501,8 +503,9 @@ class StoryIndex:
         self.lsh = BandIndex(self.options.lsh_jaccard, NUM_PERM)
         self.articles: dict[str, IndexedArticle] = {}
         self.stories: dict[str, Story] = {}
-        # key -> story ids, oldest first (a dict as an ordered set: O(1) refresh and eviction).
-        self.postings: dict[str, dict[str, None]] = {}
+        # key -> story ids, oldest first. A list, not an ordered set: refreshing and evicting scan
+        # at most `max_stories_per_key` ids, and a list costs 8 bytes an id where a dict costs ~50.
+        self.postings: dict[str, list[str]] = {}
         self.story_keys: dict[str, tuple[str, ...]] = {}
         # (last_received, story_id), lazily updated: expiry pops only what is old, never scans.
         self._by_age: list[tuple[float, str]] = []
@@ -532,7 +535,7 @@ class StoryIndex:
     def _candidates(self, f: StoryFeatures) -> list[Story]:
         votes: Counter[str] = Counter()
         for key in self._postings_keys(f):
-            votes.update(self.postings.get(key, {}).keys())
+            votes.update(self.postings.get(key, ()))
         # Most shared keys first; ties in counting order (sorted keys, then stories by when they
         # were last joined), which is the same in every process that replays the same articles.
         ranked = heapq.nlargest(self.options.max_candidates, votes.items(), key=itemgetter(1))
@@ -601,11 +604,13 @@ class StoryIndex:
         self.story_keys[story.story_id] = tuple(sorted(set(known).union(keys))) if known else tuple(keys)
         limit = self.options.max_stories_per_key
         for key in keys:
-            ids = self.postings.setdefault(key, {})
-            ids.pop(story.story_id, None)  # re-inserted as the most recent
-            ids[story.story_id] = None
-            if len(ids) > limit:
-                del ids[next(iter(ids))]
+            ids = self.postings.setdefault(key, [])
+            if not ids or ids[-1] != story.story_id:
+                with contextlib.suppress(ValueError):
+                    ids.remove(story.story_id)  # re-inserted as the most recent
+                ids.append(story.story_id)
+                if len(ids) > limit:
+                    del ids[0]
         self.watermark = max(self.watermark, f.received or f.timestamp)
         return story
 
@@ -651,7 +656,8 @@ class StoryIndex:
         for key in self.story_keys.pop(sid, ()):
             ids = self.postings.get(key)
             if ids is not None:
-                ids.pop(sid, None)
+                with contextlib.suppress(ValueError):
+                    ids.remove(sid)
                 if not ids:
                     del self.postings[key]
         return story, members
