@@ -15,9 +15,8 @@ stream, so a decision never depends on which articles happened to arrive first.
 
 from __future__ import annotations
 
-import contextlib
-
 import base64
+import contextlib
 import hashlib
 import heapq
 import math
