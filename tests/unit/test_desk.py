@@ -155,7 +155,11 @@ def test_a_closed_story_is_deleted_from_the_stories_topic_after_its_retention(ta
         assert (STORIES, story_id, None) in [(o.destination, o.key, o.value) for o in outputs]
         assert (STATE, b"c/" + story_id, None) in [(o.destination, o.key, o.value) for o in outputs]
         assert story_id.decode() not in d.closed
-    # 0 keeps closed stories for good.
+    # 0 keeps closed stories for good, those remembered under an earlier setting too.
+    kept = DedupDesk.from_state(state, DedupOptions(window_hours=72, closed_retention_hours=0))
+    assert kept.closed and not [
+        o for o in kept.decide(late, ORIGIN).outputs if o.destination == STORIES and o.value is None
+    ]
     keep = DedupDesk(DedupOptions(window_hours=72, closed_retention_hours=0))
     outputs = [
         o

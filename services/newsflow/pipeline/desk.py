@@ -379,13 +379,13 @@ class DedupDesk:
                 tombstones.append(
                     Output(STATE, _closed_key(s.story_id), jsonio.dumps({"closed": self.index.watermark}))
                 )
+            retention = self.index.watermark - self.options.closed_retention_hours * 3600
+            while self._closed_by_age and self._closed_by_age[0][0] < retention:
+                _, story_id = heapq.heappop(self._closed_by_age)
+                if self.closed.pop(story_id, None) is not None:
+                    tombstones.append(Output(STORIES, story_id.encode(), None))
+                    tombstones.append(Output(STATE, _closed_key(story_id), None))
         self.index.expired_stories.clear()
-        retention = self.index.watermark - self.options.closed_retention_hours * 3600
-        while self._closed_by_age and self._closed_by_age[0][0] < retention:
-            _, story_id = heapq.heappop(self._closed_by_age)
-            if self.closed.pop(story_id, None) is not None:
-                tombstones.append(Output(STORIES, story_id.encode(), None))
-                tombstones.append(Output(STATE, _closed_key(story_id), None))
         horizon = self.index.watermark - self.options.window_hours * 3600
         while self._rejected_by_age and self._rejected_by_age[0][0] < horizon:
             _, article_id, count = heapq.heappop(self._rejected_by_age)
