@@ -213,11 +213,12 @@ def build_entities(
 ) -> list[Entity]:
     """Return canonical entities from raw (start, end, label) spans over `text`, most salient first."""
     groups: dict[str, _Group] = {}
+    cased = any(c.isupper() for c in text)
     for start, end, label in raw_ents:
         if label not in KEPT_LABELS:
             continue
         name = clean_mention(text[start:end], label)
-        if not any(c.isupper() for c in name) and any(c.isupper() for c in text):
+        if cased and not any(c.isupper() for c in name):
             continue  # no capital in a cased text: a common word ("the state"), not a name
         key = entity_key(name)
         if len(key) < 2 or not any(c.isalpha() for c in key):

@@ -46,18 +46,25 @@ def _tables() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
         for name in (c.name, getattr(c, "official_name", None), getattr(c, "common_name", None), c.alpha_3):
             if name:
                 countries.setdefault(entity_key(name), set()).add(c.alpha_2)
-    regions: dict[str, set[str]] = {}
+    return (
+        {k: frozenset(v) for k, v in countries.items()},
+        # A subdivision's code starts with its country's ("AU-NSW").
+        {k: frozenset(code.partition("-")[0] for code in v) for k, v in _subdivisions().items()},
+    )
+
+
+@lru_cache(maxsize=1)
+def _subdivisions() -> dict[str, frozenset[str]]:
+    """Return {key: ISO 3166-2 codes of the first-level subdivisions it names} ("nsw" -> AU-NSW)."""
+    found: dict[str, set[str]] = {}
     for s in pycountry.subdivisions:
         if s.parent_code is not None:  # second-level units (districts, municipalities) are left out
             continue
-        regions.setdefault(entity_key(s.name), set()).add(s.country_code)
+        found.setdefault(entity_key(s.name), set()).add(s.code)
         own = s.code.partition("-")[2]
         if len(own) >= MIN_CODE_LETTERS and own.isalpha():
-            regions.setdefault(own.casefold(), set()).add(s.country_code)
-    return (
-        {k: frozenset(v) for k, v in countries.items()},
-        {k: frozenset(v) for k, v in regions.items()},
-    )
+            found.setdefault(own.casefold(), set()).add(s.code)
+    return {k: frozenset(v) for k, v in found.items()}
 
 
 def countries_named(keys: Iterable[str]) -> set[str]:
@@ -119,32 +126,17 @@ def _big_cities() -> dict[str, int]:
     return ids
 
 
-@lru_cache(maxsize=1)
-def _region_codes() -> dict[str, str]:
-    """Return {key naming one first-level subdivision: its ISO 3166-2 code} ("nsw" -> "AU-NSW")."""
-    found: dict[str, set[str]] = {}
-    for s in pycountry.subdivisions:
-        if s.parent_code is None:
-            found.setdefault(entity_key(s.name), set()).add(s.code)
-            own = s.code.partition("-")[2]
-            if len(own) >= MIN_CODE_LETTERS and own.isalpha():
-                found.setdefault(own.casefold(), set()).add(s.code)
-    return {key: next(iter(codes)) for key, codes in found.items() if len(codes) == 1}
-
-
 def place_id(key: str) -> str | None:
     """Return a stable id of the one place a name key stands for: `iso3166:UA` for a country,
     `iso3166-2:AU-NSW` for a state or region, `geonames:703448` for a city of 100,000 or more.
     A name of several places ("georgia", "washington": a state and a capital) or of none has
     no id: a consumer joining on ids is better served by none than by a guess."""
     found = [f"iso3166:{code}" for code in _tables()[0].get(key, ())]
-    if key in _tables()[1]:  # a region's name, unique or not
-        region = _region_codes().get(key)
-        found.append(f"iso3166-2:{region}" if region else "ambiguous")
+    found += [f"iso3166-2:{code}" for code in _subdivisions().get(key, ())]
     city = _big_cities().get(key)
     if city is not None:
         found.append(f"geonames:{city}")
-    return found[0] if len(found) == 1 and found[0] != "ambiguous" else None
+    return found[0] if len(found) == 1 else None
 
 
 def load() -> None:
@@ -152,7 +144,6 @@ def load() -> None:
     _tables()
     _country_keys()
     _big_cities()
-    _region_codes()
 
 
 def country_key(key: str) -> str | None:

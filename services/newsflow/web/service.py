@@ -147,20 +147,18 @@ def _time(request: web.Request, name: str) -> str | None:
 
 def story_query(request: web.Request, default_limit: int = 50) -> StoryQuery:
     """Return the story-list query of a request's parameters; BadQuery for any it cannot take."""
-    known = {"since", "until", "entity", "outlet", "lang", "min_outlets", "limit", "cursor", "fragment"}
-    unknown = sorted(set(request.query) - known)
+    known = {*LIST_PARAMETERS, "cursor"}
+    unknown = sorted(set(request.query) - known - {"fragment"})
     if unknown:
-        raise BadQuery(f"unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known - {'fragment'}))})")
-    min_outlets = _int(request, "min_outlets", 1)
-    if min_outlets < 1:
-        raise BadQuery("min_outlets must be at least 1")
+        raise BadQuery(f"unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    # The store checks the values' ranges.
     return StoryQuery(
         since=_time(request, "since"),
         until=_time(request, "until"),
         entity=request.query.get("entity") or None,
         outlet=request.query.get("outlet") or None,
         lang=request.query.get("lang") or None,
-        min_outlets=min_outlets,
+        min_outlets=_int(request, "min_outlets", 1),
         limit=_int(request, "limit", default_limit),
         cursor=request.query.get("cursor") or None,
     )
@@ -232,8 +230,7 @@ def build_app(
         page, cursor = store.stories(query)
         filters = {k: v for k, v in request.query.items() if k in LIST_PARAMETERS and v}
         # The list refreshes itself only on the first page: an older page stays as it was read.
-        here = {**filters, "cursor": query.cursor} if query.cursor else None
-        src = None if here else "/?" + urlencode({**filters, "fragment": "1"})
+        src = None if query.cursor else "/?" + urlencode({**filters, "fragment": "1"})
         next_url = "/?" + urlencode({**filters, "cursor": cursor}) if cursor else None
         if request.query.get("fragment"):
             return web.Response(text=pages.story_list(page, src, next_url), content_type="text/html")

@@ -15,9 +15,10 @@ it again only from the first page (which is what a front page shows).
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,17 +190,15 @@ class StoryStore:
         rows = self.db.execute("SELECT topic, partition, next_offset FROM offsets")
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
-    def _transaction(self) -> Any:
-        db = self.db
-
-        class _Tx:
-            def __enter__(self) -> None:
-                db.execute("BEGIN")
-
-            def __exit__(self, kind: Any, *_: Any) -> None:
-                db.execute("ROLLBACK" if kind else "COMMIT")
-
-        return _Tx()
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _enriched(self, r: Mapping[str, Any]) -> None:
         if not isinstance(r, Mapping):
