@@ -65,7 +65,7 @@ def test_second_outlet_joins_existing_story(tagger):
     assert first.is_new_story and not second.is_new_story
     assert second.story_id == first.story_id
     assert second.duplicate_of is None
-    assert index.stories[first.story_id].outlets == ["harbourtimes", "valleypost"]
+    assert index.stories[first.story_id].outlets == ("harbourtimes", "valleypost")
 
 
 def test_unrelated_article_starts_its_own_story(tagger):
@@ -261,6 +261,32 @@ def test_a_common_key_leads_only_to_its_most_recent_stories():
     # The story dropped from the common key is still reached through its rare one.
     candidates = index._candidates(_synthetic("c1", {"Washington": 1.0, "Rare1": 1.0}, 4))
     assert candidates[0].story_id == "s1"
+
+
+@pytest.mark.parametrize("max_story_entities", [60, 2])
+def test_expiry_leaves_no_story_in_the_postings(max_story_entities):
+    # One-report stories keep no copy of their keys (their centroid tells them); a story of two
+    # reports does, and so does one whose centroid is cut shorter than its report's names (2).
+    index = StoryIndex(DedupOptions(max_story_entities=max_story_entities))
+    names = {"Alpha Corp": 1.0, "Bravo Inc": 0.9, "Charlie Ltd": 0.8, "Delta Group": 0.7}
+    index.restore(_synthetic("a0", names, 0), StoryAssignment("s0", None, None, None, True))
+    index.restore(_synthetic("a1", {"Echo": 1.0}, 1), StoryAssignment("s1", None, None, None, True))
+    index.restore(_synthetic("a2", {"Foxtrot": 1.0}, 2), StoryAssignment("s1", None, None, 0.9, False))
+    assert set(index.story_keys) == ({"s1"} if max_story_entities == 60 else {"s0", "s1"})
+    assert {sid for ids in index.postings.values() for sid in ids} == {"s0", "s1"}
+    assert sorted(index.expire(2_000_000_000)) == ["s0", "s1"]
+    assert index.postings == {} and index.story_keys == {}
+
+
+def test_containment_reads_full_and_compact_signatures_alike():
+    full = _synthetic("a0", {}, 0)
+    index = StoryIndex()
+    index.restore(full, StoryAssignment("s0", None, None, None, True))
+    kept = index.articles["a0"]
+    assert len(kept.signature) == 2 * NUM_PERM  # 16 bits a value
+    half = replace(full, article_id="b0", signature=full.signature[: NUM_PERM // 2] + (7,) * (NUM_PERM // 2))
+    assert estimated_containment(half, kept) == estimated_containment(half, full)
+    assert estimated_containment(full, kept) == 1.0
 
 
 def test_quotations_pair_each_opening_mark_with_its_own_closing_mark():

@@ -39,7 +39,7 @@ from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
 from newsflow.pipeline.entities import strip_possessive
-from newsflow.pipeline.lsh import BandIndex
+from newsflow.pipeline.lsh import BandIndex, compact_signature
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
@@ -266,16 +266,19 @@ def article_features(
 
 class _Signed(Protocol):
     @property
-    def signature(self) -> Sequence[int] | np.ndarray: ...
+    def signature(self) -> Sequence[int] | np.ndarray | bytes: ...
     @property
     def shingle_count(self) -> int: ...
 
 
 def estimated_containment(a: _Signed, b: _Signed) -> float:
-    """Return the estimated share of the smaller text's shingles found in the other text."""
+    """Return the estimated share of the smaller text's shingles found in the other text.
+
+    Signatures are compared as the index keeps them (`compact_signature`), full or already compact.
+    """
     if not a.shingle_count or not b.shingle_count:
         return 0.0
-    jaccard = float(np.mean(np.asarray(a.signature) == np.asarray(b.signature)))
+    jaccard = float(np.mean(compact_signature(a.signature) == compact_signature(b.signature)))
     inter = jaccard * (a.shingle_count + b.shingle_count) / (1 + jaccard)
     return min(1.0, inter / min(a.shingle_count, b.shingle_count))
 
@@ -283,8 +286,9 @@ def estimated_containment(a: _Signed, b: _Signed) -> float:
 class Weights(Mapping[str, float]):
     """A story's weighted keys (names or words), read-only and compact.
 
-    A dict of 20 floats costs about 1.1 KB; a tuple of interned keys and an array of doubles,
-    about 0.4 KB. A story keeps two of these, and at a million open stories that is gigabytes.
+    A dict of 20 floats costs about 1.1 KB; a tuple of interned keys and the bytes of 32-bit floats,
+    about 0.3 KB. A story keeps two of these, and at a million open stories that is gigabytes.
+    (Weights are rounded to three digits where they are made; seven digits hold their averages.)
     """
 
     __slots__ = ("_keys", "_values")
@@ -292,11 +296,14 @@ class Weights(Mapping[str, float]):
     def __init__(self, pairs: Iterable[tuple[str, float]] = ()) -> None:
         items = list(pairs)
         self._keys = tuple(k for k, _ in items)
-        self._values = array("d", [v for _, v in items])  # from a list: no spare capacity
+        self._values = array("f", [v for _, v in items]).tobytes()  # bytes: 33 bytes of overhead
+
+    def _floats(self) -> memoryview[float]:
+        return memoryview(self._values).cast("f")
 
     def __getitem__(self, key: str) -> float:
         try:
-            return self._values[self._keys.index(key)]
+            return float(self._floats()[self._keys.index(key)])
         except ValueError:
             raise KeyError(key) from None
 
@@ -310,14 +317,14 @@ class Weights(Mapping[str, float]):
         return len(self._keys)
 
     def pairs(self) -> Iterator[tuple[str, float]]:
-        return zip(self._keys, self._values, strict=True)
+        return zip(self._keys, self._floats(), strict=True)
 
-    # Pickled field by field (a snapshot of the index holds a million of these): see _rebuilt.
+    # Pickled field by field (a snapshot of the index holds a million of these).
     def __reduce__(self) -> tuple[Any, ...]:
         return _weights, (self._keys, self._values)
 
 
-def _weights(keys: tuple[str, ...], values: array[float]) -> Weights:
+def _weights(keys: tuple[str, ...], values: bytes) -> Weights:
     weights = Weights.__new__(Weights)
     weights._keys, weights._values = keys, values
     return weights
@@ -331,7 +338,7 @@ class IndexedArticle:
     article cost a few hundred bytes of memory instead of kilobytes.
     """
 
-    signature: np.ndarray
+    signature: bytes  # compact (`compact_signature`), as bytes: 33 bytes of overhead, not 96
     shingle_count: int
     assignment: StoryAssignment
 
@@ -346,12 +353,13 @@ class Story:
     last_seen: float
     headline: str
     entities: Weights = field(default_factory=Weights)
-    # The members' quote shingles, sorted (an array: 4 bytes each, not a set's 50).
-    quotes: array[int] = field(default_factory=lambda: array("I"))
+    # The members' quote shingles, sorted, as uint32 bytes (4 bytes each, not a set's 50; most
+    # stories have none, and b"" costs nothing).
+    quotes: bytes = b""
     members: list[str] = field(default_factory=list)
     # The members' salient words, bounded like `entities` (for `DedupOptions.names_to_differ`).
     terms: Weights = field(default_factory=Weights)
-    outlets: list[str] = field(default_factory=list)
+    outlets: tuple[str, ...] = ()  # a few per story: a tuple is the smaller container
     # The members' embeddings: while the story has one (most stories), that member's quantized
     # bytes (384 bytes instead of 1.5 KB of floats); from the second on, their sum as floats.
     embedding: bytes = b""
@@ -387,10 +395,11 @@ class Story:
                 self.vector_total, self.embedding = current, b""
             self.vector_norm = float(np.linalg.norm(current))
         if f.quotes:
-            self.quotes = array("I", sorted(f.quotes.union(self.quotes))[: 4 * MAX_QUOTE_SHINGLES])
+            merged = f.quotes.union(memoryview(self.quotes).cast("I"))
+            self.quotes = array("I", sorted(merged)[: 4 * MAX_QUOTE_SHINGLES]).tobytes()
         self.members.append(f.article_id)
         if f.outlet not in self.outlets:
-            self.outlets.append(f.outlet)
+            self.outlets = (*self.outlets, f.outlet)
         self.first_seen = min(self.first_seen, f.timestamp)
         self.last_seen = max(self.last_seen, f.timestamp)
         self.last_received = max(self.last_received, f.received or f.timestamp)
@@ -426,7 +435,7 @@ def story_similarity(
         semantic = float(vector @ total) / story.vector_norm
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
-    if f.quotes and len(f.quotes.intersection(story.quotes)) >= 3:
+    if f.quotes and len(f.quotes.intersection(memoryview(story.quotes).cast("I"))) >= 3:
         semantic += 0.3
     elif _names_differ(f, story, options.names_to_differ):
         return 0.0
@@ -503,6 +512,8 @@ class StoryIndex:
         # key -> story ids, oldest first. A list, not an ordered set: refreshing and evicting scan
         # at most `max_stories_per_key` ids, and a list costs 8 bytes an id where a dict costs ~50.
         self.postings: dict[str, list[str]] = {}
+        # story id -> the keys it is posted under, for the stories whose keys their centroid no
+        # longer tells (`_story_keys`): most stories have one report, and theirs need no copy.
         self.story_keys: dict[str, tuple[str, ...]] = {}
         # (last_received, story_id), lazily updated: expiry pops only what is old, never scans.
         self._by_age: list[tuple[float, str]] = []
@@ -515,13 +526,21 @@ class StoryIndex:
         return len(self.articles)
 
     @staticmethod
-    def _postings_keys(f: StoryFeatures) -> list[str]:
+    def _postings_keys(f: StoryFeatures | Story) -> list[str]:
         # The words of the names and the salient words, in one vocabulary: one report's "Mike
         # Pompeo" finds another's "Pompeo", and a name in one text finds the same word left
         # untagged in another.
         keys = frozenset().union(*map(name_words, f.entities), list(f.terms)[:MAX_TERMS])
         # Sorted: string hashes differ between processes, and vote order must not.
         return [sys.intern(k) for k in sorted(keys)]
+
+    def _story_keys(self, story: Story) -> tuple[str, ...]:
+        """Return the keys a story is posted under (its members' keys, together)."""
+        known = self.story_keys.get(story.story_id)
+        if known is not None:
+            return known
+        # A story of one report posted its keys only, and its centroid holds them all.
+        return tuple(self._postings_keys(story)) if story.members else ()
 
     def _in_window(self, f: StoryFeatures, story: Story) -> bool:
         if not f.timestamp or not story.last_seen:
@@ -590,15 +609,17 @@ class StoryIndex:
         if story is None:
             story = Story(assignment.story_id, f.timestamp, f.timestamp, f.title)
             self.stories[story.story_id] = story
+        known = self._story_keys(story)  # before the centroid takes this article in
         story.add(f, self.options)
         heapq.heappush(self._by_age, (story.last_received, story.story_id))
-        signature = np.asarray(f.signature, dtype=np.uint32)
+        signature = compact_signature(f.signature).tobytes()
         self.lsh.insert(f.article_id, signature)
         self.articles[f.article_id] = IndexedArticle(signature, f.shingle_count, assignment)
         keys = self._postings_keys(f)
         # A tuple, not a set: a set of 30 keys costs 2 KB, and this is only walked at expiry.
-        known = self.story_keys.get(story.story_id, ())
-        self.story_keys[story.story_id] = tuple(sorted(set(known).union(keys))) if known else tuple(keys)
+        story_keys = tuple(sorted(set(known).union(keys))) if known else tuple(keys)
+        if known or story_keys != self._story_keys(story):
+            self.story_keys[story.story_id] = story_keys
         limit = self.options.max_stories_per_key
         for key in keys:
             ids = self.postings.setdefault(key, [])
@@ -643,14 +664,17 @@ class StoryIndex:
 
     def _drop_story(self, sid: str) -> tuple[Story, list[str]]:
         """Remove a story and its members from every structure; return it and the members removed."""
-        story = self.stories.pop(sid)
+        story = self.stories[sid]
+        story_keys = self._story_keys(story)
+        del self.stories[sid]
+        self.story_keys.pop(sid, None)
         members = []
         for member in story.members:
             indexed = self.articles.pop(member, None)
             if indexed is not None:
                 self.lsh.remove(member, indexed.signature)
                 members.append(member)
-        for key in self.story_keys.pop(sid, ()):
+        for key in story_keys:
             ids = self.postings.get(key)
             if ids is not None:
                 with contextlib.suppress(ValueError):

@@ -3,9 +3,15 @@
 The banding is datasketch's `MinHashLSH` (the same bands and rows for a threshold, so the same
 candidates), but datasketch keeps a Python set per bucket and a list of byte strings per key:
 about 6 KB per article, which at a million articles is most of the dedup index's memory. Here
-each band is a sorted array of 64-bit band hashes with the row of each, searched by bisection,
-plus a small dict of recent inserts that is merged into the arrays once it grows: 12 bytes per
-article and band. A removed article's row is marked dead and dropped at the next merge.
+each band is a sorted array of 32-bit band hashes with the row of each, searched by bisection,
+plus a small dict of recent inserts that is merged into the arrays once it grows: 8 bytes per
+article and band. (Two bands that differ share a 32-bit hash once in four billion: at a million
+articles, one query in a few hundred gets a stray candidate, which its containment then rejects.) A removed article's row is marked dead and dropped at the next merge.
+
+Signatures are kept and banded by the low 16 bits of each value (b-bit MinHash): two unrelated
+values agree by chance once in 65,536, so a band of rows still collides only where the texts
+share shingles, and a containment estimate moves by well under 0.001; a 64-value signature
+costs 128 bytes instead of 256 (a million articles: 128 MB less).
 """
 
 from __future__ import annotations
@@ -17,10 +23,20 @@ from datasketch import MinHashLSH
 
 # Recent inserts are merged into the sorted arrays when there are this many, or a sixteenth of
 # them. A pending insert costs about 2.5 KB (a dict entry and a list for each of 21 bands) where a
-# merged one costs 12 bytes a band: a small share keeps the average near 100 bytes an article, and
+# merged one costs 8 bytes a band: a small share keeps the average near 250 bytes an article, and
 # the merges (a sort per band) still cost only some 20 microseconds an insert at a million.
 MIN_PENDING = 4096
 PENDING_SHARE = 16
+
+
+def compact_signature(signature: Sequence[int] | np.ndarray | bytes) -> np.ndarray:
+    """Return the low 16 bits of a MinHash signature's values: what the index keeps and bands.
+
+    `bytes` are a compact signature already (`.tobytes()` of this function's result).
+    """
+    if isinstance(signature, bytes):
+        return np.frombuffer(signature, dtype=np.uint16)
+    return np.asarray(signature, dtype=np.uint32).astype(np.uint16)
 
 
 def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -30,7 +46,7 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 class BandIndex:
-    """Article ids by the bands of their MinHash signatures (uint32 values, `num_perm` of them)."""
+    """Article ids by the bands of their MinHash signatures (`num_perm` values, full or compact)."""
 
     def __init__(self, threshold: float, num_perm: int) -> None:
         self.bands, self.rows = band_params(threshold, num_perm)
@@ -38,7 +54,7 @@ class BandIndex:
         self._mix = np.random.default_rng(7).integers(1, 2**63, self.rows, dtype=np.uint64) * 2 + 1
         self._ids: list[str | None] = []  # row -> article id (None once removed)
         self._dead = 0
-        self._keys = [np.empty(0, dtype=np.uint64) for _ in range(self.bands)]
+        self._keys = [np.empty(0, dtype=np.uint32) for _ in range(self.bands)]
         self._rows = [np.empty(0, dtype=np.int32) for _ in range(self.bands)]
         self._pending: list[dict[int, list[int]]] = [{} for _ in range(self.bands)]
         self._pending_count = 0
@@ -46,16 +62,19 @@ class BandIndex:
     def __len__(self) -> int:
         return len(self._ids) - self._dead
 
-    def _hashes(self, signature: Sequence[int] | np.ndarray) -> list[int]:
-        values = np.asarray(signature, dtype=np.uint64)[: self.bands * self.rows].reshape(
-            self.bands, self.rows
+    def _hashes(self, signature: Sequence[int] | np.ndarray | bytes) -> list[int]:
+        values = (
+            compact_signature(signature)
+            .astype(np.uint64)[: self.bands * self.rows]
+            .reshape(self.bands, self.rows)
         )
         with np.errstate(over="ignore"):  # multiplication modulo 2**64 is the point
             mixed = (values * self._mix).sum(axis=1, dtype=np.uint64)
-            mixed ^= mixed >> np.uint64(31)
+            mixed ^= mixed >> np.uint64(32)
+        mixed &= np.uint64(0xFFFFFFFF)
         return [int(h) for h in mixed]
 
-    def insert(self, article_id: str, signature: Sequence[int] | np.ndarray) -> None:
+    def insert(self, article_id: str, signature: Sequence[int] | np.ndarray | bytes) -> None:
         row = len(self._ids)
         self._ids.append(article_id)
         for band, h in enumerate(self._hashes(signature)):
@@ -64,21 +83,21 @@ class BandIndex:
         if self._pending_count >= max(MIN_PENDING, len(self._ids) // PENDING_SHARE):
             self._merge()
 
-    def query(self, signature: Sequence[int] | np.ndarray) -> set[str]:
+    def query(self, signature: Sequence[int] | np.ndarray | bytes) -> set[str]:
         """Return the ids of the indexed articles that share at least one band with `signature`."""
         found: set[str] = set()
         for band, h in enumerate(self._hashes(signature)):
-            keys, key = self._keys[band], np.uint64(h)
+            keys, key = self._keys[band], np.uint32(h)
             lo = int(np.searchsorted(keys, key, side="left"))
             hi = int(np.searchsorted(keys, key, side="right"))
             rows = [*self._rows[band][lo:hi].tolist(), *self._pending[band].get(h, ())]
             found.update(i for i in (self._ids[r] for r in rows) if i is not None)
         return found
 
-    def remove(self, article_id: str, signature: Sequence[int] | np.ndarray) -> None:
+    def remove(self, article_id: str, signature: Sequence[int] | np.ndarray | bytes) -> None:
         """Forget an article (its signature finds its rows)."""
         h = self._hashes(signature)[0]
-        keys, key = self._keys[0], np.uint64(h)
+        keys, key = self._keys[0], np.uint32(h)
         lo, hi = int(np.searchsorted(keys, key, side="left")), int(np.searchsorted(keys, key, side="right"))
         for r in [*self._rows[0][lo:hi].tolist(), *self._pending[0].get(h, ())]:
             if self._ids[r] == article_id:
@@ -100,7 +119,7 @@ class BandIndex:
             pending = self._pending[band]
             new_keys = np.fromiter(
                 (h for h, rows in pending.items() for _ in rows),
-                dtype=np.uint64,
+                dtype=np.uint32,
                 count=self._pending_count_of(band),
             )
             new_rows = np.fromiter(
