@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -64,6 +65,8 @@ MAX_ENTITIES = 20
 # A bottom-k sample of the quote shingles (smallest hashes): two reports of one quotation keep
 # the same shingles in their samples, however many other quotes each article has.
 MAX_QUOTE_SHINGLES = 48
+# What a shared quotation adds to the embedding's cosine (see `story_similarity`).
+QUOTE_BONUS = 0.3
 # Words of at least this Zipf frequency (about "said", "year") carry no topical weight.
 COMMON_ZIPF = 5.5
 
@@ -364,8 +367,6 @@ class Story:
     # bytes (384 bytes instead of 1.5 KB of floats); from the second on, their sum as floats.
     embedding: bytes = b""
     vector_total: np.ndarray | None = None
-    # The length of `vector_sum`: the centroid articles are compared with is their quotient.
-    vector_norm: float = 0.0
     # When its latest member was received: the story's age on the index's clock (expiry).
     last_received: float = 0.0
 
@@ -389,11 +390,8 @@ class Story:
             current = self.vector_sum
             if current is None:
                 self.embedding = f.embedding
-                current = dequantize(f.embedding)
             else:
-                current = current + dequantize(f.embedding)
-                self.vector_total, self.embedding = current, b""
-            self.vector_norm = float(np.linalg.norm(current))
+                self.vector_total, self.embedding = current + dequantize(f.embedding), b""
         if f.quotes:
             merged = f.quotes.union(memoryview(self.quotes).cast("I"))
             self.quotes = array("I", sorted(merged)[: 4 * MAX_QUOTE_SHINGLES]).tobytes()
@@ -426,17 +424,36 @@ def story_similarity(
     sides and none shared rule it out (`DedupOptions.names_to_differ`). `vector` is the
     article's dequantized embedding, when the caller has it.
     """
-    options = options or DedupOptions()
     if vector is None and f.embedding:
         vector = dequantize(f.embedding)
     semantic = 0.0
-    total = story.vector_sum if vector is not None else None
-    if vector is not None and total is not None and story.vector_norm:
-        semantic = float(vector @ total) / story.vector_norm
+    if vector is not None:
+        (semantic,) = centroid_cosines(vector, [story]).tolist()
+    return _with_evidence(f, story, semantic, options or DedupOptions())
+
+
+def centroid_cosines(vector: np.ndarray, stories: Sequence[Story]) -> np.ndarray:
+    """Return the cosine of an article's unit embedding with each story's centroid (0 without one).
+
+    One matrix product for all candidates: a story of one report keeps its member's quantized
+    bytes, whose direction is the centroid's, and a larger story the sum of its members' vectors.
+    """
+    rows = np.zeros((len(stories), EMBEDDING_DIM), dtype=np.float32)
+    for i, story in enumerate(stories):
+        if story.vector_total is not None:
+            rows[i] = story.vector_total
+        elif story.embedding:
+            rows[i] = np.frombuffer(story.embedding, dtype=np.int8)
+    norms = np.linalg.norm(rows, axis=1)
+    cosines: np.ndarray = np.divide(rows @ vector, norms, out=np.zeros_like(norms), where=norms > 0)
+    return cosines
+
+
+def _with_evidence(f: StoryFeatures, story: Story, semantic: float, options: DedupOptions) -> float:
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
     if f.quotes and len(f.quotes.intersection(memoryview(story.quotes).cast("I"))) >= 3:
-        semantic += 0.3
+        semantic += QUOTE_BONUS
     elif _names_differ(f, story, options.names_to_differ):
         return 0.0
     return min(1.0, max(0.0, semantic))
@@ -549,9 +566,8 @@ class StoryIndex:
         return story.first_seen - window <= f.timestamp <= story.last_seen + window
 
     def _candidates(self, f: StoryFeatures) -> list[Story]:
-        votes: Counter[str] = Counter()
-        for key in self._postings_keys(f):
-            votes.update(self.postings.get(key, ()))
+        postings = self.postings
+        votes = Counter(chain.from_iterable(postings.get(key, ()) for key in self._postings_keys(f)))
         # Most shared keys first; ties in counting order (sorted keys, then stories by when they
         # were last joined), which is the same in every process that replays the same articles.
         ranked = heapq.nlargest(self.options.max_candidates, votes.items(), key=itemgetter(1))
@@ -573,9 +589,13 @@ class StoryIndex:
         """Return the best candidate story and its similarity ((None, 0.0) when there is none)."""
         best: Story | None = None
         best_score = 0.0
-        vector = dequantize(f.embedding) if f.embedding else None
-        for story in self._candidates(f):
-            s = story_similarity(f, story, vector, self.options)
+        candidates = self._candidates(f)
+        if f.embedding and candidates:
+            semantics = centroid_cosines(dequantize(f.embedding), candidates).tolist()
+        else:
+            semantics = [0.0] * len(candidates)
+        for story, semantic in zip(candidates, semantics, strict=True):
+            s = _with_evidence(f, story, semantic, self.options)
             if s > best_score:
                 best, best_score = story, s
         return best, best_score
@@ -624,8 +644,9 @@ class StoryIndex:
         for key in keys:
             ids = self.postings.setdefault(key, [])
             if not ids or ids[-1] != story.story_id:
-                with contextlib.suppress(ValueError):
-                    ids.remove(story.story_id)  # re-inserted as the most recent
+                if known:  # a story already posted: re-inserted as the most recent
+                    with contextlib.suppress(ValueError):
+                        ids.remove(story.story_id)
                 ids.append(story.story_id)
                 if len(ids) > limit:
                     del ids[0]

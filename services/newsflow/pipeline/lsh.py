@@ -87,18 +87,22 @@ class BandIndex:
         """Return the ids of the indexed articles that share at least one band with `signature`."""
         found: set[str] = set()
         for band, h in enumerate(self._hashes(signature)):
-            keys, key = self._keys[band], np.uint32(h)
-            lo = int(np.searchsorted(keys, key, side="left"))
-            hi = int(np.searchsorted(keys, key, side="right"))
+            lo, hi = self._span(band, h)
             rows = [*self._rows[band][lo:hi].tolist(), *self._pending[band].get(h, ())]
             found.update(i for i in (self._ids[r] for r in rows) if i is not None)
         return found
 
+    def _span(self, band: int, h: int) -> tuple[int, int]:
+        """Return the slice of a band's sorted arrays that holds hash `h` (one bisection each end)."""
+        keys = self._keys[band]
+        lo = int(keys.searchsorted(np.uint32(h)))
+        hi = int(keys.searchsorted(np.uint32(h + 1))) if h < 0xFFFFFFFF else len(keys)
+        return lo, hi
+
     def remove(self, article_id: str, signature: Sequence[int] | np.ndarray | bytes) -> None:
         """Forget an article (its signature finds its rows)."""
         h = self._hashes(signature)[0]
-        keys, key = self._keys[0], np.uint32(h)
-        lo, hi = int(np.searchsorted(keys, key, side="left")), int(np.searchsorted(keys, key, side="right"))
+        lo, hi = self._span(0, h)
         for r in [*self._rows[0][lo:hi].tolist(), *self._pending[0].get(h, ())]:
             if self._ids[r] == article_id:
                 self._ids[r] = None
