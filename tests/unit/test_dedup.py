@@ -278,15 +278,30 @@ def test_expiry_leaves_no_story_in_the_postings(max_story_entities):
     assert index.postings == {} and index.story_keys == {}
 
 
-def test_containment_reads_full_and_compact_signatures_alike():
+def test_containment_reads_full_and_stored_signatures_alike():
     full = _synthetic("a0", {}, 0)
     index = StoryIndex()
     index.restore(full, StoryAssignment("s0", None, None, None, True))
     kept = index.articles["a0"]
-    assert len(kept.signature) == 2 * NUM_PERM  # 16 bits a value
+    assert len(kept.signature) == 4 * NUM_PERM  # bytes of uint32 values
     half = replace(full, article_id="b0", signature=full.signature[: NUM_PERM // 2] + (7,) * (NUM_PERM // 2))
-    assert estimated_containment(half, kept) == estimated_containment(half, full)
+    assert estimated_containment(half, kept) == estimated_containment(half, full) == pytest.approx(2 / 3)
     assert estimated_containment(full, kept) == 1.0
+
+
+def test_short_texts_whose_hashes_share_low_bits_are_not_copies():
+    # One shingle each, whose hashes agree in their low 16 bits: under datasketch's affine
+    # permutations every value then agrees in those bits, so a signature cut to 16 bits a value
+    # would call these a copy.
+    a, b = (
+        article(aid, f"Market closes at {tag} points", "wire") for aid, tag in (("a", "kqb"), ("b", "qrb"))
+    )
+    fa, fb = (article_features(x, EntityResult((), "none", "none")) for x in (a, b))
+    low = [np.asarray(f.signature, dtype=np.uint32) & 0xFFFF for f in (fa, fb)]
+    assert (low[0] == low[1]).all()  # the case this guards
+    index = StoryIndex()
+    index.assign(fa)
+    assert index.assign(fb).duplicate_of is None
 
 
 def test_quotations_pair_each_opening_mark_with_its_own_closing_mark():

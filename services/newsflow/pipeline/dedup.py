@@ -40,7 +40,7 @@ from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
 from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
 from newsflow.pipeline.entities import strip_possessive
-from newsflow.pipeline.lsh import BandIndex, compact_signature
+from newsflow.pipeline.lsh import BandIndex, signature_values
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
@@ -275,13 +275,10 @@ class _Signed(Protocol):
 
 
 def estimated_containment(a: _Signed, b: _Signed) -> float:
-    """Return the estimated share of the smaller text's shingles found in the other text.
-
-    Signatures are compared as the index keeps them (`compact_signature`), full or already compact.
-    """
+    """Return the estimated share of the smaller text's shingles found in the other text."""
     if not a.shingle_count or not b.shingle_count:
         return 0.0
-    jaccard = float(np.mean(compact_signature(a.signature) == compact_signature(b.signature)))
+    jaccard = float(np.mean(signature_values(a.signature) == signature_values(b.signature)))
     inter = jaccard * (a.shingle_count + b.shingle_count) / (1 + jaccard)
     return min(1.0, inter / min(a.shingle_count, b.shingle_count))
 
@@ -341,7 +338,7 @@ class IndexedArticle:
     article cost a few hundred bytes of memory instead of kilobytes.
     """
 
-    signature: bytes  # compact (`compact_signature`), as bytes: 33 bytes of overhead, not 96
+    signature: bytes  # its uint32 values' bytes: 33 bytes of overhead where an array has 96
     shingle_count: int
     assignment: StoryAssignment
 
@@ -632,7 +629,7 @@ class StoryIndex:
         known = self._story_keys(story)  # before the centroid takes this article in
         story.add(f, self.options)
         heapq.heappush(self._by_age, (story.last_received, story.story_id))
-        signature = compact_signature(f.signature).tobytes()
+        signature = signature_values(f.signature).tobytes()
         self.lsh.insert(f.article_id, signature)
         self.articles[f.article_id] = IndexedArticle(signature, f.shingle_count, assignment)
         keys = self._postings_keys(f)

@@ -5,13 +5,13 @@ candidates), but datasketch keeps a Python set per bucket and a list of byte str
 about 6 KB per article, which at a million articles is most of the dedup index's memory. Here
 each band is a sorted array of 32-bit band hashes with the row of each, searched by bisection,
 plus a small dict of recent inserts that is merged into the arrays once it grows: 8 bytes per
-article and band. (Two bands that differ share a 32-bit hash once in four billion: at a million
-articles, one query in a few hundred gets a stray candidate, which its containment then rejects.) A removed article's row is marked dead and dropped at the next merge.
+article and band. Two bands that differ share a 32-bit hash once in four billion: at a million
+articles, one query in a few hundred gets a stray candidate, which its containment then rejects.
+A removed article's row is marked dead and dropped at the next merge.
 
-Signatures are kept and banded by the low 16 bits of each value (b-bit MinHash): two unrelated
-values agree by chance once in 65,536, so a band of rows still collides only where the texts
-share shingles, and a containment estimate moves by well under 0.001; a 64-value signature
-costs 128 bytes instead of 256 (a million articles: 128 MB less).
+Signatures keep their full 32-bit values. Fewer bits (b-bit MinHash) would not do with datasketch's
+affine permutations: the low bits of `a*h + b mod 2**32` depend only on the low bits of `h`, so two
+one-shingle texts whose shingle hashes share them would agree in every value, a "copy".
 """
 
 from __future__ import annotations
@@ -29,14 +29,11 @@ MIN_PENDING = 4096
 PENDING_SHARE = 16
 
 
-def compact_signature(signature: Sequence[int] | np.ndarray | bytes) -> np.ndarray:
-    """Return the low 16 bits of a MinHash signature's values: what the index keeps and bands.
-
-    `bytes` are a compact signature already (`.tobytes()` of this function's result).
-    """
+def signature_values(signature: Sequence[int] | np.ndarray | bytes) -> np.ndarray:
+    """Return a MinHash signature's values as uint32 (`bytes` are a signature's `.tobytes()`)."""
     if isinstance(signature, bytes):
-        return np.frombuffer(signature, dtype=np.uint16)
-    return np.asarray(signature, dtype=np.uint32).astype(np.uint16)
+        return np.frombuffer(signature, dtype=np.uint32)
+    return np.asarray(signature, dtype=np.uint32)
 
 
 def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -64,7 +61,7 @@ class BandIndex:
 
     def _hashes(self, signature: Sequence[int] | np.ndarray | bytes) -> list[int]:
         values = (
-            compact_signature(signature)
+            signature_values(signature)
             .astype(np.uint64)[: self.bands * self.rows]
             .reshape(self.bands, self.rows)
         )
