@@ -563,8 +563,8 @@ class StoryIndex:
         return story.first_seen - window <= f.timestamp <= story.last_seen + window
 
     def _candidates(self, f: StoryFeatures) -> list[Story]:
-        postings = self.postings
-        votes = Counter(chain.from_iterable(postings.get(key, ()) for key in self._postings_keys(f)))
+        keys = self._postings_keys(f)
+        votes = Counter(chain.from_iterable(self.postings.get(key, ()) for key in keys))
         # Most shared keys first; ties in counting order (sorted keys, then stories by when they
         # were last joined), which is the same in every process that replays the same articles.
         ranked = heapq.nlargest(self.options.max_candidates, votes.items(), key=itemgetter(1))
@@ -682,9 +682,8 @@ class StoryIndex:
 
     def _drop_story(self, sid: str) -> tuple[Story, list[str]]:
         """Remove a story and its members from every structure; return it and the members removed."""
-        story = self.stories[sid]
-        story_keys = self._story_keys(story)
-        del self.stories[sid]
+        story = self.stories.pop(sid)
+        story_keys = self._story_keys(story)  # before its stored copy, if any, is dropped
         self.story_keys.pop(sid, None)
         members = []
         for member in story.members:

@@ -43,7 +43,7 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 class BandIndex:
-    """Article ids by the bands of their MinHash signatures (`num_perm` values, full or compact)."""
+    """Article ids by the bands of their MinHash signatures (`num_perm` uint32 values, or their bytes)."""
 
     def __init__(self, threshold: float, num_perm: int) -> None:
         self.bands, self.rows = band_params(threshold, num_perm)
