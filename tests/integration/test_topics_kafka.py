@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +36,18 @@ async def _topic_configs(
         await admin.close()
 
 
+def _configs_once_applied(kafka: KafkaSettings, topic: str, expect: dict[str, str]) -> dict[str, str]:
+    # In KRaft mode the controller acknowledges a config change before the broker that answers
+    # DescribeConfigs has applied the metadata record, so a describe right after may read the old
+    # value: wait (briefly) until the broker has caught up.
+    deadline = time.monotonic() + 10
+    while True:
+        configs = asyncio.run(_topic_configs(kafka, topic))
+        if all(configs.get(k) == v for k, v in expect.items()) or time.monotonic() > deadline:
+            return configs
+        time.sleep(0.1)
+
+
 def test_topics_admit_large_articles_and_an_upgrade_reapplies_the_config(kafka: KafkaSettings):
     # The `kafka` fixture has created the topics.
     raw = asyncio.run(_topic_configs(kafka, kafka.topic_raw))
@@ -45,10 +58,13 @@ def test_topics_admit_large_articles_and_an_upgrade_reapplies_the_config(kafka: 
     assert stories["cleanup.policy"] == "compact"
 
     # A topic made by an older version (Kafka's default 1 MiB limit) gets the current config.
-    old = asyncio.run(_topic_configs(kafka, kafka.topic_stories, alter={"max.message.bytes": "1048588"}))
+    asyncio.run(_topic_configs(kafka, kafka.topic_stories, alter={"max.message.bytes": "1048588"}))
+    old = _configs_once_applied(kafka, kafka.topic_stories, {"max.message.bytes": "1048588"})
     assert old["max.message.bytes"] == "1048588" and old["cleanup.policy"] == "delete"
     assert asyncio.run(create_topics(kafka)) == []
-    upgraded = asyncio.run(_topic_configs(kafka, kafka.topic_stories))
+    upgraded = _configs_once_applied(
+        kafka, kafka.topic_stories, {"max.message.bytes": "8388608", "cleanup.policy": "compact"}
+    )
     assert upgraded["max.message.bytes"] == "8388608" and upgraded["cleanup.policy"] == "compact"
 
 
