@@ -9,18 +9,30 @@ Reported: precision/recall/F1 and the Pearson correlation of the similarity scor
 the baseline is word-set Jaccard at its best threshold on the same pairs (an optimistic baseline).
 Copies: generated from the pair texts (other boilerplate, truncation, reordered paragraphs,
 light edits) against independent articles as negatives.
+
+Stream and purity: all the pairs' articles go through one index in shuffled orders, as a stream
+would. Events: a pair judged same links its two articles, and bench/story_events.json links
+articles of different pairs that report one event (how it was labelled is in the file); every
+other two articles are two events. Purity is the pairwise precision of the stories (of all
+article pairs put in one story, the share that are one event), recall its pairwise recall:
+where a story that grows into a theme shows. Figures are given for the whole set and for two
+halves (pairs split by a hash of their id, events by a hash of their first article), so that
+a change tuned on one half is reported on the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import re
 import sys
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
+from statistics import fmean as mean
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -101,13 +113,61 @@ def featurize(
 
 
 STREAM_ORDERS = 5
+EVENTS = Path(__file__).with_name("story_events.json")
 
 
-def stream_verdicts(
-    pairs: list[dict[str, Any]], done: dict[str, tuple[CleanArticle, StoryFeatures]], seed: int
-) -> tuple[dict[str, bool], int]:
-    """Put every article of the pairs through one index, in a shuffled order, as a stream would;
-    return whether each pair's two articles ended in one story, and the largest story's size.
+def half_of(key: str) -> str:
+    return "AB"[zlib.crc32(key.encode()) % 2]
+
+
+class Events:
+    """Which articles of the pairs report one event (see the module docstring)."""
+
+    def __init__(self, pairs: list[dict[str, Any]], labels: dict[str, Any]) -> None:
+        parent: dict[str, str] = {}
+
+        def root(x: str) -> str:
+            parent.setdefault(x, x)
+            while parent[x] != x:
+                x = parent[x]
+            return x
+
+        self.ambiguous: set[frozenset[str]] = set()
+        for pair in pairs:
+            a, b = pair["a"]["id"], pair["b"]["id"]
+            root(a), root(b)
+            if pair["overall"] <= 2.0:
+                parent[root(b)] = root(a)
+            elif pair["overall"] < 3.0:
+                self.ambiguous.add(frozenset((a, b)))
+        for group in labels["same_event"]:
+            for other in group[1:]:
+                parent[root(other)] = root(group[0])
+        for group in labels["ambiguous"]:
+            self.ambiguous.update(frozenset(p) for p in itertools.combinations(group, 2))
+        self.event = {x: root(x) for x in parent}
+        first: dict[str, str] = {}
+        for x in sorted(self.event):
+            first.setdefault(self.event[x], x)
+        self.half = {x: half_of(first[self.event[x]]) for x in self.event}
+
+    def purity(self, story_of: dict[str, str], half: str | None = None) -> tuple[float, float]:
+        """Return the pairwise precision and recall of the stories against the events."""
+        ids = sorted(x for x in story_of if half is None or self.half[x] == half)
+        both = together = same = 0
+        for a, b in itertools.combinations(ids, 2):
+            if frozenset((a, b)) in self.ambiguous:
+                continue
+            one_event, one_story = self.event[a] == self.event[b], story_of[a] == story_of[b]
+            both += one_event and one_story
+            together += one_story
+            same += one_event
+        return both / together if together else 1.0, both / same if same else 1.0
+
+
+def stream_stories(done: dict[str, tuple[CleanArticle, StoryFeatures]], seed: int) -> dict[str, str]:
+    """Put every article through one index, in a shuffled order, as a stream would; return each
+    article's story.
 
     Pair by pair, each article meets a story of one; in a stream it meets stories that grew from
     many articles, on neighbouring subjects too (the pairs judged different are mostly on related
@@ -115,12 +175,7 @@ def stream_verdicts(
     ids = sorted(done)
     random.Random(seed).shuffle(ids)
     index = StoryIndex()
-    story_of = {}
-    for article_id in ids:
-        story_of[article_id] = index.assign(done[article_id][1]).story_id
-    verdicts = {p["pair_id"]: story_of[p["a"]["id"]] == story_of[p["b"]["id"]] for p in pairs}
-    sizes = Counter(story_of.values())
-    return verdicts, max(sizes.values())
+    return {article_id: index.assign(done[article_id][1]).story_id for article_id in ids}
 
 
 def main() -> int:
@@ -134,6 +189,9 @@ def main() -> int:
         "--model", help="a spaCy pipeline name or path for the entities (default: the stage's)"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 below the floors in bench/floors.json")
+    parser.add_argument(
+        "--events", type=Path, default=EVENTS, help=f"event labels across pairs (default {EVENTS.name})"
+    )
     args = parser.parse_args()
     data = args.data_dir / "stories-dev" if (args.data_dir / "stories-dev").is_dir() else args.data_dir
     path = data / "pairs.jsonl" if data.is_dir() else data
@@ -159,24 +217,32 @@ def main() -> int:
                 "score": round(score, 4),
                 "overall": pair["overall"],
                 "jaccard": jaccard(pair["a"]["text"], pair["b"]["text"]),
+                "half": half_of(pair["pair_id"]),
             }
         )
     elapsed = time.perf_counter() - started
-    stream_rows = []
+    events = Events(pairs, json.loads(args.events.read_text()))
+    judged_pairs = [p for p in pairs if p["overall"] <= 2.0 or p["overall"] >= 3.0]
+    streams = []  # per order: pairs' (P, R, F1), purity and recall (all, A, B), largest story
     for seed in range(STREAM_ORDERS):
-        verdicts, largest = stream_verdicts(pairs, done, seed)
-        judged_ids = [p for p in pairs if p["overall"] <= 2.0 or p["overall"] >= 3.0]
-        stream_rows.append(
+        story_of = stream_stories(done, seed)
+        verdicts = [story_of[p["a"]["id"]] == story_of[p["b"]["id"]] for p in judged_pairs]
+        streams.append(
             (
-                *prf([verdicts[p["pair_id"]] for p in judged_ids], [p["overall"] <= 2.0 for p in judged_ids]),
-                largest,
+                prf(verdicts, [p["overall"] <= 2.0 for p in judged_pairs]),
+                [events.purity(story_of, half) for half in (None, "A", "B")],
+                max(Counter(story_of.values()).values()),
             )
         )
 
+    def figures(subset: list[dict[str, Any]]) -> tuple[float, float, float, float]:
+        judged = [r for r in subset if r["overall"] <= 2.0 or r["overall"] >= 3.0]
+        p, r, f1 = prf([row["same_story"] for row in judged], [row["overall"] <= 2.0 for row in judged])
+        return p, r, f1, pearson([row["score"] for row in subset], [-row["overall"] for row in subset])
+
     judged = [r for r in rows if r["overall"] <= 2.0 or r["overall"] >= 3.0]
     gold = [r["overall"] <= 2.0 for r in judged]
-    p, r, f1 = prf([row["same_story"] for row in judged], gold)
-    corr = pearson([row["score"] for row in rows], [-row["overall"] for row in rows])
+    p, r, f1, corr = figures(rows)
     best_j = max(
         ((t / 100, prf([row["jaccard"] >= t / 100 for row in judged], gold)) for t in range(1, 100)),
         key=lambda x: x[1][2],
@@ -216,14 +282,30 @@ def main() -> int:
             f"| word-set Jaccard, best threshold {best_j[0]:.2f} (baseline) | {best_j[1][0]:.3f} | {best_j[1][1]:.3f} | "
             f"{best_j[1][2]:.3f} | {corr_j:.3f} |",
             f"| newsflow StoryIndex (same story) | {p:.3f} | {r:.3f} | {f1:.3f} | {corr:.3f} |",
+            *(
+                "| newsflow, half {} ({} pairs) | {:.3f} | {:.3f} | {:.3f} | {:.3f} |".format(
+                    half,
+                    sum(row["half"] == half for row in rows),
+                    *figures([x for x in rows if x["half"] == half]),
+                )
+                for half in "AB"
+            ),
             "",
             f"F1 ratio newsflow/baseline: {f1 / best_j[1][2]:.3f}",
             "",
-            f"stream: all {len(texts)} articles through one index, {STREAM_ORDERS} shuffled orders: "
-            f"precision {sum(x[0] for x in stream_rows) / STREAM_ORDERS:.3f}, "
-            f"recall {sum(x[1] for x in stream_rows) / STREAM_ORDERS:.3f}, "
-            f"F1 {sum(x[2] for x in stream_rows) / STREAM_ORDERS:.3f} "
-            f"(min {min(x[2] for x in stream_rows):.3f}); largest story {max(x[3] for x in stream_rows)} articles",
+            f"stream: all {len(texts)} articles through one index, {STREAM_ORDERS} shuffled orders "
+            f"(largest story {max(x[2] for x in streams)} articles); judged pairs: "
+            f"precision {mean(x[0][0] for x in streams):.3f}, recall {mean(x[0][1] for x in streams):.3f}, "
+            f"F1 {mean(x[0][2] for x in streams):.3f} (min {min(x[0][2] for x in streams):.3f})",
+            "",
+            f"| stream purity ({len(events.event)} articles, {len(set(events.event.values()))} events) "
+            "| purity | recall | purity, worst order |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {mean(x[1][i][0] for x in streams):.3f} | {mean(x[1][i][1] for x in streams):.3f} "
+                f"| {min(x[1][i][0] for x in streams):.3f} |"
+                for i, name in enumerate(("all", "half A", "half B"))
+            ),
             "",
             f"copies: {sum(copy_gold)} generated variants, {len(copy_gold) - sum(copy_gold)} independent articles: "
             f"precision {cp:.3f}, recall {cr:.3f}, F1 {cf1:.3f}",
@@ -236,7 +318,8 @@ def main() -> int:
                 fh.write(json.dumps({k: row[k] for k in ("pair_id", "same_story", "score")}) + "\n")
     if args.record:
         record("Story dedup quality", report)
-    return check_floors({"story_f1": f1, "copies_f1": cf1}) if args.check else 0
+    purity = mean(x[1][0][0] for x in streams)
+    return check_floors({"story_f1": f1, "story_purity": purity, "copies_f1": cf1}) if args.check else 0
 
 
 if __name__ == "__main__":
