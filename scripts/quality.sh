@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quality floors: the fast benchmarks on the dev data, failing below bench/floors.json
-# (extraction F1, same-story F1, copies F1, NER F1). About a minute and a half. Run by `make test`.
+# (extraction F1, same-story F1 and stream purity, copies F1, NER F1). About a minute and a half. Run by `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-${NEWSFLOW_QUALITY_DATA:-../shared/data}}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from newsflow.pipeline.dedup import (
+    NAMES_DIFFER_FACTOR,
     NUM_PERM,
     DedupOptions,
     Story,
@@ -14,6 +15,7 @@ from newsflow.pipeline.dedup import (
     article_features,
     estimated_containment,
     quotations,
+    semantic_scores,
     story_similarity,
 )
 from newsflow.pipeline.embed import DIM, quantize
@@ -362,5 +364,44 @@ def _story_of(f: StoryFeatures) -> Story:
 )
 def test_the_names_rule_compares_the_words_of_names(first, second, apart):
     a, b = _named("a", *first), _named("b", *second)
-    assert story_similarity(b, _story_of(a)) == pytest.approx(0.0 if apart else 1.0, abs=0.01)
-    assert story_similarity(a, _story_of(b)) == pytest.approx(0.0 if apart else 1.0, abs=0.01)
+    # Identical embeddings: the names alone decide. Apart, the score is scaled down, and the
+    # article never joins, whatever the threshold.
+    expected = NAMES_DIFFER_FACTOR if apart else 1.0
+    assert story_similarity(b, _story_of(a)) == pytest.approx(expected, abs=0.01)
+    assert story_similarity(a, _story_of(b)) == pytest.approx(expected, abs=0.01)
+    # A salient word in common makes the story a candidate (the inverted index); other
+    # signatures keep the second from being a copy of the first.
+    a, b = (
+        replace(f, terms={**f.terms, "ferry": 0.3}, signature=tuple(range(i * 1000, i * 1000 + NUM_PERM)))
+        for i, f in enumerate((a, b))
+    )
+    index = StoryIndex(DedupOptions(story_threshold=0.1))
+    first_story = index.assign(a).story_id
+    assert (index.assign(b).story_id != first_story) is apart
+
+
+def test_a_story_whose_reports_have_spread_is_harder_to_join_than_a_coherent_one():
+    rng = np.random.default_rng(5)
+    v, w = rng.standard_normal(DIM), rng.standard_normal(DIM)
+    w -= (w @ v) / (v @ v) * v  # orthogonal to v
+    v, w = v / np.linalg.norm(v), w / np.linalg.norm(w)
+
+    def story(*vectors: np.ndarray) -> Story:
+        s = Story("s", 0.0, 0.0, "")
+        for i, vec in enumerate(vectors):
+            s.add(replace(_synthetic(f"m{i}", {}, i), embedding=quantize(vec)), DedupOptions())
+        return s
+
+    coherent = story(v, v)
+    # Two reports on either side of v: their centroid points at v as exactly as the coherent
+    # story's, but they share only that direction (cosine 0.28 with each other).
+    u1, u2 = (v + 0.8 * w) / np.hypot(1, 0.8), (v - 0.8 * w) / np.hypot(1, 0.8)
+    spread = story(u1, u2)
+    close, far = semantic_scores(v, [coherent, spread]).tolist()
+    assert close == pytest.approx(1.0, abs=0.01)
+    # The centroid's cosine (1) times the square root of the coherence |u1 + u2| / 2.
+    assert far == pytest.approx(np.sqrt(np.linalg.norm(u1 + u2) / 2), abs=0.01)
+    assert far < 0.9
+    # A story of one is compared with its report as it is.
+    (single,) = semantic_scores(v, [story(u1)]).tolist()
+    assert single == pytest.approx(float(u1 @ v), abs=0.01)

@@ -67,6 +67,9 @@ MAX_ENTITIES = 20
 MAX_QUOTE_SHINGLES = 48
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
+# What disjoint names leave of it: evidence of another event, not proof that the texts are
+# unrelated (the score still orders such pairs by meaning; the rule alone keeps them apart).
+NAMES_DIFFER_FACTOR = 0.5
 # Words of at least this Zipf frequency (about "said", "year") carry no topical weight.
 COMMON_ZIPF = 5.5
 
@@ -415,45 +418,60 @@ def story_similarity(
 ) -> float:
     """Return how likely the article reports the story's event, in [0, 1].
 
-    The measure is the cosine of the article's embedding with the story's centroid: reports of
-    one event say the same thing in other words. A shared quotation (a sentence someone said,
-    reported by both) is near-proof of the same event and adds to it; several names on both
-    sides and none shared rule it out (`DedupOptions.names_to_differ`). `vector` is the
-    article's dequantized embedding, when the caller has it.
+    The measure is the cosine of the article's embedding with the story's centroid, discounted by
+    how far the story's members have spread (`semantic_scores`): reports of one event say the same
+    thing in other words. A shared quotation (a sentence someone said, reported by both) is
+    near-proof of the same event and adds to it; several names on both sides and none shared are
+    evidence of another event (`DedupOptions.names_to_differ`): they scale the measure down, and
+    such an article never joins the story (`StoryIndex.score`). `vector` is the article's
+    dequantized embedding, when the caller has it.
     """
     if vector is None and f.embedding:
         vector = dequantize(f.embedding)
     semantic = 0.0
     if vector is not None:
-        (semantic,) = centroid_cosines(vector, [story]).tolist()
-    return _with_evidence(f, story, semantic, options or DedupOptions())
+        (semantic,) = semantic_scores(vector, [story]).tolist()
+    return _with_evidence(f, story, semantic, options or DedupOptions())[0]
 
 
-def centroid_cosines(vector: np.ndarray, stories: Sequence[Story]) -> np.ndarray:
-    """Return the cosine of an article's unit embedding with each story's centroid (0 without one).
+def semantic_scores(vector: np.ndarray, stories: Sequence[Story]) -> np.ndarray:
+    """Return how close an article's unit embedding is to each story (0 for a story without one).
 
-    One matrix product for all candidates: a story of one report keeps its member's quantized
-    bytes, whose direction is the centroid's, and a larger story the sum of its members' vectors.
+    A story of one report: the cosine with that report. A larger story: the cosine with its
+    centroid times the square root of its coherence, the centroid's length over the number of
+    members (1 when all members say the same, less as they spread). A centroid that averages
+    reports of several events points at what they share, a theme, and every new report on that
+    theme comes close to it: the discount keeps a story that has spread from growing further on
+    theme alone. (Where positive, it is the geometric mean of the centroid's cosine and the article's mean
+    cosine with the members.) One matrix product for all candidates.
     """
     rows = np.zeros((len(stories), EMBEDDING_DIM), dtype=np.float32)
+    members = np.zeros(len(stories), dtype=np.float32)  # 0: a story of one, kept as its bytes
     for i, story in enumerate(stories):
         if story.vector_total is not None:
             rows[i] = story.vector_total
+            members[i] = len(story.members)
         elif story.embedding:
             rows[i] = np.frombuffer(story.embedding, dtype=np.int8)
-    norms = np.linalg.norm(rows, axis=1)
-    cosines: np.ndarray = np.divide(rows @ vector, norms, out=np.zeros_like(norms), where=norms > 0)
-    return cosines
+    lengths = np.linalg.norm(rows, axis=1)
+    # dot / |sum| * sqrt(|sum| / n) = dot / sqrt(|sum| * n); a story of one: dot / |its vector|.
+    divisors = np.where(members > 0, np.sqrt(lengths * members), lengths)
+    scores: np.ndarray = np.divide(rows @ vector, divisors, out=np.zeros_like(divisors), where=divisors > 0)
+    return scores
 
 
-def _with_evidence(f: StoryFeatures, story: Story, semantic: float, options: DedupOptions) -> float:
+def _with_evidence(
+    f: StoryFeatures, story: Story, semantic: float, options: DedupOptions
+) -> tuple[float, bool]:
+    """Return the similarity with the evidence of quotes and names, and whether names rule the
+    story out."""
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
     if f.quotes and len(f.quotes.intersection(memoryview(story.quotes).cast("I"))) >= 3:
         semantic += QUOTE_BONUS
     elif _names_differ(f, story, options.names_to_differ):
-        return 0.0
-    return min(1.0, max(0.0, semantic))
+        return min(1.0, max(0.0, semantic * NAMES_DIFFER_FACTOR)), True
+    return min(1.0, max(0.0, semantic)), False
 
 
 @lru_cache(maxsize=200_000)
@@ -583,17 +601,18 @@ class StoryIndex:
         return best
 
     def score(self, f: StoryFeatures) -> tuple[Story | None, float]:
-        """Return the best candidate story and its similarity ((None, 0.0) when there is none)."""
+        """Return the best story the article may join and its similarity ((None, 0.0) when there
+        is none); a story whose names rule the article out is not one."""
         best: Story | None = None
         best_score = 0.0
         candidates = self._candidates(f)
         if f.embedding and candidates:
-            semantics = centroid_cosines(dequantize(f.embedding), candidates).tolist()
+            semantics = semantic_scores(dequantize(f.embedding), candidates).tolist()
         else:
             semantics = [0.0] * len(candidates)
         for story, semantic in zip(candidates, semantics, strict=True):
-            s = _with_evidence(f, story, semantic, self.options)
-            if s > best_score:
+            s, ruled_out = _with_evidence(f, story, semantic, self.options)
+            if s > best_score and not ruled_out:
                 best, best_score = story, s
         return best, best_score
 
