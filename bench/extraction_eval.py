@@ -7,7 +7,9 @@ root (with an extraction-dev/ folder) is accepted too. The metric is the benchma
 (runs of letters/digits, case kept), multisets of 4-token shingles, precision and recall per article
 averaged over articles (an empty prediction is left out of the precision average and scores zero
 recall), F1 of the two averages. Our side runs exactly the worker's code path (`Enricher.clean`
-on the bytes as the producer reads them). Speed is single-process docs/s, i.e. per core.
+on the bytes as the producer reads them). Speed is single-process docs/s, i.e. per core. F1 is
+also given for two halves of the pages (split by a hash of their id): a rule chosen on one half
+is reported on the other.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import trafilatura
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import check_floors, record  # noqa: E402
+from bench.common import check_floors, half_of, record  # noqa: E402
 from newsflow.pipeline.enrich import Enriched, Enricher  # noqa: E402
 from newsflow.producer.sources import read_article  # noqa: E402
 
@@ -106,6 +108,17 @@ def main() -> int:
         f"{base['f1']:.3f} | {base['accuracy']:.3f} | {base_rate:.1f} |",
         f"| newsflow extract stage | {our['precision']:.3f} | {our['recall']:.3f} | {our['f1']:.3f} | "
         f"{our['accuracy']:.3f} | {our_rate:.1f} |",
+        "",
+        "| half (pages split by a hash of their id) | baseline F1 | newsflow precision | recall | F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for half in "AB":
+        part = {k: v for k, v in truth.items() if half_of(k) == half}
+        b, o = score(base_preds, part), score(our_preds, part)
+        lines.append(
+            f"| {half} ({len(part)} pages) | {b['f1']:.3f} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} |"
+        )
+    lines += [
         "",
         f"F1 ratio newsflow/baseline: {our['f1'] / base['f1']:.3f}; speed ratio: {our_rate / base_rate:.2f}",
     ]

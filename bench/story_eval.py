@@ -29,14 +29,13 @@ import random
 import re
 import sys
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 from statistics import fmean as mean
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import check_floors, record  # noqa: E402
+from bench.common import check_floors, half_of, record  # noqa: E402
 from newsflow.pipeline.dedup import (  # noqa: E402
     StoryFeatures,
     StoryIndex,
@@ -114,10 +113,6 @@ def featurize(
 
 STREAM_ORDERS = 5
 EVENTS = Path(__file__).with_name("story_events.json")
-
-
-def half_of(key: str) -> str:
-    return "AB"[zlib.crc32(key.encode()) % 2]
 
 
 class Events:
