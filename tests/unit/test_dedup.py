@@ -8,6 +8,7 @@ import pytest
 from newsflow.pipeline.dedup import (
     NAMES_DIFFER_FACTOR,
     NUM_PERM,
+    STALE_FACTOR,
     DedupOptions,
     Story,
     StoryFeatures,
@@ -405,3 +406,19 @@ def test_a_story_whose_reports_have_spread_is_harder_to_join_than_a_coherent_one
     # A story of one is compared with its report as it is.
     (single,) = semantic_scores(v, [story(u1)]).tolist()
     assert single == pytest.approx(float(u1 @ v), abs=0.01)
+
+
+def test_a_report_days_after_a_story_counts_less_than_one_the_same_day():
+    first = _named("a", ["Mari Tamm", "Tartu"], ["tram"])
+    story = _story_of(first)  # its reports span one instant, first.timestamp
+
+    def after(hours: float) -> float:
+        return story_similarity(
+            replace(first, article_id="b", timestamp=first.timestamp + hours * 3600), story
+        )
+
+    # Within a day of the story's reports, time does not count; then the score falls linearly to
+    # STALE_FACTOR at the window's edge (72 h by default); reports before the story count alike.
+    assert after(2) == after(24) == after(-20) == pytest.approx(1.0, abs=0.01)
+    assert after(48) == pytest.approx((1 + STALE_FACTOR) / 2, abs=0.01)
+    assert after(72) == after(-72) == pytest.approx(STALE_FACTOR, abs=0.01)

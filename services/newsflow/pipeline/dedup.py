@@ -67,6 +67,12 @@ MAX_ENTITIES = 20
 MAX_QUOTE_SHINGLES = 48
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
+# Events are told within days, themes for ever: a report more than FRESH_HOURS (by publication
+# time, else time received) from every report of a story counts less, down to STALE_FACTOR at the
+# edge of the window (72 h by default), past which the story is not a candidate at all. A report
+# three days on must be closer in meaning (at the default threshold, a cosine of 0.52, not 0.42).
+FRESH_HOURS = 24.0
+STALE_FACTOR = 0.8
 # What disjoint names leave of it: evidence of another event, not proof that the texts are
 # unrelated (the score still orders such pairs by meaning; the rule alone keeps them apart).
 NAMES_DIFFER_FACTOR = 0.5
@@ -467,11 +473,24 @@ def _with_evidence(
     story out."""
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
+    semantic *= _freshness(f, story, options.window_hours)
     if f.quotes and len(f.quotes.intersection(memoryview(story.quotes).cast("I"))) >= 3:
         semantic += QUOTE_BONUS
     elif _names_differ(f, story, options.names_to_differ):
         return min(1.0, max(0.0, semantic * NAMES_DIFFER_FACTOR)), True
     return min(1.0, max(0.0, semantic)), False
+
+
+def _freshness(f: StoryFeatures, story: Story, window_hours: float) -> float:
+    """Return 1 for a report within FRESH_HOURS of the story's reports, falling linearly to
+    STALE_FACTOR at the window's edge."""
+    if not f.timestamp or not story.last_seen:
+        return 1.0
+    gap_hours = max(story.first_seen - f.timestamp, f.timestamp - story.last_seen, 0.0) / 3600
+    if gap_hours <= FRESH_HOURS or window_hours <= FRESH_HOURS:
+        return 1.0
+    stale = min(1.0, (gap_hours - FRESH_HOURS) / (window_hours - FRESH_HOURS))
+    return 1.0 - (1.0 - STALE_FACTOR) * stale
 
 
 @lru_cache(maxsize=200_000)
