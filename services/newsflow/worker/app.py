@@ -31,7 +31,7 @@ from newsflow import __version__
 from newsflow.pipeline import places
 from newsflow.pipeline.dedup import DedupOptions
 from newsflow.pipeline.desk import load_boilerplate
-from newsflow.pipeline.embed import default_encoder
+from newsflow.pipeline.embed import TextEncoder
 from newsflow.pipeline.enrich import Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
@@ -151,7 +151,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     # Parallelism comes from workers.
     threadpool_limits(settings.compute_threads)
     started = time.perf_counter()
-    encoder = default_encoder()
+    encoder = TextEncoder.load(threads=settings.compute_threads)
     log.info("embedding model loaded in %.1fs", time.perf_counter() - started)
     options = ExtractOptions(
         max_input_bytes=settings.max_input_bytes,
