@@ -448,8 +448,8 @@ def semantic_scores(vector: np.ndarray, stories: Sequence[Story]) -> np.ndarray:
     members (1 when all members say the same, less as they spread). A centroid that averages
     reports of several events points at what they share, a theme, and every new report on that
     theme comes close to it: the discount keeps a story that has spread from growing further on
-    theme alone. (Where positive, it is the geometric mean of the centroid's cosine and the article's mean
-    cosine with the members.) One matrix product for all candidates.
+    theme alone. (Where positive, it is the geometric mean of the centroid's cosine and the
+    article's mean cosine with the members.) One matrix product for all candidates.
     """
     rows = np.zeros((len(stories), EMBEDDING_DIM), dtype=np.float32)
     members = np.zeros(len(stories), dtype=np.float32)  # 0: a story of one, kept as its bytes
@@ -471,9 +471,9 @@ def _with_evidence(
 ) -> tuple[float, bool]:
     """Return the similarity with the evidence of quotes and names, and whether names rule the
     story out."""
+    semantic *= _freshness(f, story, options.window_hours)
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
-    semantic *= _freshness(f, story, options.window_hours)
     if f.quotes and len(f.quotes.intersection(memoryview(story.quotes).cast("I"))) >= 3:
         semantic += QUOTE_BONUS
     elif _names_differ(f, story, options.names_to_differ):
