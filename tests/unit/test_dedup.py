@@ -406,6 +406,10 @@ def test_a_story_whose_reports_have_spread_is_harder_to_join_than_a_coherent_one
     # A story of one is compared with its report as it is.
     (single,) = semantic_scores(v, [story(u1)]).tolist()
     assert single == pytest.approx(float(u1 @ v), abs=0.01)
+    # A member without an embedding (no words) is not in the centroid, nor in its coherence.
+    coherent.add(replace(_synthetic("wordless", {}, 9), embedding=b""), DedupOptions())
+    (still,) = semantic_scores(v, [coherent]).tolist()
+    assert still == pytest.approx(1.0, abs=0.01)
 
 
 def test_a_report_days_after_a_story_counts_less_than_one_the_same_day():
@@ -422,3 +426,7 @@ def test_a_report_days_after_a_story_counts_less_than_one_the_same_day():
     assert after(2) == after(24) == after(-20) == pytest.approx(1.0, abs=0.01)
     assert after(48) == pytest.approx((1 + STALE_FACTOR) / 2, abs=0.01)
     assert after(72) == after(-72) == pytest.approx(STALE_FACTOR, abs=0.01)
+    # A window of a day or less has no decay (the story is simply gone past it).
+    short = DedupOptions(window_hours=12)
+    late = replace(first, article_id="b", timestamp=first.timestamp + 11 * 3600)
+    assert story_similarity(late, story, options=short) == pytest.approx(1.0, abs=0.01)

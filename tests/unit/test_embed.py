@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 import zipfile
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from newsflow.pipeline.embed import (
     dequantize,
     quantize,
 )
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +65,10 @@ def test_other_weights_are_refused(tmp_path: Path):
         zf.writestr("model.safetensors", b"not the model")
     with pytest.raises(ModelNotInstalled, match="not all-MiniLM-L6-v2"):
         TextEncoder.load(fake)
+
+
+def test_the_graph_gives_what_the_float32_numpy_pass_it_replaced_gave(encoder):
+    reference = json.loads((FIXTURES / "embeddings-reference.json").read_text())
+    for item in reference["vectors"]:
+        expected = np.frombuffer(base64.b64decode(item["float32"]), dtype="<f4")
+        assert np.abs(encoder.encode(item["text"]) - expected).max() < 1e-4, item["text"][:40]

@@ -67,10 +67,12 @@ MAX_ENTITIES = 20
 MAX_QUOTE_SHINGLES = 48
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
-# Events are told within days, themes for ever: a report more than FRESH_HOURS (by publication
-# time, else time received) from every report of a story counts less, down to STALE_FACTOR at the
-# edge of the window (72 h by default), past which the story is not a candidate at all. A report
-# three days on must be closer in meaning (at the default threshold, a cosine of 0.52, not 0.42).
+# Events are told within days, themes for ever: a report dated (publication time, else time
+# received) more than FRESH_HOURS before or after the span of a story's reports counts less, down
+# to STALE_FACTOR at the edge of the window (72 h by default), past which the story is not a
+# candidate at all. A report three days on must be closer in meaning (at the default threshold, a
+# cosine of 0.52, not 0.42). Not tuned: the dev pairs carry no dates. A window of FRESH_HOURS or
+# less has no decay.
 FRESH_HOURS = 24.0
 STALE_FACTOR = 0.8
 # What disjoint names leave of it: evidence of another event, not proof that the texts are
@@ -375,6 +377,8 @@ class Story:
     vector_total: np.ndarray | None = None
     # When its latest member was received: the story's age on the index's clock (expiry).
     last_received: float = 0.0
+    # How many members have an embedding (in `vector_total`): its coherence's denominator.
+    embedded: int = 0
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Positional, in slot order: unpickling a million stories costs one call each.
@@ -393,6 +397,7 @@ class Story:
         self.entities = _merge(self.entities, f.entities, n, options.max_story_entities)
         self.terms = _merge(self.terms, f.terms, n, options.max_story_entities)
         if f.embedding:
+            self.embedded += 1
             current = self.vector_sum
             if current is None:
                 self.embedding = f.embedding
@@ -443,20 +448,20 @@ def story_similarity(
 def semantic_scores(vector: np.ndarray, stories: Sequence[Story]) -> np.ndarray:
     """Return how close an article's unit embedding is to each story (0 for a story without one).
 
-    A story of one report: the cosine with that report. A larger story: the cosine with its
-    centroid times the square root of its coherence, the centroid's length over the number of
-    members (1 when all members say the same, less as they spread). A centroid that averages
+    A story with one embedded report: the cosine with that report. A larger story: the cosine with
+    its centroid times the square root of its coherence, the centroid's length over the number of
+    members it sums (1 when all members say the same, less as they spread). A centroid that averages
     reports of several events points at what they share, a theme, and every new report on that
     theme comes close to it: the discount keeps a story that has spread from growing further on
     theme alone. (Where positive, it is the geometric mean of the centroid's cosine and the
     article's mean cosine with the members.) One matrix product for all candidates.
     """
     rows = np.zeros((len(stories), EMBEDDING_DIM), dtype=np.float32)
-    members = np.zeros(len(stories), dtype=np.float32)  # 0: a story of one, kept as its bytes
+    members = np.zeros(len(stories), dtype=np.float32)  # 0: one embedding, kept as its bytes
     for i, story in enumerate(stories):
         if story.vector_total is not None:
             rows[i] = story.vector_total
-            members[i] = len(story.members)
+            members[i] = story.embedded
         elif story.embedding:
             rows[i] = np.frombuffer(story.embedding, dtype=np.int8)
     lengths = np.linalg.norm(rows, axis=1)
@@ -482,8 +487,8 @@ def _with_evidence(
 
 
 def _freshness(f: StoryFeatures, story: Story, window_hours: float) -> float:
-    """Return 1 for a report within FRESH_HOURS of the story's reports, falling linearly to
-    STALE_FACTOR at the window's edge."""
+    """Return 1 for a report within FRESH_HOURS of the span of the story's reports, falling
+    linearly to STALE_FACTOR at the window's edge."""
     if not f.timestamp or not story.last_seen:
         return 1.0
     gap_hours = max(story.first_seen - f.timestamp, f.timestamp - story.last_seen, 0.0) / 3600

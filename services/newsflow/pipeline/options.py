@@ -55,8 +55,8 @@ class DedupOptions:
     copy_containment: float = 0.7
     # LSH recall threshold: low enough that a half-length truncation (Jaccard 0.5) is a candidate.
     lsh_jaccard: float = 0.3
-    # Same story: the similarity of `story_similarity`, in [0, 1]. STORY_THRESHOLD says where it
-    # comes from.
+    # Same story: the similarity of `story_similarity`, in [0, 1], at least this, and the names
+    # rule (below) not against it. STORY_THRESHOLD says where it comes from.
     story_threshold: float = STORY_THRESHOLD
     # Two texts that each name at least this many people, places or organisations, but none of
     # the other's (and share no quote), report different events however alike they read: a theme

@@ -86,7 +86,9 @@ class WorkerSettings:
         "NEWSFLOW_DEDUP_COPY_CONTAINMENT", _DEDUP.copy_containment, "shared-shingle share that makes a copy"
     )
     story_window_hours: float = env(
-        "NEWSFLOW_DEDUP_WINDOW_HOURS", _DEDUP.window_hours, "stories older than this are closed and forgotten"
+        "NEWSFLOW_DEDUP_WINDOW_HOURS",
+        _DEDUP.window_hours,
+        "stories older than this are closed and forgotten; a report over 24 h from a story's counts less toward this edge",
     )
     closed_retention_hours: float = env(
         "NEWSFLOW_DEDUP_CLOSED_RETENTION_HOURS",
