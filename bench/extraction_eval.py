@@ -53,9 +53,9 @@ def score(preds: dict[str, str], truth: dict[str, str]) -> dict[str, float]:
         recalls.append(tp / sum(gold.values()) if gold else (1.0 if not pred else 0.0))
         exact += TOKEN.findall(pred_text) == TOKEN.findall(gold_text)
     p = sum(precisions) / len(precisions) if precisions else 0.0
-    r = sum(recalls) / len(recalls)
+    r = sum(recalls) / len(recalls) if recalls else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": p, "recall": r, "f1": f1, "accuracy": exact / len(truth)}
+    return {"precision": p, "recall": r, "f1": f1, "accuracy": exact / len(truth) if truth else 0.0}
 
 
 def run(name: str, fn: Callable[[Path], str], files: list[Path]) -> tuple[dict[str, str], float]:
