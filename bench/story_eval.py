@@ -115,6 +115,11 @@ STREAM_ORDERS = 5
 EVENTS = Path(__file__).with_name("story_events.json")
 
 
+def is_judged(pair: dict[str, Any]) -> bool:
+    """A pair scored same (overall <= 2) or not (>= 3); those in between are left out."""
+    return bool(pair["overall"] <= 2.0 or pair["overall"] >= 3.0)
+
+
 class Events:
     """Which articles of the pairs report one event (see the module docstring and the labels'
     file): a pair judged same links its articles, and so does a same-event group; a pair judged
@@ -233,7 +238,7 @@ def main() -> int:
         )
     elapsed = time.perf_counter() - started
     events = Events(pairs, json.loads(args.events.read_text()))
-    judged_pairs = [p for p in pairs if p["overall"] <= 2.0 or p["overall"] >= 3.0]
+    judged_pairs = [p for p in pairs if is_judged(p)]
     streams = []  # per order: pairs' (P, R, F1), purity and recall (all, A, B), largest story
     for seed in range(STREAM_ORDERS):
         story_of = stream_stories(done, seed)
@@ -247,11 +252,11 @@ def main() -> int:
         )
 
     def figures(subset: list[dict[str, Any]]) -> tuple[float, float, float, float]:
-        judged = [r for r in subset if r["overall"] <= 2.0 or r["overall"] >= 3.0]
+        judged = [r for r in subset if is_judged(r)]
         p, r, f1 = prf([row["same_story"] for row in judged], [row["overall"] <= 2.0 for row in judged])
         return p, r, f1, pearson([row["score"] for row in subset], [-row["overall"] for row in subset])
 
-    judged = [r for r in rows if r["overall"] <= 2.0 or r["overall"] >= 3.0]
+    judged = [r for r in rows if is_judged(r)]
     gold = [r["overall"] <= 2.0 for r in judged]
     p, r, f1, corr = figures(rows)
     best_j = max(

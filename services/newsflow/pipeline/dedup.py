@@ -479,11 +479,13 @@ def _with_evidence(
     semantic *= _freshness(f, story, options.window_hours)
     # A shared quotation of eight or more words (three six-word shingles) is evidence; a couple of
     # shared shingles is a stock phrase.
+    ruled_out = False
     if f.quotes and len(f.quotes.intersection(memoryview(story.quotes).cast("I"))) >= 3:
         semantic += QUOTE_BONUS
     elif _names_differ(f, story, options.names_to_differ):
-        return min(1.0, max(0.0, semantic * NAMES_DIFFER_FACTOR)), True
-    return min(1.0, max(0.0, semantic)), False
+        semantic *= NAMES_DIFFER_FACTOR
+        ruled_out = True
+    return min(1.0, max(0.0, semantic)), ruled_out
 
 
 def _freshness(f: StoryFeatures, story: Story, window_hours: float) -> float:

@@ -110,9 +110,9 @@ def _encoder_graph(w: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> by
         def p(name: str, i: int = i) -> np.ndarray:
             return w[f"encoder.layer.{i}.{name}"]
 
-        def norm(x: str, which: str, name: str, i: int = i) -> str:
-            gain = g.const(f"{name}_g", w[f"encoder.layer.{i}.{which}.LayerNorm.weight"])
-            bias = g.const(f"{name}_b", w[f"encoder.layer.{i}.{which}.LayerNorm.bias"])
+        def norm(x: str, which: str, name: str) -> str:
+            gain = g.const(f"{name}_g", p(f"{which}.LayerNorm.weight"))
+            bias = g.const(f"{name}_b", p(f"{which}.LayerNorm.bias"))
             return g.op("LayerNormalization", [x, gain, bias], name, axis=-1, epsilon=eps)
 
         def split_heads(x: str, perm: list[int]) -> str:
