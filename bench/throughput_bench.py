@@ -7,7 +7,8 @@ On a corpus built by bench/corpus.py (real pages, wire texts and their copies), 
   (b) the worker's stage chain in one process: `Enricher` (clean, NER, dedup features), the
       features message, and the single writer's `DedupDesk.decide`, with each stage's share;
   (c) end to end through a real Kafka broker (its own, on a free port) with one worker;
-  (d) two worker processes, on the many-outlet corpus and on the same files as one outlet;
+  (d) two worker processes, on the many-outlet corpus and on the same files as one outlet (each
+      against one worker on the same stream);
   (e) produce-to-enriched latency (p50/p99) of a steady stream at 50 % of (c)'s rate;
   (f) the worker's memory (RSS) over a stream at (c)'s rate for `--soak-seconds`, with a story
       window of `--soak-window-seconds` so that the index reaches its steady size within the run;
@@ -24,7 +25,7 @@ import os
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -80,6 +81,18 @@ def libraries_alone(raws: list) -> tuple[float, float]:  # noqa: ANN001
     for text in texts:
         encoder.encode(text)
     return libraries, time.perf_counter() - started
+
+
+def partition_counts(raws: list) -> list[int]:  # noqa: ANN001
+    """How many of the articles each raw partition gets (the producer's key hash, as in Kafka)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from newsflow.settings import KafkaSettings
+
+    partitions = list(range(KafkaSettings().raw_partitions))
+    choose = DefaultPartitioner()
+    counts = Counter(choose(r.article_id.encode(), partitions, partitions) for r in raws)
+    return [counts[p] for p in partitions]
 
 
 def stage_chain(raws: list) -> tuple[float, dict[str, float]]:  # noqa: ANN001
@@ -339,6 +352,8 @@ def main() -> int:
         print(f"(c) one worker: {n / one_worker:.2f}/s", flush=True)
         two = through_kafka(bootstrap, raws, warm_raws, 2, work, "two-workers")
         print(f"(d) two workers, many outlets: {n / two:.2f}/s", flush=True)
+        one_one = through_kafka(bootstrap, one_raws, warm_raws, 1, work, "one-worker-one-outlet")
+        print(f"(c) one worker, one outlet: {n / one_one:.2f}/s", flush=True)
         two_one = through_kafka(bootstrap, one_raws, warm_raws, 2, work, "two-workers-one-outlet")
         print(f"(d) two workers, one outlet: {n / two_one:.2f}/s", flush=True)
         rate = 0.5 * n / one_worker
@@ -354,6 +369,7 @@ def main() -> int:
     rows += [
         ("(c) end to end, real Kafka, one worker", n / one_worker),
         ("(d) two workers, many outlets", n / two),
+        ("(c) one worker, the same files as one outlet", n / one_one),
         ("(d) two workers, the same files as one outlet", n / two_one),
     ]
     total = sum(shares.values())
@@ -368,8 +384,11 @@ def main() -> int:
             for name, r in rows
         ],
         "",
-        f"two workers / one worker: {(n / two) / (n / one_worker):.2f} (many outlets), "
-        f"{(n / two_one) / (n / one_worker):.2f} (one outlet)",
+        f"raw articles per partition (key hash; a worker's share is its partitions'): "
+        f"{partition_counts(raws)} (many outlets), {partition_counts(one_raws)} (one outlet)",
+        "",
+        f"two workers / one worker: {one_worker / two:.2f} (many outlets), "
+        f"{one_one / two_one:.2f} (one outlet: against one worker on the same one-outlet stream)",
         "",
         f"(e) produce-to-enriched latency at {rate:.2f} articles/s (50 % of (c)), {len(waits)} articles: "
         f"p50 {pct(waits, 50):.2f} s, p99 {pct(waits, 99):.2f} s, max {waits[-1]:.2f} s",

@@ -76,7 +76,6 @@ def start_worker(
         "NEWSFLOW_WORKER_APP_ID": f"{app_id}-{RUN_ID}",
         "NEWSFLOW_WORKER_METRICS_PORT": "0",
         "NEWSFLOW_WORKER_DATA_DIR": str(log_path.parent / f"data-{app_id}"),
-        "NEWSFLOW_WORKER_BATCH_SECONDS": "0.2",
         **(extra_env or {}),
     }
     with log_path.open("ab") as log:

@@ -150,7 +150,7 @@ class CleanAgent:
         boilerplate: TopicReplica,
         metrics: WorkerMetrics,
         should_stop: Callable[[], bool],
-        batch: tuple[int, float] = (32, 0.5),
+        batch: tuple[int, float],
     ) -> None:
         self.batch_size, self.batch_seconds = batch
         self.enricher = enricher
@@ -209,7 +209,7 @@ class DedupAgent:
         metrics: WorkerMetrics,
         should_stop: Callable[[], bool],
         owns_features: Callable[[], bool],
-        batch: tuple[int, float] = (64, 0.2),
+        batch: tuple[int, float],
     ) -> None:
         self.batch_size, self.batch_seconds = batch
         self.writer = writer

@@ -23,13 +23,15 @@ class WorkerSettings:
     metrics_port: int = env("NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)")
     log_level: str = env("NEWSFLOW_LOG_LEVEL", "info", "log level: debug, info, warning or error")
     batch_size: int = env("NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch")
-    # Under load batches fill at once; under a trickle this wait is most of an article's latency.
-    batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.2, "longest wait to fill a batch")
+    # Faust's take waits this long after every batch unless the batch fills, even with articles
+    # waiting: under a trickle it is most of an article's latency, once per stage. Under load the
+    # batches still fill, from what arrived while the last one ran (bench/RESULTS.md, 12-02 19:00).
+    batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.02, "longest wait to fill a batch")
     dedup_batch_size: int = env(
         "NEWSFLOW_WORKER_DEDUP_BATCH_SIZE", 64, "articles the dedup writer decides per Kafka transaction"
     )
     dedup_batch_seconds: float = env(
-        "NEWSFLOW_WORKER_DEDUP_BATCH_SECONDS", 0.2, "longest wait to fill a dedup transaction"
+        "NEWSFLOW_WORKER_DEDUP_BATCH_SECONDS", 0.02, "longest wait to fill a dedup transaction"
     )
     snapshot_seconds: float = env(
         "NEWSFLOW_WORKER_SNAPSHOT_SECONDS",
