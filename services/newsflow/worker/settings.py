@@ -25,7 +25,7 @@ class WorkerSettings:
     batch_size: int = env("NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch")
     # Faust's take waits this long after every batch unless the batch fills, even with articles
     # waiting: under a trickle it is most of an article's latency, once per stage. Under load the
-    # batches still fill, from what arrived while the last one ran (bench/RESULTS.md, 12-02 19:00).
+    # batches still fill, from what arrived while the last one ran (bench/RESULTS.md, run notes of 12-02 18:52).
     batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.02, "longest wait to fill a batch")
     dedup_batch_size: int = env(
         "NEWSFLOW_WORKER_DEDUP_BATCH_SIZE", 64, "articles the dedup writer decides per Kafka transaction"
