@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from newsflow.pipeline.decode import decode_payload
-from newsflow.pipeline.extract import ExtractOptions, extract_article, warm_up
+from newsflow.pipeline.extract import ExtractOptions, extract_article, extract_html, warm_up
 from newsflow.pipeline.language import _identifier
 from newsflow.pipeline.records import CleanArticle, RawArticle, Rejection, Source
 from tests.conftest import FIXTURES, raw_from_file
@@ -153,3 +153,32 @@ def test_an_empty_extraction_says_why():
     nothing = extract_article(blank)
     assert isinstance(nothing, CleanArticle)
     assert (nothing.extraction.status, nothing.extraction.reason) == ("empty", "no_text_found")
+
+
+def _page(body: str) -> RawArticle:
+    html = f"<html><head><title>Ferry fares</title></head><body><article>{body}</article></body></html>"
+    return RawArticle("links", html.encode(), Source("harbourtimes", "links.html", "text/html", ""))
+
+
+def test_a_line_that_is_a_whole_link_to_another_story_is_dropped_and_prose_with_links_is_kept():
+    prose = [
+        "The harbour authority raised ferry fares by ten percent on Monday, citing fuel costs.",
+        'Commuters told the <a href="/council">city council</a> the rise would cost them a week of wages a year.',
+        "The authority said it would review the fares again in the spring, after the new boats arrive.",
+        "A season ticket will now cost more than a monthly bus pass for the first time since 1998.",
+    ]
+    # Promo headlines between paragraphs (a heading that is a link), which the extractor keeps.
+    teaser = '<h3><a href="/news/bridge">Old Harbour Bridge reopens after two-year repair</a></h3>'
+    short = '<h3><a href="/fares">Fares explained</a></h3>'  # too short to tell from a subheading
+    body = "".join(f"<p>{p}</p>" for p in prose[:2]) + teaser + short
+    body += "".join(f"<p>{p}</p>" for p in prose[2:])
+    page = _page(body)
+    # The extractor alone keeps the promo headline: the line rule is what drops it.
+    assert "Old Harbour Bridge reopens" in extract_html(page.payload.decode(), None, ExtractOptions())["text"]
+    article = extract_article(page)
+    assert isinstance(article, CleanArticle)
+    assert "Old Harbour Bridge reopens" not in article.text
+    assert "Commuters told the city council the rise would cost them" in article.text
+    assert "Fares explained" in article.text
+    assert len(article.text.splitlines()) == 5
+    assert article.extraction.boilerplate_removed == 1

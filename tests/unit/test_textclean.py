@@ -4,7 +4,7 @@ import pytest
 
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.records import CleanArticle
-from newsflow.pipeline.textclean import BoilerplateModel, apply_rules, line_fingerprint
+from newsflow.pipeline.textclean import BoilerplateModel, apply_rules, line_fingerprint, link_key
 from tests.conftest import SEEDS, raw_from_file
 
 BOILERPLATE_SNIPPETS = (
@@ -218,3 +218,22 @@ def test_outlets_forgotten_for_the_limit_are_reported_and_loading_keeps_the_limi
     for outlet in ("a", "b", "c"):
         other.load_outlet_state(outlet, {"docs": 1, "lines": {}})
     assert set(other.outlets) == {"b", "c"} and other.forgotten == ["a"]
+
+
+def test_a_line_is_dropped_only_when_it_is_a_whole_link_text_of_five_words_or_more():
+    links = {link_key("Record tides flood the fish market"), link_key("How to retire early")}
+    text = "\n".join(
+        [
+            "A real first paragraph of news text about the harbour.",
+            "- Record tides flood the fish market",  # a list item whose words are a link's
+            "How to retire early",  # four words: an article's own subheading as often
+            "Record tides flood the fish market again, officials said on Tuesday.",  # prose
+        ]
+    )
+    result = apply_rules(text, from_markup=True, link_texts=links)
+    assert result.removed == {"link_line": 1}
+    assert result.text.splitlines() == [
+        "A real first paragraph of news text about the harbour.",
+        "How to retire early",
+        "Record tides flood the fish market again, officials said on Tuesday.",
+    ]

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import trafilatura
+from lxml.html import HtmlElement
 from trafilatura.settings import use_config
 
 from newsflow.pipeline import jsonio
@@ -18,7 +19,13 @@ from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.options import ExtractOptions as ExtractOptions
 from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection, Source
-from newsflow.pipeline.textclean import BoilerplateModel, CleanResult, apply_rules, normalize_text
+from newsflow.pipeline.textclean import (
+    BoilerplateModel,
+    CleanResult,
+    apply_rules,
+    link_key,
+    normalize_text,
+)
 
 STAGE = "extract"
 
@@ -94,8 +101,16 @@ def _trafilatura_config(max_tree_size: int) -> ConfigParser:
     return config
 
 
-def extract_html(html: str, url: str | None, options: ExtractOptions) -> dict[str, Any]:
-    """Return trafilatura's text and metadata for one page ({} when it finds no main text)."""
+def link_texts(tree: HtmlElement) -> frozenset[str]:
+    """Return the `link_key` of the text of each of the page's links."""
+    return frozenset(link_key(a.text_content()) for a in tree.iter("a"))
+
+
+def extract_html(html: str | HtmlElement, url: str | None, options: ExtractOptions) -> dict[str, Any]:
+    """Return trafilatura's text and metadata for one page ({} when it finds no main text).
+
+    The page may be given parsed (`trafilatura.load_html`): extraction leaves the tree unchanged.
+    """
     kwargs: dict[str, Any] = {
         "url": url,
         "with_metadata": True,
@@ -149,9 +164,17 @@ def _article(
 def _from_html(
     raw: RawArticle, html: str, encoding: str, url: str | None, options: ExtractOptions
 ) -> CleanArticle:
-    meta = extract_html(html, url, options)
-    # The headline is metadata, not body: lines repeating it go (apply_rules' title argument).
-    cleaned = apply_rules(meta.get("text") or "", from_markup=True, title=meta.get("title"))
+    # Parsed once, for the extractor and for the page's link texts.
+    tree = trafilatura.load_html(html)
+    meta = extract_html(html if tree is None else tree, url, options)
+    # The headline is metadata, not body: lines repeating it go, and so do lines that are wholly
+    # a link to elsewhere (apply_rules' title and link_texts).
+    cleaned = apply_rules(
+        meta.get("text") or "",
+        from_markup=True,
+        title=meta.get("title"),
+        link_texts=link_texts(tree) if tree is not None and meta.get("text") else frozenset(),
+    )
     return _article(
         raw,
         "trafilatura",
