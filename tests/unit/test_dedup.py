@@ -430,3 +430,67 @@ def test_a_report_days_after_a_story_counts_less_than_one_the_same_day():
     short = DedupOptions(window_hours=12)
     late = replace(first, article_id="b", timestamp=first.timestamp + 11 * 3600)
     assert story_similarity(late, story, options=short) == pytest.approx(1.0, abs=0.01)
+
+
+def _orthonormal_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    v, w = rng.standard_normal(DIM), rng.standard_normal(DIM)
+    w -= (w @ v) / (v @ v) * v
+    return v / np.linalg.norm(v), w / np.linalg.norm(w)
+
+
+def _report(article_id: str, seed: int, vector: np.ndarray, names: list[str]) -> StoryFeatures:
+    return replace(
+        _synthetic(article_id, dict.fromkeys(map(entity_key, names), 0.5), seed), embedding=quantize(vector)
+    )
+
+
+def _two_stories(cosine: float, other_names: list[str]) -> tuple[StoryIndex, np.ndarray]:
+    """Index a story of two reports along v ("s0") and one of a report at `cosine` from v ("s1"),
+    as if the two had arrived before anything linked them."""
+    v, w = _orthonormal_pair(11)
+    u = cosine * v + np.sqrt(1 - cosine**2) * w
+    index = StoryIndex()
+    names = ["Harbour Bridge", "Maria Jensen"]
+    index.restore(_report("a0", 0, v, names), StoryAssignment("s0", None, None, None, True))
+    index.restore(_report("a1", 1, v, names), StoryAssignment("s0", None, None, 0.9, False))
+    index.restore(_report("b0", 2, u, other_names), StoryAssignment("s1", None, None, None, True))
+    return index, v
+
+
+def test_a_report_that_joins_two_alike_stories_with_a_shared_name_merges_them():
+    index, v = _two_stories(0.8, ["Harbour Bridge", "Tom Berg"])
+    s1_keys = set(index._story_keys(index.stories["s1"]))
+    decided = index.assign(_report("c0", 3, v, ["Harbour Bridge", "Maria Jensen", "Tom Berg"]))
+    # The larger story keeps its id; the other's members, keys and copies lead there now.
+    assert decided.story_id == "s0" and not decided.is_new_story
+    assert set(index.stories) == {"s0"}
+    survivor = index.stories["s0"]
+    assert survivor.members == ["a0", "a1", "c0", "b0"]
+    assert survivor.merged_from == ("s1",)
+    assert survivor.embedded == 4
+    assert index.articles["b0"].assignment.story_id == "s0"
+    assert all("s1" not in index.postings[k] and "s0" in index.postings[k] for k in s1_keys)
+    assert [(story.story_id, into) for story, into in index.merged] == [("s1", "s0")]
+    copy = replace(_report("b0-copy", 2, v, []), signature=_synthetic("b0", {}, 2).signature)
+    assert index.assign(copy).story_id == "s0"
+    # One story now: it expires whole.
+    index.expire(2_000_000_000)
+    assert index.stories == {} and index.articles == {} and index.postings == {}
+
+
+@pytest.mark.parametrize(
+    ("cosine", "other_names", "options"),
+    [
+        (0.5, ["Harbour Bridge", "Tom Berg"], DedupOptions()),  # joinable, but not alike as wholes
+        (0.8, ["Tom Berg", "Valley Post"], DedupOptions()),  # alike, but no name in common
+        (0.8, ["Harbour Bridge", "Tom Berg"], DedupOptions(merge_threshold=0)),  # merges turned off
+    ],
+)
+def test_stories_are_not_merged_without_both_a_shared_name_and_whole_likeness(cosine, other_names, options):
+    index, v = _two_stories(cosine, other_names)
+    index.options = options
+    decided = index.assign(_report("c0", 3, v, ["Harbour Bridge", "Maria Jensen", "Tom Berg", "Valley Post"]))
+    assert decided.story_id == "s0"
+    assert set(index.stories) == {"s0", "s1"} and index.merged == []
+    assert index.articles["b0"].assignment.story_id == "s1"

@@ -3,10 +3,13 @@ rebuilt from its own state decides as the original would."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.dedup import DedupOptions, article_features
+from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, article_features
 from newsflow.pipeline.desk import (
     BOILERPLATE,
     DEAD_LETTER,
@@ -20,10 +23,10 @@ from newsflow.pipeline.desk import (
 )
 from newsflow.pipeline.enrich import Enriched
 from newsflow.pipeline.entities import EntityTagger
-from newsflow.pipeline.records import Origin, Rejection, dead_letter_record
+from newsflow.pipeline.records import EntityResult, Origin, Rejection, dead_letter_record
 from newsflow.pipeline.schema import schema_errors
 from newsflow.pipeline.textclean import BoilerplateModel, OutletLines, fingerprints
-from tests.unit.test_dedup import BRIDGE, BRIDGE_OTHER_OUTLET, ELECTION, article
+from tests.unit.test_dedup import BRIDGE, BRIDGE_OTHER_OUTLET, ELECTION, _orthonormal_pair, _report, article
 
 ORIGIN = Origin("newsflow.articles.raw", 0, 1)
 
@@ -381,3 +384,63 @@ def test_a_closed_story_is_a_closed_event_with_the_next_version(tagger):
     attrs = cloudevents.as_dict(closed.headers)
     assert attrs["type"] == "dev.newsflow.story.closed" and attrs["id"] == f"{story_id.decode()}/2"
     assert jsonio.loads(closed.value)["version"] == 2
+
+
+def _synthetic_message(features: StoryFeatures) -> bytes:
+    """The features-topic message of an article whose features are given (embedding, names)."""
+    a = article(features.article_id, BRIDGE, "harbourtimes")
+    return article_message(
+        Enriched(a, EntityResult((), "skipped_language", "none"), features, "harbourtimes", ()), 0, ORIGIN
+    )
+
+
+def test_two_stories_a_report_links_are_merged_with_lineage_records_a_rebuilt_desk_repeats(tagger):
+    v, w = _orthonormal_pair(3)
+    u = 0.4 * v + np.sqrt(1 - 0.4**2) * w  # a second report of the event, too unlike the first to join
+    bridge = (v + u) / np.linalg.norm(v + u)  # a third, close to both
+    desk = DedupDesk()
+    state = _state_of(
+        desk,
+        [
+            _synthetic_message(_report("a0", 0, v, ["Harbour Bridge", "Maria Jensen"])),
+            _synthetic_message(_report("b0", 1, u, ["Harbour Bridge", "Tom Berg"])),
+        ],
+    )
+    assert len(desk.index.stories) == 2
+    decision = desk.decide(_synthetic_message(_report("c0", 2, bridge, ["Harbour Bridge"])), ORIGIN)
+    state += [(o.key, o.value) for o in decision.outputs if o.destination == STATE]
+    assert decision.merged == 1
+    (survivor_id,) = desk.index.stories
+    absorbed_id = ({"s-a0", "s-b0"} - {survivor_id}).pop()
+    assert decision.record["story_id"] == survivor_id
+    # First the absorbed story's last record and the merge's state, then the decision's own.
+    assert destinations(decision) == [STORIES, STATE, STATE, ENRICHED, STORIES, STATE]
+    last, now = (jsonio.loads(o.value) for o in decision.outputs if o.destination == STORIES)
+    assert last["story_id"] == absorbed_id and last["status"] == "closed"
+    assert last["merged_into"] == survivor_id
+    assert now["story_id"] == survivor_id and now["merged_from"] == [absorbed_id]
+    assert sorted(now["members"]) == ["a0", "b0", "c0"] and now["member_count"] == 3
+    assert schema_errors("story", last) == [] and schema_errors("story", now) == []
+    assert decision.outputs[1].key == f"m/{absorbed_id}".encode()
+
+    # A desk rebuilt from the state topic holds the one story, whichever way it is rebuilt.
+    import pickle
+
+    for rebuilt in (
+        DedupDesk.from_state(state),
+        DedupDesk.from_snapshot(pickle.loads(pickle.dumps(desk.snapshot()))),
+    ):
+        assert list(rebuilt.index.stories) == [survivor_id]
+        assert sorted(rebuilt.index.stories[survivor_id].members) == ["a0", "b0", "c0"]
+        assert rebuilt.index.articles["b0"].assignment.story_id == survivor_id
+        assert rebuilt.index.merged == []
+        assert (
+            rebuilt.decide(_synthetic_message(_report("c0", 2, bridge, ["Harbour Bridge"])), ORIGIN).outcome
+            == "duplicate"
+        )
+
+    # When the window closes the merged story, the merge's state goes with it.
+    later = replace(_report("z0", 9, w, ["Valley Post"]), timestamp=1_741_000_000 + 5 * 86_400)
+    closing = desk.decide(_synthetic_message(later), ORIGIN)
+    tombstones = {o.key for o in closing.outputs if o.destination == STATE and o.value is None}
+    assert {b"a/a0", b"a/b0", b"a/c0", f"m/{absorbed_id}".encode()} <= tombstones

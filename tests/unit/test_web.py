@@ -265,3 +265,32 @@ def test_the_front_page_pages_with_its_filters_and_refreshes_only_the_first_page
             assert "data-src=" not in second and "<script>" not in second
 
     asyncio.run(run())
+
+
+def test_a_merged_story_leads_to_the_one_that_took_it_in(store: StoryStore):
+    # s2 is found to report s1's event: its last record names s1, whose record lists it.
+    store.apply(
+        [
+            (
+                "story",
+                story("s2", ["b1"], ["daily.example"], 5, status="closed", merged_into="s1", version=2),
+            ),
+            ("enriched", enriched("a4", "s1", "wire.example", 5)),
+            (
+                "story",
+                story("s1", ["a1", "a2", "a3", "b1", "a4"], ["wire.example"], 5, merged_from=["s2"]),
+            ),
+        ]
+    )
+    s1, s2 = store.story("s1"), store.story("s2")
+    assert s1 is not None and s2 is not None
+    # The survivor lists the absorbed story's members (published under s2) with its own.
+    assert [m["article_id"] for m in s1["members"]] == ["a1", "a2", "a3", "b1", "a4"]
+    assert "berlin" in {e["key"] for e in s1["entities"]}
+    assert s1["lineage"] == [{"event": "merged_from", "story_id": "s2", "at": "2026-12-01T10:05:00Z"}]
+    assert s2["lineage"] == [{"event": "merged_into", "story_id": "s1", "at": "2026-12-01T10:05:00Z"}]
+    assert [m["article_id"] for m in s2["members"]] == ["b1"]
+    # The list shows the event once, as the survivor.
+    assert [s["story_id"] for s in store.stories(StoryQuery())[0]] == ["s1"]
+    _validate(s1, "Story")
+    _validate(s2, "Story")

@@ -25,7 +25,7 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
@@ -379,6 +379,8 @@ class Story:
     last_received: float = 0.0
     # How many members have an embedding (in `vector_total`): its coherence's denominator.
     embedded: int = 0
+    # The stories merged into this one (`StoryIndex.merge`), and those merged into them.
+    merged_from: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Positional, in slot order: unpickling a million stories costs one call each.
@@ -412,6 +414,35 @@ class Story:
         self.first_seen = min(self.first_seen, f.timestamp)
         self.last_seen = max(self.last_seen, f.timestamp)
         self.last_received = max(self.last_received, f.received or f.timestamp)
+
+    def absorb(self, other: Story, options: DedupOptions) -> None:
+        """Fold another story's members and centroid into this one (`StoryIndex.merge`)."""
+        n, m = len(self.members), len(other.members)
+        self.entities = _combine(self.entities, n, other.entities, m, options.max_story_entities)
+        self.terms = _combine(self.terms, n, other.terms, m, options.max_story_entities)
+        mine, theirs = self.vector_sum, other.vector_sum
+        if theirs is not None:
+            self.vector_total = theirs if mine is None else mine + theirs
+            self.embedding = b""
+            self.embedded += other.embedded
+        if other.quotes:
+            merged = set(memoryview(self.quotes).cast("I")).union(memoryview(other.quotes).cast("I"))
+            self.quotes = array("I", sorted(merged)[: 4 * MAX_QUOTE_SHINGLES]).tobytes()
+        self.members.extend(other.members)
+        self.outlets = (*self.outlets, *(o for o in other.outlets if o not in self.outlets))
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.last_received = max(self.last_received, other.last_received)
+        self.merged_from = (*self.merged_from, other.story_id, *other.merged_from)
+
+
+def _combine(a: Weights, n: int, b: Weights, m: int, keep: int) -> Weights:
+    """Return the centroid of n members' centroid `a` and m members' centroid `b`, bounded."""
+    total: dict[str, float] = {k: v * n for k, v in a.pairs()}
+    for k, v in b.pairs():
+        total[k] = total.get(k, 0.0) + v * m
+    top = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
+    return Weights((k, v / (n + m)) for k, v in top)
 
 
 def _merge(centroid: Weights, new: Mapping[str, float], n: int, keep: int) -> Weights:
@@ -469,6 +500,19 @@ def semantic_scores(vector: np.ndarray, stories: Sequence[Story]) -> np.ndarray:
     divisors = np.where(members > 0, np.sqrt(lengths * members), lengths)
     scores: np.ndarray = np.divide(rows @ vector, divisors, out=np.zeros_like(divisors), where=divisors > 0)
     return scores
+
+
+def stories_similarity(a: Story, b: Story) -> float:
+    """Return how alike two stories are as wholes: the cosine of their centroids times the square
+    root of each one's coherence (see `semantic_scores`; 0 when either has no embedding)."""
+    va, vb = a.vector_sum, b.vector_sum
+    if va is None or vb is None:
+        return 0.0
+    la, lb = float(np.linalg.norm(va)), float(np.linalg.norm(vb))
+    if not la or not lb:
+        return 0.0
+    cosine = float(va @ vb) / (la * lb)
+    return cosine * math.sqrt(la / max(1, a.embedded) * lb / max(1, b.embedded))
 
 
 def _with_evidence(
@@ -579,6 +623,9 @@ class StoryIndex:
         self.expired_articles: list[str] = []
         # Stories the window closed, for their final record (the caller empties both lists).
         self.expired_stories: list[Story] = []
+        # Stories merged into another (`merge`), with the id of the one they joined, for their
+        # final record (the caller empties the list).
+        self.merged: list[tuple[Story, str]] = []
 
     def __len__(self) -> int:
         return len(self.articles)
@@ -626,21 +673,57 @@ class StoryIndex:
                 best = (other_id, c)
         return best
 
-    def score(self, f: StoryFeatures) -> tuple[Story | None, float]:
-        """Return the best story the article may join and its similarity ((None, 0.0) when there
-        is none); a story whose names rule the article out is not one."""
-        best: Story | None = None
-        best_score = 0.0
+    def scores(self, f: StoryFeatures) -> list[tuple[float, Story]]:
+        """Return the stories the article may join with their similarities, best first; a story
+        whose names rule the article out is not one."""
         candidates = self._candidates(f)
         if f.embedding and candidates:
             semantics = semantic_scores(dequantize(f.embedding), candidates).tolist()
         else:
             semantics = [0.0] * len(candidates)
+        scored = []
         for story, semantic in zip(candidates, semantics, strict=True):
             s, ruled_out = _with_evidence(f, story, semantic, self.options)
-            if s > best_score and not ruled_out:
-                best, best_score = story, s
-        return best, best_score
+            if s > 0.0 and not ruled_out:
+                scored.append((s, story))
+        # Stable: of equal scores, the first candidate wins (as it always has).
+        scored.sort(key=itemgetter(0), reverse=True)
+        return scored
+
+    def score(self, f: StoryFeatures) -> tuple[Story | None, float]:
+        """Return the best story the article may join and its similarity ((None, 0.0) when there
+        is none)."""
+        scored = self.scores(f)
+        return (scored[0][1], scored[0][0]) if scored else (None, 0.0)
+
+    def merge(self, absorbed_id: str, survivor_id: str) -> Story | None:
+        """Fold one open story into another: its members, centroid and index entries become the
+        survivor's, and its id leads there from now on. Return the survivor (None, changing
+        nothing, if either is not open: a merge replayed onto a state that already holds it)."""
+        absorbed, survivor = self.stories.get(absorbed_id), self.stories.get(survivor_id)
+        if absorbed is None or survivor is None or absorbed is survivor:
+            return None
+        keys = set(self._story_keys(absorbed)).union(self._story_keys(survivor))
+        survivor.absorb(absorbed, self.options)
+        for member in absorbed.members:
+            indexed = self.articles.get(member)
+            if indexed is not None:
+                assignment = replace(indexed.assignment, story_id=survivor_id)
+                self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
+        for key in self._story_keys(absorbed):
+            ids = self.postings.get(key)
+            if ids is None:
+                continue
+            with contextlib.suppress(ValueError):
+                ids.remove(absorbed_id)
+            if survivor_id not in ids:
+                ids.append(survivor_id)
+        self.story_keys.pop(absorbed_id, None)
+        self.story_keys[survivor_id] = tuple(sorted(keys))
+        del self.stories[absorbed_id]
+        heapq.heappush(self._by_age, (survivor.last_received, survivor_id))
+        self.merged.append((absorbed, survivor_id))
+        return survivor
 
     def assign(self, f: StoryFeatures) -> StoryAssignment:
         """Decide `duplicate_of` and `story_id` for an article and index it."""
@@ -657,11 +740,29 @@ class StoryIndex:
             first = original.duplicate_of or original_id
             assignment = StoryAssignment(original.story_id, first, containment, None, False)
         else:
-            story, similarity = self.score(f)
-            if story is None or similarity < self.options.story_threshold:
+            scored = self.scores(f)
+            if not scored or scored[0][0] < self.options.story_threshold:
                 assignment = StoryAssignment(f"s-{f.article_id}", None, None, None, True)
             else:
+                similarity, story = scored[0]
                 assignment = StoryAssignment(story.story_id, None, None, similarity, False)
+                # The other stories it could have joined: one event told twice before this
+                # report linked them? They must have named someone or something in common
+                # already, and be alike as wholes with this report in its story.
+                others = [
+                    other
+                    for score, other in scored[1:]
+                    if score >= self.options.story_threshold
+                    and self.options.merge_threshold
+                    and not story.entities.keys().isdisjoint(other.entities)
+                ]
+                story = self.restore(f, assignment)
+                for other in others:
+                    if stories_similarity(story, other) >= self.options.merge_threshold:
+                        # The larger story keeps its id (of two alike, the earlier one).
+                        keep, fold = sorted((story, other), key=lambda s: (-len(s.members), s.first_seen))
+                        story = self.merge(fold.story_id, keep.story_id) or story
+                return self.articles[f.article_id].assignment
         self.restore(f, assignment)
         return assignment
 

@@ -67,7 +67,7 @@ NO_STORY_STATUSES = frozenset({"empty"})
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 # The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
 # replays the state topic instead).
-SNAPSHOT_VERSION = 5
+SNAPSHOT_VERSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,7 @@ class Decision:
     record: dict[str, Any] | None = None
     reason: str | None = None  # the dead letter's reason, when the outcome is dead_letter
     stage: str | None = None
+    merged: int = 0  # stories this decision merged into another (`StoryIndex.merge`)
 
 
 def article_message(enriched: Enriched, replay_count: int, origin: Origin | None) -> bytes:
@@ -195,6 +196,10 @@ def _unstoried_key(article_id: str) -> bytes:
 
 def _closed_key(story_id: str) -> bytes:
     return f"c/{story_id}".encode()
+
+
+def _merged_key(story_id: str) -> bytes:
+    return f"m/{story_id}".encode()
 
 
 def _rejected_key(article_id: str, replay_count: int) -> bytes:
@@ -305,6 +310,7 @@ class DedupDesk:
                     self.unstoried.pop(rest, None)
                 elif kind == "c":
                     self.closed.pop(rest, None)
+                # "m": a merged story's survivor left the window, and its members with it.
             elif not (kind == "a" and rest in self.index.articles):
                 try:
                     self._restore(key, jsonio.loads(value))
@@ -348,6 +354,9 @@ class DedupDesk:
             self._remember_unstoried(rest, float(entry["received"]))
         elif kind == "c":
             self._remember_closed(rest, float(entry["closed"]))
+        elif kind == "m":
+            self.index.merge(rest, str(entry["into"]))
+            self.index.merged.clear()  # its records were written when it happened
 
     def _remember_unstoried(self, article_id: str, received: float) -> None:
         self.unstoried[article_id] = received
@@ -367,18 +376,17 @@ class DedupDesk:
         closed longer than `closed_retention_hours` ago."""
         tombstones = [Output(STATE, _article_key(a), None) for a in self.index.expired_articles]
         self.index.expired_articles.clear()
+        tombstones += [
+            Output(STATE, _merged_key(m), None) for s in self.index.expired_stories for m in s.merged_from
+        ]
         # A story's last record says it is closed: it will not change again.
         closed_at = utc_now_iso()
         tombstones += [
             _story_output(story_record(s, closed_at=closed_at)) for s in self.index.expired_stories
         ]
         if self.options.closed_retention_hours:
-            # Remembered (in the state topic too) until its record is deleted, below.
             for s in self.index.expired_stories:
-                self._remember_closed(s.story_id, self.index.watermark)
-                tombstones.append(
-                    Output(STATE, _closed_key(s.story_id), jsonio.dumps({"closed": self.index.watermark}))
-                )
+                tombstones.append(self._closing(s.story_id))
             retention = self.index.watermark - self.options.closed_retention_hours * 3600
             while self._closed_by_age and self._closed_by_age[0][0] < retention:
                 _, story_id = heapq.heappop(self._closed_by_age)
@@ -396,6 +404,29 @@ class DedupDesk:
             if self.unstoried.pop(article_id, None) is not None:
                 tombstones.append(Output(STATE, _unstoried_key(article_id), None))
         return tombstones
+
+    def _closing(self, story_id: str) -> Output:
+        """Remember a closed story until its record is deleted (`_expired`); return the state record
+        that remembers it across restarts."""
+        self._remember_closed(story_id, self.index.watermark)
+        return Output(STATE, _closed_key(story_id), jsonio.dumps({"closed": self.index.watermark}))
+
+    def _merges(self) -> list[Output]:
+        """Return the records of the merges the last decision made: each merged story's final
+        record (closed, `merged_into` its survivor) and the state record that repeats the merge
+        on a rebuilt desk (written before the decision's own article record, so it is replayed
+        first)."""
+        outputs = []
+        closed_at = utc_now_iso()
+        for story, into in self.index.merged:
+            outputs.append(_story_output(story_record(story, closed_at=closed_at, merged_into=into)))
+            outputs.append(
+                Output(STATE, _merged_key(story.story_id), jsonio.dumps({"into": into, "at": closed_at}))
+            )
+            if self.options.closed_retention_hours:
+                outputs.append(self._closing(story.story_id))
+        self.index.merged.clear()
+        return outputs
 
     def written(self, article_id: str, replay_count: int) -> bool:
         """Return whether this article (at this replay) has already come out."""
@@ -465,7 +496,10 @@ class DedupDesk:
         story = self.index.stories[assignment.story_id]
         state = {"features": features.as_dict(), "assignment": assignment_dict(assignment)}
         self._learn(features, body)
+        merged = len(self.index.merged)
+        merges = self._merges()
         outputs = (
+            *merges,
             _enriched_output(out),
             _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
@@ -474,7 +508,7 @@ class DedupDesk:
         outcome = (
             "copy" if assignment.duplicate_of else "new_story" if assignment.is_new_story else "joined_story"
         )
-        return Decision(outcome, outputs, out)
+        return Decision(outcome, outputs, out, merged=merged)
 
     def _reject_forwarded(self, article_id: str, replay_count: int, body: dict[str, Any]) -> Decision:
         dead = body["dead_letter"]

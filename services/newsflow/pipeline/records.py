@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 ENRICHED_SCHEMA_VERSION = "1.4.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
-STORY_SCHEMA_VERSION = "1.2.0"
+STORY_SCHEMA_VERSION = "1.3.0"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).
 H_ARTICLE_ID = "article-id"
@@ -420,12 +420,20 @@ def _iso(ts: float) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def story_record(story: Story, top_entities: int = 10, closed_at: str | None = None) -> dict[str, Any]:
+def story_record(
+    story: Story, top_entities: int = 10, closed_at: str | None = None, merged_into: str | None = None
+) -> dict[str, Any]:
     """Return the stories-topic record (schemas/story.schema.json) of a story's current state.
 
-    With `closed_at`, the story's final record: the window has closed it and no article joins it.
+    With `closed_at`, the story's final record: the window has closed it, or (`merged_into`)
+    another story has taken it in, and no article joins it.
     """
     top = sorted(story.entities.pairs(), key=lambda kv: -kv[1])[:top_entities]
+    lineage: dict[str, Any] = {}
+    if merged_into:
+        lineage["merged_into"] = merged_into
+    if story.merged_from:
+        lineage["merged_from"] = list(story.merged_from)
     return {
         "schema_version": STORY_SCHEMA_VERSION,
         "story_id": story.story_id,
@@ -441,4 +449,5 @@ def story_record(story: Story, top_entities: int = 10, closed_at: str | None = N
         "status": "closed" if closed_at else "open",
         "closed_at": closed_at,
         "updated_at": closed_at or utc_now_iso(),
+        **lineage,
     }

@@ -68,6 +68,14 @@ CREATE TABLE IF NOT EXISTS entities (
 );
 CREATE INDEX IF NOT EXISTS entities_by_key ON entities (key, story_id);
 CREATE INDEX IF NOT EXISTS entities_by_story ON entities (story_id, key);
+-- Merges from the stories topic (merged_into, merged_from): each one as seen from both stories.
+CREATE TABLE IF NOT EXISTS lineage (
+    story_id TEXT NOT NULL,
+    event TEXT NOT NULL,            -- merged_into | merged_from
+    other TEXT NOT NULL,
+    at TEXT,
+    PRIMARY KEY (story_id, event, other)
+);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -264,6 +272,12 @@ class StoryStore:
                 r.get("updated_at"),
             ),
         )
+        story_id, at = str(r["story_id"]), r.get("updated_at")
+        merges = [(story_id, "merged_from", str(other), at) for other in r.get("merged_from") or ()]
+        if r.get("merged_into"):
+            into = str(r["merged_into"])
+            merges += [(story_id, "merged_into", into, at), (into, "merged_from", story_id, at)]
+        self.db.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", merges)
 
     # -- answers out ----------------------------------------------------------------------------
 
@@ -283,6 +297,8 @@ class StoryStore:
         }
         where = [clause for name, clause in FILTERS.items() if values[name]]
         args: list[object] = [values[name] for name in FILTERS if values[name]]
+        # A story merged into another is listed as that one (its page still answers).
+        where.append("s.story_id NOT IN (SELECT l.story_id FROM lineage l WHERE l.event = 'merged_into')")
         if q.cursor:
             last_seen, story_id = decode_cursor(q.cursor)
             where.append("(s.last_seen, s.story_id) < (?, ?)")
@@ -298,11 +314,20 @@ class StoryStore:
         return page, cursor
 
     def story(self, story_id: str) -> dict[str, Any] | None:
-        """Return a story with all its members (copies under the report they copy) and entities."""
+        """Return a story with all its members (copies under the report they copy, and the members
+        of the stories merged into it), its entities and its lineage."""
         row = self.db.execute("SELECT * FROM stories WHERE story_id = ?", (story_id,)).fetchone()
         if row is None:
             return None
         story = _story_row(row)
+        lineage = [
+            {"event": r["event"], "story_id": r["other"], "at": r["at"]}
+            for r in self.db.execute(
+                "SELECT event, other, at FROM lineage WHERE story_id = ? ORDER BY at, other", (story_id,)
+            )
+        ]
+        ids = [story_id, *(m["story_id"] for m in lineage if m["event"] == "merged_from")]
+        marks = ", ".join("?" * len(ids))
         members = [
             {
                 "article_id": m["article_id"],
@@ -315,20 +340,21 @@ class StoryStore:
                 "processed_at": m["processed_at"],
             }
             for m in self.db.execute(
-                "SELECT * FROM articles WHERE story_id = ? ORDER BY processed_at, article_id", (story_id,)
+                f"SELECT * FROM articles WHERE story_id IN ({marks}) "  # noqa: S608 - placeholders only
+                "ORDER BY processed_at, article_id",
+                ids,
             )
         ]
         story["members"] = members
         story["entities"] = [
             {"key": e["key"], "name": e["name"], "label": e["label"], "articles": e["n"]}
             for e in self.db.execute(
-                "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS n FROM entities "
-                "WHERE story_id = ? GROUP BY key ORDER BY n DESC, key LIMIT 50",
-                (story_id,),
+                "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS n FROM entities "  # noqa: S608
+                f"WHERE story_id IN ({marks}) GROUP BY key ORDER BY n DESC, key LIMIT 50",
+                ids,
             )
         ]
-        # Merges and splits are not issued by the story stage yet: the lineage is the story alone.
-        story["lineage"] = []
+        story["lineage"] = lineage
         return story
 
     def article(self, article_id: str) -> dict[str, Any] | None:

@@ -243,6 +243,7 @@ class DedupAgent:
                 m.dead_letters.labels(d.stage or "dedup", d.reason or "internal_error").inc()
             else:
                 m.dedup_decisions.labels(d.outcome).inc()
+                m.dedup_merges.inc(d.merged)
                 m.messages.labels("output", "out").inc()
                 age = _received_seconds_ago(d.record)
                 if age is not None and age >= 0:

@@ -49,6 +49,7 @@ class WorkerMetrics(NamedTuple):
     build_info: Info
     model_load_seconds: Gauge
     dedup_decisions: Counter
+    dedup_merges: Counter
     dedup_index_articles: Gauge
     dedup_stories_open: Gauge
     desk_rebuild_seconds: Gauge
@@ -124,6 +125,11 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
             "newsflow_dedup_decisions_total",
             "Dedup decisions: new_story, joined_story (same event, other report), copy, or no_story (a page with no text left after cleaning).",
             ["decision"],
+            registry=registry,
+        ),
+        dedup_merges=Counter(
+            "newsflow_dedup_story_merges_total",
+            "Open stories merged into another (a report linked two that told one event); see merged_into.",
             registry=registry,
         ),
         dedup_index_articles=Gauge(
