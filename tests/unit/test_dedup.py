@@ -494,3 +494,13 @@ def test_stories_are_not_merged_without_both_a_shared_name_and_whole_likeness(co
     assert decided.story_id == "s0"
     assert set(index.stories) == {"s0", "s1"} and index.merged == []
     assert index.articles["b0"].assignment.story_id == "s1"
+
+
+def test_a_merge_keeps_every_key_within_its_bound_of_stories():
+    index = StoryIndex(DedupOptions(max_stories_per_key=2))
+    for i, names in enumerate([{"Alpha": 1.0}, {"Alpha": 1.0}, {"Alpha": 1.0}, {"Bravo": 1.0}]):
+        index.restore(_synthetic(f"a{i}", names, i), StoryAssignment(f"s{i}", None, None, None, True))
+    assert index.postings["alpha"] == ["s1", "s2"]  # s0 fell off the bounded list
+    index.merge("s0", "s3")  # s3 now has s0's key too: it is the most recent story for it
+    assert index.postings["alpha"] == ["s2", "s3"]
+    assert index.postings["bravo"] == ["s3"]

@@ -290,7 +290,9 @@ def test_a_merged_story_leads_to_the_one_that_took_it_in(store: StoryStore):
     assert s1["lineage"] == [{"event": "merged_from", "story_id": "s2", "at": "2026-12-01T10:05:00Z"}]
     assert s2["lineage"] == [{"event": "merged_into", "story_id": "s1", "at": "2026-12-01T10:05:00Z"}]
     assert [m["article_id"] for m in s2["members"]] == ["b1"]
-    # The list shows the event once, as the survivor.
+    # The list shows the event once, as the survivor, also when found by the absorbed members.
     assert [s["story_id"] for s in store.stories(StoryQuery())[0]] == ["s1"]
+    for query in (StoryQuery(entity="berlin"), StoryQuery(lang="de"), StoryQuery(outlet="wire.example")):
+        assert [s["story_id"] for s in store.stories(query)[0]] == ["s1"], query
     _validate(s1, "Story")
     _validate(s2, "Story")

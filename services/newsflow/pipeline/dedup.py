@@ -626,6 +626,9 @@ class StoryIndex:
         # Stories merged into another (`merge`), with the id of the one they joined, for their
         # final record (the caller empties the list).
         self.merged: list[tuple[Story, str]] = []
+        # The assignment the last article was indexed under before its merges (`assign`): what
+        # the writer's state records, so that a rebuild indexes it, then merges, as `assign` did.
+        self.joined: StoryAssignment | None = None
 
     def __len__(self) -> int:
         return len(self.articles)
@@ -718,6 +721,8 @@ class StoryIndex:
                 ids.remove(absorbed_id)
             if survivor_id not in ids:
                 ids.append(survivor_id)
+                if len(ids) > self.options.max_stories_per_key:
+                    del ids[0]
         self.story_keys.pop(absorbed_id, None)
         self.story_keys[survivor_id] = tuple(sorted(keys))
         del self.stories[absorbed_id]
@@ -757,6 +762,7 @@ class StoryIndex:
                     and not story.entities.keys().isdisjoint(other.entities)
                 ]
                 story = self.restore(f, assignment)
+                self.joined = assignment
                 for other in others:
                     if stories_similarity(story, other) >= self.options.merge_threshold:
                         # The larger story keeps its id (of two alike, the earlier one).

@@ -414,8 +414,8 @@ class DedupDesk:
     def _merges(self) -> list[Output]:
         """Return the records of the merges the last decision made: each merged story's final
         record (closed, `merged_into` its survivor) and the state record that repeats the merge
-        on a rebuilt desk (written before the decision's own article record, so it is replayed
-        first)."""
+        on a rebuilt desk (written after the decision's own article record, so it is replayed
+        after it, as it happened)."""
         outputs = []
         closed_at = utc_now_iso()
         for story, into in self.index.merged:
@@ -494,15 +494,17 @@ class DedupDesk:
     ) -> Decision:
         out = enriched_record(body["fields"], assignment)
         story = self.index.stories[assignment.story_id]
-        state = {"features": features.as_dict(), "assignment": assignment_dict(assignment)}
-        self._learn(features, body)
         merged = len(self.index.merged)
-        merges = self._merges()
+        # With merges, the state holds the story the article joined, and the merges after it: a
+        # rebuilt writer then folds the stories in the order this one did.
+        joined = self.index.joined if merged and self.index.joined else assignment
+        state = {"features": features.as_dict(), "assignment": assignment_dict(joined)}
+        self._learn(features, body)
         outputs = (
-            *merges,
             _enriched_output(out),
             _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
+            *self._merges(),
             *self._expired(),
         )
         outcome = (

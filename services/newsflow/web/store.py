@@ -85,14 +85,25 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 MAX_LIMIT = 200
+
+
+def _current_story(table: str, alias: str, condition: str) -> str:
+    """Return the clause: the story, or a story merged into it (articles keep the story id they
+    were published with), has a row of `table` meeting `condition`."""
+    return (
+        f"s.story_id IN (SELECT COALESCE(l.story_id, {alias}.story_id) FROM {table} {alias} "  # noqa: S608
+        f"LEFT JOIN lineage l ON l.event = 'merged_from' AND l.other = {alias}.story_id WHERE {condition})"
+    )
+
+
 # The story list's filters: parameter -> its clause over `stories s` (one bound value each).
 FILTERS = {
     "min_outlets": "s.outlet_count >= ?",
     "since": "s.last_seen >= ?",
     "until": "s.first_seen <= ?",
-    "entity": "s.story_id IN (SELECT e.story_id FROM entities e WHERE e.key = ?)",
-    "outlet": "s.story_id IN (SELECT a.story_id FROM articles a WHERE a.outlet = ?)",
-    "lang": "s.story_id IN (SELECT a.story_id FROM articles a WHERE a.lang = ?)",
+    "entity": _current_story("entities", "e", "e.key = ?"),
+    "outlet": _current_story("articles", "a", "a.outlet = ?"),
+    "lang": _current_story("articles", "a", "a.lang = ?"),
 }
 MAX_OUTLETS = 10_000
 
@@ -278,6 +289,13 @@ class StoryStore:
             into = str(r["merged_into"])
             merges += [(story_id, "merged_into", into, at), (into, "merged_from", story_id, at)]
         self.db.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", merges)
+        # A story the survivor lists is hidden even if its own last record was not seen (its
+        # direct survivor, when that record was, is the one it names).
+        self.db.executemany(
+            "INSERT OR IGNORE INTO lineage SELECT ?, 'merged_into', ?, ? WHERE NOT EXISTS "
+            "(SELECT 1 FROM lineage WHERE story_id = ? AND event = 'merged_into')",
+            [(other, story_id, at, other) for other in r.get("merged_from") or ()],
+        )
 
     # -- answers out ----------------------------------------------------------------------------
 
