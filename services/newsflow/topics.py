@@ -22,6 +22,8 @@ from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     KafkaConnectionError,
     KafkaError,
+    NodeNotReadyError,
+    RequestTimedOutError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
 )
@@ -99,7 +101,7 @@ def message_size_config(kafka: KafkaSettings) -> dict[str, str]:
 
 async def _retry_until_answered(
     attempt: Callable[[], Awaitable[object]],
-    retriable: type[Exception],
+    retriable: type[Exception] | tuple[type[Exception], ...],
     timeout: float,
     pause: float,
     failure: str,
@@ -169,7 +171,9 @@ async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
 
     await _retry_until_answered(
         list_topics,
-        KafkaConnectionError,
+        # A broker that is starting or resuming (paused, failing over) may answer the bootstrap
+        # with metadata that names no broker yet, or time out: the same as not answering.
+        (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError),
         timeout,
         0.5,
         f"Kafka at {kafka.bootstrap} did not answer within {timeout:.0f}s",
