@@ -396,8 +396,8 @@ class Story:
     def add(self, f: StoryFeatures, options: DedupOptions) -> None:
         """Fold an article into the centroid (bounded) and the member list."""
         n = len(self.members)
-        self.entities = _merge(self.entities, f.entities, n, options.max_story_entities)
-        self.terms = _merge(self.terms, f.terms, n, options.max_story_entities)
+        self.entities = _combine(self.entities, n, f.entities.items(), 1, options.max_story_entities)
+        self.terms = _combine(self.terms, n, f.terms.items(), 1, options.max_story_entities)
         if f.embedding:
             self.embedded += 1
             current = self.vector_sum
@@ -406,8 +406,7 @@ class Story:
             else:
                 self.vector_total, self.embedding = current + dequantize(f.embedding), b""
         if f.quotes:
-            merged = f.quotes.union(memoryview(self.quotes).cast("I"))
-            self.quotes = array("I", sorted(merged)[: 4 * MAX_QUOTE_SHINGLES]).tobytes()
+            self.quotes = _with_quotes(self.quotes, f.quotes)
         self.members.append(f.article_id)
         if f.outlet not in self.outlets:
             self.outlets = (*self.outlets, f.outlet)
@@ -418,16 +417,15 @@ class Story:
     def absorb(self, other: Story, options: DedupOptions) -> None:
         """Fold another story's members and centroid into this one (`StoryIndex.merge`)."""
         n, m = len(self.members), len(other.members)
-        self.entities = _combine(self.entities, n, other.entities, m, options.max_story_entities)
-        self.terms = _combine(self.terms, n, other.terms, m, options.max_story_entities)
+        self.entities = _combine(self.entities, n, other.entities.pairs(), m, options.max_story_entities)
+        self.terms = _combine(self.terms, n, other.terms.pairs(), m, options.max_story_entities)
         mine, theirs = self.vector_sum, other.vector_sum
         if theirs is not None:
             self.vector_total = theirs if mine is None else mine + theirs
             self.embedding = b""
             self.embedded += other.embedded
         if other.quotes:
-            merged = set(memoryview(self.quotes).cast("I")).union(memoryview(other.quotes).cast("I"))
-            self.quotes = array("I", sorted(merged)[: 4 * MAX_QUOTE_SHINGLES]).tobytes()
+            self.quotes = _with_quotes(self.quotes, memoryview(other.quotes).cast("I"))
         self.members.extend(other.members)
         self.outlets = (*self.outlets, *(o for o in other.outlets if o not in self.outlets))
         self.first_seen = min(self.first_seen, other.first_seen)
@@ -436,23 +434,22 @@ class Story:
         self.merged_from = (*self.merged_from, other.story_id, *other.merged_from)
 
 
-def _combine(a: Weights, n: int, b: Weights, m: int, keep: int) -> Weights:
-    """Return the centroid of n members' centroid `a` and m members' centroid `b`, bounded."""
-    total: dict[str, float] = {k: v * n for k, v in a.pairs()}
-    for k, v in b.pairs():
+def _combine(centroid: Weights, n: int, other: Iterable[tuple[str, float]], m: int, keep: int) -> Weights:
+    """Return the centroid of n members' `centroid` and m members' `other` (one article's
+    weights: m = 1), bounded to the `keep` heaviest keys."""
+    total = {k: v * n for k, v in centroid.pairs()}
+    for k, v in other:
+        # Interned: open stories share one copy of each word or name, however many use it.
+        k = sys.intern(k)
         total[k] = total.get(k, 0.0) + v * m
     top = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
     return Weights((k, v / (n + m)) for k, v in top)
 
 
-def _merge(centroid: Weights, new: Mapping[str, float], n: int, keep: int) -> Weights:
-    merged = {k: v * n for k, v in centroid.pairs()}
-    for k, v in new.items():
-        # Interned: open stories share one copy of each word or name, however many use it.
-        k = sys.intern(k)
-        merged[k] = merged.get(k, 0.0) + v
-    top = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
-    return Weights((k, v / (n + 1)) for k, v in top)
+def _with_quotes(quotes: bytes, more: Iterable[int]) -> bytes:
+    """Return a story's quote shingles with `more` added, the smallest hashes kept (bounded)."""
+    merged = set(memoryview(quotes).cast("I")).union(more)
+    return array("I", sorted(merged)[: 4 * MAX_QUOTE_SHINGLES]).tobytes()
 
 
 def story_similarity(
@@ -692,12 +689,6 @@ class StoryIndex:
         # Stable: of equal scores, the first candidate wins (as it always has).
         scored.sort(key=itemgetter(0), reverse=True)
         return scored
-
-    def score(self, f: StoryFeatures) -> tuple[Story | None, float]:
-        """Return the best story the article may join and its similarity ((None, 0.0) when there
-        is none)."""
-        scored = self.scores(f)
-        return (scored[0][1], scored[0][0]) if scored else (None, 0.0)
 
     def merge(self, absorbed_id: str, survivor_id: str) -> Story | None:
         """Fold one open story into another: its members, centroid and index entries become the
