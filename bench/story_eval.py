@@ -18,6 +18,12 @@ article pairs put in one story, the share that are one event), recall its pairwi
 where a story that grows into a theme shows. Figures are given for the whole set and for two
 halves (pairs split by a hash of their id, events by a hash of their first article), so that
 a change tuned on one half is reported on the other.
+
+Dated streams: the pairs carry no dates, so that stream is a backfill of undated texts, where
+only content can keep two events on one theme apart. The same articles are streamed again with
+synthetic dates (each event on a day of a month, its reports within two days): as a live stream,
+received as published, and as a backfill of a dated archive, received at once. They show what
+publication times add to the decision (`_freshness` and the story window) when they are known.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import re
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from statistics import fmean as mean
 from typing import Any
@@ -181,19 +188,32 @@ class Events:
         return both / together if together else 1.0, both / same if same else 1.0
 
 
-def stream_stories(done: dict[str, tuple[CleanArticle, StoryFeatures]], seed: int) -> dict[str, str]:
+def stream_stories(
+    done: dict[str, tuple[CleanArticle, StoryFeatures]],
+    seed: int,
+    times: dict[str, tuple[float, float]] | None = None,
+) -> tuple[dict[str, str], int]:
     """Put every article through one index, in a shuffled order, as a stream would; return each
-    article's story, following merges as a consumer would.
+    article's story, following merges as a consumer would, and the number of merges. With `times` (article id -> its
+    publication time and the time it is received), articles arrive in the order received and
+    carry those times.
 
     Pair by pair, each article meets a story of one; in a stream it meets stories that grew from
     many articles, on neighbouring subjects too (the pairs judged different are mostly on related
     subjects): this is where a story that drifts into a theme shows, as false matches."""
     ids = sorted(done)
     random.Random(seed).shuffle(ids)
+    if times is not None:
+        ids.sort(key=lambda x: times[x][1])  # stable: equal receipt times keep the shuffled order
     index = StoryIndex()
-    story_of, into = {}, {}
+    story_of: dict[str, str] = {}
+    into: dict[str, str] = {}
     for article_id in ids:
-        story_of[article_id] = index.assign(done[article_id][1]).story_id
+        features = done[article_id][1]
+        if times is not None:
+            published, received = times[article_id]
+            features = replace(features, timestamp=published, received=received)
+        story_of[article_id] = index.assign(features).story_id
         into.update((story.story_id, survivor) for story, survivor in index.merged)
         index.merged.clear()
 
@@ -202,11 +222,39 @@ def stream_stories(done: dict[str, tuple[CleanArticle, StoryFeatures]], seed: in
             story_id = into[story_id]
         return story_id
 
-    MERGES.append(len(into))
-    return {article_id: final(story_id) for article_id, story_id in story_of.items()}
+    return {article_id: final(story_id) for article_id, story_id in story_of.items()}, len(into)
 
 
-MERGES: list[int] = []  # merges per stream order, for the report
+# Dated streams. The pairs carry no dates, so each event is given one: a day in a span of
+# DATED_SPAN_DAYS, its reports published within REPORT_HOURS of it (one event, one day or two;
+# events on one theme, days or weeks apart). Synthetic, and said so in the report: what it shows
+# is what the time signals do when dates are known, not how dated news is spread.
+DATED_SPAN_DAYS = 30
+REPORT_HOURS = 48.0
+DATED_START = 1_577_836_800.0  # 2020-01-01 UTC, when the pairs' news was published
+
+
+DATED_MODES = {
+    "live": "live stream: received as published, in that order",
+    "backfill": "backfill: an archive with its dates, received at once in any order",
+}
+
+
+def dated_times(events: Events, seed: int, live: bool) -> dict[str, tuple[float, float]]:
+    """Return each article's (publication, receipt) time: received within the hour of its
+    publication in a live stream, all at the end of the span in a backfill of an archive."""
+    rng = random.Random(seed)
+    day: dict[str, float] = {}
+    times = {}
+    end = DATED_START + (DATED_SPAN_DAYS + 3) * 86400
+    for article_id in sorted(events.event):
+        event = events.event[article_id]
+        if event not in day:
+            day[event] = DATED_START + rng.uniform(0, DATED_SPAN_DAYS * 86400)
+        published = day[event] + rng.uniform(0, REPORT_HOURS * 3600)
+        delay = rng.uniform(0, 3600)  # drawn in both modes: one seed, the same dates
+        times[article_id] = (published, published + delay if live else end)
+    return times
 
 
 def main() -> int:
@@ -254,17 +302,23 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     events = Events(pairs, json.loads(args.events.read_text()))
     judged_pairs = [p for p in pairs if is_judged(p)]
-    streams = []  # per order: pairs' (P, R, F1), purity and recall (all, A, B), largest story
+    # per order: pairs' (P, R, F1), purity and recall (all, A, B), largest story, merges
+    streams = []
+    dated: dict[str, list[list[tuple[float, float]]]] = {mode: [] for mode in DATED_MODES}
     for seed in range(STREAM_ORDERS):
-        story_of = stream_stories(done, seed)
+        story_of, merges = stream_stories(done, seed)
         verdicts = [story_of[p["a"]["id"]] == story_of[p["b"]["id"]] for p in judged_pairs]
         streams.append(
             (
                 prf(verdicts, [p["overall"] <= 2.0 for p in judged_pairs]),
                 [events.purity(story_of, half) for half in (None, "A", "B")],
                 max(Counter(story_of.values()).values()),
+                merges,
             )
         )
+        for mode in DATED_MODES:
+            story_of, _ = stream_stories(done, seed, dated_times(events, seed, live=mode == "live"))
+            dated[mode].append([events.purity(story_of, half) for half in (None, "A", "B")])
 
     def figures(subset: list[dict[str, Any]]) -> tuple[float, float, float, float]:
         judged = [r for r in subset if is_judged(r)]
@@ -325,7 +379,7 @@ def main() -> int:
             f"F1 ratio newsflow/baseline: {f1 / best_j[1][2]:.3f}",
             "",
             f"stream: all {len(texts)} articles through one index, {STREAM_ORDERS} shuffled orders "
-            f"(largest story {max(x[2] for x in streams)} articles; {mean(MERGES):.1f} story merges per order); judged pairs: "
+            f"(largest story {max(x[2] for x in streams)} articles; {mean(x[3] for x in streams):.1f} story merges per order); judged pairs: "
             f"precision {mean(x[0][0] for x in streams):.3f}, recall {mean(x[0][1] for x in streams):.3f}, "
             f"F1 {mean(x[0][2] for x in streams):.3f} (min {min(x[0][2] for x in streams):.3f})",
             "",
@@ -339,6 +393,19 @@ def main() -> int:
             ),
             "",
             "(the purity halves split events, by a hash of their first article; the pairs' halves split pairs)",
+            "",
+            f"dated streams (synthetic dates: each event on a day of {DATED_SPAN_DAYS}, its reports within "
+            f"{REPORT_HOURS:.0f} h; {STREAM_ORDERS} draws) | purity | recall | purity, half A | half B | recall, half A | half B |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {DATED_MODES[mode]} | "
+                + " | ".join(
+                    f"{mean(x[i][j] for x in dated[mode]):.3f}"
+                    for j, i in ((0, 0), (1, 0), (0, 1), (0, 2), (1, 1), (1, 2))
+                )
+                + " |"
+                for mode in DATED_MODES
+            ),
             "",
             f"copies: {sum(copy_gold)} generated variants, {len(copy_gold) - sum(copy_gold)} independent articles: "
             f"precision {cp:.3f}, recall {cr:.3f}, F1 {cf1:.3f}",
@@ -354,6 +421,7 @@ def main() -> int:
     measured = {
         "story_f1": f1,
         "story_purity": mean(x[1][0][0] for x in streams),
+        "story_purity_dated": mean(x[0][0] for x in dated["backfill"]),
         "story_stream_f1": mean(x[0][2] for x in streams),
         "copies_f1": cf1,
     }

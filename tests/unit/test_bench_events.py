@@ -33,3 +33,23 @@ def test_labels_join_pairs_and_ambiguity_never_hides_a_link():
 def test_labels_may_not_overrule_a_pair_judged_different():
     with pytest.raises(ValueError, match="d1/d2"):
         Events(PAIRS, {"same_event": [["d1", "a1", "d2"]], "ambiguous": []})
+
+
+def test_dated_times_put_one_events_reports_within_two_days_and_a_backfill_at_once():
+    from bench.story_eval import DATED_SPAN_DAYS, REPORT_HOURS, dated_times
+
+    events = Events(PAIRS, {"same_event": [["a2", "b1"]], "ambiguous": []})
+    live = dated_times(events, seed=3, live=True)
+    assert set(live) == set(events.event)
+    for x, y in [("a1", "a2"), ("a1", "b2"), ("c1", "c2")]:
+        if events.event[x] == events.event[y]:
+            assert abs(live[x][0] - live[y][0]) <= REPORT_HOURS * 3600
+    published = sorted(t for t, _ in live.values())
+    assert published[-1] - published[0] <= (DATED_SPAN_DAYS * 24 + REPORT_HOURS) * 3600
+    # Live: received within the hour after publication. Backfill: the same dates, one receipt time.
+    assert all(0 <= received - t <= 3600 for t, received in live.values())
+    backfill = dated_times(events, seed=3, live=False)
+    assert [t for t, _ in backfill.values()] == [t for t, _ in live.values()]
+    assert len({received for _, received in backfill.values()}) == 1
+    assert min(backfill.values())[1] > published[-1]
+    assert dated_times(events, seed=4, live=True) != live
