@@ -8,6 +8,7 @@ salient entities, and NER cost grows linearly with length.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,6 +160,78 @@ def _merge_short_names(groups: dict[str, _Group]) -> None:
         ] or [k for k in longer if labels[k] == "ORG" and k.split()[0] == short]
         if len(owners) == 1:
             _fold(groups, short, owners[0], keep_target_label=True)
+        elif owners and labels[owners[0]] == "PERSON":
+            # Two people it may refer to ("Kristen Wilkins", "Kristin Wilkins"): which one is
+            # unknown, but it is a person.
+            groups[short].labels = Counter({"PERSON": len(groups[short].spans)})
+
+
+def _propagatable(form: str) -> bool:
+    """Whether a name may be found again where the model did not tag it: capitalised, and, if
+    one word, not a common word ("State", "House")."""
+    if not form[:1].isupper() or len(form) < 2:
+        return False
+    return " " in form or zipf_frequency(form.lower(), "en") < _ORDINARY_ZIPF
+
+
+def _propagate(groups: dict[str, _Group], text: str) -> None:
+    """Add the untagged recurrences of a tagged name (and of a person's surname) to its entity.
+
+    Models tag a name in one sentence and miss it in the next ("Montalvo said ..."); within one
+    article a name means one thing (one sense per discourse), so where it recurs it is the same
+    entity. A form two entities could claim is left alone.
+    """
+    owner: dict[str, str | None] = {}
+    for key, group in groups.items():
+        forms = set(group.names)
+        if _label(group) == "PERSON":
+            forms.update(name.split()[-1] for name in group.names if " " in name)
+        for form in filter(_propagatable, forms):
+            owner[form] = key if owner.get(form, key) == key else None
+    found = {form: key for form, key in owner.items() if key is not None}
+    if not found:
+        return
+    taken = sorted(span for group in groups.values() for span in group.spans)
+    starts = [start for start, _ in taken]
+    pattern = re.compile(
+        r"(?<![\w&'’.-])(?:"
+        + "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
+        + r")(?![\w&-]|['’]\w{2})"
+    )
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        i = bisect_right(starts, start)
+        # Not inside or across a mention already tagged.
+        if (i and taken[i - 1][1] > start) or (i < len(taken) and taken[i][0] < end):
+            continue
+        if _in_longer_name(text, start, end):
+            continue
+        groups[found[match.group()]].spans.append((start, end))
+
+
+_WORD_BEFORE = re.compile(r"([^\W\d_][\w.'’-]*)\s+$")
+_CAPITAL_AFTER = re.compile(r"\s+[^\W\d_a-z]")
+
+
+# A capitalised word this frequent before a name starts a sentence ("The", "But", "After").
+_FUNCTION_ZIPF = 6.0
+
+
+def _in_longer_name(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is next to another capitalised word: part of a longer name the
+    model did not tag ("Internet Explorer", "Trump Tower"). A title ("Mr."), a word that ends a
+    sentence or a function word starting one is not a name."""
+    before = _WORD_BEFORE.search(text, max(0, start - 30), start)
+    if before:
+        word = before.group(1)
+        if (
+            word[0].isupper()
+            and not word.endswith(".")
+            and not _HONORIFIC.fullmatch(word + " ")
+            and zipf_frequency(word.lower(), "en") < _FUNCTION_ZIPF
+        ):
+            return True
+    return bool(_CAPITAL_AFTER.match(text, end))
 
 
 # Labels a place may carry; an organisation or nationality named like a city ("Barcelona" the
@@ -174,6 +247,20 @@ _LOCATIVE = frozenset({"in", "near", "outside", "around", "across", "into", "at"
 _LISTED = re.compile(r"^\s*(?:,|and|or)\s*$")
 
 
+# The one or two capitalised words listed right before or after a name ("Odesa and Dnipro").
+_LISTED_BEFORE = re.compile(r"([^\W\d_a-z][\w'’-]*(?: [^\W\d_a-z][\w'’-]*)?)\s*(?:,|and|or)\s*$")
+_LISTED_AFTER = re.compile(r"\s*(?:,|and|or)\s*([^\W\d_a-z][\w'’-]*(?: [^\W\d_a-z][\w'’-]*)?)")
+
+
+def _listed_with_known_place(text: str, start: int, end: int) -> bool:
+    """Whether a name is listed with a word the gazetteers know as a place, tagged or not (the
+    model may have missed it: "Odesa and Dnipro were hit")."""
+    before = _LISTED_BEFORE.search(text, max(0, start - 40), start)
+    after = _LISTED_AFTER.match(text, end)
+    # The neighbour as a whole: "Manchester United" is no place, though Manchester is one.
+    return any(found and is_place(entity_key(found.group(1))) for found in (before, after))
+
+
 def _said_as_place(text: str, spans: list[tuple[int, int]], places: list[tuple[int, int]]) -> bool:
     for start, end in spans:
         before = text[max(0, start - 12) : start].split()
@@ -182,6 +269,8 @@ def _said_as_place(text: str, spans: list[tuple[int, int]], places: list[tuple[i
         for p_start, p_end in places:
             if _LISTED.match(text[p_end:start]) or _LISTED.match(text[end:p_start]):
                 return True
+        if _listed_with_known_place(text, start, end):
+            return True
     return False
 
 
@@ -200,6 +289,12 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
                 undecided.append(group)
             else:
                 group.labels = Counter({"GPE": len(group.spans)})
+        elif not is_place(key) and len(group.labels) > 1:
+            # A name no gazetteer knows as a place, that the model calls a place in some sentences
+            # and something else in others ("Scientology"): its place votes count half.
+            group.labels = Counter(
+                {label: n / 2 if label in _PLACE_LABELS else n for label, n in group.labels.items()}
+            )
     # Decided after the rest, so that a place the model took for a person ("Odesa and Dnipro were
     # hit") counts as the place the other is listed with.
     places = [span for g in groups.values() if _label(g) in _PLACE_LABELS for span in g.spans]
@@ -229,6 +324,7 @@ def build_entities(
         g.spans.append((start, end))
     _settle_places(groups, text)
     _merge_short_names(groups)
+    _propagate(groups, text)
     if not groups:
         return []
     title_key = f" {entity_key(title)} " if title else ""
