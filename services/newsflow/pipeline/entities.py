@@ -160,18 +160,32 @@ def _merge_short_names(groups: dict[str, _Group]) -> None:
         ] or [k for k in longer if labels[k] == "ORG" and k.split()[0] == short]
         if len(owners) == 1:
             _fold(groups, short, owners[0], keep_target_label=True)
-        elif owners and labels[owners[0]] == "PERSON":
-            # Two people it may refer to ("Kristen Wilkins", "Kristin Wilkins"): which one is
-            # unknown, but it is a person.
+        elif owners and labels[owners[0]] == "PERSON" and groups[short].labels["PERSON"]:
+            # Two people it may refer to ("Kristen Wilkins", "Kristin Wilkins"), and the model
+            # took it for a person somewhere: which one is unknown, but it is a person. ("Ford"
+            # after Henry and Bill Ford, never called a person, may be the company.)
             groups[short].labels = Counter({"PERSON": len(groups[short].spans)})
 
 
-def _propagatable(form: str) -> bool:
+def _propagatable(form: str, lower_words: set[str]) -> bool:
     """Whether a name may be found again where the model did not tag it: capitalised, and, if
-    one word, not a common word ("State", "House")."""
+    one word, not a common word ("State", "House") nor one the text also writes in lower case
+    ("Prosecutors" starting a sentence, "prosecutors" elsewhere)."""
     if not form[:1].isupper() or len(form) < 2:
         return False
-    return " " in form or zipf_frequency(form.lower(), "en") < _ORDINARY_ZIPF
+    if " " in form:
+        return True
+    return zipf_frequency(form.lower(), "en") < _ORDINARY_ZIPF and form.lower() not in lower_words
+
+
+# What ends a name without being its surname ("Martin Luther King Jr.").
+_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
+
+
+def _surname(name: str) -> str | None:
+    """Return the last word of a full name that is not a suffix (None for a one-word name)."""
+    words = [w for w in name.split() if w.lower().rstrip(".") not in _NAME_SUFFIXES]
+    return words[-1].rstrip(",") if len(words) > 1 else None
 
 
 def _propagate(groups: dict[str, _Group], text: str) -> None:
@@ -181,13 +195,15 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
     article a name means one thing (one sense per discourse), so where it recurs it is the same
     entity. A form two entities could claim is left alone.
     """
+    lower_words = set(re.findall(r"\b[a-z][\w'’-]*", text))
     owner: dict[str, str | None] = {}
     for key, group in groups.items():
         forms = set(group.names)
         if _label(group) == "PERSON":
-            forms.update(name.split()[-1] for name in group.names if " " in name)
-        for form in filter(_propagatable, forms):
-            owner[form] = key if owner.get(form, key) == key else None
+            forms.update(filter(None, map(_surname, group.names)))
+        for form in forms:
+            if _propagatable(form, lower_words):
+                owner[form] = key if owner.get(form, key) == key else None
     found = {form: key for form, key in owner.items() if key is not None}
     if not found:
         return
@@ -252,16 +268,24 @@ _LISTED_BEFORE = re.compile(r"([^\W\d_a-z][\w'’-]*(?: [^\W\d_a-z][\w'’-]*)?)
 _LISTED_AFTER = re.compile(r"\s*(?:,|and|or)\s*([^\W\d_a-z][\w'’-]*(?: [^\W\d_a-z][\w'’-]*)?)")
 
 
-def _listed_with_known_place(text: str, start: int, end: int) -> bool:
-    """Whether a name is listed with a word the gazetteers know as a place, tagged or not (the
-    model may have missed it: "Odesa and Dnipro were hit")."""
+def _listed_with_known_place(text: str, start: int, end: int, tagged: list[tuple[int, int]]) -> bool:
+    """Whether a name is listed with a name the gazetteers know as a place that the model did
+    not tag ("Odesa and Dnipro were hit", Odesa missed). A tagged neighbour has its own label:
+    "Liverpool and Leeds drew", two clubs, are not places."""
     before = _LISTED_BEFORE.search(text, max(0, start - 40), start)
     after = _LISTED_AFTER.match(text, end)
-    # The neighbour as a whole: "Manchester United" is no place, though Manchester is one.
-    return any(found and is_place(entity_key(found.group(1))) for found in (before, after))
+    for found in (before, after):
+        # The neighbour as a whole: "Manchester United" is no place, though Manchester is one.
+        if found and is_place(entity_key(found.group(1))):
+            n_start, n_end = found.span(1)
+            if not any(s < n_end and n_start < e for s, e in tagged):
+                return True
+    return False
 
 
-def _said_as_place(text: str, spans: list[tuple[int, int]], places: list[tuple[int, int]]) -> bool:
+def _said_as_place(
+    text: str, spans: list[tuple[int, int]], places: list[tuple[int, int]], tagged: list[tuple[int, int]]
+) -> bool:
     for start, end in spans:
         before = text[max(0, start - 12) : start].split()
         if before and before[-1].lower() in _LOCATIVE:
@@ -269,7 +293,7 @@ def _said_as_place(text: str, spans: list[tuple[int, int]], places: list[tuple[i
         for p_start, p_end in places:
             if _LISTED.match(text[p_end:start]) or _LISTED.match(text[end:p_start]):
                 return True
-        if _listed_with_known_place(text, start, end):
+        if _listed_with_known_place(text, start, end, tagged):
             return True
     return False
 
@@ -290,16 +314,23 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
             else:
                 group.labels = Counter({"GPE": len(group.spans)})
         elif not is_place(key) and len(group.labels) > 1:
-            # A name no gazetteer knows as a place, that the model calls a place in some sentences
-            # and something else in others ("Scientology"): its place votes count half.
-            group.labels = Counter(
-                {label: n / 2 if label in _PLACE_LABELS else n for label, n in group.labels.items()}
+            # A name no gazetteer knows as a place, that the model calls a place in as many
+            # sentences as something else ("Scientology", 5 and 5): the tie goes to the other
+            # label, whatever the order of the mentions. (A town too small for the gazetteer,
+            # called a place more often than not, stays a place.)
+            (top, n), *_ = group.labels.most_common()
+            rival = max(
+                ((m, label) for label, m in group.labels.items() if label not in _PLACE_LABELS),
+                default=None,
             )
+            if top in _PLACE_LABELS and rival is not None and rival[0] == n:
+                group.labels = Counter({rival[1]: n})
     # Decided after the rest, so that a place the model took for a person ("Odesa and Dnipro were
     # hit") counts as the place the other is listed with.
     places = [span for g in groups.values() if _label(g) in _PLACE_LABELS for span in g.spans]
+    tagged = [span for g in groups.values() for span in g.spans]
     for group in undecided:
-        if _said_as_place(text, group.spans, places):
+        if _said_as_place(text, group.spans, places, tagged):
             group.labels = Counter({"GPE": len(group.spans)})
 
 
