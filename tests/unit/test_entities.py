@@ -376,3 +376,14 @@ def test_a_name_listed_with_a_known_place_the_model_missed_is_a_place_but_not_be
     # "Manchester United" is no place, though Manchester is one: Barcelona the club stays a club.
     text = "Barcelona and Manchester United drew on Sunday."
     assert [e.label for e in build_entities(text, spans(text, ("Barcelona", "ORG")))] == ["ORG"]
+
+
+def test_a_surname_two_entities_could_claim_is_not_given_to_either():
+    text = "Kristen Wilkins met Kristin Wilkins in May. Later on, Wilkins said the prints were rare."
+    raw = spans(text, ("Kristen Wilkins", "PERSON"), ("Kristin Wilkins", "PERSON"))
+    ents = {e.key: e.count for e in build_entities(text, raw)}
+    assert ents == {"kristen wilkins": 1, "kristin wilkins": 1}
+    # One owner: the recurrence is found.
+    text = "Kristen Wilkins met the board in May. Later on, Wilkins said the prints were rare."
+    raw = spans(text, ("Kristen Wilkins", "PERSON"))
+    assert {e.key: e.count for e in build_entities(text, raw)} == {"kristen wilkins": 2}
