@@ -260,12 +260,14 @@ _NOT_RELABELLED = _PLACE_LABELS | {"ORG", "NORP"}
 # the model says, where "Dnipro won" may be the club. So is a name listed with a place: "Odesa
 # and Dnipro were hit".
 _LOCATIVE = frozenset({"in", "near", "outside", "around", "across", "into", "at"})
-_LISTED = re.compile(r"^\s*(?:,|and|or)\s*$")
+_SEPARATOR = r"\s*(?:,|and|or)\s*"
+_LISTED = re.compile(f"^{_SEPARATOR}$")
 
 
 # The one or two capitalised words listed right before or after a name ("Odesa and Dnipro").
-_LISTED_BEFORE = re.compile(r"([^\W\d_a-z][\w'’-]*(?: [^\W\d_a-z][\w'’-]*)?)\s*(?:,|and|or)\s*$")
-_LISTED_AFTER = re.compile(r"\s*(?:,|and|or)\s*([^\W\d_a-z][\w'’-]*(?: [^\W\d_a-z][\w'’-]*)?)")
+_NEIGHBOUR = r"([^\W\d_a-z][\w'’-]*(?: [^\W\d_a-z][\w'’-]*)?)"
+_LISTED_BEFORE = re.compile(f"{_NEIGHBOUR}{_SEPARATOR}$")
+_LISTED_AFTER = re.compile(f"{_SEPARATOR}{_NEIGHBOUR}")
 
 
 def _listed_with_known_place(text: str, start: int, end: int, tagged: list[tuple[int, int]]) -> bool:
