@@ -1,10 +1,11 @@
 """State size and lookup latency of the dedup index at growing sizes (synthetic articles).
 
-    python bench/dedup_cost.py [--sizes 10000 100000] [--record]
+    python bench/dedup_cost.py [--sizes 10000 100000] [--story-size K] [--record]
 
 Each synthetic article has the shape of a real one (15 weighted terms from a 50k-word vocabulary,
 10 entities from a 20k-name pool, 64-value MinHash, a few quote shingles, a 384-dimension
-embedding) and its own story, all inside one window. Reported: serialized state per article (the
+embedding) and its own story, all inside one window (with `--story-size K`, every K consecutive
+articles are one story: what its members cost, among them the member logs splits read). Reported: serialized state per article (the
 state topic value) and the process memory per article, and p50/p99 of `StoryIndex.assign`
 measured on 1,000 further articles after the index is filled. Baseline: a linear scan over the
 same stories (on the first 2,000), which is what the inverted index and LSH avoid.
@@ -69,6 +70,13 @@ def new_story(f: StoryFeatures) -> StoryAssignment:
     return StoryAssignment(f"s-{f.article_id}", None, None, None, True)
 
 
+def story_of(i: int, f: StoryFeatures, size: int) -> StoryAssignment:
+    """The i-th article's place when every `size` consecutive articles are one story."""
+    if i % size == 0:
+        return new_story(f)
+    return StoryAssignment(f"s-a{i - i % size}", None, None, 0.9, False)
+
+
 def rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -76,7 +84,7 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(n: int) -> tuple[float, float, float, float]:
+def measure(n: int, story_size: int = 1) -> tuple[float, float, float, float]:
     rng = random.Random(n)
     index = StoryIndex()
     before = rss_mib()
@@ -90,7 +98,7 @@ def measure(n: int) -> tuple[float, float, float, float]:
                 jsonio.dumps({"seq": i, "features": f.as_dict(), "assignment": assignment_dict(a)})
             )
         else:
-            index.restore(f, new_story(f))
+            index.restore(f, story_of(i, f, story_size))
     mem_per_article = (rss_mib() - before) * 1024 * 1024 / n
     assert len(index) == n, f"{n - len(index)} articles expired: the sizes would be wrong"
     lat = []
@@ -209,6 +217,7 @@ def main() -> int:
         default=[],
         help="sizes at which to time a writer's rebuild from Kafka",
     )
+    parser.add_argument("--story-size", type=int, default=1, help="articles per story (default 1)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     rows = [
@@ -216,7 +225,7 @@ def main() -> int:
         "|---|---|---|---|---|",
     ]
     for n in args.sizes:
-        state, mem, p50, p99 = measure(n)
+        state, mem, p50, p99 = measure(n, args.story_size)
         rows.append(f"| {n:,} | {state:,.0f} | {mem:,.0f} | {p50:.2f} | {p99:.2f} |")
         print(rows[-1], flush=True)
     scan = linear_scan_ms()
@@ -237,6 +246,8 @@ def main() -> int:
             f"| {replay / t['snapshot']:.1f}x | {t['write']:.1f} | {t['size_mb']:,.0f} |"
         )
         print(rows[-1], flush=True)
+    if args.story_size > 1:
+        rows += ["", f"{args.story_size} articles per story"]
     report = "\n".join(rows)
     print(report)
     if args.record:

@@ -1,6 +1,6 @@
 """Same-story and copy detection quality of the dedup stage, beside a word-set Jaccard baseline.
 
-    python bench/story_eval.py ../shared/data [--dump pairs.jsonl] [--record]
+    python bench/story_eval.py ../shared/data [--dump pairs.jsonl] [--record] [--split-threshold T]
 
 Same story: stories-dev/pairs.jsonl (SemEval-2022 Task 8 en-en pairs). For each pair the real
 stage code runs as the worker runs it (extract the text, tag entities, compute features, index
@@ -15,7 +15,8 @@ would. Events: a pair judged same links its two articles, and bench/story_events
 articles of different pairs that report one event (how it was labelled is in the file); every
 other two articles are two events. Purity is the pairwise precision of the stories (of all
 article pairs put in one story, the share that are one event), recall its pairwise recall:
-where a story that grows into a theme shows. Figures are given for the whole set and for two
+where a story that grows into a theme shows (an article counts in the story whose record lists it
+at the end, after merges and splits; `--split-threshold 0` streams without splits). Figures are given for the whole set and for two
 halves (pairs split by a hash of their id, events by a hash of their first article), so that
 a change tuned on one half is reported on the other.
 
@@ -44,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import check_floors, half_of, record  # noqa: E402
 from newsflow.pipeline.dedup import (  # noqa: E402
+    DedupOptions,
     StoryFeatures,
     StoryIndex,
     article_features,
@@ -192,11 +194,13 @@ def stream_stories(
     done: dict[str, tuple[CleanArticle, StoryFeatures]],
     seed: int,
     times: dict[str, tuple[float, float]] | None = None,
-) -> tuple[dict[str, str], int]:
+    options: DedupOptions | None = None,
+) -> tuple[dict[str, str], int, int]:
     """Put every article through one index, in a shuffled order, as a stream would; return each
-    article's story, following merges as a consumer would, and the number of merges. With
-    `times` (article id -> its publication time and the time it is received), articles arrive
-    in the order received and carry those times.
+    article's story at the end (the story whose record lists it, after the merges and splits a
+    consumer follows), and the numbers of merges and splits. With `times` (article id -> its
+    publication time and the time it is received), articles arrive in the order received and
+    carry those times.
 
     Pair by pair, each article meets a story of one; in a stream it meets stories that grew from
     many articles, on neighbouring subjects too (the pairs judged different are mostly on related
@@ -205,24 +209,25 @@ def stream_stories(
     random.Random(seed).shuffle(ids)
     if times is not None:
         ids.sort(key=lambda x: times[x][1])  # stable: equal receipt times keep the shuffled order
-    index = StoryIndex()
+    index = StoryIndex(options)
     story_of: dict[str, str] = {}
-    into: dict[str, str] = {}
+    merges = splits = 0
     for article_id in ids:
         features = done[article_id][1]
         if times is not None:
             published, received = times[article_id]
             features = replace(features, timestamp=published, received=received)
         story_of[article_id] = index.assign(features).story_id
-        into.update((story.story_id, survivor) for story, survivor in index.merged)
+        # As the records tell a consumer: a merged story's members are its survivor's, a split
+        # story's members its own.
+        for story, survivor in index.merged:
+            story_of.update(dict.fromkeys(story.members, survivor))
+        for story, _ in index.splits:
+            story_of.update(dict.fromkeys(story.members, story.story_id))
+        merges, splits = merges + len(index.merged), splits + len(index.splits)
         index.merged.clear()
-
-    def final(story_id: str) -> str:  # as a consumer follows `merged_into`
-        while story_id in into:
-            story_id = into[story_id]
-        return story_id
-
-    return {article_id: final(story_id) for article_id, story_id in story_of.items()}, len(into)
+        index.splits.clear()
+    return story_of, merges, splits
 
 
 # Dated streams. The pairs carry no dates, so each event is given one: a day in a span of
@@ -275,7 +280,14 @@ def main() -> int:
     parser.add_argument(
         "--events", type=Path, default=EVENTS, help=f"event labels across pairs (default {EVENTS.name})"
     )
+    parser.add_argument(
+        "--split-threshold",
+        type=float,
+        default=DedupOptions().split_threshold,
+        help="the streams' split threshold (default: the stage's; 0: no splits, to see what they do)",
+    )
     args = parser.parse_args()
+    options = DedupOptions(split_threshold=args.split_threshold)
     data = args.data_dir / "stories-dev" if (args.data_dir / "stories-dev").is_dir() else args.data_dir
     path = data / "pairs.jsonl" if data.is_dir() else data
     pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -306,11 +318,11 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     events = Events(pairs, json.loads(args.events.read_text()))
     judged_pairs = [p for p in pairs if is_judged(p)]
-    # per order: pairs' (P, R, F1), purity and recall (all, A, B), largest story, merges
+    # per order: pairs' (P, R, F1), purity and recall (all, A, B), largest story, merges, splits
     streams = []
     dated: dict[str, list[list[tuple[float, float]]]] = {mode: [] for mode in DATED_MODES}
     for seed in range(STREAM_ORDERS):
-        story_of, merges = stream_stories(done, seed)
+        story_of, merges, splits = stream_stories(done, seed, options=options)
         verdicts = [story_of[p["a"]["id"]] == story_of[p["b"]["id"]] for p in judged_pairs]
         streams.append(
             (
@@ -318,10 +330,12 @@ def main() -> int:
                 [events.purity(story_of, half) for half in (None, "A", "B")],
                 max(Counter(story_of.values()).values()),
                 merges,
+                splits,
             )
         )
         for mode in DATED_MODES:
-            story_of, _ = stream_stories(done, seed, dated_times(events, seed, live=mode == "live"))
+            times = dated_times(events, seed, live=mode == "live")
+            story_of, *_ = stream_stories(done, seed, times, options)
             dated[mode].append([events.purity(story_of, half) for half in (None, "A", "B")])
 
     def figures(subset: list[dict[str, Any]]) -> tuple[float, float, float, float]:
@@ -382,8 +396,8 @@ def main() -> int:
             "",
             f"F1 ratio newsflow/baseline: {f1 / best_j[1][2]:.3f}",
             "",
-            f"stream: all {len(texts)} articles through one index, {STREAM_ORDERS} shuffled orders "
-            f"(largest story {max(x[2] for x in streams)} articles; {mean(x[3] for x in streams):.1f} story merges per order); judged pairs: "
+            f"stream: all {len(texts)} articles through one index, {STREAM_ORDERS} shuffled orders, split threshold {options.split_threshold} "
+            f"(largest story {max(x[2] for x in streams)} articles; {mean(x[3] for x in streams):.1f} story merges and {mean(x[4] for x in streams):.1f} splits per order); judged pairs: "
             f"precision {mean(x[0][0] for x in streams):.3f}, recall {mean(x[0][1] for x in streams):.3f}, "
             f"F1 {mean(x[0][2] for x in streams):.3f} (min {min(x[0][2] for x in streams):.3f})",
             "",

@@ -504,3 +504,90 @@ def test_a_merge_keeps_every_key_within_its_bound_of_stories():
     index.merge("s0", "s3")  # s3 now has s0's key too: it is the most recent story for it
     assert index.postings["alpha"] == ["s2", "s3"]
     assert index.postings["bravo"] == ["s3"]
+
+
+def _theme_and_two_events(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors at cosine 0.5: reports of two events on one theme (half of each is the theme)."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((DIM, 3)))
+    theme, first, second = basis.T
+    return (theme + first) / np.sqrt(2), (theme + second) / np.sqrt(2)
+
+
+NAMES = ["Harbour Bridge", "Maria Jensen"]
+
+
+def test_a_story_whose_members_tell_two_events_is_split_with_the_late_group_leaving():
+    one, two = _theme_and_two_events(5)
+    index = StoryIndex()
+    for i, (vector, article_id) in enumerate([(one, "a0"), (one, "a1"), (two, "b0")]):
+        index.assign(replace(_report(article_id, i, vector, NAMES), outlet=f"outlet{i}"))
+    # Each report joined (a cosine of 0.5 is above the join threshold): one story of three.
+    assert list(index.stories) == ["s-a0"] and index.splits == []
+    decided = index.assign(_report("b1", 3, two, NAMES))
+    # Four members in two groups at a cosine of 0.5: the group without the first report leaves,
+    # and the report that showed it is decided into the new story.
+    new_id = "s-b0~b1"
+    assert decided.story_id == new_id
+    kept, new = index.stories["s-a0"], index.stories[new_id]
+    assert kept.members == ["a0", "a1"] and new.members == ["b0", "b1"]
+    assert new.split_from == "s-a0" and kept.split_into == (new_id,)
+    assert [(n.story_id, k.story_id if k else None) for n, k in index.splits] == [(new_id, "s-a0")]
+    assert index.articles["b0"].assignment.story_id == new_id
+    # Each part's embedding, times, outlets and headline are its own members'.
+    assert new.headline == "b0" and new.outlets == ("outlet2", "wire")
+    assert new.first_seen == 1_741_000_002 and kept.last_seen == 1_741_000_001
+    assert kept.embedded == new.embedded == 2
+    assert float(semantic_scores(two, [new])[0]) == pytest.approx(1.0, abs=0.01)
+    assert float(semantic_scores(two, [kept])[0]) == pytest.approx(0.5, abs=0.02)
+    # Both are found by the story's keys, and a later report goes to its own event's part.
+    assert all(new_id in index.postings[k] for k in index._story_keys(kept))
+    assert index.assign(_report("a2", 4, one, NAMES)).story_id == "s-a0"
+    assert index.assign(_report("b2", 5, two, NAMES)).story_id == new_id
+    # A record's version never goes back: the kept part counts the split as changes.
+    assert kept.revisions == 3
+
+
+@pytest.mark.parametrize(
+    ("vectors", "options"),
+    [
+        ("one story", DedupOptions()),  # all four alike
+        ("lone report apart", DedupOptions()),  # one report apart is not a second event
+        ("two events", DedupOptions(split_threshold=0)),  # splits turned off
+        ("two events", DedupOptions(split_threshold=0.45)),  # the groups are more alike than that
+    ],
+)
+def test_a_story_is_not_split_without_two_groups_that_read_apart(vectors, options):
+    one, two = _theme_and_two_events(7)
+    order = {
+        "one story": [one, one, one, one],
+        "lone report apart": [one, one, one, two],
+        "two events": [one, one, two, two],
+    }[vectors]
+    index = StoryIndex(options)
+    for i, vector in enumerate(order):
+        index.assign(_report(f"a{i}", i, vector, NAMES))
+    assert list(index.stories) == ["s-a0"] and index.splits == []
+    assert index.stories["s-a0"].members == ["a0", "a1", "a2", "a3"]
+
+
+def test_a_split_replayed_onto_its_members_alone_drops_the_emptied_story():
+    """On a rebuild where the story's other members have left the window, the split moves every
+    member it still has: the emptied story leaves no trace in the index."""
+    one, two = _theme_and_two_events(5)
+    index = StoryIndex()
+    for i, article_id in enumerate(["b0", "b1"]):
+        index.restore(_report(article_id, i, two, NAMES), StoryAssignment("s-a0", None, None, None, i == 0))
+    assert index.split("s-a0", "s-b0~b1", ["b0", "b1"]) is not None
+    assert list(index.stories) == ["s-b0~b1"]
+    assert all("s-a0" not in ids for ids in index.postings.values())
+    # Applied again (a replayed record), it changes nothing.
+    assert index.split("s-a0", "s-b0~b1", ["b0", "b1"]) is None
+
+
+def test_split_checks_thin_out_as_a_story_grows():
+    from newsflow.pipeline.dedup import split_due
+
+    due = [n for n in range(1, 70) if split_due(n)]
+    assert due[:13] == list(range(4, 17))
+    assert due[13:] == [20, 24, 28, 32, 40, 48, 56, 64]

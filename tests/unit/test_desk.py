@@ -448,3 +448,54 @@ def test_two_stories_a_report_links_are_merged_with_lineage_records_a_rebuilt_de
     closing = desk.decide(_synthetic_message(later), ORIGIN)
     tombstones = {o.key for o in closing.outputs if o.destination == STATE and o.value is None}
     assert {b"a/a0", b"a/b0", b"a/c0", f"m/{absorbed_id}".encode()} <= tombstones
+
+
+def test_a_split_comes_out_as_both_stories_records_with_lineage_and_a_rebuilt_desk_repeats_it():
+    import pickle
+
+    from tests.unit.test_dedup import NAMES, _theme_and_two_events
+
+    one, two = _theme_and_two_events(5)
+    desk = DedupDesk()
+    reports = [_report(a, i, v, NAMES) for i, (a, v) in enumerate([("a0", one), ("a1", one), ("b0", two)])]
+    state = _state_of(desk, [_synthetic_message(f) for f in reports[:2]])
+    third = desk.decide(_synthetic_message(reports[2]), ORIGIN)
+    state += [(o.key, o.value) for o in third.outputs if o.destination == STATE]
+    (before,) = (jsonio.loads(o.value) for o in third.outputs if o.destination == STORIES)
+    assert before["story_id"] == "s-a0" and before["version"] == 3
+    decision = desk.decide(_synthetic_message(_report("b1", 3, two, NAMES)), ORIGIN)
+    state += [(o.key, o.value) for o in decision.outputs if o.destination == STATE]
+    new_id = "s-b0~b1"
+    assert decision.split == 1 and decision.record["story_id"] == new_id
+    # The decision's own records (its story: the new one), the story it left, the split's state.
+    assert destinations(decision) == [ENRICHED, STORIES, STATE, STORIES, STATE]
+    new, kept = (jsonio.loads(o.value) for o in decision.outputs if o.destination == STORIES)
+    assert new["story_id"] == new_id and new["split_from"] == "s-a0" and new["members"] == ["b0", "b1"]
+    assert kept["story_id"] == "s-a0" and kept["split_into"] == [new_id] and kept["members"] == ["a0", "a1"]
+    # The story it left had a record of version 3: its next one is higher.
+    assert kept["version"] > before["version"] and kept["status"] == "open"
+    assert schema_errors("story", new) == [] and schema_errors("story", kept) == []
+    assert decision.outputs[4].key == f"p/{new_id}".encode()
+
+    for rebuilt in (
+        DedupDesk.from_state(state),
+        DedupDesk.from_snapshot(pickle.loads(pickle.dumps(desk.snapshot()))),
+    ):
+        assert sorted(rebuilt.index.stories) == ["s-a0", new_id]
+        for story_id in ("s-a0", new_id):
+            live, again = desk.index.stories[story_id], rebuilt.index.stories[story_id]
+            assert again.members == live.members and again.revisions == live.revisions
+            assert (again.split_from, again.split_into) == (live.split_from, live.split_into)
+            assert np.array_equal(again.vector_sum, live.vector_sum)
+        assert rebuilt.index.articles["b0"].assignment.story_id == new_id
+        assert rebuilt.index.splits == []
+        # Each part takes its own event's next report, as the live desk's would.
+        for seed, vector, story_id in ((8, one, "s-a0"), (9, two, new_id)):
+            probe = _synthetic_message(_report(f"p{seed}", seed, vector, NAMES))
+            assert rebuilt.decide(probe, ORIGIN).record["story_id"] == story_id
+
+    # When the window closes the split story, the split's state goes with it.
+    later = replace(_report("z0", 9, -one, ["Valley Post"]), timestamp=1_741_000_000 + 5 * 86_400)
+    closing = desk.decide(_synthetic_message(later), ORIGIN)
+    tombstones = {o.key for o in closing.outputs if o.destination == STATE and o.value is None}
+    assert {b"a/a0", b"a/b0", b"a/b1", f"p/{new_id}".encode()} <= tombstones

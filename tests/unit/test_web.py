@@ -296,3 +296,40 @@ def test_a_merged_story_leads_to_the_one_that_took_it_in(store: StoryStore):
         assert [s["story_id"] for s in store.stories(query)[0]] == ["s1"], query
     _validate(s1, "Story")
     _validate(s2, "Story")
+
+
+def test_a_split_story_lists_the_members_that_left_whichever_topic_is_read_first(store: StoryStore):
+    # s1 (a1, a2, a3) turns out to tell two events: a2 and a later a5 leave it for s3. a5's record
+    # is read after the split's, a2's before.
+    store.apply(
+        [
+            ("story", story("s3", ["a2", "a5"], ["daily.example"], 6, split_from="s1")),
+            ("story", story("s1", ["a1", "a3"], ["wire.example"], 6, split_into=["s3"], version=5)),
+            ("enriched", enriched("a5", "s1", "daily.example", 6, entities=[entity("odesa")])),
+        ]
+    )
+    s1, s3 = store.story("s1"), store.story("s3")
+    assert s1 is not None and s3 is not None
+    assert [m["article_id"] for m in s1["members"]] == ["a1", "a3"]
+    assert [m["article_id"] for m in s3["members"]] == ["a2", "a5"]
+    assert "odesa" in {e["key"] for e in s3["entities"]} and "odesa" not in {e["key"] for e in s1["entities"]}
+    assert s3["lineage"] == [{"event": "split_from", "story_id": "s1", "at": "2026-12-01T10:06:00Z"}]
+    assert s1["lineage"] == [{"event": "split_into", "story_id": "s3", "at": "2026-12-01T10:06:00Z"}]
+    # An article record keeps the story it was published with; both stories are listed.
+    assert store.article("a2")["story_id"] == "s1"  # type: ignore[index]
+    assert {"s1", "s3"} <= {s["story_id"] for s in store.stories(StoryQuery())[0]}
+    # s3 splits in turn (a5 and a6 leave for s4); its older record, delivered again, moves nothing back.
+    store.apply(
+        [
+            ("story", story("s4", ["a5", "a6"], ["daily.example"], 7, split_from="s3")),
+            (
+                "story",
+                story("s3", ["a2"], ["daily.example"], 7, split_from="s1", split_into=["s4"], version=5),
+            ),
+            ("story", story("s3", ["a2", "a5"], ["daily.example"], 6, split_from="s1")),
+        ]
+    )
+    assert [m["article_id"] for m in store.story("s3")["members"]] == ["a2"]  # type: ignore[index]
+    assert [m["article_id"] for m in store.story("s4")["members"]] == ["a5"]  # type: ignore[index]
+    _validate(s1, "Story")
+    _validate(s3, "Story")

@@ -357,6 +357,65 @@ class IndexedArticle:
         return IndexedArticle, (self.signature, self.shingle_count, self.assignment)
 
 
+class MemberLog:
+    """What a split needs of each member of a story of two or more (`StoryIndex.split`), in member
+    order: its quantized embedding (DIM bytes, zeros for a text without one), its event and
+    receipt times, its outlet and headline. About 0.5 KB a member; a story of one report keeps
+    none (its own fields hold it), so an index of mostly single reports costs nothing more.
+    """
+
+    __slots__ = ("outlets", "times", "titles", "vectors")
+
+    def __init__(self) -> None:
+        self.vectors = bytearray()
+        self.times = array("d")  # event time, receipt time: two per member
+        self.outlets: list[str] = []
+        self.titles: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.titles)
+
+    def append(self, embedding: bytes, timestamp: float, received: float, outlet: str, title: str) -> None:
+        self.vectors += embedding or bytes(EMBEDDING_DIM)
+        self.times.extend((timestamp, received))
+        self.outlets.append(sys.intern(outlet))
+        self.titles.append(title)
+
+    def extend(self, other: MemberLog) -> None:
+        self.vectors += other.vectors
+        self.times.extend(other.times)
+        self.outlets += other.outlets
+        self.titles += other.titles
+
+    def take(self, positions: Sequence[int]) -> MemberLog:
+        """Return the log of the members at these positions, in their order."""
+        part = MemberLog()
+        for i in positions:
+            part.append(
+                bytes(self.vectors[i * EMBEDDING_DIM : (i + 1) * EMBEDDING_DIM]),
+                self.times[2 * i],
+                self.times[2 * i + 1],
+                self.outlets[i],
+                self.titles[i],
+            )
+        return part
+
+    def matrix(self) -> np.ndarray:
+        """Return the members' quantized embeddings, one int8 row each (a row of zeros: none)."""
+        return np.frombuffer(self.vectors, dtype=np.int8).reshape(len(self), EMBEDDING_DIM)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _member_log, (bytes(self.vectors), self.times.tobytes(), self.outlets, self.titles)
+
+
+def _member_log(vectors: bytes, times: bytes, outlets: list[str], titles: list[str]) -> MemberLog:
+    log = MemberLog()
+    log.vectors += vectors
+    log.times.frombytes(times)
+    log.outlets, log.titles = [sys.intern(o) for o in outlets], titles
+    return log
+
+
 @dataclass(slots=True)
 class Story:
     story_id: str
@@ -381,6 +440,14 @@ class Story:
     embedded: int = 0
     # The stories merged into this one (`StoryIndex.merge`), and those merged into them.
     merged_from: tuple[str, ...] = ()
+    # From the second member on (see `MemberLog`).
+    log: MemberLog | None = None
+    # The story this one split from, and the stories that split from this one (`StoryIndex.split`).
+    split_from: str = ""
+    split_into: tuple[str, ...] = ()
+    # Records of this story beyond one per member (its version, see `records.story_record`): a split
+    # takes members away, and the story's next record must still have a higher version.
+    revisions: int = 0
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Positional, in slot order: unpickling a million stories costs one call each.
@@ -393,9 +460,22 @@ class Story:
             return self.vector_total
         return dequantize(self.embedding) if self.embedding else None
 
+    def member_log(self) -> MemberLog:
+        """Return the story's member log, started from its own fields while it has one member."""
+        if self.log is None:
+            self.log = MemberLog()
+            if self.members:
+                embedding = self.embedding if self.embedded else b""
+                self.log.append(
+                    embedding, self.first_seen, self.last_received, self.outlets[0], self.headline
+                )
+        return self.log
+
     def add(self, f: StoryFeatures, options: DedupOptions) -> None:
         """Fold an article into the centroid (bounded) and the member list."""
         n = len(self.members)
+        if n:  # before this member changes the fields the first one is read from
+            self.member_log().append(f.embedding, f.timestamp, f.received or f.timestamp, f.outlet, f.title)
         self.entities = _combine(self.entities, n, f.entities.items(), 1, options.max_story_entities)
         self.terms = _combine(self.terms, n, f.terms.items(), 1, options.max_story_entities)
         if f.embedding:
@@ -417,6 +497,7 @@ class Story:
     def absorb(self, other: Story, options: DedupOptions) -> None:
         """Fold another story's members and centroid into this one (`StoryIndex.merge`)."""
         n, m = len(self.members), len(other.members)
+        self.member_log().extend(other.member_log())
         self.entities = _combine(self.entities, n, other.entities.pairs(), m, options.max_story_entities)
         self.terms = _combine(self.terms, n, other.terms.pairs(), m, options.max_story_entities)
         mine, theirs = self.vector_sum, other.vector_sum
@@ -450,6 +531,79 @@ def _with_quotes(quotes: bytes, more: Iterable[int]) -> bytes:
     """Return a story's quote shingles with `more` added, the smallest hashes kept (bounded)."""
     merged = set(memoryview(quotes).cast("I")).union(more)
     return array("I", sorted(merged)[: 4 * MAX_QUOTE_SHINGLES]).tobytes()
+
+
+# Splits (`StoryIndex.split`): each of the two groups of a split has at least this many members
+# (a lone report that reads apart stays: one text is not evidence of a second event), and a
+# two-means of the members' embeddings runs for at most SPLIT_ROUNDS rounds.
+MIN_SPLIT_PART = 2
+SPLIT_ROUNDS = 10
+
+
+def split_due(members: int) -> bool:
+    """Return whether a story that has just grown to this many members is checked for a split: at
+    every join up to 16 members, then each time it grows by about an eighth (20, 24, 28, 32, 40...),
+    which keeps the checks' cost (a pass over the members) constant per join."""
+    if members < 2 * MIN_SPLIT_PART:
+        return False
+    return members <= 16 or members % (1 << (members.bit_length() - 3)) == 0
+
+
+def split_parts(log: MemberLog, threshold: float) -> list[int] | None:
+    """Return the positions of the members that report another event than the story's first
+    report, or None: a two-means of the members' embeddings (from the first report and the one
+    least like it), kept when both groups have MIN_SPLIT_PART members and their mean embeddings'
+    cosine is below `threshold`. Members without an embedding stay."""
+    rows = log.matrix().astype(np.float32)
+    norms = np.linalg.norm(rows, axis=1)
+    embedded = np.flatnonzero(norms > 0)
+    if len(embedded) < 2 * MIN_SPLIT_PART:
+        return None
+    x = rows[embedded] / norms[embedded, None]
+    centers = np.stack([x[0], x[int(np.argmin(x @ x[0]))]])
+    labels: np.ndarray | None = None
+    for _ in range(SPLIT_ROUNDS):
+        nearest = np.argmax(x @ centers.T, axis=1)  # a tie stays with the first report
+        if nearest[0]:
+            nearest = 1 - nearest
+        if not nearest.any():
+            return None
+        if labels is not None and np.array_equal(nearest, labels):
+            break
+        labels = nearest
+        centers = np.stack([x[labels == 0].mean(axis=0), x[labels == 1].mean(axis=0)])
+    assert labels is not None
+    a, b = centers
+    cosine = float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b))
+    if np.bincount(labels, minlength=2).min() < MIN_SPLIT_PART or cosine >= threshold:
+        return None
+    return [int(i) for i in embedded[labels == 1]]
+
+
+def _story_of(story_id: str, members: list[str], log: MemberLog, like: Story) -> Story:
+    """Return a story of these members built from their log; its names, words and quotes are
+    `like`'s (the index keeps those per story, not per member)."""
+    events, receipts = log.times[0::2], log.times[1::2]
+    story = Story(
+        story_id,
+        min(events),
+        max(events),
+        log.titles[0],
+        entities=like.entities,
+        quotes=like.quotes,
+        members=members,
+        terms=like.terms,
+        outlets=tuple(dict.fromkeys(log.outlets)),
+        last_received=max(receipts),
+    )
+    rows = [row for row in log.matrix() if row.any()]
+    story.embedded = len(rows)
+    if len(rows) == 1:
+        story.embedding = rows[0].tobytes()
+    elif rows:
+        story.vector_total = np.sum([dequantize(row.tobytes()) for row in rows], axis=0)
+    story.log = log if len(members) > 1 else None
+    return story
 
 
 def story_similarity(
@@ -623,8 +777,12 @@ class StoryIndex:
         # Stories merged into another (`merge`), with the id of the one they joined, for their
         # final record (the caller empties the list).
         self.merged: list[tuple[Story, str]] = []
-        # The assignment the last article was indexed under before its merges (`assign`): what
-        # the writer's state records, so that a rebuild indexes it, then merges, as `assign` did.
+        # Stories split from another (`split`), each with what is left of the other, for their
+        # records (the caller empties the list).
+        self.splits: list[tuple[Story, Story | None]] = []
+        # The assignment the last article was indexed under before its merges and splits: what
+        # the writer's state records, so that a rebuild indexes it, then merges and splits, as
+        # `assign` did.
         self.joined: StoryAssignment | None = None
 
     def __len__(self) -> int:
@@ -721,6 +879,65 @@ class StoryIndex:
         self.merged.append((absorbed, survivor_id))
         return survivor
 
+    def split(self, story_id: str, new_id: str, leaving: Iterable[str]) -> Story | None:
+        """Move these members of an open story to a new story, `new_id`, split from it; return the
+        new story (None, changing nothing, if the story is not open, the new id is taken or none of
+        them is a member: a split replayed onto a state that already holds it).
+
+        Both stories' embeddings, times, outlets and headlines are rebuilt from their members'
+        logs; both keep the names and words the story had, and are posted under its keys. A story
+        left without members (on a rebuild, when the others have expired) is dropped.
+        """
+        story = self.stories.get(story_id)
+        if story is None or new_id in self.stories:
+            return None
+        going = set(leaving)
+        moved = [i for i, m in enumerate(story.members) if m in going]
+        if not moved:
+            return None
+        stay = [i for i, m in enumerate(story.members) if m not in going]
+        log = story.member_log()
+        new = _story_of(new_id, [story.members[i] for i in moved], log.take(moved), story)
+        new.split_from = story_id
+        for member in new.members:
+            indexed = self.articles.get(member)
+            if indexed is not None:
+                assignment = replace(indexed.assignment, story_id=new_id)
+                self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
+        keys = self._story_keys(story)
+        self.story_keys[new_id] = tuple(keys)
+        for key in keys:
+            ids = self.postings.setdefault(key, [])
+            ids.append(new_id)
+            if len(ids) > self.options.max_stories_per_key:
+                del ids[0]
+        self.stories[new_id] = new
+        heapq.heappush(self._by_age, (new.last_received, new_id))
+        kept: Story | None = None
+        if stay:
+            kept = _story_of(story_id, [story.members[i] for i in stay], log.take(stay), story)
+            kept.merged_from, kept.split_from = story.merged_from, story.split_from
+            kept.split_into = (*story.split_into, new_id)
+            kept.revisions = story.revisions + len(moved) + 1
+            self.stories[story_id] = kept
+            heapq.heappush(self._by_age, (kept.last_received, story_id))
+        else:
+            story.members = []  # they are the new story's now
+            self._drop_story(story_id)
+        self.splits.append((new, kept))
+        return new
+
+    def _split_if_two_events(self, story: Story, trigger: str) -> None:
+        """Split a story that has just grown if its members tell two events (`split_parts`)."""
+        threshold = self.options.split_threshold
+        if not threshold or story.log is None or not split_due(len(story.members)):
+            return
+        moved = split_parts(story.log, threshold)
+        if moved:
+            leaving = [story.members[i] for i in moved]
+            # Unique: an article is decided once, and its decision splits one story at most.
+            self.split(story.story_id, f"s-{leaving[0]}~{trigger}", leaving)
+
     def assign(self, f: StoryFeatures) -> StoryAssignment:
         """Decide `duplicate_of` and `story_id` for an article and index it."""
         known = self.articles.get(f.article_id)
@@ -759,6 +976,7 @@ class StoryIndex:
                         # The larger story keeps its id (of two alike, the earlier one).
                         keep, fold = sorted((story, other), key=lambda s: (-len(s.members), s.first_seen))
                         story = self.merge(fold.story_id, keep.story_id) or story
+                self._split_if_two_events(story, f.article_id)
                 return self.articles[f.article_id].assignment
         self.restore(f, assignment)
         return assignment

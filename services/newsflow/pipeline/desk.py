@@ -67,7 +67,7 @@ NO_STORY_STATUSES = frozenset({"empty"})
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 # The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
 # replays the state topic instead).
-SNAPSHOT_VERSION = 6
+SNAPSHOT_VERSION = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +90,7 @@ class Decision:
     reason: str | None = None  # the dead letter's reason, when the outcome is dead_letter
     stage: str | None = None
     merged: int = 0  # stories this decision merged into another (`StoryIndex.merge`)
+    split: int = 0  # stories this decision split from another (`StoryIndex.split`)
 
 
 def article_message(enriched: Enriched, replay_count: int, origin: Origin | None) -> bytes:
@@ -202,6 +203,10 @@ def _merged_key(story_id: str) -> bytes:
     return f"m/{story_id}".encode()
 
 
+def _split_key(story_id: str) -> bytes:
+    return f"p/{story_id}".encode()
+
+
 def _rejected_key(article_id: str, replay_count: int) -> bytes:
     return f"r/{replay_count}/{article_id}".encode()
 
@@ -310,7 +315,8 @@ class DedupDesk:
                     self.unstoried.pop(rest, None)
                 elif kind == "c":
                     self.closed.pop(rest, None)
-                # "m": a merged story's survivor left the window, and its members with it.
+                # "m", "p": a merged story's survivor, or a split story, left the window, and
+                # its members with it.
             elif not (kind == "a" and rest in self.index.articles):
                 try:
                     self._restore(key, jsonio.loads(value))
@@ -357,6 +363,9 @@ class DedupDesk:
         elif kind == "m":
             self.index.merge(rest, str(entry["into"]))
             self.index.merged.clear()  # its records were written when it happened
+        elif kind == "p":
+            self.index.split(str(entry["from"]), rest, [str(m) for m in entry["members"]])
+            self.index.splits.clear()
 
     def _remember_unstoried(self, article_id: str, received: float) -> None:
         self.unstoried[article_id] = received
@@ -377,7 +386,13 @@ class DedupDesk:
         tombstones = [Output(STATE, _article_key(a), None) for a in self.index.expired_articles]
         self.index.expired_articles.clear()
         tombstones += [
-            Output(STATE, _merged_key(m), None) for s in self.index.expired_stories for m in s.merged_from
+            Output(STATE, key(m), None)
+            for s in self.index.expired_stories
+            for m in s.merged_from
+            for key in (_merged_key, _split_key)  # a story merged in may have split from another
+        ]
+        tombstones += [
+            Output(STATE, _split_key(s.story_id), None) for s in self.index.expired_stories if s.split_from
         ]
         # A story's last record says it is closed: it will not change again.
         closed_at = utc_now_iso()
@@ -426,6 +441,22 @@ class DedupDesk:
             if self.options.closed_retention_hours:
                 outputs.append(self._closing(story.story_id))
         self.index.merged.clear()
+        return outputs
+
+    def _splits(self, written: str) -> list[Output]:
+        """Return the records of the splits the last decision made: both stories' new records (but
+        the one `written` already, the decision's own story) and the state record that repeats the
+        split on a rebuilt desk (after the decision's own article record and its merges, as it
+        happened)."""
+        outputs = []
+        at = utc_now_iso()
+        for new, kept in self.index.splits:
+            for story in (kept, new):
+                if story is not None and story.story_id != written:
+                    outputs.append(_story_output(story_record(story)))
+            entry = {"from": new.split_from, "members": new.members, "at": at}
+            outputs.append(Output(STATE, _split_key(new.story_id), jsonio.dumps(entry)))
+        self.index.splits.clear()
         return outputs
 
     def written(self, article_id: str, replay_count: int) -> bool:
@@ -494,10 +525,10 @@ class DedupDesk:
     ) -> Decision:
         out = enriched_record(body["fields"], assignment)
         story = self.index.stories[assignment.story_id]
-        merged = len(self.index.merged)
-        # With merges, the state holds the story the article joined, and the merges after it: a
-        # rebuilt writer then folds the stories in the order this one did.
-        joined = self.index.joined if merged and self.index.joined else assignment
+        merged, split = len(self.index.merged), len(self.index.splits)
+        # With merges or splits, the state holds the story the article joined, and the merges and
+        # splits after it: a rebuilt writer then folds and splits the stories as this one did.
+        joined = self.index.joined if (merged or split) and self.index.joined else assignment
         state = {"features": features.as_dict(), "assignment": assignment_dict(joined)}
         self._learn(features, body)
         outputs = (
@@ -505,12 +536,13 @@ class DedupDesk:
             _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
             *self._merges(),
+            *self._splits(story.story_id),
             *self._expired(),
         )
         outcome = (
             "copy" if assignment.duplicate_of else "new_story" if assignment.is_new_story else "joined_story"
         )
-        return Decision(outcome, outputs, out, merged=merged)
+        return Decision(outcome, outputs, out, merged=merged, split=split)
 
     def _reject_forwarded(self, article_id: str, replay_count: int, body: dict[str, Any]) -> Decision:
         dead = body["dead_letter"]

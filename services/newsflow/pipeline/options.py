@@ -76,6 +76,14 @@ class DedupOptions:
     # half B has no merge at any of these, so it cannot confirm: the stricter end is kept, as a
     # wrong merge costs more than a missed one. 0: never.
     merge_threshold: float = 0.6
+    # A story whose members fall into two groups (two-means of their embeddings, two members or
+    # more each) whose mean embeddings' cosine is below this is split in two (`StoryIndex.split`):
+    # a story that grew into a theme, or took in reports of a second event before the evidence
+    # told them apart. Equal to the merge threshold, so that two parts of a split are never alike
+    # enough to merge again (`stories_similarity` is at most their cosine) until they grow alike.
+    # Chosen on half A of the dev stream (bench/story_eval.py), where 0.6-0.7 raise purity alike
+    # and recall not at all; reported on half B. 0: never.
+    split_threshold: float = 0.6
     window_hours: float = 72.0
     # A closed story's record stays on the compacted stories topic this long after it closed, then
     # a tombstone deletes it (compaction removes the tombstone itself after the topic's

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 ENRICHED_SCHEMA_VERSION = "1.4.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
-STORY_SCHEMA_VERSION = "1.3.0"
+STORY_SCHEMA_VERSION = "1.4.0"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).
 H_ARTICLE_ID = "article-id"
@@ -434,14 +434,18 @@ def story_record(
         lineage["merged_into"] = merged_into
     if story.merged_from:
         lineage["merged_from"] = list(story.merged_from)
+    if story.split_from:
+        lineage["split_from"] = story.split_from
+    if story.split_into:
+        lineage["split_into"] = list(story.split_into)
     return {
         "schema_version": STORY_SCHEMA_VERSION,
         "story_id": story.story_id,
         "headline": story.headline,
         "first_seen": _iso(story.first_seen),
         "last_seen": _iso(story.last_seen),
-        # One record per change: each member joining, then the close.
-        "version": len(story.members) + (1 if closed_at else 0),
+        # One record per change: each member joining, a split (`Story.revisions`), then the close.
+        "version": len(story.members) + story.revisions + (1 if closed_at else 0),
         "member_count": len(story.members),
         "members": bounded_members(story.members),
         "outlets": list(story.outlets),

@@ -68,13 +68,19 @@ CREATE TABLE IF NOT EXISTS entities (
 );
 CREATE INDEX IF NOT EXISTS entities_by_key ON entities (key, story_id);
 CREATE INDEX IF NOT EXISTS entities_by_story ON entities (story_id, key);
--- Merges from the stories topic (merged_into, merged_from): each one as seen from both stories.
+-- Merges and splits from the stories topic: each one as seen from both stories.
 CREATE TABLE IF NOT EXISTS lineage (
     story_id TEXT NOT NULL,
-    event TEXT NOT NULL,            -- merged_into | merged_from
+    event TEXT NOT NULL,            -- merged_into | merged_from | split_from | split_into
     other TEXT NOT NULL,
     at TEXT,
     PRIMARY KEY (story_id, event, other)
+);
+-- Articles a split moved to another story than the one their record was published with (the
+-- members listed by the records of a story split from another): the story that lists them now.
+CREATE TABLE IF NOT EXISTS moves (
+    article_id TEXT PRIMARY KEY,
+    story_id TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL,
@@ -224,11 +230,14 @@ class StoryStore:
             raise TypeError(f"not an object: {type(r).__name__}")
         article_id = str(r["article_id"])
         source = r.get("source") or {}
+        # A split may have moved it before its record was read (the topics are read apart).
+        moved = self.db.execute("SELECT story_id FROM moves WHERE article_id = ?", (article_id,)).fetchone()
+        story_id = moved["story_id"] if moved else r.get("story_id")
         self.db.execute(
             "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 article_id,
-                r.get("story_id"),
+                story_id,
                 str(source.get("outlet") or "unknown"),
                 r.get("title"),
                 r.get("url"),
@@ -246,7 +255,7 @@ class StoryStore:
                 (
                     str(e["key"]),
                     article_id,
-                    r.get("story_id"),
+                    story_id,
                     str(e.get("name") or e["key"]),
                     str(e["label"]),
                 )
@@ -261,7 +270,7 @@ class StoryStore:
         # A record older than the one kept (a redelivery, or out of order) changes nothing.
         version = int(r.get("version") or r.get("member_count") or 1)
         outlets = list(r.get("outlets") or ())
-        self.db.execute(
+        current = self.db.execute(
             "INSERT INTO stories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (story_id) DO UPDATE SET headline = excluded.headline, "
             "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
@@ -288,6 +297,11 @@ class StoryStore:
         if r.get("merged_into"):
             into = str(r["merged_into"])
             merges += [(story_id, "merged_into", into, at), (into, "merged_from", story_id, at)]
+        if r.get("split_from"):
+            parent = str(r["split_from"])
+            merges += [(story_id, "split_from", parent, at), (parent, "split_into", story_id, at)]
+            if current.rowcount:  # its latest record: its members are its own now
+                self._moved(story_id, [str(m) for m in r.get("members") or ()])
         self.db.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", merges)
         # A story the survivor lists is hidden even if its own last record was not seen (its
         # direct survivor, when that record was, is the one it names).
@@ -296,6 +310,15 @@ class StoryStore:
             "(SELECT 1 FROM lineage WHERE story_id = ? AND event = 'merged_into')",
             [(other, story_id, at, other) for other in r.get("merged_from") or ()],
         )
+
+    def _moved(self, story_id: str, members: list[str]) -> None:
+        """Record that a split story's members are its own, whatever story their records named."""
+        self.db.executemany("INSERT OR REPLACE INTO moves VALUES (?, ?)", [(m, story_id) for m in members])
+        for table in ("articles", "entities"):
+            self.db.executemany(
+                f"UPDATE {table} SET story_id = ? WHERE article_id = ?",  # noqa: S608 - fixed names
+                [(story_id, m) for m in members],
+            )
 
     # -- answers out ----------------------------------------------------------------------------
 

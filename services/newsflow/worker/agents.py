@@ -244,6 +244,7 @@ class DedupAgent:
             else:
                 m.dedup_decisions.labels(d.outcome).inc()
                 m.dedup_merges.inc(d.merged)
+                m.dedup_splits.inc(d.split)
                 m.messages.labels("output", "out").inc()
                 age = _received_seconds_ago(d.record)
                 if age is not None and age >= 0:

@@ -89,6 +89,7 @@ class WorkerApp:
         dedup_options = DedupOptions(
             story_threshold=settings.story_threshold,
             copy_containment=settings.copy_containment,
+            split_threshold=settings.split_threshold,
             window_hours=settings.story_window_hours,
             closed_retention_hours=settings.closed_retention_hours,
         )

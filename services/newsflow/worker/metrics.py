@@ -50,6 +50,7 @@ class WorkerMetrics(NamedTuple):
     model_load_seconds: Gauge
     dedup_decisions: Counter
     dedup_merges: Counter
+    dedup_splits: Counter
     dedup_index_articles: Gauge
     dedup_stories_open: Gauge
     desk_rebuild_seconds: Gauge
@@ -130,6 +131,11 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         dedup_merges=Counter(
             "newsflow_dedup_story_merges_total",
             "Open stories merged into another (a report linked two that told one event); see merged_into.",
+            registry=registry,
+        ),
+        dedup_splits=Counter(
+            "newsflow_dedup_story_splits_total",
+            "Stories split from another (its members told two events); see split_from.",
             registry=registry,
         ),
         dedup_index_articles=Gauge(

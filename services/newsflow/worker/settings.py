@@ -87,6 +87,11 @@ class WorkerSettings:
     copy_containment: float = env(
         "NEWSFLOW_DEDUP_COPY_CONTAINMENT", _DEDUP.copy_containment, "shared-shingle share that makes a copy"
     )
+    split_threshold: float = env(
+        "NEWSFLOW_DEDUP_SPLIT_THRESHOLD",
+        _DEDUP.split_threshold,
+        "a story whose members form two groups less alike than this is split in two (0: never)",
+    )
     story_window_hours: float = env(
         "NEWSFLOW_DEDUP_WINDOW_HOURS",
         _DEDUP.window_hours,
