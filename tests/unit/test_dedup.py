@@ -527,7 +527,7 @@ def test_a_story_whose_members_tell_two_events_is_split_with_the_late_group_leav
     decided = index.assign(_report("b1", 3, two, NAMES))
     # Four members in two groups at a cosine of 0.5: the group without the first report leaves,
     # and the report that showed it is decided into the new story.
-    new_id = "s-b0~b1"
+    new_id = "split-b1"
     assert decided.story_id == new_id
     kept, new = index.stories["s-a0"], index.stories[new_id]
     assert kept.members == ["a0", "a1"] and new.members == ["b0", "b1"]
@@ -578,11 +578,11 @@ def test_a_split_replayed_onto_its_members_alone_drops_the_emptied_story():
     index = StoryIndex()
     for i, article_id in enumerate(["b0", "b1"]):
         index.restore(_report(article_id, i, two, NAMES), StoryAssignment("s-a0", None, None, None, i == 0))
-    assert index.split("s-a0", "s-b0~b1", ["b0", "b1"]) is not None
-    assert list(index.stories) == ["s-b0~b1"]
+    assert index.split("s-a0", "split-b1", ["b0", "b1"]) is not None
+    assert list(index.stories) == ["split-b1"]
     assert all("s-a0" not in ids for ids in index.postings.values())
     # Applied again (a replayed record), it changes nothing.
-    assert index.split("s-a0", "s-b0~b1", ["b0", "b1"]) is None
+    assert index.split("s-a0", "split-b1", ["b0", "b1"]) is None
 
 
 def test_split_checks_thin_out_as_a_story_grows():

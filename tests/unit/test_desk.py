@@ -465,17 +465,18 @@ def test_a_split_comes_out_as_both_stories_records_with_lineage_and_a_rebuilt_de
     assert before["story_id"] == "s-a0" and before["version"] == 3
     decision = desk.decide(_synthetic_message(_report("b1", 3, two, NAMES)), ORIGIN)
     state += [(o.key, o.value) for o in decision.outputs if o.destination == STATE]
-    new_id = "s-b0~b1"
+    new_id = "split-b1"
     assert decision.split == 1 and decision.record["story_id"] == new_id
-    # The decision's own records (its story: the new one), the story it left, the split's state.
-    assert destinations(decision) == [ENRICHED, STORIES, STATE, STORIES, STATE]
+    # The decision's own records (its story: the new one), the story it left, the split's state
+    # (the new story's members and shape, the shape and lineage of the story it left).
+    assert destinations(decision) == [ENRICHED, STORIES, STATE, STORIES, STATE, STATE]
     new, kept = (jsonio.loads(o.value) for o in decision.outputs if o.destination == STORIES)
     assert new["story_id"] == new_id and new["split_from"] == "s-a0" and new["members"] == ["b0", "b1"]
     assert kept["story_id"] == "s-a0" and kept["split_into"] == [new_id] and kept["members"] == ["a0", "a1"]
     # The story it left had a record of version 3: its next one is higher.
     assert kept["version"] > before["version"] and kept["status"] == "open"
     assert schema_errors("story", new) == [] and schema_errors("story", kept) == []
-    assert decision.outputs[4].key == f"p/{new_id}".encode()
+    assert [o.key for o in decision.outputs[4:]] == [f"p/{new_id}".encode(), b"v/s-a0"]
 
     for rebuilt in (
         DedupDesk.from_state(state),
@@ -498,4 +499,134 @@ def test_a_split_comes_out_as_both_stories_records_with_lineage_and_a_rebuilt_de
     later = replace(_report("z0", 9, -one, ["Valley Post"]), timestamp=1_741_000_000 + 5 * 86_400)
     closing = desk.decide(_synthetic_message(later), ORIGIN)
     tombstones = {o.key for o in closing.outputs if o.destination == STATE and o.value is None}
-    assert {b"a/a0", b"a/b0", b"a/b1", f"p/{new_id}".encode()} <= tombstones
+    assert {b"a/a0", b"a/b0", b"a/b1", f"p/{new_id}".encode(), b"v/s-a0"} <= tombstones
+
+
+def _index_view(desk: DedupDesk) -> dict[str, tuple]:  # type: ignore[type-arg]
+    return {
+        story_id: (
+            tuple(s.members),
+            tuple(s.entities.pairs()),
+            tuple(s.terms.pairs()),
+            desk.index.story_keys_of(s),
+            s.revisions,
+            s.split_from,
+            s.split_into,
+            s.embedded,
+        )
+        for story_id, s in sorted(desk.index.stories.items())
+    }
+
+
+def _same_embeddings(a: DedupDesk, b: DedupDesk) -> bool:
+    """Whether the two desks' stories have the same embedding sums (to float rounding: a merge
+    adds two partial sums where a rebuild may add the members one by one)."""
+    for story_id, story in a.index.stories.items():
+        mine, theirs = story.vector_sum, b.index.stories[story_id].vector_sum
+        if (mine is None) != (theirs is None) or (
+            mine is not None and not np.allclose(mine, theirs, atol=1e-5)
+        ):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("closes_first", ["the split-off story", "the story it left"])
+def test_a_desk_rebuilt_after_one_side_of_a_split_closed_is_the_live_desk(closes_first):
+    """Either side of a split may outlive the other: the state topic, compacted, still rebuilds
+    the survivor as the live writer holds it (its members, names, words, keys, lineage and the
+    version its next record carries)."""
+    from newsflow.pipeline.desk import latest
+    from tests.unit.test_dedup import NAMES, _theme_and_two_events
+
+    one, two = _theme_and_two_events(5)
+
+    def at(f: StoryFeatures, hours: float) -> StoryFeatures:
+        return replace(f, timestamp=f.timestamp + hours * 3600, received=f.timestamp + hours * 3600)
+
+    desk = DedupDesk()
+    # a0, a1 on one event; b0, b1 on another: b1 splits them, and "b2" a day on joins the new story.
+    reports = [_report(a, i, v, NAMES) for i, (a, v) in enumerate([("a0", one), ("a1", one), ("b0", two)])]
+    reports += [_report("b1", 3, two, NAMES)]
+    survivor, vector = ("s-a0", one) if closes_first == "the split-off story" else ("split-b1", two)
+    reports.append(at(_report("x2", 4, vector, NAMES), 40))
+    # Then, 80 hours on, an unrelated report: the window (72 h) closes the side that stayed quiet.
+    reports.append(at(_report("z0", 9, -one - two, ["Valley Post"]), 80))
+    state = _state_of(desk, [_synthetic_message(f) for f in reports])
+    assert survivor in desk.index.stories and len(desk.index.stories) == 2  # it and z0's story
+
+    rebuilt = DedupDesk.from_state(list(latest(state).items()))
+    assert _index_view(rebuilt) == _index_view(desk) and _same_embeddings(rebuilt, desk)
+    # The next report of the surviving event: the same story, with the same next version.
+    probe = _synthetic_message(at(_report("x3", 6, vector, NAMES), 81))
+    records = [
+        [jsonio.loads(o.value) for o in d.decide(probe, ORIGIN).outputs if o.destination == STORIES][0]
+        for d in (desk, rebuilt)
+    ]
+    assert records[0]["story_id"] == records[1]["story_id"] == survivor
+    assert records[0]["version"] == records[1]["version"]
+    assert records[0].get("split_into") == records[1].get("split_into")
+
+
+def _themed_stream(seed: int, n: int = 60) -> list[StoryFeatures]:
+    """Reports of 8 events on 3 themes over 200 hours (so stories split and close), some copies,
+    some without an embedding."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((384, 11)))
+    themes, events = basis.T[:3], basis.T[3:]
+    theme_of, day_of = rng.integers(0, 3, 8), np.sort(rng.uniform(0, 200, 8))
+    names = [
+        ["Harbour Bridge", "Maria Jensen"],
+        ["Harbour Bridge", "Olaf Berg"],
+        ["Valley Post", "Maria Jensen"],
+    ]
+    drawn = []
+    for _ in range(n):
+        e = int(rng.integers(0, 8))
+        v = themes[theme_of[e]] * rng.uniform(0.6, 1.2) + events[e] * rng.uniform(0.5, 1.2)
+        v = v + rng.standard_normal(384) * 0.03
+        if rng.random() < 0.08:  # a report on nothing else
+            v = rng.standard_normal(384)
+        t = 1_741_000_000 + (day_of[e] + rng.uniform(0, 30)) * 3600
+        named = names[int(theme_of[e]) if rng.random() < 0.85 else int(rng.integers(0, 3))]
+        drawn.append((t, v / np.linalg.norm(v), named))
+    drawn.sort(key=lambda x: x[0])
+    out: list[StoryFeatures] = []
+    for i, (t, v, named) in enumerate(drawn):
+        f = replace(_report(f"x{i}", i, v, named), timestamp=t, received=t)
+        if rng.random() < 0.1 and out:  # a copy of an earlier report
+            f = replace(out[int(rng.integers(0, len(out)))], article_id=f"x{i}", timestamp=t, received=t)
+        if rng.random() < 0.05:
+            f = replace(f, embedding=b"")
+        out.append(f)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 26, 9])
+def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_live_desk(seed):
+    """Stories split, split again, close on either side; the compacted state topic and a snapshot
+    plus the records after it each rebuild the live desk exactly."""
+    import pickle
+
+    from newsflow.pipeline.desk import latest
+
+    desk, state, snapshot, at = DedupDesk(), [], b"", 0
+    reports = _themed_stream(seed)
+    for i, f in enumerate(reports):
+        state += _state_of(desk, [_synthetic_message(f)])
+        if i == len(reports) // 2:
+            snapshot, at = pickle.dumps(desk.snapshot()), len(state)
+    assert any(s.split_from for s in desk.index.stories.values()) or any(
+        key.startswith(b"p/") for key, _ in state
+    ), "the stream should split stories"
+    from_snapshot = DedupDesk.from_snapshot(pickle.loads(snapshot))
+    from_snapshot.replay(state[at:])
+    for rebuilt in (
+        DedupDesk.from_state(state),
+        DedupDesk.from_state(list(latest(state).items())),
+        from_snapshot,
+    ):
+        assert _index_view(rebuilt) == _index_view(desk) and _same_embeddings(rebuilt, desk)
+        assert {a: x.assignment for a, x in rebuilt.index.articles.items()} == {
+            a: x.assignment for a, x in desk.index.articles.items()
+        }
+        assert rebuilt.index.postings == desk.index.postings

@@ -387,17 +387,16 @@ class MemberLog:
         self.outlets += other.outlets
         self.titles += other.titles
 
+    def entry(self, i: int) -> tuple[bytes, float, float, str, str]:
+        """Return the i-th member's entry, as `append` takes it."""
+        vector = bytes(self.vectors[i * EMBEDDING_DIM : (i + 1) * EMBEDDING_DIM])
+        return vector, self.times[2 * i], self.times[2 * i + 1], self.outlets[i], self.titles[i]
+
     def take(self, positions: Sequence[int]) -> MemberLog:
         """Return the log of the members at these positions, in their order."""
         part = MemberLog()
         for i in positions:
-            part.append(
-                bytes(self.vectors[i * EMBEDDING_DIM : (i + 1) * EMBEDDING_DIM]),
-                self.times[2 * i],
-                self.times[2 * i + 1],
-                self.outlets[i],
-                self.titles[i],
-            )
+            part.append(*self.entry(i))
         return part
 
     def matrix(self) -> np.ndarray:
@@ -580,7 +579,43 @@ def split_parts(log: MemberLog, threshold: float) -> list[int] | None:
     return [int(i) for i in embedded[labels == 1]]
 
 
-def _story_of(story_id: str, members: list[str], log: MemberLog, like: Story) -> Story:
+# Ids of stories split from another: new stories' ids start with "s-".
+SPLIT_PREFIX = "split-"
+
+
+@dataclass(frozen=True, slots=True)
+class StoryShape:
+    """What a story holds for all its members together, not per member: names, words, quotes and
+    the keys it is posted under (see `StoryIndex.split`)."""
+
+    entities: Weights
+    terms: Weights
+    quotes: bytes
+    keys: tuple[str, ...]
+
+    @classmethod
+    def of(cls, story: Story, keys: Iterable[str]) -> StoryShape:
+        return cls(story.entities, story.terms, story.quotes, tuple(keys))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entities": [[k, v] for k, v in self.entities.pairs()],
+            "terms": [[k, v] for k, v in self.terms.pairs()],
+            "quotes": list(memoryview(self.quotes).cast("I")),
+            "keys": list(self.keys),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StoryShape:
+        return cls(
+            Weights((sys.intern(str(k)), float(v)) for k, v in d["entities"]),
+            Weights((sys.intern(str(k)), float(v)) for k, v in d["terms"]),
+            array("I", [int(q) for q in d["quotes"]]).tobytes(),
+            tuple(sys.intern(str(k)) for k in d["keys"]),
+        )
+
+
+def _story_of(story_id: str, members: list[str], log: MemberLog, like: StoryShape) -> Story:
     """Return a story of these members built from their log; its names, words and quotes are
     `like`'s (the index keeps those per story, not per member)."""
     events, receipts = log.times[0::2], log.times[1::2]
@@ -596,12 +631,16 @@ def _story_of(story_id: str, members: list[str], log: MemberLog, like: Story) ->
         outlets=tuple(dict.fromkeys(log.outlets)),
         last_received=max(receipts),
     )
-    rows = [row for row in log.matrix() if row.any()]
+    rows = [row.tobytes() for row in log.matrix() if row.any()]
     story.embedded = len(rows)
     if len(rows) == 1:
-        story.embedding = rows[0].tobytes()
+        story.embedding = rows[0]
     elif rows:
-        story.vector_total = np.sum([dequantize(row.tobytes()) for row in rows], axis=0)
+        # Added one by one in member order, as `Story.add` adds them: the same sum to the last bit.
+        total = dequantize(rows[0])
+        for row in rows[1:]:
+            total = total + dequantize(row)
+        story.vector_total = total
     story.log = log if len(members) > 1 else None
     return story
 
@@ -797,6 +836,10 @@ class StoryIndex:
         # Sorted: string hashes differ between processes, and vote order must not.
         return [sys.intern(k) for k in sorted(keys)]
 
+    def story_keys_of(self, story: Story) -> tuple[str, ...]:
+        """Return the keys a story is posted under."""
+        return self._story_keys(story)
+
     def _story_keys(self, story: Story) -> tuple[str, ...]:
         """Return the keys a story is posted under (its members' keys, together)."""
         known = self.story_keys.get(story.story_id)
@@ -879,34 +922,51 @@ class StoryIndex:
         self.merged.append((absorbed, survivor_id))
         return survivor
 
-    def split(self, story_id: str, new_id: str, leaving: Iterable[str]) -> Story | None:
+    def split(
+        self, story_id: str, new_id: str, leaving: Iterable[str], shape: StoryShape | None = None
+    ) -> Story | None:
         """Move these members of an open story to a new story, `new_id`, split from it; return the
-        new story (None, changing nothing, if the story is not open, the new id is taken or none of
-        them is a member: a split replayed onto a state that already holds it).
+        new story (None, changing nothing, if the new id is taken or none of them is indexed: a
+        split replayed onto a state that already holds it).
 
         Both stories' embeddings, times, outlets and headlines are rebuilt from their members'
-        logs; both keep the names and words the story had, and are posted under its keys. A story
-        left without members (on a rebuild, when the others have expired) is dropped.
+        logs. The new story takes `shape` (names, words, quotes and keys; by default the story's
+        own, as the live writer splits), and is posted under its keys. On a rebuild from the state
+        topic, a member may still sit in a story its records name but the writer had left
+        behind (an earlier split whose story has since closed): it is moved from there, and a
+        story left without members is dropped.
         """
+        if new_id in self.stories:
+            return None
+        moving = [
+            m
+            for m in dict.fromkeys(leaving)
+            if m in self.articles and self.articles[m].assignment.story_id in self.stories
+        ]
+        if not moving:
+            return None
         story = self.stories.get(story_id)
-        if story is None or new_id in self.stories:
-            return None
-        going = set(leaving)
-        moved = [i for i, m in enumerate(story.members) if m in going]
-        if not moved:
-            return None
-        stay = [i for i, m in enumerate(story.members) if m not in going]
-        log = story.member_log()
-        new = _story_of(new_id, [story.members[i] for i in moved], log.take(moved), story)
+        if shape is None:
+            if story is None:
+                return None
+            shape = StoryShape.of(story, self._story_keys(story))
+        log = MemberLog()
+        sources: dict[str, set[str]] = {}
+        positions: dict[str, dict[str, int]] = {}
+        for m in moving:
+            source = self.stories[self.articles[m].assignment.story_id]
+            if source.story_id not in positions:
+                positions[source.story_id] = {x: i for i, x in enumerate(source.members)}
+            log.append(*source.member_log().entry(positions[source.story_id][m]))
+            sources.setdefault(source.story_id, set()).add(m)
+        new = _story_of(new_id, moving, log, shape)
         new.split_from = story_id
-        for member in new.members:
-            indexed = self.articles.get(member)
-            if indexed is not None:
-                assignment = replace(indexed.assignment, story_id=new_id)
-                self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
-        keys = self._story_keys(story)
-        self.story_keys[new_id] = tuple(keys)
-        for key in keys:
+        for member in moving:
+            indexed = self.articles[member]
+            assignment = replace(indexed.assignment, story_id=new_id)
+            self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
+        self.story_keys[new_id] = shape.keys
+        for key in shape.keys:
             ids = self.postings.setdefault(key, [])
             ids.append(new_id)
             if len(ids) > self.options.max_stories_per_key:
@@ -914,18 +974,86 @@ class StoryIndex:
         self.stories[new_id] = new
         heapq.heappush(self._by_age, (new.last_received, new_id))
         kept: Story | None = None
-        if stay:
-            kept = _story_of(story_id, [story.members[i] for i in stay], log.take(stay), story)
-            kept.merged_from, kept.split_from = story.merged_from, story.split_from
-            kept.split_into = (*story.split_into, new_id)
-            kept.revisions = story.revisions + len(moved) + 1
-            self.stories[story_id] = kept
-            heapq.heappush(self._by_age, (kept.last_received, story_id))
-        else:
-            story.members = []  # they are the new story's now
-            self._drop_story(story_id)
+        for source_id, going in sources.items():
+            source = self.stories[source_id]
+            stay = [i for i, m in enumerate(source.members) if m not in going]
+            if not stay:
+                # They are the new story's now; the keys it was posted under go with it.
+                self.story_keys[source_id] = self._story_keys(source)
+                source.members = []
+                self._drop_story(source_id)
+                continue
+            rest = _story_of(
+                source_id,
+                [source.members[i] for i in stay],
+                source.member_log().take(stay),
+                StoryShape.of(source, ()),
+            )
+            rest.merged_from, rest.split_from = source.merged_from, source.split_from
+            rest.split_into, rest.revisions = source.split_into, source.revisions
+            if source_id == story_id:
+                rest.split_into = (*source.split_into, new_id)
+                rest.revisions = source.revisions + len(going) + 1
+                kept = rest
+            self.stories[source_id] = rest
+            heapq.heappush(self._by_age, (rest.last_received, source_id))
         self.splits.append((new, kept))
         return new
+
+    def reshape(
+        self,
+        story_id: str,
+        shape: StoryShape,
+        revisions: int,
+        split_into: Sequence[str],
+        members: Sequence[str] | None = None,
+    ) -> None:
+        """Give an open story the members, names, words, quotes and keys, and the split lineage,
+        it had when the live writer last split it (a rebuild from the state topic: its members
+        that left may have closed since, and its own records cannot tell what they had added).
+
+        A member it holds that is not among `members` left it in a split whose story has closed
+        since, and is on its way to a later one: it waits, apart, for that split's record. Keys it
+        lacks are posted where the live writer had them as near as is known (before the stories
+        split from it): in a random-stream check of 200 streams, one rebuilt index listed two
+        stories of a key in another order than the live one (which decides only exact ties).
+        """
+        story = self.stories.get(story_id)
+        if story is None:
+            return
+        if members is not None:
+            listed = set(members)
+            away = [i for i, m in enumerate(story.members) if m not in listed]
+            if away:
+                log = story.member_log()
+                waiting_id = f"\x00{story_id}"  # no story's id: ids are "s-" or SPLIT_PREFIX and text
+                waiting = _story_of(waiting_id, [story.members[i] for i in away], log.take(away), shape)
+                stay = [i for i, m in enumerate(story.members) if m in listed]
+                rest = _story_of(story_id, [story.members[i] for i in stay], log.take(stay), shape)
+                rest.merged_from, rest.split_from = story.merged_from, story.split_from
+                for member in waiting.members:
+                    indexed = self.articles[member]
+                    assignment = replace(indexed.assignment, story_id=waiting_id)
+                    self.articles[member] = IndexedArticle(
+                        indexed.signature, indexed.shingle_count, assignment
+                    )
+                self.stories[waiting_id] = waiting
+                heapq.heappush(self._by_age, (waiting.last_received, waiting_id))
+                self.stories[story_id] = story = rest
+                heapq.heappush(self._by_age, (rest.last_received, story_id))
+        story.entities, story.terms, story.quotes = shape.entities, shape.terms, shape.quotes
+        story.revisions, story.split_into = revisions, tuple(split_into)
+        known = set(self._story_keys(story))
+        self.story_keys[story_id] = shape.keys
+        children = set(story.split_into)
+        for key in shape.keys:
+            if key not in known:
+                ids = self.postings.setdefault(key, [])
+                # Where the live writer had it: posted before the stories split from it were.
+                at = next((i for i, sid in enumerate(ids) if sid in children), len(ids))
+                ids.insert(at, story_id)
+                if len(ids) > self.options.max_stories_per_key:
+                    del ids[0]
 
     def _split_if_two_events(self, story: Story, trigger: str) -> None:
         """Split a story that has just grown if its members tell two events (`split_parts`)."""
@@ -935,8 +1063,9 @@ class StoryIndex:
         moved = split_parts(story.log, threshold)
         if moved:
             leaving = [story.members[i] for i in moved]
-            # Unique: an article is decided once, and its decision splits one story at most.
-            self.split(story.story_id, f"s-{leaving[0]}~{trigger}", leaving)
+            # Unique as new stories' ids are: an article is decided once, and splits one story at
+            # most; and no new story's id ("s-...") has this prefix.
+            self.split(story.story_id, f"{SPLIT_PREFIX}{trigger}", leaving)
 
     def assign(self, f: StoryFeatures) -> StoryAssignment:
         """Decide `duplicate_of` and `story_id` for an article and index it."""

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from newsflow.pipeline import cloudevents, jsonio
-from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex
+from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex, StoryShape
 from newsflow.pipeline.records import (
     H_OUTLET,
     H_REPLAY_COUNT,
@@ -207,6 +207,10 @@ def _split_key(story_id: str) -> bytes:
     return f"p/{story_id}".encode()
 
 
+def _shape_key(story_id: str) -> bytes:
+    return f"v/{story_id}".encode()
+
+
 def _rejected_key(article_id: str, replay_count: int) -> bytes:
     return f"r/{replay_count}/{article_id}".encode()
 
@@ -315,8 +319,8 @@ class DedupDesk:
                     self.unstoried.pop(rest, None)
                 elif kind == "c":
                     self.closed.pop(rest, None)
-                # "m", "p": a merged story's survivor, or a split story, left the window, and
-                # its members with it.
+                # "m", "p", "v": a merged story's survivor, or a split story, left the window,
+                # and its members with it.
             elif not (kind == "a" and rest in self.index.articles):
                 try:
                     self._restore(key, jsonio.loads(value))
@@ -364,8 +368,15 @@ class DedupDesk:
             self.index.merge(rest, str(entry["into"]))
             self.index.merged.clear()  # its records were written when it happened
         elif kind == "p":
-            self.index.split(str(entry["from"]), rest, [str(m) for m in entry["members"]])
+            shape = StoryShape.from_dict(entry["shape"])
+            self.index.split(str(entry["from"]), rest, [str(m) for m in entry["members"]], shape)
             self.index.splits.clear()
+        elif kind == "v":
+            shape = StoryShape.from_dict(entry["shape"])
+            members = [str(m) for m in entry["members"]]
+            self.index.reshape(
+                rest, shape, int(entry["revisions"]), [str(s) for s in entry["split_into"]], members
+            )
 
     def _remember_unstoried(self, article_id: str, received: float) -> None:
         self.unstoried[article_id] = received
@@ -389,10 +400,13 @@ class DedupDesk:
             Output(STATE, key(m), None)
             for s in self.index.expired_stories
             for m in s.merged_from
-            for key in (_merged_key, _split_key)  # a story merged in may have split from another
+            for key in (_merged_key, _split_key, _shape_key)  # a story merged in may have split
         ]
         tombstones += [
-            Output(STATE, _split_key(s.story_id), None) for s in self.index.expired_stories if s.split_from
+            Output(STATE, key(s.story_id), None)
+            for s in self.index.expired_stories
+            for key, needed in ((_split_key, s.split_from), (_shape_key, s.split_into))
+            if needed
         ]
         # A story's last record says it is closed: it will not change again.
         closed_at = utc_now_iso()
@@ -445,17 +459,29 @@ class DedupDesk:
 
     def _splits(self, written: str) -> list[Output]:
         """Return the records of the splits the last decision made: both stories' new records (but
-        the one `written` already, the decision's own story) and the state record that repeats the
-        split on a rebuilt desk (after the decision's own article record and its merges, as it
-        happened)."""
+        the one `written` already, the decision's own story), and the state records a rebuilt
+        desk repeats them from (after the decision's own article record and its merges, as it
+        happened): the split, with the new story's members and shape (kept while the new story
+        is open), and the shape and lineage of the story it left (kept while that one is open;
+        the latest split of it holds all)."""
         outputs = []
         at = utc_now_iso()
         for new, kept in self.index.splits:
             for story in (kept, new):
                 if story is not None and story.story_id != written:
                     outputs.append(_story_output(story_record(story)))
-            entry = {"from": new.split_from, "members": new.members, "at": at}
+            shape = StoryShape.of(new, self.index.story_keys[new.story_id]).as_dict()
+            entry = {"from": new.split_from, "members": new.members, "shape": shape, "at": at}
             outputs.append(Output(STATE, _split_key(new.story_id), jsonio.dumps(entry)))
+            if kept is not None:
+                left = {
+                    "shape": StoryShape.of(kept, self.index.story_keys_of(kept)).as_dict(),
+                    "revisions": kept.revisions,
+                    "split_into": list(kept.split_into),
+                    "members": kept.members,
+                    "at": at,
+                }
+                outputs.append(Output(STATE, _shape_key(kept.story_id), jsonio.dumps(left)))
         self.index.splits.clear()
         return outputs
 

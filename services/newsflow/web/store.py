@@ -300,7 +300,10 @@ class StoryStore:
         if r.get("split_from"):
             parent = str(r["split_from"])
             merges += [(story_id, "split_from", parent, at), (parent, "split_into", story_id, at)]
-            if current.rowcount:  # its latest record: its members are its own now
+            # Its latest record (the stories topic has one partition: records come in the order
+            # written): the members it lists are its own now. A story that had more than
+            # MAX_STORY_MEMBERS at the split lists its first and latest only (records.bounded_members).
+            if current.rowcount:
                 self._moved(story_id, [str(m) for m in r.get("members") or ()])
         self.db.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", merges)
         # A story the survivor lists is hidden even if its own last record was not seen (its
