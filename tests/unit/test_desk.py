@@ -630,3 +630,4 @@ def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_liv
             a: x.assignment for a, x in desk.index.articles.items()
         }
         assert rebuilt.index.postings == desk.index.postings
+        assert rebuilt.index.waiting() == []  # every member that left its story reached its split

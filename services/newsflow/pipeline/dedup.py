@@ -581,6 +581,9 @@ def split_parts(log: MemberLog, threshold: float) -> list[int] | None:
 
 # Ids of stories split from another: new stories' ids start with "s-".
 SPLIT_PREFIX = "split-"
+# Members waiting on a rebuild for the split that took them on (`StoryIndex.reshape`): not a story
+# any record names, and not posted under any key.
+WAITING_PREFIX = "\x00waiting/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -836,6 +839,11 @@ class StoryIndex:
         # Sorted: string hashes differ between processes, and vote order must not.
         return [sys.intern(k) for k in sorted(keys)]
 
+    def waiting(self) -> list[str]:
+        """Return the members still waiting for a split after a rebuild (none, when the state topic
+        held every split it should: see `reshape`)."""
+        return [m for sid, s in self.stories.items() if sid.startswith(WAITING_PREFIX) for m in s.members]
+
     def story_keys_of(self, story: Story) -> tuple[str, ...]:
         """Return the keys a story is posted under."""
         return self._story_keys(story)
@@ -1026,7 +1034,7 @@ class StoryIndex:
             away = [i for i, m in enumerate(story.members) if m not in listed]
             if away:
                 log = story.member_log()
-                waiting_id = f"\x00{story_id}"  # no story's id: ids are "s-" or SPLIT_PREFIX and text
+                waiting_id = f"{WAITING_PREFIX}{story_id}"
                 waiting = _story_of(waiting_id, [story.members[i] for i in away], log.take(away), shape)
                 stay = [i for i, m in enumerate(story.members) if m in listed]
                 rest = _story_of(story_id, [story.members[i] for i in stay], log.take(stay), shape)

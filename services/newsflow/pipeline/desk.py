@@ -258,7 +258,18 @@ class DedupDesk:
                 log.warning("skipping unreadable desk state %r: %s", key, exc)
         for key, value in latest(boilerplate).items():
             load_boilerplate(desk.boilerplate, key, value)
+        desk._check_waiting()
         return desk
+
+    def _check_waiting(self) -> None:
+        waiting = self.index.waiting()
+        if waiting:
+            log.warning(
+                "%d articles left a story in a split the state topic no longer holds; "
+                "they stay indexed (copies of them are found) in no story's record: %s",
+                len(waiting),
+                ", ".join(waiting[:10]),
+            )
 
     def snapshot(self) -> dict[str, Any]:
         """Return the desk's state as one picklable object (the boilerplate has its own topic).
@@ -328,6 +339,7 @@ class DedupDesk:
                     log.warning("skipping unreadable desk state %r: %s", key, exc)
                     continue
             applied += 1
+        self._check_waiting()
         return applied
 
     def learned(self) -> list[Output]:
