@@ -24,7 +24,7 @@ import re
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain
@@ -908,11 +908,7 @@ class StoryIndex:
             return None
         keys = set(self._story_keys(absorbed)).union(self._story_keys(survivor))
         survivor.absorb(absorbed, self.options)
-        for member in absorbed.members:
-            indexed = self.articles.get(member)
-            if indexed is not None:
-                assignment = replace(indexed.assignment, story_id=survivor_id)
-                self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
+        self._reassign(absorbed.members, survivor_id)
         for key in self._story_keys(absorbed):
             ids = self.postings.get(key)
             if ids is None:
@@ -969,16 +965,10 @@ class StoryIndex:
             sources.setdefault(source.story_id, set()).add(m)
         new = _story_of(new_id, moving, log, shape)
         new.split_from = story_id
-        for member in moving:
-            indexed = self.articles[member]
-            assignment = replace(indexed.assignment, story_id=new_id)
-            self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
+        self._reassign(moving, new_id)
         self.story_keys[new_id] = shape.keys
         for key in shape.keys:
-            ids = self.postings.setdefault(key, [])
-            ids.append(new_id)
-            if len(ids) > self.options.max_stories_per_key:
-                del ids[0]
+            self._post(key, new_id)
         self.stories[new_id] = new
         heapq.heappush(self._by_age, (new.last_received, new_id))
         kept: Story | None = None
@@ -991,22 +981,41 @@ class StoryIndex:
                 source.members = []
                 self._drop_story(source_id)
                 continue
-            rest = _story_of(
-                source_id,
-                [source.members[i] for i in stay],
-                source.member_log().take(stay),
-                StoryShape.of(source, ()),
-            )
-            rest.merged_from, rest.split_from = source.merged_from, source.split_from
-            rest.split_into, rest.revisions = source.split_into, source.revisions
+            rest = self._keep_only(source, stay, StoryShape.of(source, ()))
             if source_id == story_id:
                 rest.split_into = (*source.split_into, new_id)
                 rest.revisions = source.revisions + len(going) + 1
                 kept = rest
-            self.stories[source_id] = rest
-            heapq.heappush(self._by_age, (rest.last_received, source_id))
         self.splits.append((new, kept))
         return new
+
+    def _reassign(self, members: Iterable[str], story_id: str) -> None:
+        """Index these members (those still indexed) under another story."""
+        for member in members:
+            indexed = self.articles.get(member)
+            if indexed is not None:
+                assignment = replace(indexed.assignment, story_id=story_id)
+                self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
+
+    def _post(self, key: str, story_id: str, before: Collection[str] = ()) -> None:
+        """Post a story under a key, as the most recent one (or before the first of `before`
+        there), within the key's bound."""
+        ids = self.postings.setdefault(key, [])
+        ids.insert(next((i for i, sid in enumerate(ids) if sid in before), len(ids)), story_id)
+        if len(ids) > self.options.max_stories_per_key:
+            del ids[0]
+
+    def _keep_only(self, story: Story, positions: Sequence[int], shape: StoryShape) -> Story:
+        """Replace an open story with one of only its members at these positions (rebuilt from
+        its member log, with `shape` and its lineage); return it."""
+        rest = _story_of(
+            story.story_id, [story.members[i] for i in positions], story.member_log().take(positions), shape
+        )
+        rest.merged_from, rest.split_from = story.merged_from, story.split_from
+        rest.split_into, rest.revisions = story.split_into, story.revisions
+        self.stories[story.story_id] = rest
+        heapq.heappush(self._by_age, (rest.last_received, story.story_id))
+        return rest
 
     def reshape(
         self,
@@ -1014,7 +1023,7 @@ class StoryIndex:
         shape: StoryShape,
         revisions: int,
         split_into: Sequence[str],
-        members: Sequence[str] | None = None,
+        members: Sequence[str],
     ) -> None:
         """Give an open story the members, names, words, quotes and keys, and the split lineage,
         it had when the live writer last split it (a rebuild from the state topic: its members
@@ -1029,26 +1038,17 @@ class StoryIndex:
         story = self.stories.get(story_id)
         if story is None:
             return
-        if members is not None:
-            listed = set(members)
-            away = [i for i, m in enumerate(story.members) if m not in listed]
-            if away:
-                log = story.member_log()
-                waiting_id = f"{WAITING_PREFIX}{story_id}"
-                waiting = _story_of(waiting_id, [story.members[i] for i in away], log.take(away), shape)
-                stay = [i for i, m in enumerate(story.members) if m in listed]
-                rest = _story_of(story_id, [story.members[i] for i in stay], log.take(stay), shape)
-                rest.merged_from, rest.split_from = story.merged_from, story.split_from
-                for member in waiting.members:
-                    indexed = self.articles[member]
-                    assignment = replace(indexed.assignment, story_id=waiting_id)
-                    self.articles[member] = IndexedArticle(
-                        indexed.signature, indexed.shingle_count, assignment
-                    )
-                self.stories[waiting_id] = waiting
-                heapq.heappush(self._by_age, (waiting.last_received, waiting_id))
-                self.stories[story_id] = story = rest
-                heapq.heappush(self._by_age, (rest.last_received, story_id))
+        listed = set(members)
+        away = [i for i, m in enumerate(story.members) if m not in listed]
+        if away:
+            waiting_id = f"{WAITING_PREFIX}{story_id}"
+            waiting = _story_of(
+                waiting_id, [story.members[i] for i in away], story.member_log().take(away), shape
+            )
+            self._reassign(waiting.members, waiting_id)
+            self.stories[waiting_id] = waiting
+            heapq.heappush(self._by_age, (waiting.last_received, waiting_id))
+            story = self._keep_only(story, [i for i, m in enumerate(story.members) if m in listed], shape)
         story.entities, story.terms, story.quotes = shape.entities, shape.terms, shape.quotes
         story.revisions, story.split_into = revisions, tuple(split_into)
         known = set(self._story_keys(story))
@@ -1056,12 +1056,8 @@ class StoryIndex:
         children = set(story.split_into)
         for key in shape.keys:
             if key not in known:
-                ids = self.postings.setdefault(key, [])
                 # Where the live writer had it: posted before the stories split from it were.
-                at = next((i for i, sid in enumerate(ids) if sid in children), len(ids))
-                ids.insert(at, story_id)
-                if len(ids) > self.options.max_stories_per_key:
-                    del ids[0]
+                self._post(key, story_id, before=children)
 
     def _split_if_two_events(self, story: Story, trigger: str) -> None:
         """Split a story that has just grown if its members tell two events (`split_parts`)."""

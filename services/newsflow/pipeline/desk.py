@@ -482,7 +482,7 @@ class DedupDesk:
             for story in (kept, new):
                 if story is not None and story.story_id != written:
                     outputs.append(_story_output(story_record(story)))
-            shape = StoryShape.of(new, self.index.story_keys[new.story_id]).as_dict()
+            shape = StoryShape.of(new, self.index.story_keys_of(new)).as_dict()
             entry = {"from": new.split_from, "members": new.members, "shape": shape, "at": at}
             outputs.append(Output(STATE, _split_key(new.story_id), jsonio.dumps(entry)))
             if kept is not None:
