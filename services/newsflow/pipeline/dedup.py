@@ -926,6 +926,18 @@ class StoryIndex:
         self.merged.append((absorbed, survivor_id))
         return survivor
 
+    def merged_away(self, absorbed_id: str, survivor_id: str, lineage: Sequence[str]) -> None:
+        """Repeat on a rebuild a merge whose absorbed story is not indexed any more (its members
+        left the survivor in a split and closed since): the survivor's lineage is all that is left
+        of it (and what closes its state records when the survivor closes)."""
+        survivor = self.stories.get(survivor_id)
+        if (
+            survivor is not None
+            and absorbed_id not in self.stories
+            and absorbed_id not in survivor.merged_from
+        ):
+            survivor.merged_from = (*survivor.merged_from, absorbed_id, *lineage)
+
     def split(
         self, story_id: str, new_id: str, leaving: Iterable[str], shape: StoryShape | None = None
     ) -> Story | None:
@@ -1024,6 +1036,7 @@ class StoryIndex:
         revisions: int,
         split_into: Sequence[str],
         members: Sequence[str],
+        merged_from: Sequence[str] | None = None,
     ) -> None:
         """Give an open story the members, names, words, quotes and keys, and the split lineage,
         it had when the live writer last split it (a rebuild from the state topic: its members
@@ -1051,6 +1064,8 @@ class StoryIndex:
             story = self._keep_only(story, [i for i, m in enumerate(story.members) if m in listed], shape)
         story.entities, story.terms, story.quotes = shape.entities, shape.terms, shape.quotes
         story.revisions, story.split_into = revisions, tuple(split_into)
+        if merged_from is not None:  # (state written by earlier versions does not say)
+            story.merged_from = tuple(merged_from)
         known = set(self._story_keys(story))
         self.story_keys[story_id] = shape.keys
         children = set(story.split_into)
@@ -1168,11 +1183,26 @@ class StoryIndex:
             self.expired_articles.extend(members)
         return old
 
-    def forget(self, article_id: str) -> None:
-        """Drop an article with its whole story, silently (its expiry, replayed from the state topic)."""
-        indexed = self.articles.get(article_id)
-        if indexed is not None:
-            self._drop_story(indexed.assignment.story_id)
+    def forget(self, article_ids: Iterable[str]) -> None:
+        """Drop these articles, silently (their expiry, replayed from the state topic after a
+        snapshot): a story keeps its other members, rebuilt from its member log, and goes with
+        its last. The live writer closes a story with all its members, but a replayed index may
+        hold one of them elsewhere: in the story a split took it from, when compaction has
+        removed the split's record since."""
+        leaving: dict[str, set[str]] = {}
+        for article_id in article_ids:
+            indexed = self.articles.get(article_id)
+            if indexed is not None:
+                leaving.setdefault(indexed.assignment.story_id, set()).add(article_id)
+        for story_id, gone in leaving.items():
+            story = self.stories[story_id]
+            stay = [i for i, m in enumerate(story.members) if m not in gone]
+            if not stay:
+                self._drop_story(story_id)
+                continue
+            for article_id in gone:
+                self.lsh.remove(article_id, self.articles.pop(article_id).signature)
+            self._keep_only(story, stay, StoryShape.of(story, ()))
 
     def _drop_story(self, sid: str) -> tuple[Story, list[str]]:
         """Remove a story and its members from every structure; return it and the members removed."""

@@ -318,11 +318,15 @@ class DedupDesk:
     def replay(self, entries: Iterable[tuple[bytes, bytes | None]]) -> int:
         """Apply state records written after a snapshot, in order; return how many were applied."""
         applied = 0
+        closed: list[str] = []  # a closed story's members, forgotten together
         for key, value in entries:
             kind, _, rest = key.decode(errors="replace").partition("/")
+            if closed and not (kind == "a" and value is None):
+                self.index.forget(closed)
+                closed = []
             if value is None:  # what the window closed after the snapshot
                 if kind == "a":
-                    self.index.forget(rest)
+                    closed.append(rest)
                 elif kind == "r":
                     count, _, article_id = rest.partition("/")
                     self.rejected.pop((article_id, int(count)), None)
@@ -339,6 +343,7 @@ class DedupDesk:
                     log.warning("skipping unreadable desk state %r: %s", key, exc)
                     continue
             applied += 1
+        self.index.forget(closed)
         self._check_waiting()
         return applied
 
@@ -377,7 +382,9 @@ class DedupDesk:
         elif kind == "c":
             self._remember_closed(rest, float(entry["closed"]))
         elif kind == "m":
-            self.index.merge(rest, str(entry["into"]))
+            into = str(entry["into"])
+            if self.index.merge(rest, into) is None:
+                self.index.merged_away(rest, into, [str(m) for m in entry.get("merged_from", ())])
             self.index.merged.clear()  # its records were written when it happened
         elif kind == "p":
             shape = StoryShape.from_dict(entry["shape"])
@@ -386,8 +393,14 @@ class DedupDesk:
         elif kind == "v":
             shape = StoryShape.from_dict(entry["shape"])
             members = [str(m) for m in entry["members"]]
+            merged_from = entry.get("merged_from")
             self.index.reshape(
-                rest, shape, int(entry["revisions"]), [str(s) for s in entry["split_into"]], members
+                rest,
+                shape,
+                int(entry["revisions"]),
+                [str(s) for s in entry["split_into"]],
+                members,
+                None if merged_from is None else [str(m) for m in merged_from],
             )
 
     def _remember_unstoried(self, article_id: str, received: float) -> None:
@@ -461,9 +474,8 @@ class DedupDesk:
         closed_at = utc_now_iso()
         for story, into in self.index.merged:
             outputs.append(_story_output(story_record(story, closed_at=closed_at, merged_into=into)))
-            outputs.append(
-                Output(STATE, _merged_key(story.story_id), jsonio.dumps({"into": into, "at": closed_at}))
-            )
+            entry = {"into": into, "merged_from": list(story.merged_from), "at": closed_at}
+            outputs.append(Output(STATE, _merged_key(story.story_id), jsonio.dumps(entry)))
             if self.options.closed_retention_hours:
                 outputs.append(self._closing(story.story_id))
         self.index.merged.clear()
@@ -490,6 +502,7 @@ class DedupDesk:
                     "shape": StoryShape.of(kept, self.index.story_keys_of(kept)).as_dict(),
                     "revisions": kept.revisions,
                     "split_into": list(kept.split_into),
+                    "merged_from": list(kept.merged_from),
                     "members": kept.members,
                     "at": at,
                 }
