@@ -13,6 +13,9 @@ On a corpus built by bench/corpus.py (real pages, wire texts and their copies), 
   (f) the worker's memory (RSS) over a stream at (c)'s rate for `--soak-seconds`, with a story
       window of `--soak-window-seconds` so that the index reaches its steady size within the run;
   (g) each in-process stage's share of the time.
+(b) runs twice: as the worker does, keeping the NER spans and embeddings of recent texts (a page
+served again, a wire text carried verbatim is not computed again: see pipeline/recent.py), and
+with every text computed afresh.
 Every rate is also given as a ratio to (a), measured in the same run. Workers are warmed up
 (models loaded, partitions assigned, a first batch through) before their timing starts, and
 the broker by an untimed run of its own.
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import local_broker, record  # noqa: E402
 from bench.corpus import build  # noqa: E402
+from newsflow.pipeline.recent import RECENT_INPUTS  # noqa: E402
 
 BATCH = 32  # the worker's default batch
 
@@ -96,8 +100,9 @@ def partition_counts(raws: list) -> list[int]:  # noqa: ANN001
     return [counts[p] for p in partitions]
 
 
-def stage_chain(raws: list) -> tuple[float, dict[str, float]]:  # noqa: ANN001
-    """(b) Seconds for the worker's stages in one process, and seconds per stage."""
+def stage_chain(raws: list, recent: int) -> tuple[float, dict[str, float], dict[str, int]]:  # noqa: ANN001
+    """(b) Seconds for the worker's stages in one process, seconds per stage, and how many articles'
+    NER spans and embeddings were those of a text seen lately (`recent` texts kept; 0: none)."""
     from threadpoolctl import threadpool_limits
 
     from newsflow.pipeline.desk import DedupDesk, article_message
@@ -105,6 +110,7 @@ def stage_chain(raws: list) -> tuple[float, dict[str, float]]:  # noqa: ANN001
     from newsflow.pipeline.enrich import Enriched, Enricher
     from newsflow.pipeline.entities import EntityTagger
     from newsflow.pipeline.extract import warm_up
+    from newsflow.pipeline.recent import Recent
     from newsflow.pipeline.records import Origin
 
     threadpool_limits(1)  # as the worker (NEWSFLOW_WORKER_COMPUTE_THREADS)
@@ -116,9 +122,9 @@ def stage_chain(raws: list) -> tuple[float, dict[str, float]]:  # noqa: ANN001
         if stage == "features":  # once per article (extract is timed here, entities per batch)
             features[0] += seconds
 
-    enricher = Enricher(
-        tagger=EntityTagger(), encoder=default_encoder(), learn_boilerplate=False, on_stage_time=timer
-    )
+    tagger, encoder = EntityTagger(), default_encoder()
+    tagger.recent, encoder.recent = Recent(recent), Recent(recent)
+    enricher = Enricher(tagger=tagger, encoder=encoder, learn_boilerplate=False, on_stage_time=timer)
     warm_up()
     desk = DedupDesk()
     origin = Origin("raw", 0, 0)
@@ -142,7 +148,7 @@ def stage_chain(raws: list) -> tuple[float, dict[str, float]]:  # noqa: ANN001
         shares["NER"] += (t2 - t1) - (features[0] - before)
         shares["features message (JSON)"] += t3 - t2
         shares["dedup decide"] += t4 - t3
-    return time.perf_counter() - started, dict(shares)
+    return time.perf_counter() - started, dict(shares), enricher.reused()
 
 
 @contextmanager
@@ -331,8 +337,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="newsflow-throughput-"))
     files = build(args.data_dir, work / "mixed", args.size)
     one = build(args.data_dir, work / "one", args.size, one_outlet=True)
-    warmups = build(args.data_dir, work / "warm", 8 * BATCH)[-16:]  # copies, unlike any timed article
-    raws, one_raws, warm_raws = raws_of(files), raws_of(one), raws_of(warmups)
+    raws, one_raws = raws_of(files), raws_of(one)
+    # Texts unlike any timed article's (the seeds, each with a line of its own), so that a worker's
+    # recent texts hold none of the timed articles when timing starts.
+    seeds = raws_of(sorted((ROOT / "seeds").glob("*.txt")))
+    warm_raws = [
+        replace(r, article_id=f"warm-{i}", payload=r.payload + f"\nWarm-up copy number {i}.".encode())
+        for i, r in enumerate(seeds * 8)
+    ]
     n = len(raws)
     print(f"corpus: {n} articles ({work})", flush=True)
 
@@ -341,11 +353,14 @@ def main() -> int:
         f"(a) libraries alone: {n / lib:.2f}/s ({n / (lib + embedding):.2f}/s with the embedding model)",
         flush=True,
     )
-    chain, shares = stage_chain(raws)
+    chain, shares, reused = stage_chain(raws, RECENT_INPUTS)
     print(f"(b) stage chain in process: {n / chain:.2f}/s", flush=True)
+    afresh, _, _ = stage_chain(raws, 0)
+    print(f"(b) stage chain in process, every text computed afresh: {n / afresh:.2f}/s", flush=True)
     rows = [
         ("(a) trafilatura + spaCy NER-only, serial", n / lib),
         ("(b) stage chain, one process", n / chain),
+        ("(b) the same, every text through the models (NEWSFLOW_WORKER_RECENT_TEXTS=0)", n / afresh),
     ]
     os.environ.setdefault("NEWSFLOW_LOG_LEVEL", "warning")
     with local_broker() as bootstrap:
@@ -401,6 +416,9 @@ def main() -> int:
         f"story window {args.soak_window_seconds:.0f} s: "
         + ", ".join(f"{t:.0f} s {m:.0f} MiB" for t, m, _ in samples[:: max(1, len(samples) // 8)])
         + f"; last {samples[-1][1]:.0f} MiB",
+        "",
+        f"(b) texts seen lately, not run through the models again: NER {reused['entities']}, "
+        f"embedding {reused['features']} of {n} articles (the corpus repeats pages and wire texts)",
         "",
         "(g) where the in-process time goes (b):",
         "",

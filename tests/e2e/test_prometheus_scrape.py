@@ -110,6 +110,9 @@ def test_prometheus_sees_counters_and_histograms_move(kafka: KafkaSettings, work
                 wait_for_value(prom, 'sum(newsflow_dedup_decisions_total{decision="joined_story"})', 1) == 1
             )
             assert wait_for_value(prom, "newsflow_ner_model_load_seconds", 0.01) > 0
+            # Two different texts: each run through the models, none answered from recent texts.
+            assert wait_for_value(prom, 'count(newsflow_stage_reused_total{stage="features"})', 1) == 1
+            assert query(prom, 'sum(newsflow_stage_reused_total{stage="features"})')[0]["value"][1] == "0"
             # The seeds' outlet (a flat folder: "unknown"), its two articles and their text.
             seeds = 'sum(newsflow_extraction_articles_total{outlet="unknown",status="ok"})'
             assert wait_for_value(prom, seeds, 2) == 2

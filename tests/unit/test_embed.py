@@ -72,3 +72,21 @@ def test_the_graph_gives_what_the_float32_numpy_pass_it_replaced_gave(encoder):
     for item in reference["vectors"]:
         expected = np.frombuffer(base64.b64decode(item["float32"]), dtype="<f4")
         assert np.abs(encoder.encode(item["text"]) - expected).max() < 1e-4, item["text"][:40]
+
+
+def test_the_same_word_pieces_are_not_run_through_the_model_twice(encoder):
+    from newsflow.pipeline.recent import Recent
+
+    text = "The harbour authority reopened the north quay on Tuesday after a fire in March."
+    first = encoder.encode(text)
+    hits = encoder.recent.hits
+    # Again, and with a tail past the model's word pieces: the same input to the model.
+    assert encoder.encode(text) is first
+    assert encoder.encode(text * 30) is not first and encoder.recent.hits == hits + 1
+    assert encoder.encode(text * 30) is encoder.encode(text * 31)
+    kept, encoder.recent = encoder.recent, Recent(size=0)
+    try:
+        assert np.array_equal(encoder.encode(text), first)  # what the model gives, bit for bit
+    finally:
+        encoder.recent = kept
+    assert not first.flags.writeable  # shared: no caller may change it

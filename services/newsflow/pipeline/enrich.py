@@ -100,6 +100,14 @@ class Enricher:
             return tagged
         return [self._features(r, received) if isinstance(r, Enriched) else r for r in tagged]
 
+    def reused(self) -> dict[str, int]:
+        """Return how many articles' NER spans and embeddings so far were those of the same text
+        computed lately (see recent.py), by stage."""
+        return {
+            "entities": self.tagger.recent.hits if self.tagger else 0,
+            "features": self.encoder.recent.hits if self.encoder else 0,
+        }
+
     def enrich_batch(self, raws: Sequence[RawArticle], received: float | None = None) -> list[Result]:
         """Return one result per raw article, in input order."""
         return self.finish([self.clean(r) for r in raws], received)

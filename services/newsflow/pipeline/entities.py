@@ -21,9 +21,12 @@ from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
 from newsflow.pipeline.places import country_key, is_place, place_id
+from newsflow.pipeline.recent import Recent, digest
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
 DEFAULT_MODEL = NER_MODEL
+# What the model tags: (start, end, label) over the text it was given.
+Span = tuple[int, int, str]
 # spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
 # hash in requirements-model.txt: model name -> (module, its folder in the module).
 PACKAGED_MODELS = {
@@ -336,9 +339,7 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
             group.labels = Counter({"GPE": len(group.spans)})
 
 
-def build_entities(
-    text: str, raw_ents: Sequence[tuple[int, int, str]], title: str | None = None
-) -> list[Entity]:
+def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None) -> list[Entity]:
     """Return canonical entities from raw (start, end, label) spans over `text`, most salient first."""
     groups: dict[str, _Group] = {}
     cased = any(c.isupper() for c in text)
@@ -499,21 +500,36 @@ class EntityTagger:
         self.batch_size = batch_size
         self.nlp: Any = spacy.load(model_location(model), exclude=list(NON_NER_COMPONENTS))
         self.language = str(self.nlp.lang)
+        # The model's spans of the texts it tagged lately (see recent.py); build_entities, which
+        # also reads the headline, runs for every article.
+        self.recent: Recent[tuple[Span, ...]] = Recent()
 
     def tag_batch(self, articles: Sequence[CleanArticle]) -> list[EntityResult]:
         """Return one EntityResult per article, in order."""
         results: list[EntityResult | None] = [None] * len(articles)
-        todo: list[tuple[int, str]] = []
+        texts: dict[int, str] = {}
+        spans: dict[bytes, tuple[Span, ...]] = {}  # the model's spans of each distinct text
+        todo: dict[bytes, str] = {}  # texts the model has not tagged lately
         for i, article in enumerate(articles):
             if article.language is not None and article.language.code != self.language:
                 results[i] = EntityResult((), "skipped_language", self.model_name)
             elif not article.text.strip():
                 results[i] = EntityResult((), "empty", self.model_name)
             else:
-                todo.append((i, cap_text(article.text, self.max_chars)))
-        docs = self.nlp.pipe((cased_for_ner(t) for _, t in todo), batch_size=self.batch_size)
-        for (i, text), doc in zip(todo, docs, strict=True):
-            raw = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+                texts[i] = text = cap_text(article.text, self.max_chars)
+                key = digest(text)
+                if key not in spans and key not in todo:
+                    known = self.recent.get(key)
+                    if known is None:
+                        todo[key] = text
+                    else:
+                        spans[key] = known
+        docs = self.nlp.pipe((cased_for_ner(t) for t in todo.values()), batch_size=self.batch_size)
+        for key, doc in zip(todo, docs, strict=True):
+            spans[key] = tuple((e.start_char, e.end_char, e.label_) for e in doc.ents)
+            self.recent.put(key, spans[key])
+        for i, text in texts.items():
+            raw = spans[digest(text)]
             results[i] = EntityResult(
                 tuple(build_entities(text, raw, articles[i].title)), "ok", self.model_name
             )

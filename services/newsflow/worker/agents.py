@@ -190,7 +190,11 @@ class CleanAgent:
         # NER and the embeddings are library code that runs for seconds per batch: off the loop,
         # so that the consumer's heartbeats and fetches and the dedup agent go on meanwhile.
         # The desk's clock: when the pipeline got the articles, never a time they claim.
+        reused = self.enricher.reused()
         results = await asyncio.to_thread(self.enricher.finish, cleaned, time.time())
+        for stage, count in self.enricher.reused().items():
+            if count > reused[stage]:
+                self.metrics.reused.labels(stage).inc(count - reused[stage])
         messages = [self.forwarder.message(r, e) for r, e in zip(results, events, strict=True)]
         await self.forwarder.forward(messages, events)
 

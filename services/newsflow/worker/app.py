@@ -35,6 +35,7 @@ from newsflow.pipeline.embed import TextEncoder
 from newsflow.pipeline.enrich import Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
+from newsflow.pipeline.recent import Recent
 from newsflow.pipeline.records import max_dead_letter_payload
 from newsflow.settings import KafkaSettings, client_options
 from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder
@@ -146,6 +147,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     tagger = EntityTagger(
         settings.ner_model, max_chars=settings.ner_max_chars, batch_size=settings.batch_size
     )
+    tagger.recent = Recent(settings.recent_texts)
     metrics.model_load_seconds.set(time.perf_counter() - started)
     log.info("NER model %s loaded in %.1fs", settings.ner_model, time.perf_counter() - started)
     # Several workers share a host's cores: BLAS threads in each would fight over them.
@@ -153,6 +155,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     threadpool_limits(settings.compute_threads)
     started = time.perf_counter()
     encoder = TextEncoder.load(threads=settings.compute_threads)
+    encoder.recent = Recent(settings.recent_texts)
     log.info("embedding model loaded in %.1fs", time.perf_counter() - started)
     options = ExtractOptions(
         max_input_bytes=settings.max_input_bytes,

@@ -57,6 +57,7 @@ class WorkerMetrics(NamedTuple):
     extracted_articles: Counter
     extracted_chars: Counter
     boilerplate_lines: Counter
+    reused: Counter
 
 
 # Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
@@ -64,6 +65,7 @@ class WorkerMetrics(NamedTuple):
 INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
     "messages": [("decode", "in"), ("dedup", "in"), ("output", "out")],
     "dedup_decisions": [("new_story",), ("joined_story",), ("copy",), ("no_story",)],
+    "reused": [("entities",), ("features",)],
 }
 
 
@@ -171,6 +173,15 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
             "newsflow_extraction_boilerplate_lines_total",
             "Lines removed as boilerplate (rules and the outlet's learned lines), by outlet.",
             ["outlet"],
+            registry=registry,
+        ),
+        # A text seen lately (a page fetched again, a wire story carried verbatim) is not run
+        # through the NER model or the sentence encoder again (pipeline/recent.py).
+        reused=Counter(
+            "newsflow_stage_reused_total",
+            "Articles whose NER spans (entities) or embedding (features) were those of the same "
+            "text computed lately, not computed again.",
+            ["stage"],
             registry=registry,
         ),
     )

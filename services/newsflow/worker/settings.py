@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL, DedupOptions, ExtractOptions
+from newsflow.pipeline.recent import RECENT_INPUTS
 from newsflow.settings import env
 
 # The stages' own defaults: each is written once, in pipeline/options.py.
@@ -57,6 +58,11 @@ class WorkerSettings:
         "NEWSFLOW_WORKER_COMPUTE_THREADS",
         1,
         "threads for the embedding model's matrix products (scale with workers, not threads)",
+    )
+    recent_texts: int = env(
+        "NEWSFLOW_WORKER_RECENT_TEXTS",
+        RECENT_INPUTS,
+        "texts whose NER spans and embedding are kept, so a text seen again is not computed again (0: none)",
     )
     max_input_bytes: int = env(
         "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES",
