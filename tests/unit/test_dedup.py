@@ -591,3 +591,18 @@ def test_split_checks_thin_out_as_a_story_grows():
     due = [n for n in range(1, 70) if split_due(n)]
     assert due[:13] == list(range(4, 17))
     assert due[13:] == [20, 24, 28, 32, 40, 48, 56, 64]
+
+
+def test_a_shape_record_naming_none_of_a_storys_members_leaves_the_index_as_it_was():
+    from newsflow.pipeline.dedup import StoryShape
+
+    one, _ = _theme_and_two_events(5)
+    index = StoryIndex()
+    for i, article_id in enumerate(["a0", "a1"]):
+        index.assign(_report(article_id, i, one, NAMES))
+    (story,) = index.stories.values()
+    before = ({a: x.assignment for a, x in index.articles.items()}, list(story.members))
+    shape = StoryShape.of(story, index.story_keys_of(story))
+    index.reshape(story.story_id, shape, 3, ["split-x"], ["x0", "x1"])
+    assert ({a: x.assignment for a, x in index.articles.items()}, list(story.members)) == before
+    assert index.waiting() == [] and index.stories[story.story_id].revisions == 0

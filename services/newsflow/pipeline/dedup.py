@@ -1049,9 +1049,10 @@ class StoryIndex:
         stories of a key in another order than the live one (which decides only exact ties).
         """
         story = self.stories.get(story_id)
-        if story is None:
-            return
         listed = set(members)
+        if story is None or listed.isdisjoint(story.members):
+            # (None of the members it had then is in it: a state no writer leaves; unchanged.)
+            return
         away = [i for i, m in enumerate(story.members) if m not in listed]
         if away:
             waiting_id = f"{WAITING_PREFIX}{story_id}"
