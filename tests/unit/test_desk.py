@@ -521,6 +521,7 @@ def _index_view(desk: DedupDesk) -> dict[str, tuple]:  # type: ignore[type-arg]
             s.revisions,
             s.split_from,
             s.split_into,
+            s.merged_from,
             s.embedded,
         )
         for story_id, s in sorted(desk.index.stories.items())
@@ -617,16 +618,32 @@ def _compacted(entries: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, b
     return [entry for i, entry in enumerate(entries) if last[entry[0]] == i]
 
 
-@pytest.mark.parametrize("seed", [0, 26, 9, 169])
-def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_live_desk(seed):
-    """Stories split, split again, close on either side; the compacted state topic, and snapshots
-    plus the records after them (as written or compacted), each rebuild the live desk exactly."""
+# Streams of `n` reports cut to the first `keep`, at the default thresholds (merges are rare
+# there) and at thresholds where a story merges into one that then merges into a third, whose own
+# members later leave it in a split and close (seed 7).
+@pytest.mark.parametrize(
+    ("seed", "n", "keep", "merge", "split"),
+    [
+        (0, 60, 60, 0.6, 0.6),
+        (26, 60, 60, 0.6, 0.6),
+        (9, 60, 60, 0.6, 0.6),
+        (169, 60, 60, 0.6, 0.6),
+        (7, 70, 44, 0.3, 0.7),
+    ],
+)
+def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_live_desk(
+    seed, n, keep, merge, split
+):
+    """Stories split, split again, merge, close on either side; the compacted state topic, and
+    snapshots plus the records after them (as written or compacted), each rebuild the live desk
+    exactly."""
     import pickle
 
     from newsflow.pipeline.desk import latest
 
-    desk, state, snapshots = DedupDesk(), [], []
-    for i, f in enumerate(_themed_stream(seed)):
+    options = DedupOptions(merge_threshold=merge, split_threshold=split)
+    desk, state, snapshots = DedupDesk(options), [], []
+    for i, f in enumerate(_themed_stream(seed, n)[:keep]):
         state += _state_of(desk, [_synthetic_message(f)])
         if i % 10 == 5:
             snapshots.append((pickle.dumps(desk.snapshot()), len(state)))
@@ -636,11 +653,11 @@ def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_liv
     from_snapshots = []
     for snapshot, at in snapshots:
         for tail in (state[at:], _compacted(state[at:])):
-            from_snapshots.append(DedupDesk.from_snapshot(pickle.loads(snapshot)))
+            from_snapshots.append(DedupDesk.from_snapshot(pickle.loads(snapshot), options))
             from_snapshots[-1].replay(tail)
     for rebuilt in (
-        DedupDesk.from_state(state),
-        DedupDesk.from_state(list(latest(state).items())),
+        DedupDesk.from_state(state, options),
+        DedupDesk.from_state(list(latest(state).items()), options),
         *from_snapshots,
     ):
         assert _index_view(rebuilt) == _index_view(desk) and _same_embeddings(rebuilt, desk)

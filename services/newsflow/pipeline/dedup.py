@@ -931,12 +931,15 @@ class StoryIndex:
         left the survivor in a split and closed since): the survivor's lineage is all that is left
         of it (and what closes its state records when the survivor closes)."""
         survivor = self.stories.get(survivor_id)
-        if (
-            survivor is not None
-            and absorbed_id not in self.stories
-            and absorbed_id not in survivor.merged_from
-        ):
-            survivor.merged_from = (*survivor.merged_from, absorbed_id, *lineage)
+        if survivor is None or absorbed_id in self.stories or absorbed_id in survivor.merged_from:
+            return
+        # Stories merged into the absorbed one that the rebuild still holds apart (their members
+        # stayed in the survivor live, while the absorbed story's own left): they join it now.
+        for earlier in lineage:
+            self.merge(earlier, survivor_id)
+        earlier_ids = set(lineage)
+        rest = (m for m in survivor.merged_from if m not in earlier_ids)
+        survivor.merged_from = (*rest, absorbed_id, *lineage)  # in the live order
 
     def split(
         self, story_id: str, new_id: str, leaving: Iterable[str], shape: StoryShape | None = None
