@@ -396,11 +396,13 @@ def test_a_text_tagged_lately_is_not_tagged_again_and_each_headline_still_counts
     retitled = replace(first, article_id="copy", title="Vladimir Putin speaks")
     kept, tagger.recent = tagger.recent, Recent()
     try:
+        reused = tagger.reused
         results = tagger.tag_batch([first, retitled, second])
         # Two distinct texts: the model ran on each once, and nothing was known before.
         assert (tagger.recent.misses, tagger.recent.hits, len(tagger.recent)) == (2, 0, 2)
+        assert tagger.reused == reused + 1  # the retitled copy
         again = tagger.tag_batch([retitled])
-        assert tagger.recent.hits == 1
+        assert tagger.recent.hits == 1 and tagger.reused == reused + 2
         tagger.recent = Recent(size=0)  # the model on every text, one at a time
         alone = [tagger.tag_batch([a])[0] for a in (first, retitled, second)]
     finally:

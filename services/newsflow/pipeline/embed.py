@@ -182,7 +182,7 @@ class TextEncoder:
         self.session = ort.InferenceSession(
             _encoder_graph(w, config), options, providers=["CPUExecutionProvider"]
         )
-        self.recent: Recent[np.ndarray] = Recent()
+        self.recent: Recent[bytes] = Recent()
 
     @classmethod
     def load(cls, model_zip: Path | None = None, threads: int = 1) -> TextEncoder:
@@ -201,17 +201,16 @@ class TextEncoder:
         ids = np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
         key = digest(ids.tobytes())
         known = self.recent.get(key)
-        if known is not None:
-            return known
-        x = self.word[ids] + self.position[: len(ids)] + self.token_type
-        x = _layer_norm(x, *self.embed_norm, self.eps).astype(np.float32)
-        (output,) = self.session.run(None, {"x": x})
-        pooled = np.asarray(output, dtype=np.float32)
-        length = float(np.linalg.norm(pooled))
-        embedding = pooled / length if length else pooled
-        embedding.flags.writeable = False
-        self.recent.put(key, embedding)
-        return embedding
+        if known is None:
+            x = self.word[ids] + self.position[: len(ids)] + self.token_type
+            x = _layer_norm(x, *self.embed_norm, self.eps).astype(np.float32)
+            (output,) = self.session.run(None, {"x": x})
+            pooled = np.asarray(output, dtype=np.float32)
+            length = float(np.linalg.norm(pooled))
+            known = (pooled / length if length else pooled).tobytes()
+            self.recent.put(key, known)
+        # A view of immutable bytes: no caller can change what the next one gets.
+        return np.frombuffer(known, dtype=np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -104,7 +104,7 @@ class Enricher:
         """Return how many articles' NER spans and embeddings so far were those of the same text
         computed lately (see recent.py), by stage."""
         return {
-            "entities": self.tagger.recent.hits if self.tagger else 0,
+            "entities": self.tagger.reused if self.tagger else 0,
             "features": self.encoder.recent.hits if self.encoder else 0,
         }
 

@@ -16,7 +16,9 @@ from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
-# Per step and worker: a few minutes of a busy stream, a few MB of results.
+# Per step and worker: a few minutes of a busy stream. NER spans are kept packed (12 bytes a span:
+# about 1 KB for a typical article, 21 KB for a name-dense one at the character cap) and
+# embeddings as 1.5 KB of float32: some 5 MB together, at most about 45 MB.
 RECENT_INPUTS = 2048
 
 
