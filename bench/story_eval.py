@@ -52,8 +52,10 @@ from newsflow.pipeline.dedup import (  # noqa: E402
     estimated_containment,
     story_similarity,
 )
+from newsflow.pipeline.embed import TextEncoder  # noqa: E402
 from newsflow.pipeline.entities import EntityTagger  # noqa: E402
 from newsflow.pipeline.extract import extract_article  # noqa: E402
+from newsflow.pipeline.options import EMBED_PRECISION, EMBED_PRECISIONS  # noqa: E402
 from newsflow.pipeline.records import CleanArticle, RawArticle, Source  # noqa: E402
 
 WORD = re.compile(r"\w+")
@@ -108,7 +110,7 @@ def copy_variants(text: str, rng: random.Random) -> list[str]:
 
 
 def featurize(
-    tagger: EntityTagger, items: list[tuple[str, str]]
+    tagger: EntityTagger, items: list[tuple[str, str]], encoder: TextEncoder | None = None
 ) -> dict[str, tuple[CleanArticle, StoryFeatures]]:
     """Return each text cleaned and its features, as the worker computes them (NER in batches)."""
     cleaned = [clean(article_id, text) for article_id, text in items]
@@ -116,7 +118,7 @@ def featurize(
     for start in range(0, len(cleaned), NER_BATCH):
         chunk = cleaned[start : start + NER_BATCH]
         for a, tags in zip(chunk, tagger.tag_batch(chunk), strict=True):
-            out[a.article_id] = (a, article_features(a, tags))
+            out[a.article_id] = (a, article_features(a, tags, encoder))
     return out
 
 
@@ -278,6 +280,12 @@ def main() -> int:
     )
     parser.add_argument("--check", action="store_true", help="exit 1 below the floors in bench/floors.json")
     parser.add_argument(
+        "--embed-precision",
+        choices=EMBED_PRECISIONS,
+        default=EMBED_PRECISION,
+        help=f"the embedding model's arithmetic (NEWSFLOW_WORKER_EMBED_PRECISION; default {EMBED_PRECISION})",
+    )
+    parser.add_argument(
         "--events", type=Path, default=EVENTS, help=f"event labels across pairs (default {EVENTS.name})"
     )
     parser.add_argument(
@@ -295,7 +303,8 @@ def main() -> int:
 
     started = time.perf_counter()
     texts = {p[side]["id"]: p[side]["text"] for p in pairs for side in ("a", "b")}
-    done = featurize(tagger, list(texts.items()))
+    encoder = TextEncoder.load(precision=args.embed_precision)
+    done = featurize(tagger, list(texts.items()), encoder)
     rows: list[dict[str, Any]] = []
     for pair in pairs:
         (_, fa), (_, fb) = done[pair["a"]["id"]], done[pair["b"]["id"]]
@@ -365,7 +374,7 @@ def main() -> int:
             variants[f"{a.article_id}-v{i}"] = text
             trials.append((a.article_id, f"{a.article_id}-v{i}", True))
         trials.append((a.article_id, pair["b"]["id"], pair["a"]["text"] == pair["b"]["text"]))
-    done |= featurize(tagger, list(variants.items()))
+    done |= featurize(tagger, list(variants.items()), encoder)
     copy_pred, copy_gold = [], []
     for a_id, candidate, is_copy in trials:
         index = StoryIndex()
@@ -378,7 +387,7 @@ def main() -> int:
     report = "\n".join(
         [
             f"{len(pairs)} pairs from {path} ({len(judged)} judged: {sum(gold)} same, {len(gold) - sum(gold)} not); "
-            f"{len(pairs) / elapsed:.1f} pairs/s",
+            f"{len(pairs) / elapsed:.1f} pairs/s; embeddings in {args.embed_precision}",
             "",
             "| method | precision | recall | F1 | Pearson(score, -overall) |",
             "|---|---|---|---|---|",

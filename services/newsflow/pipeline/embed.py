@@ -11,10 +11,26 @@ installed without its torch dependencies): safetensors weights and a `tokenizers
 forward pass is a 6-layer BERT encoder; `_encoder_graph` writes it as an ONNX graph (the `onnx`
 package) from those weights and onnxruntime runs it (fused GELU, layer norms and matrix
 products: about 1.8x the speed of the same pass in numpy on one thread, same results to 1e-6),
-so the worker does not carry torch. Weights stay float32: int8 weights with dynamically
-quantized activations ran 2.5x faster again but moved cosines by 0.008 on average (0.05 at
-worst), which cost the story stage 0.027 of pair F1 on the dev pairs. `tests/unit/test_embed.py`
-checks the output against the similarities the model's own documentation publishes.
+so the worker does not carry torch. `tests/unit/test_embed.py` checks the output against the
+similarities the model's own documentation publishes.
+
+Precision (NEWSFLOW_WORKER_EMBED_PRECISION). In float32 the pass runs at the speed of the machine's
+float32 matrix products already (about 30 ms for 128 word pieces on one core). The default, int8,
+runs the matrix products in 8-bit integers, about twice as fast, for cosines that move by 0.003
+on average (0.026 at worst, over 300 news texts), with the story figures of float32 within the
+noise of the dev pairs (bench/RESULTS.md):
+- the query/key/value, attention-output and feed-forward-up products quantize their input
+  on the fly, per tensor (DynamicQuantizeLinear), and their weights per output column. Their
+  inputs have a few channels far larger than the rest, which per-tensor quantization would flatten:
+  SmoothQuant's migration (Xiao et al., 2023, alpha 0.5) divides those channels by a factor the
+  weights' rows take over, from the per-channel input ranges of a calibration text run through
+  the float32 graph at load (`_CALIBRATION`; the outlier channels are the model's, not the text's).
+- the feed-forward-down product's input (GELU outputs, 1,536 wide) loses too much to one scale
+  per tensor; onnxruntime's MatMulNBits takes 8-bit weights in blocks of 128 and quantizes its
+  input per block.
+Plain per-channel int8 (onnxruntime's quantize_dynamic) moved cosines by 0.008 on average (0.05
+at worst) and cost 0.027 of pair F1. float32 stays for checks against the model's published
+figures, and for an operator who wants the model's own numbers.
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
+from newsflow.pipeline.options import EMBED_PRECISION, EMBED_PRECISIONS
 from newsflow.pipeline.recent import Recent, digest
 
 MODEL_PACKAGE = "all_minilm_l6_v2"
@@ -47,6 +64,18 @@ MAX_TOKENS = 128
 DIM = 384
 # GELU (opset 20) and LayerNormalization as single operators.
 OPSET = 20
+# int8: the weights of the feed-forward-down product are quantized in blocks this long.
+BLOCK = 128
+# int8: the text whose activations set the per-channel ranges (any ordinary English prose).
+_CALIBRATION = (
+    "The city council voted on Tuesday to close the old harbour bridge for two years of repairs, "
+    "after engineers found cracks in its steel supports. Commuters will be offered free ferries, "
+    "the mayor said, while shops near the bridge fear they will lose customers. The work is "
+    "expected to cost 48 million dollars, a third more than planned in March. Opposition members "
+    "asked why the problems were not found during an inspection in 2021, and called for an "
+    "independent review. A spokeswoman for the transport ministry said the government would pay "
+    "half of the bill. Traffic on the ring road rose by 15 percent in the first week of detours."
+)
 
 
 class ModelNotInstalled(RuntimeError):
@@ -71,11 +100,17 @@ def _layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float) -
 
 
 class _Graph:
-    """The nodes and constants of an ONNX graph being written."""
+    """The nodes and constants of an ONNX graph being written.
 
-    def __init__(self) -> None:
+    `input_max` (int8 graphs): the largest magnitude of each input channel of each linear layer,
+    by layer name; without it the linear layers are float32 products.
+    """
+
+    def __init__(self, input_max: Mapping[str, np.ndarray] | None = None) -> None:
         self.nodes: list[Any] = []
         self.constants: list[Any] = []
+        self.input_max = input_max
+        self.linear_inputs: dict[str, str] = {}
 
     def const(self, name: str, value: np.ndarray) -> str:
         self.constants.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
@@ -86,22 +121,74 @@ class _Graph:
         return output
 
     def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
+        self.linear_inputs[name] = x
+        if self.input_max is None:
+            product = self.op("MatMul", [x, self.const(f"{name}_w", weight)], f"{name}_mm")
+        elif name.endswith("_down"):
+            product = self._matmul_blocks(x, weight, name)
+        else:
+            product = self._matmul_int8(x, weight, self.input_max[name], name)
+        return self.op("Add", [product, self.const(f"{name}_b", bias)], name)
+
+    def _matmul_int8(self, x: str, weight: np.ndarray, input_max: np.ndarray, name: str) -> str:
+        """x @ weight with x quantized per tensor at run time, after SmoothQuant's migration."""
+        smooth = np.sqrt(np.maximum(input_max, 1e-5) / np.maximum(np.abs(weight).max(axis=1), 1e-5))
+        weight = weight * smooth[:, None]
+        scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0  # per output column
+        smoothed = self.op(
+            "Mul", [x, self.const(f"{name}_smooth", (1 / smooth).astype(np.float32))], f"{name}_xs"
+        )
+        xq, x_scale, x_zero = f"{name}_xq", f"{name}_xscale", f"{name}_xzero"
+        self.nodes.append(
+            helper.make_node("DynamicQuantizeLinear", [smoothed], [xq, x_scale, x_zero], name=xq)
+        )
+        weight_q = self.const(f"{name}_wq", np.rint(weight / scale).astype(np.int8))
+        zeros = self.const(f"{name}_wzero", np.zeros(weight.shape[1], np.int8))
+        products = self.op("MatMulInteger", [xq, weight_q, x_zero, zeros], f"{name}_acc")
+        scales = self.op(
+            "Mul", [x_scale, self.const(f"{name}_wscale", scale.astype(np.float32))], f"{name}_scales"
+        )
         return self.op(
-            "Add",
-            [
-                self.op("MatMul", [x, self.const(f"{name}_w", weight)], f"{name}_mm"),
-                self.const(f"{name}_b", bias),
-            ],
-            name,
+            "Mul", [self.op("Cast", [products], f"{name}_accf", to=TensorProto.FLOAT), scales], f"{name}_mm"
         )
 
+    def _matmul_blocks(self, x: str, weight: np.ndarray, name: str) -> str:
+        """x @ weight with 8-bit weights in blocks of BLOCK rows (onnxruntime's MatMulNBits, whose
+        accuracy level 4 quantizes x per block too)."""
+        k, n = weight.shape
+        blocks = np.ascontiguousarray(weight.T).reshape(n, k // BLOCK, BLOCK)
+        scale = np.maximum(np.abs(blocks).max(axis=-1), 1e-12) / 127.0
+        # Stored unsigned, around the default zero point of 128.
+        codes = (np.rint(blocks / scale[..., None]).astype(np.int16) + 128).astype(np.uint8)
+        inputs = [
+            x,
+            self.const(f"{name}_wq", codes),
+            self.const(f"{name}_wscale", scale.astype(np.float32).ravel()),
+        ]
+        attributes = {"K": k, "N": n, "bits": 8, "block_size": BLOCK, "accuracy_level": 4}
+        self.nodes.append(
+            helper.make_node(
+                "MatMulNBits", inputs, [f"{name}_mm"], name=f"{name}_mm", domain="com.microsoft", **attributes
+            )
+        )
+        return f"{name}_mm"
 
-def _encoder_graph(w: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> bytes:
+
+def _encoder_graph(
+    w: Mapping[str, np.ndarray],
+    config: Mapping[str, Any],
+    input_max: Mapping[str, np.ndarray] | None = None,
+    show_linear_inputs: bool = False,
+) -> bytes:
     """Return the serialized ONNX model of the encoder's layers and mean pooling: input `x`, the
-    (tokens, hidden) embeddings after their layer norm; output `pooled`, the mean over tokens."""
+    (tokens, hidden) embeddings after their layer norm; output `pooled`, the mean over tokens.
+
+    With `input_max` the linear layers run in int8 (see the module's notes). `show_linear_inputs`
+    makes every linear layer's input an output too, named after the layer (for calibration).
+    """
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
     eps = float(config["layer_norm_eps"])
-    g = _Graph()
+    g = _Graph(input_max)
     g.const("heads", np.array([-1, heads, hidden // heads], np.int64))
     g.const("flat", np.array([-1, hidden], np.int64))
     g.const("scale", np.array(1 / math.sqrt(hidden // heads), np.float32))
@@ -142,14 +229,22 @@ def _encoder_graph(w: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> by
         )
         x = norm(g.op("Add", [x, down], f"l{i}_res2"), "output", f"l{i}_x2")
     g.op("ReduceMean", [x, "tokens"], "pooled", keepdims=0)
+    outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [hidden])]
+    if show_linear_inputs:
+        for name, tensor in g.linear_inputs.items():
+            g.op("Identity", [tensor], f"input_of_{name}")
+            outputs.append(helper.make_tensor_value_info(f"input_of_{name}", TensorProto.FLOAT, None))
     graph = helper.make_graph(
         g.nodes,
         "all-MiniLM-L6-v2",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["tokens", hidden])],
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [hidden])],
+        outputs,
         g.constants,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    opsets = [helper.make_opsetid("", OPSET)]
+    if input_max is not None:
+        opsets.append(helper.make_opsetid("com.microsoft", 1))  # MatMulNBits
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 9  # what onnxruntime 1.32 reads
     return bytes(model.SerializeToString())
 
@@ -163,7 +258,11 @@ class TextEncoder:
         tokenizer: Tokenizer,
         config: Mapping[str, Any],
         threads: int = 1,
+        precision: str = EMBED_PRECISION,
     ) -> None:
+        if precision not in EMBED_PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {EMBED_PRECISIONS}")
+        self.precision = precision
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
@@ -180,12 +279,26 @@ class TextEncoder:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its optimizer's notes are not ours to log
         self.session = ort.InferenceSession(
-            _encoder_graph(w, config), options, providers=["CPUExecutionProvider"]
+            _encoder_graph(w, config, show_linear_inputs=precision == "int8"),
+            options,
+            providers=["CPUExecutionProvider"],
         )
+        if precision == "int8":
+            outputs = [o.name for o in self.session.get_outputs()[1:]]
+            ranges = self.session.run(outputs, {"x": self._model_input(self._ids(_CALIBRATION))})
+            input_max = {
+                o.removeprefix("input_of_"): np.abs(r).max(axis=0)
+                for o, r in zip(outputs, ranges, strict=True)
+            }
+            self.session = ort.InferenceSession(
+                _encoder_graph(w, config, input_max), options, providers=["CPUExecutionProvider"]
+            )
         self.recent: Recent[bytes] = Recent()
 
     @classmethod
-    def load(cls, model_zip: Path | None = None, threads: int = 1) -> TextEncoder:
+    def load(
+        cls, model_zip: Path | None = None, threads: int = 1, precision: str = EMBED_PRECISION
+    ) -> TextEncoder:
         """Load the packaged model (about 90 MB of float32 weights; a second or two)."""
         with zipfile.ZipFile(model_zip or _model_zip()) as zf:
             raw = zf.read("model.safetensors")
@@ -193,24 +306,30 @@ class TextEncoder:
                 raise ModelNotInstalled("the embedding model's weights are not all-MiniLM-L6-v2's")
             tokenizer = Tokenizer.from_str(zf.read("tokenizer.json").decode())
             config = json.loads(zf.read("config.json"))
-        return cls(load_safetensors(raw), tokenizer, config, threads)
+        return cls(load_safetensors(raw), tokenizer, config, threads, precision)
 
     def encode(self, text: str) -> np.ndarray:
         """Return the unit-length float32 embedding of a text's first MAX_TOKENS word pieces
         (read-only: the one computed for the same word pieces lately, if any, see recent.py)."""
-        ids = np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+        ids = self._ids(text)
         key = digest(ids.tobytes())
         known = self.recent.get(key)
         if known is None:
-            x = self.word[ids] + self.position[: len(ids)] + self.token_type
-            x = _layer_norm(x, *self.embed_norm, self.eps).astype(np.float32)
-            (output,) = self.session.run(None, {"x": x})
+            (output,) = self.session.run(["pooled"], {"x": self._model_input(ids)})
             pooled = np.asarray(output, dtype=np.float32)
             length = float(np.linalg.norm(pooled))
             known = (pooled / length if length else pooled).tobytes()
             self.recent.put(key, known)
         # A view of immutable bytes: no caller can change what the next one gets.
         return np.frombuffer(known, dtype=np.float32)
+
+    def _ids(self, text: str) -> np.ndarray:
+        return np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+
+    def _model_input(self, ids: np.ndarray) -> np.ndarray:
+        """The graph's input: the word-piece embeddings' sum, after their layer norm."""
+        x = self.word[ids] + self.position[: len(ids)] + self.token_type
+        return _layer_norm(x, *self.embed_norm, self.eps).astype(np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -154,9 +154,9 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     # Parallelism comes from workers.
     threadpool_limits(settings.compute_threads)
     started = time.perf_counter()
-    encoder = TextEncoder.load(threads=settings.compute_threads)
+    encoder = TextEncoder.load(threads=settings.compute_threads, precision=settings.embed_precision)
     encoder.recent = Recent(settings.recent_texts)
-    log.info("embedding model loaded in %.1fs", time.perf_counter() - started)
+    log.info("embedding model (%s) loaded in %.1fs", settings.embed_precision, time.perf_counter() - started)
     options = ExtractOptions(
         max_input_bytes=settings.max_input_bytes,
         max_parse_seconds=settings.max_parse_seconds,

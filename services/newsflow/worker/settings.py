@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL, DedupOptions, ExtractOptions
+from newsflow.pipeline.options import (
+    EMBED_PRECISION,
+    EMBED_PRECISIONS,
+    NER_MAX_CHARS,
+    NER_MODEL,
+    DedupOptions,
+    ExtractOptions,
+)
 from newsflow.pipeline.recent import RECENT_INPUTS
-from newsflow.settings import env
+from newsflow.settings import SettingsError, env
 
 # The stages' own defaults: each is written once, in pipeline/options.py.
 _EXTRACT = ExtractOptions()
@@ -59,6 +66,11 @@ class WorkerSettings:
         1,
         "threads for the embedding model's matrix products (scale with workers, not threads)",
     )
+    embed_precision: str = env(
+        "NEWSFLOW_WORKER_EMBED_PRECISION",
+        EMBED_PRECISION,
+        "arithmetic of the embedding model: int8 (about twice as fast) or float32 (the model's own numbers)",
+    )
     recent_texts: int = env(
         "NEWSFLOW_WORKER_RECENT_TEXTS",
         RECENT_INPUTS,
@@ -108,3 +120,9 @@ class WorkerSettings:
         _DEDUP.closed_retention_hours,
         "a closed story's record is deleted (tombstone on the stories topic) this long after it closed (0: kept)",
     )
+
+    def __post_init__(self) -> None:
+        if self.embed_precision not in EMBED_PRECISIONS:
+            raise SettingsError(
+                f"NEWSFLOW_WORKER_EMBED_PRECISION={self.embed_precision!r} is not one of {EMBED_PRECISIONS}"
+            )
