@@ -13,9 +13,10 @@ On a corpus built by bench/corpus.py (real pages, wire texts and their copies), 
   (f) the worker's memory (RSS) over a stream at (c)'s rate for `--soak-seconds`, with a story
       window of `--soak-window-seconds` so that the index reaches its steady size within the run;
   (g) each in-process stage's share of the time.
-(b) runs twice: as the worker does, keeping the NER spans and embeddings of recent texts (a page
-served again, a wire text carried verbatim is not computed again: see pipeline/recent.py), and
-with every text computed afresh.
+(b) runs three times: as the worker does, keeping the NER spans and embeddings of recent texts (a
+page served again, a wire text carried verbatim is not computed again: see pipeline/recent.py);
+with every text computed afresh; and with the embedding model in float32 rather than int8 (also
+end to end, as a second (c)).
 Every rate is also given as a ratio to (a), measured in the same run. Workers are warmed up
 (models loaded, partitions assigned, a first batch through) before their timing starts, and
 the broker by an untimed run of its own.
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import local_broker, record  # noqa: E402
 from bench.corpus import build  # noqa: E402
+from newsflow.pipeline.options import EMBED_PRECISION  # noqa: E402
 from newsflow.pipeline.recent import RECENT_INPUTS  # noqa: E402
 
 BATCH = 32  # the worker's default batch
@@ -100,13 +102,18 @@ def partition_counts(raws: list) -> list[int]:  # noqa: ANN001
     return [counts[p] for p in partitions]
 
 
-def stage_chain(raws: list, recent: int) -> tuple[float, dict[str, float], dict[str, int]]:  # noqa: ANN001
+def stage_chain(
+    raws: list,  # noqa: ANN001
+    recent: int,
+    precision: str = EMBED_PRECISION,
+) -> tuple[float, dict[str, float], dict[str, int]]:
     """(b) Seconds for the worker's stages in one process, seconds per stage, and how many articles'
-    NER spans and embeddings were those of a text seen lately (`recent` texts kept; 0: none)."""
+    NER spans and embeddings were those of a text seen lately (`recent` texts kept; 0: none), with
+    the embedding model in `precision`."""
     from threadpoolctl import threadpool_limits
 
     from newsflow.pipeline.desk import DedupDesk, article_message
-    from newsflow.pipeline.embed import default_encoder
+    from newsflow.pipeline.embed import TextEncoder
     from newsflow.pipeline.enrich import Enriched, Enricher
     from newsflow.pipeline.entities import EntityTagger
     from newsflow.pipeline.extract import warm_up
@@ -122,7 +129,7 @@ def stage_chain(raws: list, recent: int) -> tuple[float, dict[str, float], dict[
         if stage == "features":  # once per article (extract is timed here, entities per batch)
             features[0] += seconds
 
-    tagger, encoder = EntityTagger(), default_encoder()
+    tagger, encoder = EntityTagger(), TextEncoder.load(precision=precision)
     tagger.recent, encoder.recent = Recent(recent), Recent(recent)
     enricher = Enricher(tagger=tagger, encoder=encoder, learn_boilerplate=False, on_stage_time=timer)
     warm_up()
@@ -152,13 +159,15 @@ def stage_chain(raws: list, recent: int) -> tuple[float, dict[str, float], dict[
 
 
 @contextmanager
-def workers(kafka, count: int, workdir: Path, app_id: str) -> Iterator[list]:  # noqa: ANN001
+def workers(
+    kafka, count: int, workdir: Path, app_id: str, env: dict[str, str] | None = None
+) -> Iterator[list]:  # noqa: ANN001
     from tests.integration.kafka_helpers import start_worker
 
     procs = []
     try:
         for i in range(count):
-            procs.append(start_worker(kafka, workdir / f"{app_id}-{i}.log", app_id, {}))
+            procs.append(start_worker(kafka, workdir / f"{app_id}-{i}.log", app_id, env or {}))
         yield procs
     finally:
         for p in procs:
@@ -245,10 +254,19 @@ def fresh_topics(bootstrap: str, name: str):  # noqa: ANN201
     return kafka
 
 
-def through_kafka(bootstrap: str, raws: list, warm: list, count: int, workdir: Path, name: str) -> float:  # noqa: ANN001
-    """(c)/(d) Seconds from the first send until every article is out, with `count` warmed workers."""
+def through_kafka(
+    bootstrap: str,
+    raws: list,  # noqa: ANN001
+    warm: list,  # noqa: ANN001
+    count: int,
+    workdir: Path,
+    name: str,
+    env: dict[str, str] | None = None,
+) -> float:
+    """(c)/(d) Seconds from the first send until every article is out, with `count` warmed workers
+    (their environment: `env` over the bench's)."""
     kafka = fresh_topics(bootstrap, name)
-    with workers(kafka, count, workdir, name), Outputs(kafka) as out:
+    with workers(kafka, count, workdir, name, env), Outputs(kafka) as out:
         out.wait_for(set(send(kafka, warm)), timeout=300)
         time.sleep(2.0)
         started = time.monotonic()
@@ -357,10 +375,13 @@ def main() -> int:
     print(f"(b) stage chain in process: {n / chain:.2f}/s", flush=True)
     afresh, _, _ = stage_chain(raws, 0)
     print(f"(b) stage chain in process, every text computed afresh: {n / afresh:.2f}/s", flush=True)
+    exact, _, _ = stage_chain(raws, RECENT_INPUTS, "float32")
+    print(f"(b) stage chain in process, embeddings in float32: {n / exact:.2f}/s", flush=True)
     rows = [
         ("(a) trafilatura + spaCy NER-only, serial", n / lib),
         ("(b) stage chain, one process", n / chain),
         ("(b) the same, every text through the models (NEWSFLOW_WORKER_RECENT_TEXTS=0)", n / afresh),
+        ("(b) the same, embeddings in float32 (NEWSFLOW_WORKER_EMBED_PRECISION=float32)", n / exact),
     ]
     os.environ.setdefault("NEWSFLOW_LOG_LEVEL", "warning")
     with local_broker() as bootstrap:
@@ -369,6 +390,9 @@ def main() -> int:
         through_kafka(bootstrap, raws[: 4 * BATCH], warm_raws, 1, work, "broker-warm-up")
         one_worker = through_kafka(bootstrap, raws, warm_raws, 1, work, "one-worker")
         print(f"(c) one worker: {n / one_worker:.2f}/s", flush=True)
+        float32 = {"NEWSFLOW_WORKER_EMBED_PRECISION": "float32"}
+        one_exact = through_kafka(bootstrap, raws, warm_raws, 1, work, "one-worker-float32", float32)
+        print(f"(c) one worker, embeddings in float32: {n / one_exact:.2f}/s", flush=True)
         two = through_kafka(bootstrap, raws, warm_raws, 2, work, "two-workers")
         print(f"(d) two workers, many outlets: {n / two:.2f}/s", flush=True)
         one_one = through_kafka(bootstrap, one_raws, warm_raws, 1, work, "one-worker-one-outlet")
@@ -387,6 +411,7 @@ def main() -> int:
         )
     rows += [
         ("(c) end to end, real Kafka, one worker", n / one_worker),
+        ("(c) the same, embeddings in float32", n / one_exact),
         ("(d) two workers, many outlets", n / two),
         ("(c) one worker, the same files as one outlet", n / one_one),
         ("(d) two workers, the same files as one outlet", n / two_one),
@@ -394,7 +419,8 @@ def main() -> int:
     total = sum(shares.values())
     lines = [
         f"{n} articles from `bench/corpus.py {args.data_dir} --size {args.size}` (pages, wire texts, copies); "
-        f"{os.cpu_count()} cores; workers with one BLAS thread each",
+        f"{os.cpu_count()} cores; workers with one BLAS thread each; embeddings in {EMBED_PRECISION} unless said; "
+        "(a'): (a) and the embedding model on the same texts",
         "",
         "| what | articles/s | ratio to (a) | ratio to (a') |",
         "|---|---|---|---|",

@@ -24,7 +24,9 @@ def test_bad_value_names_the_variable():
         from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SIZE": "many"})
     with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_EMBED_PRECISION='float16' is not one of"):
         from_env(WorkerSettings, {"NEWSFLOW_WORKER_EMBED_PRECISION": "float16"})
-    assert from_env(WorkerSettings, {"NEWSFLOW_WORKER_EMBED_PRECISION": "float32"}).embed_precision == "float32"
+    assert (
+        from_env(WorkerSettings, {"NEWSFLOW_WORKER_EMBED_PRECISION": "float32"}).embed_precision == "float32"
+    )
 
 
 def test_help_lists_every_variable():
