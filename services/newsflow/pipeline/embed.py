@@ -16,11 +16,12 @@ similarities the model's own documentation publishes.
 
 Precision (NEWSFLOW_WORKER_EMBED_PRECISION). In float32 the pass runs at the speed of the machine's
 float32 matrix products already (about 30 ms for 128 word pieces on one core). The default, int8,
-runs the matrix products in 8-bit integers, about twice as fast, for cosines that move by 0.003
-on average (0.026 at worst, over 300 news texts), with the story figures of float32 within the
+runs the matrix products in 8-bit integers, about twice as fast, for cosines that move by 0.004
+on average (0.023 at worst, over 300 news texts), with the story figures of float32 within the
 noise of the dev pairs (bench/RESULTS.md):
 - the query/key/value, attention-output and feed-forward-up products quantize their input
-  on the fly, per tensor (DynamicQuantizeLinear), and their weights per output column. Their
+  on the fly, per tensor (DynamicQuantizeLinear), and their weights per output column, in 7 bits
+  (so that CPUs without VNNI compute the same, see `_matmul_int8`). Their
   inputs have a few channels far larger than the rest, which per-tensor quantization would flatten:
   SmoothQuant's migration (Xiao et al., 2023, alpha 0.5) divides those channels by a factor the
   weights' rows take over, from the per-channel input ranges of a calibration text run through
@@ -134,7 +135,10 @@ class _Graph:
         """x @ weight with x quantized per tensor at run time, after SmoothQuant's migration."""
         smooth = np.sqrt(np.maximum(input_max, 1e-5) / np.maximum(np.abs(weight).max(axis=1), 1e-5))
         weight = weight * smooth[:, None]
-        scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0  # per output column
+        # Per output column, in 7 bits (within +-63): x86 CPUs without VNNI multiply u8 by s8 in
+        # pairs summed into int16 (VPMADDUBSW), which 8-bit weights can overflow; 7-bit weights give
+        # the same exact integer products on every CPU (onnxruntime's reduce_range).
+        scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 63.0
         smoothed = self.op(
             "Mul", [x, self.const(f"{name}_smooth", (1 / smooth).astype(np.float32))], f"{name}_xs"
         )
