@@ -117,7 +117,6 @@ def stage_chain(
     from newsflow.pipeline.enrich import Enriched, Enricher
     from newsflow.pipeline.entities import EntityTagger
     from newsflow.pipeline.extract import warm_up
-    from newsflow.pipeline.recent import Recent
     from newsflow.pipeline.records import Origin
 
     threadpool_limits(1)  # as the worker (NEWSFLOW_WORKER_COMPUTE_THREADS)
@@ -129,8 +128,8 @@ def stage_chain(
         if stage == "features":  # once per article (extract is timed here, entities per batch)
             features[0] += seconds
 
-    tagger, encoder = EntityTagger(), TextEncoder.load(precision=precision)
-    tagger.recent, encoder.recent = Recent(recent), Recent(recent)
+    tagger = EntityTagger(recent_texts=recent)
+    encoder = TextEncoder.load(precision=precision, recent_texts=recent)
     enricher = Enricher(tagger=tagger, encoder=encoder, learn_boilerplate=False, on_stage_time=timer)
     warm_up()
     desk = DedupDesk()

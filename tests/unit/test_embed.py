@@ -178,3 +178,10 @@ def test_int8_graph_runs_the_weights_products_in_integers(int8):
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="float16"):
         TextEncoder.load(precision="float16")
+
+
+def test_how_many_texts_are_kept_is_set_at_load():
+    encoder = TextEncoder.load(precision="float32", recent_texts=0)
+    text = "The ferry service to the islands resumed on Monday after a week of storms."
+    assert encoder.recent.size == 0
+    assert np.array_equal(encoder.encode(text), encoder.encode(text)) and encoder.recent.hits == 0

@@ -53,7 +53,7 @@ from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
 from newsflow.pipeline.options import EMBED_PRECISION, EMBED_PRECISIONS
-from newsflow.pipeline.recent import Recent, digest
+from newsflow.pipeline.recent import RECENT_INPUTS, Recent, digest
 
 MODEL_PACKAGE = "all_minilm_l6_v2"
 # The upstream file (huggingface.co/sentence-transformers/all-MiniLM-L6-v2, model.safetensors):
@@ -263,6 +263,7 @@ class TextEncoder:
         config: Mapping[str, Any],
         threads: int = 1,
         precision: str = EMBED_PRECISION,
+        recent_texts: int = RECENT_INPUTS,
     ) -> None:
         if precision not in EMBED_PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {EMBED_PRECISIONS}")
@@ -297,11 +298,15 @@ class TextEncoder:
             self.session = ort.InferenceSession(
                 _encoder_graph(w, config, input_max), options, providers=["CPUExecutionProvider"]
             )
-        self.recent: Recent[bytes] = Recent()
+        self.recent: Recent[bytes] = Recent(recent_texts)
 
     @classmethod
     def load(
-        cls, model_zip: Path | None = None, threads: int = 1, precision: str = EMBED_PRECISION
+        cls,
+        model_zip: Path | None = None,
+        threads: int = 1,
+        precision: str = EMBED_PRECISION,
+        recent_texts: int = RECENT_INPUTS,
     ) -> TextEncoder:
         """Load the packaged model (about 90 MB of float32 weights; a second or two)."""
         with zipfile.ZipFile(model_zip or _model_zip()) as zf:
@@ -310,7 +315,7 @@ class TextEncoder:
                 raise ModelNotInstalled("the embedding model's weights are not all-MiniLM-L6-v2's")
             tokenizer = Tokenizer.from_str(zf.read("tokenizer.json").decode())
             config = json.loads(zf.read("config.json"))
-        return cls(load_safetensors(raw), tokenizer, config, threads, precision)
+        return cls(load_safetensors(raw), tokenizer, config, threads, precision, recent_texts)
 
     def encode(self, text: str) -> np.ndarray:
         """Return the unit-length float32 embedding of a text's first MAX_TOKENS word pieces

@@ -22,7 +22,7 @@ from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
 from newsflow.pipeline.places import country_key, is_place, place_id
-from newsflow.pipeline.recent import Recent, digest
+from newsflow.pipeline.recent import RECENT_INPUTS, Recent, digest
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
 DEFAULT_MODEL = NER_MODEL
@@ -492,7 +492,11 @@ class EntityTagger:
     """Batched NER with a loaded spaCy pipeline; languages other than the model's are skipped."""
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, max_chars: int = NER_MAX_CHARS, batch_size: int = 32
+        self,
+        model: str = DEFAULT_MODEL,
+        max_chars: int = NER_MAX_CHARS,
+        batch_size: int = 32,
+        recent_texts: int = RECENT_INPUTS,
     ) -> None:
         import spacy  # deferred: loading spaCy costs a second and most tests never need it
 
@@ -503,7 +507,7 @@ class EntityTagger:
         self.language = str(self.nlp.lang)
         # The model's spans of the texts it tagged lately (see recent.py); build_entities, which
         # also reads the headline, runs for every article.
-        self.recent: Recent[bytes] = Recent()
+        self.recent: Recent[bytes] = Recent(recent_texts)
         self.reused = 0  # articles whose text's spans were known (lately, or earlier in the batch)
         self._labels: dict[str, int] = {}
 

@@ -35,7 +35,6 @@ from newsflow.pipeline.embed import TextEncoder
 from newsflow.pipeline.enrich import Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
-from newsflow.pipeline.recent import Recent
 from newsflow.pipeline.records import max_dead_letter_payload
 from newsflow.settings import KafkaSettings, client_options
 from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder
@@ -145,17 +144,22 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     """Return the per-article stages with their models loaded and warmed up (before consuming)."""
     started = time.perf_counter()
     tagger = EntityTagger(
-        settings.ner_model, max_chars=settings.ner_max_chars, batch_size=settings.batch_size
+        settings.ner_model,
+        max_chars=settings.ner_max_chars,
+        batch_size=settings.batch_size,
+        recent_texts=settings.recent_texts,
     )
-    tagger.recent = Recent(settings.recent_texts)
     metrics.model_load_seconds.set(time.perf_counter() - started)
     log.info("NER model %s loaded in %.1fs", settings.ner_model, time.perf_counter() - started)
     # Several workers share a host's cores: BLAS threads in each would fight over them.
     # Parallelism comes from workers.
     threadpool_limits(settings.compute_threads)
     started = time.perf_counter()
-    encoder = TextEncoder.load(threads=settings.compute_threads, precision=settings.embed_precision)
-    encoder.recent = Recent(settings.recent_texts)
+    encoder = TextEncoder.load(
+        threads=settings.compute_threads,
+        precision=settings.embed_precision,
+        recent_texts=settings.recent_texts,
+    )
     log.info("embedding model (%s) loaded in %.1fs", settings.embed_precision, time.perf_counter() - started)
     options = ExtractOptions(
         max_input_bytes=settings.max_input_bytes,
