@@ -45,16 +45,18 @@ NEWS = [
 ]
 
 
-def test_similarities_match_the_models_published_ones(encoder):
+@pytest.mark.parametrize(("precision", "tolerance"), [("float32", 0.002), ("int8", 0.01)])
+def test_similarities_match_the_models_published_ones(request, precision, tolerance):
     # The sentence-transformers quickstart prints these cosines for all-MiniLM-L6-v2:
     # [[1.0000, 0.6660, 0.1046], [0.6660, 1.0000, 0.1411], [0.1046, 0.1411, 1.0000]].
+    model = request.getfixturevalue({"float32": "encoder", "int8": "int8"}[precision])
     weather, sunny, stadium = (
-        encoder.encode(s)
+        model.encode(s)
         for s in ("The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium.")
     )
-    assert float(weather @ sunny) == pytest.approx(0.6660, abs=0.002)
-    assert float(weather @ stadium) == pytest.approx(0.1046, abs=0.002)
-    assert float(sunny @ stadium) == pytest.approx(0.1411, abs=0.002)
+    assert float(weather @ sunny) == pytest.approx(0.6660, abs=tolerance)
+    assert float(weather @ stadium) == pytest.approx(0.1046, abs=tolerance)
+    assert float(sunny @ stadium) == pytest.approx(0.1411, abs=tolerance)
 
 
 def test_embeddings_are_unit_vectors_and_long_texts_are_cut(encoder):
@@ -112,16 +114,6 @@ def test_the_same_word_pieces_are_not_run_through_the_model_twice(encoder):
     # What every caller gets is a view of immutable bytes: none can change what the next one gets.
     with pytest.raises(ValueError):
         first.flags.writeable = True
-
-
-def test_int8_keeps_the_published_similarities(int8):
-    weather, sunny, stadium = (
-        int8.encode(s)
-        for s in ("The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium.")
-    )
-    assert float(weather @ sunny) == pytest.approx(0.6660, abs=0.01)
-    assert float(weather @ stadium) == pytest.approx(0.1046, abs=0.01)
-    assert float(sunny @ stadium) == pytest.approx(0.1411, abs=0.01)
 
 
 def test_int8_cosines_stay_close_to_float32s(encoder, int8):
