@@ -110,6 +110,8 @@ def test_prometheus_sees_counters_and_histograms_move(kafka: KafkaSettings, work
                 wait_for_value(prom, 'sum(newsflow_dedup_decisions_total{decision="joined_story"})', 1) == 1
             )
             assert wait_for_value(prom, "newsflow_ner_model_load_seconds", 0.01) > 0
+            # Which arithmetic the embedding model runs (a fleet can mix int8 and float32 workers).
+            assert wait_for_value(prom, 'newsflow_build_info{embed_precision="int8"}', 1) == 1
             # Two different texts: each run through the models, none answered from recent texts.
             assert wait_for_value(prom, 'count(newsflow_stage_reused_total{stage="features"})', 1) == 1
             assert query(prom, 'sum(newsflow_stage_reused_total{stage="features"})')[0]["value"][1] == "0"

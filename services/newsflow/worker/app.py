@@ -65,6 +65,7 @@ class WorkerApp:
                 "faust": faust.__version__,
                 "aiokafka": aiokafka.__version__,
                 "ner_model": settings.ner_model,
+                "embed_precision": settings.embed_precision,
             }
         )
         self.enricher = load_enricher(settings, self.metrics)
