@@ -70,6 +70,8 @@ class TransactionalWriter:
         self.desk = DedupDesk(options, max_payload_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._stale = True
+        self.writing = False  # a transaction is open
+        self._retire = False  # drop the producer once the open transaction ends
         self.on_rebuilt = on_rebuilt
         self.snapshots = snapshots or Snapshots(None, 0, kafka.topic_dedup_state)
         self._topics = {
@@ -86,6 +88,13 @@ class TransactionalWriter:
         A new producer per ownership: one fenced while another worker had the partition is useless.
         """
         self._stale = True
+        if self.writing:
+            # Not under an open transaction: aiokafka resolves its sends and commit from the sender
+            # task that stop() ends, so they would wait for ever and the writer with them. The
+            # write ends first (committed, or fenced by the partition's new owner: exactly once
+            # either way) and its producer is dropped after it.
+            self._retire = True
+            return
         producer, self._producer = self._producer, None
         if producer is not None:
             asyncio.ensure_future(_stop_quietly(producer))
@@ -96,29 +105,30 @@ class TransactionalWriter:
             await asyncio.wait_for(self._drop_producer(), STOP_SECONDS)
 
     async def _ready(self) -> None:
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                **client_options(self.kafka),
-                transactional_id=self.transactional_id,
-                enable_idempotence=True,
-                acks="all",
-                max_request_size=self.kafka.max_message_bytes,
-                linger_ms=5,
-            )
-            # Starting it fences any earlier producer with this id and aborts its open transaction.
-            try:
-                await producer.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise
-            self._producer = producer
-            self._stale = True
-        if self._stale:
+        # Until a producer and a desk are both of the current ownership: a revocation during the
+        # rebuild (mark_stale) drops the producer and marks the desk stale again.
+        while self._producer is None or self._stale:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    **client_options(self.kafka),
+                    transactional_id=self.transactional_id,
+                    enable_idempotence=True,
+                    acks="all",
+                    max_request_size=self.kafka.max_message_bytes,
+                    linger_ms=5,
+                )
+                # Starting it fences any earlier producer with this id and aborts its open transaction.
+                try:
+                    await producer.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
             started = time.monotonic()
+            self._stale = False
             self.snapshots.abandon()
             self.desk, source = await self._rebuild()
-            self._stale = False
             seconds = time.monotonic() - started
             log.info(
                 "dedup desk rebuilt from %s in %.1fs: %d articles, %d stories, %d dead letters",
@@ -175,7 +185,14 @@ class TransactionalWriter:
         while True:
             try:
                 await self._ready()
-                return await self._write_once(events)
+                self.writing = True
+                try:
+                    return await self._write_once(events)
+                finally:
+                    self.writing = False
+                    if self._retire:
+                        self._retire = False
+                        await self._drop_producer()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Kafka and aiokafka's transaction-state errors alike
