@@ -10,6 +10,7 @@ just after the writer's first rebuild, no record in four minutes). On the real b
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 from newsflow.pipeline.options import DedupOptions
@@ -37,13 +38,17 @@ def test_a_revocation_during_a_transaction_does_not_stop_the_writer():
             for offset in range(1, 6):
                 batch = [_event(kafka.topic_features, offset)]
                 task = asyncio.create_task(writer.write_batch(batch, no, yes))
-                while not writer.writing:  # the transaction is open
-                    await asyncio.sleep(0)
+                deadline = time.monotonic() + 60
+                while not writer.writing:  # until the transaction is open
+                    assert not task.done() and time.monotonic() < deadline, offset
+                    await asyncio.sleep(0.001)
+                replaced = writer._producer
                 for _ in range(offset):  # a little further into it each time
                     await asyncio.sleep(0)
                 writer.mark_stale()  # the partition was revoked (and given back)
                 written = await asyncio.wait_for(task, 30)
                 assert len(written) == 1, offset
+                assert writer._producer is None and replaced is not None  # dropped after the write
             # The next batch goes through a new producer and a rebuilt desk.
             assert (
                 len(

@@ -95,6 +95,10 @@ class TransactionalWriter:
             # either way) and its producer is dropped after it.
             self._retire = True
             return
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Stop the producer in the background (a stop flushes, which can wait on the broker)."""
         producer, self._producer = self._producer, None
         if producer is not None:
             asyncio.ensure_future(_stop_quietly(producer))
@@ -105,30 +109,36 @@ class TransactionalWriter:
             await asyncio.wait_for(self._drop_producer(), STOP_SECONDS)
 
     async def _ready(self) -> None:
-        # Until a producer and a desk are both of the current ownership: a revocation during the
-        # rebuild (mark_stale) drops the producer and marks the desk stale again.
-        while self._producer is None or self._stale:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    **client_options(self.kafka),
-                    transactional_id=self.transactional_id,
-                    enable_idempotence=True,
-                    acks="all",
-                    max_request_size=self.kafka.max_message_bytes,
-                    linger_ms=5,
-                )
-                # Starting it fences any earlier producer with this id and aborts its open transaction.
-                try:
-                    await producer.start()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    raise
-                self._producer = producer
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                **client_options(self.kafka),
+                transactional_id=self.transactional_id,
+                enable_idempotence=True,
+                acks="all",
+                max_request_size=self.kafka.max_message_bytes,
+                linger_ms=5,
+            )
+            # Starting it fences any earlier producer with this id and aborts its open transaction.
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+            self._stale = True
+        if self._stale:
             started = time.monotonic()
-            self._stale = False
+            self._stale = False  # a revocation during the rebuild sets it again
             self.snapshots.abandon()
-            self.desk, source = await self._rebuild()
+            try:
+                self.desk, source = await self._rebuild()
+            except BaseException:
+                self._stale = True
+                raise
+            if self._stale or self._producer is None:
+                # Revoked while rebuilding: write_batch checks who owns the partition, then retries.
+                raise RuntimeError("the features partition was revoked during the desk's rebuild")
             seconds = time.monotonic() - started
             log.info(
                 "dedup desk rebuilt from %s in %.1fs: %d articles, %d stories, %d dead letters",
@@ -192,7 +202,7 @@ class TransactionalWriter:
                     self.writing = False
                     if self._retire:
                         self._retire = False
-                        await self._drop_producer()
+                        self._let_go()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Kafka and aiokafka's transaction-state errors alike
