@@ -288,10 +288,14 @@ class TextEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its optimizer's notes are not ours to log
+
+        def session(model: ModelProto) -> ort.InferenceSession:
+            return ort.InferenceSession(
+                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+
         model = _encoder_graph(w, config, show_linear_inputs=precision == "int8")
-        self.session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = session(model)
         if precision == "int8":
             outputs = [o.name for o in self.session.get_outputs()[1:]]
             ranges = self.session.run(outputs, {"x": self._model_input(self._ids(_CALIBRATION))})
@@ -300,9 +304,7 @@ class TextEncoder:
                 for o, r in zip(outputs, ranges, strict=True)
             }
             model = _encoder_graph(w, config, input_max)
-            self.session = ort.InferenceSession(
-                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = session(model)
         # What the session runs, by operator (the tests check that int8 runs integer products).
         self.operators = Counter(node.op_type for node in model.graph.node)
         self.recent: Recent[bytes] = Recent(recent_texts)
