@@ -1,10 +1,15 @@
-"""The dedup writer when its partition is revoked while a transaction is in flight.
+"""The dedup writer when a transaction in flight is disturbed, on the real broker.
 
-A rebalance calls `TransactionalWriter.mark_stale` from Faust's callback while the writer's agent
-may be inside `write_batch`. Stopping the producer under an open transaction left its sends and
-commit waiting for ever (aiokafka resolves them from the sender task that stop() ends): the
-writer, and with it every output, stopped for good (seen once in CI: two workers, a rebalance
-just after the writer's first rebuild, no record in four minutes). On the real broker.
+- Its partition is revoked: a rebalance calls `TransactionalWriter.mark_stale` from Faust's
+  callback while the writer's agent may be inside `write_batch`. Stopping the producer under an
+  open transaction left its sends and commit waiting for ever (aiokafka resolves them from the
+  sender task that stop() ends): the writer, and with it every output, stopped for good (seen once
+  in CI: two workers, a rebalance just after the writer's first rebuild, no record in four minutes).
+- A second owner fences it: the partition's new owner starts a producer with the same
+  transactional id while the old owner's transaction is open. The open transaction is aborted,
+  the old owner's commit fails, and every article comes out once, from the new owner.
+- Its commit never answers: the writer gives the transaction up after its bound, and writes the
+  batch again with a new producer (which fences the old), once.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from types import SimpleNamespace
 
 from newsflow.pipeline.options import DedupOptions
+from newsflow.worker.replica import read_to_end
 from newsflow.worker.writer import TransactionalWriter
 from tests.integration.kafka_helpers import ensure_topics, unique_kafka
 
@@ -56,6 +62,81 @@ def test_a_revocation_during_a_transaction_does_not_stop_the_writer():
                 )
                 == 1
             )
+        finally:
+            await writer.stop()
+
+    asyncio.run(scenario())
+
+
+def _yes() -> bool:
+    return True
+
+
+def _no() -> bool:
+    return False
+
+
+def test_a_second_owner_fences_a_transaction_in_flight_and_each_article_is_written_once():
+    kafka = unique_kafka(partitions=1)
+    ensure_topics(kafka)
+    topic = kafka.topic_features
+
+    async def scenario() -> None:
+        group = f"writer-test-{topic}"
+        old, new = (
+            TransactionalWriter(kafka, group, DedupOptions()),
+            TransactionalWriter(kafka, group, DedupOptions()),
+        )
+        try:
+            assert len(await asyncio.wait_for(old.write_batch([_event(topic, 0)], _no, _yes), 60)) == 1
+            # Hold the old owner's next commit until the new owner has written.
+            assert old._producer is not None
+            commit = old._producer.commit_transaction
+            reached, release = asyncio.Event(), asyncio.Event()
+
+            async def held_commit() -> None:
+                reached.set()
+                await release.wait()
+                await commit()
+
+            old._producer.commit_transaction = held_commit  # type: ignore[method-assign]
+            owned = [True]
+            task = asyncio.create_task(old.write_batch([_event(topic, 1)], _no, lambda: owned[0]))
+            await asyncio.wait_for(reached.wait(), 30)  # its records sent, its commit not yet
+            owned[0] = False  # the partition moved to the new owner
+            assert len(await asyncio.wait_for(new.write_batch([_event(topic, 1)], _no, _yes), 60)) == 1
+            release.set()
+            assert await asyncio.wait_for(task, 30) == []  # fenced: the batch is the new owner's
+            letters = await read_to_end(kafka, kafka.topic_dead_letter)
+            assert sorted(key for key, _ in letters) == [b"k0", b"k1"]
+        finally:
+            await old.stop()
+            await new.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_commit_that_never_answers_is_given_up_and_the_batch_written_once():
+    kafka = unique_kafka(partitions=1)
+    ensure_topics(kafka)
+    topic = kafka.topic_features
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        writer = TransactionalWriter(kafka, f"writer-test-{topic}", DedupOptions(), transaction_seconds=2.0)
+        try:
+            assert len(await asyncio.wait_for(writer.write_batch([_event(topic, 0)], _no, _yes), 60)) == 1
+            hung = writer._producer
+            assert hung is not None
+            hung.commit_transaction = never  # type: ignore[method-assign]
+            started = time.monotonic()
+            written = await asyncio.wait_for(writer.write_batch([_event(topic, 1)], _no, _yes), 60)
+            assert len(written) == 1 and writer._producer is not hung
+            assert time.monotonic() - started < 30
+            letters = await read_to_end(kafka, kafka.topic_dead_letter)
+            assert sorted(key for key, _ in letters) == [b"k0", b"k1"]
         finally:
             await writer.stop()
 

@@ -39,15 +39,23 @@ log = logging.getLogger("newsflow.writer")
 # How long a stopping writer tries to abort its open transaction, and to stop its producer.
 ABORT_ON_STOP_SECONDS = 2.0
 STOP_SECONDS = 3.0
+# The longest a transaction may take, from its first send to its commit. The broker aborts one open
+# longer (the producer's transaction timeout is set to this), so the writer stops waiting then
+# too: it drops the producer and writes the batch again with a new one, which fences the old. A
+# transaction takes milliseconds; this bounds what nothing else would (a client or broker fault
+# that leaves a send or the commit unanswered), which would otherwise stop every output.
+TRANSACTION_SECONDS = 60.0
 # Between attempts at a batch the broker could not take (an outage, a rebalance).
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    """Stop a producer being thrown away, waiting at most STOP_SECONDS (a stop flushes, which can
+    wait on the broker, or for ever on a producer whose transaction never ended)."""
     try:
         await asyncio.wait_for(producer.stop(), STOP_SECONDS)
     except Exception:  # noqa: BLE001 - it is being thrown away
-        log.debug("stopping a replaced producer failed", exc_info=True)
+        log.debug("stopping a dropped producer failed", exc_info=True)
 
 
 class TransactionalWriter:
@@ -61,8 +69,10 @@ class TransactionalWriter:
         on_rebuilt: Callable[[DedupDesk, float], None] | None = None,
         max_payload_bytes: int = 1 << 20,
         snapshots: Snapshots | None = None,
+        transaction_seconds: float = TRANSACTION_SECONDS,
     ) -> None:
         self.kafka = kafka
+        self.transaction_seconds = transaction_seconds
         self.group_id = group_id
         self.options = options
         self.transactional_id = f"{group_id}-dedup-writer"
@@ -117,6 +127,7 @@ class TransactionalWriter:
                 acks="all",
                 max_request_size=self.kafka.max_message_bytes,
                 linger_ms=5,
+                transaction_timeout_ms=int(self.transaction_seconds * 1000),
             )
             # Starting it fences any earlier producer with this id and aborts its open transaction.
             try:
@@ -223,10 +234,7 @@ class TransactionalWriter:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                await producer.stop()
-            except Exception:  # noqa: BLE001 - it is being thrown away
-                log.debug("stopping a failed producer failed", exc_info=True)
+            await _stop_quietly(producer)
 
     async def _write_once(self, events: Sequence[Any]) -> list[Decision]:
         assert self._producer is not None
@@ -243,16 +251,12 @@ class TransactionalWriter:
         markers = self.snapshots.markers()
         records = [o for decision in decisions for o in decision.outputs] + self.desk.learned() + markers
         try:
-            await producer.begin_transaction()
-            sent = [
-                await producer.send(self._topics[o.destination], o.value, key=o.key, headers=list(o.headers))
-                for o in records
-            ]
-            # aiokafka commits a transaction once its batches are done, failed or not: every
-            # record must be confirmed first, or a failed one would be committed as written.
-            written = await asyncio.gather(*sent)
-            await producer.send_offsets_to_transaction(offsets, self.group_id)
-            await producer.commit_transaction()
+            written = await asyncio.wait_for(
+                self._transaction(producer, records, offsets), self.transaction_seconds
+            )
+        except TimeoutError as exc:
+            self._stale = True
+            raise TimeoutError(f"the transaction did not end in {self.transaction_seconds:g}s") from exc
         except asyncio.CancelledError:
             # A stop: end the transaction now rather than leave read_committed consumers waiting
             # for its timeout (or for the next owner's producer to abort it).
@@ -268,3 +272,19 @@ class TransactionalWriter:
             state = [meta.offset for o, meta in zip(records, written, strict=True) if o.destination == STATE]
             self.snapshots.take(self.desk, written[len(records) - len(markers)].offset, max(state) + 1)
         return decisions
+
+    async def _transaction(
+        self, producer: AIOKafkaProducer, records: Sequence[Any], offsets: dict[TopicPartition, int]
+    ) -> list[Any]:
+        """Write records and input offsets as one transaction; return the records' metadata."""
+        await producer.begin_transaction()
+        sent = [
+            await producer.send(self._topics[o.destination], o.value, key=o.key, headers=list(o.headers))
+            for o in records
+        ]
+        # aiokafka commits a transaction once its batches are done, failed or not: every
+        # record must be confirmed first, or a failed one would be committed as written.
+        written = list(await asyncio.gather(*sent))
+        await producer.send_offsets_to_transaction(offsets, self.group_id)
+        await producer.commit_transaction()
+        return written
