@@ -59,9 +59,10 @@ def raws_of(files: list[Path]) -> list:  # noqa: ANN001 - list of RawArticle
     return out
 
 
-def libraries_alone(raws: list) -> tuple[float, float]:  # noqa: ANN001
-    """(a) Seconds for trafilatura + spaCy NER-only over the corpus, serially; and the seconds
-    the sentence-embedding model (the dedup stage's third model) adds on the same texts."""
+def libraries_alone(raws: list) -> tuple[float, float, float]:  # noqa: ANN001
+    """(a) Seconds for trafilatura + spaCy NER-only over the corpus, serially, and the CPU seconds
+    they took; and the seconds the sentence-embedding model (the dedup stage's third model) adds
+    on the same texts."""
     import spacy
     import trafilatura
     from threadpoolctl import threadpool_limits
@@ -74,7 +75,7 @@ def libraries_alone(raws: list) -> tuple[float, float]:  # noqa: ANN001
     nlp = spacy.load(NER_MODEL, exclude=list(NON_NER_COMPONENTS))
     encoder = default_encoder()
     trafilatura.extract("<html><body><p>warm up</p></body></html>")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     texts = []
     for raw in raws:
         if raw.source.content_type == "text/html":
@@ -83,11 +84,11 @@ def libraries_alone(raws: list) -> tuple[float, float]:  # noqa: ANN001
             texts.append(raw.payload.decode(errors="replace"))
     for _ in nlp.pipe((t[:NER_MAX_CHARS] for t in texts), batch_size=BATCH):
         pass
-    libraries = time.perf_counter() - started
+    libraries, cpu = time.perf_counter() - started, time.process_time() - cpu
     started = time.perf_counter()
     for text in texts:
         encoder.encode(text)
-    return libraries, time.perf_counter() - started
+    return libraries, cpu, time.perf_counter() - started
 
 
 def partition_counts(raws: list) -> list[int]:  # noqa: ANN001
@@ -261,16 +262,18 @@ def through_kafka(
     workdir: Path,
     name: str,
     env: dict[str, str] | None = None,
-) -> float:
+) -> tuple[float, float]:
     """(c)/(d) Seconds from the first send until every article is out, with `count` warmed workers
-    (their environment: `env` over the bench's)."""
+    (their environment: `env` over the bench's), and the CPU seconds the workers used meanwhile."""
     kafka = fresh_topics(bootstrap, name)
-    with workers(kafka, count, workdir, name, env), Outputs(kafka) as out:
+    with workers(kafka, count, workdir, name, env) as procs, Outputs(kafka) as out:
         out.wait_for(set(send(kafka, warm)), timeout=300)
         time.sleep(2.0)
-        started = time.monotonic()
+        pids = [p.pid for p in procs]
+        started, cpu = time.monotonic(), cpu_seconds(pids)
         finished = out.wait_for(set(send(kafka, raws)), timeout=3600)
-    return finished - started
+        cpu = cpu_seconds(pids) - cpu
+    return finished - started, cpu
 
 
 def latency(bootstrap: str, raws: list, warm: list, rate: float, workdir: Path) -> list[float]:  # noqa: ANN001
@@ -293,6 +296,15 @@ def latency(bootstrap: str, raws: list, warm: list, rate: float, workdir: Path) 
         if sent is not None:
             waits.append(t + offset - sent.timestamp())
     return sorted(waits)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds these processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -365,7 +377,7 @@ def main() -> int:
     n = len(raws)
     print(f"corpus: {n} articles ({work})", flush=True)
 
-    lib, embedding = libraries_alone(raws)
+    lib, lib_cpu, embedding = libraries_alone(raws)
     print(
         f"(a) libraries alone: {n / lib:.2f}/s ({n / (lib + embedding):.2f}/s with the embedding model)",
         flush=True,
@@ -376,28 +388,31 @@ def main() -> int:
     print(f"(b) stage chain in process, every text computed afresh: {n / afresh:.2f}/s", flush=True)
     exact, _, _ = stage_chain(raws, RECENT_INPUTS, "float32")
     print(f"(b) stage chain in process, embeddings in float32: {n / exact:.2f}/s", flush=True)
-    rows = [
-        ("(a) trafilatura + spaCy NER-only, serial", n / lib),
-        ("(b) stage chain, one process", n / chain),
-        ("(b) the same, every text through the models (NEWSFLOW_WORKER_RECENT_TEXTS=0)", n / afresh),
-        ("(b) the same, embeddings in float32 (NEWSFLOW_WORKER_EMBED_PRECISION=float32)", n / exact),
+    # (name, articles/s, CPU seconds, or None where the wall clock is the CPU time: one thread)
+    rows: list[tuple[str, float, float | None]] = [
+        ("(a) trafilatura + spaCy NER-only, serial", n / lib, lib_cpu),
+        ("(b) stage chain, one process", n / chain, None),
+        ("(b) the same, every text through the models (NEWSFLOW_WORKER_RECENT_TEXTS=0)", n / afresh, None),
+        ("(b) the same, embeddings in float32 (NEWSFLOW_WORKER_EMBED_PRECISION=float32)", n / exact, None),
     ]
     os.environ.setdefault("NEWSFLOW_LOG_LEVEL", "warning")
+    float32 = {"NEWSFLOW_WORKER_EMBED_PRECISION": "float32"}
     with local_broker() as bootstrap:
         # A fresh broker's JVM runs its first minute of transactions and fetches slower: an
         # untimed run first, or (c), the first timed, pays for it and every ratio to (c) is high.
         through_kafka(bootstrap, raws[: 4 * BATCH], warm_raws, 1, work, "broker-warm-up")
-        one_worker = through_kafka(bootstrap, raws, warm_raws, 1, work, "one-worker")
-        print(f"(c) one worker: {n / one_worker:.2f}/s", flush=True)
-        float32 = {"NEWSFLOW_WORKER_EMBED_PRECISION": "float32"}
-        one_exact = through_kafka(bootstrap, raws, warm_raws, 1, work, "one-worker-float32", float32)
-        print(f"(c) one worker, embeddings in float32: {n / one_exact:.2f}/s", flush=True)
-        two = through_kafka(bootstrap, raws, warm_raws, 2, work, "two-workers")
-        print(f"(d) two workers, many outlets: {n / two:.2f}/s", flush=True)
-        one_one = through_kafka(bootstrap, one_raws, warm_raws, 1, work, "one-worker-one-outlet")
-        print(f"(c) one worker, one outlet: {n / one_one:.2f}/s", flush=True)
-        two_one = through_kafka(bootstrap, one_raws, warm_raws, 2, work, "two-workers-one-outlet")
-        print(f"(d) two workers, one outlet: {n / two_one:.2f}/s", flush=True)
+        kafka_runs = [
+            ("(c) end to end, real Kafka, one worker", raws, 1, "one-worker", {}),
+            ("(c) the same, embeddings in float32", raws, 1, "one-worker-float32", float32),
+            ("(d) two workers, many outlets", raws, 2, "two-workers", {}),
+            ("(c) one worker, the same files as one outlet", one_raws, 1, "one-worker-one-outlet", {}),
+            ("(d) two workers, the same files as one outlet", one_raws, 2, "two-workers-one-outlet", {}),
+        ]
+        timed: list[tuple[float, float]] = []
+        for row, stream_raws, count, name, env in kafka_runs:
+            timed.append(through_kafka(bootstrap, stream_raws, warm_raws, count, work, name, env))
+            print(f"{row}: {n / timed[-1][0]:.2f}/s", flush=True)
+        (one_worker, _), _, (two, _), (one_one, _), (two_one, _) = timed
         rate = 0.5 * n / one_worker
         stream = (raws * (1 + int(rate * args.latency_seconds) // n))[
             : max(1, int(rate * args.latency_seconds))
@@ -408,25 +423,32 @@ def main() -> int:
         samples = soak(
             bootstrap, raws, warm_raws, n / one_worker, args.soak_seconds, args.soak_window_seconds, work
         )
-    rows += [
-        ("(c) end to end, real Kafka, one worker", n / one_worker),
-        ("(c) the same, embeddings in float32", n / one_exact),
-        ("(d) two workers, many outlets", n / two),
-        ("(c) one worker, the same files as one outlet", n / one_one),
-        ("(d) two workers, the same files as one outlet", n / two_one),
-    ]
+    # (a) again: this machine is shared, and its speed moves over the minutes between (a) and (d).
+    # Every ratio is to the mean of the two; their spread says how far a ratio can be trusted.
+    lib_after, lib_cpu_after, _ = libraries_alone(raws)
+    print(f"(a) libraries alone, again: {n / lib_after:.2f}/s", flush=True)
+    rows += [(row, n / seconds, cpu) for (row, *_), (seconds, cpu) in zip(kafka_runs, timed, strict=True)]
+    rows.append(("(a) the same as the first row, again after the Kafka runs", n / lib_after, lib_cpu_after))
+    lib, lib_cpu = (lib + lib_after) / 2, (lib_cpu + lib_cpu_after) / 2
     total = sum(shares.values())
     lines = [
         f"{n} articles from `bench/corpus.py {args.data_dir} --size {args.size}` (pages, wire texts, copies); "
         f"{os.cpu_count()} cores; workers with one BLAS thread each; embeddings in {EMBED_PRECISION} unless said; "
         "(a'): (a) and the embedding model on the same texts",
         "",
-        "| what | articles/s | ratio to (a) | ratio to (a') |",
-        "|---|---|---|---|",
+        "| what | articles/s | ratio to (a) | ratio to (a') | CPU ms/article |",
+        "|---|---|---|---|---|",
         *[
-            f"| {name} | {r:.2f} | {r / (n / lib):.2f} | {r / (n / (lib + embedding)):.2f} |"
-            for name, r in rows
+            f"| {name} | {r:.2f} | {r / (n / lib):.2f} | {r / (n / (lib + embedding)):.2f} | "
+            + ("-" if cpu is None else f"{1000 * cpu / n:.1f}")
+            + " |"
+            for name, r, cpu in rows
         ],
+        "",
+        f"ratios to (a): to the mean of its two runs, {rows[0][1]:.2f}/s first and {n / lib_after:.2f}/s "
+        "last of the bench; CPU ms/article: the processes timed "
+        "(the workers' own, not the broker's), which other tenants of the machine move less than "
+        f"the wall clock: one worker end to end uses {timed[0][1] / lib_cpu:.2f}x the CPU of (a) per article",
         "",
         f"raw articles per partition (key hash; a worker's share is its partitions'): "
         f"{partition_counts(raws)} (many outlets), {partition_counts(one_raws)} (one outlet)",
