@@ -8,15 +8,20 @@
 - A second owner fences it: the partition's new owner starts a producer with the same
   transactional id while the old owner's transaction is open. The open transaction is aborted,
   the old owner's commit fails, and every article comes out once, from the new owner.
-- Its commit never answers: the writer gives the transaction up after its bound, and writes the
-  batch again with a new producer (which fences the old), once.
+- Its commit, or its sends, never answer: the writer gives the transaction up after its bound,
+  ends the old producer (whose stop can never finish a flush that waits on a send no one answers),
+  and writes the batch again with a new producer (which fences the old), once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
+
+import pytest
 
 from newsflow.pipeline.options import DedupOptions
 from newsflow.worker.replica import read_to_end
@@ -83,10 +88,9 @@ def test_a_second_owner_fences_a_transaction_in_flight_and_each_article_is_writt
 
     async def scenario() -> None:
         group = f"writer-test-{topic}"
-        old, new = (
-            TransactionalWriter(kafka, group, DedupOptions()),
-            TransactionalWriter(kafka, group, DedupOptions()),
-        )
+        # The old owner's own bound far away: only the fencing may end its transaction.
+        old = TransactionalWriter(kafka, group, DedupOptions(), transaction_seconds=600)
+        new = TransactionalWriter(kafka, group, DedupOptions())
         try:
             assert len(await asyncio.wait_for(old.write_batch([_event(topic, 0)], _no, _yes), 60)) == 1
             # Hold the old owner's next commit until the new owner has written.
@@ -116,13 +120,32 @@ def test_a_second_owner_fences_a_transaction_in_flight_and_each_article_is_writt
     asyncio.run(scenario())
 
 
-def test_a_commit_that_never_answers_is_given_up_and_the_batch_written_once():
+def _produce_never_answered(producer: Any) -> None:
+    """Make the broker's answer to every produce request of `producer` never come (the request is
+    not sent); its other requests (transaction, metadata) go on."""
+    client = producer.client
+    send = client.send
+
+    async def send_or_hang(node_id: Any, request: Any, **kwargs: Any) -> Any:
+        if type(request).__name__.startswith("ProduceRequest"):
+            await asyncio.Event().wait()
+        return await send(node_id, request, **kwargs)
+
+    client.send = send_or_hang
+
+
+def _commit_never_answered(producer: Any) -> None:
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    producer.commit_transaction = never
+
+
+@pytest.mark.parametrize("fault", [_commit_never_answered, _produce_never_answered])
+def test_a_transaction_that_never_ends_is_given_up_and_the_batch_written_once(fault: Callable[[Any], None]):
     kafka = unique_kafka(partitions=1)
     ensure_topics(kafka)
     topic = kafka.topic_features
-
-    async def never() -> None:
-        await asyncio.Event().wait()
 
     async def scenario() -> None:
         writer = TransactionalWriter(kafka, f"writer-test-{topic}", DedupOptions(), transaction_seconds=2.0)
@@ -130,13 +153,14 @@ def test_a_commit_that_never_answers_is_given_up_and_the_batch_written_once():
             assert len(await asyncio.wait_for(writer.write_batch([_event(topic, 0)], _no, _yes), 60)) == 1
             hung = writer._producer
             assert hung is not None
-            hung.commit_transaction = never  # type: ignore[method-assign]
-            started = time.monotonic()
+            fault(hung)
             written = await asyncio.wait_for(writer.write_batch([_event(topic, 1)], _no, _yes), 60)
-            assert len(written) == 1 and writer._producer is not hung
-            assert time.monotonic() - started < 30
+            assert [d.outcome for d in written] == ["dead_letter"]
             letters = await read_to_end(kafka, kafka.topic_dead_letter)
             assert sorted(key for key, _ in letters) == [b"k0", b"k1"]
+            # Nothing of the old producer runs on: its sender task ended, its connections closed.
+            assert hung._sender.sender_task.done()
+            assert not any(conn.connected() for conn in hung.client._conns.values())
         finally:
             await writer.stop()
 

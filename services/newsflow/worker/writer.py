@@ -51,11 +51,32 @@ RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
     """Stop a producer being thrown away, waiting at most STOP_SECONDS (a stop flushes, which can
-    wait on the broker, or for ever on a producer whose transaction never ended)."""
+    wait on the broker, or for ever on a send no one answers: a transactional batch never expires)."""
     try:
-        await asyncio.wait_for(producer.stop(), STOP_SECONDS)
+        async with asyncio.timeout(STOP_SECONDS):
+            await producer.stop()
+    except TimeoutError:
+        log.warning(
+            "a dropped producer did not stop in %.0fs; ending its sender and connections", STOP_SECONDS
+        )
+        await _end_abandoned(producer)
     except Exception:  # noqa: BLE001 - it is being thrown away
         log.debug("stopping a dropped producer failed", exc_info=True)
+
+
+async def _end_abandoned(producer: AIOKafkaProducer) -> None:
+    """End what a cut-short stop() leaves running: it marks the producer closed before it flushes,
+    so nothing would ever end its sender task (and the flush waiting on it) or its connections.
+    aiokafka 0.14 has no public call for that; ending the sender task fails the batches still
+    pending, which ends the flush."""
+    sender = getattr(producer, "_sender", None)
+    endings = [sender.close] if sender is not None else []
+    for end in [*endings, producer.client.close]:
+        try:
+            async with asyncio.timeout(STOP_SECONDS):
+                await end()
+        except Exception:  # noqa: BLE001 - it is being thrown away
+            log.debug("ending an abandoned producer failed", exc_info=True)
 
 
 class TransactionalWriter:
@@ -115,8 +136,7 @@ class TransactionalWriter:
 
     async def stop(self) -> None:
         """Stop the producer, waiting at most STOP_SECONDS for what it still has to send."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drop_producer(), STOP_SECONDS)
+        await self._drop_producer()
 
     async def _ready(self) -> None:
         if self._producer is None:
@@ -251,9 +271,10 @@ class TransactionalWriter:
         markers = self.snapshots.markers()
         records = [o for decision in decisions for o in decision.outputs] + self.desk.learned() + markers
         try:
-            written = await asyncio.wait_for(
-                self._transaction(producer, records, offsets), self.transaction_seconds
-            )
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a stop's
+            # cancellation that comes as the transaction ends.
+            async with asyncio.timeout(self.transaction_seconds):
+                written = await self._transaction(producer, records, offsets)
         except TimeoutError as exc:
             self._stale = True
             raise TimeoutError(f"the transaction did not end in {self.transaction_seconds:g}s") from exc
