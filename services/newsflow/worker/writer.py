@@ -39,6 +39,9 @@ log = logging.getLogger("newsflow.writer")
 # How long a stopping writer tries to abort its open transaction, and to stop its producer.
 ABORT_ON_STOP_SECONDS = 2.0
 STOP_SECONDS = 3.0
+# Then to end what a stop cut short left running (a task to cancel, sockets to close): all of a
+# writer's stop stays within the worker's stop budget (NEWSFLOW_WORKER_STOP_SECONDS, 8 s).
+ABANDON_SECONDS = 1.0
 # The longest a transaction may take, from its first send to its commit. The broker aborts one open
 # longer (the producer's transaction timeout is set to this), so the writer stops waiting then
 # too: it drops the producer and writes the batch again with a new one, which fences the old. A
@@ -73,7 +76,7 @@ async def _end_abandoned(producer: AIOKafkaProducer) -> None:
     endings = [sender.close] if sender is not None else []
     for end in [*endings, producer.client.close]:
         try:
-            async with asyncio.timeout(STOP_SECONDS):
+            async with asyncio.timeout(ABANDON_SECONDS):
                 await end()
         except Exception:  # noqa: BLE001 - it is being thrown away
             log.debug("ending an abandoned producer failed", exc_info=True)
@@ -135,7 +138,8 @@ class TransactionalWriter:
             asyncio.ensure_future(_stop_quietly(producer))
 
     async def stop(self) -> None:
-        """Stop the producer, waiting at most STOP_SECONDS for what it still has to send."""
+        """Stop the producer, waiting at most STOP_SECONDS for what it still has to send (and
+        ABANDON_SECONDS twice more to end what that leaves running)."""
         await self._drop_producer()
 
     async def _ready(self) -> None:
