@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from newsflow.pipeline.options import DedupOptions
+from newsflow.worker import writer as writer_module
 from newsflow.worker.replica import read_to_end
 from newsflow.worker.writer import TransactionalWriter
 from tests.integration.kafka_helpers import ensure_topics, unique_kafka
@@ -161,6 +162,43 @@ def test_a_transaction_that_never_ends_is_given_up_and_the_batch_written_once(fa
             # Nothing of the old producer runs on: its sender task ended, its connections closed.
             assert hung._sender.sender_task.done()
             assert not any(conn.connected() for conn in hung.client._conns.values())
+        finally:
+            await writer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_producer_that_never_starts_is_given_up(monkeypatch: pytest.MonkeyPatch):
+    """aiokafka asks for a producer id without end; the first producer's request is never answered."""
+    kafka = unique_kafka(partitions=1)
+    ensure_topics(kafka)
+    topic = kafka.topic_features
+    started: list[Any] = []
+
+    class FirstNeverStarts(writer_module.AIOKafkaProducer):  # type: ignore[misc]
+        async def start(self) -> None:
+            started.append(self)
+            if len(started) == 1:
+                send = self.client.send
+
+                async def send_or_hang(node_id: Any, request: Any, **kwargs: Any) -> Any:
+                    if type(request).__name__.startswith("InitProducerId"):
+                        await asyncio.Event().wait()
+                    return await send(node_id, request, **kwargs)
+
+                self.client.send = send_or_hang
+            await super().start()
+
+    monkeypatch.setattr(writer_module, "AIOKafkaProducer", FirstNeverStarts)
+
+    async def scenario() -> None:
+        writer = TransactionalWriter(kafka, f"writer-test-{topic}", DedupOptions(), transaction_seconds=2.0)
+        try:
+            written = await asyncio.wait_for(writer.write_batch([_event(topic, 0)], _no, _yes), 60)
+            assert [d.outcome for d in written] == ["dead_letter"] and len(started) == 2
+            letters = await read_to_end(kafka, kafka.topic_dead_letter)
+            assert [key for key, _ in letters] == [b"k0"]
+            assert not any(conn.connected() for conn in started[0].client._conns.values())
         finally:
             await writer.stop()
 

@@ -42,11 +42,12 @@ STOP_SECONDS = 3.0
 # Then to end what a stop cut short left running (a task to cancel, sockets to close): all of a
 # writer's stop stays within the worker's stop budget (NEWSFLOW_WORKER_STOP_SECONDS, 8 s).
 ABANDON_SECONDS = 1.0
-# The longest a transaction may take, from its first send to its commit. The broker aborts one open
-# longer (the producer's transaction timeout is set to this), so the writer stops waiting then
-# too: it drops the producer and writes the batch again with a new one, which fences the old. A
-# transaction takes milliseconds; this bounds what nothing else would (a client or broker fault
-# that leaves a send or the commit unanswered), which would otherwise stop every output.
+# The longest a transaction may take, from its first send to its commit, and its producer to
+# start. The broker aborts a transaction open longer (the producer's transaction timeout is set to
+# this), so the writer stops waiting then too: it drops the producer and writes the batch again
+# with a new one, which fences the old. A transaction takes milliseconds; this bounds what nothing
+# else would (a client or broker fault that leaves a request unanswered), which would otherwise
+# stop every output.
 TRANSACTION_SECONDS = 60.0
 # Between attempts at a batch the broker could not take (an outage, a rebalance).
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -154,11 +155,16 @@ class TransactionalWriter:
                 transaction_timeout_ms=int(self.transaction_seconds * 1000),
             )
             # Starting it fences any earlier producer with this id and aborts its open transaction.
+            # It waits for the broker's producer id, which aiokafka asks for again without end.
             try:
-                await producer.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                async with asyncio.timeout(self.transaction_seconds):
+                    await producer.start()
+            except BaseException as exc:
+                await _stop_quietly(producer)
+                if isinstance(exc, TimeoutError):
+                    raise TimeoutError(
+                        f"the transactional producer did not start in {self.transaction_seconds:g}s"
+                    ) from exc
                 raise
             self._producer = producer
             self._stale = True
