@@ -21,8 +21,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
@@ -35,6 +35,7 @@ from newsflow.worker.replica import read_from, read_to_end
 from newsflow.worker.snapshot import Snapshots, marker_key
 
 log = logging.getLogger("newsflow.writer")
+T = TypeVar("T")
 
 # How long a stopping writer tries to abort its open transaction, and to stop its producer.
 ABORT_ON_STOP_SECONDS = 2.0
@@ -157,14 +158,9 @@ class TransactionalWriter:
             # Starting it fences any earlier producer with this id and aborts its open transaction.
             # It waits for the broker's producer id, which aiokafka asks for again without end.
             try:
-                async with asyncio.timeout(self.transaction_seconds):
-                    await producer.start()
-            except BaseException as exc:
+                await self._within("starting the transactional producer", producer.start())
+            except BaseException:
                 await _stop_quietly(producer)
-                if isinstance(exc, TimeoutError):
-                    raise TimeoutError(
-                        f"the transactional producer did not start in {self.transaction_seconds:g}s"
-                    ) from exc
                 raise
             self._producer = producer
             self._stale = True
@@ -281,13 +277,7 @@ class TransactionalWriter:
         markers = self.snapshots.markers()
         records = [o for decision in decisions for o in decision.outputs] + self.desk.learned() + markers
         try:
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a stop's
-            # cancellation that comes as the transaction ends.
-            async with asyncio.timeout(self.transaction_seconds):
-                written = await self._transaction(producer, records, offsets)
-        except TimeoutError as exc:
-            self._stale = True
-            raise TimeoutError(f"the transaction did not end in {self.transaction_seconds:g}s") from exc
+            written = await self._within("the transaction", self._transaction(producer, records, offsets))
         except asyncio.CancelledError:
             # A stop: end the transaction now rather than leave read_committed consumers waiting
             # for its timeout (or for the next owner's producer to abort it).
@@ -303,6 +293,18 @@ class TransactionalWriter:
             state = [meta.offset for o, meta in zip(records, written, strict=True) if o.destination == STATE]
             self.snapshots.take(self.desk, written[len(records) - len(markers)].offset, max(state) + 1)
         return decisions
+
+    async def _within(self, what: str, call: Awaitable[T]) -> T:
+        """Await `call` for at most `transaction_seconds`; a TimeoutError says what took too long.
+
+        asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a stop's cancellation
+        that comes as the awaited call ends.
+        """
+        try:
+            async with asyncio.timeout(self.transaction_seconds):
+                return await call
+        except TimeoutError as exc:
+            raise TimeoutError(f"{what} did not end in {self.transaction_seconds:g}s") from exc
 
     async def _transaction(
         self, producer: AIOKafkaProducer, records: Sequence[Any], offsets: dict[TopicPartition, int]
