@@ -105,6 +105,20 @@ def test_cap_text_cuts_at_a_paragraph_boundary():
     assert cap_text(text, 1000) == text
 
 
+def test_past_the_cap_the_names_found_in_the_lead_still_count_and_new_names_are_missed(seed_articles):
+    lead = seed_articles[0]
+    filler = "\n\n".join(["officials said talks would go on for several more weeks."] * 40)
+    tail = "Vladimir Putin did not answer. Angela Merkel, in Berlin, called it a start."
+    article = replace(lead, text=f"{lead.text}\n\n{filler}\n\n{tail}")
+    (result,) = EntityTagger(max_chars=len(lead.text) + 200).tag_batch([article])
+    by_key = {e.key: e for e in result.entities}
+    cut = len(lead.text) + 200
+    assert any(m.start > cut for m in by_key["vladimir putin"].mentions)
+    assert article.text[by_key["vladimir putin"].mentions[-1].start :].startswith("Vladimir Putin did")
+    # The model never read the tail: a name that first appears there is not an entity.
+    assert "angela merkel" not in by_key and "berlin" not in by_key
+
+
 def test_seed_records_share_canonical_keys(tagger, seed_articles):
     results = tagger.tag_batch(seed_articles)
     keys = [{e.key for e in r.entities} for r in results]

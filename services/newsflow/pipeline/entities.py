@@ -1,8 +1,10 @@
 """Entity tagging: spaCy NER over cleaned text, then canonical, merged, salience-ranked entities.
 
-Only the NER component runs (tok2vec + ner); texts go through `nlp.pipe` in batches. Each
-article's text is capped at `max_chars` (cut at a paragraph boundary): the lead carries the
-salient entities, and NER cost grows linearly with length.
+Only the NER component runs (tok2vec + ner); texts go through `nlp.pipe` in batches. The model
+reads at most `max_chars` of each article (cut at a paragraph boundary): the lead carries the
+salient entities, and NER cost grows linearly with length, so a few long pages would otherwise
+hold up every article queued behind them. The entities are built over the whole text: the names
+found in the lead are found again past the cap; names that first appear there are missed.
 """
 
 from __future__ import annotations
@@ -527,7 +529,7 @@ class EntityTagger:
     def tag_batch(self, articles: Sequence[CleanArticle]) -> list[EntityResult]:
         """Return one EntityResult per article, in order."""
         results: list[EntityResult | None] = [None] * len(articles)
-        texts: dict[int, tuple[str, bytes]] = {}  # article -> its capped text and the text's key
+        keys: dict[int, bytes] = {}  # article -> the key of the capped text the model reads
         spans: dict[bytes, bytes] = {}  # the model's spans of each distinct text (`_packed`)
         todo: dict[bytes, str] = {}  # texts the model has not tagged lately
         for i, article in enumerate(articles):
@@ -538,7 +540,7 @@ class EntityTagger:
             else:
                 text = cap_text(article.text, self.max_chars)
                 key = digest(text)
-                texts[i] = (text, key)
+                keys[i] = key
                 if key in spans or key in todo:
                     self.reused += 1  # the same text earlier in this batch
                     continue
@@ -552,9 +554,11 @@ class EntityTagger:
         for key, doc in zip(todo, docs, strict=True):
             spans[key] = self._packed(doc.ents)
             self.recent.put(key, spans[key])
-        for i, (text, key) in texts.items():
+        for i, key in keys.items():
             raw = self._unpacked(spans[key])
+            # Over the whole text: the names the model found in the lead are found again past the
+            # cap (`_propagate`), at the cost of a regular expression, not of the model.
             results[i] = EntityResult(
-                tuple(build_entities(text, raw, articles[i].title)), "ok", self.model_name
+                tuple(build_entities(articles[i].text, raw, articles[i].title)), "ok", self.model_name
             )
         return [r for r in results if r is not None]

@@ -95,7 +95,9 @@ class WorkerSettings:
         "NEWSFLOW_NER_MODEL", NER_MODEL, "installed spaCy pipeline used for NER (e.g. a larger English model)"
     )
     ner_max_chars: int = env(
-        "NEWSFLOW_NER_MAX_CHARS", NER_MAX_CHARS, "NER reads at most this many characters per article"
+        "NEWSFLOW_NER_MAX_CHARS",
+        NER_MAX_CHARS,
+        "NER reads at most this many characters per article (names found there are counted past it)",
     )
     story_threshold: float = env(
         "NEWSFLOW_DEDUP_STORY_THRESHOLD",
