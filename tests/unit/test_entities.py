@@ -110,9 +110,9 @@ def test_past_the_cap_the_names_found_in_the_lead_still_count_and_new_names_are_
     filler = "\n\n".join(["officials said talks would go on for several more weeks."] * 40)
     tail = "Vladimir Putin did not answer. Angela Merkel, in Berlin, called it a start."
     article = replace(lead, text=f"{lead.text}\n\n{filler}\n\n{tail}")
-    (result,) = EntityTagger(max_chars=len(lead.text) + 200).tag_batch([article])
-    by_key = {e.key: e for e in result.entities}
     cut = len(lead.text) + 200
+    (result,) = EntityTagger(max_chars=cut).tag_batch([article])
+    by_key = {e.key: e for e in result.entities}
     assert any(m.start > cut for m in by_key["vladimir putin"].mentions)
     assert article.text[by_key["vladimir putin"].mentions[-1].start :].startswith("Vladimir Putin did")
     # The model never read the tail: a name that first appears there is not an entity.

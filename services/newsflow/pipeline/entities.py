@@ -4,7 +4,8 @@ Only the NER component runs (tok2vec + ner); texts go through `nlp.pipe` in batc
 reads at most `max_chars` of each article (cut at a paragraph boundary): the lead carries the
 salient entities, and NER cost grows linearly with length, so a few long pages would otherwise
 hold up every article queued behind them. The entities are built over the whole text: the names
-found in the lead are found again past the cap; names that first appear there are missed.
+found in the lead are found again past the cap where they are written the same way; names that
+first appear there are missed.
 """
 
 from __future__ import annotations
