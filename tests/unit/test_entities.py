@@ -105,6 +105,16 @@ def test_cap_text_cuts_at_a_paragraph_boundary():
     assert cap_text(text, 1000) == text
 
 
+def test_cap_text_in_a_long_paragraph_cuts_at_a_sentence_end_not_inside_a_name():
+    sentence = "Talks went on for weeks in Geneva, officials said. "
+    text = sentence * 3 + "Envoys of President John F. Kennedy met Vladimir Putin of the U.S. team today."
+    cut = text.index("Putin") - 1  # a cut at the last space before the cap would keep "Vladimir"
+    capped = cap_text(text, cut + 1)
+    assert capped == (sentence * 3).rstrip()
+    # No sentence end in the second half of the cap: the last word boundary, as before.
+    assert cap_text("word " * 30, 52) == ("word " * 10).rstrip()
+
+
 def test_past_the_cap_the_names_found_in_the_lead_still_count_and_new_names_are_missed(seed_articles):
     lead = seed_articles[0]
     filler = "\n\n".join(["officials said talks would go on for several more weeks."] * 40)

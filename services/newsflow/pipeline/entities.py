@@ -1,7 +1,7 @@
 """Entity tagging: spaCy NER over cleaned text, then canonical, merged, salience-ranked entities.
 
 Only the NER component runs (tok2vec + ner); texts go through `nlp.pipe` in batches. The model
-reads at most `max_chars` of each article (cut at a paragraph boundary): the lead carries the
+reads at most `max_chars` of each article (cut at a paragraph or sentence boundary): the lead carries the
 salient entities, and NER cost grows linearly with length, so a few long pages would otherwise
 hold up every article queued behind them. The entities are built over the whole text: the names
 found in the lead are found again past the cap where they are written the same way; names that
@@ -472,13 +472,25 @@ def cased_for_ner(text: str) -> str:
     return "\n".join(_recased_line(line) if _CAPS_WORD.search(line) else line for line in text.split("\n"))
 
 
+# A sentence's end: a stop after a lower-case word or a number (not after an initial, as in
+# "John F. Kennedy", nor inside "U.S."), with any closing quotes, before white space.
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9%])[.!?][\"'\u201d\u2019)\]]*(?=\s)")
+
+
 def cap_text(text: str, max_chars: int) -> str:
-    """Return the first `max_chars` of text, cut at a paragraph (or word) boundary."""
+    """Return the first `max_chars` of text, cut at a paragraph boundary, else at a sentence's end.
+
+    A cut inside a sentence can fall inside a name, and the model then tags half of it
+    ("Vladimir" of "Vladimir Putin" as a place); a word boundary is the last resort, for a run
+    of half the cap without a sentence end.
+    """
     if len(text) <= max_chars:
         return text
+    half = max_chars // 2
     cut = text.rfind("\n", 0, max_chars)
-    if cut < max_chars // 2:
-        cut = text.rfind(" ", 0, max_chars)
+    if cut < half:
+        ends = [m.end() for m in _SENTENCE_END.finditer(text, half, max_chars)]
+        cut = ends[-1] if ends else text.rfind(" ", 0, max_chars)
     return text[: cut if cut > 0 else max_chars]
 
 
