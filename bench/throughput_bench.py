@@ -63,16 +63,15 @@ def libraries_alone(raws: list) -> tuple[float, float, float]:  # noqa: ANN001
     """(a) Seconds for trafilatura + spaCy NER-only over the corpus, serially, and the CPU seconds
     they took; and the seconds the sentence-embedding model (the dedup stage's third model) adds
     on the same texts."""
-    import spacy
     import trafilatura
     from threadpoolctl import threadpool_limits
 
     from newsflow.pipeline.embed import default_encoder
-    from newsflow.pipeline.entities import NON_NER_COMPONENTS
+    from newsflow.pipeline.entities import load_ner_pipeline
     from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
 
     threadpool_limits(1)
-    nlp = spacy.load(NER_MODEL, exclude=list(NON_NER_COMPONENTS))
+    nlp = load_ner_pipeline(NER_MODEL)  # the NER component and what it reads, nothing else
     encoder = default_encoder()
     trafilatura.extract("<html><body><p>warm up</p></body></html>")
     started, cpu = time.perf_counter(), time.process_time()

@@ -5,12 +5,15 @@ from dataclasses import replace
 import pytest
 
 from newsflow.pipeline.entities import (
+    NON_NER_COMPONENTS,
     EntityTagger,
     build_entities,
     cap_text,
     cased_for_ner,
     clean_mention,
     entity_key,
+    load_ner_pipeline,
+    model_location,
 )
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.places import country_key
@@ -28,6 +31,43 @@ def seed_articles() -> list[CleanArticle]:
     out = [extract_article(raw_from_file(p)) for p in sorted(SEEDS.glob("*.txt"))]
     assert all(isinstance(a, CleanArticle) for a in out)
     return out  # type: ignore[return-value]
+
+
+def test_the_ner_pipeline_runs_only_what_its_ner_reads_and_finds_the_same_names(tagger, seed_articles):
+    import spacy
+
+    # The small model's NER has a token encoder of its own: the shared tok2vec is not run.
+    assert tagger.nlp.pipe_names == ["ner"]
+    with_shared = spacy.load(model_location(tagger.model_name), exclude=list(NON_NER_COMPONENTS))
+    assert with_shared.pipe_names == ["tok2vec", "ner"]
+    texts = [a.text for a in seed_articles]
+    found = [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in tagger.nlp.pipe(texts)]
+    assert found == [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in with_shared.pipe(texts)]
+    assert all(found)
+
+
+def test_a_ner_that_listens_to_the_shared_tok2vec_keeps_it(tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec")
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"}
+    model = {
+        "@architectures": "spacy.TransitionBasedParser.v2",
+        "state_type": "ner",
+        "extra_state_tokens": False,
+        "hidden_width": 16,
+        "maxout_pieces": 2,
+        "use_upper": True,
+        "nO": None,
+        "tok2vec": listener,
+    }
+    nlp.add_pipe("ner", config={"model": model}).add_label("PERSON")
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "model")
+    loaded = load_ner_pipeline(str(tmp_path / "model"))
+    assert loaded.pipe_names == ["tok2vec", "ner"]
+    assert loaded("Anna Berg spoke.") is not None  # runs: the listener is fed
 
 
 def spans(text: str, *words: tuple[str, str]) -> list[tuple[int, int, str]]:

