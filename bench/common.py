@@ -77,7 +77,8 @@ def record(title: str, body: str) -> None:
 
 @contextlib.contextmanager
 def local_broker() -> Iterator[str]:
-    """Run a Kafka broker of the bench's own on a free port; yield its bootstrap; delete it after."""
+    """Run a Kafka broker of the bench's own on a free port; yield its bootstrap; delete it after.
+    `broker_pid(bootstrap)` gives its process."""
     kafka_sh = RESULTS.parent.parent / "deploy" / "local-kafka" / "kafka.sh"
     ports = []
     for _ in range(2):
@@ -94,3 +95,13 @@ def local_broker() -> Iterator[str]:
         yield f"127.0.0.1:{ports[0]}"
     finally:
         subprocess.run([str(kafka_sh), "reset"], env=env, check=False)
+
+
+def broker_pid(bootstrap: str) -> int | None:
+    """The process id of the local broker (deploy/local-kafka/kafka.sh) serving `bootstrap`, if known."""
+    home = Path(os.environ.get("NEWSFLOW_KAFKA_HOME", RESULTS.parent.parent / ".cache" / "kafka"))
+    pidfile = home / f"run-{bootstrap.rsplit(':', 1)[1]}" / "kafka.pid"
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None

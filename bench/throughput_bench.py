@@ -27,19 +27,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import local_broker, record  # noqa: E402
+from bench.common import broker_pid, local_broker, record  # noqa: E402
 from bench.corpus import build  # noqa: E402
 from newsflow.pipeline.options import EMBED_PRECISION  # noqa: E402
 from newsflow.pipeline.recent import RECENT_INPUTS  # noqa: E402
@@ -253,6 +254,30 @@ def fresh_topics(bootstrap: str, name: str):  # noqa: ANN201
     return kafka
 
 
+@dataclass(frozen=True)
+class Timed:
+    """One timed run through Kafka: wall seconds and the CPU seconds each party used in them."""
+
+    seconds: float
+    workers_cpu: float
+    broker_cpu: float | None  # None: the broker's process was not found
+    driver_cpu: float  # this process: the producer sending the articles and the read_committed reader
+
+    def cores(self) -> str:
+        """How many of the machine's cores each party kept busy, on average over the run."""
+        broker = "?" if self.broker_cpu is None else f"{self.broker_cpu / self.seconds:.2f}"
+        return (
+            f"workers {self.workers_cpu / self.seconds:.2f}, broker {broker}, "
+            f"producer and reader {self.driver_cpu / self.seconds:.2f}"
+        )
+
+
+def driver_cpu_seconds() -> float:
+    """User and system CPU seconds of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def through_kafka(
     bootstrap: str,
     raws: list,  # noqa: ANN001
@@ -261,18 +286,21 @@ def through_kafka(
     workdir: Path,
     name: str,
     env: dict[str, str] | None = None,
-) -> tuple[float, float]:
+) -> Timed:
     """(c)/(d) Seconds from the first send until every article is out, with `count` warmed workers
-    (their environment: `env` over the bench's), and the CPU seconds the workers used meanwhile."""
+    (their environment: `env` over the bench's), and the CPU seconds used meanwhile."""
     kafka = fresh_topics(bootstrap, name)
+    broker = [pid] if (pid := broker_pid(bootstrap)) else []
     with workers(kafka, count, workdir, name, env) as procs, Outputs(kafka) as out:
         out.wait_for(set(send(kafka, warm)), timeout=300)
         time.sleep(2.0)
         pids = [p.pid for p in procs]
-        started, cpu = time.monotonic(), cpu_seconds(pids)
+        started = time.monotonic()
+        before = cpu_seconds(pids), cpu_seconds(broker), driver_cpu_seconds()
         finished = out.wait_for(set(send(kafka, raws)), timeout=3600)
-        cpu = cpu_seconds(pids) - cpu
-    return finished - started, cpu
+        after = cpu_seconds(pids), cpu_seconds(broker), driver_cpu_seconds()
+    worker_cpu, broker_cpu, driver_cpu = (a - b for a, b in zip(after, before, strict=True))
+    return Timed(finished - started, worker_cpu, broker_cpu if broker else None, driver_cpu)
 
 
 def latency(bootstrap: str, raws: list, warm: list, rate: float, workdir: Path) -> list[float]:  # noqa: ANN001
@@ -407,11 +435,11 @@ def main() -> int:
             ("(c) one worker, the same files as one outlet", one_raws, 1, "one-worker-one-outlet", {}),
             ("(d) two workers, the same files as one outlet", one_raws, 2, "two-workers-one-outlet", {}),
         ]
-        timed: list[tuple[float, float]] = []
+        timed: list[Timed] = []
         for row, stream_raws, count, name, env in kafka_runs:
             timed.append(through_kafka(bootstrap, stream_raws, warm_raws, count, work, name, env))
-            print(f"{row}: {n / timed[-1][0]:.2f}/s", flush=True)
-        (one_worker, _), _, (two, _), (one_one, _), (two_one, _) = timed
+            print(f"{row}: {n / timed[-1].seconds:.2f}/s (cores busy: {timed[-1].cores()})", flush=True)
+        one_worker, _, two, one_one, two_one = (t.seconds for t in timed)
         rate = 0.5 * n / one_worker
         stream = (raws * (1 + int(rate * args.latency_seconds) // n))[
             : max(1, int(rate * args.latency_seconds))
@@ -426,7 +454,7 @@ def main() -> int:
     # Every ratio is to the mean of the two; their spread says how far a ratio can be trusted.
     lib_after, lib_cpu_after, _ = libraries_alone(raws)
     print(f"(a) libraries alone, again: {n / lib_after:.2f}/s", flush=True)
-    rows += [(row, n / seconds, cpu) for (row, *_), (seconds, cpu) in zip(kafka_runs, timed, strict=True)]
+    rows += [(row, n / t.seconds, t.workers_cpu) for (row, *_), t in zip(kafka_runs, timed, strict=True)]
     rows.append(("(a) the same as the first row, again after the Kafka runs", n / lib_after, lib_cpu_after))
     lib, lib_cpu = (lib + lib_after) / 2, (lib_cpu + lib_cpu_after) / 2
     total = sum(shares.values())
@@ -447,7 +475,12 @@ def main() -> int:
         f"ratios to (a): to the mean of its two runs, {rows[0][1]:.2f}/s first and {n / lib_after:.2f}/s "
         "last of the bench; CPU ms/article: the processes timed "
         "(the workers' own, not the broker's), which other tenants of the machine move less than "
-        f"the wall clock: one worker end to end uses {timed[0][1] / lib_cpu:.2f}x the CPU of (a) per article",
+        f"the wall clock: one worker end to end uses {timed[0].workers_cpu / lib_cpu:.2f}x the CPU of (a) per article",
+        "",
+        f"cores kept busy on average, of {os.cpu_count()} (what competes with the workers; the producer "
+        "sends the whole corpus at once, the reader reads the output topics read_committed):",
+        "",
+        *[f"- {row}: {t.cores()}" for (row, *_), t in zip(kafka_runs, timed, strict=True)],
         "",
         f"raw articles per partition (key hash; a worker's share is its partitions'): "
         f"{partition_counts(raws)} (many outlets), {partition_counts(one_raws)} (one outlet)",
