@@ -194,6 +194,11 @@ class KafkaSettings:
         "newsflow.boilerplate",
         "each outlet's learned boilerplate (internal, compacted, transactional)",
     )
+    topic_recent: str = env(
+        "NEWSFLOW_TOPIC_RECENT",
+        "newsflow.recent-results",
+        "NER spans and embeddings each worker computed, for the others (internal, kept 15 minutes)",
+    )
     raw_partitions: int = env("NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics")
     security_protocol: str = env(
         "NEWSFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"

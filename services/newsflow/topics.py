@@ -35,6 +35,9 @@ log = logging.getLogger("newsflow.topics")
 # Dead letters are evidence: keep them a month. Stories are compacted so a consumer can build
 # the current view of every story from the topic alone.
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+# The workers' shared results are only worth minutes: followers start at the end, and the topic
+# keeps a quarter of an hour (in 5-minute segments, so that old ones go) for a look at it.
+RECENT_RESULTS = {"retention.ms": str(15 * 60 * 1000), "segment.ms": str(5 * 60 * 1000)}
 
 
 # Compacted topics are read from their start by every (re)starting reader: roll segments hourly
@@ -66,6 +69,8 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(kafka.topic_dedup_state, 1, {**size, **COMPACTED}),
         # What the writer learned of each outlet's boilerplate, followed by every clean stage.
         TopicSpec(kafka.topic_boilerplate, 1, {**size, **COMPACTED}),
+        # What each clean stage computed, for the others (see pipeline/recent.py).
+        TopicSpec(kafka.topic_recent, 1, {**size, **RECENT_RESULTS}),
     ]
 
 

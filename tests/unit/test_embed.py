@@ -191,3 +191,27 @@ def test_how_many_texts_are_kept_is_set_at_load():
     text = "The ferry service to the islands resumed on Monday after a week of storms."
     assert encoder.recent.size == 0
     assert np.array_equal(encoder.encode(text), encoder.encode(text)) and encoder.recent.hits == 0
+
+
+def test_an_embedding_one_worker_computed_is_taken_by_another_of_the_same_precision_only(encoder, int8):
+    from newsflow.pipeline.enrich import Enricher
+    from newsflow.pipeline.recent import Recent
+
+    text = "The ferry company cancelled every crossing to the islands on Friday as the storm came in."
+    computed = {}
+    for model in (encoder, int8):
+        kept, model.recent = model.recent, Recent(share=True)
+        try:
+            computed[model.precision] = model.encode(text)
+            (computed[f"{model.precision} wire"],) = Enricher(encoder=model).fresh_results()
+        finally:
+            model.recent = kept
+    other = TextEncoder.load(precision="float32")  # another worker
+    enricher = Enricher(encoder=other)
+    key, value = computed["float32 wire"]
+    # int8 workers' embeddings are not float32 ones; a vector of another size or length is no embedding.
+    assert enricher.adopt(*computed["int8 wire"]) == "refused"
+    assert enricher.adopt(key, value[:-4]) == "refused"
+    assert enricher.adopt(key, (2 * np.frombuffer(value, dtype=np.float32)).tobytes()) == "refused"
+    assert enricher.adopt(key, value) == "adopted"
+    assert np.array_equal(other.encode(text), computed["float32"]) and other.recent.misses == 0

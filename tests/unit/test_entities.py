@@ -474,3 +474,29 @@ def test_a_text_tagged_lately_is_not_tagged_again_and_each_headline_still_counts
     assert results == alone and again == alone[1:2]
     # build_entities read each article's own headline (a name in it is more salient).
     assert results[0] != results[1]
+
+
+def test_spans_one_worker_computed_are_taken_by_another_and_give_the_same_entities(tagger, seed_articles):
+    from newsflow.pipeline.enrich import Enricher
+    from newsflow.pipeline.recent import Recent, shared_key
+
+    first, second = seed_articles
+    kept, tagger.recent = tagger.recent, Recent(share=True)
+    try:
+        computed = tagger.tag_batch([first])
+        (wire,) = Enricher(tagger=tagger).fresh_results()
+    finally:
+        tagger.recent = kept
+    other = EntityTagger()  # another worker, with the same model
+    enricher = Enricher(tagger=other)
+    key, spans = wire
+    assert key.startswith(b"ner:") and len(spans) % 12 == 0
+    # Another model's spans, or spans of labels this model does not have, or a torn message: refused.
+    assert enricher.adopt(key.replace(b"ner:", b"ner:x"), spans) == "refused"
+    assert enricher.adopt(key, spans[:-1]) == "refused"
+    assert enricher.adopt(key, spans[:8] + (999).to_bytes(4, "little") + spans[12:]) == "refused"
+    assert enricher.adopt(shared_key(other.step, b"\0" * 16), b"") == "adopted"  # no names in that text
+    assert enricher.adopt(key, spans) == "adopted" and enricher.adopt(key, spans) == "known"
+    # The other worker runs no model for the text, and finds the same entities.
+    assert other.tag_batch([first]) == computed and other.recent.misses == 0 and other.recent.hits == 1
+    assert other.tag_batch([second]) == tagger.tag_batch([second]) and other.recent.misses == 1

@@ -269,6 +269,7 @@ class TextEncoder:
         threads: int = 1,
         precision: str = EMBED_PRECISION,
         recent_texts: int = RECENT_INPUTS,
+        share: bool = False,
     ) -> None:
         if precision not in EMBED_PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {EMBED_PRECISIONS}")
@@ -307,7 +308,16 @@ class TextEncoder:
             self.session = session(model)
         # What the session runs, by operator (the tests check that int8 runs integer products).
         self.operators = Counter(node.op_type for node in model.graph.node)
-        self.recent: Recent[bytes] = Recent(recent_texts)
+        # With `share`, other workers take the embeddings computed here (see recent.py).
+        self.recent: Recent[bytes] = Recent(recent_texts, share)
+        self.step = f"embed:{MODEL_SHA256[:16]}:{precision}"
+
+    def accepts(self, embedding: bytes) -> bool:
+        """Return whether another worker's embedding is a unit vector of this model's size."""
+        if len(embedding) != DIM * 4:
+            return False
+        length = float(np.linalg.norm(np.frombuffer(embedding, dtype=np.float32)))
+        return abs(length - 1.0) < 1e-3
 
     @classmethod
     def load(
@@ -316,6 +326,7 @@ class TextEncoder:
         threads: int = 1,
         precision: str = EMBED_PRECISION,
         recent_texts: int = RECENT_INPUTS,
+        share: bool = False,
     ) -> TextEncoder:
         """Load the packaged model (about 90 MB of float32 weights; a second or two)."""
         with zipfile.ZipFile(model_zip or _model_zip()) as zf:
@@ -324,7 +335,7 @@ class TextEncoder:
                 raise ModelNotInstalled("the embedding model's weights are not all-MiniLM-L6-v2's")
             tokenizer = Tokenizer.from_str(zf.read("tokenizer.json").decode())
             config = json.loads(zf.read("config.json"))
-        return cls(load_safetensors(raw), tokenizer, config, threads, precision, recent_texts)
+        return cls(load_safetensors(raw), tokenizer, config, threads, precision, recent_texts, share)
 
     def encode(self, text: str) -> np.ndarray:
         """Return the unit-length float32 embedding of a text's first MAX_TOKENS word pieces

@@ -21,6 +21,7 @@ from newsflow.pipeline.dedup import StoryFeatures, article_features
 from newsflow.pipeline.embed import TextEncoder
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, extract_article, with_outlet_boilerplate_removed
+from newsflow.pipeline.recent import shared_key, split_shared_key
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Rejection
 from newsflow.pipeline.textclean import BoilerplateModel, fingerprints
 
@@ -107,6 +108,27 @@ class Enricher:
             "entities": self.tagger.reused if self.tagger else 0,
             "features": self.encoder.recent.hits if self.encoder else 0,
         }
+
+    def fresh_results(self) -> list[tuple[bytes, bytes]]:
+        """Return (wire key, result) of the NER spans and embeddings computed since the last call,
+        for other workers to `adopt` (only from a tagger and encoder built with `share`)."""
+        return [
+            (shared_key(model.step, key), value)
+            for model in self._models()
+            for key, value in model.recent.take_fresh()
+        ]
+
+    def adopt(self, wire_key: bytes, value: bytes) -> str:
+        """Keep a result another worker computed (`fresh_results`); return "adopted", "known" (kept
+        already: this worker's own come back), or "refused" (another model's, or malformed)."""
+        parsed = split_shared_key(wire_key)
+        for model in self._models():
+            if parsed is not None and parsed[0] == model.step and model.accepts(value):
+                return "adopted" if model.recent.adopt(parsed[1], value) else "known"
+        return "refused"
+
+    def _models(self) -> list[EntityTagger | TextEncoder]:
+        return [m for m in (self.tagger, self.encoder) if m is not None]
 
     def enrich_batch(self, raws: Sequence[RawArticle], received: float | None = None) -> list[Result]:
         """Return one result per raw article, in input order."""

@@ -529,6 +529,7 @@ class EntityTagger:
         max_chars: int = NER_MAX_CHARS,
         batch_size: int = 32,
         recent_texts: int = RECENT_INPUTS,
+        share: bool = False,
     ) -> None:
         self.model_name = model
         self.max_chars = max_chars
@@ -536,10 +537,14 @@ class EntityTagger:
         self.nlp: Any = load_ner_pipeline(model)
         self.language = str(self.nlp.lang)
         # The model's spans of the texts it tagged lately (see recent.py); build_entities, which
-        # also reads the headline, runs for every article.
-        self.recent: Recent[bytes] = Recent(recent_texts)
+        # also reads the headline, runs for every article. With `share`, other workers take them.
+        self.recent: Recent[bytes] = Recent(recent_texts, share)
+        self.step = f"ner:{model}:{self.nlp.meta.get('version', '')}"
         self.reused = 0  # articles whose text's spans were known (lately, or earlier in the batch)
-        self._labels: dict[str, int] = {}
+        # Label numbers in packed spans: the same in every worker that runs this model.
+        self._labels: dict[str, int] = {
+            label: n for n, label in enumerate(sorted(self.nlp.get_pipe("ner").labels))
+        }
 
     def _packed(self, ents: Any) -> bytes:
         """Return spans as int32 (start, end, label number) triples: 12 bytes a span, where a tuple
@@ -548,6 +553,16 @@ class EntityTagger:
         for e in ents:
             values.extend((e.start_char, e.end_char, self._labels.setdefault(e.label_, len(self._labels))))
         return values.tobytes()
+
+    def accepts(self, packed: bytes) -> bool:
+        """Return whether another worker's packed spans are well formed for this model."""
+        if len(packed) % 12:
+            return False
+        values = memoryview(packed).cast("i")
+        labels = len(self._labels)
+        return all(
+            0 <= values[k] < values[k + 1] and 0 <= values[k + 2] < labels for k in range(0, len(values), 3)
+        )
 
     def _unpacked(self, packed: bytes) -> list[Span]:
         names = list(self._labels)

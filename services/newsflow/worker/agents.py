@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -140,6 +141,40 @@ class Forwarder:
         return out
 
 
+class SharedResults:
+    """Publishes the NER spans and embeddings this worker computed and adopts the other workers'
+    (pipeline/recent.py): a wire story carried by several outlets is computed once, not once per
+    worker its copies land on. A cache: a result lost on the way costs only computing it again,
+    so a send is not waited for, and its failure is counted, not retried."""
+
+    def __init__(
+        self, topic: Any, replica_of: Callable[..., TopicReplica], enricher: Enricher, metrics: WorkerMetrics
+    ) -> None:
+        self.topic = topic
+        self.enricher = enricher
+        self.metrics = metrics
+        self.replica = replica_of(self._adopt)
+
+    async def publish(self) -> None:
+        """Send what the enricher computed since the last call."""
+        for key, value in self.enricher.fresh_results():
+            try:
+                sent = asyncio.ensure_future(await self.topic.send(key=key, value=value))
+            except Exception:  # noqa: BLE001 - e.g. the producer stopping: the result stays ours
+                log.debug("sharing a result failed", exc_info=True)
+                self.metrics.shared_results.labels("failed").inc()
+                continue
+            sent.add_done_callback(self._count)
+
+    def _count(self, sent: asyncio.Future[Any]) -> None:
+        failed = sent.cancelled() or sent.exception() is not None
+        self.metrics.shared_results.labels("failed" if failed else "sent").inc()
+
+    def _adopt(self, key: bytes, value: bytes | None) -> None:
+        outcome = "refused" if value is None else self.enricher.adopt(key, value)
+        self.metrics.shared_results.labels(outcome).inc()
+
+
 class CleanAgent:
     """raw -> features, in batches: decode and clean each article, then tag and featurize the batch."""
 
@@ -151,6 +186,7 @@ class CleanAgent:
         metrics: WorkerMetrics,
         should_stop: Callable[[], bool],
         batch: tuple[int, float],
+        shared: SharedResults | None = None,
     ) -> None:
         self.batch_size, self.batch_seconds = batch
         self.enricher = enricher
@@ -158,11 +194,15 @@ class CleanAgent:
         self.boilerplate = boilerplate
         self.metrics = metrics
         self.should_stop = should_stop
+        self.shared = shared
 
     async def run(self, stream: Any) -> AsyncIterator[None]:
         """The Faust agent (take_events, not take: each message's key and headers are needed)."""
         batches = stream.take_events(self.batch_size, within=self.batch_seconds)
-        async with self.boilerplate.running(REPLICA_WAIT_SECONDS):
+        async with contextlib.AsyncExitStack() as followed:
+            await followed.enter_async_context(self.boilerplate.running(REPLICA_WAIT_SECONDS))
+            if self.shared is not None:
+                await followed.enter_async_context(self.shared.replica.running(REPLICA_WAIT_SECONDS))
             async for events in batches:
                 self.metrics.messages.labels("decode", "in").inc(len(events))
                 self.metrics.batch_size.labels("clean").observe(len(events))
@@ -195,6 +235,8 @@ class CleanAgent:
         for stage, count in self.enricher.reused().items():
             if count > reused[stage]:
                 self.metrics.reused.labels(stage).inc(count - reused[stage])
+        if self.shared is not None:
+            await self.shared.publish()
         messages = [self.forwarder.message(r, e) for r, e in zip(results, events, strict=True)]
         await self.forwarder.forward(messages, events)
 

@@ -5,6 +5,7 @@
     --dedup agent, one transaction per batch-->     enriched + stories + dead-letter
                                                     + dedup state + boilerplate (compacted)
   boilerplate --followed by every clean agent (a read-mostly replica)
+  recent results --written and followed by every clean agent (NER spans and embeddings computed)
 
 The per-article work (extract, clean, NER, dedup features) runs in parallel over the raw topic's
 partitions, so any worker can clean any outlet's articles. The story decision has a single
@@ -37,7 +38,7 @@ from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
 from newsflow.pipeline.records import max_dead_letter_payload
 from newsflow.settings import KafkaSettings, client_options
-from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder
+from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder, SharedResults
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.replica import TopicReplica
 from newsflow.worker.settings import WorkerSettings
@@ -76,6 +77,14 @@ class WorkerApp:
         max_payload = max_dead_letter_payload(kafka.max_message_bytes)
 
         # raw -> features, on every worker.
+        shared = None
+        if settings.share_recent and settings.recent_texts > 0:
+            shared = SharedResults(
+                self.app.topic(kafka.topic_recent, key_type=bytes, value_type=bytes),
+                lambda apply: TopicReplica(kafka, kafka.topic_recent, apply, from_end=True),
+                self.enricher,
+                self.metrics,
+            )
         clean = CleanAgent(
             self.enricher,
             Forwarder(features, self.metrics, max_payload),
@@ -83,6 +92,7 @@ class WorkerApp:
             self.metrics,
             lambda: bool(self.app.should_stop),
             batch=(settings.batch_size, settings.batch_seconds),
+            shared=shared,
         )
         self.app.agent(raw, name="clean")(clean.run)
 
@@ -149,6 +159,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
         max_chars=settings.ner_max_chars,
         batch_size=settings.batch_size,
         recent_texts=settings.recent_texts,
+        share=settings.share_recent,
     )
     metrics.model_load_seconds.set(time.perf_counter() - started)
     log.info("NER model %s loaded in %.1fs", settings.ner_model, time.perf_counter() - started)
@@ -160,6 +171,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
         threads=settings.compute_threads,
         precision=settings.embed_precision,
         recent_texts=settings.recent_texts,
+        share=settings.share_recent,
     )
     log.info("embedding model (%s) loaded in %.1fs", settings.embed_precision, time.perf_counter() - started)
     options = ExtractOptions(

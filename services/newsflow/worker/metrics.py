@@ -58,6 +58,7 @@ class WorkerMetrics(NamedTuple):
     extracted_chars: Counter
     boilerplate_lines: Counter
     reused: Counter
+    shared_results: Counter
 
 
 # Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
@@ -66,6 +67,7 @@ INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
     "messages": [("decode", "in"), ("dedup", "in"), ("output", "out")],
     "dedup_decisions": [("new_story",), ("joined_story",), ("copy",), ("no_story",)],
     "reused": [("entities",), ("features",)],
+    "shared_results": [("sent",), ("adopted",)],
 }
 
 
@@ -182,6 +184,13 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
             "Articles whose NER spans (entities) or embedding (features) were those of the same "
             "text computed lately, not computed again.",
             ["stage"],
+            registry=registry,
+        ),
+        shared_results=Counter(
+            "newsflow_recent_shared_total",
+            "NER spans and embeddings shared between workers: sent (or failed) by this one; from "
+            "the others adopted, known already, or refused (another model's, or malformed).",
+            ["outcome"],
             registry=registry,
         ),
     )

@@ -72,15 +72,21 @@ class TopicReplica:
     """Follows a compacted topic from its beginning, handing every record to `apply`.
 
     `ready` is set once the records committed when it started have all been applied (a worker
-    that starts cleaning earlier would clean with less than was learned).
+    that starts cleaning earlier would clean with less than was learned). With `from_end`, it
+    follows only what is written after it started (ready at once).
     """
 
     def __init__(
-        self, kafka: KafkaSettings, topic: str, apply: Callable[[bytes, bytes | None], None]
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        apply: Callable[[bytes, bytes | None], None],
+        from_end: bool = False,
     ) -> None:
         self.kafka = kafka
         self.topic = topic
         self.apply = apply
+        self.from_end = from_end
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -99,6 +105,8 @@ class TopicReplica:
         try:
             await consumer.start()
             ends = await _assign_all(consumer, self.topic)
+            if self.from_end:
+                await consumer.seek_to_end(*ends)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for records in batches.values():

@@ -76,6 +76,11 @@ class WorkerSettings:
         RECENT_INPUTS,
         "texts whose NER spans and embedding are kept, so a text seen again is not computed again (0: none)",
     )
+    share_recent: bool = env(
+        "NEWSFLOW_WORKER_SHARE_RECENT",
+        True,
+        "publish the NER spans and embeddings computed here and take the other workers' (NEWSFLOW_TOPIC_RECENT)",
+    )
     max_input_bytes: int = env(
         "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES",
         _EXTRACT.max_input_bytes,

@@ -1,0 +1,89 @@
+"""Two workers share what they compute: a text one worker ran through the NER model and the
+encoder is not run through them again by the other (pipeline/recent.py, `SharedResults`)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from newsflow.settings import KafkaSettings
+from tests.conftest import SEEDS
+from tests.integration.kafka_helpers import free_port, produce_files, read_records, worker_process
+
+COPIES = 16
+
+
+def counter(port: int, name: str, **labels: str) -> float:
+    """The sum of a worker's series of `name` (a counter, without its _total) with these labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == name
+        for s in family.samples
+        if s.name == f"{name}_total" and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def wait_until(check, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the workers did not share their results in time")
+        time.sleep(0.5)
+
+
+@pytest.mark.timeout(600)
+def test_a_wire_text_one_worker_computed_is_not_computed_again_by_the_other(
+    kafka: KafkaSettings, tmp_path: Path
+):
+    text = sorted(SEEDS.glob("*.txt"))[0].read_bytes()
+    first, copies = tmp_path / "first" / "wire", tmp_path / "copies"
+    first.mkdir(parents=True)
+    (first / "story.txt").write_bytes(text)
+    for i in range(COPIES):  # carried verbatim by other outlets: other ids, so other partitions
+        (copies / f"outlet-{i}").mkdir(parents=True)
+        (copies / f"outlet-{i}" / "story.txt").write_bytes(text)
+    ports = [free_port(), free_port()]
+    with contextlib.ExitStack() as stack:
+        w1, _ = (
+            stack.enter_context(
+                worker_process(
+                    kafka,
+                    tmp_path / f"worker-{i}.log",
+                    "shared",
+                    {
+                        "NEWSFLOW_WORKER_METRICS_PORT": str(port),
+                        "NEWSFLOW_WORKER_DATA_DIR": str(tmp_path / f"d{i}"),
+                    },
+                )
+            )
+            for i, port in enumerate(ports)
+        )
+        produce_files(kafka, [first.parent])
+        read_records(kafka, kafka.topic_enriched, want=1, worker=w1)
+
+        def total(name: str, **labels: str) -> float:
+            return sum(counter(port, name, **labels) for port in ports)
+
+        # The spans and the embedding went out once, and the other worker took both.
+        wait_until(lambda: total("newsflow_recent_shared", outcome="adopted") >= 2)
+        assert total("newsflow_recent_shared", outcome="sent") == 2
+        produce_files(kafka, [copies])
+        records = read_records(kafka, kafka.topic_enriched, want=1 + COPIES, worker=w1)
+        assert len({key for key, _ in records}) == 1 + COPIES
+        # Every copy was answered from what was computed for the first, on either worker: nothing
+        # new went through the models, or it would have been shared too (one worker alone would
+        # have computed its first copy again). A rebalance may hand an article to the other
+        # worker again: at least every copy was answered so.
+        assert total("newsflow_recent_shared", outcome="sent") == 2
+        for stage in ("entities", "features"):
+            assert total("newsflow_stage_reused", stage=stage) >= COPIES, stage
+        assert all(counter(port, "newsflow_stage_reused", stage="entities") > 0 for port in ports)
+        assert total("newsflow_recent_shared", outcome="refused") == 0
