@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from newsflow.pipeline import jsonio
@@ -80,6 +81,27 @@ def start_worker(
     }
     with log_path.open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "newsflow.worker"], env=env, stdout=log, stderr=log)
+
+
+def wait_for_group(kafka: KafkaSettings, app_id: str, members: int, timeout: float = RECV_TIMEOUT) -> None:
+    """Wait until the consumer group of workers started with `app_id` is stable with `members`
+    members: every worker has its partitions, and no rebalance is pending."""
+
+    async def described() -> tuple[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            (response,) = await admin.describe_consumer_groups([f"{app_id}-{RUN_ID}"])
+            (group,) = response.groups  # (error, id, state, protocol type, protocol, members, ...)
+            return str(group[2]), len(group[5])
+        finally:
+            await admin.close()
+
+    deadline = time.monotonic() + timeout
+    while (state := asyncio.run(described())) != ("Stable", members):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {app_id}: {state}, not stable with {members} members")
+        time.sleep(1.0)
 
 
 @contextlib.contextmanager

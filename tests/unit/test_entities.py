@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -490,13 +491,19 @@ def test_spans_one_worker_computed_are_taken_by_another_and_give_the_same_entiti
     other = EntityTagger()  # another worker, with the same model
     enricher = Enricher(tagger=other)
     key, spans = wire
-    assert key.startswith(b"ner:") and len(spans) % 12 == 0
-    # Another model's spans, or spans of labels this model does not have, or a torn message: refused.
-    assert enricher.adopt(key.replace(b"ner:", b"ner:x"), spans) == "refused"
+    assert key.startswith(b"ner.1:en_core_web_sm") and len(spans) % 12 == 0
+    # Another model's spans, or another version of the code's, or spans of labels this model does
+    # not have, or a torn message: refused.
+    assert enricher.adopt(key.replace(b"_sm", b"_md"), spans) == "refused"
+    assert enricher.adopt(key.replace(b"ner.1:", b"ner.2:"), spans) == "refused"
     assert enricher.adopt(key, spans[:-1]) == "refused"
     assert enricher.adopt(key, spans[:8] + (999).to_bytes(4, "little") + spans[12:]) == "refused"
     assert enricher.adopt(shared_key(other.step, b"\0" * 16), b"") == "adopted"  # no names in that text
     assert enricher.adopt(key, spans) == "adopted" and enricher.adopt(key, spans) == "known"
+    # A label the pipeline does not declare (an added component's) is numbered here only: kept,
+    # never offered to others.
+    ruled = [SimpleNamespace(start_char=0, end_char=4, label_="NEWSFLOW_TEST_LABEL")]
+    assert other._packed(ruled)[1] is False and other._packed(ruled[:0])[1] is True
     # The other worker runs no model for the text, and finds the same entities.
     assert other.tag_batch([first]) == computed and other.recent.misses == 0 and other.recent.hits == 1
     assert other.tag_batch([second]) == tagger.tag_batch([second]) and other.recent.misses == 1

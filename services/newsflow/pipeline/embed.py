@@ -67,6 +67,9 @@ MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 # first 128 word pieces (about 90 words) hold. Longer inputs also cost quadratically more.
 MAX_TOKENS = 128
 DIM = 384
+# Part of the name under which workers share embeddings (recent.py): bump it when the vectors
+# computed for the same word pieces change other than with the weights (the graph, quantization).
+VECTORS_VERSION = 1
 # GELU (opset 20) and LayerNormalization as single operators.
 OPSET = 20
 # int8: the weights of the feed-forward-down product are quantized in blocks this long.
@@ -310,7 +313,7 @@ class TextEncoder:
         self.operators = Counter(node.op_type for node in model.graph.node)
         # With `share`, other workers take the embeddings computed here (see recent.py).
         self.recent: Recent[bytes] = Recent(recent_texts, share)
-        self.step = f"embed:{MODEL_SHA256[:16]}:{precision}"
+        self.step = f"embed.{VECTORS_VERSION}:{MODEL_SHA256[:16]}:{precision}"
 
     def accepts(self, embedding: bytes) -> bool:
         """Return whether another worker's embedding is a unit vector of this model's size."""

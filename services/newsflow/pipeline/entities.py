@@ -29,6 +29,9 @@ from newsflow.pipeline.recent import RECENT_INPUTS, Recent, digest
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
 DEFAULT_MODEL = NER_MODEL
+# Part of the name under which workers share spans (recent.py): bump it when the spans computed
+# for a text change other than with the model (what `cased_for_ner` gives it, the packing).
+SPANS_VERSION = 1
 # What the model tags: (start, end, label) over the text it was given.
 Span = tuple[int, int, str]
 # spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
@@ -539,29 +542,32 @@ class EntityTagger:
         # The model's spans of the texts it tagged lately (see recent.py); build_entities, which
         # also reads the headline, runs for every article. With `share`, other workers take them.
         self.recent: Recent[bytes] = Recent(recent_texts, share)
-        self.step = f"ner:{model}:{self.nlp.meta.get('version', '')}"
+        meta = self.nlp.meta
+        self.step = f"ner.{SPANS_VERSION}:{self.language}_{meta.get('name', model)}:{meta.get('version', '')}"
         self.reused = 0  # articles whose text's spans were known (lately, or earlier in the batch)
-        # Label numbers in packed spans: the same in every worker that runs this model.
-        self._labels: dict[str, int] = {
-            label: n for n, label in enumerate(sorted(self.nlp.get_pipe("ner").labels))
-        }
+        # Label numbers in packed spans: the same in every worker that runs this model. A label
+        # not declared by the pipeline's components is numbered here only, and never shared.
+        declared = sorted({label for labels in self.nlp.pipe_labels.values() for label in labels})
+        self._labels: dict[str, int] = {label: n for n, label in enumerate(declared)}
+        self._declared = len(declared)
 
-    def _packed(self, ents: Any) -> bytes:
+    def _packed(self, ents: Any) -> tuple[bytes, bool]:
         """Return spans as int32 (start, end, label number) triples: 12 bytes a span, where a tuple
-        costs ~100 (a name-dense text at the character cap has over 1,500)."""
+        costs ~100 (a name-dense text at the character cap has over 1,500); and whether every
+        label is one the pipeline declares (what other workers number alike)."""
         values = array("i")
         for e in ents:
             values.extend((e.start_char, e.end_char, self._labels.setdefault(e.label_, len(self._labels))))
-        return values.tobytes()
+        return values.tobytes(), all(n < self._declared for n in values[2::3])
 
     def accepts(self, packed: bytes) -> bool:
         """Return whether another worker's packed spans are well formed for this model."""
         if len(packed) % 12:
             return False
         values = memoryview(packed).cast("i")
-        labels = len(self._labels)
         return all(
-            0 <= values[k] < values[k + 1] and 0 <= values[k + 2] < labels for k in range(0, len(values), 3)
+            0 <= values[k] < values[k + 1] and 0 <= values[k + 2] < self._declared
+            for k in range(0, len(values), 3)
         )
 
     def _unpacked(self, packed: bytes) -> list[Span]:
@@ -595,8 +601,8 @@ class EntityTagger:
                     self.reused += 1
         docs = self.nlp.pipe((cased_for_ner(t) for t in todo.values()), batch_size=self.batch_size)
         for key, doc in zip(todo, docs, strict=True):
-            spans[key] = self._packed(doc.ents)
-            self.recent.put(key, spans[key])
+            spans[key], shareable = self._packed(doc.ents)
+            self.recent.put(key, spans[key], shareable)
         for i, key in keys.items():
             raw = self._unpacked(spans[key])
             # Over the whole text: the names the model found in the lead are found again past the

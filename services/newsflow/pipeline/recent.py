@@ -86,13 +86,14 @@ class Recent(Generic[V]):
             self._results.move_to_end(key)
             return result
 
-    def put(self, key: bytes, result: V) -> None:
-        """Keep a result computed here, forgetting the least recently used beyond `size`."""
+    def put(self, key: bytes, result: V, shareable: bool = True) -> None:
+        """Keep a result computed here, forgetting the least recently used beyond `size` (and
+        offer it to other workers, when shared and `shareable`)."""
         if self.size <= 0:
             return
         with self._lock:
             self._keep(key, result)
-            if self.share:
+            if self.share and shareable:
                 self._fresh[key] = result
                 if len(self._fresh) > self.size:
                     self._fresh.popitem(last=False)

@@ -39,6 +39,8 @@ log = logging.getLogger("newsflow.worker")
 
 # How long a starting clean agent waits to have read what the writer learned of boilerplate.
 REPLICA_WAIT_SECONDS = 30.0
+# Results waiting to be shared (SharedResults): some 30 batches' worth, 1-2 MB of typical ones.
+SHARED_OUTBOX = 1024
 
 
 def _origin(event: Any) -> Origin:
@@ -145,21 +147,52 @@ class SharedResults:
     """Publishes the NER spans and embeddings this worker computed and adopts the other workers'
     (pipeline/recent.py): a wire story carried by several outlets is computed once, not once per
     worker its copies land on. A cache: a result lost on the way costs only computing it again,
-    so a send is not waited for, and its failure is counted, not retried."""
+    so the clean stage never waits for it. `offer` puts the batch's results in a bounded outbox
+    (dropping, counted, what does not fit) and a task of its own sends them; a failed send is
+    counted, not retried."""
 
     def __init__(
-        self, topic: Any, replica_of: Callable[..., TopicReplica], enricher: Enricher, metrics: WorkerMetrics
+        self,
+        topic: Any,
+        replica_of: Callable[..., TopicReplica],
+        enricher: Enricher,
+        metrics: WorkerMetrics,
+        outbox: int = SHARED_OUTBOX,
     ) -> None:
         self.topic = topic
         self.enricher = enricher
         self.metrics = metrics
         self.replica = replica_of(self._adopt)
+        self.outbox: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(outbox)
 
-    async def publish(self) -> None:
-        """Send what the enricher computed since the last call."""
-        for key, value in self.enricher.fresh_results():
+    def offer(self) -> None:
+        """Queue what the enricher computed since the last call; never waits."""
+        for result in self.enricher.fresh_results():
+            try:
+                self.outbox.put_nowait(result)
+            except asyncio.QueueFull:  # the sends are stuck or slow: these get computed again
+                self.metrics.shared_results.labels("dropped").inc()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Send and adopt while in the block. Adopting starts from what is written from now on, so
+        there is nothing to wait for on entry."""
+        sender = asyncio.ensure_future(self._send_all())
+        try:
+            async with self.replica.running(0):
+                yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _send_all(self) -> None:
+        while True:
+            key, value = await self.outbox.get()
             try:
                 sent = asyncio.ensure_future(await self.topic.send(key=key, value=value))
+            except asyncio.CancelledError:
+                raise
             except Exception:  # noqa: BLE001 - e.g. the producer stopping: the result stays ours
                 log.debug("sharing a result failed", exc_info=True)
                 self.metrics.shared_results.labels("failed").inc()
@@ -167,7 +200,7 @@ class SharedResults:
             sent.add_done_callback(self._count)
 
     def _count(self, sent: asyncio.Future[Any]) -> None:
-        failed = sent.cancelled() or sent.exception() is not None
+        failed = sent.cancelled() or sent.exception() is not None  # also retrieves the exception
         self.metrics.shared_results.labels("failed" if failed else "sent").inc()
 
     def _adopt(self, key: bytes, value: bytes | None) -> None:
@@ -202,7 +235,7 @@ class CleanAgent:
         async with contextlib.AsyncExitStack() as followed:
             await followed.enter_async_context(self.boilerplate.running(REPLICA_WAIT_SECONDS))
             if self.shared is not None:
-                await followed.enter_async_context(self.shared.replica.running(REPLICA_WAIT_SECONDS))
+                await followed.enter_async_context(self.shared.running())
             async for events in batches:
                 self.metrics.messages.labels("decode", "in").inc(len(events))
                 self.metrics.batch_size.labels("clean").observe(len(events))
@@ -235,10 +268,10 @@ class CleanAgent:
         for stage, count in self.enricher.reused().items():
             if count > reused[stage]:
                 self.metrics.reused.labels(stage).inc(count - reused[stage])
-        if self.shared is not None:
-            await self.shared.publish()
         messages = [self.forwarder.message(r, e) for r, e in zip(results, events, strict=True)]
         await self.forwarder.forward(messages, events)
+        if self.shared is not None:
+            self.shared.offer()
 
 
 def _received_seconds_ago(record: dict[str, Any] | None) -> float | None:

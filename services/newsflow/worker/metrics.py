@@ -67,7 +67,7 @@ INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
     "messages": [("decode", "in"), ("dedup", "in"), ("output", "out")],
     "dedup_decisions": [("new_story",), ("joined_story",), ("copy",), ("no_story",)],
     "reused": [("entities",), ("features",)],
-    "shared_results": [("sent",), ("adopted",)],
+    "shared_results": [("sent",), ("failed",), ("dropped",), ("adopted",), ("known",), ("refused",)],
 }
 
 
@@ -188,7 +188,8 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         ),
         shared_results=Counter(
             "newsflow_recent_shared_total",
-            "NER spans and embeddings shared between workers: sent (or failed) by this one; from "
+            "NER spans and embeddings shared between workers: sent (failed, or dropped when the sends "
+            "fall behind) by this one; from "
             "the others adopted, known already, or refused (another model's, or malformed).",
             ["outcome"],
             registry=registry,

@@ -124,10 +124,11 @@ class TopicReplica:
         """Follow the topic while in the block; wait up to `wait_seconds` for `ready` on entry."""
         task = asyncio.ensure_future(self.run())
         try:
-            try:
-                await asyncio.wait_for(self.ready.wait(), wait_seconds)
-            except TimeoutError:
-                log.warning("%s not read to its end within %gs; going on", self.topic, wait_seconds)
+            if wait_seconds > 0:
+                try:
+                    await asyncio.wait_for(self.ready.wait(), wait_seconds)
+                except TimeoutError:
+                    log.warning("%s not read to its end within %gs; going on", self.topic, wait_seconds)
             yield
         finally:
             task.cancel()

@@ -74,7 +74,7 @@ class WorkerSettings:
     recent_texts: int = env(
         "NEWSFLOW_WORKER_RECENT_TEXTS",
         RECENT_INPUTS,
-        "texts whose NER spans and embedding are kept, so a text seen again is not computed again (0: none)",
+        "texts whose NER spans and embedding are kept, so a text seen again is not computed again (0: none, and none shared)",
     )
     share_recent: bool = env(
         "NEWSFLOW_WORKER_SHARE_RECENT",
