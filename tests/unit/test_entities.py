@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -479,7 +480,7 @@ def test_a_text_tagged_lately_is_not_tagged_again_and_each_headline_still_counts
 
 def test_spans_one_worker_computed_are_taken_by_another_and_give_the_same_entities(tagger, seed_articles):
     from newsflow.pipeline.enrich import Enricher
-    from newsflow.pipeline.recent import Recent, shared_key
+    from newsflow.pipeline.recent import Recent, digest, shared_key
 
     first, second = seed_articles
     kept, tagger.recent = tagger.recent, Recent(share=True)
@@ -498,6 +499,14 @@ def test_spans_one_worker_computed_are_taken_by_another_and_give_the_same_entiti
     assert enricher.adopt(key.replace(b"ner.1:", b"ner.2:"), spans) == "refused"
     assert enricher.adopt(key, spans[:-1]) == "refused"
     assert enricher.adopt(key, spans[:8] + (999).to_bytes(4, "little") + spans[12:]) == "refused"
+    # Spans out of order, overlapping, past the text the model reads, or far too many: refused.
+    assert enricher.adopt(key, spans[12:24] + spans[:12] + spans[24:]) == "refused"
+    assert enricher.adopt(key, _span(0, 10, 0) + _span(5, 15, 0)) == "refused"
+    assert enricher.adopt(key, _span(0, other.max_chars + 1, 0)) == "refused"
+    assert (
+        enricher.adopt(key, b"".join(_span(2 * i, 2 * i + 1, 0) for i in range(other.max_chars + 1)))
+        == "refused"
+    )
     assert enricher.adopt(shared_key(other.step, b"\0" * 16), b"") == "adopted"  # no names in that text
     assert enricher.adopt(key, spans) == "adopted" and enricher.adopt(key, spans) == "known"
     # A label the pipeline does not declare (an added component's) is numbered here only: kept,
@@ -507,3 +516,13 @@ def test_spans_one_worker_computed_are_taken_by_another_and_give_the_same_entiti
     # The other worker runs no model for the text, and finds the same entities.
     assert other.tag_batch([first]) == computed and other.recent.misses == 0 and other.recent.hits == 1
     assert other.tag_batch([second]) == tagger.tag_batch([second]) and other.recent.misses == 1
+    # Spans well formed but past the end of this text (another worker's text under the same
+    # digest, or a lie): the model runs on the text again.
+    short = replace(second, article_id="short", text="Kyiv is far from Lviv.")
+    short_key = digest(cap_text(short.text, other.max_chars))
+    assert enricher.adopt(shared_key(other.step, short_key), _span(0, 100, 0)) == "adopted"
+    assert other.tag_batch([short]) == tagger.tag_batch([short])
+
+
+def _span(start: int, end: int, label: int) -> bytes:
+    return b"".join(n.to_bytes(4, sys.byteorder, signed=True) for n in (start, end, label))

@@ -49,19 +49,33 @@ class _Forwarder:
         self.forwarded.extend(messages)
 
 
-class _Topic:
-    """A topic whose sends hang (a missing topic, a partition without a leader), or fail."""
+class _Producer:
+    """A producer whose sends hang (a missing topic, a partition without a leader), fail at once,
+    or ("half") are taken, and then every other one fails on the broker."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
+    def __init__(self, mode: str = "hang") -> None:
+        self.mode = mode
         self.sends = 0
+        self.started = self.stopped = False
 
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
         self.sends += 1
-        if self.fail:
+        if self.mode == "fail":
             raise ConnectionError("no broker")
-        await asyncio.Event().wait()
-        raise AssertionError("never")
+        if self.mode == "hang":
+            await asyncio.Event().wait()
+        delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.mode == "half" and not self.sends % 2:
+            delivered.set_exception(ConnectionError("the broker refused it"))
+        else:
+            delivered.set_result(None)
+        return delivered
 
 
 class _Replica:
@@ -86,11 +100,15 @@ def _counts(registry: CollectorRegistry) -> dict[str, float]:
     }
 
 
-def _agent(topic: _Topic, per_batch: int, outbox: int) -> tuple[CleanAgent, _Forwarder, CollectorRegistry]:
+def _agent(
+    producer: _Producer, per_batch: int, outbox: int
+) -> tuple[CleanAgent, _Forwarder, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     enricher: Any = _Enricher(per_batch)
-    shared = SharedResults(topic, lambda apply: _Replica(), enricher, metrics, outbox=outbox)
+    shared = SharedResults(
+        "recent", lambda: producer, lambda apply: _Replica(), enricher, metrics, outbox=outbox
+    )
     forwarder = _Forwarder()
     agent = CleanAgent(
         enricher,
@@ -104,36 +122,38 @@ def _agent(topic: _Topic, per_batch: int, outbox: int) -> tuple[CleanAgent, _For
     return agent, forwarder, registry
 
 
-def test_batches_go_on_while_the_sends_of_shared_results_hang_and_what_does_not_fit_is_dropped():
-    topic = _Topic()
-    agent, forwarder, registry = _agent(topic, per_batch=3, outbox=4)
-    assert agent.shared is not None
-
+def _run(agent: CleanAgent, batches: int) -> None:
     async def run() -> None:
         async with agent.shared.running():  # type: ignore[union-attr]
-            for n in range(5):
+            for n in range(batches):
                 await asyncio.wait_for(agent.batch([_event(n)]), 5)
-                await asyncio.sleep(0)  # the sender takes one result, and hangs on it
-
-    asyncio.run(run())
-    assert len(forwarder.forwarded) == 5  # every batch forwarded
-    assert topic.sends == 1
-    # 15 results: one hanging in its send, four in the outbox, the rest dropped and counted.
-    assert _counts(registry) == {"sent": 0.0, "failed": 0.0, "dropped": 10.0}
-
-
-def test_a_failed_send_is_counted_and_the_next_results_are_sent_still():
-    topic = _Topic(fail=True)
-    agent, forwarder, registry = _agent(topic, per_batch=2, outbox=16)
-
-    async def run() -> None:
-        async with agent.shared.running():  # type: ignore[union-attr]
-            for n in range(3):
-                await agent.batch([_event(n)])
+                await asyncio.sleep(0)  # the sender's turn
             for _ in range(10):
                 await asyncio.sleep(0)
 
     asyncio.run(run())
+
+
+def test_batches_go_on_while_the_sends_of_shared_results_hang_and_every_result_lost_is_counted():
+    producer = _Producer("hang")
+    agent, forwarder, registry = _agent(producer, per_batch=3, outbox=4)
+    _run(agent, 5)
+    assert len(forwarder.forwarded) == 5  # every batch forwarded
+    assert producer.sends == 1 and producer.stopped
+    # 15 results: 10 did not fit in the outbox; at the stop, the one hanging in its send and the
+    # four still in the outbox are counted too.
+    assert _counts(registry) == {"sent": 0.0, "failed": 0.0, "dropped": 15.0}
+
+
+def test_sends_refused_at_once_or_by_the_broker_are_counted_and_the_next_results_are_sent_still():
+    producer = _Producer("fail")
+    agent, forwarder, registry = _agent(producer, per_batch=2, outbox=16)
+    _run(agent, 3)
     assert len(forwarder.forwarded) == 3
-    assert topic.sends == 6
+    assert producer.sends == 6
     assert _counts(registry) == {"sent": 0.0, "failed": 6.0, "dropped": 0.0}
+
+    producer = _Producer("half")  # every other send fails on the broker
+    agent, forwarder, registry = _agent(producer, per_batch=2, outbox=16)
+    _run(agent, 3)
+    assert _counts(registry) == {"sent": 3.0, "failed": 3.0, "dropped": 0.0}

@@ -10,6 +10,7 @@ first appear there are missed.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from array import array
 from bisect import bisect_right
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import numpy as np
 from wordfreq import zipf_frequency
 
 from newsflow.pipeline.names import entity_key as entity_key
@@ -523,6 +525,24 @@ def model_location(name: str) -> str:
     return name
 
 
+def _declared_labels(nlp: Any) -> list[str]:
+    return sorted({label for labels in nlp.pipe_labels.values() for label in labels})
+
+
+def pipeline_identity(nlp: Any) -> str:
+    """Return a short name of a loaded pipeline that changes with its weights and labels, not
+    only with its metadata (which a custom-trained model may leave at spaCy's defaults)."""
+    weights = hashlib.blake2b(digest_size=8)
+    for name, component in nlp.pipeline:
+        weights.update(name.encode() + b"\0")
+        model = getattr(component, "model", None)
+        if model is not None:
+            weights.update(model.to_bytes())
+    weights.update("\0".join(_declared_labels(nlp)).encode())
+    meta = nlp.meta
+    return f"{nlp.lang}_{meta.get('name', '')}-{meta.get('version', '')}:{weights.hexdigest()}"
+
+
 class EntityTagger:
     """Batched NER with a loaded spaCy pipeline; languages other than the model's are skipped."""
 
@@ -542,12 +562,12 @@ class EntityTagger:
         # The model's spans of the texts it tagged lately (see recent.py); build_entities, which
         # also reads the headline, runs for every article. With `share`, other workers take them.
         self.recent: Recent[bytes] = Recent(recent_texts, share)
-        meta = self.nlp.meta
-        self.step = f"ner.{SPANS_VERSION}:{self.language}_{meta.get('name', model)}:{meta.get('version', '')}"
+        # Other workers take these spans only from a tagger with the same weights and labels.
+        self.step = f"ner.{SPANS_VERSION}:{pipeline_identity(self.nlp)}"
         self.reused = 0  # articles whose text's spans were known (lately, or earlier in the batch)
         # Label numbers in packed spans: the same in every worker that runs this model. A label
         # not declared by the pipeline's components is numbered here only, and never shared.
-        declared = sorted({label for labels in self.nlp.pipe_labels.values() for label in labels})
+        declared = _declared_labels(self.nlp)
         self._labels: dict[str, int] = {label: n for n, label in enumerate(declared)}
         self._declared = len(declared)
 
@@ -561,14 +581,24 @@ class EntityTagger:
         return values.tobytes(), all(n < self._declared for n in values[2::3])
 
     def accepts(self, packed: bytes) -> bool:
-        """Return whether another worker's packed spans are well formed for this model."""
-        if len(packed) % 12:
+        """Return whether another worker's packed spans are well formed for this model: in order,
+        apart, within the text the model reads, with labels it declares."""
+        if len(packed) % 12 or len(packed) > 12 * self.max_chars:
             return False
-        values = memoryview(packed).cast("i")
-        return all(
-            0 <= values[k] < values[k + 1] and 0 <= values[k + 2] < self._declared
-            for k in range(0, len(values), 3)
+        starts, ends, labels = np.frombuffer(packed, dtype=np.int32).reshape(-1, 3).T
+        return bool(
+            (starts >= 0).all()
+            and (starts < ends).all()
+            and (ends <= self.max_chars).all()
+            and (starts[1:] >= ends[:-1]).all()
+            and ((labels >= 0) & (labels < self._declared)).all()
         )
+
+    @staticmethod
+    def _fits(packed: bytes, text: str) -> bool:
+        """Return whether spans end within the text (an adopted result always does, unless the
+        worker that sent it had another text under the same digest)."""
+        return len(packed) < 12 or memoryview(packed).cast("i")[-2] <= len(text)
 
     def _unpacked(self, packed: bytes) -> list[Span]:
         names = list(self._labels)
@@ -594,7 +624,7 @@ class EntityTagger:
                     self.reused += 1  # the same text earlier in this batch
                     continue
                 known = self.recent.get(key)
-                if known is None:
+                if known is None or not self._fits(known, text):
                     todo[key] = text
                 else:
                     spans[key] = known

@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.desk import Decision, article_message, rejected_message
 from newsflow.pipeline.enrich import Enricher, Result
@@ -30,10 +32,11 @@ from newsflow.pipeline.records import (
     raw_from_message,
     replay_count,
 )
+from newsflow.settings import KafkaSettings, client_options
 from newsflow.worker.metrics import OutletLabels, WorkerMetrics
 from newsflow.worker.replica import TopicReplica
 from newsflow.worker.transport import withhold
-from newsflow.worker.writer import TransactionalWriter
+from newsflow.worker.writer import TransactionalWriter, stop_quietly
 
 log = logging.getLogger("newsflow.worker")
 
@@ -41,6 +44,10 @@ log = logging.getLogger("newsflow.worker")
 REPLICA_WAIT_SECONDS = 30.0
 # Results waiting to be shared (SharedResults): some 30 batches' worth, 1-2 MB of typical ones.
 SHARED_OUTBOX = 1024
+# The longest a shared result's send, or the metadata it needs, is waited for.
+SHARED_SEND_SECONDS = 5.0
+# At start, the longest wait until the other workers' results are followed.
+SHARED_FOLLOW_SECONDS = 10.0
 
 
 def _origin(event: Any) -> Origin:
@@ -143,23 +150,39 @@ class Forwarder:
         return out
 
 
+def shared_results_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
+    """Return an unstarted producer for SharedResults: its own, not Faust's, which flushes before
+    every offset commit and rebalance (a send stuck there would hold those up), with every wait
+    short (a result not sent in seconds is cheaper to compute again)."""
+    return AIOKafkaProducer(
+        **client_options(kafka),
+        acks=1,
+        linger_ms=20,
+        request_timeout_ms=int(SHARED_SEND_SECONDS * 1000),
+        max_request_size=kafka.max_message_bytes,
+        client_id="newsflow-shared-results",
+    )
+
+
 class SharedResults:
     """Publishes the NER spans and embeddings this worker computed and adopts the other workers'
     (pipeline/recent.py): a wire story carried by several outlets is computed once, not once per
     worker its copies land on. A cache: a result lost on the way costs only computing it again,
-    so the clean stage never waits for it. `offer` puts the batch's results in a bounded outbox
-    (dropping, counted, what does not fit) and a task of its own sends them; a failed send is
-    counted, not retried."""
+    so nothing waits for it. `offer` puts the batch's results in a bounded outbox, dropping (and
+    counting) what does not fit; a task sends them with a producer of its own; a failed send is
+    counted, not retried, and so is what is still unsent when the worker stops."""
 
     def __init__(
         self,
-        topic: Any,
+        topic: str,
+        producer_of: Callable[[], Any],
         replica_of: Callable[..., TopicReplica],
         enricher: Enricher,
         metrics: WorkerMetrics,
         outbox: int = SHARED_OUTBOX,
     ) -> None:
         self.topic = topic
+        self.producer_of = producer_of
         self.enricher = enricher
         self.metrics = metrics
         self.replica = replica_of(self._adopt)
@@ -171,33 +194,53 @@ class SharedResults:
             try:
                 self.outbox.put_nowait(result)
             except asyncio.QueueFull:  # the sends are stuck or slow: these get computed again
-                self.metrics.shared_results.labels("dropped").inc()
+                self._count_dropped(1)
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Send and adopt while in the block. Adopting starts from what is written from now on, so
-        there is nothing to wait for on entry."""
-        sender = asyncio.ensure_future(self._send_all())
+    async def running(self, wait_seconds: float = SHARED_FOLLOW_SECONDS) -> AsyncIterator[None]:
+        """Send and adopt while in the block. On entry, wait up to `wait_seconds` until the
+        others' results are followed (from the topic's end: nothing to catch up on)."""
+        sender = asyncio.ensure_future(self._send_until_cancelled())
         try:
-            async with self.replica.running(0):
+            async with self.replica.running(wait_seconds):
                 yield
         finally:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            await asyncio.wait([sender])  # a cancel of this task itself still goes through
+            self._count_dropped(self.outbox.qsize())
 
-    async def _send_all(self) -> None:
+    def _count_dropped(self, count: int) -> None:
+        if count:
+            self.metrics.shared_results.labels("dropped").inc(count)
+
+    async def _send_until_cancelled(self) -> None:
         while True:
-            key, value = await self.outbox.get()
             try:
-                sent = asyncio.ensure_future(await self.topic.send(key=key, value=value))
+                await self._send_all()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - e.g. the producer stopping: the result stays ours
-                log.debug("sharing a result failed", exc_info=True)
-                self.metrics.shared_results.labels("failed").inc()
-                continue
-            sent.add_done_callback(self._count)
+            except Exception:  # noqa: BLE001 - sharing stopping is better than a worker stopping
+                log.warning("sharing recent results failed; starting again in 5s", exc_info=True)
+                await asyncio.sleep(5.0)
+
+    async def _send_all(self) -> None:
+        producer = self.producer_of()
+        try:
+            await producer.start()
+            while True:
+                key, value = await self.outbox.get()
+                try:
+                    sent = await producer.send(self.topic, value, key=key)
+                except asyncio.CancelledError:
+                    self._count_dropped(1)
+                    raise
+                except Exception:  # noqa: BLE001 - e.g. a full buffer or no leader: the result stays ours
+                    log.debug("sharing a result failed", exc_info=True)
+                    self.metrics.shared_results.labels("failed").inc()
+                    continue
+                sent.add_done_callback(self._count)
+        finally:
+            await stop_quietly(producer)  # bounded: what it still holds fails, counted by _count
 
     def _count(self, sent: asyncio.Future[Any]) -> None:
         failed = sent.cancelled() or sent.exception() is not None  # also retrieves the exception

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,13 @@ from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
 from newsflow.pipeline.records import max_dead_letter_payload
 from newsflow.settings import KafkaSettings, client_options
-from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder, SharedResults
+from newsflow.worker.agents import (
+    CleanAgent,
+    DedupAgent,
+    Forwarder,
+    SharedResults,
+    shared_results_producer,
+)
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.replica import TopicReplica
 from newsflow.worker.settings import WorkerSettings
@@ -80,15 +87,27 @@ class WorkerApp:
         shared = None
         if settings.share_recent and settings.recent_texts > 0:
             shared = SharedResults(
-                self.app.topic(kafka.topic_recent, key_type=bytes, value_type=bytes),
-                lambda apply: TopicReplica(kafka, kafka.topic_recent, apply, from_end=True),
+                kafka.topic_recent,
+                lambda: shared_results_producer(kafka),
+                lambda apply: TopicReplica(
+                    kafka,
+                    kafka.topic_recent,
+                    apply,
+                    from_end=True,
+                    following=self._following(kafka.topic_recent),
+                ),
                 self.enricher,
                 self.metrics,
             )
         clean = CleanAgent(
             self.enricher,
             Forwarder(features, self.metrics, max_payload),
-            TopicReplica(kafka, kafka.topic_boilerplate, self._apply_boilerplate),
+            TopicReplica(
+                kafka,
+                kafka.topic_boilerplate,
+                self._apply_boilerplate,
+                following=self._following(kafka.topic_boilerplate),
+            ),
             self.metrics,
             lambda: bool(self.app.should_stop),
             batch=(settings.batch_size, settings.batch_seconds),
@@ -124,6 +143,11 @@ class WorkerApp:
 
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    def _following(self, topic: str) -> Callable[[bool], None]:
+        gauge = self.metrics.replica_following.labels(topic)
+        gauge.set(0)
+        return lambda following: gauge.set(1 if following else 0)
 
     def _apply_boilerplate(self, key: bytes, value: bytes | None) -> None:
         load_boilerplate(self.enricher.boilerplate, key, value)

@@ -59,6 +59,7 @@ class WorkerMetrics(NamedTuple):
     boilerplate_lines: Counter
     reused: Counter
     shared_results: Counter
+    replica_following: Gauge
 
 
 # Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
@@ -184,6 +185,13 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
             "Articles whose NER spans (entities) or embedding (features) were those of the same "
             "text computed lately, not computed again.",
             ["stage"],
+            registry=registry,
+        ),
+        replica_following=Gauge(
+            "newsflow_replica_following",
+            "1 while this worker follows a topic it keeps a copy of (boilerplate rules, others' "
+            "recent results), caught up with it; 0 before that, and while it reconnects.",
+            ["topic"],
             registry=registry,
         ),
         shared_results=Counter(

@@ -20,6 +20,8 @@ from newsflow.topics import committed_reader, topic_partitions
 log = logging.getLogger("newsflow.replica")
 
 Entry = tuple[bytes, bytes | None]
+# Records a replica applies between two turns of the event loop.
+MAX_RECORDS = 256
 
 
 async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
@@ -73,7 +75,9 @@ class TopicReplica:
 
     `ready` is set once the records committed when it started have all been applied (a worker
     that starts cleaning earlier would clean with less than was learned). With `from_end`, it
-    follows only what is written after it started (ready at once).
+    follows only what is written after it started (ready at once). `following` is told True
+    each time it has caught up (after a start or a reconnection), and False when it loses the
+    topic.
     """
 
     def __init__(
@@ -82,11 +86,13 @@ class TopicReplica:
         topic: str,
         apply: Callable[[bytes, bytes | None], None],
         from_end: bool = False,
+        following: Callable[[bool], None] = lambda _: None,
     ) -> None:
         self.kafka = kafka
         self.topic = topic
         self.apply = apply
         self.from_end = from_end
+        self.following = following
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -97,6 +103,7 @@ class TopicReplica:
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a replica lagging is better than a worker stopping
+                self.following(False)
                 log.warning("following %s failed; starting again in 2s", self.topic, exc_info=True)
                 await asyncio.sleep(2.0)
 
@@ -107,15 +114,17 @@ class TopicReplica:
             ends = await _assign_all(consumer, self.topic)
             if self.from_end:
                 await consumer.seek_to_end(*ends)
+            caught_up = False
             while True:
-                batches = await consumer.getmany(timeout_ms=1000)
+                # A bounded batch: records are applied on the event loop, which the stages share.
+                batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
                 for records in batches.values():
                     for m in records:
                         self.apply(m.key or b"", m.value)
-                if not self.ready.is_set() and all(
-                    [await consumer.position(tp) >= end for tp, end in ends.items()]
-                ):
+                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    caught_up = True
                     self.ready.set()
+                    self.following(True)
         finally:
             await consumer.stop()
 
@@ -132,5 +141,5 @@ class TopicReplica:
             yield
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await asyncio.wait([task])  # a cancel of this task itself still goes through
+            self.following(False)

@@ -54,7 +54,7 @@ TRANSACTION_SECONDS = 60.0
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+async def stop_quietly(producer: AIOKafkaProducer) -> None:
     """Stop a producer being thrown away, waiting at most STOP_SECONDS (a stop flushes, which can
     wait on the broker, or for ever on a send no one answers: a transactional batch never expires)."""
     try:
@@ -137,7 +137,7 @@ class TransactionalWriter:
         """Stop the producer in the background (a stop flushes, which can wait on the broker)."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            asyncio.ensure_future(_stop_quietly(producer))
+            asyncio.ensure_future(stop_quietly(producer))
 
     async def stop(self) -> None:
         """Stop the producer, waiting at most STOP_SECONDS for what it still has to send (and
@@ -160,7 +160,7 @@ class TransactionalWriter:
             try:
                 await self._within("starting the transactional producer", producer.start())
             except BaseException:
-                await _stop_quietly(producer)
+                await stop_quietly(producer)
                 raise
             self._producer = producer
             self._stale = True
@@ -260,7 +260,7 @@ class TransactionalWriter:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer)
+            await stop_quietly(producer)
 
     async def _write_once(self, events: Sequence[Any]) -> list[Decision]:
         assert self._producer is not None
