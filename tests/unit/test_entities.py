@@ -480,16 +480,13 @@ def test_a_text_tagged_lately_is_not_tagged_again_and_each_headline_still_counts
 
 def test_spans_one_worker_computed_are_taken_by_another_and_give_the_same_entities(tagger, seed_articles):
     from newsflow.pipeline.enrich import Enricher
-    from newsflow.pipeline.recent import Recent, digest, shared_key
+    from newsflow.pipeline.recent import digest, shared_key
 
     first, second = seed_articles
-    kept, tagger.recent = tagger.recent, Recent(share=True)
-    try:
-        computed = tagger.tag_batch([first])
-        (wire,) = Enricher(tagger=tagger).fresh_results()
-    finally:
-        tagger.recent = kept
-    other = EntityTagger()  # another worker, with the same model
+    one, other = EntityTagger(share=True), EntityTagger(share=True)  # two workers, one model
+    computed = one.tag_batch([first])
+    (wire,) = Enricher(tagger=one).fresh_results()
+    assert tagger.step.endswith(":unshared")  # not sharing: no name for the wire
     enricher = Enricher(tagger=other)
     key, spans = wire
     assert key.startswith(b"ner.1:en_core_web_sm") and len(spans) % 12 == 0

@@ -50,8 +50,9 @@ class _Forwarder:
 
 
 class _Producer:
-    """A producer whose sends hang (a missing topic, a partition without a leader), fail at once,
-    or ("half") are taken, and then every other one fails on the broker."""
+    """A producer that cannot start, or whose sends hang (a missing topic, a partition without a
+    leader), fail at once, are taken and never answered, or ("half") are taken and every other
+    one fails on the broker."""
 
     def __init__(self, mode: str = "hang") -> None:
         self.mode = mode
@@ -59,6 +60,8 @@ class _Producer:
         self.started = self.stopped = False
 
     async def start(self) -> None:
+        if self.mode == "unreachable":
+            raise ConnectionError("no broker")
         self.started = True
 
     async def stop(self) -> None:
@@ -71,6 +74,8 @@ class _Producer:
         if self.mode == "hang":
             await asyncio.Event().wait()
         delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.mode == "unanswered":
+            return delivered
         if self.mode == "half" and not self.sends % 2:
             delivered.set_exception(ConnectionError("the broker refused it"))
         else:
@@ -157,3 +162,17 @@ def test_sends_refused_at_once_or_by_the_broker_are_counted_and_the_next_results
     agent, forwarder, registry = _agent(producer, per_batch=2, outbox=16)
     _run(agent, 3)
     assert _counts(registry) == {"sent": 3.0, "failed": 3.0, "dropped": 0.0}
+
+
+def test_results_unsent_or_unanswered_at_a_stop_are_counted_as_dropped_once():
+    producer = _Producer("unanswered")
+    agent, forwarder, registry = _agent(producer, per_batch=2, outbox=16)
+    _run(agent, 3)
+    assert producer.sends == 6 and producer.stopped
+    assert _counts(registry) == {"sent": 0.0, "failed": 0.0, "dropped": 6.0}
+
+    producer = _Producer("unreachable")  # the sender never starts: the outbox fills, then the stop
+    agent, forwarder, registry = _agent(producer, per_batch=3, outbox=4)
+    _run(agent, 5)
+    assert len(forwarder.forwarded) == 5 and producer.sends == 0
+    assert _counts(registry) == {"sent": 0.0, "failed": 0.0, "dropped": 15.0}

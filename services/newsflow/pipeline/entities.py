@@ -17,7 +17,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from typing import Any
 
 import numpy as np
@@ -530,17 +530,18 @@ def _declared_labels(nlp: Any) -> list[str]:
 
 
 def pipeline_identity(nlp: Any) -> str:
-    """Return a short name of a loaded pipeline that changes with its weights and labels, not
-    only with its metadata (which a custom-trained model may leave at spaCy's defaults)."""
+    """Return a short name of a loaded pipeline that changes with its weights, labels and spaCy's
+    version, not only with its metadata (which a custom-trained model may leave at spaCy's
+    defaults)."""
     weights = hashlib.blake2b(digest_size=8)
     for name, component in nlp.pipeline:
         weights.update(name.encode() + b"\0")
-        model = getattr(component, "model", None)
-        if model is not None:
-            weights.update(model.to_bytes())
+        to_bytes = getattr(getattr(component, "model", None), "to_bytes", None)
+        weights.update(to_bytes() if callable(to_bytes) else type(component).__qualname__.encode())
     weights.update("\0".join(_declared_labels(nlp)).encode())
     meta = nlp.meta
-    return f"{nlp.lang}_{meta.get('name', '')}-{meta.get('version', '')}:{weights.hexdigest()}"
+    name = f"{nlp.lang}_{meta.get('name', '')}-{meta.get('version', '')}"
+    return f"{name}:spacy-{metadata.version('spacy')}:{weights.hexdigest()}"
 
 
 class EntityTagger:
@@ -563,7 +564,7 @@ class EntityTagger:
         # also reads the headline, runs for every article. With `share`, other workers take them.
         self.recent: Recent[bytes] = Recent(recent_texts, share)
         # Other workers take these spans only from a tagger with the same weights and labels.
-        self.step = f"ner.{SPANS_VERSION}:{pipeline_identity(self.nlp)}"
+        self.step = f"ner.{SPANS_VERSION}:{pipeline_identity(self.nlp) if share else 'unshared'}"
         self.reused = 0  # articles whose text's spans were known (lately, or earlier in the batch)
         # Label numbers in packed spans: the same in every worker that runs this model. A label
         # not declared by the pipeline's components is numbered here only, and never shared.

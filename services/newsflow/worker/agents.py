@@ -48,6 +48,8 @@ SHARED_OUTBOX = 1024
 SHARED_SEND_SECONDS = 5.0
 # At start, the longest wait until the other workers' results are followed.
 SHARED_FOLLOW_SECONDS = 10.0
+# At a stop, the longest wait for the producer of shared results (it is not flushed).
+SHARED_STOP_SECONDS = 0.5
 
 
 def _origin(event: Any) -> Origin:
@@ -170,7 +172,7 @@ class SharedResults:
     worker its copies land on. A cache: a result lost on the way costs only computing it again,
     so nothing waits for it. `offer` puts the batch's results in a bounded outbox, dropping (and
     counting) what does not fit; a task sends them with a producer of its own; a failed send is
-    counted, not retried, and so is what is still unsent when the worker stops."""
+    counted, not retried, and what is unsent or unanswered at a stop is counted as dropped."""
 
     def __init__(
         self,
@@ -187,6 +189,8 @@ class SharedResults:
         self.metrics = metrics
         self.replica = replica_of(self._adopt)
         self.outbox: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(outbox)
+        self._pending: set[asyncio.Future[Any]] = set()  # sent, not yet answered
+        self._failing = False
 
     def offer(self) -> None:
         """Queue what the enricher computed since the last call; never waits."""
@@ -207,7 +211,11 @@ class SharedResults:
         finally:
             sender.cancel()
             await asyncio.wait([sender])  # a cancel of this task itself still goes through
-            self._count_dropped(self.outbox.qsize())
+            unsent = 0
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
+                unsent += 1
+            self._count_dropped(unsent)
 
     def _count_dropped(self, count: int) -> None:
         if count:
@@ -234,17 +242,35 @@ class SharedResults:
                 except asyncio.CancelledError:
                     self._count_dropped(1)
                     raise
-                except Exception:  # noqa: BLE001 - e.g. a full buffer or no leader: the result stays ours
-                    log.debug("sharing a result failed", exc_info=True)
-                    self.metrics.shared_results.labels("failed").inc()
+                except Exception as exc:  # noqa: BLE001 - e.g. a full buffer or no leader: the result stays ours
+                    self._failed(exc)
                     continue
+                self._pending.add(sent)
                 sent.add_done_callback(self._count)
         finally:
-            await stop_quietly(producer)  # bounded: what it still holds fails, counted by _count
+            # A stop does not wait for what the producer still holds (a cache is not worth a
+            # slower stop): that is counted as dropped now, whatever becomes of it.
+            self._count_dropped(len(self._pending))
+            self._pending.clear()
+            await stop_quietly(producer, SHARED_STOP_SECONDS)
 
     def _count(self, sent: asyncio.Future[Any]) -> None:
         failed = sent.cancelled() or sent.exception() is not None  # also retrieves the exception
-        self.metrics.shared_results.labels("failed" if failed else "sent").inc()
+        if sent not in self._pending:
+            return  # counted as dropped at a stop
+        self._pending.discard(sent)
+        if failed:
+            self._failed(sent.exception() if not sent.cancelled() else None)
+        else:
+            self._failing = False
+            self.metrics.shared_results.labels("sent").inc()
+
+    def _failed(self, exc: BaseException | None) -> None:
+        """Count a failed send; say so in the log when sends start failing (not for each one)."""
+        self.metrics.shared_results.labels("failed").inc()
+        if not self._failing:
+            self._failing = True
+            log.warning("sharing recent results with other workers fails: %r", exc)
 
     def _adopt(self, key: bytes, value: bytes | None) -> None:
         outcome = "refused" if value is None else self.enricher.adopt(key, value)

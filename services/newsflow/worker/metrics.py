@@ -189,16 +189,18 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         ),
         replica_following=Gauge(
             "newsflow_replica_following",
-            "1 while this worker follows a topic it keeps a copy of (boilerplate rules, others' "
-            "recent results), caught up with it; 0 before that, and while it reconnects.",
+            "1 once this worker has caught up with a topic it keeps a copy of (boilerplate rules, "
+            "others' recent results); 0 before that, and after its reader failed (a missing topic, "
+            "an authorization error) until it catches up again.",
             ["topic"],
             registry=registry,
         ),
         shared_results=Counter(
             "newsflow_recent_shared_total",
-            "NER spans and embeddings shared between workers: sent (failed, or dropped when the sends "
-            "fall behind) by this one; from "
-            "the others adopted, known already, or refused (another model's, or malformed).",
+            "NER spans and embeddings shared between workers: sent by this one, failed to send, or "
+            "dropped (its outbox full, or unsent or unanswered at a stop); read back from the "
+            "shared topic: adopted (another worker's), known (mostly its own), or refused (another "
+            "model's, code version's or precision's, or malformed).",
             ["outcome"],
             registry=registry,
         ),

@@ -76,8 +76,9 @@ class TopicReplica:
     `ready` is set once the records committed when it started have all been applied (a worker
     that starts cleaning earlier would clean with less than was learned). With `from_end`, it
     follows only what is written after it started (ready at once). `following` is told True
-    each time it has caught up (after a start or a reconnection), and False when it loses the
-    topic.
+    each time it has caught up (after a start or a restart of its reader), and False when its
+    reader fails (a missing topic, an authorization error); a broker outage does not fail the
+    reader, which waits for the broker to come back.
     """
 
     def __init__(
@@ -116,15 +117,15 @@ class TopicReplica:
                 await consumer.seek_to_end(*ends)
             caught_up = False
             while True:
+                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    caught_up = True
+                    self.ready.set()
+                    self.following(True)
                 # A bounded batch: records are applied on the event loop, which the stages share.
                 batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
                 for records in batches.values():
                     for m in records:
                         self.apply(m.key or b"", m.value)
-                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
-                    caught_up = True
-                    self.ready.set()
-                    self.following(True)
         finally:
             await consumer.stop()
 

@@ -54,16 +54,15 @@ TRANSACTION_SECONDS = 60.0
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-async def stop_quietly(producer: AIOKafkaProducer) -> None:
-    """Stop a producer being thrown away, waiting at most STOP_SECONDS (a stop flushes, which can
-    wait on the broker, or for ever on a send no one answers: a transactional batch never expires)."""
+async def stop_quietly(producer: AIOKafkaProducer, seconds: float = STOP_SECONDS) -> None:
+    """Stop a producer being thrown away, waiting at most `seconds` (a stop flushes, which can
+    wait on the broker, or for ever on a send no one answers: a transactional batch never expires)
+    and ABANDON_SECONDS twice more to end what that leaves running."""
     try:
-        async with asyncio.timeout(STOP_SECONDS):
+        async with asyncio.timeout(seconds):
             await producer.stop()
     except TimeoutError:
-        log.warning(
-            "a dropped producer did not stop in %.0fs; ending its sender and connections", STOP_SECONDS
-        )
+        log.warning("a dropped producer did not stop in %.1fs; ending its sender and connections", seconds)
         await _end_abandoned(producer)
     except Exception:  # noqa: BLE001 - it is being thrown away
         log.debug("stopping a dropped producer failed", exc_info=True)
