@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,6 +59,7 @@ class _Producer:
         self.mode = mode
         self.sends = 0
         self.started = self.stopped = False
+        self.held: list[asyncio.Future[Any]] = []
 
     async def start(self) -> None:
         if self.mode == "unreachable":
@@ -65,7 +67,13 @@ class _Producer:
         self.started = True
 
     async def stop(self) -> None:
+        """Answer what it still holds, as a flush would: every other one delivered."""
         self.stopped = True
+        for n, held in enumerate(self.held):
+            if n % 2:
+                held.set_exception(ConnectionError("the broker refused it"))
+            else:
+                held.set_result(None)
 
     async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
         self.sends += 1
@@ -75,6 +83,7 @@ class _Producer:
             await asyncio.Event().wait()
         delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.mode == "unanswered":
+            self.held.append(delivered)
             return delivered
         if self.mode == "half" and not self.sends % 2:
             delivered.set_exception(ConnectionError("the broker refused it"))
@@ -106,14 +115,16 @@ def _counts(registry: CollectorRegistry) -> dict[str, float]:
 
 
 def _agent(
-    producer: _Producer, per_batch: int, outbox: int
+    producer: _Producer | Iterator[_Producer], per_batch: int, outbox: int
 ) -> tuple[CleanAgent, _Forwarder, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     enricher: Any = _Enricher(per_batch)
+    producers = producer if isinstance(producer, Iterator) else itertools.repeat(producer)
     shared = SharedResults(
-        "recent", lambda: producer, lambda apply: _Replica(), enricher, metrics, outbox=outbox
+        "recent", lambda: next(producers), lambda apply: _Replica(), enricher, metrics, outbox=outbox
     )
+    shared.restart_seconds = 0.0
     forwarder = _Forwarder()
     agent = CleanAgent(
         enricher,
@@ -168,11 +179,14 @@ def test_results_unsent_or_unanswered_at_a_stop_are_counted_as_dropped_once():
     producer = _Producer("unanswered")
     agent, forwarder, registry = _agent(producer, per_batch=2, outbox=16)
     _run(agent, 3)
-    assert producer.sends == 6 and producer.stopped
+    # The stop answered the six sends (three delivered, three refused) after they were counted.
+    assert producer.sends == 6 and producer.stopped and all(f.done() for f in producer.held)
     assert _counts(registry) == {"sent": 0.0, "failed": 0.0, "dropped": 6.0}
 
-    producer = _Producer("unreachable")  # the sender never starts: the outbox fills, then the stop
-    agent, forwarder, registry = _agent(producer, per_batch=3, outbox=4)
+
+def test_a_producer_that_cannot_start_is_started_again_and_nothing_is_lost_meanwhile():
+    unreachable, working = _Producer("unreachable"), _Producer("delivered")
+    agent, forwarder, registry = _agent(iter([unreachable, working]), per_batch=3, outbox=16)
     _run(agent, 5)
-    assert len(forwarder.forwarded) == 5 and producer.sends == 0
-    assert _counts(registry) == {"sent": 0.0, "failed": 0.0, "dropped": 15.0}
+    assert len(forwarder.forwarded) == 5 and unreachable.sends == 0 and working.sends == 15
+    assert _counts(registry) == {"sent": 15.0, "failed": 0.0, "dropped": 0.0}

@@ -190,6 +190,7 @@ class SharedResults:
         self.replica = replica_of(self._adopt)
         self.outbox: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(outbox)
         self._pending: set[asyncio.Future[Any]] = set()  # sent, not yet answered
+        self.restart_seconds = 5.0  # after the producer failed
         self._failing = False
 
     def offer(self) -> None:
@@ -210,12 +211,14 @@ class SharedResults:
                 yield
         finally:
             sender.cancel()
-            await asyncio.wait([sender])  # a cancel of this task itself still goes through
-            unsent = 0
-            while not self.outbox.empty():
-                self.outbox.get_nowait()
-                unsent += 1
-            self._count_dropped(unsent)
+            try:
+                await asyncio.wait([sender])  # a cancel of this task itself still goes through
+            finally:
+                unsent = 0
+                while not self.outbox.empty():
+                    self.outbox.get_nowait()
+                    unsent += 1
+                self._count_dropped(unsent)
 
     def _count_dropped(self, count: int) -> None:
         if count:
@@ -228,8 +231,12 @@ class SharedResults:
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - sharing stopping is better than a worker stopping
-                log.warning("sharing recent results failed; starting again in 5s", exc_info=True)
-                await asyncio.sleep(5.0)
+                log.warning(
+                    "sharing recent results failed; starting again in %gs",
+                    self.restart_seconds,
+                    exc_info=True,
+                )
+                await asyncio.sleep(self.restart_seconds)
 
     async def _send_all(self) -> None:
         producer = self.producer_of()

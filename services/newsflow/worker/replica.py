@@ -117,15 +117,21 @@ class TopicReplica:
                 await consumer.seek_to_end(*ends)
             caught_up = False
             while True:
-                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
-                    caught_up = True
+                if not self.ready.is_set() and all(
+                    [await consumer.position(tp) >= end for tp, end in ends.items()]
+                ):
                     self.ready.set()
-                    self.following(True)
                 # A bounded batch: records are applied on the event loop, which the stages share.
                 batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
                 for records in batches.values():
                     for m in records:
                         self.apply(m.key or b"", m.value)
+                # Told after a fetch went through: a reader that can list offsets but not fetch
+                # never reports itself following.
+                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    caught_up = True
+                    self.ready.set()
+                    self.following(True)
         finally:
             await consumer.stop()
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from newsflow.pipeline.dedup import DedupOptions
 from newsflow.pipeline.desk import BOILERPLATE, DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk
@@ -70,9 +70,10 @@ async def stop_quietly(producer: AIOKafkaProducer, seconds: float = STOP_SECONDS
 
 async def _end_abandoned(producer: AIOKafkaProducer) -> None:
     """End what a cut-short stop() leaves running: it marks the producer closed before it flushes,
-    so nothing would ever end its sender task (and the flush waiting on it) or its connections.
-    aiokafka 0.14 has no public call for that; ending the sender task fails the batches still
-    pending, which ends the flush."""
+    so nothing would ever end its sender task, the batches it still holds (and the flush waiting
+    on them) or its connections. aiokafka 0.14 has no public call for that: its sender ends
+    quietly when cancelled, so the batches are failed here, which ends the flush and answers
+    every send still waiting."""
     sender = getattr(producer, "_sender", None)
     endings = [sender.close] if sender is not None else []
     for end in [*endings, producer.client.close]:
@@ -81,6 +82,9 @@ async def _end_abandoned(producer: AIOKafkaProducer) -> None:
                 await end()
         except Exception:  # noqa: BLE001 - it is being thrown away
             log.debug("ending an abandoned producer failed", exc_info=True)
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is not None:
+        accumulator.fail_all(KafkaError("the producer was abandoned at a stop"))
 
 
 class TransactionalWriter:
