@@ -1,5 +1,5 @@
 """Two workers share what they compute: a text one worker ran through the NER model and the
-encoder is not run through them again by the other (pipeline/recent.py, `SharedResults`)."""
+encoder is not run through them again by the other (pipeline/recent.py, worker/shared.py)."""
 
 from __future__ import annotations
 

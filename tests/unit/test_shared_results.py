@@ -1,4 +1,4 @@
-"""Sharing NER spans and embeddings between workers (worker/agents.py, `SharedResults`) is a cache:
+"""Sharing NER spans and embeddings between workers (worker/shared.py, `SharedResults`) is a cache:
 the clean stage never waits for it, whatever the broker does with its sends."""
 
 # ruff: noqa: ARG002, ARG005 - the fakes take the arguments of what they stand in for
@@ -13,8 +13,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from newsflow.worker.agents import CleanAgent, SharedResults
+from newsflow.worker.agents import CleanAgent
 from newsflow.worker.metrics import create_metrics
+from newsflow.worker.shared import SharedResults
 
 
 class _Enricher:

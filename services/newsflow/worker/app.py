@@ -39,16 +39,11 @@ from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, warm_up
 from newsflow.pipeline.records import max_dead_letter_payload
 from newsflow.settings import KafkaSettings, client_options
-from newsflow.worker.agents import (
-    CleanAgent,
-    DedupAgent,
-    Forwarder,
-    SharedResults,
-    shared_results_producer,
-)
+from newsflow.worker.agents import CleanAgent, DedupAgent, Forwarder
 from newsflow.worker.metrics import WorkerMetrics, create_metrics
 from newsflow.worker.replica import TopicReplica
 from newsflow.worker.settings import WorkerSettings
+from newsflow.worker.shared import SharedResults, shared_results_producer
 from newsflow.worker.snapshot import Snapshots
 from newsflow.worker.transport import App
 from newsflow.worker.writer import TransactionalWriter
