@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -34,6 +34,30 @@ async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicParti
     # For read_committed the end is the last stable offset: everything committed so far.
     ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
     return ends
+
+
+async def _at(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Return whether the consumer's position has reached `ends` on every partition."""
+    return all([await consumer.position(tp) >= end for tp, end in ends.items()])
+
+
+async def restarting(
+    step: Callable[[], Awaitable[None]],
+    what: str,
+    pause: float,
+    on_failure: Callable[[], None] = lambda: None,
+) -> None:
+    """Run `step` until cancelled, starting it again `pause` seconds after it fails: for the
+    worker's helpers beside its streams, whose failing is better than the worker stopping."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - see above
+            on_failure()
+            log.warning("%s failed; starting again in %gs", what, pause, exc_info=True)
+            await asyncio.sleep(pause)
 
 
 async def read_to_end(kafka: KafkaSettings, topic: str) -> list[Entry]:
@@ -98,15 +122,7 @@ class TopicReplica:
 
     async def run(self) -> None:
         """Follow the topic until cancelled; reconnect after an error."""
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a replica lagging is better than a worker stopping
-                self.following(False)
-                log.warning("following %s failed; starting again in 2s", self.topic, exc_info=True)
-                await asyncio.sleep(2.0)
+        await restarting(self._follow, f"following {self.topic}", 2.0, lambda: self.following(False))
 
     async def _follow(self) -> None:
         consumer = committed_reader(self.kafka)
@@ -117,9 +133,7 @@ class TopicReplica:
                 await consumer.seek_to_end(*ends)
             caught_up = False
             while True:
-                if not self.ready.is_set() and all(
-                    [await consumer.position(tp) >= end for tp, end in ends.items()]
-                ):
+                if not self.ready.is_set() and await _at(consumer, ends):
                     self.ready.set()
                 # A bounded batch: records are applied on the event loop, which the stages share.
                 batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
@@ -128,7 +142,7 @@ class TopicReplica:
                         self.apply(m.key or b"", m.value)
                 # Told after a fetch went through: a reader that can list offsets but not fetch
                 # never reports itself following.
-                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                if not caught_up and await _at(consumer, ends):
                     caught_up = True
                     self.ready.set()
                     self.following(True)

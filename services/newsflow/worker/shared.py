@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from newsflow.pipeline.enrich import Enricher
 from newsflow.settings import KafkaSettings, client_options
 from newsflow.worker.metrics import WorkerMetrics
-from newsflow.worker.replica import TopicReplica
+from newsflow.worker.replica import TopicReplica, restarting
 from newsflow.worker.writer import stop_quietly
 
 log = logging.getLogger("newsflow.worker")
@@ -88,7 +88,9 @@ class SharedResults:
     async def running(self, wait_seconds: float = SHARED_FOLLOW_SECONDS) -> AsyncIterator[None]:
         """Send and adopt while in the block. On entry, wait up to `wait_seconds` until the
         others' results are followed (from the topic's end: nothing to catch up on)."""
-        sender = asyncio.ensure_future(self._send_until_cancelled())
+        sender = asyncio.ensure_future(
+            restarting(self._send_all, "sharing recent results", self.restart_seconds)
+        )
         try:
             async with self.replica.running(wait_seconds):
                 yield
@@ -106,20 +108,6 @@ class SharedResults:
     def _count_dropped(self, count: int) -> None:
         if count:
             self.metrics.shared_results.labels("dropped").inc(count)
-
-    async def _send_until_cancelled(self) -> None:
-        while True:
-            try:
-                await self._send_all()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - sharing stopping is better than a worker stopping
-                log.warning(
-                    "sharing recent results failed; starting again in %gs",
-                    self.restart_seconds,
-                    exc_info=True,
-                )
-                await asyncio.sleep(self.restart_seconds)
 
     async def _send_all(self) -> None:
         producer = self.producer_of()
@@ -145,12 +133,12 @@ class SharedResults:
             await stop_quietly(producer, SHARED_STOP_SECONDS)
 
     def _count(self, sent: asyncio.Future[Any]) -> None:
-        failed = sent.cancelled() or sent.exception() is not None  # also retrieves the exception
+        error = None if sent.cancelled() else sent.exception()  # retrieved, even if not counted
         if sent not in self._pending:
             return  # counted as dropped at a stop
         self._pending.discard(sent)
-        if failed:
-            self._failed(sent.exception() if not sent.cancelled() else None)
+        if sent.cancelled() or error is not None:
+            self._failed(error)
         else:
             self._failing = False
             self.metrics.shared_results.labels("sent").inc()
