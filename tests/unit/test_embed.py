@@ -11,6 +11,7 @@ from onnx import numpy_helper
 
 from newsflow.pipeline.embed import (
     DIM,
+    PREFIX_CHARS,
     ModelNotInstalled,
     TextEncoder,
     _encoder_graph,
@@ -66,6 +67,33 @@ def test_embeddings_are_unit_vectors_and_long_texts_are_cut(encoder):
     # Only the first MAX_TOKENS word pieces count: what follows them changes nothing.
     lead = "The harbour bridge reopened on Friday after two years of repairs. " * 20
     assert np.allclose(encoder.encode(lead), encoder.encode(lead + " An unrelated tail about football."))
+
+
+def _whole_text_ids(encoder: TextEncoder, text: str) -> list[int]:
+    return list(encoder.tokenizer.encode(text).ids)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(NEWS) * 40,  # ordinary prose: the first start read is enough
+        "\n\n".join(NEWS) * 40,  # paragraphs: cut at a line break
+        "See https://example.org/"
+        + "a1b2c3d4e5" * 300
+        + " for more. "
+        + " ".join(NEWS) * 5,  # a long word first
+        "新闻" * 3000 + " " + " ".join(NEWS) * 5,  # no space for thousands of characters
+        "Café " * 2000 + "é " * 10,  # accents and a combining mark after the cut
+        "x" * (PREFIX_CHARS - 1) + " " + " ".join(NEWS) * 5,  # a space right at the cut
+        # Words over 100 characters are one piece each: the last pieces kept are in the word
+        # that straddles the first cut, which a cut inside the word would split differently.
+        ("x" * 200 + " ") * 9 + "a " * 116 + "internationalization " * 50,
+        "word\tword " * 1000,  # tabs are spaces to the tokenizer, but never a cut
+        " ".join(NEWS)[:PREFIX_CHARS],  # short: read whole
+    ],
+)
+def test_only_the_start_of_a_long_text_is_tokenized_with_the_same_word_pieces(encoder, text):
+    assert list(encoder._ids(text)) == _whole_text_ids(encoder, text)
 
 
 def test_quantized_embeddings_keep_their_cosines(encoder):
