@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="newsflow-run",
         description="Run the pipeline once on local files against a running Kafka (make run starts one).",
-        epilog=env_help(KafkaSettings, RunSettings),
+        epilog=env_help(KafkaSettings, RunSettings, ProducerSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -120,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
-    kafka, run = load_settings_or_exit("newsflow-run", KafkaSettings, RunSettings)
+    kafka, run, producer = load_settings_or_exit("newsflow-run", KafkaSettings, RunSettings, ProducerSettings)
     timeout = run.timeout_seconds
     started = time.monotonic()
-    asyncio.run(create_topics(kafka))
+    try:
+        asyncio.run(create_topics(kafka))
+    except (TimeoutError, KafkaError) as exc:
+        sys.stderr.write(f"newsflow-run: error: {exc}\n")
+        return 1
     worker_env = {**os.environ, "NEWSFLOW_LOG_LEVEL": os.environ.get("NEWSFLOW_LOG_LEVEL", "warning")}
     worker = start_worker(worker_env)
     try:
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             produce(
                 args.paths,
                 kafka,
-                ProducerSettings(),
+                producer,
                 create_metrics(CollectorRegistry()),
                 sent_ids=sent_ids,
                 show_progress=True,
@@ -143,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TimeoutError, RuntimeError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("newsflow-run: interrupted; stopping the worker, nothing written\n")
+        return 130
     finally:
         stop_worker(worker)
     args.out.parent.mkdir(parents=True, exist_ok=True)

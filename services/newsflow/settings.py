@@ -20,12 +20,32 @@ class SettingsError(ValueError):
     """A variable is set to a value its field cannot take; the message names the variable."""
 
 
-def env(name: str, default: Any, help: str, secret: bool = False) -> Any:  # noqa: A002 - argparse's word
+def env(
+    name: str,
+    default: Any,
+    help: str,  # noqa: A002 - argparse's word
+    secret: bool = False,
+    minimum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """Declare a settings field read from environment variable `name`.
 
     A secret is also read from the file named by `<name>_FILE`, and is never shown (repr, --help).
+    A value below `minimum`, or not one of `choices` (any case), is refused with the variable named.
     """
-    return field(default=default, repr=not secret, metadata={"env": name, "help": help, "secret": secret})
+    metadata = {"env": name, "help": help, "secret": secret, "minimum": minimum, "choices": choices}
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+def _check(value: Any, raw: str, f: dataclasses.Field[Any], name: str) -> Any:
+    minimum, choices = f.metadata.get("minimum"), f.metadata.get("choices")
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name}={raw!r} is below {minimum:g}")
+    if choices is not None:
+        if value.lower() not in choices:
+            raise SettingsError(f"{name}={raw!r} is not one of {choices}")
+        return value.lower()
+    return value
 
 
 def _parse(raw: str, kind: Any, name: str) -> Any:
@@ -55,7 +75,7 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         name = f.metadata.get("env")
         if name and name in environ:
-            kwargs[f.name] = _parse(environ[name], f.type, name)
+            kwargs[f.name] = _check(_parse(environ[name], f.type, name), environ[name], f, name)
         elif name and f.metadata.get("secret") and f"{name}_FILE" in environ:
             path = environ[f"{name}_FILE"]
             try:
@@ -199,7 +219,9 @@ class KafkaSettings:
         "newsflow.recent-results",
         "NER spans and embeddings each worker computed, for the others (internal, kept 15 minutes)",
     )
-    raw_partitions: int = env("NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics")
+    raw_partitions: int = env(
+        "NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics", minimum=1
+    )
     security_protocol: str = env(
         "NEWSFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
@@ -221,6 +243,7 @@ class KafkaSettings:
         "NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES",
         8_388_608,
         "largest message sent and accepted (topic max.message.bytes; Kafka's 1 MiB default is below the 5 MB inputs, and a dead letter carries its input as base64)",
+        minimum=1024,
     )
 
 

@@ -26,6 +26,7 @@ from aiokafka.errors import (
     RequestTimedOutError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
+    for_code,
 )
 
 from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
@@ -185,6 +186,10 @@ async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
     )
 
 
+class TopicCreationError(KafkaError):  # type: ignore[misc]  # aiokafka ships no types
+    """The broker refused to create a topic the pipeline needs (its configuration, a policy, ACLs)."""
+
+
 class TopicLayoutError(KafkaError):  # type: ignore[misc]  # aiokafka ships no types
     """An existing topic's partitions contradict what the pipeline needs."""
 
@@ -236,7 +241,7 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
                 await _apply_config(admin, spec)
                 continue
             try:
-                await admin.create_topics(
+                response = await admin.create_topics(
                     [
                         NewTopic(
                             spec.name,
@@ -246,9 +251,18 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
                         )
                     ]
                 )
-                created.append(spec.name)
             except TopicAlreadyExistsError:
-                pass
+                continue
+            # The broker answers per topic, and aiokafka raises none of those errors.
+            for name, code, *message in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    continue
+                if code:
+                    detail = f": {message[0]}" if message and message[0] else ""
+                    raise TopicCreationError(
+                        f"the broker refused to create topic {name} ({for_code(code).__name__}{detail})"
+                    )
+            created.append(spec.name)
         await _wait_for_group_coordinator(admin)
     finally:
         await admin.close()

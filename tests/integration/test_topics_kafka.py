@@ -16,7 +16,13 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings
-from newsflow.topics import DEAD_LETTER_RETENTION_MS, TopicLayoutError, create_topics
+from newsflow.topics import (
+    DEAD_LETTER_RETENTION_MS,
+    TopicCreationError,
+    TopicLayoutError,
+    TopicSpec,
+    create_topics,
+)
 from tests.conftest import SEEDS
 from tests.integration.kafka_helpers import unique_kafka
 
@@ -100,3 +106,10 @@ def test_a_single_writer_topic_with_more_partitions_is_refused_and_other_counts_
     asyncio.run(make(kafka.topic_features, 3))
     with pytest.raises(TopicLayoutError, match="needs exactly 1"):
         asyncio.run(create_topics(kafka))
+
+
+def test_a_topic_the_broker_refuses_to_create_is_an_error_not_a_success():
+    kafka = unique_kafka()
+    refused = TopicSpec(kafka.topic_raw, 1, {"cleanup.policy": "sometimes"})
+    with pytest.raises(TopicCreationError, match=f"refused to create topic {kafka.topic_raw}"):
+        asyncio.run(create_topics(kafka, [refused]))

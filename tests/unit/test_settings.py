@@ -8,6 +8,7 @@ import pytest
 
 from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
 from newsflow.worker.settings import WorkerSettings
+from tests.conftest import SEEDS
 
 
 def test_defaults_without_environment():
@@ -26,6 +27,38 @@ def test_bad_value_names_the_variable():
         from_env(WorkerSettings, {"NEWSFLOW_WORKER_EMBED_PRECISION": "float16"})
     assert (
         from_env(WorkerSettings, {"NEWSFLOW_WORKER_EMBED_PRECISION": "float32"}).embed_precision == "float32"
+    )
+
+
+def test_values_out_of_range_or_choice_are_refused_before_anything_starts():
+    with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_BATCH_SIZE='0' is below 1"):
+        from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SIZE": "0"})
+    with pytest.raises(SettingsError, match="NEWSFLOW_RAW_PARTITIONS='0' is below 1"):
+        from_env(KafkaSettings, {"NEWSFLOW_RAW_PARTITIONS": "0"})
+    with pytest.raises(SettingsError, match="NEWSFLOW_LOG_LEVEL='verbose' is not one of"):
+        from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "verbose"})
+    assert from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "WARNING"}).log_level == "warning"
+    assert from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SECONDS": "0"}).batch_seconds == 0
+
+
+def test_newsflow_run_reads_the_producer_settings():
+    # A bad NEWSFLOW_PRODUCER_* value stops it with one line, before it contacts Kafka.
+    bad = {
+        **os.environ,
+        "NEWSFLOW_PRODUCER_MAX_FILE_BYTES": "lots",
+        "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsflow.localrun", str(SEEDS)],
+        env=bad,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "newsflow-run: error: NEWSFLOW_PRODUCER_MAX_FILE_BYTES='lots' is not a valid int"
     )
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from newsflow.worker.metrics import OTHER_OUTLETS, OutletLabels
+import asyncio
+from types import SimpleNamespace
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from newsflow.settings import KafkaSettings
+from newsflow.worker.app import WorkerApp
+from newsflow.worker.metrics import OTHER_OUTLETS, OutletLabels, create_metrics
 
 
 def test_outlets_beyond_the_limit_share_one_label():
@@ -14,3 +22,37 @@ def test_outlets_beyond_the_limit_share_one_label():
         "a.example",
     ]
     assert label.known == {"a.example", "b.example"}
+
+
+class _Consumer:
+    """What `_report_lag` reads of Faust's consumer: the assignment, high watermarks, positions."""
+
+    def __init__(self, assigned: dict[TopicPartition, tuple[int, int]]) -> None:
+        self.assigned = assigned
+        self._read_offset = {tp: position for tp, (_, position) in assigned.items()}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.assigned[tp][0]
+
+
+def test_lag_is_reported_for_owned_pipeline_partitions_only_and_forgotten_when_revoked():
+    registry = CollectorRegistry()
+    kafka = KafkaSettings()
+    raw0, raw1 = TopicPartition(kafka.topic_raw, 0), TopicPartition(kafka.topic_raw, 1)
+    assignor = TopicPartition("newsflow-worker-__assignor-__leader", 0)
+    worker = SimpleNamespace(kafka=kafka, metrics=create_metrics(registry), _lag_labels=set(), app=None)
+
+    def lag(tp: TopicPartition) -> float | None:
+        labels = {"topic": tp.topic, "partition": str(tp.partition)}
+        return registry.get_sample_value("newsflow_worker_consumer_lag_messages", labels)
+
+    worker.app = SimpleNamespace(consumer=_Consumer({raw0: (10, 4), raw1: (7, 6), assignor: (3, 0)}))
+    asyncio.run(WorkerApp._report_lag(worker))
+    assert (lag(raw0), lag(raw1), lag(assignor)) == (5, 0, None)
+
+    worker.app = SimpleNamespace(consumer=_Consumer({raw1: (9, 6)}))  # raw0 went to another worker
+    asyncio.run(WorkerApp._report_lag(worker))
+    assert (lag(raw0), lag(raw1)) == (None, 2)

@@ -15,14 +15,18 @@ class ProducerSettings:
         "NEWSFLOW_PRODUCER_MAX_FILE_BYTES",
         ExtractOptions().max_input_bytes,
         "content larger than this (after decompression) is skipped",
+        minimum=1,
     )
-    metrics_port: int = env("NEWSFLOW_PRODUCER_METRICS_PORT", 0, "port of /metrics (0: no endpoint)")
+    metrics_port: int = env(
+        "NEWSFLOW_PRODUCER_METRICS_PORT", 0, "port of /metrics (0: no endpoint)", minimum=0
+    )
     watch_seconds: float = env(
         "NEWSFLOW_PRODUCER_WATCH_SECONDS",
         0.0,
         "watch the input folders, rescanning at least this often (0: one pass; --watch: 5)",
+        minimum=0,
     )
-    linger_ms: int = env("NEWSFLOW_PRODUCER_LINGER_MS", 5, "batching delay of the Kafka producer")
+    linger_ms: int = env("NEWSFLOW_PRODUCER_LINGER_MS", 5, "batching delay of the Kafka producer", minimum=0)
     outlet_map: str = env(
         "NEWSFLOW_PRODUCER_OUTLET_MAP",
         "",
@@ -32,13 +36,19 @@ class ProducerSettings:
         "NEWSFLOW_PRODUCER_QUIET_SECONDS",
         2.0,
         "watch mode: a file is sent once its size and mtime have not changed for this long",
+        minimum=0,
     )
     state_file: str = env(
         "NEWSFLOW_PRODUCER_STATE_FILE",
         ".cache/producer/sent.jsonl",
         "watch mode: the record of files sent (acknowledged by the broker), kept across restarts",
     )
-    http_port: int = env("NEWSFLOW_PRODUCER_HTTP_PORT", 0, "port of POST /articles and /healthz (0: off)")
+    http_port: int = env(
+        "NEWSFLOW_PRODUCER_HTTP_PORT", 0, "port of POST /articles and /healthz (0: off)", minimum=0
+    )
     http_max_body_bytes: int = env(
-        "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES", 10_000_000, "largest POST /articles body (413 above)"
+        "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES",
+        10_000_000,
+        "largest POST /articles body (413 above)",
+        minimum=1,
     )

@@ -63,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from newsflow.pipeline.embed import ModelNotInstalled
-    from newsflow.topics import BrokerRefused, TopicLayoutError, create_topics, topic_specs
+    from newsflow.topics import (
+        BrokerRefused,
+        TopicCreationError,
+        TopicLayoutError,
+        create_topics,
+        topic_specs,
+    )
     from newsflow.worker.app import WorkerApp
 
     registry = CollectorRegistry()
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(create_topics(kafka, topic_specs(kafka)))
-    except (TimeoutError, BrokerRefused, TopicLayoutError) as exc:
+    except (TimeoutError, BrokerRefused, TopicCreationError, TopicLayoutError) as exc:
         sys.stderr.write(f"newsflow-worker: error: {exc}\n")
         return 1
     if settings.metrics_port:

@@ -136,6 +136,7 @@ class WorkerApp:
         self.writer.on_rebuilt = lambda _desk, seconds: dedup.observe_desk(seconds)
         self.app.agent(features, name="dedup")(dedup.run)
 
+        self._lag_labels: set[tuple[str, str]] = set()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
@@ -161,13 +162,22 @@ class WorkerApp:
             self.writer.mark_stale()
 
     async def _report_lag(self) -> None:
+        """Set the lag of the pipeline's partitions this worker owns; forget those it no longer does
+        (another worker reports them now: a stale value would be counted twice)."""
         consumer: Any = self.app.consumer
+        reported = set()
         for tp in consumer.assignment():
+            if tp.topic not in (self.kafka.topic_raw, self.kafka.topic_features):
+                continue  # Faust's own (its assignor's leader topic)
             highwater = consumer.highwater(tp)
             position = consumer._read_offset.get(tp)  # noqa: SLF001 - faust exposes no public getter
             if highwater is not None:
                 lag = max(0, highwater - (position + 1 if position is not None else 0))
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+                reported.add((tp.topic, str(tp.partition)))
+        for labels in self._lag_labels - reported:
+            self.metrics.consumer_lag.remove(*labels)
+        self._lag_labels = reported
 
 
 def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:

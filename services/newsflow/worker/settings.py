@@ -13,7 +13,7 @@ from newsflow.pipeline.options import (
     ExtractOptions,
 )
 from newsflow.pipeline.recent import RECENT_INPUTS
-from newsflow.settings import SettingsError, env
+from newsflow.settings import env
 
 # The stages' own defaults: each is written once, in pipeline/options.py.
 _EXTRACT = ExtractOptions()
@@ -28,28 +28,47 @@ class WorkerSettings:
         "Faust app id: the consumer group and the writer's transactional id",
     )
     data_dir: str = env("NEWSFLOW_WORKER_DATA_DIR", ".cache/worker", "Faust data dir")
-    metrics_port: int = env("NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)")
-    log_level: str = env("NEWSFLOW_LOG_LEVEL", "info", "log level: debug, info, warning or error")
-    batch_size: int = env("NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch")
+    metrics_port: int = env(
+        "NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)", minimum=0
+    )
+    log_level: str = env(
+        "NEWSFLOW_LOG_LEVEL",
+        "info",
+        "log level: debug, info, warning or error",
+        choices=("debug", "info", "warning", "error"),
+    )
+    batch_size: int = env(
+        "NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch", minimum=1
+    )
     # Faust's take waits this long after every batch unless the batch fills, even with articles
     # waiting: under a trickle it is most of an article's latency, once per stage. Under load the
     # batches still fill, from what arrived while the last one ran (bench/RESULTS.md, run notes of 12-02 18:52).
-    batch_seconds: float = env("NEWSFLOW_WORKER_BATCH_SECONDS", 0.02, "longest wait to fill a batch")
+    batch_seconds: float = env(
+        "NEWSFLOW_WORKER_BATCH_SECONDS", 0.02, "longest wait to fill a batch", minimum=0
+    )
     dedup_batch_size: int = env(
-        "NEWSFLOW_WORKER_DEDUP_BATCH_SIZE", 64, "articles the dedup writer decides per Kafka transaction"
+        "NEWSFLOW_WORKER_DEDUP_BATCH_SIZE",
+        64,
+        "articles the dedup writer decides per Kafka transaction",
+        minimum=1,
     )
     dedup_batch_seconds: float = env(
-        "NEWSFLOW_WORKER_DEDUP_BATCH_SECONDS", 0.02, "longest wait to fill a dedup transaction"
+        "NEWSFLOW_WORKER_DEDUP_BATCH_SECONDS",
+        0.02,
+        "longest wait to fill a dedup transaction",
+        minimum=0,
     )
     snapshot_seconds: float = env(
         "NEWSFLOW_WORKER_SNAPSHOT_SECONDS",
         300.0,
         "the dedup writer snapshots its desk into the data dir this often, for fast restarts (0: never)",
+        minimum=0,
     )
     session_timeout_seconds: float = env(
         "NEWSFLOW_WORKER_SESSION_TIMEOUT_SECONDS",
         10.0,
         "how long the group waits for a silent worker before moving its partitions",
+        minimum=1,
     )
     instance_id: str = env(
         "NEWSFLOW_WORKER_INSTANCE_ID",
@@ -60,21 +79,25 @@ class WorkerSettings:
         "NEWSFLOW_WORKER_STOP_SECONDS",
         8.0,
         "after SIGTERM, exit at the latest this long after (a stop waits for Kafka otherwise)",
+        minimum=0,
     )
     compute_threads: int = env(
         "NEWSFLOW_WORKER_COMPUTE_THREADS",
         1,
         "threads for the embedding model's matrix products (scale with workers, not threads)",
+        minimum=1,
     )
     embed_precision: str = env(
         "NEWSFLOW_WORKER_EMBED_PRECISION",
         EMBED_PRECISION,
         "arithmetic of the embedding model: int8 (the encoder about twice as fast) or float32 (the model's own numbers)",
+        choices=EMBED_PRECISIONS,
     )
     recent_texts: int = env(
         "NEWSFLOW_WORKER_RECENT_TEXTS",
         RECENT_INPUTS,
         "texts whose NER spans and embedding are kept, so a text seen again is not computed again (0: none, and none shared)",
+        minimum=0,
     )
     share_recent: bool = env(
         "NEWSFLOW_WORKER_SHARE_RECENT",
@@ -85,16 +108,19 @@ class WorkerSettings:
         "NEWSFLOW_EXTRACT_MAX_INPUT_BYTES",
         _EXTRACT.max_input_bytes,
         "larger inputs are dead-lettered (too_large)",
+        minimum=1,
     )
     max_parse_seconds: float = env(
         "NEWSFLOW_EXTRACT_MAX_PARSE_SECONDS",
         _EXTRACT.max_parse_seconds,
         "wall-clock bound on parsing one input; slower ones are dead-lettered (timeout; 0: no bound)",
+        minimum=0,
     )
     min_article_words: int = env(
         "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS",
         _EXTRACT.min_article_words,
         "fewer words: extraction.status is not_article",
+        minimum=0,
     )
     ner_model: str = env(
         "NEWSFLOW_NER_MODEL", NER_MODEL, "installed spaCy pipeline used for NER (e.g. a larger English model)"
@@ -103,33 +129,35 @@ class WorkerSettings:
         "NEWSFLOW_NER_MAX_CHARS",
         NER_MAX_CHARS,
         "NER reads at most this many characters per article (names found there are counted past it)",
+        minimum=1,
     )
     story_threshold: float = env(
         "NEWSFLOW_DEDUP_STORY_THRESHOLD",
         _DEDUP.story_threshold,
         "meaning similarity at which an article joins a story",
+        minimum=0,
     )
     copy_containment: float = env(
-        "NEWSFLOW_DEDUP_COPY_CONTAINMENT", _DEDUP.copy_containment, "shared-shingle share that makes a copy"
+        "NEWSFLOW_DEDUP_COPY_CONTAINMENT",
+        _DEDUP.copy_containment,
+        "shared-shingle share that makes a copy",
+        minimum=0,
     )
     split_threshold: float = env(
         "NEWSFLOW_DEDUP_SPLIT_THRESHOLD",
         _DEDUP.split_threshold,
         "a story whose members form two groups less alike than this is split in two (0: never)",
+        minimum=0,
     )
     story_window_hours: float = env(
         "NEWSFLOW_DEDUP_WINDOW_HOURS",
         _DEDUP.window_hours,
         "stories older than this are closed and forgotten; a report over 24 h from a story's counts less toward this edge",
+        minimum=0,
     )
     closed_retention_hours: float = env(
         "NEWSFLOW_DEDUP_CLOSED_RETENTION_HOURS",
         _DEDUP.closed_retention_hours,
         "a closed story's record is deleted (tombstone on the stories topic) this long after it closed (0: kept)",
+        minimum=0,
     )
-
-    def __post_init__(self) -> None:
-        if self.embed_precision not in EMBED_PRECISIONS:
-            raise SettingsError(
-                f"NEWSFLOW_WORKER_EMBED_PRECISION={self.embed_precision!r} is not one of {EMBED_PRECISIONS}"
-            )
