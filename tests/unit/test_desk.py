@@ -44,11 +44,12 @@ def message(
     when: str = "2025-03-14T09:00:00Z",
     replays: int = 0,
     lines: tuple[str, ...] = (),
+    produced: float | None = None,
 ) -> bytes:
     a = article(article_id, text, outlet, when)
     (entities,) = tagger.tag_batch([a])
     features = article_features(a, entities)
-    return article_message(Enriched(a, entities, features, outlet, lines), replays, ORIGIN)
+    return article_message(Enriched(a, entities, features, outlet, lines), replays, ORIGIN, produced)
 
 
 def rejected(article_id: str, replays: int = 0, received: float = 1_741_943_000.0) -> bytes:
@@ -75,6 +76,26 @@ def test_an_article_comes_out_once_with_its_story_and_state(tagger):
     assert second.record["story_id"] == first.record["story_id"]
     # delivered again (a restarted clean stage): nothing to write
     assert desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN).outcome == "duplicate"
+
+
+def test_a_decision_carries_when_the_producer_sent_the_article_not_its_crawl_time(tagger):
+    # The end-to-end latency is measured from the raw message's Kafka timestamp: a WARC record's
+    # received_at is when it was crawled, maybe days before.
+    desk = DedupDesk()
+    sent = message(
+        tagger, "a1", BRIDGE, "harbourtimes", when="2020-01-01T00:00:00Z", produced=1_764_900_000.25
+    )
+    assert desk.decide(sent, ORIGIN).produced == 1_764_900_000.25
+    assert desk.decide(message(tagger, "b1", BRIDGE, "valleypost"), ORIGIN).produced is None
+    bogus = jsonio.dumps(
+        {
+            **jsonio.loads(
+                message(tagger, "c1", BRIDGE, "x"),
+            ),
+            "produced": "soon",
+        }
+    )
+    assert desk.decide(bogus, ORIGIN).produced is None
 
 
 def test_an_article_is_enriched_or_dead_lettered_never_both(tagger):

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from newsflow.pipeline import cloudevents, jsonio
@@ -91,10 +92,16 @@ class Decision:
     stage: str | None = None
     merged: int = 0  # stories this decision merged into another (`StoryIndex.merge`)
     split: int = 0  # stories this decision split from another (`StoryIndex.split`)
+    # When the producer sent the article to the raw topic (its Kafka timestamp, seconds), for the
+    # end-to-end latency: not `received_at`, which is a WARC record's crawl time.
+    produced: float | None = None
 
 
-def article_message(enriched: Enriched, replay_count: int, origin: Origin | None) -> bytes:
-    """Return the features-topic message for a cleaned article with its features."""
+def article_message(
+    enriched: Enriched, replay_count: int, origin: Origin | None, produced: float | None = None
+) -> bytes:
+    """Return the features-topic message for a cleaned article with its features (`produced`: the
+    raw message's Kafka timestamp, in seconds)."""
     if enriched.features is None:
         raise ValueError(f"{enriched.article.article_id} has no dedup features")
     return jsonio.dumps(
@@ -103,6 +110,7 @@ def article_message(enriched: Enriched, replay_count: int, origin: Origin | None
             "article_id": enriched.article.article_id,
             "replay_count": replay_count,
             "origin": origin.as_dict() if origin else None,
+            "produced": produced,
             "fields": article_fields(enriched.article, enriched.entities),
             "features": enriched.features.as_dict(),
             "outlet": enriched.outlet,
@@ -544,14 +552,21 @@ class DedupDesk:
         if self.written(article_id, replay_count):
             return Decision("duplicate")
         if body["fields"].get("extraction", {}).get("status") in NO_STORY_STATUSES:
-            return self._unstoried_out(features, body)
+            return self._sent_at(self._unstoried_out(features, body), body)
         try:
             assignment = self.index.assign(features)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one article, not the stream
             log.exception("dedup of %s failed", article_id)
             rejection = Rejection("dedup", "internal_error", f"{type(exc).__name__}: {exc}")
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin)
-        return self._article_out(features, assignment, body)
+        return self._sent_at(self._article_out(features, assignment, body), body)
+
+    @staticmethod
+    def _sent_at(decision: Decision, body: dict[str, Any]) -> Decision:
+        produced = body.get("produced")
+        if isinstance(produced, int | float) and not isinstance(produced, bool) and math.isfinite(produced):
+            return replace(decision, produced=float(produced))
+        return decision
 
     def _unstoried_out(self, features: StoryFeatures, body: dict[str, Any]) -> Decision:
         received = features.received or features.timestamp

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.desk import Decision, article_message, rejected_message
 from newsflow.pipeline.enrich import Enricher, Result
 from newsflow.pipeline.records import (
@@ -66,7 +65,7 @@ class Forwarder:
             return self.dead_letter(result, event)
         headers = decode_headers(event.headers)
         try:
-            message = article_message(result, replay_count(headers), _origin(event))
+            message = article_message(result, replay_count(headers), _origin(event), event.message.timestamp)
         except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
             log.exception("the features message of %s failed", result.article.article_id)
             return self.dead_letter(
@@ -208,11 +207,6 @@ class CleanAgent:
             self.shared.offer()
 
 
-def _received_seconds_ago(record: dict[str, Any] | None) -> float | None:
-    dt = parse_datetime(str((record or {}).get("source", {}).get("received_at", "")))
-    return None if dt is None else time.time() - dt.timestamp()
-
-
 class DedupAgent:
     """features -> enriched, stories, dead letters: each batch decided and written as one transaction."""
 
@@ -259,9 +253,8 @@ class DedupAgent:
                 m.dedup_merges.inc(d.merged)
                 m.dedup_splits.inc(d.split)
                 m.messages.labels("output", "out").inc()
-                age = _received_seconds_ago(d.record)
-                if age is not None and age >= 0:
-                    m.end_to_end_seconds.observe(age)
+                if d.produced is not None:
+                    m.end_to_end_seconds.observe(max(0.0, time.time() - d.produced))
         self.observe_desk()
 
     def observe_desk(self, rebuild_seconds: float | None = None) -> None:
