@@ -183,3 +183,14 @@ def test_a_url_too_malformed_to_parse_does_not_stop_the_lines_after_it(tmp_path:
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     articles = _articles(iter_inputs([path]))
     assert [a.source.outlet for a in articles] == ["unknown", "ok.example"]
+
+
+def test_archives_in_a_folder_are_named_relative_to_it_like_its_files(tmp_path: Path):
+    # source.path is "relative to the folder the producer was given", whatever the input kind.
+    (tmp_path / "wire").mkdir()
+    (tmp_path / "wire" / "a.txt").write_text("Plain text article.")
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "feed.jsonl").write_text(json.dumps({"outlet": "metro", "text": "Hello."}) + "\n")
+    write_warc(tmp_path / "feeds" / "crawl.warc.gz")
+    paths = sorted(a.source.path.split("#")[0] for a in _articles(iter_inputs([tmp_path])))
+    assert paths == ["feeds/crawl.warc.gz", "feeds/crawl.warc.gz", "feeds/feed.jsonl:1", "wire/a.txt"]

@@ -262,9 +262,13 @@ def iter_file(
         return
     with opened:
         if kind == "jsonl":
-            yield from iter_jsonl(_decompressed(path, opened), display_name(path), outlet, max_bytes)
+            yield from iter_jsonl(
+                _decompressed(path, opened), display_name(path.relative_to(root)), outlet, max_bytes
+            )
         else:
-            yield from iter_warc(opened, display_name(path), outlet, max_bytes, outlet_by_host or {})
+            yield from iter_warc(
+                opened, display_name(path.relative_to(root)), outlet, max_bytes, outlet_by_host or {}
+            )
 
 
 # -- JSON Lines ------------------------------------------------------------------------------------
