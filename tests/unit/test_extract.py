@@ -182,3 +182,17 @@ def test_a_line_that_is_a_whole_link_to_another_story_is_dropped_and_prose_with_
     assert "Fares explained" in article.text
     assert len(article.text.splitlines()) == 5
     assert article.extraction.boilerplate_removed == 1
+
+
+def test_a_publication_time_with_an_offset_keeps_its_time_of_day_in_utc():
+    # 08:00 in Sydney is 22:00 UTC the day before; a date alone would say midnight of the 5th.
+    page = (
+        '<html><head><meta property="article:published_time" content="2026-12-05T08:00:00+10:00">'
+        "<title>Harbour ferries resume</title></head><body><article>"
+        + "<p>Ferries resumed across the harbour on Saturday morning after a two-day strike ended.</p>" * 4
+        + "</article></body></html>"
+    )
+    raw = RawArticle("t1", page.encode(), Source("a.html", "sydney", "text/html", "2026-12-05T00:00:00Z"))
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle)
+    assert (article.published, article.published_status) == ("2026-12-04T22:00:00Z", "ok")
