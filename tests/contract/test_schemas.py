@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from newsflow.pipeline import jsonio
@@ -69,3 +71,34 @@ def test_dead_letters_of_the_real_stages_validate(enricher, fixture_raws):
 
 def test_a_record_missing_a_field_is_refused():
     assert schema_errors("story", {"story_id": "s-1"})  # the validator is not a rubber stamp
+
+
+def test_a_later_minor_versions_added_field_is_accepted_by_the_published_schema_not_by_ours(
+    enricher, seed_raws
+):
+    # A consumer validating with the schema it has (1.x) must accept records of a later 1.y,
+    # which only add fields; this pipeline's own records are checked with no field unlisted.
+    (result,) = enricher.enrich_batch(seed_raws[:1])
+    fields = jsonio.loads(jsonio.dumps(article_fields(result.article, result.entities)))
+    record = jsonio.loads(
+        jsonio.dumps(
+            enriched_record(fields, StoryIndex().assign(article_features(result.article, result.entities)))
+        )
+    )
+    later = {**record, "sentiment": 0.2, "source": {**record["source"], "paywalled": False}}
+    assert schema_errors("enriched-article", later, strict=False) == []
+    assert len(schema_errors("enriched-article", later)) == 2
+    assert schema_errors("enriched-article", {**record, "title": 5}, strict=False)  # still a contract
+
+
+def test_a_revised_file_names_the_version_it_revises(enricher, fixture_raws):
+    raw = fixture_raws[0]
+    revised = replace(raw, article_id="v2", source=replace(raw.source, revision_of=raw.article_id))
+    again = raw_from_message(b"v2", revised.payload, raw_headers(revised))
+    assert again == revised
+    (result,) = enricher.enrich_batch([again])
+    record = enriched_record(
+        jsonio.loads(jsonio.dumps(article_fields(result.article, result.entities))), None
+    )
+    assert record["source"]["revision_of"] == raw.article_id
+    assert schema_errors("enriched-article", jsonio.loads(jsonio.dumps(record))) == []

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from newsflow.pipeline.dedup import Story
 
-ENRICHED_SCHEMA_VERSION = "1.4.0"
-DEAD_LETTER_SCHEMA_VERSION = "1.2.0"
-STORY_SCHEMA_VERSION = "1.4.0"
+ENRICHED_SCHEMA_VERSION = "1.5.0"
+DEAD_LETTER_SCHEMA_VERSION = "1.2.1"
+STORY_SCHEMA_VERSION = "1.4.1"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).
 H_ARTICLE_ID = "article-id"
@@ -29,6 +29,8 @@ H_OUTLET = "outlet"
 H_CONTENT_TYPE = "content-type"
 H_RECEIVED_AT = "received-at"
 H_URL = "url"
+# Set by the producer's watch mode on a changed file sent again: the article id of the version before.
+H_REVISION_OF = "revision-of"
 # How many times an operator has replayed this input from the dead letters (absent: 0).
 H_REPLAY_COUNT = "replay-count"
 
@@ -47,6 +49,8 @@ class Source:
     # The charset the transport declared (an HTTP header in a WARC record), if any. It guides
     # decoding and is not part of the output: extraction.encoding says what was used.
     charset: str | None = None
+    # The article id of the version this one revises (a changed file sent again), if any.
+    revision_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +59,7 @@ class Source:
             "content_type": self.content_type,
             "received_at": self.received_at,
             "url": self.url,
+            "revision_of": self.revision_of,
         }
 
 
@@ -202,6 +207,8 @@ def raw_headers(raw: RawArticle) -> list[tuple[str, bytes]]:
     ]
     if src.url:
         headers.append((H_URL, src.url.encode()))
+    if src.revision_of:
+        headers.append((H_REVISION_OF, src.revision_of.encode()))
     return headers
 
 
@@ -247,6 +254,7 @@ def raw_from_message(
         received_at=h.get(H_RECEIVED_AT) or utc_now_iso(),
         url=h.get(H_URL) or None,
         charset=charset or None,
+        revision_of=h.get(H_REVISION_OF) or None,
     )
     return RawArticle(article_id=article_id, payload=value or b"", source=source)
 

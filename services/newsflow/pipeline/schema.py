@@ -36,19 +36,36 @@ def schema_bytes(name: str) -> bytes:
     return (resources.files("newsflow") / "schemas" / f"{name}{SUFFIX}").read_bytes()
 
 
+def _closed(node: Any) -> Any:
+    """Return a copy of a schema in which every object with listed properties allows no others."""
+    if isinstance(node, list):
+        return [_closed(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    closed = {k: _closed(v) for k, v in node.items()}
+    if "properties" in closed and "additionalProperties" not in closed:
+        closed["additionalProperties"] = False
+    return closed
+
+
 @cache
-def validator(name: str) -> Draft202012Validator:
-    """Return a validator for schemas/<name>.schema.json (formats such as date-time are checked)."""
+def validator(name: str, strict: bool = True) -> Draft202012Validator:
+    """Return a validator for schemas/<name>.schema.json (formats such as date-time are checked).
+
+    The published schemas let objects carry properties they do not list, so that a consumer's
+    1.x schema accepts later 1.x records. What this pipeline writes is held to the letter
+    (`strict`): a field the schema does not describe is an error here, not an addition.
+    """
     schema = jsonio.loads(schema_bytes(name))
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    return Draft202012Validator(_closed(schema) if strict else schema, format_checker=FormatChecker())
 
 
-def schema_errors(name: str, record: Any) -> list[str]:
+def schema_errors(name: str, record: Any, strict: bool = True) -> list[str]:
     """Return every violation of the named schema, as 'path: message' strings (empty when valid)."""
     return [
         f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
-        for err in validator(name).iter_errors(record)
+        for err in validator(name, strict).iter_errors(record)
     ]
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import watchfiles
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.records import RawArticle
+from newsflow.pipeline.records import H_REVISION_OF, RawArticle
 from newsflow.producer.metrics import ProducerMetrics
 from newsflow.producer.publish import Progress, Publisher, Tally, parse_outlet_map
 from newsflow.producer.settings import ProducerSettings
@@ -36,7 +36,6 @@ from newsflow.topics import wait_for_broker
 
 log = logging.getLogger("newsflow.producer")
 
-H_REVISION_OF = "revision-of"
 # Skips that may not hold next time (permissions fixed, a file put back): such a file is not recorded.
 TRANSIENT_SKIPS = frozenset({"unreadable", "vanished"})
 
