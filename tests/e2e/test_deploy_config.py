@@ -118,6 +118,12 @@ def test_prometheus_scrapes_compose_services_on_their_metrics_ports():
         setting = "NEWSFLOW_WEB_PORT" if service == "web" else f"NEWSFLOW_{service.upper()}_METRICS_PORT"
         assert int(env[setting]) == port
         assert str(port) in [str(p) for p in services[service]["expose"]]
+        # Each service listens on loopback unless told otherwise: in a container, Prometheus
+        # reaches it from another one, so the compose file must say so.
+        host = {"web": "NEWSFLOW_WEB_HOST", "producer": "NEWSFLOW_PRODUCER_HOST"}.get(
+            service, "NEWSFLOW_WORKER_METRICS_HOST"
+        )
+        assert env[host] == "0.0.0.0", service
 
 
 def test_grafana_mounts_provisioning_and_dashboards_use_the_provisioned_datasource():

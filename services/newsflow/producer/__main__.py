@@ -68,7 +68,9 @@ async def _serve(
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=False))
     await publisher.start()
     try:
-        await serve(publisher, registry, settings.http_port or 8088, settings.http_max_body_bytes, stop)
+        await serve(
+            publisher, registry, settings.host, settings.http_port or 8088, settings.http_max_body_bytes, stop
+        )
     finally:
         await publisher.stop()
     return tally
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=registry)
+        start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
 
     async def run() -> list[Tally]:
         stop = asyncio.Event()

@@ -84,14 +84,19 @@ def create_app(publisher: Publisher, registry: CollectorRegistry, max_body_bytes
 
 
 async def serve(
-    publisher: Publisher, registry: CollectorRegistry, port: int, max_body_bytes: int, stop: asyncio.Event
+    publisher: Publisher,
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    max_body_bytes: int,
+    stop: asyncio.Event,
 ) -> None:
-    """Serve on 0.0.0.0:`port` until `stop` is set."""
+    """Serve on `host`:`port` until `stop` is set."""
     runner = web.AppRunner(create_app(publisher, registry, max_body_bytes), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", port)
+    site = web.TCPSite(runner, host, port)
     await site.start()
-    log.info("HTTP ingest on port %d: POST /articles, GET /healthz, GET /metrics", port)
+    log.info("HTTP ingest on %s:%d: POST /articles, GET /healthz, GET /metrics", host, port)
     try:
         await stop.wait()
     finally:

@@ -43,6 +43,11 @@ class ProducerSettings:
         ".cache/producer/sent.jsonl",
         "watch mode: the record of files sent (acknowledged by the broker), kept across restarts",
     )
+    host: str = env(
+        "NEWSFLOW_PRODUCER_HOST",
+        "127.0.0.1",
+        "address /metrics and POST /articles listen on (0.0.0.0 in a container; the ingest has no authentication)",
+    )
     http_port: int = env(
         "NEWSFLOW_PRODUCER_HTTP_PORT", 0, "port of POST /articles and /healthz (0: off)", minimum=0
     )

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if settings.metrics_port:
         try:
-            start_http_server(settings.metrics_port, registry=registry)
+            start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
         except OSError as exc:
             sys.stderr.write(
                 f"newsflow-worker: error: cannot serve /metrics on port {settings.metrics_port}: {exc}\n"

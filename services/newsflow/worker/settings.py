@@ -31,6 +31,9 @@ class WorkerSettings:
     metrics_port: int = env(
         "NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)", minimum=0
     )
+    metrics_host: str = env(
+        "NEWSFLOW_WORKER_METRICS_HOST", "127.0.0.1", "address /metrics listens on (0.0.0.0 in a container)"
+    )
     log_level: str = env(
         "NEWSFLOW_LOG_LEVEL",
         "info",
