@@ -102,6 +102,23 @@ def test_json_lines_from_stdin_with_a_bad_line(kafka: KafkaSettings):
     assert {h["content-type"] for _, _, h in records} == {"application/json"}
 
 
+def test_sigterm_stops_a_producer_reading_stdin_whose_writer_is_still_open(kafka: KafkaSettings):
+    # `tail -f feed.jsonl | newsflow-producer -`: the next line may never come.
+    run = producer(kafka, "-", "--no-progress", stdin=subprocess.PIPE)
+    assert run.stdin is not None
+    run.stdin.write(json.dumps({"url": "https://wire.example/live", "text": "A live line."}) + "\n")
+    run.stdin.flush()
+    (record,) = read_raw(kafka, want=1)
+    assert record[2]["url"] == "https://wire.example/live"
+    run.send_signal(signal.SIGTERM)
+    try:
+        run.wait(timeout=15)  # with stdin still open: communicate() would close it
+    finally:
+        run.kill()
+        out, _ = run.communicate()
+    assert run.returncode == 0 and "sent 1 " in out, out
+
+
 def test_a_warc_archive_sends_its_html_responses(kafka: KafkaSettings, tmp_path: Path):
     archive = write_warc(tmp_path / "CC-NEWS-test.warc.gz")
     run = producer(kafka, str(archive), "--no-progress")

@@ -7,6 +7,8 @@ tests/integration/test_producer_kafka.py runs the real one.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -65,3 +67,51 @@ def test_sends_wait_once_the_bytes_in_flight_reach_the_bound_and_nothing_is_kept
         assert not publisher._pending and publisher._in_flight_bytes == 0  # noqa: SLF001
 
     asyncio.run(run())
+
+
+async def _collect(items, stop: asyncio.Event) -> list[Any]:
+    return [item async for item in publish.read_in_background(items, stop)]
+
+
+def test_inputs_are_read_in_order_off_the_loop_and_errors_reach_the_caller():
+    assert asyncio.run(_collect(iter(range(100)), asyncio.Event())) == list(range(100))
+
+    def broken():
+        yield 1
+        raise OSError("disk gone")
+
+    try:
+        asyncio.run(_collect(broken(), asyncio.Event()))
+    except OSError as exc:
+        assert str(exc) == "disk gone"
+    else:
+        raise AssertionError("the reader's error was lost")
+
+
+def test_a_stop_does_not_wait_for_an_input_that_blocks():
+    # stdin with its writer still open: the next line may never come.
+    never = threading.Event()
+
+    def stdin_like():
+        yield "first line"
+        never.wait()
+        yield "never read"
+
+    async def run() -> tuple[list[Any], float]:
+        stop = asyncio.Event()
+        got: list[Any] = []
+        started = time.monotonic()
+
+        async def read() -> None:
+            async for item in publish.read_in_background(stdin_like(), stop):
+                got.append(item)
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.5)
+        asyncio.get_running_loop().call_soon(stop.set)  # what the SIGTERM handler does
+        await asyncio.wait_for(reader, timeout=5)
+        return got, time.monotonic() - started
+
+    got, seconds = asyncio.run(run())
+    assert got == ["first line"] and seconds < 2
+    never.set()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ log = logging.getLogger("newsflow.producer")
 # bounded whatever the input (a folder of 5 MB pages, a multi-GB archive).
 MAX_IN_FLIGHT_BYTES = 32 << 20
 PROGRESS_LOG_SECONDS = 10.0
+# Items read ahead of the sends (each at most NEWSFLOW_PRODUCER_MAX_FILE_BYTES).
+READ_AHEAD = 16
 
 
 @dataclass
@@ -247,11 +251,62 @@ async def produce(
 
     try:
         items = iter_inputs(paths, outlet, settings.max_file_bytes, parse_outlet_map(settings.outlet_map))
-        for item in items:
-            if stop is not None and stop.is_set():
-                log.info("stopping: the rest of the input is not sent")
-                break
+        async for item in read_in_background(items, stop or asyncio.Event()):
             await publisher.publish(item, on_sent=note)
+        if stop is not None and stop.is_set():
+            log.info("stopping: the rest of the input is not sent")
     finally:
         await publisher.stop()
     return tally
+
+
+async def read_in_background(items: Iterator[Item], stop: asyncio.Event) -> AsyncIterator[Item]:
+    """Yield the items as a thread of their own reads them, until they end or `stop` is set.
+
+    Reading blocks (stdin waits for its writer, a slow disk, a large archive): on the event loop
+    it would hold up the signal handlers, and Ctrl-C or SIGTERM would wait for the input to end.
+    The thread is a daemon, so a stop never waits for it either.
+    """
+    ready: queue.Queue[Item | BaseException | None] = queue.Queue(READ_AHEAD)
+    halted = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in items:
+                while not halted.is_set():
+                    try:
+                        ready.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if halted.is_set():
+                    return
+            ready.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which raises it
+            ready.put(exc)
+
+    def take() -> list[Item | BaseException | None]:
+        try:
+            got = [ready.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(got) < READ_AHEAD:
+            try:
+                got.append(ready.get_nowait())
+            except queue.Empty:
+                break
+        return got
+
+    threading.Thread(target=read, name="newsflow-producer-input", daemon=True).start()
+    try:
+        while not stop.is_set():
+            for item in await asyncio.to_thread(take):
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if stop.is_set():
+                    return
+    finally:
+        halted.set()

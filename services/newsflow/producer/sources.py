@@ -229,7 +229,13 @@ def iter_inputs(
     """Yield every article (or skip) in the given files, folders, archives and '-' (stdin, JSON Lines)."""
     for given in paths:
         if str(given) == STDIN:
-            yield from iter_jsonl(stdin or sys.stdin.buffer, "<stdin>", outlet, max_bytes)
+            # A reader of its own on the descriptor, not sys.stdin's: a read that blocks holds its
+            # reader's lock, and the interpreter's exit flushes sys.stdin (an abort if it is held).
+            if stdin is not None:
+                yield from iter_jsonl(stdin, "<stdin>", outlet, max_bytes)
+                continue
+            with open(sys.stdin.fileno(), "rb", closefd=False) as stream:
+                yield from iter_jsonl(stream, "<stdin>", outlet, max_bytes)
             continue
         root = Path(given)
         if root.is_dir():
