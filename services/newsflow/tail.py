@@ -66,7 +66,8 @@ def line(record: Mapping[str, Any]) -> str:
         )
     return (
         f"{str(record.get('updated_at', ''))[:19]}  story {record.get('story_id')}  "
-        f"{record.get('member_count')} articles from {', '.join(record.get('outlets') or ())}  "
+        f"{record.get('member_count')} {'article' if record.get('member_count') == 1 else 'articles'} "
+        f"from {', '.join(record.get('outlets') or ())}  "
         f"{(record.get('headline') or '')[:70]}"
     )
 

@@ -162,6 +162,20 @@ def test_env_example_values_are_the_code_defaults():
         assert type(default)(value) == default, f"{name}={value} in .env.example, {default!r} in the code"
 
 
+def test_every_variable_the_compose_file_reads_is_in_env_example_with_its_default():
+    import re
+
+    compose = (DEPLOY.parent / "docker-compose.yml").read_text()
+    used = dict(re.findall(r"\$\{([A-Z_]+)(?::-([^}]*))?\}", compose))
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY.parent / ".env.example").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+    assert sorted(set(used) - set(example)) == []
+    assert {k: v for k, v in used.items() if v and example[k] != v} == {}
+
+
 def test_the_wheel_carries_the_schemas_and_the_commands(tmp_path):
     # What the image installs: the output contract must ship in the package, not stay in the checkout.
     import subprocess

@@ -55,6 +55,7 @@ def test_one_readable_line_per_record():
         "Russia]",
     ]
     assert "2 articles from wire, metro" in line(STORY)
+    assert "1 article from wire " in line({**STORY, "member_count": 1, "outlets": ["wire"]})
 
 
 def test_from_takes_now_beginning_or_a_time():

@@ -150,7 +150,8 @@ def story_page(story: Mapping[str, Any], texts: Mapping[str, str]) -> str:
     )
     body = (
         f"<h1>{escape(story['headline'] or '(no headline)')}</h1>"
-        f"<p class=meta><span class=count>{story['member_count']}</span> reports from "
+        f"<p class=meta><span class=count>{story['member_count']}</span> "
+        f"{'report' if story['member_count'] == 1 else 'reports'} from "
         f"{', '.join(escape(o) for o in story['outlets'])} · {_time(story['first_seen'])} to "
         f"{_time(story['last_seen'])} · {escape(story['status'])}</p><p>{entities}</p>"
         f"<div class=reports>{reports}</div>"
