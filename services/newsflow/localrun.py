@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("out/enriched.jsonl"), help="where to write the records"
     )
+    parser.add_argument(
+        "--outlet",
+        help="outlet of every article (default: the first folder below the one given, the envelope's or the host)",
+    )
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if str(p) != "-" and not p.exists()]
     if missing:
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                 kafka,
                 producer,
                 create_metrics(CollectorRegistry()),
+                outlet=args.outlet,
                 sent_ids=sent_ids,
                 show_progress=True,
             )
