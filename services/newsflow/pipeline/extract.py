@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from configparser import ConfigParser
 from dataclasses import replace
@@ -26,6 +27,10 @@ from newsflow.pipeline.textclean import (
     link_key,
     normalize_text,
 )
+
+# trafilatura warns "discarding data: None" for every page it finds no text in, which this stage
+# handles (a fallback, then extraction.status) and counts; its warnings say nothing more.
+logging.getLogger("trafilatura.core").setLevel(logging.ERROR)
 
 STAGE = "extract"
 
