@@ -32,6 +32,8 @@ from aiokafka.errors import (
 from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
 
 log = logging.getLogger("newsflow.topics")
+# How often a wait for the broker says that it is still waiting.
+NOTE_WAITING_SECONDS = 5.0
 
 # Dead letters are evidence: keep them a month. Stories are compacted so a consumer can build
 # the current view of every story from the topic alone.
@@ -111,16 +113,25 @@ async def _retry_until_answered(
     timeout: float,
     pause: float,
     failure: str,
+    waiting: str = "still waiting",
 ) -> None:
-    """Await `attempt` until it stops raising `retriable`; raise TimeoutError(failure) after `timeout` s."""
-    deadline = time.monotonic() + timeout
+    """Await `attempt` until it stops raising `retriable`; raise TimeoutError(failure) after `timeout` s.
+
+    Every NOTE_WAITING_SECONDS a warning says that it is still `waiting`, and on what.
+    """
+    started = time.monotonic()
+    deadline, next_note = started + timeout, started + NOTE_WAITING_SECONDS
     while True:
         try:
             await attempt()
             return
         except retriable as exc:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise TimeoutError(failure) from exc
+            if now >= next_note:  # a wait that is not over in a moment is said, not silent
+                log.warning("%s so far (%.0fs of %.0fs): %r", waiting, now - started, timeout, exc)
+                next_note = now + NOTE_WAITING_SECONDS
             await asyncio.sleep(pause)
 
 
@@ -183,6 +194,7 @@ async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
         timeout,
         0.5,
         f"Kafka at {kafka.bootstrap} did not answer within {timeout:.0f}s",
+        f"Kafka at {kafka.bootstrap} has not answered",
     )
 
 
@@ -279,6 +291,7 @@ async def _wait_for_group_coordinator(admin: AIOKafkaAdminClient, timeout: float
         timeout,
         0.2,
         f"Kafka has no group coordinator after {timeout:.0f}s",
+        "Kafka has no group coordinator yet",
     )
 
 

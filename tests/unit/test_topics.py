@@ -57,3 +57,12 @@ def test_an_error_waiting_will_not_fix_is_raised_at_once(admin: type[_Admin]):
     with pytest.raises(UnknownTopicOrPartitionError):
         asyncio.run(topics.wait_for_broker(KafkaSettings(), timeout=5))
     assert admin.calls == 1
+
+
+def test_a_long_wait_for_the_broker_is_said_not_silent(admin: type[_Admin], monkeypatch, caplog):
+    monkeypatch.setattr(topics, "NOTE_WAITING_SECONDS", 0.3)
+    admin.failures = [RequestTimedOutError() for _ in range(4)]
+    with caplog.at_level("WARNING", logger="newsflow.topics"):
+        asyncio.run(topics.wait_for_broker(KafkaSettings(), timeout=10))
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes and all(n.startswith("Kafka at 127.0.0.1:19092 has not answered so far") for n in notes)
