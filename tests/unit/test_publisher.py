@@ -115,3 +115,17 @@ def test_a_stop_does_not_wait_for_an_input_that_blocks():
     got, seconds = asyncio.run(run())
     assert got == ["first line"] and seconds < 2
     never.set()
+
+
+def test_progress_lines_give_the_recent_rate_not_only_the_rate_since_start(monkeypatch, caplog):
+    clock = [1000.0]
+    monkeypatch.setattr(publish.time, "monotonic", lambda: clock[0])
+    tally = publish.Tally()
+    progress = publish.Progress(tally, None, enabled=True)
+    clock[0] += 3600  # an hour of watching, nothing to send
+    with caplog.at_level("INFO", logger="newsflow.producer"):
+        progress.step()
+        tally.counts["sent"] += 50
+        clock[0] += 10
+        progress.step()
+    assert caplog.records[-1].getMessage().endswith("lately 5.0 articles/s")

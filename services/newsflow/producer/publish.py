@@ -82,6 +82,7 @@ class Progress:
             self.bar = tqdm(total=total, unit=" articles", dynamic_ncols=True, leave=True)
         self.enabled = enabled
         self._last_log = time.monotonic()
+        self._last_sent = 0
 
     def step(self) -> None:
         if self.bar is not None:
@@ -89,9 +90,11 @@ class Progress:
             skipped, failed = sum(self.tally.by("skipped").values()), self.tally.failed
             if skipped or failed:
                 self.bar.set_postfix(skipped=skipped, failed=failed, refresh=False)
-        elif self.enabled and time.monotonic() - self._last_log >= PROGRESS_LOG_SECONDS:
-            self._last_log = time.monotonic()
-            log.info("progress: %s", self.tally.summary())
+        elif self.enabled and (now := time.monotonic()) - self._last_log >= PROGRESS_LOG_SECONDS:
+            # The rate since the last line too: over a watch's uptime the summary's rate tends to 0.
+            recent = (self.tally.sent - self._last_sent) / (now - self._last_log)
+            log.info("progress: %s; lately %.1f articles/s", self.tally.summary(), recent)
+            self._last_log, self._last_sent = now, self.tally.sent
 
     def close(self) -> None:
         if self.bar is not None:
