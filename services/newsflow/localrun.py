@@ -28,6 +28,7 @@ from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
+from newsflow.worker.settings import WorkerSettings
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="newsflow-run",
         description="Run the pipeline once on local files against a running Kafka (make run starts one).",
-        epilog=env_help(KafkaSettings, RunSettings, ProducerSettings),
+        epilog=env_help(KafkaSettings, RunSettings, ProducerSettings, WorkerSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -124,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
-    kafka, run, producer = load_settings_or_exit("newsflow-run", KafkaSettings, RunSettings, ProducerSettings)
+    # The worker's too, though the worker reads them itself: a bad one stops the run here, at once.
+    kafka, run, producer, _ = load_settings_or_exit(
+        "newsflow-run", KafkaSettings, RunSettings, ProducerSettings, WorkerSettings
+    )
     timeout = run.timeout_seconds
     started = time.monotonic()
     try:
@@ -132,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("newsflow-run: interrupted\n")
+        return 130
     worker_env = {**os.environ, "NEWSFLOW_LOG_LEVEL": os.environ.get("NEWSFLOW_LOG_LEVEL", "warning")}
     worker = start_worker(worker_env)
     try:

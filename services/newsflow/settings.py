@@ -7,6 +7,7 @@ and the docker-compose consistency test all read the same declaration.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -27,20 +28,33 @@ def env(
     secret: bool = False,
     minimum: float | None = None,
     choices: tuple[str, ...] | None = None,
+    maximum: float | None = None,
 ) -> Any:
     """Declare a settings field read from environment variable `name`.
 
     A secret is also read from the file named by `<name>_FILE`, and is never shown (repr, --help).
-    A value below `minimum`, or not one of `choices` (any case), is refused with the variable named.
+    A value outside [`minimum`, `maximum`], not finite, or not one of `choices` (any case) is
+    refused with the variable named.
     """
-    metadata = {"env": name, "help": help, "secret": secret, "minimum": minimum, "choices": choices}
+    metadata = {
+        "env": name,
+        "help": help,
+        "secret": secret,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": choices,
+    }
     return field(default=default, repr=not secret, metadata=metadata)
 
 
 def _check(value: Any, raw: str, f: dataclasses.Field[Any], name: str) -> Any:
-    minimum, choices = f.metadata.get("minimum"), f.metadata.get("choices")
+    minimum, maximum, choices = (f.metadata.get(k) for k in ("minimum", "maximum", "choices"))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name}={raw!r} is below {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={raw!r} is above {maximum:g}")
     if choices is not None:
         if value.lower() not in choices:
             raise SettingsError(f"{name}={raw!r} is not one of {choices}")

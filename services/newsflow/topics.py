@@ -60,7 +60,9 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
     """Return every topic the pipeline needs, with its partition count and config."""
     size = message_size_config(kafka)
     return [
-        TopicSpec(kafka.topic_raw, kafka.raw_partitions, size),
+        # Stamped by the broker on arrival, whoever writes to it (a replicator, a connector, a client
+        # stamping crawl times): the end-to-end latency is measured from that stamp.
+        TopicSpec(kafka.topic_raw, kafka.raw_partitions, {**size, "message.timestamp.type": "LogAppendTime"}),
         TopicSpec(kafka.topic_enriched, kafka.raw_partitions, size),
         TopicSpec(kafka.topic_dead_letter, 1, {**size, "retention.ms": str(DEAD_LETTER_RETENTION_MS)}),
         # One partition: the dedup stage is a single writer, so its decisions never depend on
@@ -252,33 +254,41 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
             if spec.name in existing:
                 await _apply_config(admin, spec)
                 continue
-            try:
-                response = await admin.create_topics(
-                    [
-                        NewTopic(
-                            spec.name,
-                            num_partitions=spec.partitions,
-                            replication_factor=1,
-                            topic_configs=spec.config,
-                        )
-                    ]
-                )
-            except TopicAlreadyExistsError:
-                continue
-            # The broker answers per topic, and aiokafka raises none of those errors.
-            for name, code, *message in response.topic_errors:
-                if code == TopicAlreadyExistsError.errno:
-                    continue
-                if code:
-                    detail = f": {message[0]}" if message and message[0] else ""
-                    raise TopicCreationError(
-                        f"the broker refused to create topic {name} ({for_code(code).__name__}{detail})"
-                    )
-            created.append(spec.name)
+            if await _create(admin, spec):
+                created.append(spec.name)
         await _wait_for_group_coordinator(admin)
     finally:
         await admin.close()
     return created
+
+
+async def _create(admin: AIOKafkaAdminClient, spec: TopicSpec, attempts: int = 5) -> bool:
+    """Create one topic; return False if it exists already (another worker made it first).
+
+    The broker answers per topic, and aiokafka raises none of those errors: a refusal (its
+    configuration, a policy, ACLs) raises TopicCreationError; a retriable one (a timeout, the
+    controller moving) is tried again.
+    """
+    new = NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=1, topic_configs=spec.config)
+    for attempt in range(attempts):
+        try:
+            response = await admin.create_topics([new])
+        except TopicAlreadyExistsError:
+            return False
+        errors = [(code, message[0] if message else None) for _, code, *message in response.topic_errors]
+        code, message = errors[0] if errors else (0, None)
+        if code == 0:
+            return True
+        if code == TopicAlreadyExistsError.errno:
+            return False
+        error = for_code(code)
+        if error.retriable and attempt + 1 < attempts:
+            log.warning("creating topic %s: %s; trying again", spec.name, error.__name__)
+            await asyncio.sleep(1.0)
+            continue
+        detail = f": {message}" if message else ""
+        raise TopicCreationError(f"the broker refused to create topic {spec.name} ({error.__name__}{detail})")
+    raise AssertionError("unreachable")
 
 
 async def _wait_for_group_coordinator(admin: AIOKafkaAdminClient, timeout: float = 60.0) -> None:

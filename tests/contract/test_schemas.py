@@ -102,3 +102,9 @@ def test_a_revised_file_names_the_version_it_revises(enricher, fixture_raws):
     )
     assert record["source"]["revision_of"] == raw.article_id
     assert schema_errors("enriched-article", jsonio.loads(jsonio.dumps(record))) == []
+
+
+def test_only_revisions_carry_revision_of(enricher, fixture_raws):
+    # Records a consumer on a 1.4 schema (closed objects) could read before still read the same.
+    (result,) = enricher.enrich_batch(fixture_raws[:1])
+    assert "revision_of" not in article_fields(result.article, result.entities)["source"]

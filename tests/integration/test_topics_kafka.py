@@ -58,6 +58,7 @@ def test_topics_admit_large_articles_and_an_upgrade_reapplies_the_config(kafka: 
     # The `kafka` fixture has created the topics.
     raw = asyncio.run(_topic_configs(kafka, kafka.topic_raw))
     assert raw["max.message.bytes"] == str(kafka.max_message_bytes) == "8388608"
+    assert raw["message.timestamp.type"] == "LogAppendTime"  # the latency is measured from it
     dead = asyncio.run(_topic_configs(kafka, kafka.topic_dead_letter))
     assert dead["retention.ms"] == str(DEAD_LETTER_RETENTION_MS)
     stories = asyncio.run(_topic_configs(kafka, kafka.topic_stories))

@@ -38,7 +38,14 @@ def test_values_out_of_range_or_choice_are_refused_before_anything_starts():
     with pytest.raises(SettingsError, match="NEWSFLOW_LOG_LEVEL='verbose' is not one of"):
         from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "verbose"})
     assert from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "WARNING"}).log_level == "warning"
-    assert from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SECONDS": "0"}).batch_seconds == 0
+    # Faust's take waits for a whole batch when its wait is 0: not "no wait" but "wait forever".
+    with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_BATCH_SECONDS='0' is below"):
+        from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SECONDS": "0"})
+    with pytest.raises(SettingsError, match="NEWSFLOW_DEDUP_STORY_THRESHOLD='nan' is not a finite number"):
+        from_env(WorkerSettings, {"NEWSFLOW_DEDUP_STORY_THRESHOLD": "nan"})
+    with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_METRICS_PORT='99999' is above 65535"):
+        from_env(WorkerSettings, {"NEWSFLOW_WORKER_METRICS_PORT": "99999"})
+    assert from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "critical"}).log_level == "critical"
 
 
 def test_newsflow_run_reads_the_producer_settings():
@@ -59,6 +66,19 @@ def test_newsflow_run_reads_the_producer_settings():
     assert (
         proc.stderr.strip()
         == "newsflow-run: error: NEWSFLOW_PRODUCER_MAX_FILE_BYTES='lots' is not a valid int"
+    )
+    # and the worker's, which it would otherwise learn of only when its worker exits
+    bad = {**bad, "NEWSFLOW_PRODUCER_MAX_FILE_BYTES": "1000", "NEWSFLOW_WORKER_BATCH_SIZE": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsflow.localrun", str(SEEDS)],
+        env=bad,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "newsflow-run: error: NEWSFLOW_WORKER_BATCH_SIZE='0' is below 1",
     )
 
 

@@ -92,7 +92,7 @@ class Decision:
     stage: str | None = None
     merged: int = 0  # stories this decision merged into another (`StoryIndex.merge`)
     split: int = 0  # stories this decision split from another (`StoryIndex.split`)
-    # When the producer sent the article to the raw topic (its Kafka timestamp, seconds), for the
+    # When the article reached the raw topic (the broker's LogAppendTime, seconds), for the
     # end-to-end latency: not `received_at`, which is a WARC record's crawl time.
     produced: float | None = None
 

@@ -53,14 +53,18 @@ class Source:
     revision_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "path": self.path,
             "outlet": self.outlet,
             "content_type": self.content_type,
             "received_at": self.received_at,
             "url": self.url,
-            "revision_of": self.revision_of,
         }
+        # Only on revisions: a consumer still holding a 1.4 schema (closed objects) refuses the
+        # records that carry it, not every record.
+        if self.revision_of:
+            out["revision_of"] = self.revision_of
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+        try:
+            start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+        except OSError as exc:  # the port taken, an address not of this host
+            sys.stderr.write(
+                f"newsflow-producer: error: cannot serve /metrics on {settings.host}:{settings.metrics_port}: {exc}\n"
+            )
+            return 2
 
     async def run() -> list[Tally]:
         stop = asyncio.Event()

@@ -36,8 +36,9 @@ log = logging.getLogger("newsflow.producer")
 # bounded whatever the input (a folder of 5 MB pages, a multi-GB archive).
 MAX_IN_FLIGHT_BYTES = 32 << 20
 PROGRESS_LOG_SECONDS = 10.0
-# Items read ahead of the sends (each at most NEWSFLOW_PRODUCER_MAX_FILE_BYTES).
-READ_AHEAD = 16
+# Items read ahead of the sends, each at most NEWSFLOW_PRODUCER_MAX_FILE_BYTES: with the queue and
+# the batch taken from it, at most 2 * READ_AHEAD + 1 items wait besides the bytes in flight.
+READ_AHEAD = 4
 
 
 @dataclass

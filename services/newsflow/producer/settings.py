@@ -18,7 +18,7 @@ class ProducerSettings:
         minimum=1,
     )
     metrics_port: int = env(
-        "NEWSFLOW_PRODUCER_METRICS_PORT", 0, "port of /metrics (0: no endpoint)", minimum=0
+        "NEWSFLOW_PRODUCER_METRICS_PORT", 0, "port of /metrics (0: no endpoint)", minimum=0, maximum=65535
     )
     watch_seconds: float = env(
         "NEWSFLOW_PRODUCER_WATCH_SECONDS",
@@ -49,7 +49,11 @@ class ProducerSettings:
         "address /metrics and POST /articles listen on (0.0.0.0 in a container; the ingest has no authentication)",
     )
     http_port: int = env(
-        "NEWSFLOW_PRODUCER_HTTP_PORT", 0, "port of POST /articles and /healthz (0: off)", minimum=0
+        "NEWSFLOW_PRODUCER_HTTP_PORT",
+        0,
+        "port of POST /articles and /healthz (0: off)",
+        minimum=0,
+        maximum=65535,
     )
     http_max_body_bytes: int = env(
         "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES",

@@ -104,7 +104,7 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         ),
         end_to_end_seconds=Histogram(
             "newsflow_worker_end_to_end_seconds",
-            "Time from the producer's send of the raw article (its Kafka timestamp) to the enriched record being sent.",
+            "Time from the raw article's arrival in Kafka (the raw topic's broker-set timestamp) to the enriched record being sent.",
             buckets=E2E_BUCKETS,
             registry=registry,
         ),

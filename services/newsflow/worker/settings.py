@@ -29,7 +29,7 @@ class WorkerSettings:
     )
     data_dir: str = env("NEWSFLOW_WORKER_DATA_DIR", ".cache/worker", "Faust data dir")
     metrics_port: int = env(
-        "NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)", minimum=0
+        "NEWSFLOW_WORKER_METRICS_PORT", 9101, "port of /metrics (0: no endpoint)", minimum=0, maximum=65535
     )
     metrics_host: str = env(
         "NEWSFLOW_WORKER_METRICS_HOST", "127.0.0.1", "address /metrics listens on (0.0.0.0 in a container)"
@@ -37,8 +37,8 @@ class WorkerSettings:
     log_level: str = env(
         "NEWSFLOW_LOG_LEVEL",
         "info",
-        "log level: debug, info, warning or error",
-        choices=("debug", "info", "warning", "error"),
+        "log level: debug, info, warning, error or critical",
+        choices=("debug", "info", "warning", "error", "critical"),
     )
     batch_size: int = env(
         "NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch", minimum=1
@@ -47,7 +47,11 @@ class WorkerSettings:
     # waiting: under a trickle it is most of an article's latency, once per stage. Under load the
     # batches still fill, from what arrived while the last one ran (bench/RESULTS.md, run notes of 12-02 18:52).
     batch_seconds: float = env(
-        "NEWSFLOW_WORKER_BATCH_SECONDS", 0.02, "longest wait to fill a batch", minimum=0
+        # Above 0: Faust's take waits for a full batch when `within` is 0.
+        "NEWSFLOW_WORKER_BATCH_SECONDS",
+        0.02,
+        "longest wait to fill a batch (above 0)",
+        minimum=0.001,
     )
     dedup_batch_size: int = env(
         "NEWSFLOW_WORKER_DEDUP_BATCH_SIZE",
@@ -58,8 +62,8 @@ class WorkerSettings:
     dedup_batch_seconds: float = env(
         "NEWSFLOW_WORKER_DEDUP_BATCH_SECONDS",
         0.02,
-        "longest wait to fill a dedup transaction",
-        minimum=0,
+        "longest wait to fill a dedup transaction (above 0)",
+        minimum=0.001,
     )
     snapshot_seconds: float = env(
         "NEWSFLOW_WORKER_SNAPSHOT_SECONDS",
@@ -71,7 +75,7 @@ class WorkerSettings:
         "NEWSFLOW_WORKER_SESSION_TIMEOUT_SECONDS",
         10.0,
         "how long the group waits for a silent worker before moving its partitions",
-        minimum=1,
+        minimum=6,  # Kafka's group.min.session.timeout.ms: a shorter one is refused at the join
     )
     instance_id: str = env(
         "NEWSFLOW_WORKER_INSTANCE_ID",
@@ -82,7 +86,7 @@ class WorkerSettings:
         "NEWSFLOW_WORKER_STOP_SECONDS",
         8.0,
         "after SIGTERM, exit at the latest this long after (a stop waits for Kafka otherwise)",
-        minimum=0,
+        minimum=1,
     )
     compute_threads: int = env(
         "NEWSFLOW_WORKER_COMPUTE_THREADS",
