@@ -30,52 +30,50 @@ def test_bad_value_names_the_variable():
     )
 
 
-def test_values_out_of_range_or_choice_are_refused_before_anything_starts():
-    with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_BATCH_SIZE='0' is below 1"):
-        from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SIZE": "0"})
-    with pytest.raises(SettingsError, match="NEWSFLOW_RAW_PARTITIONS='0' is below 1"):
-        from_env(KafkaSettings, {"NEWSFLOW_RAW_PARTITIONS": "0"})
-    with pytest.raises(SettingsError, match="NEWSFLOW_LOG_LEVEL='verbose' is not one of"):
-        from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "verbose"})
+@pytest.mark.parametrize(
+    ("cls", "variable", "value", "message"),
+    [
+        (WorkerSettings, "NEWSFLOW_WORKER_BATCH_SIZE", "0", "is below 1"),
+        (KafkaSettings, "NEWSFLOW_RAW_PARTITIONS", "0", "is below 1"),
+        (WorkerSettings, "NEWSFLOW_LOG_LEVEL", "verbose", "is not one of"),
+        # Faust's take waits for a whole batch when its wait is 0: not "no wait" but "wait forever".
+        (WorkerSettings, "NEWSFLOW_WORKER_BATCH_SECONDS", "0", "is below"),
+        (WorkerSettings, "NEWSFLOW_DEDUP_STORY_THRESHOLD", "nan", "is not a finite number"),
+        (WorkerSettings, "NEWSFLOW_WORKER_METRICS_PORT", "99999", "is above 65535"),
+    ],
+)
+def test_values_out_of_range_or_choice_are_refused_before_anything_starts(cls, variable, value, message):
+    with pytest.raises(SettingsError, match=f"{variable}='{value}' {message}"):
+        from_env(cls, {variable: value})
+
+
+def test_choices_are_taken_in_any_case():
     assert from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "WARNING"}).log_level == "warning"
-    # Faust's take waits for a whole batch when its wait is 0: not "no wait" but "wait forever".
-    with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_BATCH_SECONDS='0' is below"):
-        from_env(WorkerSettings, {"NEWSFLOW_WORKER_BATCH_SECONDS": "0"})
-    with pytest.raises(SettingsError, match="NEWSFLOW_DEDUP_STORY_THRESHOLD='nan' is not a finite number"):
-        from_env(WorkerSettings, {"NEWSFLOW_DEDUP_STORY_THRESHOLD": "nan"})
-    with pytest.raises(SettingsError, match="NEWSFLOW_WORKER_METRICS_PORT='99999' is above 65535"):
-        from_env(WorkerSettings, {"NEWSFLOW_WORKER_METRICS_PORT": "99999"})
     assert from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "critical"}).log_level == "critical"
 
 
-def test_newsflow_run_reads_the_producer_settings():
-    # A bad NEWSFLOW_PRODUCER_* value stops it with one line, before it contacts Kafka.
-    bad = {
-        **os.environ,
-        "NEWSFLOW_PRODUCER_MAX_FILE_BYTES": "lots",
-        "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9",
-    }
-    proc = subprocess.run(
+def _newsflow_run(**variables: str) -> subprocess.CompletedProcess[str]:
+    """newsflow-run on the seeds with these variables, against a port where no broker listens."""
+    environ = {**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9", **variables}
+    return subprocess.run(
         [sys.executable, "-m", "newsflow.localrun", str(SEEDS)],
-        env=bad,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_newsflow_run_reads_the_producer_settings():
+    # A bad NEWSFLOW_PRODUCER_* value stops it with one line, before it contacts Kafka.
+    proc = _newsflow_run(NEWSFLOW_PRODUCER_MAX_FILE_BYTES="lots")
     assert proc.returncode == 2
     assert (
         proc.stderr.strip()
         == "newsflow-run: error: NEWSFLOW_PRODUCER_MAX_FILE_BYTES='lots' is not a valid int"
     )
     # and the worker's, which it would otherwise learn of only when its worker exits
-    bad = {**bad, "NEWSFLOW_PRODUCER_MAX_FILE_BYTES": "1000", "NEWSFLOW_WORKER_BATCH_SIZE": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "newsflow.localrun", str(SEEDS)],
-        env=bad,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _newsflow_run(NEWSFLOW_PRODUCER_MAX_FILE_BYTES="1000", NEWSFLOW_WORKER_BATCH_SIZE="0")
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
         "newsflow-run: error: NEWSFLOW_WORKER_BATCH_SIZE='0' is below 1",

@@ -274,20 +274,24 @@ async def read_in_background(items: Iterator[Item], stop: asyncio.Event) -> Asyn
     ready: queue.Queue[Item | BaseException | None] = queue.Queue(READ_AHEAD)
     halted = threading.Event()
 
+    def offer(x: Item | BaseException | None) -> bool:
+        """Queue x once there is room; False if the reading stopped first."""
+        while not halted.is_set():
+            try:
+                ready.put(x, timeout=0.2)
+                return True
+            except queue.Full:
+                pass
+        return False
+
     def read() -> None:
         try:
             for item in items:
-                while not halted.is_set():
-                    try:
-                        ready.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if halted.is_set():
+                if not offer(item):
                     return
-            ready.put(None)
+            offer(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the loop, which raises it
-            ready.put(exc)
+            offer(exc)
 
     def take() -> list[Item | BaseException | None]:
         try:
