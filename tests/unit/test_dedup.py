@@ -40,7 +40,8 @@ BRIDGE_OTHER_OUTLET = (
 ELECTION = (
     "Voters in the northern province elect a new regional parliament on Sunday, with the governing party "
     "trailing the opposition in every poll.\n"
-    "Turnout was expected to be high after a campaign dominated by rising energy prices and housing."
+    "Turnout was expected to be high after a campaign dominated by rising energy prices and housing.\n"
+    "Polling stations open at seven in the morning and close at eight in the evening."
 )
 
 

@@ -687,3 +687,34 @@ def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_liv
         }
         assert rebuilt.index.postings == desk.index.postings
         assert rebuilt.index.waiting() == []  # every member that left its story reached its split
+
+
+FLASH = "Mayor Ellen Brooks reopened the Old Harbour Bridge to traffic on Friday after a repair of more than two years."
+NOT_FOUND = (
+    "Page not found. The page you were looking for has moved or no longer exists. Return to the home page."
+)
+
+
+def test_a_short_text_joins_the_story_it_reads_like_but_never_opens_one(tagger):
+    desk = DedupDesk()
+    lost = desk.decide(message(tagger, "n1", NOT_FOUND, "harbourtimes"), ORIGIN)
+    assert lost.outcome == "no_story"
+    assert lost.record is not None and lost.record["extraction"]["status"] == "not_article"
+    assert lost.record["story_id"] is None and schema_errors("enriched-article", lost.record) == []
+    assert not desk.index.stories and not any(o.destination == STORIES for o in lost.outputs)
+    early = desk.decide(message(tagger, "f0", FLASH, "wire"), ORIGIN)
+    assert early.outcome == "no_story"  # nothing to join yet
+    opened = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)
+    assert opened.outcome == "new_story"
+    flash = desk.decide(message(tagger, "f1", FLASH, "valleypost"), ORIGIN)
+    assert flash.outcome == "joined_story"  # not a copy of f0, which no story holds
+    assert flash.record is not None and flash.record["extraction"]["status"] == "not_article"
+    assert flash.record["story_id"] == opened.record["story_id"]
+    # each comes out once, and a rebuilt desk knows which came out without a story
+    state = [
+        (o.key, o.value) for d in (lost, early, opened, flash) for o in d.outputs if o.destination == STATE
+    ]
+    rebuilt = DedupDesk.from_state(state)
+    for article_id, text in (("n1", NOT_FOUND), ("f0", FLASH), ("f1", FLASH)):
+        assert rebuilt.decide(message(tagger, article_id, text, "wire"), ORIGIN).outcome == "duplicate"
+    assert set(rebuilt.index.stories) == {opened.record["story_id"]}

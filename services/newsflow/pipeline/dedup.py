@@ -1092,6 +1092,17 @@ class StoryIndex:
 
     def assign(self, f: StoryFeatures) -> StoryAssignment:
         """Decide `duplicate_of` and `story_id` for an article and index it."""
+        assignment = self._assign(f, may_open=True)
+        assert assignment is not None  # may_open: every article gets one
+        return assignment
+
+    def join(self, f: StoryFeatures) -> StoryAssignment | None:
+        """Like `assign` for an article that may join a story or copy an article but never opens a
+        story: one that would is not indexed, and None is returned (a short text: an error page,
+        a caption, a one-line flash, whose few words are no evidence of an event of its own)."""
+        return self._assign(f, may_open=False)
+
+    def _assign(self, f: StoryFeatures, may_open: bool) -> StoryAssignment | None:
         known = self.articles.get(f.article_id)
         if known is not None:  # a redelivered message gets the same answer
             return known.assignment
@@ -1107,6 +1118,8 @@ class StoryIndex:
         else:
             scored = self.scores(f)
             if not scored or scored[0][0] < self.options.story_threshold:
+                if not may_open:
+                    return None
                 assignment = StoryAssignment(f"s-{f.article_id}", None, None, None, True)
             else:
                 similarity, story = scored[0]

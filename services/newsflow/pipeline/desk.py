@@ -61,9 +61,12 @@ ENRICHED, STORIES, DEAD_LETTER, STATE, BOILERPLATE = (
 
 KIND_ARTICLE, KIND_REJECTED = "article", "rejected"
 # A page with no text left after cleaning reports no event: it is enriched without a story rather
-# than opening a story of its own. (Short texts, `not_article`, keep theirs: a 30-word wire flash
-# belongs to its story.)
+# than opening a story of its own.
 NO_STORY_STATUSES = frozenset({"empty"})
+# A short text (under NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS: an error page, a caption, a one-line
+# flash) joins the story it reads like, or copies an article, but never opens a story: its few
+# words are no evidence of an event, and the stories it opened were mostly pages of no event.
+JOIN_ONLY_STATUSES = frozenset({"not_article"})
 # See `DedupDesk.learned`.
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 # The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
@@ -234,7 +237,7 @@ class DedupDesk:
     # (article id, replay count) of dead-lettered inputs -> when they were received.
     rejected: dict[tuple[str, int], float] = field(default_factory=dict)
     _rejected_by_age: list[tuple[float, str, int]] = field(default_factory=list)
-    # Articles written out without a story (NO_STORY_STATUSES) -> when they were received.
+    # Articles written out without a story (NO_STORY_STATUSES, JOIN_ONLY_STATUSES) -> when received.
     unstoried: dict[str, float] = field(default_factory=dict)
     _unstoried_by_age: list[tuple[float, str]] = field(default_factory=list)
     # Closed stories whose record is still on the stories topic -> when they closed (index clock).
@@ -551,10 +554,17 @@ class DedupDesk:
             return self._dead_letter(name, replay_count, rejection, message, key, origin)
         if self.written(article_id, replay_count):
             return Decision("duplicate")
-        if body["fields"].get("extraction", {}).get("status") in NO_STORY_STATUSES:
+        status = body["fields"].get("extraction", {}).get("status")
+        if status in NO_STORY_STATUSES:
             return self._sent_at(self._unstoried_out(features, body), body)
         try:
-            assignment = self.index.assign(features)
+            if status in JOIN_ONLY_STATUSES:
+                joined = self.index.join(features)
+                if joined is None:
+                    return self._sent_at(self._unstoried_out(features, body), body)
+                assignment = joined
+            else:
+                assignment = self.index.assign(features)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one article, not the stream
             log.exception("dedup of %s failed", article_id)
             rejection = Rejection("dedup", "internal_error", f"{type(exc).__name__}: {exc}")

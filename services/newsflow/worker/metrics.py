@@ -129,7 +129,7 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         ),
         dedup_decisions=Counter(
             "newsflow_dedup_decisions_total",
-            "Dedup decisions: new_story, joined_story (same event, other report), copy, or no_story (a page with no text left after cleaning).",
+            "Dedup decisions: new_story, joined_story (same event, other report), copy, or no_story (a page with no text left after cleaning, or a short text that joined no story).",
             ["decision"],
             registry=registry,
         ),

@@ -126,7 +126,7 @@ class WorkerSettings:
     min_article_words: int = env(
         "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS",
         _EXTRACT.min_article_words,
-        "fewer words: extraction.status is not_article",
+        "fewer words: extraction.status is not_article (joins a story, never opens one)",
         minimum=0,
     )
     ner_model: str = env(
