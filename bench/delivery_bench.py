@@ -1,6 +1,6 @@
 """Delivery under failure on a real broker: kill -9 crashes, fuzzed inputs; counts and recovery times.
 
-    python bench/delivery_bench.py [--articles 2000] [--kills 20] [--fuzz 500] [--record]
+    python bench/delivery_bench.py [--articles 2000] [--kills 20] [--stops 20] [--fuzz 500] [--record]
 
 Starts a Kafka broker of its own (deploy/local-kafka/kafka.sh on a free port, deleted afterwards),
 then runs, on one corpus of templated news (the grouping corpus's 40 events, 5 reports each, repeated
@@ -8,6 +8,7 @@ under new URLs up to the size asked for):
 - a baseline: the same articles through one worker, no kills;
 - the crash trial: the articles streamed in while the worker is killed (SIGKILL) `--kills` times at
   random points and restarted at once; a read_committed consumer counts what came out;
+- the stop trial: the same with `--stops` graceful stops (SIGTERM), which commit offsets;
 - the fuzz trial: `--fuzz` generated bad inputs mixed with good ones through one worker, and
   hypothesis over the extraction stage in process (`--examples`).
 """
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -73,6 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=2000, help="articles per trial (multiple of 5)")
     parser.add_argument("--kills", type=int, default=20, help="kill -9 of the worker in the crash trial")
+    parser.add_argument("--stops", type=int, default=20, help="graceful stops (SIGTERM) in the stop trial")
     parser.add_argument("--fuzz", type=int, default=500, help="bad inputs in the fuzz trial")
     parser.add_argument("--examples", type=int, default=5000, help="hypothesis examples over extraction")
     parser.add_argument("--seed", type=int, default=2026)
@@ -85,11 +88,18 @@ def main() -> int:
         work = Path(tempfile.mkdtemp(prefix="newsflow-delivery-"))
         files = write_rounds(work / "corpus", args.articles)
 
-        def trial(name: str, kills: int) -> None:
+        def trial(name: str, kills: int, stop_signal: int = signal.SIGKILL) -> None:
             kafka = unique_kafka(partitions=4)
             ensure_topics(kafka)
             report = crash_trial(
-                kafka, files, work, kills, random.Random(args.seed), app_id=name, timeout=3600
+                kafka,
+                files,
+                work,
+                kills,
+                random.Random(args.seed),
+                app_id=name,
+                timeout=3600,
+                stop_signal=stop_signal,
             )
             print(f"{name}: {report.line()}", flush=True)
             waits = report.restart_to_output
@@ -102,6 +112,7 @@ def main() -> int:
 
         trial("baseline", 0)
         trial("crash", args.kills)
+        trial("stop", args.stops, signal.SIGTERM)
         kafka = unique_kafka(partitions=4)
         ensure_topics(kafka)
         good = files[: min(200, len(files))]
@@ -112,7 +123,7 @@ def main() -> int:
 
     body = "\n".join(
         [
-            "| run | sent | enriched | dead-lettered | lost | duplicated | stories | kills | restart to output mean / max s | seconds |",
+            "| run | sent | enriched | dead-lettered | lost | duplicated | stories | kills or stops | restart to output mean / max s | seconds |",
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
@@ -123,7 +134,7 @@ def main() -> int:
     )
     print(body)
     if args.record:
-        record("Delivery under kill -9 and fuzzed inputs", body)
+        record("Delivery under kill -9, graceful stops and fuzzed inputs", body)
     return 0
 
 

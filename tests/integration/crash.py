@@ -114,8 +114,12 @@ def crash_trial(
     app_id: str = "crash",
     env: dict[str, str] | None = None,
     timeout: float = 600.0,
+    stop_signal: int = signal.SIGKILL,
 ) -> CrashReport:
-    """Send `files` in a stream while killing the worker `kills` times; return what came out."""
+    """Send `files` in a stream while killing the worker `kills` times; return what came out.
+
+    `stop_signal` SIGTERM stops it gracefully instead (what an orchestrator's stop or a deploy
+    does): a stop commits offsets, which a kill never does."""
     env = {"NEWSFLOW_WORKER_INSTANCE_ID": "crash-worker-1", **(env or {})}
     started = time.monotonic()
     log_path = workdir / f"{app_id}.log"
@@ -139,7 +143,7 @@ def crash_trial(
                     if time.monotonic() - started > timeout:
                         raise TimeoutError(f"only {reader.collected.count()} records after {timeout:.0f}s")
                     time.sleep(0.05 + rng.random() * 0.2)
-                worker.send_signal(signal.SIGKILL)
+                worker.send_signal(stop_signal)
                 worker.wait()
                 restarted = time.monotonic()
                 restart_times.append(restarted)

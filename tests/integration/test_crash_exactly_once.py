@@ -1,4 +1,5 @@
-"""kill -9 the worker mid-stream: a read_committed consumer sees every article once, grouped as without crashes.
+"""kill -9 (or stop) the worker mid-stream: a read_committed consumer sees every article once,
+grouped as without crashes.
 
 The small version of `bench/crash_bench.py`: 200 articles of the grouping corpus (40 stories,
 80 copies) streamed into 4 partitions while the worker is killed 3 times at random points and
@@ -8,6 +9,7 @@ restarted each time. The restarts load the dedup desk from the snapshots the wri
 from __future__ import annotations
 
 import random
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,16 @@ from tests.integration.story_corpus import build_corpus, write_corpus
 
 
 @pytest.mark.timeout(900)
-def test_kill_9_loses_nothing_and_repeats_nothing(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("stop_signal", "stops"),
+    [
+        pytest.param(signal.SIGKILL, 3, id="kill-9"),
+        # A stop commits what the worker acknowledged: before transport.py's fix 5, one graceful
+        # stop in about four lost a run of one partition's articles that Faust skipped unprocessed.
+        pytest.param(signal.SIGTERM, 4, id="sigterm"),
+    ],
+)
+def test_kill_9_or_stop_loses_nothing_and_repeats_nothing(tmp_path: Path, stop_signal: int, stops: int):
     corpus = tmp_path / "corpus"
     by_file = write_corpus(corpus, build_corpus())
     files = sorted(corpus.rglob("*.json"))
@@ -28,7 +39,16 @@ def test_kill_9_loses_nothing_and_repeats_nothing(tmp_path: Path):
     # Snapshots every second: the restarts rebuild the desk from a snapshot and the records after it
     # (other restart tests replay the whole state topic).
     env = {"NEWSFLOW_WORKER_SNAPSHOT_SECONDS": "1"}
-    report = crash_trial(kafka, files, tmp_path, kills=3, rng=random.Random(7), env=env, timeout=600)
+    report = crash_trial(
+        kafka,
+        files,
+        tmp_path,
+        kills=stops,
+        rng=random.Random(7),
+        env=env,
+        timeout=600,
+        stop_signal=stop_signal,
+    )
     print(report.line())
     log = (tmp_path / "crash.log").read_text(errors="replace")
     assert "dedup snapshot written" in log and "rebuilt from a snapshot and" in log, log[-3000:]
