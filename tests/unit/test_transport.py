@@ -69,10 +69,10 @@ def test_a_message_acknowledged_while_the_flow_is_stopped_is_withheld(app):
     skipped = message(app, 1)
     assert app.consumer.ack(skipped) is False
     assert skipped.acked  # the stream will not try again
-    assert acked_offsets(app) == [0]  # and no commit can pass offset 1
+    assert acked_offsets(app) == [0]
     app.flow_control.resume()
     app.consumer.ack(message(app, 2))
-    assert app.consumer._new_offset(TP("raw", 0)) == 1
+    assert app.consumer._new_offset(TP("raw", 0)) == 1  # the commit stops before offset 1
 
 
 def test_a_message_of_an_earlier_generation_is_withheld(app):
@@ -80,3 +80,13 @@ def test_a_message_of_an_earlier_generation_is_withheld(app):
     app.consumer_generation_id = 5
     assert app.consumer.ack(message(app, 0, generation=4)) is False
     assert acked_offsets(app) == []
+
+
+def test_acknowledgements_of_topics_the_writer_commits_are_not_recorded(app):
+    app.self_committed_topics = frozenset({"raw"})
+    app.flow_control.resume()
+    app.consumer._committed_offset[TP("raw", 0)] = 10  # as after a restart
+    for offset in range(10, 20):
+        one = message(app, offset)
+        assert app.consumer.ack(one) is True and one.acked
+    assert acked_offsets(app) == [] and not app.consumer._acked_index[TP("raw", 0)]
