@@ -21,15 +21,17 @@ from tests.integration.story_corpus import build_corpus, write_corpus
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
-    ("stop_signal", "stops"),
+    ("stop_signal", "stops", "app_id"),
     [
-        pytest.param(signal.SIGKILL, 3, id="kill-9"),
+        pytest.param(signal.SIGKILL, 3, "crash", id="kill-9"),
         # A stop commits what the worker acknowledged: before transport.py's fix 5, one graceful
         # stop in about four lost a run of one partition's articles that Faust skipped unprocessed.
-        pytest.param(signal.SIGTERM, 4, id="sigterm"),
+        pytest.param(signal.SIGTERM, 4, "stop", id="sigterm"),
     ],
 )
-def test_kill_9_or_stop_loses_nothing_and_repeats_nothing(tmp_path: Path, stop_signal: int, stops: int):
+def test_kill_9_or_stop_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, stop_signal: int, stops: int, app_id: str
+):
     corpus = tmp_path / "corpus"
     by_file = write_corpus(corpus, build_corpus())
     files = sorted(corpus.rglob("*.json"))
@@ -38,19 +40,22 @@ def test_kill_9_or_stop_loses_nothing_and_repeats_nothing(tmp_path: Path, stop_s
 
     # Snapshots every second: the restarts rebuild the desk from a snapshot and the records after it
     # (other restart tests replay the whole state topic).
-    env = {"NEWSFLOW_WORKER_SNAPSHOT_SECONDS": "1"}
+    # A consumer group and static member of its own: the other variant's static member is still
+    # registered in its group, with the other variant's topics.
+    env = {"NEWSFLOW_WORKER_SNAPSHOT_SECONDS": "1", "NEWSFLOW_WORKER_INSTANCE_ID": f"{app_id}-worker-1"}
     report = crash_trial(
         kafka,
         files,
         tmp_path,
         kills=stops,
         rng=random.Random(7),
+        app_id=app_id,
         env=env,
         timeout=600,
         stop_signal=stop_signal,
     )
     print(report.line())
-    log = (tmp_path / "crash.log").read_text(errors="replace")
+    log = (tmp_path / f"{app_id}.log").read_text(errors="replace")
     assert "dedup snapshot written" in log and "rebuilt from a snapshot and" in log, log[-3000:]
 
     assert report.sent == 200
