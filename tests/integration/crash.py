@@ -120,7 +120,9 @@ def crash_trial(
 
     `stop_signal` SIGTERM stops it gracefully instead (what an orchestrator's stop or a deploy
     does): a stop commits offsets, which a kill never does."""
-    env = {"NEWSFLOW_WORKER_INSTANCE_ID": "crash-worker-1", **(env or {})}
+    # Static membership, a member id per trial's group (`app_id`): a group still holding another
+    # trial's member with other topics would hand this worker partitions it does not follow.
+    env = {"NEWSFLOW_WORKER_INSTANCE_ID": f"{app_id}-worker-1", **(env or {})}
     started = time.monotonic()
     log_path = workdir / f"{app_id}.log"
     sent: list[str] = []

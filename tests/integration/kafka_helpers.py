@@ -24,7 +24,7 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings, to_env
-from newsflow.topics import committed_reader, create_topics
+from newsflow.topics import committed_reader, create_topics, topic_partitions
 
 # Long enough for a cold worker (Faust start-up, model load, first rebalance) on a loaded 2-core
 # machine; short enough that a hang fails the test instead of CI's time budget.
@@ -249,8 +249,6 @@ def trace_missing(kafka: KafkaSettings, app_id: str, have: set[str]) -> str:
 
 async def _read_all(kafka: KafkaSettings, topic: str) -> list[tuple[int, int, bytes, bytes]]:
     """(partition, offset, key, value) of every committed record of `topic`, up to its end."""
-    from newsflow.topics import topic_partitions
-
     consumer = committed_reader(kafka)
     await consumer.start()
     try:

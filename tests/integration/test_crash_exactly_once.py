@@ -40,9 +40,7 @@ def test_kill_9_or_stop_loses_nothing_and_repeats_nothing(
 
     # Snapshots every second: the restarts rebuild the desk from a snapshot and the records after it
     # (other restart tests replay the whole state topic).
-    # A consumer group and static member of its own: the other variant's static member is still
-    # registered in its group, with the other variant's topics.
-    env = {"NEWSFLOW_WORKER_SNAPSHOT_SECONDS": "1", "NEWSFLOW_WORKER_INSTANCE_ID": f"{app_id}-worker-1"}
+    env = {"NEWSFLOW_WORKER_SNAPSHOT_SECONDS": "1"}
     report = crash_trial(
         kafka,
         files,

@@ -15,6 +15,7 @@ import stat
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -231,10 +232,10 @@ def iter_inputs(
         if str(given) == STDIN:
             # A reader of its own on the descriptor, not sys.stdin's: a read that blocks holds its
             # reader's lock, and the interpreter's exit flushes sys.stdin (an abort if it is held).
-            if stdin is not None:
-                yield from iter_jsonl(stdin, "<stdin>", outlet, max_bytes)
-                continue
-            with open(sys.stdin.fileno(), "rb", closefd=False) as stream:
+            opened = (
+                nullcontext(stdin) if stdin is not None else open(sys.stdin.fileno(), "rb", closefd=False)
+            )
+            with opened as stream:
                 yield from iter_jsonl(stream, "<stdin>", outlet, max_bytes)
             continue
         root = Path(given)
@@ -266,15 +267,12 @@ def iter_file(
     if isinstance(opened, Skipped):
         yield opened
         return
+    name = display_name(path.relative_to(root))
     with opened:
         if kind == "jsonl":
-            yield from iter_jsonl(
-                _decompressed(path, opened), display_name(path.relative_to(root)), outlet, max_bytes
-            )
+            yield from iter_jsonl(_decompressed(path, opened), name, outlet, max_bytes)
         else:
-            yield from iter_warc(
-                opened, display_name(path.relative_to(root)), outlet, max_bytes, outlet_by_host or {}
-            )
+            yield from iter_warc(opened, name, outlet, max_bytes, outlet_by_host or {})
 
 
 # -- JSON Lines ------------------------------------------------------------------------------------
