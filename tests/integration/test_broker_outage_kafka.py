@@ -164,3 +164,37 @@ def test_sigterm_while_kafka_is_gone_still_exits_within_10s(broker: Broker, tmp_
     worker.wait(timeout=60)
     assert time.monotonic() - asked < 10
     assert "exiting now" in (tmp_path / "worker.log").read_text(errors="replace")
+
+
+@pytest.mark.timeout(600)
+def test_articles_unsendable_in_an_outage_longer_than_the_producer_timeout_are_sent_after_it(
+    broker: Broker, tmp_path: Path
+):
+    """The clean agent's sends time out while the broker is gone (a 4 s producer timeout against a
+    25 s outage): the batch waits and is sent when the broker is back, neither skipped nor repeated."""
+    kafka = replace(unique_kafka(partitions=2), bootstrap=f"127.0.0.1:{broker.port}")
+    asyncio.run(create_topics(kafka))
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, build_corpus(stories=40))
+    files = sorted(corpus.rglob("*.json"))
+    log = tmp_path / "worker.log"
+    with CommittedReader(kafka) as reader:
+        worker = start_worker(kafka, log, "unsendable", {"PRODUCER_REQUEST_TIMEOUT": "4"})
+        try:
+            sent = produce_files(kafka, files)
+            wait_for(lambda: reader.collected.count() >= 1, 120, "first output")
+            broker.run("stop")
+            wait_for(lambda: "trying again" in log.read_text(errors="replace"), 60, "a failed send")
+            time.sleep(10)
+            broker.run("start")
+            wait_for(
+                lambda: {k for _, _, k, _ in reader.collected.records} >= set(sent), 240, "every article"
+            )
+            time.sleep(2)
+            assert worker.poll() is None, "the worker exited"
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    out = Counter(key for _, _, key, _ in reader.collected.records)
+    assert set(out) == set(sent)
+    assert max(out.values()) == 1, [k for k, n in out.items() if n > 1]

@@ -53,10 +53,19 @@ def _origin_id(event: Any) -> str:
 class Forwarder:
     """Sends features messages; one the broker refuses goes on as a (bounded) dead letter instead."""
 
-    def __init__(self, topic: Any, metrics: WorkerMetrics, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        topic: Any,
+        metrics: WorkerMetrics,
+        max_payload_bytes: int,
+        keep_trying: Callable[[], bool] = lambda: True,
+        retry_seconds: tuple[float, float] = (1.0, 30.0),
+    ) -> None:
         self.topic = topic
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
+        self.keep_trying = keep_trying
+        self.retry_seconds = retry_seconds
         self.outlet_label = OutletLabels()
 
     def message(self, result: Result, event: Any) -> tuple[bytes, bytes]:
@@ -103,26 +112,44 @@ class Forwarder:
     async def forward(self, messages: Sequence[tuple[bytes, bytes]], events: Sequence[Any]) -> None:
         """Send one message per event and wait for the broker.
 
-        A message the broker refuses goes as a dead letter instead; events of which not even
-        that goes through (the broker gone for longer than the producer's timeout) are withheld
-        from the committed offsets, so they are read again.
+        A message the broker refuses goes as a dead letter instead. Events of which not even that
+        goes through (the broker gone for longer than the producer's timeout) are tried again, in
+        place and with a growing pause, for as long as `keep_trying` says (the flow is on): the
+        batch is held, so nothing after them is acknowledged first. Once the flow stops (a stop or
+        a rebalance) they are withheld from the committed offsets instead, and the partition's
+        next owner reads them again from its committed offset.
         """
-        errors = await self._send_all(messages)
-        failed = [event for error, event in zip(errors, events, strict=True) if error is not None]
+        pending = list(zip(messages, events, strict=True))
+        pause, longest = self.retry_seconds
+        while True:
+            pending = await self._forward_once(pending)
+            if not pending:
+                return
+            self.metrics.messages.labels("enrich", "unsendable").inc(len(pending))
+            if not self.keep_trying():
+                log.error("%d messages unsent at a stop or rebalance; they will be read again", len(pending))
+                withhold(event for _, event in pending)
+                return
+            log.error(
+                "%d messages could be neither forwarded nor dead-lettered; trying again in %.0f s",
+                len(pending),
+                pause,
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, longest)
+
+    async def _forward_once(self, pending: Sequence[tuple[tuple[bytes, bytes], Any]]) -> list[Any]:
+        """Send each message, a refused one as a dead letter; return the (message, event) pairs of
+        which neither went through."""
+        errors = await self._send_all([message for message, _ in pending])
+        failed = [item for error, item in zip(errors, pending, strict=True) if error is not None]
         fallbacks = []
-        for error, event in zip(errors, events, strict=True):
+        for error, (_, event) in zip(errors, pending, strict=True):
             if error is not None:
                 log.error("forwarding %r failed: %r", event.key, error)
                 rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
                 fallbacks.append(self.dead_letter(rejection, event))
-        unsent = [e for e, err in zip(failed, await self._send_all(fallbacks), strict=True) if err]
-        if unsent:
-            log.error(
-                "%d messages could be neither forwarded nor dead-lettered; they will be read again",
-                len(unsent),
-            )
-            self.metrics.messages.labels("enrich", "unsendable").inc(len(unsent))
-            withhold(unsent)
+        return [item for item, err in zip(failed, await self._send_all(fallbacks), strict=True) if err]
 
     async def _send_all(self, messages: Sequence[tuple[bytes, bytes]]) -> list[BaseException | None]:
         """Send messages and wait for the broker; return each one's error (None: delivered)."""

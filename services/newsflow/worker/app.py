@@ -96,7 +96,13 @@ class WorkerApp:
             )
         clean = CleanAgent(
             self.enricher,
-            Forwarder(features, self.metrics, max_payload),
+            Forwarder(
+                features,
+                self.metrics,
+                max_payload,
+                # Unsent events wait in place while the flow is on; after that they are read again.
+                keep_trying=lambda: not self.app.should_stop and self.app.flow_control.is_active(),
+            ),
             TopicReplica(
                 kafka,
                 kafka.topic_boilerplate,
