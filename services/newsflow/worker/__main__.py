@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_app.app, loglevel=settings.log_level.upper(), quiet=True
     )
     worker.spinner = None  # a terminal spinner only garbles logs in files and containers
+    worker_app.watch_membership()
     worker.execute_from_commandline()
     return 0
 

@@ -18,6 +18,8 @@ read, transactionally: every article comes out once, enriched or dead-lettered (
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,12 +47,14 @@ from newsflow.worker.replica import TopicReplica
 from newsflow.worker.settings import WorkerSettings
 from newsflow.worker.shared import SharedResults, shared_results_producer
 from newsflow.worker.snapshot import Snapshots
-from newsflow.worker.transport import App
+from newsflow.worker.transport import App, group_membership_failure
 from newsflow.worker.writer import TransactionalWriter
 
 log = logging.getLogger("newsflow.worker")
 
 LAG_INTERVAL_SECONDS = 5.0
+# The exit code when the consumer has left its group for good (see `_watch_membership`).
+EXIT_GROUP_FAILED = 3
 
 
 class WorkerApp:
@@ -166,6 +170,27 @@ class WorkerApp:
         # rebuilt from the state topic) when we get it back, rather than trust what may be stale.
         if any(tp.topic == self.kafka.topic_features for tp in revoked or ()):
             self.writer.mark_stale()
+
+    def watch_membership(self, interval: float = LAG_INTERVAL_SECONDS) -> threading.Thread:
+        """Start a thread that exits the process if the consumer's group membership has failed for
+        good, so that the worker's supervisor restarts it (as safe as a crash: nothing uncommitted
+        is lost). A thread, not a Faust timer: Faust starts its timers only once it has partitions,
+        and a failed membership never gets any."""
+
+        def watch() -> None:
+            while True:
+                time.sleep(interval)
+                failure = group_membership_failure(self.app)
+                if failure is not None:
+                    log.critical(
+                        "the Kafka consumer left its group for good (%s); exiting to be restarted", failure
+                    )
+                    logging.shutdown()
+                    os._exit(EXIT_GROUP_FAILED)
+
+        thread = threading.Thread(target=watch, name="membership-watch", daemon=True)
+        thread.start()
+        return thread
 
     async def _report_lag(self) -> None:
         """Set the lag of the pipeline's partitions this worker owns; forget those it no longer does

@@ -76,6 +76,7 @@ class WorkerSettings:
         10.0,
         "how long the group waits for a silent worker before moving its partitions",
         minimum=6,  # Kafka's group.min.session.timeout.ms: a shorter one is refused at the join
+        maximum=90,  # Faust's broker_request_timeout: a longer one stops the worker at its start
     )
     instance_id: str = env(
         "NEWSFLOW_WORKER_INSTANCE_ID",

@@ -99,6 +99,23 @@ def withhold_message(message: Any) -> None:
     message.acked = True
 
 
+def group_membership_failure(app: Any) -> BaseException | None:
+    """The error that ended the worker's Kafka consumer group membership, or None while it lasts.
+
+    aiokafka runs the group membership (joins, heartbeats, commits) as one task. When that task
+    fails (e.g. "assignment for unsubscribed topic", when a static member id is reused by a worker
+    of other topics before the broker has forgotten it) the consumer stays open with no
+    partitions, and Faust does not notice: the worker would idle, up and silent, forever.
+    """
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    task = getattr(getattr(consumer, "_coordinator", None), "_coordination_task", None)
+    if task is None or not task.done() or task.cancelled():
+        return None
+    failure: BaseException | None = task.exception()
+    return failure
+
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def seek_to_committed(self) -> Mapping[Any, int]:
         changelogs = self.app.tables.changelog_topics
