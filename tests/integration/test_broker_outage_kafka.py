@@ -198,3 +198,5 @@ def test_articles_unsendable_in_an_outage_longer_than_the_producer_timeout_are_s
     out = Counter(key for _, _, key, _ in reader.collected.records)
     assert set(out) == set(sent)
     assert max(out.values()) == 1, [k for k, n in out.items() if n > 1]
+    # enriched, every one: a send that timed out is sent again, not dead-lettered
+    assert {topic for _, topic, _, _ in reader.collected.records} == {kafka.topic_enriched}

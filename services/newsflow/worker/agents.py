@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaTimeoutError
+
 from newsflow.pipeline.desk import Decision, article_message, rejected_message
 from newsflow.pipeline.enrich import Enricher, Result
 from newsflow.pipeline.records import (
@@ -48,6 +50,16 @@ def _origin(event: Any) -> Origin:
 
 def _origin_id(event: Any) -> str:
     return _origin(event).as_id()
+
+
+def transient(error: BaseException | None) -> bool:
+    """Whether a send failed for a reason that passes (the broker unreachable or slow), so that
+    the same message is worth sending again; False for a refusal (too large, not authorized)."""
+    while error is not None:  # Faust wraps the client's error in its own
+        if isinstance(error, KafkaTimeoutError) or getattr(error, "retriable", False):
+            return True
+        error = error.__cause__
+    return False
 
 
 class Forwarder:
@@ -137,19 +149,25 @@ class Forwarder:
             )
             await asyncio.sleep(pause)
             pause = min(pause * 2, longest)
+            if not self.keep_trying():  # a rebalance or a stop came during the pause
+                withhold(event for _, event in pending)
+                return
 
     async def _forward_once(self, pending: Sequence[tuple[tuple[bytes, bytes], Any]]) -> list[Any]:
-        """Send each message, a refused one as a dead letter; return the (message, event) pairs of
-        which neither went through."""
+        """Send each message, one the broker refuses as a dead letter; return the (message, event)
+        pairs to try again: those whose send failed for a passing reason (a timeout, a lost
+        connection), and those of which not even the dead letter went through."""
         errors = await self._send_all([message for message, _ in pending])
-        failed = [item for error, item in zip(errors, pending, strict=True) if error is not None]
-        fallbacks = []
-        for error, (_, event) in zip(errors, pending, strict=True):
-            if error is not None:
-                log.error("forwarding %r failed: %r", event.key, error)
+        again = [item for error, item in zip(errors, pending, strict=True) if transient(error)]
+        refused, fallbacks = [], []
+        for error, item in zip(errors, pending, strict=True):
+            if error is not None and not transient(error):
+                log.error("forwarding %r failed: %r", item[1].key, error)
                 rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
-                fallbacks.append(self.dead_letter(rejection, event))
-        return [item for item, err in zip(failed, await self._send_all(fallbacks), strict=True) if err]
+                refused.append(item)
+                fallbacks.append(self.dead_letter(rejection, item[1]))
+        sent = await self._send_all(fallbacks)
+        return again + [item for item, err in zip(refused, sent, strict=True) if err is not None]
 
     async def _send_all(self, messages: Sequence[tuple[bytes, bytes]]) -> list[BaseException | None]:
         """Send messages and wait for the broker; return each one's error (None: delivered)."""

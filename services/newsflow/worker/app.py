@@ -47,7 +47,7 @@ from newsflow.worker.replica import TopicReplica
 from newsflow.worker.settings import WorkerSettings
 from newsflow.worker.shared import SharedResults, shared_results_producer
 from newsflow.worker.snapshot import Snapshots
-from newsflow.worker.transport import App, group_membership_failure
+from newsflow.worker.transport import App, MembershipWatch
 from newsflow.worker.writer import TransactionalWriter
 
 log = logging.getLogger("newsflow.worker")
@@ -177,10 +177,16 @@ class WorkerApp:
         is lost). A thread, not a Faust timer: Faust starts its timers only once it has partitions,
         and a failed membership never gets any."""
 
+        membership = MembershipWatch(self.app)
+
         def watch() -> None:
             while True:
                 time.sleep(interval)
-                failure = group_membership_failure(self.app)
+                try:
+                    failure = membership.failure()
+                except Exception:  # noqa: BLE001 - a watch that dies would leave no watch
+                    log.exception("checking the consumer's group membership failed")
+                    continue
                 if failure is not None:
                     log.critical(
                         "the Kafka consumer left its group for good (%s); exiting to be restarted", failure

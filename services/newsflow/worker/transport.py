@@ -99,21 +99,32 @@ def withhold_message(message: Any) -> None:
     message.acked = True
 
 
-def group_membership_failure(app: Any) -> BaseException | None:
-    """The error that ended the worker's Kafka consumer group membership, or None while it lasts.
+class MembershipWatch:
+    """Tells when the worker's Kafka consumer group membership has failed for good.
 
-    aiokafka runs the group membership (joins, heartbeats, commits) as one task. When that task
-    fails (e.g. "assignment for unsubscribed topic", when a static member id is reused by a worker
-    of other topics before the broker has forgotten it) the consumer stays open with no
-    partitions, and Faust does not notice: the worker would idle, up and silent, forever.
+    aiokafka runs the group membership (joins, heartbeats) as one task. When that task fails
+    (e.g. "assignment for unsubscribed topic", when a static member id is reused by a worker of
+    other topics before the broker has forgotten it) the consumer stays open with no partitions,
+    and Faust does not notice: the worker would idle, up and silent, forever. An error that needs
+    an operator (group authorization, a static member id fenced by another process) the task
+    parks instead, for the next consumer call that checks; Faust's fetcher makes none, so a
+    parked error still there at the next look is a failure too.
     """
-    thread = getattr(app.consumer, "_thread", None)
-    consumer = getattr(thread, "_consumer", None)
-    task = getattr(getattr(consumer, "_coordinator", None), "_coordination_task", None)
-    if task is None or not task.done() or task.cancelled():
-        return None
-    failure: BaseException | None = task.exception()
-    return failure
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._parked: BaseException | None = None
+
+    def failure(self) -> BaseException | None:
+        """The error that ended the membership, or None while it lasts."""
+        thread = getattr(self.app._consumer, "_thread", None)  # noqa: SLF001 - `app.consumer` would create one
+        coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
+        task = getattr(coordinator, "_coordination_task", None)
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            failure: BaseException = task.exception()
+            return failure
+        parked, self._parked = self._parked, getattr(coordinator, "_pending_exception", None)
+        return parked if parked is not None and parked is self._parked else None
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
