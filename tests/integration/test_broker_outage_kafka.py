@@ -67,6 +67,16 @@ def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-u
         time.sleep(0.2)
 
 
+def assert_each_out_once(reader: CommittedReader, worker: subprocess.Popen[bytes], sent: list[str]) -> None:
+    """Wait until every sent article is out, then check the worker still runs and none came out twice."""
+    wait_for(lambda: {k for _, _, k, _ in reader.collected.records} >= set(sent), 240, "every article")
+    time.sleep(2)
+    assert worker.poll() is None, "the worker exited"
+    out = Counter(key for _, _, key, _ in reader.collected.records)
+    assert set(out) == set(sent)
+    assert max(out.values()) == 1, [k for k, n in out.items() if n > 1]
+
+
 @pytest.mark.timeout(600)
 def test_pause_and_restart_of_the_broker_lose_and_repeat_nothing(broker: Broker, tmp_path: Path):
     kafka = replace(unique_kafka(partitions=2), bootstrap=f"127.0.0.1:{broker.port}")
@@ -92,18 +102,11 @@ def test_pause_and_restart_of_the_broker_lose_and_repeat_nothing(broker: Broker,
             time.sleep(3)
             broker.run("start")
             sent += produce_files(kafka, files[40:])
-            wait_for(
-                lambda: {k for _, _, k, _ in reader.collected.records} >= set(sent), 240, "every article"
-            )
-            time.sleep(2)
-            assert worker.poll() is None, "the worker exited"
+            assert_each_out_once(reader, worker, sent)
         finally:
             worker.terminate()
             worker.wait(timeout=60)
-    out = Counter(key for _, _, key, _ in reader.collected.records)
     assert len(sent) == len(files) == 60
-    assert set(out) == set(sent)
-    assert max(out.values()) == 1, [k for k, n in out.items() if n > 1]
 
 
 @pytest.mark.timeout(300)
@@ -187,16 +190,9 @@ def test_articles_unsendable_in_an_outage_longer_than_the_producer_timeout_are_s
             wait_for(lambda: "trying again" in log.read_text(errors="replace"), 60, "a failed send")
             time.sleep(10)
             broker.run("start")
-            wait_for(
-                lambda: {k for _, _, k, _ in reader.collected.records} >= set(sent), 240, "every article"
-            )
-            time.sleep(2)
-            assert worker.poll() is None, "the worker exited"
+            assert_each_out_once(reader, worker, sent)
         finally:
             worker.terminate()
             worker.wait(timeout=60)
-    out = Counter(key for _, _, key, _ in reader.collected.records)
-    assert set(out) == set(sent)
-    assert max(out.values()) == 1, [k for k, n in out.items() if n > 1]
     # enriched, every one: a send that timed out is sent again, not dead-lettered
     assert {topic for _, topic, _, _ in reader.collected.records} == {kafka.topic_enriched}

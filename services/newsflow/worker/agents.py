@@ -139,9 +139,7 @@ class Forwarder:
                 return
             self.metrics.messages.labels("enrich", "unsendable").inc(len(pending))
             if not self.keep_trying():
-                log.error("%d messages unsent at a stop or rebalance; they will be read again", len(pending))
-                withhold(event for _, event in pending)
-                return
+                break
             log.error(
                 "%d messages could be neither forwarded nor dead-lettered; trying again in %.0f s",
                 len(pending),
@@ -150,8 +148,9 @@ class Forwarder:
             await asyncio.sleep(pause)
             pause = min(pause * 2, longest)
             if not self.keep_trying():  # a rebalance or a stop came during the pause
-                withhold(event for _, event in pending)
-                return
+                break
+        log.error("%d messages unsent at a stop or rebalance; they will be read again", len(pending))
+        withhold(event for _, event in pending)
 
     async def _forward_once(self, pending: Sequence[tuple[tuple[bytes, bytes], Any]]) -> list[Any]:
         """Send each message, one the broker refuses as a dead letter; return the (message, event)

@@ -53,7 +53,7 @@ from newsflow.worker.writer import TransactionalWriter
 log = logging.getLogger("newsflow.worker")
 
 LAG_INTERVAL_SECONDS = 5.0
-# The exit code when the consumer has left its group for good (see `_watch_membership`).
+# The exit code when the consumer has left its group for good (see `watch_membership`).
 EXIT_GROUP_FAILED = 3
 
 
