@@ -70,7 +70,7 @@ class Forwarder:
         topic: Any,
         metrics: WorkerMetrics,
         max_payload_bytes: int,
-        keep_trying: Callable[[], bool] = lambda: True,
+        keep_trying: Callable[[], bool],
         retry_seconds: tuple[float, float] = (1.0, 30.0),
     ) -> None:
         self.topic = topic
@@ -157,14 +157,17 @@ class Forwarder:
         pairs to try again: those whose send failed for a passing reason (a timeout, a lost
         connection), and those of which not even the dead letter went through."""
         errors = await self._send_all([message for message, _ in pending])
-        again = [item for error, item in zip(errors, pending, strict=True) if transient(error)]
-        refused, fallbacks = [], []
+        again, refused, fallbacks = [], [], []
         for error, item in zip(errors, pending, strict=True):
-            if error is not None and not transient(error):
-                log.error("forwarding %r failed: %r", item[1].key, error)
-                rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
-                refused.append(item)
-                fallbacks.append(self.dead_letter(rejection, item[1]))
+            if error is None:
+                continue
+            if transient(error):
+                again.append(item)
+                continue
+            log.error("forwarding %r failed: %r", item[1].key, error)
+            rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
+            refused.append(item)
+            fallbacks.append(self.dead_letter(rejection, item[1]))
         sent = await self._send_all(fallbacks)
         return again + [item for item, err in zip(refused, sent, strict=True) if err is not None]
 

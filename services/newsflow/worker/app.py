@@ -53,6 +53,7 @@ from newsflow.worker.writer import TransactionalWriter
 log = logging.getLogger("newsflow.worker")
 
 LAG_INTERVAL_SECONDS = 5.0
+MEMBERSHIP_CHECK_SECONDS = 5.0
 # The exit code when the consumer has left its group for good (see `watch_membership`).
 EXIT_GROUP_FAILED = 3
 
@@ -171,7 +172,7 @@ class WorkerApp:
         if any(tp.topic == self.kafka.topic_features for tp in revoked or ()):
             self.writer.mark_stale()
 
-    def watch_membership(self, interval: float = LAG_INTERVAL_SECONDS) -> threading.Thread:
+    def watch_membership(self, interval: float = MEMBERSHIP_CHECK_SECONDS) -> threading.Thread:
         """Start a thread that exits the process if the consumer's group membership has failed for
         good, so that the worker's supervisor restarts it (as safe as a crash: nothing uncommitted
         is lost). A thread, not a Faust timer: Faust starts its timers only once it has partitions,

@@ -120,8 +120,10 @@ class MembershipWatch:
         thread = getattr(self.app._consumer, "_thread", None)  # noqa: SLF001 - `app.consumer` would create one
         coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
         task = getattr(coordinator, "_coordination_task", None)
-        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
-            failure: BaseException = task.exception()
+        failure: BaseException | None = (
+            task.exception() if task is not None and task.done() and not task.cancelled() else None
+        )
+        if failure is not None:
             return failure
         parked, self._parked = self._parked, getattr(coordinator, "_pending_exception", None)
         return parked if parked is not None and parked is self._parked else None
