@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from newsflow.pipeline.decode import decode_payload
+from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.extract import ExtractOptions, extract_article, extract_html, warm_up
 from newsflow.pipeline.language import _identifier
 from newsflow.pipeline.records import CleanArticle, RawArticle, Rejection, Source
@@ -196,3 +197,45 @@ def test_a_publication_time_with_an_offset_keeps_its_time_of_day_in_utc():
     article = extract_article(raw)
     assert isinstance(article, CleanArticle)
     assert (article.published, article.published_status) == ("2026-12-04T22:00:00Z", "ok")
+
+
+def _ferry_page(canonical: str | None, outlet: str) -> RawArticle:
+    link = f'<link rel="canonical" href="{canonical}">' if canonical else ""
+    body = "".join(
+        f"<p>The ferry service resumed on route {n} after the storm, the operator said.</p>" for n in range(6)
+    )
+    html = (
+        f"<html><head><title>Ferries resume</title>{link}</head><body><article>{body}</article></body></html>"
+    )
+    return RawArticle(
+        "p1", html.encode(), Source("ferries.html", outlet, "text/html", "2025-03-14T08:00:00Z")
+    )
+
+
+def test_a_page_that_came_under_no_outlet_is_its_sites_and_a_named_outlet_wins():
+    flat = extract_article(
+        raw_from_file(ARTICLES / "harbourtimes" / "bridge-reopens.html")
+    )  # no outlet folder
+    assert isinstance(flat, CleanArticle) and flat.source.outlet == "harbourtimes.example"
+    named = extract_article(_ferry_page("https://www.tidings.example/ferries", "harbourtimes"))
+    assert isinstance(named, CleanArticle) and named.source.outlet == "harbourtimes"
+    site = extract_article(_ferry_page("https://www.tidings.example/ferries", "unknown"))
+    assert isinstance(site, CleanArticle) and site.source.outlet == "tidings.example"
+    nowhere = extract_article(_ferry_page(None, "unknown"))
+    assert isinstance(nowhere, CleanArticle) and nowhere.source.outlet == "unknown"
+    text = extract_article(raw_from_file(ARTICLES / "valleypost" / "cafe-rules-latin1.txt"))
+    assert isinstance(text, CleanArticle) and text.source.outlet == "unknown"  # a text names no site
+
+
+def test_the_outlet_an_article_names_is_the_one_its_boilerplate_is_learned_and_removed_under():
+    enricher = Enricher()
+    footer = "Tidings: ferries, tides and the town, every day."
+    for n in range(12):
+        page = _ferry_page(f"https://tidings.example/{n}", "unknown")
+        html = page.payload.replace(
+            b"</article>", f"<p>Report {n} of the day.</p><p>{footer}</p></article>".encode()
+        )
+        result = enricher.clean(replace(page, article_id=f"p{n}", payload=html))
+        assert isinstance(result, Enriched) and result.outlet == "tidings.example"
+    assert set(enricher.boilerplate.outlets) == {"tidings.example"}
+    assert footer not in result.article.text  # learned from the site's pages, then removed

@@ -47,9 +47,8 @@ class Enriched:
     article: CleanArticle
     entities: EntityResult | None = None
     features: StoryFeatures | None = None
-    # The outlet the input came under (an envelope may name another in the article) and the
-    # fingerprints of its lines before that outlet's learned boilerplate was removed: what the
-    # outlet's boilerplate model learns from.
+    # The article's outlet and the fingerprints of its lines before that outlet's learned
+    # boilerplate was removed: what the outlet's boilerplate model learns from.
     outlet: str = ""
     lines: tuple[str, ...] = ()
 
@@ -76,11 +75,11 @@ class Enricher:
             result = extract_article(raw, self.options)
             if not isinstance(result, CleanArticle):
                 return result
+            # The article's outlet: the input's, or the one its envelope or its page's URL names.
+            outlet = result.source.outlet
             if result.extraction.status not in _CLEANABLE:
-                return Enriched(result, outlet=raw.source.outlet)
+                return Enriched(result, outlet=outlet)
             lines = fingerprints(result.text.split("\n"))
-            # Keyed by the outlet the input came under (an envelope may rename it later).
-            outlet = raw.source.outlet
             article = with_outlet_boilerplate_removed(result, self.boilerplate, outlet, learn=False)
             if self.learn_boilerplate:
                 self.boilerplate.observe_fingerprints(outlet, lines)

@@ -19,7 +19,15 @@ from newsflow.pipeline.deadline import DeadlineExceeded, deadline
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.options import ExtractOptions as ExtractOptions
-from newsflow.pipeline.records import CleanArticle, Extraction, RawArticle, Rejection, Source
+from newsflow.pipeline.records import (
+    UNKNOWN_OUTLET,
+    CleanArticle,
+    Extraction,
+    RawArticle,
+    Rejection,
+    Source,
+    host_of,
+)
 from newsflow.pipeline.textclean import (
     BoilerplateModel,
     CleanResult,
@@ -186,6 +194,11 @@ def _from_html(
         title=meta.get("title"),
         link_texts=link_texts(tree) if tree is not None and meta.get("text") else frozenset(),
     )
+    page_url = meta.get("url") or url
+    if raw.source.outlet == UNKNOWN_OUTLET and (host := host_of(page_url)):
+        # A page that came under no outlet (a file directly in the folder given) is its site's:
+        # the host of its canonical URL, as an envelope's or a WARC record's URL names theirs.
+        raw = replace(raw, source=replace(raw.source, outlet=host))
     return _article(
         raw,
         "trafilatura",
@@ -196,7 +209,7 @@ def _from_html(
         authors=_authors(meta.get("author")),
         published=meta.get("date") or None,
         site_name=meta.get("sitename") or None,
-        url=meta.get("url") or url,
+        url=page_url,
         description=meta.get("description") or None,
     )
 

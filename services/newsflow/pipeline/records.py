@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from newsflow.pipeline.dedup import Story
@@ -35,6 +36,19 @@ H_REVISION_OF = "revision-of"
 H_REPLAY_COUNT = "replay-count"
 
 CONTENT_TYPES = ("text/html", "text/plain", "application/json")
+
+
+# The outlet of an input that names none: a file directly in the folder given, a message without one.
+UNKNOWN_OUTLET = "unknown"
+
+
+def host_of(url: str | None) -> str | None:
+    """Return a URL's host without "www." (None for no URL, or one too malformed to have a host)."""
+    try:
+        host = urlsplit(url).hostname if url else None
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +267,7 @@ def raw_from_message(
         )
     source = Source(
         path=h.get(H_SOURCE_PATH, ""),
-        outlet=h.get(H_OUTLET, "unknown") or "unknown",
+        outlet=h.get(H_OUTLET) or UNKNOWN_OUTLET,
         content_type=content_type,
         received_at=h.get(H_RECEIVED_AT) or utc_now_iso(),
         url=h.get(H_URL) or None,

@@ -19,12 +19,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
-from urllib.parse import urlsplit
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.records import RawArticle, Source, utc_now_iso
+from newsflow.pipeline.records import UNKNOWN_OUTLET, RawArticle, Source, host_of, utc_now_iso
 
 CONTENT_TYPE_BY_SUFFIX = {
     ".html": "text/html",
@@ -86,21 +85,13 @@ def article_id_for(outlet: str, name: bytes | str, payload: bytes) -> str:
     return h.hexdigest()[:24]
 
 
-def host_of(url: str | None) -> str | None:
-    """Return a URL's host without "www." (None for no URL, or one too malformed to have a host)."""
-    try:
-        host = urlsplit(url).hostname if url else None
-    except ValueError:
-        return None
-    return host.removeprefix("www.") if host else None
-
-
 def outlet_for(root: Path, path: Path, override: str | None) -> str:
-    """Return the outlet: the override, else the first folder below the root (root/<outlet>/file), else 'unknown'."""
+    """Return the outlet: the override, else the first folder below the root (root/<outlet>/file), else
+    'unknown' (the worker then names a page's outlet by the host of its canonical URL)."""
     if override:
         return override
     rel = path.relative_to(root).parts
-    return display_name(rel[0]) if len(rel) > 1 else "unknown"
+    return display_name(rel[0]) if len(rel) > 1 else UNKNOWN_OUTLET
 
 
 class TooLarge(Exception):
@@ -313,7 +304,7 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
         return Skipped(where, "bad_line", "neither an 'html' nor a 'text' string")
     url = envelope.get("url") if isinstance(envelope.get("url"), str) else None
     named = envelope.get("outlet") if isinstance(envelope.get("outlet"), str) else None
-    resolved = outlet or named or host_of(url) or "unknown"
+    resolved = outlet or named or host_of(url) or UNKNOWN_OUTLET
     return RawArticle(
         # The same envelope is the same article wherever it is found (another file, a re-send).
         article_id=article_id_for(resolved, url or "", body),
@@ -372,7 +363,7 @@ def _warc_item(
     if not payload.strip():
         return Skipped(where, "empty")
     host = host_of(uri) or ""
-    resolved = outlet or outlet_by_host.get(host) or host or "unknown"
+    resolved = outlet or outlet_by_host.get(host) or host or UNKNOWN_OUTLET
     charset = record.http_charset
     received = record.record_date
     return RawArticle(
