@@ -103,6 +103,18 @@ def test_a_message_the_broker_refuses_goes_as_a_dead_letter_without_a_retry():
     assert _rejected(registry) == 1
 
 
+def test_the_dead_letter_of_a_refused_message_is_sent_again_in_an_outage_not_built_again():
+    event = _event(0)
+    topic = _Topic(down_sends=1, refused=frozenset({b"x" * 200}))  # the dead letter's first send times out
+    registry = CollectorRegistry()
+    forwarder = Forwarder(topic, create_metrics(registry), 4096, lambda: True, retry_seconds=(0.01, 0.02))
+    asyncio.run(forwarder.forward([(event.key, b"x" * 200)], [event]))
+    ((key, value),) = topic.delivered
+    assert key == b"a0" and b"send failed" in value
+    assert _rejected(registry) == 1  # one input refused once, counted once
+    assert _unsendable(registry) == 1
+
+
 def _rejected(registry: CollectorRegistry) -> float:
     labels = {"stage": "enrich", "outcome": "rejected"}
     return registry.get_sample_value("newsflow_worker_messages_total", labels) or 0.0

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka.errors import KafkaTimeoutError
 
@@ -60,6 +60,14 @@ def transient(error: BaseException | None) -> bool:
             return True
         error = error.__cause__
     return False
+
+
+class _Outgoing(NamedTuple):
+    message: tuple[bytes, bytes]  # (key, value)
+    event: Any  # the input it stands for
+    # A dead letter standing in for a message the broker refused: if it is refused too, it is
+    # held and sent again (no other message could carry the input).
+    last_resort: bool = False
 
 
 class Forwarder:
@@ -131,7 +139,7 @@ class Forwarder:
         a rebalance) they are withheld from the committed offsets instead, and the partition's
         next owner reads them again from its committed offset.
         """
-        pending = list(zip(messages, events, strict=True))
+        pending = [_Outgoing(message, event) for message, event in zip(messages, events, strict=True)]
         pause, longest = self.retry_seconds
         while True:
             pending = await self._forward_once(pending)
@@ -150,26 +158,26 @@ class Forwarder:
             if not self.keep_trying():  # a rebalance or a stop came during the pause
                 break
         log.error("%d messages unsent at a stop or rebalance; they will be read again", len(pending))
-        withhold(event for _, event in pending)
+        withhold(out.event for out in pending)
 
-    async def _forward_once(self, pending: Sequence[tuple[tuple[bytes, bytes], Any]]) -> list[Any]:
-        """Send each message, one the broker refuses as a dead letter; return the (message, event)
-        pairs to try again: those whose send failed for a passing reason (a timeout, a lost
-        connection), and those of which not even the dead letter went through."""
-        errors = await self._send_all([message for message, _ in pending])
-        again, refused, fallbacks = [], [], []
-        for error, item in zip(errors, pending, strict=True):
+    async def _forward_once(self, pending: Sequence[_Outgoing]) -> list[_Outgoing]:
+        """Send each message, one the broker refuses as a dead letter; return what to send again:
+        the messages whose send failed for a passing reason (a timeout, a lost connection), and the
+        dead letters of refused ones that did not go through either (sent again as they are, so a
+        refusal is dead-lettered and counted once)."""
+        errors = await self._send_all([out.message for out in pending])
+        again, fallbacks = [], []
+        for error, out in zip(errors, pending, strict=True):
             if error is None:
                 continue
-            if transient(error):
-                again.append(item)
+            if transient(error) or out.last_resort:
+                again.append(out)
                 continue
-            log.error("forwarding %r failed: %r", item[1].key, error)
+            log.error("forwarding %r failed: %r", out.event.key, error)
             rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
-            refused.append(item)
-            fallbacks.append(self.dead_letter(rejection, item[1]))
-        sent = await self._send_all(fallbacks)
-        return again + [item for item, err in zip(refused, sent, strict=True) if err is not None]
+            fallbacks.append(_Outgoing(self.dead_letter(rejection, out.event), out.event, last_resort=True))
+        sent = await self._send_all([out.message for out in fallbacks])
+        return again + [out for out, error in zip(fallbacks, sent, strict=True) if error is not None]
 
     async def _send_all(self, messages: Sequence[tuple[bytes, bytes]]) -> list[BaseException | None]:
         """Send messages and wait for the broker; return each one's error (None: delivered)."""
