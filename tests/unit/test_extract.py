@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.extract import ExtractOptions, extract_article, extract_html, warm_up
@@ -239,3 +241,32 @@ def test_the_outlet_an_article_names_is_the_one_its_boilerplate_is_learned_and_r
         assert isinstance(result, Enriched) and result.outlet == "tidings.example"
     assert set(enricher.boilerplate.outlets) == {"tidings.example"}
     assert footer not in result.article.text  # learned from the site's pages, then removed
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        (
+            "cp1252",
+            "Café in Zürich: Swiss banks report record profits. UBS said on Tuesday its income doubled.",
+        ),
+        ("cp1252", "José Muñoz, the mayor of Málaga, said the new port will open in spring."),
+        ("cp1252", "Naïve visitors ordered crème brûlée at the café near the Hôtel de Ville."),
+        ("cp1252", "El presidente del Gobierno español anunció el lunes una reducción de impuestos."),
+        ("latin-1", "Reykjavík: Íslendingar kusu á laugardaginn nýjan forseta, sagði kjörstjórnin."),
+        ("cp1250", "Předseda vlády řekl, že vláda schválí nový zákon o médiích příští týden."),
+        ("cp1250", "Prezydent Polski powiedział, że rząd przygotuje nową ustawę o mediach."),
+        ("cp1251", "Президент России Владимир Путин провёл переговоры с президентом США в пятницу."),
+        ("cp1253", "Ο πρωθυπουργός της Ελλάδας συναντήθηκε με τον πρόεδρο της Κύπρου την Τρίτη."),
+        ("cp1254", "Türkiye Cumhurbaşkanı salı günü Ankara'da yaptığı açıklamada yeni bir anlaşma duyurdu."),
+    ],
+)
+def test_undeclared_legacy_text_is_read_in_the_code_page_whose_words_are_words(encoding, text):
+    decoded = decode_payload(text.encode(encoding), "text/plain")
+    assert not isinstance(decoded, Rejection)
+    assert decoded[0] == text
+
+
+def test_undeclared_legacy_text_with_only_typographic_marks_beyond_ascii_is_read_as_windows_1252():
+    text = "The minister said \u201cwe will not give up\u201d \u2013 and left the room at 5pm\u2026"
+    assert decode_payload(text.encode("cp1252"), "text/plain") == (text, "cp1252")

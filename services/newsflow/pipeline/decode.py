@@ -1,12 +1,23 @@
-"""Bytes to text: declared charset first, then the document's own meta charset, then detection."""
+"""Bytes to text: declared charset first, then the document's own meta charset, then detection.
+
+Detection (charset_normalizer) tells single-byte code pages apart by how messy and how coherent
+each reading looks, and on a news paragraph several readings look equally clean: "Muñoz" read as
+cp1250 is "Muńoz", "Zürich" as cp775 "Z³rich". Of the readings it finds least messy (and
+windows-1252, the web's default for undeclared legacy text, WHATWG), the one kept is the one
+whose accented words are words of the text's language (py3langid) or of English, by wordfreq's
+frequencies: a misread letter makes a word no dictionary holds.
+"""
 
 from __future__ import annotations
 
 import codecs
 import re
+from functools import lru_cache
 
 from charset_normalizer import from_bytes
+from wordfreq import available_languages, zipf_frequency
 
+from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.records import Rejection
 
 # Browsers only honour a <meta charset> in the first 1024 bytes; we look a little further
@@ -76,7 +87,52 @@ def decode_payload(
             return payload.decode(enc), enc
         except (UnicodeDecodeError, LookupError):
             continue
-    best = from_bytes(payload).best()
-    if best is None or best.encoding is None:
+    detected = _detected(payload)
+    if detected is None:
         return Rejection("extract", "undecodable", "no character encoding fits the bytes")
-    return str(best), best.encoding
+    return detected
+
+
+# Readings this much messier than the least messy one (charset_normalizer's chaos, 0-1) are not
+# compared; the words of the first this many characters decide between the others.
+_CHAOS_SLACK = 0.01
+_SCORED_CHARS = 4000
+_WORD = re.compile(r"[^\W\d_]+")
+# What a word no dictionary holds costs: more than a stray letter that happens to be a word ("û").
+_NONWORD = 3.0
+
+
+def _detected(payload: bytes) -> tuple[str, str] | None:
+    """Return (text, encoding) of bytes that declare no charset and are not UTF-8, or None."""
+    matches = [m for m in from_bytes(payload) if m.encoding]  # least messy first
+    readings: dict[str, str] = {}
+    try:
+        readings["cp1252"] = payload.decode("cp1252")  # first: it wins a tie
+    except UnicodeDecodeError:
+        pass
+    if matches:
+        least = matches[0].chaos
+        readings.update((m.encoding, str(m)) for m in matches if m.chaos <= least + _CHAOS_SLACK)
+    if not readings:
+        return None
+    encoding = max(readings, key=lambda name: _word_score(readings[name]))
+    return readings[encoding], encoding
+
+
+def _word_score(text: str) -> float:
+    """How much the words with letters beyond ASCII look like words of the text's language or of
+    English: the sum of their wordfreq Zipf frequencies, less _NONWORD for a word neither knows."""
+    sample = text[:_SCORED_CHARS]
+    found = identify_language(sample)
+    lang = found.code if found is not None and found.code in _wordfreq_languages() else "en"
+    score = 0.0
+    for word in _WORD.findall(sample):
+        if not word.isascii():
+            word = word.lower()
+            score += max(zipf_frequency(word, lang), zipf_frequency(word, "en")) or -_NONWORD
+    return score
+
+
+@lru_cache(maxsize=1)
+def _wordfreq_languages() -> frozenset[str]:
+    return frozenset(available_languages())
