@@ -1,13 +1,34 @@
 #!/usr/bin/env bash
 # make run: local Kafka up, the pipeline once over the given paths (default seeds/), Kafka down.
+#   NEWSFLOW_RUN_KAFKA_PORT [19292]   the port of this run's own broker, started empty and deleted at
+#                                     the end (never the one `make kafka-start` or `make up` keeps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_KAFKA_PORT:-19092}
-export NEWSFLOW_KAFKA_BOOTSTRAP=${NEWSFLOW_KAFKA_BOOTSTRAP:-127.0.0.1:$NEWSFLOW_KAFKA_PORT}
+export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_RUN_KAFKA_PORT:-19292}
+export NEWSFLOW_KAFKA_BOOTSTRAP=127.0.0.1:$NEWSFLOW_KAFKA_PORT
 export NEWSFLOW_WORKER_METRICS_PORT=${NEWSFLOW_WORKER_METRICS_PORT:-0}
+if deploy/local-kafka/kafka.sh status >/dev/null 2>&1; then
+  echo "make run: error: a broker already runs on 127.0.0.1:$NEWSFLOW_KAFKA_PORT (another make run?);" \
+    "stop it or set NEWSFLOW_RUN_KAFKA_PORT to a free port" >&2
+  exit 1
+fi
 # A fresh broker each time: nothing left from an earlier run can change this one.
 trap 'deploy/local-kafka/kafka.sh reset' EXIT
 deploy/local-kafka/kafka.sh reset >/dev/null 2>&1
 deploy/local-kafka/kafka.sh start
-.venv/bin/python -m newsflow.localrun "$@"
+# In the background, so that a TERM or HUP for this script reaches the pipeline (which stops its
+# worker) before the EXIT trap stops Kafka; bash runs no trap while a foreground child runs. Ctrl-C
+# reaches every process of the terminal's group by itself.
+.venv/bin/python -m newsflow.localrun "$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null || true' TERM HUP
+trap ':' INT
+set +e
+while :; do
+  wait "$child"
+  status=$?
+  # Above 128: the child's own end by a signal, or a trapped signal that interrupted the wait.
+  if [ "$status" -le 128 ] || ! kill -0 "$child" 2>/dev/null; then break; fi
+done
+exit "$status"

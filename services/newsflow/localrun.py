@@ -99,6 +99,11 @@ def stop_worker(worker: subprocess.Popen[bytes], grace: float = 30.0) -> None:
             worker.wait()
 
 
+def _interrupted(_signum: int, _frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the worker's stop short
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="newsflow-run",
@@ -121,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         help="outlet of every article (default: the first folder below the one given, the envelope's or the host)",
     )
     args = parser.parse_args(argv)
+    # A TERM (make run's script forwards it, as do supervisors and `timeout`) is an interrupt, and
+    # so is Ctrl-C even when started in the background of a script (which ignores SIGINT there).
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     missing = [str(p) for p in args.paths if str(p) != "-" and not p.exists()]
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
