@@ -20,7 +20,8 @@ def test_html_article_comes_out_with_metadata_and_paragraphs():
     assert article.source.outlet == "harbourtimes"
     assert article.title == "Old Harbour Bridge reopens after two-year repair"
     assert article.authors == ("Maria Jensen",)
-    assert article.published == "2025-03-14T00:00:00Z"  # a date alone is midnight UTC
+    # the page's own timestamp, not the date its URL holds (which alone would be midnight UTC)
+    assert article.published == "2025-03-14T09:30:00Z"
     assert article.published_status == "ok"
     assert article.site_name == "Harbour Times"
     assert article.url == "https://harbourtimes.example/news/2025/03/14/bridge-reopens"
@@ -187,11 +188,21 @@ def test_a_line_that_is_a_whole_link_to_another_story_is_dropped_and_prose_with_
     assert article.extraction.boilerplate_removed == 1
 
 
-def test_a_publication_time_with_an_offset_keeps_its_time_of_day_in_utc():
+@pytest.mark.parametrize(
+    "canonical",
+    [
+        None,
+        # A date in the URL says less than the page's own timestamp: it must not win over it.
+        "https://harbour.example/world/ferries-resume-2026-12-05/",
+        "https://harbour.example/2026/12/05/ferries-resume",
+    ],
+)
+def test_a_publication_time_with_an_offset_keeps_its_time_of_day_in_utc(canonical):
     # 08:00 in Sydney is 22:00 UTC the day before; a date alone would say midnight of the 5th.
+    link = f'<link rel="canonical" href="{canonical}">' if canonical else ""
     page = (
         '<html><head><meta property="article:published_time" content="2026-12-05T08:00:00+10:00">'
-        "<title>Harbour ferries resume</title></head><body><article>"
+        f"<title>Harbour ferries resume</title>{link}</head><body><article>"
         + "<p>Ferries resumed across the harbour on Saturday morning after a two-day strike ended.</p>" * 4
         + "</article></body></html>"
     )
@@ -199,6 +210,19 @@ def test_a_publication_time_with_an_offset_keeps_its_time_of_day_in_utc():
     article = extract_article(raw)
     assert isinstance(article, CleanArticle)
     assert (article.published, article.published_status) == ("2026-12-04T22:00:00Z", "ok")
+
+
+def test_a_date_in_the_url_is_used_when_the_page_gives_none():
+    page = (
+        '<html><head><title>Harbour ferries resume</title><link rel="canonical" '
+        'href="https://harbour.example/2026/12/05/ferries-resume"></head><body><article>'
+        + "<p>Ferries resumed across the harbour on Saturday morning after a two-day strike ended.</p>" * 4
+        + "</article></body></html>"
+    )
+    raw = RawArticle("t1", page.encode(), Source("a.html", "sydney", "text/html", "2026-12-06T00:00:00Z"))
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle)
+    assert article.published == "2026-12-05T00:00:00Z"
 
 
 def _ferry_page(canonical: str | None, outlet: str) -> RawArticle:
