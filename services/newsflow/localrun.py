@@ -119,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         help="files, folders, .warc.gz, .jsonl archives, or - for JSON Lines on stdin (default: seeds/)",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("out/enriched.jsonl"), help="where to write the records"
+        "--out",
+        type=Path,
+        default=Path("out/enriched.jsonl"),
+        help="where to write the enriched records (default: %(default)s); the dead letters go beside "
+        "it, in dead-letters.jsonl",
     )
     parser.add_argument(
         "--outlet",
@@ -134,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
+    dead_out = args.out.with_name("dead-letters.jsonl")
+    for path in (args.out, dead_out):
+        if path.is_dir():
+            sys.stderr.write(f"newsflow-run: error: --out: {path} is a directory (give a file name)\n")
+            return 2
     # The worker's too, though the worker reads them itself: a bad one stops the run here, at once.
     kafka, run, producer, _ = load_settings_or_exit(
         "newsflow-run", KafkaSettings, RunSettings, ProducerSettings, WorkerSettings
@@ -174,14 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_worker(worker)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("wb") as fh:
-        for record in enriched:
-            fh.write(jsonio.dumps_line(record))
+    # Both files every run: an empty dead-letters file says there were none this time.
+    for path, records in ((args.out, enriched), (dead_out, dead)):
+        with path.open("wb") as fh:
+            for record in records:
+                fh.write(jsonio.dumps_line(record))
     print(summary_table(enriched))
     stories = {r.get("story_id") for r in enriched if r.get("story_id")}
     print(
         f"{len(enriched)} enriched in {len(stories)} stories, {len(dead)} dead-lettered, "
-        f"written to {args.out} in {time.monotonic() - started:.1f}s"
+        f"written to {args.out} and {dead_out} in {time.monotonic() - started:.1f}s"
     )
     for d in dead:
         print(f"dead letter {d['key']}: {d['reason']} ({d['detail']})")

@@ -1,16 +1,21 @@
-"""`make run` (scripts/run.sh) as an operator stops it: a TERM (a supervisor, `timeout`, a closed
-terminal) stops the pipeline and its worker before the broker goes; a run never takes over a
-broker it did not start."""
+"""`make run` (scripts/run.sh) as a user runs it: records and dead letters in files; as an operator
+stops it: a TERM (a supervisor, `timeout`, a closed terminal) stops the pipeline and its worker
+before the broker goes; a run never takes over a broker it did not start."""
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT
+from newsflow.pipeline import jsonio
+from newsflow.pipeline.schema import schema_errors
+from tests.conftest import ROOT, SEEDS
 from tests.integration.kafka_helpers import free_port
 
 KAFKA_SH = ROOT / "deploy" / "local-kafka" / "kafka.sh"
@@ -102,3 +107,42 @@ def test_a_run_refuses_a_port_where_a_broker_already_runs_and_leaves_it_running(
         assert _broker_runs(port)
     finally:
         subprocess.run([str(KAFKA_SH), "reset"], env=env, check=False, capture_output=True)
+
+
+def test_a_run_writes_the_enriched_records_and_the_dead_letters_to_files(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for seed in SEEDS.glob("*.txt"):
+        shutil.copy(seed, inputs)
+    garbage = bytes(range(256)) * 8  # no character encoding fits it
+    (inputs / "broken.html").write_bytes(garbage)
+    out = tmp_path / "out" / "enriched.jsonl"
+    run = subprocess.run(
+        ["scripts/run.sh", "--out", str(out), str(inputs)],
+        cwd=ROOT,
+        env=_env(free_port()),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    enriched = [jsonio.loads(line) for line in out.read_bytes().splitlines()]
+    (dead,) = [jsonio.loads(line) for line in (out.parent / "dead-letters.jsonl").read_bytes().splitlines()]
+    assert len(enriched) == 2 and len({r["story_id"] for r in enriched}) == 1  # the seeds, one story
+    assert dead["reason"] == "undecodable" and base64.b64decode(dead["payload_base64"]) == garbage
+    assert schema_errors("dead-letter", dead) == []
+    assert "1 dead-lettered" in run.stdout
+
+
+def test_an_out_path_that_is_a_directory_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "newsflow.localrun", "--out", str(tmp_path), str(SEEDS)],
+        env={**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (run.returncode, run.stderr) == (
+        2,
+        f"newsflow-run: error: --out: {tmp_path} is a directory (give a file name)\n",
+    )
