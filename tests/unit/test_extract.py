@@ -159,6 +159,21 @@ def test_an_empty_extraction_says_why():
     assert (nothing.extraction.status, nothing.extraction.reason) == ("empty", "no_text_found")
 
 
+def test_a_page_without_main_text_keeps_its_title_url_and_date():
+    stub = (
+        "<html><head><title>Watch: ferries return to the harbour</title>"
+        '<link rel="canonical" href="https://www.harbour.example/video/ferries">'
+        '<meta property="article:published_time" content="2026-12-05T08:00:00Z"></head>'
+        "<body><video src=ferries.mp4></video></body></html>"
+    )
+    page = extract_article(RawArticle("v", stub.encode(), Source("v.html", "unknown", "text/html", "")))
+    assert isinstance(page, CleanArticle) and page.extraction.status == "empty"
+    assert page.title == "Watch: ferries return to the harbour"
+    assert page.url == "https://www.harbour.example/video/ferries"
+    assert page.published == "2026-12-05T08:00:00Z"
+    assert page.source.outlet == "harbour.example"
+
+
 def _page(body: str) -> RawArticle:
     html = f"<html><head><title>Ferry fares</title></head><body><article>{body}</article></body></html>"
     return RawArticle("links", html.encode(), Source("harbourtimes", "links.html", "text/html", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from configparser import ConfigParser
@@ -11,6 +12,7 @@ from typing import Any
 
 import trafilatura
 from lxml.html import HtmlElement
+from trafilatura.metadata import extract_metadata
 from trafilatura.settings import use_config
 
 from newsflow.pipeline import jsonio
@@ -120,7 +122,7 @@ def link_texts(tree: HtmlElement) -> frozenset[str]:
 
 
 def extract_html(html: str | HtmlElement, url: str | None, options: ExtractOptions) -> dict[str, Any]:
-    """Return trafilatura's text and metadata for one page ({} when it finds no main text).
+    """Return trafilatura's text and metadata for one page (text "" when it finds no main text).
 
     The page may be given parsed (`trafilatura.load_html`): extraction leaves the tree unchanged.
     """
@@ -148,6 +150,11 @@ def extract_html(html: str | HtmlElement, url: str | None, options: ExtractOptio
     data = _as_dict(trafilatura.bare_extraction(html, fast=True, **kwargs))
     if len(data.get("text") or "") < options.fallback_below_chars:
         data = _as_dict(trafilatura.bare_extraction(html, fast=False, **kwargs)) or data
+    if not data:
+        # No main text: the page's title, URL and date still say what it was (a stub, a video page).
+        tree = copy.deepcopy(html) if isinstance(html, HtmlElement) else html
+        meta = extract_metadata(tree, url, kwargs["date_extraction_params"], extensive=False)
+        data = {**_as_dict(meta), "text": ""}
     return data
 
 
