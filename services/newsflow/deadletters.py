@@ -78,20 +78,33 @@ def matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
     return True
 
 
+def _columns(
+    article_id: str, failed_at: str, stage: str, reason: str, outlet: str, size: str, detail: str
+) -> str:
+    return f"{article_id:<26} {failed_at:<24} {stage:<8} {reason:<17} {outlet[:16]:<16} {size:>9}  {detail}"
+
+
+HEADER = _columns("article", "failed at", "stage", "reason", "outlet", "bytes", "detail")
+
+
 def summary(article_id: str, record: dict[str, Any]) -> str:
-    outlet = (record.get("headers") or {}).get(H_OUTLET, "-")
-    detail = " ".join(str(record.get("detail", "")).split())[:80]
-    return (
-        f"{article_id:<26} {record.get('failed_at', '-'):<24} {record.get('stage', '-'):<8} "
-        f"{record.get('reason', '-'):<17} {outlet[:16]:<16} {record.get('payload_bytes', 0):>9}  {detail}"
+    """One line of `list`, under HEADER."""
+    return _columns(
+        article_id,
+        str(record.get("failed_at", "-")),
+        str(record.get("stage", "-")),
+        str(record.get("reason", "-")),
+        str((record.get("headers") or {}).get(H_OUTLET, "-")),
+        str(record.get("payload_bytes", 0)),
+        " ".join(str(record.get("detail", "")).split())[:80],
     )
 
 
 async def fetch(kafka: KafkaSettings, origin: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Return the value and headers of the message at a dead letter's origin."""
     consumer = committed_reader(kafka)
-    await consumer.start()
     try:
+        await consumer.start()
         tp = TopicPartition(str(origin["topic"]), int(origin["partition"]))
         consumer.assign([tp])
         offset = int(origin["offset"])
@@ -211,6 +224,8 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     out = sys.stdout
     if args.command == "list":
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
+        if chosen and not args.json:
+            out.write(HEADER + "\n")
         for article_id, record in chosen.items():
             if args.json:
                 out.write(jsonio.dumps_line({"article_id": article_id, **record}).decode())

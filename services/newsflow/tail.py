@@ -91,12 +91,13 @@ async def tail(
     limit: int | None,
 ) -> int:
     """Print matching records until `limit` of them were printed (None: until cancelled)."""
-    from newsflow.topics import committed_reader, topic_partitions
+    from newsflow.topics import committed_reader, topic_partitions, wait_for_broker
 
+    await wait_for_broker(kafka, timeout=15)  # as newsflow-deadletters: a clear error, not a stack
     consumer = committed_reader(kafka)
-    await consumer.start()
     printed = 0
     try:
+        await consumer.start()
         tps = await topic_partitions(consumer, topic)
         if not tps:
             raise LookupError(f"topic {topic!r} does not exist on {kafka.bootstrap}")

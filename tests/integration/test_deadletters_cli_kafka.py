@@ -47,8 +47,13 @@ def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_p
 
         listed = cli(kafka, "list")
         assert listed.returncode == 0, listed.stderr
-        lines = listed.stdout.splitlines()
+        header, *lines = listed.stdout.splitlines()
+        assert header.split()[:3] == ["article", "failed", "at"]
         assert len(lines) == 2 and {line.split()[0] for line in lines} == {"big", "no-text"}
+        assert all(
+            line.index(" too_large " if "big" in line else " bad_envelope ") == header.index(" reason ")
+            for line in lines
+        )  # the columns under their names
         only = cli(kafka, "list", "--reason", "too_large", "--outlet", "metro", "--json")
         assert [json.loads(line)["article_id"] for line in only.stdout.splitlines()] == ["big"]
         assert cli(kafka, "list", "--since", "2099-01-01").stdout == ""

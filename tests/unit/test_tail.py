@@ -1,7 +1,10 @@
-"""newsflow-tail's filters and lines, without Kafka."""
+"""newsflow-tail's filters and lines, without Kafka; its error when there is none."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -63,3 +66,18 @@ def test_from_takes_now_beginning_or_a_time():
     assert start_position("2026-12-01T08:00:00Z") == datetime(2026, 12, 1, 8, tzinfo=UTC)
     with pytest.raises(ValueError, match="not 'now', 'beginning'"):
         start_position("yesterday-ish")
+
+
+def test_no_broker_is_one_error_line_and_nothing_left_open():
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsflow.tail", "--max", "1"],
+        env={**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.splitlines()[-1] == "newsflow-tail: error: Kafka at 127.0.0.1:9 did not answer within 15s"
+    )
+    assert "Unclosed" not in proc.stderr and "Traceback" not in proc.stderr

@@ -301,7 +301,7 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
     if not isinstance(envelope, dict):
         return Skipped(where, "bad_line", "not a JSON object")
     if not any(isinstance(envelope.get(f), str) and envelope[f].strip() for f in ENVELOPE_TEXT_FIELDS):
-        return Skipped(where, "bad_line", "neither an 'html' nor a 'text' string")
+        return Skipped(where, "bad_line", "no 'html' or 'text' string with anything in it")
     url = envelope.get("url") if isinstance(envelope.get("url"), str) else None
     named = envelope.get("outlet") if isinstance(envelope.get("outlet"), str) else None
     resolved = outlet or named or host_of(url) or UNKNOWN_OUTLET
