@@ -309,3 +309,22 @@ def test_undeclared_legacy_text_is_read_in_the_code_page_whose_words_are_words(e
 def test_undeclared_legacy_text_with_only_typographic_marks_beyond_ascii_is_read_as_windows_1252():
     text = "The minister said \u201cwe will not give up\u201d \u2013 and left the room at 5pm\u2026"
     assert decode_payload(text.encode("cp1252"), "text/plain") == (text, "cp1252")
+
+
+@pytest.mark.parametrize(
+    ("title", "headline"),
+    [
+        ("Ferries resume - Harbour Times", "Ferries resume"),  # the site's name goes
+        ("Ferries resume | harbourtimes.example", "Ferries resume"),
+        ("Macron in Zürich – a historic deal", "Macron in Zürich – a historic deal"),
+        (
+            "Le président français visite Zürich – « accord historique »",
+            "Le président français visite Zürich – « accord historique »",
+        ),
+    ],
+)
+def test_a_headline_from_the_title_element_loses_the_sites_name_not_its_own_end(title, headline):
+    body = "<p>The ferry service resumed on the northern route after the storm, the operator said.</p>" * 5
+    html = f"<html><head><title>{title}</title></head><body><article>{body}</article></body></html>"
+    article = extract_article(RawArticle("t", html.encode(), Source("t.html", "o", "text/html", "")))
+    assert isinstance(article, CleanArticle) and article.title == headline

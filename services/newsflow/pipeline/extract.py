@@ -12,7 +12,7 @@ from typing import Any
 
 import trafilatura
 from lxml.html import HtmlElement
-from trafilatura.metadata import extract_metadata
+from trafilatura.metadata import examine_title_element, extract_metadata
 from trafilatura.settings import use_config
 
 from newsflow.pipeline import jsonio
@@ -189,12 +189,36 @@ def _article(
     )
 
 
+# A site name written as a domain ("nytimes.com"), which may start in lower case.
+_DOMAIN = re.compile(r"[\w-]+(\.[\w-]+)+")
+_OPENING_QUOTES = "«“„‘'\"‹"
+
+
+def _headline(title: str, tree: HtmlElement) -> str:
+    """Return trafilatura's title, or the page's whole <title> when trafilatura cut it in two at a
+    separator ("Headline - Site") and what it dropped reads as the headline's own continuation.
+
+    The cut assumes a site name on one side, which holds for most pages; but "Macron in Zurich - a
+    historic deal" lost its second half, and "... Zurich - « accord historique »" kept its dash. A
+    site's name does not start in lower case (unless it is a domain) or with an opening quote.
+    """
+    whole, first, second = examine_title_element(tree)
+    if not whole or title not in (first, second):
+        return title  # from an <h1>, og:title, JSON-LD: not a cut
+    dropped = (second if title == first else first) or ""
+    continued = dropped[:1] in _OPENING_QUOTES or dropped[:1].islower()
+    return whole if dropped and continued and not _DOMAIN.fullmatch(dropped) else title
+
+
 def _from_html(
     raw: RawArticle, html: str, encoding: str, url: str | None, options: ExtractOptions
 ) -> CleanArticle:
     # Parsed once, for the extractor and for the page's link texts.
     tree = trafilatura.load_html(html)
     meta = extract_html(html if tree is None else tree, url, options)
+    page_url = meta.get("url") or url
+    if tree is not None and meta.get("title"):
+        meta["title"] = _headline(meta["title"], tree)
     # The headline is metadata, not body: lines repeating it go, and so do lines that are wholly
     # a link to elsewhere (apply_rules' title and link_texts).
     cleaned = apply_rules(
@@ -203,7 +227,6 @@ def _from_html(
         title=meta.get("title"),
         link_texts=link_texts(tree) if tree is not None and meta.get("text") else frozenset(),
     )
-    page_url = meta.get("url") or url
     if raw.source.outlet == UNKNOWN_OUTLET and (host := host_of(page_url)):
         # A page that came under no outlet (a file directly in the folder given) is its site's:
         # the host of its canonical URL, as an envelope's or a WARC record's URL names theirs.
