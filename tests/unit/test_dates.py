@@ -18,6 +18,13 @@ RECEIVED = "2025-03-14T09:00:00Z"
         ("2025-03-16T09:00:01Z", None, "implausible"),
         ("2099-01-01", None, "implausible"),
         ("1970-01-01T00:00:00Z", None, "implausible"),
+        # written for people: a month's name and a four-digit year; the day and year never guessed
+        ("13 March 2025", "2025-03-13T00:00:00Z", "ok"),
+        ("March 13, 2025 10:30 AM", "2025-03-13T10:30:00Z", "ok"),
+        ("Mar. 13, 2025 10:30 +0530", "2025-03-13T05:00:00Z", "ok"),
+        ("March 2025", None, "unparseable"),
+        ("March 13", None, "unparseable"),
+        ("03/04/2025", None, "unparseable"),  # March 4 or 3 April
         ("yesterday", None, "unparseable"),
         ("2025-02-30", None, "unparseable"),
         ("", None, "missing"),

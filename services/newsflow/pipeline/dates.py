@@ -7,9 +7,13 @@ was received is published; any other is kept verbatim as `published_raw` with a 
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+
+from dateutil import parser as dateutil_parser
 
 # Online news archives start in the 1990s; earlier dates are CMS defaults or reprint metadata.
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
@@ -26,8 +30,16 @@ class Published:
     raw: str | None = None
 
 
+# A date written for people ("5 December 2026", "Dec. 5, 2026 10:30 AM"): an English month name
+# and a four-digit year, so that neither the order of day and month nor the year is a guess.
+_MONTH = re.compile(r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b", re.I)
+_YEAR = re.compile(r"\b(19|20)\d\d\b")
+_DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
+
+
 def parse_datetime(text: str) -> datetime | None:
-    """Return the absolute time an ISO 8601 or RFC 2822 string names (naive means UTC), else None."""
+    """Return the absolute time an ISO 8601 or RFC 2822 string, or a date written with its month's
+    English name and a four-digit year, names (naive means UTC), else None."""
     text = text.strip()
     if not text:
         return None
@@ -37,11 +49,26 @@ def parse_datetime(text: str) -> datetime | None:
         try:
             dt = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
-            return None
+            dt = _written_date(text)
+            if dt is None:
+                return None
     try:
         return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
     except OverflowError:  # "0001-01-01T00:00:00+01:00" is before the first representable instant
         return None
+
+
+def _written_date(text: str) -> datetime | None:
+    if not (_MONTH.search(text) and _YEAR.search(text)):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a zone abbreviation it does not know: naive, so UTC
+            # Read against two defaults: a date without its day ("May 2026") or year differs.
+            first, second = (dateutil_parser.parse(text, default=d) for d in _DEFAULTS)
+    except (ValueError, OverflowError):
+        return None
+    return first if first == second else None
 
 
 def rfc3339(dt: datetime) -> str:
