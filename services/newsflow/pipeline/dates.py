@@ -43,6 +43,7 @@ def parse_datetime(text: str) -> datetime | None:
     text = text.strip()
     if not text:
         return None
+    dt: datetime | None
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -50,8 +51,8 @@ def parse_datetime(text: str) -> datetime | None:
             dt = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
             dt = _written_date(text)
-            if dt is None:
-                return None
+    if dt is None:
+        return None
     try:
         return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
     except OverflowError:  # "0001-01-01T00:00:00+01:00" is before the first representable instant
