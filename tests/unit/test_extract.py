@@ -328,3 +328,13 @@ def test_a_headline_from_the_title_element_loses_the_sites_name_not_its_own_end(
     html = f"<html><head><title>{title}</title></head><body><article>{body}</article></body></html>"
     article = extract_article(RawArticle("t", html.encode(), Source("t.html", "o", "text/html", "")))
     assert isinstance(article, CleanArticle) and article.title == headline
+
+
+def test_a_page_saved_as_text_is_read_as_a_page_and_text_about_html_stays_text():
+    page = (ARTICLES / "harbourtimes" / "bridge-reopens.html").read_bytes()
+    saved = extract_article(RawArticle("s", page, Source("bridge.txt", "o", "text/plain", "")))
+    assert isinstance(saved, CleanArticle) and saved.extraction.method == "trafilatura"
+    assert saved.title == "Old Harbour Bridge reopens after two-year repair" and "<" not in saved.text
+    prose = b"The <html> tag opens every web page, the course notes say, and students learn it first. " * 3
+    text = extract_article(RawArticle("p", prose, Source("notes.txt", "o", "text/plain", "")))
+    assert isinstance(text, CleanArticle) and text.extraction.method == "plaintext"

@@ -329,8 +329,17 @@ def warm_up(options: ExtractOptions | None = None) -> None:
         _parse(RawArticle("warm-up", body.encode(), Source("warm-up", "warm-up", ctype, "")), options)
 
 
+# A page saved or sent as plain text: it starts with a doctype or an <html> tag (after a BOM,
+# blanks and comments), as no article text does.
+_HTML_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S
+)
+
+
 def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection:
     ctype = raw.source.content_type
+    if ctype == "text/plain" and _HTML_START.match(raw.payload[:2048]):
+        ctype = "text/html"
     declared = f"{ctype}; charset={raw.source.charset}" if raw.source.charset else ctype
     decoded = decode_payload(raw.payload, declared, is_html=ctype == "text/html")
     if isinstance(decoded, Rejection):
