@@ -26,6 +26,7 @@ from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
+from newsflow.producer.sources import INPUTS_HELP
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
 from newsflow.worker.settings import WorkerSettings
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="newsflow-run",
         description="Run the pipeline once on local files against a running Kafka (make run starts one).",
-        epilog=env_help(KafkaSettings, RunSettings, ProducerSettings, WorkerSettings),
+        epilog=INPUTS_HELP + "\n\n" + env_help(KafkaSettings, RunSettings, ProducerSettings, WorkerSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -172,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                 show_progress=True,
             )
         )
-        print(f"producer: {tally.summary()}")
+        repeats = len(sent_ids) - len(set(sent_ids))
+        # The same bytes under the same name and outlet are the same article: it comes out once.
+        again = f" ({repeats} of them an article already sent, which comes out once)" if repeats else ""
+        print(f"producer: {tally.summary()}{again}")
         enriched, dead = asyncio.run(collect(kafka, set(sent_ids), timeout, worker))
     except (TimeoutError, RuntimeError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")

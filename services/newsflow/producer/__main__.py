@@ -29,7 +29,7 @@ from newsflow.producer.http import serve
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
 from newsflow.producer.publish import Progress, Publisher, Tally, produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import STDIN
+from newsflow.producer.sources import INPUTS_HELP, STDIN
 from newsflow.producer.watch import watch
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.topics import wait_for_broker
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=env_help(KafkaSettings, ProducerSettings),
+        epilog=INPUTS_HELP + "\n\n" + env_help(KafkaSettings, ProducerSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="*", help="files, folders, archives; '-' reads JSON Lines from stdin")
