@@ -306,6 +306,31 @@ def test_undeclared_legacy_text_is_read_in_the_code_page_whose_words_are_words(e
     assert decoded[0] == text
 
 
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        (
+            "shift_jis",
+            "東京都は火曜日、新しい防災計画を発表した。住民の安全を守るための対策が盛り込まれている。",
+        ),
+        ("gbk", "北京市政府周二宣布了新的交通计划，以减少市中心的拥堵和空气污染。"),
+        ("big5", "台北市政府週二宣布新的交通計畫，以減少市中心的壅塞和空氣污染。"),
+        ("euc_kr", "서울시는 화요일 시내 교통 혼잡을 줄이기 위한 새로운 계획을 발표했다."),
+    ],
+)
+def test_undeclared_multibyte_text_is_read_as_detected(encoding, text):
+    decoded = decode_payload(text.encode(encoding), "text/plain")
+    assert not isinstance(decoded, Rejection) and decoded[0] == text
+
+
+def test_an_undeclared_legacy_page_is_judged_by_its_words_not_its_head():
+    head = "<style>" + "body { margin: 0; padding: 0 } " * 200 + "</style>"  # 6 KB without a word of text
+    body = "<p>Předseda vlády řekl, že vláda schválí nový zákon o médiích příští týden.</p>" * 3
+    page = f"<html><head><title>Zprávy</title>{head}</head><body>{body}</body></html>"
+    decoded = decode_payload(page.encode("cp1250"), "text/html", is_html=True)
+    assert not isinstance(decoded, Rejection) and decoded[0] == page
+
+
 def test_undeclared_legacy_text_with_only_typographic_marks_beyond_ascii_is_read_as_windows_1252():
     text = "The minister said \u201cwe will not give up\u201d \u2013 and left the room at 5pm\u2026"
     assert decode_payload(text.encode("cp1252"), "text/plain") == (text, "cp1252")
@@ -321,13 +346,25 @@ def test_undeclared_legacy_text_with_only_typographic_marks_beyond_ascii_is_read
             "Le président français visite Zürich – « accord historique »",
             "Le président français visite Zürich – « accord historique »",
         ),
+        # a site whose name starts in lower case: named by its host, or its og:site_name
+        ("Apple stellt neues iPhone vor | heise online", "Apple stellt neues iPhone vor"),
+        ("Governo, nuovo decreto - la Gazzetta", "Governo, nuovo decreto"),
     ],
 )
 def test_a_headline_from_the_title_element_loses_the_sites_name_not_its_own_end(title, headline):
     body = "<p>The ferry service resumed on the northern route after the storm, the operator said.</p>" * 5
-    html = f"<html><head><title>{title}</title></head><body><article>{body}</article></body></html>"
+    head = '<link rel="canonical" href="https://www.heise.de/news/a"><meta property="og:site_name" content="La Gazzetta">'
+    html = f"<html><head><title>{title}</title>{head}</head><body><article>{body}</article></body></html>"
     article = extract_article(RawArticle("t", html.encode(), Source("t.html", "o", "text/html", "")))
     assert isinstance(article, CleanArticle) and article.title == headline
+
+
+def test_a_headline_the_page_states_is_never_lengthened_by_its_title_element():
+    body = "<p>The ferry service resumed on the northern route after the storm, the operator said.</p>" * 5
+    head = "<title>Ferries resume | tidings weekly</title><meta property='og:title' content='Ferries resume'>"
+    html = f"<html><head>{head}</head><body><article>{body}</article></body></html>"
+    article = extract_article(RawArticle("t", html.encode(), Source("t.html", "o", "text/html", "")))
+    assert isinstance(article, CleanArticle) and article.title == "Ferries resume"
 
 
 def test_a_page_saved_as_text_is_read_as_a_page_and_text_about_html_stays_text():
@@ -335,6 +372,9 @@ def test_a_page_saved_as_text_is_read_as_a_page_and_text_about_html_stays_text()
     saved = extract_article(RawArticle("s", page, Source("bridge.txt", "o", "text/plain", "")))
     assert isinstance(saved, CleanArticle) and saved.extraction.method == "trafilatura"
     assert saved.title == "Old Harbour Bridge reopens after two-year repair" and "<" not in saved.text
+    xhtml = b'<?xml version="1.0" encoding="utf-8"?>\n' + page
+    saved_xhtml = extract_article(RawArticle("x", xhtml, Source("bridge.txt", "o", "text/plain", "")))
+    assert isinstance(saved_xhtml, CleanArticle) and saved_xhtml.extraction.method == "trafilatura"
     prose = b"The <html> tag opens every web page, the course notes say, and students learn it first. " * 3
     text = extract_article(RawArticle("p", prose, Source("notes.txt", "o", "text/plain", "")))
     assert isinstance(text, CleanArticle) and text.extraction.method == "plaintext"

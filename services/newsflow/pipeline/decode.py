@@ -87,52 +87,89 @@ def decode_payload(
             return payload.decode(enc), enc
         except (UnicodeDecodeError, LookupError):
             continue
-    detected = _detected(payload)
+    detected = _detected(payload, is_html)
     if detected is None:
         return Rejection("extract", "undecodable", "no character encoding fits the bytes")
     return detected
 
 
 # Readings this much messier than the least messy one (charset_normalizer's chaos, 0-1) are not
-# compared; the words of the first this many characters decide between the others.
+# compared.
 _CHAOS_SLACK = 0.01
-_SCORED_CHARS = 4000
+# The words that decide: the first this many with a letter beyond ASCII, anywhere in the document
+# (a page's <head> and scripts hold none); the language, from this much of the best reading's text.
+_SCORED_WORDS = 200
+_LANGUAGE_CHARS = 4000
 _WORD = re.compile(r"[^\W\d_]+")
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
 # What a word no dictionary holds costs: more than a stray letter that happens to be a word ("û").
 _NONWORD = 3.0
 
 
-def _detected(payload: bytes) -> tuple[str, str] | None:
+def _detected(payload: bytes, is_html: bool) -> tuple[str, str] | None:
     """Return (text, encoding) of bytes that declare no charset and are not UTF-8, or None."""
     matches = [m for m in from_bytes(payload) if m.encoding]  # least messy first
-    readings: dict[str, str] = {}
+    if matches and not _single_byte(matches[0].encoding):
+        return str(matches[0]), matches[0].encoding  # Shift_JIS, GBK, Big5...: told apart well
+    least = matches[0].chaos if matches else 0.0
+    readings = {
+        m.encoding: str(m) for m in matches if m.chaos <= least + _CHAOS_SLACK and _single_byte(m.encoding)
+    }
     try:
-        readings["cp1252"] = payload.decode("cp1252")  # first: it wins a tie
+        web_default = payload.decode("cp1252")
     except UnicodeDecodeError:
         pass
-    if matches:
-        least = matches[0].chaos
-        readings.update((m.encoding, str(m)) for m in matches if m.chaos <= least + _CHAOS_SLACK)
+    else:
+        if web_default in readings.values():  # among the least messy: it goes first, to win a tie
+            readings = {"cp1252": web_default, **{k: v for k, v in readings.items() if v != web_default}}
+        else:
+            readings.setdefault("cp1252", web_default)
     if not readings:
         return None
-    encoding = max(readings, key=lambda name: _word_score(readings[name]))
+    best = next(iter(readings.values())) if not matches else str(matches[0])
+    sample = _MARKUP.sub(" ", best[: _LANGUAGE_CHARS * 4]) if is_html else best
+    found = identify_language(sample[:_LANGUAGE_CHARS])
+    lang = found.code if found is not None else "en"
+    encoding = max(readings, key=lambda name: _word_score(readings[name], lang))
     return readings[encoding], encoding
 
 
-def _word_score(text: str) -> float:
-    """How much the words with letters beyond ASCII look like words of the text's language or of
-    English: the sum of their wordfreq Zipf frequencies, less _NONWORD for a word neither knows."""
-    sample = text[:_SCORED_CHARS]
-    found = identify_language(sample)
-    lang = found.code if found is not None and found.code in _wordfreq_languages() else "en"
-    score = 0.0
-    for word in _WORD.findall(sample):
+def _word_score(text: str, lang: str) -> float:
+    """How much the first words with characters beyond ASCII look like words of `lang` or English:
+    the sum of their wordfreq Zipf frequencies, less _NONWORD for a word neither knows."""
+    score, seen = 0.0, 0
+    for match in _WORD.finditer(text):
+        word = match.group()
         if not word.isascii():
-            word = word.lower()
-            score += max(zipf_frequency(word, lang), zipf_frequency(word, "en")) or -_NONWORD
+            # A misread byte is often a symbol inside a word ("Z³rich"), which is no word at all
+            # (and which wordfreq would split into words it knows).
+            known = word.isalpha() and max(_zipf(word.lower(), lang), _zipf(word.lower(), "en"))
+            score += known or -_NONWORD
+            seen += 1
+            if seen == _SCORED_WORDS:
+                break
     return score
+
+
+def _zipf(word: str, lang: str) -> float:
+    # The small lists: a few MB per language, loaded once (the large ones are 30-120 MB each).
+    if lang not in _wordfreq_languages():
+        return 0.0
+    try:
+        return float(zipf_frequency(word, lang, wordlist="small"))
+    except ImportError:  # ja, zh, ko: wordfreq's tokenizers for them are not installed
+        return 0.0
 
 
 @lru_cache(maxsize=1)
 def _wordfreq_languages() -> frozenset[str]:
-    return frozenset(available_languages())
+    return frozenset(available_languages(wordlist="small"))
+
+
+@lru_cache(maxsize=64)
+def _single_byte(encoding: str) -> bool:
+    """Whether every byte is one character in `encoding` (cp1252, iso8859_2, koi8_r...)."""
+    try:
+        return len(bytes(range(0x80, 0x100)).decode(encoding, errors="replace")) == 0x80
+    except LookupError:
+        return False
