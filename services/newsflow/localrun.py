@@ -87,7 +87,9 @@ def summary_table(records: list[dict[str, Any]]) -> str:
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "newsflow.worker"], env=env)
+    # In a session of its own: a terminal's Ctrl-C or hangup reaches this process, which stops the
+    # worker in order (stop_worker), rather than killing both at once.
+    return subprocess.Popen([sys.executable, "-m", "newsflow.worker"], env=env, start_new_session=True)
 
 
 def stop_worker(worker: subprocess.Popen[bytes], grace: float = 30.0) -> None:
@@ -101,7 +103,8 @@ def stop_worker(worker: subprocess.Popen[bytes], grace: float = 30.0) -> None:
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the worker's stop short
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # a second one must not cut the worker's stop short
+        signal.signal(stop, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -134,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     # A TERM (make run's script forwards it, as do supervisors and `timeout`) is an interrupt, and
     # so is Ctrl-C even when started in the background of a script (which ignores SIGINT there).
     signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGHUP, _interrupted)  # a closed terminal
     signal.signal(signal.SIGINT, signal.default_int_handler)
     missing = [str(p) for p in args.paths if str(p) != "-" and not p.exists()]
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
     dead_out = args.out.with_name("dead-letters.jsonl")
+    if dead_out == args.out:
+        sys.stderr.write(f"newsflow-run: error: --out: {args.out.name} is where the dead letters go\n")
+        return 2
     for path in (args.out, dead_out):
         if path.is_dir():
             sys.stderr.write(f"newsflow-run: error: --out: {path} is a directory (give a file name)\n")

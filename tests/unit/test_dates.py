@@ -22,6 +22,10 @@ RECEIVED = "2025-03-14T09:00:00Z"
         ("13 March 2025", "2025-03-13T00:00:00Z", "ok"),
         ("March 13, 2025 10:30 AM", "2025-03-13T10:30:00Z", "ok"),
         ("Mar. 13, 2025 10:30 +0530", "2025-03-13T05:00:00Z", "ok"),
+        ("March 13, 2025 at 10:30 p.m. ET", None, "unparseable"),  # a zone it cannot place
+        ("Thu, 13 Mar 2025 10:00:00 CET", None, "unparseable"),
+        ("13 March 2025 10:30 +01:00", "2025-03-13T09:30:00Z", "ok"),
+        ("Thu, 13 Mar 2025 10:00:00", "2025-03-13T10:00:00Z", "ok"),
         ("March 2025", None, "unparseable"),
         ("March 13", None, "unparseable"),
         ("03/04/2025", None, "unparseable"),  # March 4 or 3 April

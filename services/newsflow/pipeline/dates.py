@@ -50,6 +50,10 @@ def parse_datetime(text: str) -> datetime | None:
         try:
             dt = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
+            dt = None
+        if dt is None or dt.tzinfo is None:
+            # Naive from RFC 2822's parser also means a zone it skipped ("CET", "+01:00"): only a
+            # date written without one, or with one known, is read (as for people, below).
             dt = _written_date(text)
     if dt is None:
         return None
@@ -64,10 +68,11 @@ def _written_date(text: str) -> datetime | None:
         return None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a zone abbreviation it does not know: naive, so UTC
+            # A zone abbreviation it does not know ("ET", "CET") would be dropped, hours off: refused.
+            warnings.simplefilter("error", dateutil_parser.UnknownTimezoneWarning)
             # Read against two defaults: a date without its day ("May 2026") or year differs.
             first, second = (dateutil_parser.parse(text, default=d) for d in _DEFAULTS)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, dateutil_parser.UnknownTimezoneWarning):
         return None
     return first if first == second else None
 

@@ -192,22 +192,47 @@ def _article(
 # A site name written as a domain ("nytimes.com"), which may start in lower case.
 _DOMAIN = re.compile(r"[\w-]+(\.[\w-]+)+")
 _OPENING_QUOTES = "«“„‘'\"‹"
+_NOT_ALNUM = re.compile(r"[\W_]+")
+# Where trafilatura takes a title from before it cuts the <title> element.
+_TITLE_SOURCES = (
+    "//head/meta[@property='og:title' or @name='twitter:title' or @name='title']/@content"
+    " | //script[@type='application/ld+json'][contains(., 'headline')]"
+)
 
 
-def _headline(title: str, tree: HtmlElement) -> str:
+def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
     """Return trafilatura's title, or the page's whole <title> when trafilatura cut it in two at a
     separator ("Headline - Site") and what it dropped reads as the headline's own continuation.
 
     The cut assumes a site name on one side, which holds for most pages; but "Macron in Zurich - a
-    historic deal" lost its second half, and "... Zurich - « accord historique »" kept its dash. A
-    site's name does not start in lower case (unless it is a domain) or with an opening quote.
+    historic deal" lost its second half, and "... Zurich - « accord historique »" kept its dash.
+    Only a title cut from <title> (no og:title, JSON-LD headline or single <h1>) is put back, when
+    the dropped side starts in lower case or with an opening quote, as a site's name does not
+    (unless it is a domain, or names the site: "heise online" on heise.de).
     """
     whole, first, second = examine_title_element(tree)
-    if not whole or title not in (first, second):
-        return title  # from an <h1>, og:title, JSON-LD: not a cut
+    if (
+        not whole
+        or title not in (first, second)
+        or tree.xpath(_TITLE_SOURCES)
+        or len(tree.findall(".//h1")) == 1
+    ):
+        return title
     dropped = (second if title == first else first) or ""
-    continued = dropped[:1] in _OPENING_QUOTES or dropped[:1].islower()
-    return whole if dropped and continued and not _DOMAIN.fullmatch(dropped) else title
+    if (
+        not dropped
+        or _DOMAIN.fullmatch(dropped)
+        or not (dropped[0] in _OPENING_QUOTES or dropped[0].islower())
+    ):
+        return title
+    key = _NOT_ALNUM.sub("", dropped).lower()
+    site = _NOT_ALNUM.sub(
+        "", str(tree.xpath("string(//head/meta[@property='og:site_name']/@content)"))
+    ).lower()
+    host = host_of(page_url) or ""
+    label = max(host.split(".")[:-1] or [host], key=len)  # heise (heise.de), bbc (bbc.co.uk)
+    names = {site, _NOT_ALNUM.sub("", label).lower()} - {""}
+    return title if any(name in key or key in name for name in names) else whole
 
 
 def _from_html(
@@ -218,7 +243,7 @@ def _from_html(
     meta = extract_html(html if tree is None else tree, url, options)
     page_url = meta.get("url") or url
     if tree is not None and meta.get("title"):
-        meta["title"] = _headline(meta["title"], tree)
+        meta["title"] = _headline(meta["title"], tree, page_url)
     # The headline is metadata, not body: lines repeating it go, and so do lines that are wholly
     # a link to elsewhere (apply_rules' title and link_texts).
     cleaned = apply_rules(
@@ -330,9 +355,9 @@ def warm_up(options: ExtractOptions | None = None) -> None:
 
 
 # A page saved or sent as plain text: it starts with a doctype or an <html> tag (after a BOM,
-# blanks and comments), as no article text does.
+# blanks, an XML declaration and comments), as no article text does.
 _HTML_START = re.compile(
-    rb"(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S
+    rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S
 )
 
 

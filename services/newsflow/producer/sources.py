@@ -40,12 +40,13 @@ ENVELOPE_TEXT_FIELDS = ("html", "text")
 
 
 INPUTS_HELP = f"""inputs:
-  a folder        every {", ".join(CONTENT_TYPE_BY_SUFFIX)} file below it (also gzipped, name.html.gz); the
-                  outlet is the first folder below the one given (folder/<outlet>/a.html), else a
-                  page's host; names starting with a dot are not read
-  {", ".join(JSONL_SUFFIXES)}, -  JSON Lines (also gzipped; - is stdin), one envelope a line:
-                  {{"url", "outlet", "html" or "text", "title", "published", "authors"}}
-  .warc, .warc.gz each HTTP 200 HTML response record (CC-NEWS); the outlet is the host
+  a folder         every {", ".join(CONTENT_TYPE_BY_SUFFIX)} file below it, also gzipped (a.html.gz); names
+                   starting with a dot are not read; the outlet is the first folder below the one
+                   given (folder/<outlet>/a.html), else for a page the host of its canonical URL
+  {" ".join(JSONL_SUFFIXES)} - JSON Lines, also gzipped (- is stdin), one envelope a line:
+                   {{"url", "outlet", "html" or "text", "title", "published", "authors"}}; the outlet is
+                   the envelope's, else its URL's host
+  {" ".join(WARC_SUFFIXES)}       (also .gz) each HTTP 200 HTML response record (CC-NEWS); the outlet is the host
 Other files are skipped and counted, as are empty, unreadable and over-large ones."""
 
 
