@@ -117,21 +117,26 @@ def test_a_run_writes_the_enriched_records_and_the_dead_letters_to_files(tmp_pat
     garbage = bytes(range(256)) * 8  # no character encoding fits it
     (inputs / "broken.html").write_bytes(garbage)
     out = tmp_path / "out" / "enriched.jsonl"
+    envelope = {"url": "https://tidings.example/ferries", "text": "Ferries resumed on Monday. " * 20}
     run = subprocess.run(
-        ["scripts/run.sh", "--out", str(out), str(inputs)],
+        ["scripts/run.sh", "--out", str(out), str(inputs), "-"],  # and JSON Lines on stdin
         cwd=ROOT,
         env=_env(free_port()),
+        input=jsonio.dumps_line(envelope).decode(),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    enriched = [jsonio.loads(line) for line in out.read_bytes().splitlines()]
+    enriched = {r["source"]["path"]: r for r in map(jsonio.loads, out.read_bytes().splitlines())}
     (dead,) = [jsonio.loads(line) for line in (out.parent / "dead-letters.jsonl").read_bytes().splitlines()]
-    assert len(enriched) == 2 and len({r["story_id"] for r in enriched}) == 1  # the seeds, one story
+    seeds = [r for path, r in enriched.items() if path.endswith(".txt")]
+    assert len(seeds) == 2 and len({r["story_id"] for r in seeds}) == 1  # the seeds, one story
+    (from_stdin,) = [r for path, r in enriched.items() if not path.endswith(".txt")]
+    assert from_stdin["source"]["outlet"] == "tidings.example"
     assert dead["reason"] == "undecodable" and base64.b64decode(dead["payload_base64"]) == garbage
     assert schema_errors("dead-letter", dead) == []
-    assert "1 dead-lettered" in run.stdout
+    assert "3 enriched in 2 stories, 1 dead-lettered" in run.stdout
 
 
 def test_an_out_path_that_is_a_directory_is_refused_before_anything_runs(tmp_path: Path) -> None:
