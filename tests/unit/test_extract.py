@@ -264,6 +264,9 @@ def test_a_page_that_came_under_no_outlet_is_its_sites_and_a_named_outlet_wins()
     assert isinstance(site, CleanArticle) and site.source.outlet == "tidings.example"
     nowhere = extract_article(_ferry_page(None, "unknown"))
     assert isinstance(nowhere, CleanArticle) and nowhere.source.outlet == "unknown"
+    envelope = b'{"url": "https://www.tidings.example/ferries", "text": "Ferries resumed on Monday."}'
+    sent = extract_article(RawArticle("e", envelope, Source("e.json", "unknown", "application/json", "")))
+    assert isinstance(sent, CleanArticle) and sent.source.outlet == "tidings.example"
     text = extract_article(raw_from_file(ARTICLES / "valleypost" / "cafe-rules-latin1.txt"))
     assert isinstance(text, CleanArticle) and text.source.outlet == "unknown"  # a text names no site
 

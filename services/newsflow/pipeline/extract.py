@@ -298,6 +298,8 @@ def _from_envelope(
         return Rejection(STAGE, "bad_envelope", "envelope has neither an 'html' nor a 'text' string")
     url = _str_field(env, "url") or raw.source.url
     outlet = _str_field(env, "outlet") or raw.source.outlet
+    if outlet == UNKNOWN_OUTLET:
+        outlet = host_of(url) or outlet  # as a JSON Lines envelope's: its URL's host
     inner = replace(raw, source=replace(raw.source, url=url, outlet=outlet))
     if isinstance(html, str) and html.strip():
         article = _from_html(inner, html, encoding, url, options)
