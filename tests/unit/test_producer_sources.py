@@ -174,7 +174,10 @@ def test_a_folder_reached_twice_through_links_is_read_once(tmp_path: Path):
     (tmp_path / "wire" / "a.txt").write_bytes(TEXT)
     (tmp_path / "wire" / "loop").symlink_to(tmp_path)
     (tmp_path / "again").symlink_to(tmp_path / "wire")
-    assert len(_articles(iter_inputs([tmp_path]))) == 1
+    items = list(iter_inputs([tmp_path]))
+    assert len(_articles(items)) == 1
+    skipped = sorted((Path(i.path).name, i.reason) for i in items if isinstance(i, Skipped))
+    assert skipped == [("loop", "already_read"), ("wire", "already_read")]  # accounted for
 
 
 def test_a_url_too_malformed_to_parse_does_not_stop_the_lines_after_it(tmp_path: Path):

@@ -56,6 +56,7 @@ class Skipped:
 
     path: str
     # unsupported_extension | empty | unreadable | vanished | not_regular | too_large | bad_line
+    # | already_read
     # | not_html | http_status | not_response
     reason: str
     detail: str = ""
@@ -176,7 +177,8 @@ def read_article(root: Path, path: Path, outlet: str | None = None, max_bytes: i
 def walk(root: Path, _seen: set[tuple[int, int]] | None = None) -> Iterator[Path | Skipped]:
     """Yield the files below a folder in sorted order, and a Skipped for each folder it cannot list.
 
-    A folder reached twice (a symbolic link loop, or two links to one folder) is read once.
+    A folder reached twice (a symbolic link loop, or two links to one folder) is read once; the
+    second time is a skip (`already_read`), so that every item found is accounted for.
     """
     seen = set() if _seen is None else _seen
     try:
@@ -185,6 +187,7 @@ def walk(root: Path, _seen: set[tuple[int, int]] | None = None) -> Iterator[Path
         yield Skipped(display_name(root), "unreadable", exc.strerror or str(exc))
         return
     if (st.st_dev, st.st_ino) in seen:
+        yield Skipped(display_name(root), "already_read", "a link to a folder read already")
         return
     seen.add((st.st_dev, st.st_ino))
     try:
