@@ -11,6 +11,11 @@ export NEWSFLOW_WORKER_METRICS_PORT=${NEWSFLOW_WORKER_METRICS_PORT:-0}
 # The worker's files too are this run's (two runs on two ports do not share them).
 run_dir=${NEWSFLOW_KAFKA_HOME:-.cache/kafka}/run-$NEWSFLOW_KAFKA_PORT
 export NEWSFLOW_WORKER_DATA_DIR=$run_dir/worker
+# A wrong path or setting, or --help, answers before a broker is started for nothing.
+for arg in "$@"; do
+  case "$arg" in -h | --help) exec .venv/bin/python -m newsflow.localrun --help ;; esac
+done
+.venv/bin/python -m newsflow.localrun --check "$@" </dev/null
 if deploy/local-kafka/kafka.sh status >/dev/null 2>&1; then
   echo "make run: error: a broker already runs on 127.0.0.1:$NEWSFLOW_KAFKA_PORT (another make run?);" \
     "stop it or set NEWSFLOW_RUN_KAFKA_PORT to a free port" >&2

@@ -133,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         "--outlet",
         help="outlet of every article (default: the first folder below the one given, the envelope's or the host)",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the arguments and settings, then exit (make run does this before it starts Kafka)",
+    )
     args = parser.parse_args(argv)
     # A TERM (make run's script forwards it, as do supervisors and `timeout`) is an interrupt, and
     # so is Ctrl-C even when started in the background of a script (which ignores SIGINT there).
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     kafka, run, producer, _ = load_settings_or_exit(
         "newsflow-run", KafkaSettings, RunSettings, ProducerSettings, WorkerSettings
     )
+    if args.check:
+        return 0
     timeout = run.timeout_seconds
     started = time.monotonic()
     try:

@@ -151,3 +151,20 @@ def test_an_out_path_that_is_a_directory_is_refused_before_anything_runs(tmp_pat
         2,
         f"newsflow-run: error: --out: {tmp_path} is a directory (give a file name)\n",
     )
+
+
+def test_a_path_that_does_not_exist_is_one_line_before_any_broker_starts(tmp_path: Path) -> None:
+    port = free_port()
+    run = subprocess.run(
+        ["scripts/run.sh", str(tmp_path / "nowhere")],
+        cwd=ROOT,
+        env=_env(port),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (run.returncode, run.stderr) == (
+        2,
+        f"newsflow-run: error: no such file or directory: {tmp_path / 'nowhere'}\n",
+    )
+    assert not (ROOT / ".cache" / "kafka" / f"run-{port}").exists()  # no broker was even set up
