@@ -9,7 +9,8 @@
 #   NEWSFLOW_UP_INBOX [inbox]        the folder the producer watches: drop article files into it
 #   NEWSFLOW_UP_DETACH [0]           1: start everything and return (stop it with make down)
 #   NEWSFLOW_UP_STATE [.cache/up]     logs, pid files, the view's database, the producer's record (make down reads it too)
-#   NEWSFLOW_KAFKA_PORT [19492], NEWSFLOW_WEB_PORT [8080], NEWSFLOW_WORKER_METRICS_PORT [9101]
+#   NEWSFLOW_KAFKA_PORT [19492], NEWSFLOW_WEB_PORT [8080], NEWSFLOW_WORKER_METRICS_PORT [9101],
+#   NEWSFLOW_PRODUCER_METRICS_PORT [9102]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -18,6 +19,7 @@ export NEWSFLOW_KAFKA_PORT=${NEWSFLOW_KAFKA_PORT:-19492}
 export NEWSFLOW_KAFKA_BOOTSTRAP=${NEWSFLOW_KAFKA_BOOTSTRAP:-127.0.0.1:$NEWSFLOW_KAFKA_PORT}
 export NEWSFLOW_WEB_PORT=${NEWSFLOW_WEB_PORT:-8080}
 export NEWSFLOW_WORKER_METRICS_PORT=${NEWSFLOW_WORKER_METRICS_PORT:-9101}
+export NEWSFLOW_PRODUCER_METRICS_PORT=${NEWSFLOW_PRODUCER_METRICS_PORT:-9102}
 state=${NEWSFLOW_UP_STATE:-.cache/up}
 export NEWSFLOW_WORKER_DATA_DIR=${NEWSFLOW_WORKER_DATA_DIR:-$state/worker}
 export NEWSFLOW_PRODUCER_STATE_FILE=${NEWSFLOW_PRODUCER_STATE_FILE:-$state/producer-sent.jsonl}
@@ -61,26 +63,34 @@ start worker $py -m newsflow.worker
 start web $py -m newsflow.web
 start producer $py -m newsflow.producer --watch --no-progress "$inbox"
 
-healthy() {
-  $py -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
-    "http://127.0.0.1:$NEWSFLOW_WEB_PORT/healthz" 2>/dev/null
+answers() {  # url
+  $py -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null
 }
-for i in $(seq 1 61); do
-  healthy && break
-  if ! alive web || [ "$i" = 61 ]; then
-    tail -5 "$state/web.log" >&2
-    say "error: the stories view did not answer on port $NEWSFLOW_WEB_PORT"
-    stop_all 1
-  fi
-  sleep 0.5
-done
+# Each service must be up and answering (a port taken makes one exit at once), not just started.
+wait_for() {  # name, url, what, tries (half a second apart)
+  for i in $(seq 1 "$4"); do
+    answers "$2" && return 0
+    if ! alive "$1" || [ "$i" = "$4" ]; then
+      tail -5 "$state/$1.log" >&2
+      say "error: the $3 did not answer at $2"
+      stop_all 1
+    fi
+    sleep 0.5
+  done
+}
+wait_for web "http://127.0.0.1:$NEWSFLOW_WEB_PORT/healthz" "stories view" 61
+# The worker serves /metrics once its models are loaded (seconds; more on a busy machine).
+wait_for worker "http://127.0.0.1:$NEWSFLOW_WORKER_METRICS_PORT/metrics" "worker" 241
+wait_for producer "http://127.0.0.1:$NEWSFLOW_PRODUCER_METRICS_PORT/metrics" "producer" 61
 
 cat >&2 <<MSG
 make up: running. Drop article files into $inbox/ (a folder per outlet: $inbox/<outlet>/...).
   stories page   http://127.0.0.1:$NEWSFLOW_WEB_PORT/
   stories API    http://127.0.0.1:$NEWSFLOW_WEB_PORT/api/stories  (OpenAPI: /api/openapi.json)
   worker metrics http://127.0.0.1:$NEWSFLOW_WORKER_METRICS_PORT/metrics
-  Kafka          $NEWSFLOW_KAFKA_BOOTSTRAP  (follow it: .venv/bin/newsflow-tail)
+  producer       http://127.0.0.1:$NEWSFLOW_PRODUCER_METRICS_PORT/metrics
+  Kafka          $NEWSFLOW_KAFKA_BOOTSTRAP  (the CLIs reach it with NEWSFLOW_KAFKA_BOOTSTRAP=$NEWSFLOW_KAFKA_BOOTSTRAP:
+                 e.g. NEWSFLOW_KAFKA_BOOTSTRAP=$NEWSFLOW_KAFKA_BOOTSTRAP .venv/bin/newsflow-tail)
   logs           $state/{worker,producer,web}.log
 MSG
 if [ "${NEWSFLOW_UP_DETACH:-0}" = 1 ]; then

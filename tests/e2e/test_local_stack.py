@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -77,6 +78,7 @@ def stack(tmp_path: Path):  # type: ignore[no-untyped-def]
         "NEWSFLOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{STACK_KAFKA_PORT}",
         "NEWSFLOW_WEB_PORT": str(free_port()),
         "NEWSFLOW_WORKER_METRICS_PORT": str(free_port()),
+        "NEWSFLOW_PRODUCER_METRICS_PORT": str(free_port()),
         "NEWSFLOW_UP_INBOX": str(inbox),
         "NEWSFLOW_UP_STATE": str(tmp_path / "state"),
     }
@@ -188,3 +190,40 @@ def test_make_up_serves_the_seed_story_in_a_browser_and_make_down_stops_it(stack
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_make_up_fails_and_stops_everything_when_the_worker_cannot_start(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))  # the worker's metrics port, held by someone else
+    taken.listen()
+    env = {
+        **os.environ,
+        "NEWSFLOW_KAFKA_PORT": str(STACK_KAFKA_PORT),
+        "NEWSFLOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{STACK_KAFKA_PORT}",
+        "NEWSFLOW_WEB_PORT": str(free_port()),
+        "NEWSFLOW_WORKER_METRICS_PORT": str(taken.getsockname()[1]),
+        "NEWSFLOW_PRODUCER_METRICS_PORT": str(free_port()),
+        "NEWSFLOW_UP_INBOX": str(tmp_path / "inbox"),
+        "NEWSFLOW_UP_STATE": str(tmp_path / "state"),
+        "NEWSFLOW_UP_DETACH": "1",
+    }
+    env.pop("NEWSFLOW_KAFKA_CONTROLLER_PORT", None)
+    try:
+        up = subprocess.run(
+            ["make", "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT
+        )
+    finally:
+        taken.close()
+        subprocess.run(["scripts/down.sh", "--reset"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert up.returncode != 0, up.stderr[-3000:]
+    assert "make up: error: the worker did not answer" in up.stderr
+    assert "make up: running" not in up.stderr
+    marker = f"NEWSFLOW_UP_STATE={tmp_path / 'state'}".encode()
+    left = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                left.append(environ.parent.name)
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+    assert left == [], "services of the failed start outlived it"
