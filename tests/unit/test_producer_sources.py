@@ -117,6 +117,8 @@ def test_json_lines_give_one_article_a_line_and_a_bad_line_is_a_numbered_skip(tm
         "",
         json.dumps(["not", "an", "object"]),
         json.dumps({"title": "no body"}),
+        json.dumps({"url": 12, "text": "A number for a URL."}),
+        json.dumps({"text": "Authors as a number.", "authors": 3}),
     ]
     path = tmp_path / "feed.jsonl.gz"
     with gzip.open(path, "wt") as fh:
@@ -129,6 +131,12 @@ def test_json_lines_give_one_article_a_line_and_a_bad_line_is_a_numbered_skip(tm
         ("feed.jsonl.gz:2", "bad_line"),
         ("feed.jsonl.gz:5", "bad_line"),
         ("feed.jsonl.gz:6", "bad_line"),
+        ("feed.jsonl.gz:7", "bad_line"),
+        ("feed.jsonl.gz:8", "bad_line"),
+    ]
+    assert [i.detail for i in items if isinstance(i, Skipped)][-2:] == [
+        "'url' must be a string",
+        "'authors' must be a string or a list of strings",
     ]
     # the same envelope is the same article, wherever it comes from
     (from_stdin,) = _articles(iter_jsonl(io.BytesIO(lines[0].encode() + b"\n"), "<stdin>", None, 1000))

@@ -149,3 +149,17 @@ def test_bad_security_settings_are_usage_errors():
         timeout=60,
     )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "SASL_MECHANISM" in bad.stderr
+
+
+def test_the_producers_http_ingest_needs_its_port_set():
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsflow.producer", "--serve"],
+        env={k: v for k, v in os.environ.items() if k != "NEWSFLOW_PRODUCER_HTTP_PORT"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "newsflow-producer: error: --serve needs a port: set NEWSFLOW_PRODUCER_HTTP_PORT\n",
+    )

@@ -69,7 +69,7 @@ async def _serve(
     await publisher.start()
     try:
         await serve(
-            publisher, registry, settings.host, settings.http_port or 8088, settings.http_max_body_bytes, stop
+            publisher, registry, settings.host, settings.http_port, settings.http_max_body_bytes, stop
         )
     finally:
         await publisher.stop()
@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: no such file or directory: {', '.join(missing)}\n")
         return 2
     kafka, settings = load_settings_or_exit(PROG, KafkaSettings, ProducerSettings)
+    if args.serve and not settings.http_port:
+        sys.stderr.write(f"{PROG}: error: --serve needs a port: set NEWSFLOW_PRODUCER_HTTP_PORT\n")
+        return 2
     watching = args.watch or settings.watch_seconds > 0
     if watching and args.paths and not all(p != STDIN and Path(p).is_dir() for p in args.paths):
         sys.stderr.write(
