@@ -165,6 +165,15 @@ def test_the_api_answers_as_its_openapi_file_says(store: StoryStore):
                 r = await client.get("/api/stories", params=params)
                 assert r.status == 400 and reason in (await r.json())["error"]
             assert (await client.get("/api/entities")).status == 400
+            r = await client.get("/api/entities", params={"q": "ku", "bogus": "1"})
+            assert r.status == 400 and "unknown parameter 'bogus'" in (await r.json())["error"]
+            # s2's last report came at 10:04:00 (whole seconds), before 10:04:00.5
+            r = await client.get("/api/stories", params={"since": "2026-12-01T10:04:00.5Z"})
+            assert (await r.json())["stories"] == []
+            r = await client.get("/api/stories", params={"since": "2026-12-01T10:03:59.5Z"})
+            assert [s["story_id"] for s in (await r.json())["stories"]] == ["s2"]
+            r = await client.get("/api/no-such-thing")
+            assert r.status == 404 and "error" in await r.json()  # JSON, as every API answer
             assert (await client.get("/api/openapi.json")).status == 200
             metrics = await (await client.get("/metrics")).text()
             assert 'newsflow_web_request_seconds_count{route="/api/stories"}' in metrics
@@ -209,13 +218,14 @@ def test_entities_are_looked_up_by_their_key_however_they_are_typed():
     s.apply(
         [
             ("enriched", enriched("z1", "sz", "o", 1, entities=[entity("zurich")])),
-            ("enriched", enriched("u1", "su", "o", 2, entities=[entity("us")])),
+            ("enriched", enriched("u1", "su", "o", 2, entities=[entity("united states")])),
             ("story", story("sz", ["z1"], ["o"], 1)),
             ("story", story("su", ["u1"], ["o"], 2)),
         ]
     )
     assert [x["story_id"] for x in s.stories(StoryQuery(entity="Zürich"))[0]] == ["sz"]
-    assert [x["story_id"] for x in s.stories(StoryQuery(entity="U.S."))[0]] == ["su"]
+    for typed in ("U.S.", "USA", "America", "United States"):  # the aliases the records' keys join
+        assert [x["story_id"] for x in s.stories(StoryQuery(entity=typed))[0]] == ["su"]
     assert [e["key"] for e in s.entities("Zür")] == ["zurich"]
 
 

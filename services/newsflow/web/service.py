@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from urllib.parse import urlencode
 
@@ -142,6 +142,9 @@ def _time(request: web.Request, name: str) -> str | None:
     when = parse_datetime(raw)
     if when is None:
         raise BadQuery(f"{name} must be an ISO 8601 time, not {raw!r}")
+    if name == "since" and when.microsecond:
+        # Stories hold whole seconds: a story of 10:00:49 is before since=10:00:49.5.
+        when = when.replace(microsecond=0) + timedelta(seconds=1)
     return rfc3339(when)
 
 
@@ -191,8 +194,10 @@ def build_app(
                 if page
                 else _error(400, str(exc))
             )
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if page or exc.status < 400:
+                raise
+            response = _error(exc.status, exc.reason)  # the API answers in JSON, an unknown path too
         except Exception:  # noqa: BLE001 - an answer, not a dropped connection
             log.exception("%s %s failed", request.method, request.path_qs)
             response = _error(500, "internal error (logged)")
@@ -217,6 +222,9 @@ def build_app(
         return web.json_response(article) if article else _error(404, "no such article")
 
     async def list_entities(request: web.Request) -> web.Response:
+        unknown = sorted(set(request.query) - {"q", "limit"})
+        if unknown:
+            raise BadQuery(f"unknown parameter {unknown[0]!r} (known: limit, q)")
         return web.json_response(
             {"entities": store.entities(request.query.get("q", ""), _int(request, "limit", 50))}
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.names import entity_key
+from newsflow.pipeline.places import country_key
 
 log = logging.getLogger("newsflow.web")
 
@@ -91,6 +92,13 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 MAX_LIMIT = 200
+
+
+def query_entity_key(name: str) -> str:
+    """Return the key records give the entity a query names: "U.S.", "USA", "America" are the
+    records' `united states`, as the entity stage keys them."""
+    key = entity_key(name)
+    return country_key(key) or key
 
 
 def _current_story(table: str, alias: str, condition: str) -> str:
@@ -335,7 +343,7 @@ class StoryStore:
             "min_outlets": q.min_outlets,
             "since": q.since,
             "until": q.until,
-            "entity": entity_key(q.entity) if q.entity else None,
+            "entity": query_entity_key(q.entity) if q.entity else None,
             "outlet": q.outlet,
             "lang": q.lang,
         }
