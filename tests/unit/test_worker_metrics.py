@@ -1,8 +1,9 @@
-"""The worker's metrics keep their label sets bounded."""
+"""The worker's metrics keep their label sets bounded, and start at zero where dashboards rate them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from types import SimpleNamespace
 
 from aiokafka import TopicPartition
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from newsflow.settings import KafkaSettings
 from newsflow.worker.app import WorkerApp
 from newsflow.worker.metrics import OTHER_OUTLETS, OutletLabels, create_metrics
+from tests.conftest import ROOT
 
 
 def test_outlets_beyond_the_limit_share_one_label():
@@ -56,3 +58,19 @@ def test_lag_is_reported_for_owned_pipeline_partitions_only_and_forgotten_when_r
     worker.app = SimpleNamespace(consumer=_Consumer({raw1: (9, 6)}))  # raw0 went to another worker
     asyncio.run(WorkerApp._report_lag(worker))
     assert (lag(raw0), lag(raw1)) == (None, 2)
+
+
+def test_a_fresh_worker_reports_zero_dead_letters_for_every_reason_not_no_data():
+    registry = CollectorRegistry()
+    create_metrics(registry)
+    reasons = json.loads((ROOT / "schemas" / "dead-letter.schema.json").read_text())["properties"]["reason"][
+        "enum"
+    ]
+    found = {
+        sample.labels["reason"]
+        for family in registry.collect()
+        if family.name == "newsflow_worker_dead_letters"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.value == 0
+    }
+    assert found == set(reasons)

@@ -66,6 +66,19 @@ class WorkerMetrics(NamedTuple):
 # a (re)start is seen instead of the series appearing with its first value already counted.
 INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
     "messages": [("decode", "in"), ("dedup", "in"), ("output", "out")],
+    # Every (stage, reason) a dead letter can have (dead-letter.schema.json): the rate of dead
+    # letters is 0, not no data, on a worker that has written none yet.
+    "dead_letters": [
+        ("decode", "bad_headers"),
+        ("decode", "unsupported_type"),
+        *(
+            ("extract", r)
+            for r in ("empty", "too_large", "undecodable", "bad_envelope", "timeout", "internal_error")
+        ),
+        ("enrich", "internal_error"),
+        ("dedup", "bad_features"),
+        ("dedup", "internal_error"),
+    ],
     "dedup_decisions": [("new_story",), ("joined_story",), ("copy",), ("no_story",)],
     "reused": [("entities",), ("features",)],
     "shared_results": [("sent",), ("failed",), ("dropped",), ("adopted",), ("known",), ("refused",)],
