@@ -207,6 +207,9 @@ def test_other_languages_are_skipped_with_a_reason(tagger, seed_articles):
     french = replace(seed_articles[0], language=Language("fr", 0.99))
     (result,) = tagger.tag_batch([french])
     assert result.entities == () and result.status == "skipped_language"
+    unsure = replace(seed_articles[0], language=Language("pcm", 0.42))  # a guess, not a finding
+    (read,) = tagger.tag_batch([unsure])
+    assert read.status == "ok" and read.entities
 
 
 def test_a_surname_the_model_called_an_organisation_takes_the_full_names_label_and_key():

@@ -544,6 +544,16 @@ def pipeline_identity(nlp: Any) -> str:
     return f"{name}:spacy-{metadata.version('spacy')}:{weights.hexdigest()}"
 
 
+# A language identification less sure than this (short texts, names: "Short text about Lisbon and
+# Maria Okafor" is Nigerian Pidgin at 0.42) does not keep the model from reading the text.
+SURE_LANGUAGE = 0.5
+
+
+def _other_language(article: CleanArticle, model_language: str) -> bool:
+    found = article.language
+    return found is not None and found.code != model_language and found.confidence >= SURE_LANGUAGE
+
+
 class EntityTagger:
     """Batched NER with a loaded spaCy pipeline; languages other than the model's are skipped."""
 
@@ -613,7 +623,7 @@ class EntityTagger:
         spans: dict[bytes, bytes] = {}  # the model's spans of each distinct text (`_packed`)
         todo: dict[bytes, str] = {}  # texts the model has not tagged lately
         for i, article in enumerate(articles):
-            if article.language is not None and article.language.code != self.language:
+            if _other_language(article, self.language):
                 results[i] = EntityResult((), "skipped_language", self.model_name)
             elif not article.text.strip():
                 results[i] = EntityResult((), "empty", self.model_name)
