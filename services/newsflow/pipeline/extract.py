@@ -22,13 +22,13 @@ from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.options import ExtractOptions as ExtractOptions
 from newsflow.pipeline.records import (
-    UNKNOWN_OUTLET,
     CleanArticle,
     Extraction,
     RawArticle,
     Rejection,
     Source,
     host_of,
+    outlet_or_host,
 )
 from newsflow.pipeline.textclean import (
     BoilerplateModel,
@@ -252,10 +252,10 @@ def _from_html(
         title=meta.get("title"),
         link_texts=link_texts(tree) if tree is not None and meta.get("text") else frozenset(),
     )
-    if raw.source.outlet == UNKNOWN_OUTLET and (host := host_of(page_url)):
-        # A page that came under no outlet (a file directly in the folder given) is its site's:
-        # the host of its canonical URL, as an envelope's or a WARC record's URL names theirs.
-        raw = replace(raw, source=replace(raw.source, outlet=host))
+    # A page that came under no outlet (a file directly in the folder given) is its site's: the
+    # host of its canonical URL, as an envelope's or a WARC record's URL names theirs.
+    if (outlet := outlet_or_host(raw.source.outlet, page_url)) != raw.source.outlet:
+        raw = replace(raw, source=replace(raw.source, outlet=outlet))
     return _article(
         raw,
         "trafilatura",
@@ -297,9 +297,7 @@ def _from_envelope(
     if html is None and text is None:
         return Rejection(STAGE, "bad_envelope", "envelope has neither an 'html' nor a 'text' string")
     url = _str_field(env, "url") or raw.source.url
-    outlet = _str_field(env, "outlet") or raw.source.outlet
-    if outlet == UNKNOWN_OUTLET:
-        outlet = host_of(url) or outlet  # as a JSON Lines envelope's: its URL's host
+    outlet = outlet_or_host(_str_field(env, "outlet") or raw.source.outlet, url)
     inner = replace(raw, source=replace(raw.source, url=url, outlet=outlet))
     if isinstance(html, str) and html.strip():
         article = _from_html(inner, html, encoding, url, options)

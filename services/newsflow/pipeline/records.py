@@ -51,6 +51,11 @@ def host_of(url: str | None) -> str | None:
     return host.removeprefix("www.") if host else None
 
 
+def outlet_or_host(outlet: str, url: str | None) -> str:
+    """Return the outlet, or, for an input that came under none, the host of its URL if it has one."""
+    return (host_of(url) or outlet) if outlet == UNKNOWN_OUTLET else outlet
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """Where an article came from; copied verbatim into every downstream record."""
