@@ -227,6 +227,9 @@ def test_entities_are_looked_up_by_their_key_however_they_are_typed():
     for typed in ("U.S.", "USA", "America", "United States"):  # the aliases the records' keys join
         assert [x["story_id"] for x in s.stories(StoryQuery(entity=typed))[0]] == ["su"]
     assert [e["key"] for e in s.entities("Zür")] == ["zurich"]
+    for typed in ("U.S.", "USA", "America"):  # a country's other names find its key too
+        assert [e["key"] for e in s.entities(typed)] == ["united states"]
+    assert s.entities("Uni")[0]["key"] == "united states"
 
 
 def test_a_link_is_only_a_web_link_and_pages_forbid_other_scripts(store: StoryStore):

@@ -414,7 +414,8 @@ class StoryStore:
         return None if row is None else dict(jsonio.loads(row["record"]))
 
     def entities(self, q: str, limit: int = 50) -> list[dict[str, Any]]:
-        """Return entity keys starting with `q` (case-insensitive), most mentioned first, with their stories."""
+        """Return entity keys starting with `q` (case-insensitive), most mentioned first, with their stories;
+        a `q` that names a country by another of its names ("U.S.", "USA") finds its key too."""
         if not q.strip():
             raise BadQuery("q is required")
         if not 1 <= limit <= MAX_LIMIT:
@@ -424,10 +425,10 @@ class StoryStore:
             raise BadQuery("q has no letters or digits")
         rows = self.db.execute(
             "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS articles, "
-            "COUNT(DISTINCT story_id) AS stories FROM entities WHERE key >= ? AND key < ? "
+            "COUNT(DISTINCT story_id) AS stories FROM entities WHERE (key >= ? AND key < ?) OR key = ? "
             "GROUP BY key ORDER BY articles DESC, key LIMIT ?",
             # Keys compare as UTF-8 bytes: the highest code point bounds every key the prefix starts.
-            (prefix, prefix + "\U0010ffff", limit),
+            (prefix, prefix + "\U0010ffff", query_entity_key(q), limit),
         ).fetchall()
         out = []
         for r in rows:
