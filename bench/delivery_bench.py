@@ -106,7 +106,7 @@ def main() -> int:
             rows.append(
                 f"| {name} | {report.sent} | {report.enriched} | {report.dead_lettered} | {report.lost} | "
                 f"{report.duplicated} | {len(report.stories)} | {kills} | "
-                + (f"{sum(waits) / len(waits):.1f} / {max(waits):.1f}" if waits else "-")
+                + (f"{sum(waits) / len(waits):.1f} / {max(waits):.1f} ({len(waits)} timed)" if waits else "-")
                 + f" | {report.seconds:.0f} |"
             )
 
@@ -123,7 +123,7 @@ def main() -> int:
 
     body = "\n".join(
         [
-            "| run | sent | enriched | dead-lettered | lost | duplicated | stories | kills or stops | restart to output mean / max s | seconds |",
+            "| run | sent | enriched | dead-lettered | lost | duplicated | stories | kills or stops | restart to output mean / max s (restarts timed: those with articles still to come out) | seconds |",
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",

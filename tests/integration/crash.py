@@ -91,7 +91,7 @@ class CrashReport:
     duplicated: int
     both: int
     kills: int
-    restart_to_output: list[float]
+    restart_to_output: list[float]  # per restart with articles still to come out
     seconds: float
     stories: dict[str, set[str]]  # story id -> its articles' URLs (ids where there is none)
 
@@ -101,7 +101,8 @@ class CrashReport:
         return (
             f"sent {self.sent}, enriched {self.enriched}, dead-lettered {self.dead_lettered}, lost {self.lost}, "
             f"duplicated {self.duplicated}, both {self.both}; {self.kills} kills, restart to output "
-            f"mean {mean:.1f}s max {worst:.1f}s; {self.seconds:.0f}s"
+            f"mean {mean:.1f}s max {worst:.1f}s ({len(self.restart_to_output)} restarts with articles "
+            f"still to come out); {self.seconds:.0f}s"
         )
 
 
@@ -177,8 +178,13 @@ def crash_trial(
     for _, topic, key, record in records:
         if topic == kafka.topic_enriched:
             stories.setdefault(record["story_id"], set()).add(record.get("url") or key)
+    # From each restart to the first output after it; a restart after which nothing more was due
+    # (the kill came after the last article had come out) has nothing to wait for and is not timed.
+    out_keys = enriched.keys() | dead.keys()
     waits = []
     for moment in restart_times:
+        if out_keys <= {key for t, _, key, _ in records if t <= moment}:
+            continue
         first = reader.collected.first_after(moment)
         waits.append((first - moment) if first is not None else float("inf"))
     return CrashReport(
