@@ -381,3 +381,29 @@ def test_a_page_saved_as_text_is_read_as_a_page_and_text_about_html_stays_text()
     prose = b"The <html> tag opens every web page, the course notes say, and students learn it first. " * 3
     text = extract_article(RawArticle("p", prose, Source("notes.txt", "o", "text/plain", "")))
     assert isinstance(text, CleanArticle) and text.extraction.method == "plaintext"
+
+
+JAPANESE_REPORT = (
+    "気象庁によると、六日午前、東北地方の太平洋沖を震源とする地震があり、宮城県で震度五強を観測した。\n"
+    "この地震による津波の心配はないという。各地の鉄道は安全確認のため一時運転を見合わせた。\n"
+    "宮城県内では、住宅の窓ガラスが割れるなどの被害が報告されているが、けが人の情報は入っていない。\n"
+    "気象庁は今後一週間ほどは同じ程度の揺れに注意するよう呼びかけている。"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        (JAPANESE_REPORT, "ok"),  # four paragraphs, no spaces: about a hundred words
+        ("地震があり、宮城県で震度五強を観測した。", "not_article"),  # a one-line flash
+        ("据新华社报道，" * 12 + "当地政府已启动应急预案，救援人员正在现场搜救被困人员。", "ok"),
+    ],
+)
+def test_texts_written_without_spaces_are_counted_in_words(tmp_path, text: str, status: str):
+    (tmp_path / "wire").mkdir()
+    path = tmp_path / "wire" / "report.txt"
+    path.write_text(text, encoding="utf-8")
+    article = extract_article(raw_from_file(path, tmp_path))
+    assert isinstance(article, CleanArticle)
+    assert article.extraction.status == status
+    assert (article.word_count >= 40) == (status == "ok")

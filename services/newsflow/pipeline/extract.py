@@ -27,6 +27,7 @@ from newsflow.pipeline.records import (
     RawArticle,
     Rejection,
     Source,
+    count_words,
     host_of,
     outlet_or_host,
 )
@@ -102,7 +103,7 @@ def _status(text: str, truncated: bool, options: ExtractOptions) -> str:
         return "empty"
     if truncated:
         return "truncated"
-    if len(text.split()) < options.min_article_words:
+    if count_words(text) < options.min_article_words:
         return "not_article"
     return "ok"
 
