@@ -118,6 +118,17 @@ def test_warm_up_loads_the_language_model_before_the_first_article():
     assert _identifier.cache_info().currsize == 1
 
 
+def test_utf8_with_a_stray_latin1_byte_stays_utf8():
+    # One byte of Latin-1 pasted into a UTF-8 text: one replacement character, as a browser shows
+    # it, not the whole text read in a single-byte code page ("DĂĽsseldorf").
+    text = "Düsseldorf, Zürich und Málaga: die Tour geht weiter, sagte der Veranstalter."
+    payload = text.encode().replace(b"Tour", b"T\xfcr")
+    assert decode_payload(payload) == (text.replace("Tour", "T\ufffdr"), "utf-8")
+    # Legacy text with a byte pair that happens to be well-formed UTF-8 stays legacy text.
+    legacy = "Ã\u00a0 la carte: Café owners in Münster and Zürich say “no” to the new rules.".encode("cp1252")
+    assert decode_payload(legacy)[1] == "cp1252"  # type: ignore[index]
+
+
 def test_utf16_without_a_bom_is_text_not_binary():
     text = "The council approved the new budget on Tuesday after a long debate. " * 10
     for encoding in ("utf-16-le", "utf-16-be"):

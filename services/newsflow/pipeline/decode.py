@@ -1,5 +1,6 @@
 """Bytes to text: declared charset first, then the document's own meta charset, then detection.
 
+Bytes that are UTF-8 but for a few stray bytes are UTF-8, with a replacement character for each.
 Detection (charset_normalizer) tells single-byte code pages apart by how messy and how coherent
 each reading looks, and on a news paragraph several readings look equally clean: "Muñoz" read as
 cp1250 is "Muńoz", "Zürich" as cp775 "Z³rich". Of the readings it finds least messy (and
@@ -87,10 +88,29 @@ def decode_payload(
             return payload.decode(enc), enc
         except (UnicodeDecodeError, LookupError):
             continue
+    mostly = _mostly_utf8(payload)
+    if mostly is not None:
+        return mostly, "utf-8"
     detected = _detected(payload, is_html)
     if detected is None:
         return Rejection("extract", "undecodable", "no character encoding fits the bytes")
     return detected
+
+
+# UTF-8 with a few stray bytes (a Latin-1 character pasted into a UTF-8 file) is UTF-8 with a few
+# replacement characters, not a single-byte text: at least this many well-formed multi-byte
+# characters per malformed sequence. Legacy single-byte text almost never holds a well-formed
+# UTF-8 sequence (a letter from C2-F4 followed by a symbol from 80-BF).
+_UTF8_PER_STRAY = 2
+
+
+def _mostly_utf8(payload: bytes) -> str | None:
+    """Return the text of bytes that are UTF-8 but for a few malformed sequences (each read as
+    U+FFFD, as browsers do), or None."""
+    text = payload.decode("utf-8", errors="replace")
+    stray = text.count("\ufffd") - payload.count("\ufffd".encode())
+    wellformed = sum(1 for ch in text if ord(ch) > 0x7F) - text.count("\ufffd")
+    return text if 0 < stray and _UTF8_PER_STRAY * stray <= wellformed else None
 
 
 # Readings this much messier than the least messy one (charset_normalizer's chaos, 0-1) are not
