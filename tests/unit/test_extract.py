@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -80,6 +81,29 @@ def test_envelope_without_body_is_rejected():
     raw = raw_from_file(FIXTURES / "bad" / "no-body.json")
     result = extract_article(raw)
     assert isinstance(result, Rejection) and result.reason == "bad_envelope"
+
+
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        ({"authors": [None, "Anna Berg"]}, "'authors' must be a string or a list of strings"),
+        ({"author": {"name": "Anna Berg"}}, "'author' must be a string or a list of strings"),
+        ({"published": 1733390000}, "'published' must be a string"),
+    ],
+)
+def test_an_envelope_file_with_a_field_of_another_type_is_a_dead_letter_as_a_line_is_a_bad_line(
+    tmp_path, fields: dict, detail: str
+):
+    from newsflow.producer.sources import Skipped, envelope_article
+
+    envelope = {"url": "https://wire.example/1", "text": "Ferries resumed on Monday. " * 20, **fields}
+    (tmp_path / "wire").mkdir()
+    path = tmp_path / "wire" / "story.json"
+    path.write_text(json.dumps(envelope))
+    result = extract_article(raw_from_file(path, tmp_path))
+    assert isinstance(result, Rejection) and (result.reason, result.detail) == ("bad_envelope", detail)
+    line = envelope_article(json.dumps(envelope).encode(), "feed.jsonl:1", None)
+    assert isinstance(line, Skipped) and (line.reason, line.detail) == ("bad_line", detail)
 
 
 def test_binary_garbage_is_rejected_not_crashing():

@@ -28,6 +28,7 @@ from newsflow.pipeline.records import (
     Rejection,
     Source,
     count_words,
+    envelope_problem,
     host_of,
     outlet_or_host,
 )
@@ -292,6 +293,8 @@ def _from_envelope(
         return Rejection(STAGE, "bad_envelope", f"not valid JSON: {exc}")
     if not isinstance(env, dict):
         return Rejection(STAGE, "bad_envelope", "a JSON envelope must be an object")
+    if problem := envelope_problem(env):
+        return Rejection(STAGE, "bad_envelope", problem)
     html, text = env.get("html"), env.get("text")
     html = html if isinstance(html, str) else None
     text = text if isinstance(text, str) else None

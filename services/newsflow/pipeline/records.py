@@ -140,6 +140,28 @@ class Language:
     confidence: float
 
 
+# A JSON envelope ({url, outlet, html|text, title, published, description, authors}): the fields
+# it may carry as text. `authors` (or `author`) is a string or a list of strings.
+ENVELOPE_TEXT_FIELDS = ("html", "text")
+ENVELOPE_STRING_FIELDS = ("url", "outlet", "title", "published", "description", *ENVELOPE_TEXT_FIELDS)
+
+
+def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
+    """Return why an envelope's fields cannot be read as they are meant (a field of another type:
+    a number for `published`, a null among the authors), or None. The producer skips such a line
+    of JSON Lines (and answers 400 over HTTP); the worker dead-letters such an envelope file."""
+    for name in ENVELOPE_STRING_FIELDS:
+        if envelope.get(name) is not None and not isinstance(envelope[name], str):
+            return f"'{name}' must be a string"
+    for name in ("authors", "author"):
+        value = envelope.get(name)
+        if value is not None and not (
+            isinstance(value, str) or (isinstance(value, list) and all(isinstance(a, str) for a in value))
+        ):
+            return f"'{name}' must be a string or a list of strings"
+    return None
+
+
 # Scripts written without spaces between words: Han, Hiragana, Katakana (with the half-width
 # forms), Thai, Lao, Myanmar, Khmer. Korean separates words with spaces and is not among them.
 _UNSPACED = re.compile(

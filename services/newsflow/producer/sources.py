@@ -23,7 +23,15 @@ from typing import IO, Any, cast
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.records import UNKNOWN_OUTLET, RawArticle, Source, host_of, utc_now_iso
+from newsflow.pipeline.records import (
+    ENVELOPE_TEXT_FIELDS,
+    UNKNOWN_OUTLET,
+    RawArticle,
+    Source,
+    envelope_problem,
+    host_of,
+    utc_now_iso,
+)
 
 CONTENT_TYPE_BY_SUFFIX = {
     ".html": "text/html",
@@ -35,9 +43,6 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 WARC_SUFFIXES = (".warc", ".arc")
 STDIN = "-"
 READ_CHUNK = 1 << 16
-# Envelopes a JSON line may hold; anything else makes it a bad line.
-ENVELOPE_TEXT_FIELDS = ("html", "text")
-ENVELOPE_STRING_FIELDS = ("url", "outlet", "title", "published", "description", *ENVELOPE_TEXT_FIELDS)
 
 
 INPUTS_HELP = f"""inputs:
@@ -317,14 +322,8 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
         return Skipped(where, "bad_line", "not a JSON object")
     if not any(isinstance(envelope.get(f), str) and envelope[f].strip() for f in ENVELOPE_TEXT_FIELDS):
         return Skipped(where, "bad_line", "no 'html' or 'text' string with anything in it")
-    for field in ENVELOPE_STRING_FIELDS:
-        if envelope.get(field) is not None and not isinstance(envelope[field], str):
-            return Skipped(where, "bad_line", f"'{field}' must be a string")
-    authors = envelope.get("authors")
-    if authors is not None and not (
-        isinstance(authors, str) or (isinstance(authors, list) and all(isinstance(a, str) for a in authors))
-    ):
-        return Skipped(where, "bad_line", "'authors' must be a string or a list of strings")
+    if problem := envelope_problem(envelope):
+        return Skipped(where, "bad_line", problem)
     url = envelope.get("url") if isinstance(envelope.get("url"), str) else None
     named = envelope.get("outlet") if isinstance(envelope.get("outlet"), str) else None
     resolved = outlet or named or host_of(url) or UNKNOWN_OUTLET
