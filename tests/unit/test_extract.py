@@ -442,3 +442,27 @@ def test_texts_written_without_spaces_are_counted_in_words(tmp_path, text: str, 
     assert isinstance(article, CleanArticle)
     assert article.extraction.status == status
     assert (article.word_count >= 40) == (status == "ok")
+
+
+def test_a_canonical_link_the_markup_pushed_into_the_body_still_names_the_page():
+    # A script or stray element that closes <head> early leaves the canonical link in the body,
+    # where trafilatura does not look: the page's URL and, without an outlet folder, its outlet.
+    paragraph = (
+        b"<p>Ferries resumed on Monday after a week of storms kept them in port, the operator said.</p>"
+    )
+    html = (
+        b"<html><head><title>Ferries resume</title></head><body><div>menu</div>"
+        b"<link rel='canonical' href='https://www.harbour.example/news/ferries-resume-1'>"
+        b"<article><h1>Ferries resume</h1>" + paragraph * 8 + b"</article></body></html>"
+    )
+    raw = RawArticle(
+        article_id="x",
+        payload=html,
+        source=Source(
+            path="a.html", outlet="unknown", content_type="text/html", received_at="2026-12-06T00:00:00Z"
+        ),
+    )
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle)
+    assert article.url == "https://www.harbour.example/news/ferries-resume-1"
+    assert article.source.outlet == "harbour.example"

@@ -237,13 +237,23 @@ def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
     return title if any(name in key or key in name for name in names) else whole
 
 
+def _canonical_anywhere(tree: Any) -> str | None:
+    """Return the page's canonical link or og:url where trafilatura, which reads them in <head>,
+    does not: markup that closes the head early leaves them in the body."""
+    for found in tree.xpath("//link[@rel='canonical']/@href | //meta[@property='og:url']/@content"):
+        candidate = str(found).strip()
+        if candidate.startswith(("https://", "http://")) and host_of(candidate):
+            return candidate
+    return None
+
+
 def _from_html(
     raw: RawArticle, html: str, encoding: str, url: str | None, options: ExtractOptions
 ) -> CleanArticle:
     # Parsed once, for the extractor and for the page's link texts.
     tree = trafilatura.load_html(html)
     meta = extract_html(html if tree is None else tree, url, options)
-    page_url = meta.get("url") or url
+    page_url = meta.get("url") or url or (_canonical_anywhere(tree) if tree is not None else None)
     if tree is not None and meta.get("title"):
         meta["title"] = _headline(meta["title"], tree, page_url)
     # The headline is metadata, not body: lines repeating it go, and so do lines that are wholly
