@@ -452,6 +452,9 @@ def test_a_city_state_is_its_country_and_a_sea_no_state():
     assert place_id("singapore") == "iso3166:SG" and place_id("hong kong") == "iso3166:HK"
     # Sudan's Red Sea state, for a GPE; the sea (LOC) is no state.
     assert place_id("red sea", "GPE") == "iso3166-2:SD-RS" and place_id("red sea", "LOC") is None
+    # Nor does a LOC named like a region take the other place of that name (Ontario, California).
+    assert place_id("ontario", "LOC") is None and place_id("washington", "LOC") is None
+    assert place_id("macau") == place_id("macao") == "iso3166:MO"
     text = "Houthi attacks on ships in the Red Sea continued near Yemen."
     ents = build_entities(text, spans(text, ("Red Sea", "LOC"), ("Yemen", "GPE")))
     assert {e.key: e.place_id for e in ents} == {"red sea": None, "yemen": "iso3166:YE"}

@@ -34,6 +34,7 @@ SHORT_NAMES = {
     "CZ": ("czech republic",),
     "PS": ("palestine",),
     "CD": ("drc", "dr congo"),
+    "MO": ("macau",),
     "CI": ("ivory coast",),
 }
 
@@ -142,11 +143,13 @@ def place_id(key: str, label: str | None = None) -> str | None:
     Any other name of several places ("georgia": a country and a US state; "washington": a state
     and a smaller city), or of none, has no id: a consumer joining on ids is better served by none
     than by a guess. A `LOC` (the model's label for seas, rivers, mountains and regions, not
-    for countries, states and cities) is not looked up among states and regions: "the Red Sea" is
+    for countries, states and cities) named like a state or region is neither: "the Red Sea" is
     not Sudan's Red Sea state.
     """
     countries = [f"iso3166:{code}" for code in _tables()[0].get(key, ())]
-    regions = [] if label == "LOC" else [f"iso3166-2:{code}" for code in _subdivisions().get(key, ())]
+    regions = [f"iso3166-2:{code}" for code in _subdivisions().get(key, ())]
+    if label == "LOC" and regions:
+        return None
     city = _big_cities().get(key)
     if city is None:
         found = countries + regions
