@@ -83,12 +83,43 @@ def test_envelope_without_body_is_rejected():
     assert isinstance(result, Rejection) and result.reason == "bad_envelope"
 
 
+def _envelope_file(tmp_path, envelope: dict) -> RawArticle:
+    (tmp_path / "wire").mkdir(exist_ok=True)
+    path = tmp_path / "wire" / "story.json"
+    path.write_text(json.dumps(envelope))
+    return raw_from_file(path, tmp_path)
+
+
+FERRIES = {"url": "https://wire.example/1", "text": "Ferries resumed on Monday. " * 20}
+
+
+@pytest.mark.parametrize(
+    ("fields", "authors", "published"),
+    [
+        ({"authors": [None, "Anna Berg"]}, ("Anna Berg",), None),
+        ({"author": {"@type": "Person", "name": "Anna Berg"}}, ("Anna Berg",), None),  # JSON-LD
+        ({"authors": [{"name": "Anna Berg"}, {"name": "Li Wei"}]}, ("Anna Berg", "Li Wei"), None),
+        ({"published": 1733390000}, (), "2024-12-05T09:13:20Z"),  # a Unix time
+        ({"published": 1733390000000}, (), "2024-12-05T09:13:20Z"),  # in milliseconds
+    ],
+)
+def test_an_envelope_names_authors_and_dates_as_senders_write_them(
+    tmp_path, fields: dict, authors, published
+):
+    article = extract_article(_envelope_file(tmp_path, {**FERRIES, **fields}))
+    assert isinstance(article, CleanArticle)
+    assert article.authors == authors and article.published == published
+
+
 @pytest.mark.parametrize(
     ("fields", "detail"),
     [
-        ({"authors": [None, "Anna Berg"]}, "'authors' must be a string or a list of strings"),
-        ({"author": {"name": "Anna Berg"}}, "'author' must be a string or a list of strings"),
-        ({"published": 1733390000}, "'published' must be a string"),
+        (
+            {"authors": [1, None, "Anna Berg"]},
+            "'authors' must be a string, or a list of strings or of objects",
+        ),
+        ({"published": True}, "'published' must be a string or a Unix time"),
+        ({"title": {"text": "Ferries"}}, "'title' must be a string"),
     ],
 )
 def test_an_envelope_file_with_a_field_of_another_type_is_a_dead_letter_as_a_line_is_a_bad_line(
@@ -96,14 +127,13 @@ def test_an_envelope_file_with_a_field_of_another_type_is_a_dead_letter_as_a_lin
 ):
     from newsflow.producer.sources import Skipped, envelope_article
 
-    envelope = {"url": "https://wire.example/1", "text": "Ferries resumed on Monday. " * 20, **fields}
-    (tmp_path / "wire").mkdir()
-    path = tmp_path / "wire" / "story.json"
-    path.write_text(json.dumps(envelope))
-    result = extract_article(raw_from_file(path, tmp_path))
-    assert isinstance(result, Rejection) and (result.reason, result.detail) == ("bad_envelope", detail)
+    envelope = {**FERRIES, **fields}
+    result = extract_article(_envelope_file(tmp_path, envelope))
+    assert (
+        isinstance(result, Rejection) and result.reason == "bad_envelope" and result.detail.startswith(detail)
+    )
     line = envelope_article(json.dumps(envelope).encode(), "feed.jsonl:1", None)
-    assert isinstance(line, Skipped) and (line.reason, line.detail) == ("bad_line", detail)
+    assert isinstance(line, Skipped) and line.reason == "bad_line" and line.detail.startswith(detail)
 
 
 def test_binary_garbage_is_rejected_not_crashing():
@@ -148,6 +178,11 @@ def test_utf8_with_a_stray_latin1_byte_stays_utf8():
     text = "Düsseldorf, Zürich und Málaga: die Tour geht weiter, sagte der Veranstalter."
     payload = text.encode().replace(b"Tour", b"T\xfcr")
     assert decode_payload(payload) == (text.replace("Tour", "T\ufffdr"), "utf-8")
+    # Also where the server declares a single-byte charset by default, which reads any bytes.
+    assert decode_payload(payload, "text/html; charset=iso-8859-1")[1] == "utf-8"  # type: ignore[index]
+    # A curly quote is three well-formed bytes against the stray one.
+    quoted = "The mayor’s plan for the café".encode().replace("é".encode(), b"\xe9")
+    assert decode_payload(quoted) == ("The mayor’s plan for the caf\ufffd", "utf-8")
     # Legacy text with a byte pair that happens to be well-formed UTF-8 stays legacy text.
     legacy = "Ã\u00a0 la carte: Café owners in Münster and Zürich say “no” to the new rules.".encode("cp1252")
     assert decode_payload(legacy)[1] == "cp1252"  # type: ignore[index]
@@ -432,6 +467,9 @@ JAPANESE_REPORT = (
         (JAPANESE_REPORT, "ok"),  # four paragraphs, no spaces: about a hundred words
         ("地震があり、宮城県で震度五強を観測した。", "not_article"),  # a one-line flash
         ("据新华社报道，" * 12 + "当地政府已启动应急预案，救援人员正在现场搜救被困人员。", "ok"),
+        # Thai leaves words unspaced too, but its letters carry separate vowel and tone marks: a
+        # one-line flash of some seventeen words stays one.
+        ("ด่วน! แผ่นดินไหวขนาด 6.2 เขย่าภาคเหนือของประเทศไทย ประชาชนในเชียงใหม่รู้สึกได้ถึงแรงสั่นสะเทือน", "not_article"),
     ],
 )
 def test_texts_written_without_spaces_are_counted_in_words(tmp_path, text: str, status: str):
@@ -444,7 +482,14 @@ def test_texts_written_without_spaces_are_counted_in_words(tmp_path, text: str, 
     assert (article.word_count >= 40) == (status == "ok")
 
 
-def test_a_canonical_link_the_markup_pushed_into_the_body_still_names_the_page():
+@pytest.mark.parametrize(
+    "href",
+    [
+        "https://www.harbour.example/news/ferries-resume-1",
+        "//WWW.Harbour.Example/news/ferries-resume-1?utm_source=twitter",  # normalised as trafilatura does
+    ],
+)
+def test_a_canonical_link_the_markup_pushed_into_the_body_still_names_the_page(href: str):
     # A script or stray element that closes <head> early leaves the canonical link in the body,
     # where trafilatura does not look: the page's URL and, without an outlet folder, its outlet.
     paragraph = (
@@ -452,8 +497,10 @@ def test_a_canonical_link_the_markup_pushed_into_the_body_still_names_the_page()
     )
     html = (
         b"<html><head><title>Ferries resume</title></head><body><div>menu</div>"
-        b"<link rel='canonical' href='https://www.harbour.example/news/ferries-resume-1'>"
-        b"<article><h1>Ferries resume</h1>" + paragraph * 8 + b"</article></body></html>"
+        + f"<link rel='canonical' href='{href}'>".encode()
+        + b"<article><h1>Ferries resume</h1>"
+        + paragraph * 8
+        + b"</article></body></html>"
     )
     raw = RawArticle(
         article_id="x",

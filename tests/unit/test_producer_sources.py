@@ -136,7 +136,7 @@ def test_json_lines_give_one_article_a_line_and_a_bad_line_is_a_numbered_skip(tm
     ]
     assert [i.detail for i in items if isinstance(i, Skipped)][-2:] == [
         "'url' must be a string",
-        "'authors' must be a string or a list of strings",
+        "'authors' must be a string, or a list of strings or of objects with a string 'name'",
     ]
     # the same envelope is the same article, wherever it comes from
     (from_stdin,) = _articles(iter_jsonl(io.BytesIO(lines[0].encode() + b"\n"), "<stdin>", None, 1000))

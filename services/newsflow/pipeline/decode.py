@@ -87,21 +87,22 @@ def decode_payload(
         try:
             return payload.decode(enc), enc
         except (UnicodeDecodeError, LookupError):
-            continue
-    mostly = _mostly_utf8(payload)
-    if mostly is not None:
-        return mostly, "utf-8"
+            # Before a declared single-byte charset, which reads any bytes: UTF-8 but for a stray
+            # byte (servers that declare windows-1252 by default serve UTF-8 files too).
+            if enc == "utf-8" and (mostly := _mostly_utf8(payload)) is not None:
+                return mostly, "utf-8"
     detected = _detected(payload, is_html)
     if detected is None:
         return Rejection("extract", "undecodable", "no character encoding fits the bytes")
     return detected
 
 
-# UTF-8 with a few stray bytes (a Latin-1 character pasted into a UTF-8 file) is UTF-8 with a few
-# replacement characters, not a single-byte text: at least this many well-formed multi-byte
-# characters per malformed sequence. Legacy single-byte text almost never holds a well-formed
-# UTF-8 sequence (a letter from C2-F4 followed by a symbol from 80-BF).
-_UTF8_PER_STRAY = 2
+# UTF-8 with a few stray bytes (a Latin-1 character pasted into a UTF-8 file, a file cut in the
+# middle of a character) is UTF-8 with a few replacement characters, not a single-byte text: at
+# least this many bytes of well-formed multi-byte characters per malformed sequence. Legacy
+# single-byte text almost never holds a well-formed UTF-8 sequence (a letter from C2-F4 followed
+# by a symbol from 80-BF), and never many.
+_UTF8_BYTES_PER_STRAY = 3
 
 
 def _mostly_utf8(payload: bytes) -> str | None:
@@ -109,8 +110,13 @@ def _mostly_utf8(payload: bytes) -> str | None:
     U+FFFD, as browsers do), or None."""
     text = payload.decode("utf-8", errors="replace")
     stray = text.count("\ufffd") - payload.count("\ufffd".encode())
-    wellformed = sum(1 for ch in text if ord(ch) > 0x7F) - text.count("\ufffd")
-    return text if 0 < stray and _UTF8_PER_STRAY * stray <= wellformed else None
+    if stray <= 0:
+        return None
+    # Bytes of well-formed characters beyond ASCII: all bytes, less ASCII ones and the U+FFFDs.
+    wellformed = (
+        len(payload) - len(text.encode("ascii", "ignore")) - 3 * payload.count("\ufffd".encode()) - stray
+    )
+    return text if wellformed >= _UTF8_BYTES_PER_STRAY * stray else None
 
 
 # Readings this much messier than the least messy one (charset_normalizer's chaos, 0-1) are not

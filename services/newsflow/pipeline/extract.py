@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import trafilatura
+from courlan import normalize_url, validate_url
 from lxml.html import HtmlElement
 from trafilatura.metadata import examine_title_element, extract_metadata
 from trafilatura.settings import use_config
@@ -28,7 +29,9 @@ from newsflow.pipeline.records import (
     Rejection,
     Source,
     count_words,
+    envelope_authors,
     envelope_problem,
+    envelope_published,
     host_of,
     outlet_or_host,
 )
@@ -238,12 +241,17 @@ def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
 
 
 def _canonical_anywhere(tree: Any) -> str | None:
-    """Return the page's canonical link or og:url where trafilatura, which reads them in <head>,
-    does not: markup that closes the head early leaves them in the body."""
-    for found in tree.xpath("//link[@rel='canonical']/@href | //meta[@property='og:url']/@content"):
-        candidate = str(found).strip()
-        if candidate.startswith(("https://", "http://")) and host_of(candidate):
-            return candidate
+    """Return the page's canonical link (else its og:url) where trafilatura, which reads them in
+    <head>, does not: markup that closes the head early leaves them in the body. Checked and
+    normalised as trafilatura does its own (courlan); a relative link is no help without a base."""
+    for xpath in ("//link[@rel='canonical']/@href", "//meta[@property='og:url']/@content"):
+        for found in tree.xpath(xpath):
+            candidate = str(found).strip()
+            if candidate.startswith("//"):
+                candidate = f"https:{candidate}"
+            valid, parsed = validate_url(candidate)
+            if valid and parsed is not None:
+                return str(normalize_url(parsed))
     return None
 
 
@@ -321,11 +329,15 @@ def _from_envelope(
         method = "envelope+plaintext"
     overrides: dict[str, Any] = {"extraction": replace(article.extraction, method=method)}
     # Fields the sender states explicitly beat what we infer from the page.
-    for key in ("title", "published", "description"):
+    for key in ("title", "description"):
         if value := _str_field(env, key):
             overrides[key] = value
-    if env.get("authors") or env.get("author"):
-        overrides["authors"] = _authors(env.get("authors") or env.get("author"))
+    if published := envelope_published(env.get("published")):
+        overrides["published"] = published
+    if authors := envelope_authors(
+        env.get("authors") if env.get("authors") is not None else env.get("author")
+    ):
+        overrides["authors"] = authors
     return replace(article, **overrides)
 
 

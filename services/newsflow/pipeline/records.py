@@ -141,39 +141,73 @@ class Language:
 
 
 # A JSON envelope ({url, outlet, html|text, title, published, description, authors}): the fields
-# it may carry as text. `authors` (or `author`) is a string or a list of strings.
+# it may carry as text. `published` may also be a Unix time; `authors` (or `author`) see
+# `envelope_authors`.
 ENVELOPE_TEXT_FIELDS = ("html", "text")
-ENVELOPE_STRING_FIELDS = ("url", "outlet", "title", "published", "description", *ENVELOPE_TEXT_FIELDS)
+ENVELOPE_STRING_FIELDS = ("url", "outlet", "title", "description", *ENVELOPE_TEXT_FIELDS)
+# A Unix time above this is in milliseconds (1e11 seconds is in the year 5138).
+_EPOCH_MILLIS = 1e11
 
 
-def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
-    """Return why an envelope's fields cannot be read as they are meant (a field of another type:
-    a number for `published`, a null among the authors), or None. The producer skips such a line
-    of JSON Lines (and answers 400 over HTTP); the worker dead-letters such an envelope file."""
-    for name in ENVELOPE_STRING_FIELDS:
-        if envelope.get(name) is not None and not isinstance(envelope[name], str):
-            return f"'{name}' must be a string"
-    for name in ("authors", "author"):
-        value = envelope.get(name)
-        if value is not None and not (
-            isinstance(value, str) or (isinstance(value, list) and all(isinstance(a, str) for a in value))
-        ):
-            return f"'{name}' must be a string or a list of strings"
+def envelope_authors(value: Any) -> tuple[str, ...] | None:
+    """Return the authors an envelope names, or None if it names them in no way we read: a string
+    (several split by ";"), or a list of strings or of objects with a string "name" (schema.org's
+    Person, as JSON-LD gives it); nulls in a list are skipped."""
+    if isinstance(value, str):
+        return tuple(a.strip() for a in value.split(";") if a.strip())
+    names: list[str] = []
+    for item in value if isinstance(value, list) else [value]:
+        name = item.get("name") if isinstance(item, dict) else item
+        if isinstance(name, str):
+            if name.strip():
+                names.append(name.strip())
+        elif item is not None:
+            return None
+    return tuple(names)
+
+
+def envelope_published(value: Any) -> str | None:
+    """Return an envelope's publication claim as text: a string as it is, a Unix time (seconds, or
+    milliseconds) as an RFC 3339 date; None for none (or a value of another type)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) > _EPOCH_MILLIS else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            return str(value)  # kept as the claim, which the date check calls unparseable
     return None
 
 
-# Scripts written without spaces between words: Han, Hiragana, Katakana (with the half-width
-# forms), Thai, Lao, Myanmar, Khmer. Korean separates words with spaces and is not among them.
+def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
+    """Return why an envelope's fields cannot be read as they are meant (a number for a URL, an
+    object for a title), or None. The producer skips such a line of JSON Lines (and answers 400
+    over HTTP); the worker dead-letters such an envelope file."""
+    for name in ENVELOPE_STRING_FIELDS:
+        if envelope.get(name) is not None and not isinstance(envelope[name], str):
+            return f"'{name}' must be a string"
+    published = envelope.get("published")
+    if not (published is None or isinstance(published, str) or envelope_published(published)):
+        return "'published' must be a string or a Unix time"
+    for name in ("authors", "author"):
+        if envelope.get(name) is not None and envelope_authors(envelope[name]) is None:
+            return f"'{name}' must be a string, or a list of strings or of objects with a string 'name'"
+    return None
+
+
+# Chinese and Japanese characters (Han, Hiragana, Katakana and its half-width forms), written
+# without spaces between words. (Thai, Lao, Khmer and Myanmar also leave words unspaced, but their
+# letters are not one a character and their words are longer: their spaced phrases stand in.)
 _UNSPACED = re.compile(
-    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ffff]"
+    "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ffff]"
 )
 
 
 def count_words(text: str) -> int:
     """Return about how many words a text has: its space-separated tokens, plus one word for every
-    two characters of a script written without spaces (Chinese, Japanese, Thai: a Chinese word is
-    1.5 to 2 characters on average), so that a report in those languages is not a one-line flash."""
+    two Chinese or Japanese characters (a Chinese word is 1.5 to 2 characters on average), so that
+    a report in those languages is not a one-line flash."""
     return len(text.split()) + len(_UNSPACED.findall(text)) // 2
 
 

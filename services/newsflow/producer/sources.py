@@ -40,7 +40,7 @@ CONTENT_TYPE_BY_SUFFIX = {
     ".json": "application/json",
 }
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-WARC_SUFFIXES = (".warc", ".arc")
+WARC_SUFFIXES = (".warc",)  # not the older ARC format, which fastwarc does not read
 STDIN = "-"
 READ_CHUNK = 1 << 16
 
