@@ -26,7 +26,7 @@ from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import INPUTS_HELP
+from newsflow.producer.sources import INPUTS_HELP, outlet_argument
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
 from newsflow.worker.settings import WorkerSettings
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--outlet",
+        type=outlet_argument,
         help="outlet of every article (default: the first folder below the one given, the envelope's or the host)",
     )
     parser.add_argument(

@@ -9,9 +9,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from newsflow.pipeline.records import RawArticle, raw_from_message, raw_headers
 from newsflow.producer.publish import Tally, parse_outlet_map
-from newsflow.producer.sources import Skipped, iter_inputs, iter_jsonl, read_article
+from newsflow.producer.sources import MAX_BLANK_LINES, Skipped, iter_inputs, iter_jsonl, read_article
 from tests.conftest import FIXTURES
 from tests.warc_fixtures import ARTICLE_TEXT, write_warc
 
@@ -107,6 +109,20 @@ def test_a_gzip_bomb_is_stopped_at_the_limit(tmp_path: Path):
     assert bomb.stat().st_size < 200_000
     (item,) = list(iter_inputs([bomb], max_bytes=5_000_000))
     assert isinstance(item, Skipped) and item.reason == "too_large"
+
+
+def test_a_json_lines_bomb_of_newlines_is_a_counted_skip_not_minutes_of_reading(tmp_path: Path):
+    bomb = tmp_path / "feed.jsonl.gz"
+    with gzip.open(bomb, "wb") as fh:
+        fh.write(json.dumps({"url": "https://wire.example/1", "text": "First report."}).encode() + b"\n")
+        for _ in range(200):
+            fh.write(b"\n" * (1 << 20))  # 200 million blank lines in about 200 kB
+    items = list(iter_inputs([bomb]))
+    assert len(_articles(items)) == 1
+    (skip,) = [i for i in items if isinstance(i, Skipped)]
+    assert skip.reason == "bad_line" and "blank lines in a row" in skip.detail
+    # Read no further than the blank lines allowed, not through all of them.
+    assert skip.path.endswith(f"feed.jsonl.gz:{MAX_BLANK_LINES + 1}")
 
 
 def test_json_lines_give_one_article_a_line_and_a_bad_line_is_a_numbered_skip(tmp_path: Path):
@@ -205,3 +221,14 @@ def test_archives_in_a_folder_are_named_relative_to_it_like_its_files(tmp_path: 
     write_warc(tmp_path / "feeds" / "crawl.warc.gz")
     paths = sorted(a.source.path.split("#")[0] for a in _articles(iter_inputs([tmp_path])))
     assert paths == ["feeds/crawl.warc.gz", "feeds/crawl.warc.gz", "feeds/feed.jsonl:1", "wire/a.txt"]
+
+
+def test_an_outlet_argument_must_be_text():
+    import argparse
+
+    from newsflow.producer.sources import outlet_argument
+
+    assert outlet_argument(" bbc ") == "bbc"
+    for bad in (b"x\xff".decode("utf-8", "surrogateescape"), "  "):  # bytes a shell passed; nothing
+        with pytest.raises(argparse.ArgumentTypeError):
+            outlet_argument(bad)

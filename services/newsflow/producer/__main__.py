@@ -29,7 +29,7 @@ from newsflow.producer.http import serve
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
 from newsflow.producer.publish import Progress, Publisher, Tally, produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import INPUTS_HELP, STDIN
+from newsflow.producer.sources import INPUTS_HELP, STDIN, outlet_argument
 from newsflow.producer.watch import watch
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.topics import wait_for_broker
@@ -45,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="*", help="files, folders, archives; '-' reads JSON Lines from stdin")
-    parser.add_argument("--outlet", help="outlet of every article (default: from the folder or the host)")
+    parser.add_argument(
+        "--outlet",
+        type=outlet_argument,
+        help="outlet of every article (default: from the folder or the host)",
+    )
     parser.add_argument("--watch", action="store_true", help="keep watching the given folders")
     parser.add_argument(
         "--serve", action="store_true", help="serve POST /articles (NEWSFLOW_PRODUCER_HTTP_PORT)"
@@ -69,7 +73,13 @@ async def _serve(
     await publisher.start()
     try:
         await serve(
-            publisher, registry, settings.host, settings.http_port, settings.http_max_body_bytes, stop
+            publisher,
+            registry,
+            settings.host,
+            settings.http_port,
+            settings.http_max_body_bytes,
+            settings.max_file_bytes,
+            stop,
         )
     finally:
         await publisher.stop()

@@ -8,6 +8,7 @@ Everything is read in bounded pieces: memory does not grow with the size of an a
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import os
@@ -43,6 +44,8 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 WARC_SUFFIXES = (".warc",)  # not the older ARC format, which fastwarc does not read
 STDIN = "-"
 READ_CHUNK = 1 << 16
+# No feed has this many blank lines in a row; a file that does is not read further.
+MAX_BLANK_LINES = 10_000
 
 
 INPUTS_HELP = f"""inputs:
@@ -289,9 +292,22 @@ def iter_file(
 # -- JSON Lines ------------------------------------------------------------------------------------
 
 
+def outlet_argument(value: str) -> str:
+    """An --outlet given on the command line (argparse type): text that travels as UTF-8 in Kafka
+    headers, not undecodable bytes of the shell (which Python keeps as surrogates)."""
+    name = value.strip()
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{value!a} is not text (UTF-8)") from None
+    if not name:
+        raise argparse.ArgumentTypeError("an outlet needs a name")
+    return name
+
+
 def iter_jsonl(stream: IO[bytes], name: str, outlet: str | None, max_bytes: int) -> Iterator[Item]:
     """Yield one article per line holding a JSON envelope; a bad line is a Skipped with its number."""
-    number = 0
+    number = blank = 0
     try:
         while True:
             line = stream.readline(max_bytes + 2)
@@ -306,7 +322,14 @@ def iter_jsonl(stream: IO[bytes], name: str, outlet: str | None, max_bytes: int)
                 yield Skipped(where, "too_large", f"line over {max_bytes} bytes")
                 continue
             if not line.strip():
+                blank += 1
+                if blank == MAX_BLANK_LINES:
+                    # A compressed file of nothing but newlines (a gzip bomb of them) would keep
+                    # the producer reading for minutes, every input after it waiting.
+                    yield Skipped(where, "bad_line", f"{blank} blank lines in a row: the rest is not read")
+                    return
                 continue
+            blank = 0
             yield envelope_article(line.strip(), where, outlet)
     except (OSError, EOFError, zlib.error) as exc:
         yield Skipped(f"{name}:{number + 1}", "unreadable", str(exc)[:200])
