@@ -159,7 +159,8 @@ def test_watch_sends_a_slowly_written_file_once_and_nothing_again_after_a_restar
         first.communicate(timeout=30)
     assert first.returncode == 0
 
-    again = producer(kafka, "--watch", str(tmp_path / "inbox"), env=env)
+    # The same folder spelled another way (relative to the working directory) is the same folder.
+    again = producer(kafka, "--watch", os.path.relpath(tmp_path / "inbox"), env=env)
     try:
         time.sleep(8)  # two quiet periods: anything it were to send again would be out by now
         assert len(read_raw(kafka, want=3, timeout=3)) == 2
@@ -168,15 +169,28 @@ def test_watch_sends_a_slowly_written_file_once_and_nothing_again_after_a_restar
         assert len(revised) == 3
         (new,) = [r for r in revised if "revision-of" in r[2]]
         assert new[2]["revision-of"] == sent_slow[0] and new[1] == TEXT + b"A correction."
+        # Put back as it was: a version of its own, not the first one's id, which was enriched already.
+        (inbox / "slow.txt").write_bytes(sent_slow[1])
+        reverted = read_raw(kafka, want=4, timeout=30)
+        assert len(reverted) == 4
+        (back,) = [r for r in reverted if r[2].get("revision-of") == new[0]]
+        assert back[1] == sent_slow[1] and back[0] not in {sent_slow[0], new[0]}
+        os.utime(inbox / "slow.txt")  # touched, not changed: nothing more
+        time.sleep(6)
+        assert len(read_raw(kafka, want=5, timeout=3)) == 4
     finally:
         again.send_signal(signal.SIGTERM)
         out, _ = again.communicate(timeout=30)
-    assert "sent 1 " in out
+    assert "sent 2 " in out
 
 
 def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka: KafkaSettings):
     port = free_port()
-    env = {"NEWSFLOW_PRODUCER_HTTP_PORT": str(port), "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES": "20000"}
+    env = {
+        "NEWSFLOW_PRODUCER_HTTP_PORT": str(port),
+        "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES": "20000",
+        "NEWSFLOW_PRODUCER_MAX_FILE_BYTES": "5000",
+    }
     server = producer(kafka, "--serve", env=env)
 
     def post(body: bytes) -> tuple[int, dict[str, object]]:
@@ -210,6 +224,11 @@ def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka:
         assert status == 400 and "article 1" in str(body["error"])
         status, body = post(json.dumps({"text": "x" * 30_000}).encode())
         assert status == 413
+        # An article over the size of a file, with a good one before it: refused whole, nothing sent.
+        status, body = post(
+            json.dumps([{"url": "https://wire.example/9", "text": "Fine."}, {"text": "x" * 8000}]).encode()
+        )
+        assert status == 413 and "article 1" in str(body["error"])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             assert b"newsflow_producer_files_total" in r.read()
     finally:

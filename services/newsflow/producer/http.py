@@ -3,7 +3,11 @@
 POST /articles   one JSON envelope {url, outlet, html|text, title, published, authors}, or an array
                  -> 200 {"article_ids": [...]} once the broker has acknowledged every one
                  -> 400 with a message naming the first bad envelope (nothing is sent then)
-                 -> 413 past NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES; 503 while Kafka cannot be reached
+                 -> 413 past NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES, or for an envelope over
+                    NEWSFLOW_PRODUCER_MAX_FILE_BYTES (the limit of a file; nothing is sent then)
+                 -> 503 while Kafka cannot be reached: the articles may or may not have gone out;
+                    sending the same envelopes again is safe (the same envelope is the same
+                    article id, which the pipeline enriches once)
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def create_app(publisher: Publisher, registry: CollectorRegistry, max_body_bytes: int) -> web.Application:
+def create_app(
+    publisher: Publisher, registry: CollectorRegistry, max_body_bytes: int, max_article_bytes: int
+) -> web.Application:
     """Return the aiohttp application (the caller runs it next to the publisher)."""
 
     async def post_articles(request: web.Request) -> web.Response:
@@ -51,6 +57,9 @@ def create_app(publisher: Publisher, registry: CollectorRegistry, max_body_bytes
             item = envelope_article(jsonio.dumps(envelope), f"POST /articles[{n}]", None)
             if isinstance(item, Skipped):
                 return _error(400, f"article {n}: {item.detail}")
+            if len(item.payload) > max_article_bytes:
+                # As a file of that size would be: Kafka may refuse it, which no retry changes.
+                return _error(413, f"article {n}: {len(item.payload)} bytes, over {max_article_bytes}")
             items.append(item)
 
         async def send_all() -> list[bool]:
@@ -89,10 +98,13 @@ async def serve(
     host: str,
     port: int,
     max_body_bytes: int,
+    max_article_bytes: int,
     stop: asyncio.Event,
 ) -> None:
     """Serve on `host`:`port` until `stop` is set."""
-    runner = web.AppRunner(create_app(publisher, registry, max_body_bytes), access_log=None)
+    runner = web.AppRunner(
+        create_app(publisher, registry, max_body_bytes, max_article_bytes), access_log=None
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

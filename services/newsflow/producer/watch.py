@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class Sent:
     size: int
     mtime_ns: int
     article_ids: tuple[str, ...]
+    # A revised file's content alone, whose id its article does not carry (`revision_id`).
+    content_id: str | None = None
 
 
 class SentLedger:
@@ -61,7 +64,7 @@ class SentLedger:
                 try:
                     d = jsonio.loads(line)
                     self.entries[d["path"]] = Sent(
-                        int(d["size"]), int(d["mtime_ns"]), tuple(d["article_ids"])
+                        int(d["size"]), int(d["mtime_ns"]), tuple(d["article_ids"]), d.get("content_id")
                     )
                     self._lines += 1
                 except (ValueError, KeyError, TypeError):
@@ -83,9 +86,15 @@ class SentLedger:
 
     @staticmethod
     def _line(key: str, sent: Sent) -> bytes:
-        return jsonio.dumps_line(
-            {"path": key, "size": sent.size, "mtime_ns": sent.mtime_ns, "article_ids": list(sent.article_ids)}
-        )
+        line = {
+            "path": key,
+            "size": sent.size,
+            "mtime_ns": sent.mtime_ns,
+            "article_ids": list(sent.article_ids),
+        }
+        if sent.content_id is not None:
+            line["content_id"] = sent.content_id
+        return jsonio.dumps_line(line)
 
     def record(self, key: str, sent: Sent) -> None:
         self.entries[key] = sent
@@ -137,14 +146,16 @@ async def watch(
             present: set[Path] = set()
             for root, path in _files(dirs):
                 present.add(path)
-                key = display_name(path)
+                # Keyed by the file, not by how the folder was spelled ("in" or "/data/in") today.
+                key = display_name(path.resolve())
                 try:
                     st = path.stat()
                 except OSError:
                     changing.pop(path, None)
                     continue
                 signature = (st.st_size, st.st_mtime_ns)
-                known = ledger.entries.get(key)
+                # (State files written before kept the path as spelled.)
+                known = ledger.entries.get(key) or ledger.entries.get(display_name(path))
                 if known is not None and (known.size, known.mtime_ns) == signature:
                     continue
                 seen = changing.get(path)
@@ -188,6 +199,12 @@ async def _notify(dirs: list[Path], changed: asyncio.Event, stop: asyncio.Event,
         log.warning("file notifications unavailable (%s); rescanning on a timer only", exc)
 
 
+def revision_id(previous: str, content: str) -> str:
+    """Return the id of a file's new version: from the id of the version it follows and the id its
+    content alone would have (stable, so a revision sent again after a crash keeps its id)."""
+    return hashlib.sha256(f"{previous}\0{content}".encode()).hexdigest()[:24]
+
+
 async def _send_file(
     publisher: Publisher,
     ledger: SentLedger,
@@ -205,16 +222,22 @@ async def _send_file(
     ids: list[str] = []
     transient = False
     archive = kind_of(path.name) != "article"
+    content_id: str | None = None
     for item in iter_file(root, path, outlet, settings.max_file_bytes, outlets):
         headers: list[tuple[str, bytes]] = []
         if isinstance(item, Skipped) and item.reason in TRANSIENT_SKIPS:
             transient = True  # try again at the next change or rescan
         if isinstance(item, RawArticle):
-            if before is not None and item.article_id in before.article_ids:
+            if before is not None and item.article_id in (*before.article_ids, before.content_id):
                 continue  # touched, not changed: this article was sent already
-            ids.append(item.article_id)
             if before is not None and not archive and len(before.article_ids) == 1:
+                # A revision's id names the version it follows too: a file put back as it was
+                # (A, B, A again) would otherwise repeat A's id, which the pipeline has enriched
+                # already and would not enrich again.
+                content_id = item.article_id
+                item = replace(item, article_id=revision_id(before.article_ids[0], content_id))
                 headers.append((H_REVISION_OF, before.article_ids[0].encode()))
+            ids.append(item.article_id)
         outcome = await publisher.publish(item, headers)
         if outcome is not None:
             outcomes.append(outcome)
@@ -225,7 +248,15 @@ async def _send_file(
         # A file is one article, its latest version; an archive is all the articles it ever held
         # (one appended to is not sent again in full).
         earlier = before.article_ids if before and (archive or not ids) else ()
-        ledger.record(key, Sent(signature[0], signature[1], tuple(dict.fromkeys([*earlier, *ids]))))
+        ledger.record(
+            key,
+            Sent(
+                signature[0],
+                signature[1],
+                tuple(dict.fromkeys([*earlier, *ids])),
+                content_id if ids or before is None else before.content_id,
+            ),
+        )
     else:
         log.warning(
             "%s is not recorded as sent: %d of %d sends failed", key, results.count(False), len(results)
