@@ -197,8 +197,8 @@ def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
 
 
 # Chinese and Japanese characters (Han, Hiragana, Katakana and its half-width forms), written
-# without spaces between words. (Thai, Lao, Khmer and Myanmar also leave words unspaced, but their
-# letters are not one a character and their words are longer: their spaced phrases stand in.)
+# without spaces between words. (Thai, Lao, Khmer and Myanmar leave words unspaced too, but write
+# vowels and tone marks as characters of their own, in longer words: their spaced phrases stand in.)
 _UNSPACED = re.compile(
     "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ffff]"
 )
