@@ -28,8 +28,8 @@ from newsflow.pipeline.records import (
     RawArticle,
     Rejection,
     Source,
+    author_names,
     count_words,
-    envelope_authors,
     envelope_problem,
     envelope_published,
     host_of,
@@ -169,14 +169,6 @@ def _as_dict(doc: Any) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else dict(doc.as_dict())
 
 
-def _authors(value: Any) -> tuple[str, ...]:
-    if not value:
-        return ()
-    if isinstance(value, list | tuple):
-        return tuple(str(v).strip() for v in value if str(v).strip())
-    return tuple(a.strip() for a in str(value).split(";") if a.strip())
-
-
 def _article(
     raw: RawArticle, method: str, cleaned: CleanResult, encoding: str, options: ExtractOptions, **meta: Any
 ) -> CleanArticle:
@@ -283,7 +275,7 @@ def _from_html(
         encoding,
         options,
         title=meta.get("title") or None,
-        authors=_authors(meta.get("author")),
+        authors=author_names(meta.get("author")) or (),
         published=meta.get("date") or None,
         site_name=meta.get("sitename") or None,
         url=page_url,
@@ -313,9 +305,7 @@ def _from_envelope(
         return Rejection(STAGE, "bad_envelope", "a JSON envelope must be an object")
     if problem := envelope_problem(env):
         return Rejection(STAGE, "bad_envelope", problem)
-    html, text = env.get("html"), env.get("text")
-    html = html if isinstance(html, str) else None
-    text = text if isinstance(text, str) else None
+    html, text = env.get("html"), env.get("text")  # strings or None (envelope_problem)
     if html is None and text is None:
         return Rejection(STAGE, "bad_envelope", "envelope has neither an 'html' nor a 'text' string")
     url = _str_field(env, "url") or raw.source.url
@@ -334,9 +324,7 @@ def _from_envelope(
             overrides[key] = value
     if published := envelope_published(env.get("published")):
         overrides["published"] = published
-    if authors := envelope_authors(
-        env.get("authors") if env.get("authors") is not None else env.get("author")
-    ):
+    if authors := author_names(env.get("authors") if env.get("authors") is not None else env.get("author")):
         overrides["authors"] = authors
     return replace(article, **overrides)
 

@@ -142,15 +142,16 @@ class Language:
 
 # A JSON envelope ({url, outlet, html|text, title, published, description, authors}): the fields
 # it may carry as text. `published` may also be a Unix time; `authors` (or `author`) see
-# `envelope_authors`.
+# `author_names`.
 ENVELOPE_TEXT_FIELDS = ("html", "text")
 ENVELOPE_STRING_FIELDS = ("url", "outlet", "title", "description", *ENVELOPE_TEXT_FIELDS)
 # A Unix time above this is in milliseconds (1e11 seconds is in the year 5138).
 _EPOCH_MILLIS = 1e11
 
 
-def envelope_authors(value: Any) -> tuple[str, ...] | None:
-    """Return the authors an envelope names, or None if it names them in no way we read: a string
+def author_names(value: Any) -> tuple[str, ...] | None:
+    """Return the authors an envelope (or a page's metadata) names, or None if it names them in no
+    way we read: a string
     (several split by ";"), or a list of strings or of objects with a string "name" (schema.org's
     Person, as JSON-LD gives it); nulls in a list are skipped."""
     if isinstance(value, str):
@@ -191,7 +192,7 @@ def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
     if not (published is None or isinstance(published, str) or envelope_published(published)):
         return "'published' must be a string or a Unix time"
     for name in ("authors", "author"):
-        if envelope.get(name) is not None and envelope_authors(envelope[name]) is None:
+        if envelope.get(name) is not None and author_names(envelope[name]) is None:
             return f"'{name}' must be a string, or a list of strings or of objects with a string 'name'"
     return None
 

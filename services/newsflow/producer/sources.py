@@ -347,8 +347,7 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
         return Skipped(where, "bad_line", "no 'html' or 'text' string with anything in it")
     if problem := envelope_problem(envelope):
         return Skipped(where, "bad_line", problem)
-    url = envelope.get("url") if isinstance(envelope.get("url"), str) else None
-    named = envelope.get("outlet") if isinstance(envelope.get("outlet"), str) else None
+    url, named = envelope.get("url"), envelope.get("outlet")  # strings or None (envelope_problem)
     resolved = outlet or named or host_of(url) or UNKNOWN_OUTLET
     return RawArticle(
         # The same envelope is the same article wherever it is found (another file, a re-send).
