@@ -51,6 +51,9 @@ def test_unusable_files_are_skipped_with_a_reason(tmp_path: Path):
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     (tmp_path / "big.html").write_bytes(b"x" * 2000)
     (tmp_path / "broken.html.gz").write_bytes(b"not gzip")
+    (tmp_path / "none.jsonl").write_bytes(b"")  # archives holding nothing are counted too
+    (tmp_path / "blank.jsonl.gz").write_bytes(gzip.compress(b"\n\n"))
+    (tmp_path / "none.warc.gz").write_bytes(gzip.compress(b""))
     reasons = {
         Path(i.path).name: i.reason for i in iter_inputs([tmp_path], max_bytes=1000) if isinstance(i, Skipped)
     }
@@ -59,6 +62,9 @@ def test_unusable_files_are_skipped_with_a_reason(tmp_path: Path):
         "image.png": "unsupported_extension",
         "big.html": "too_large",
         "broken.html.gz": "unreadable",
+        "none.jsonl": "empty",
+        "blank.jsonl.gz": "empty",
+        "none.warc.gz": "empty",
     }
 
 

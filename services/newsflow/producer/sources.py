@@ -282,11 +282,18 @@ def iter_file(
         yield opened
         return
     name = display_name(path.relative_to(root))
+    found = False
     with opened:
-        if kind == "jsonl":
-            yield from iter_jsonl(_decompressed(path, opened), name, outlet, max_bytes)
-        else:
-            yield from iter_warc(opened, name, outlet, max_bytes, outlet_by_host or {})
+        items = (
+            iter_jsonl(_decompressed(path, opened), name, outlet, max_bytes)
+            if kind == "jsonl"
+            else iter_warc(opened, name, outlet, max_bytes, outlet_by_host or {})
+        )
+        for item in items:
+            found = True
+            yield item
+    if not found:  # nothing in it at all (a file that is not an archive says so itself)
+        yield Skipped(display_name(path), "empty", "no lines or records in it")
 
 
 # -- JSON Lines ------------------------------------------------------------------------------------

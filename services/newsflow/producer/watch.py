@@ -131,7 +131,7 @@ async def watch(
     outlets = parse_outlet_map(settings.outlet_map)
     rescan = settings.watch_seconds if settings.watch_seconds > 0 else 5.0
     changed = asyncio.Event()
-    changing: dict[Path, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, since)
+    settling = Settling(settings.quiet_seconds)
     await publisher.start()
     notifier = asyncio.ensure_future(_notify(dirs, changed, stop, force_polling))
     log.info(
@@ -151,25 +151,20 @@ async def watch(
                 try:
                     st = path.stat()
                 except OSError:
-                    changing.pop(path, None)
                     continue
-                signature = (st.st_size, st.st_mtime_ns)
                 # (State files written before kept the path as spelled.)
                 known = ledger.entries.get(key) or ledger.entries.get(display_name(path))
-                if known is not None and (known.size, known.mtime_ns) == signature:
+                if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
                     continue
-                seen = changing.get(path)
-                if seen is None or seen[:2] != signature:
-                    changing[path] = (*signature, now)  # new or still changing: wait for quiet
-                elif now - seen[2] >= settings.quiet_seconds:
-                    del changing[path]
-                    await _send_file(
-                        publisher, ledger, root, path, key, signature, known, settings, outlet, outlets
+                if settling.ready(path, st, now):
+                    read = await _send_file(
+                        publisher, ledger, root, path, key, st, known, settings, outlet, outlets
                     )
-            for gone in set(changing) - present:  # deleted or renamed before it settled
-                del changing[gone]
+                    if not read:
+                        settling.could_not_read(path, st)
+            settling.keep_only(present)
             changed.clear()
-            wait = min(rescan, settings.quiet_seconds / 2) if changing else rescan
+            wait = min(rescan, settings.quiet_seconds / 2) if settling.waiting else rescan
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(changed, stop), timeout=wait)
     finally:
@@ -179,6 +174,48 @@ async def watch(
         await publisher.stop()
         ledger.close()
     return tally
+
+
+class Settling:
+    """Which files are complete: their size and mtime unchanged for the quiet period.
+
+    A file that could not be read (permissions, gone half-way) is tried again when it changes, its
+    permissions included (they move the inode's ctime), not at every rescan: it was counted once.
+    """
+
+    def __init__(self, quiet_seconds: float) -> None:
+        self.quiet_seconds = quiet_seconds
+        self._changing: dict[Path, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, since)
+        self._unread: dict[Path, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, ctime_ns)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a file is waiting for its quiet period to end."""
+        return bool(self._changing)
+
+    def ready(self, path: Path, st: os.stat_result, now: float) -> bool:
+        """Whether `path`, as `st` finds it at `now`, is to be sent."""
+        if self._unread.get(path) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return False
+        seen = self._changing.get(path)
+        if seen is None or seen[:2] != (st.st_size, st.st_mtime_ns):
+            self._changing[path] = (st.st_size, st.st_mtime_ns, now)  # new or still changing
+            return False
+        if now - seen[2] < self.quiet_seconds:
+            return False
+        del self._changing[path]
+        self._unread.pop(path, None)
+        return True
+
+    def could_not_read(self, path: Path, st: os.stat_result) -> None:
+        """Leave `path` alone until it changes from `st`."""
+        self._unread[path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def keep_only(self, present: set[Path]) -> None:
+        """Forget files deleted or renamed (before they settled, or after a failed read)."""
+        for gone in (set(self._changing) | set(self._unread)) - present:
+            self._changing.pop(gone, None)
+            self._unread.pop(gone, None)
 
 
 async def _first(*events: asyncio.Event) -> None:
@@ -211,13 +248,14 @@ async def _send_file(
     root: Path,
     path: Path,
     key: str,
-    signature: tuple[int, int],
+    st: os.stat_result,
     before: Sent | None,
     settings: ProducerSettings,
     outlet: str | None,
     outlets: dict[str, str],
-) -> None:
-    """Send one complete file (or each article of an archive); record it once all are acknowledged."""
+) -> bool:
+    """Send one complete file (or each article of an archive); record it once all are acknowledged.
+    Return False if it could not be read now (it is worth another try only once it changes)."""
     outcomes: list[asyncio.Future[bool]] = []
     ids: list[str] = []
     transient = False
@@ -243,16 +281,17 @@ async def _send_file(
             outcomes.append(outcome)
     results: list[Any] = list(await asyncio.gather(*outcomes)) if outcomes else []
     if transient:
-        log.info("%s could not be read now; it will be tried again", key)
-    elif all(results):
+        log.info("%s could not be read now; it will be tried again when it changes", key)
+        return False
+    if all(results):
         # A file is one article, its latest version; an archive is all the articles it ever held
         # (one appended to is not sent again in full).
         earlier = before.article_ids if before and (archive or not ids) else ()
         ledger.record(
             key,
             Sent(
-                signature[0],
-                signature[1],
+                st.st_size,
+                st.st_mtime_ns,
                 tuple(dict.fromkeys([*earlier, *ids])),
                 content_id if ids or before is None else before.content_id,
             ),
@@ -261,3 +300,4 @@ async def _send_file(
         log.warning(
             "%s is not recorded as sent: %d of %d sends failed", key, results.count(False), len(results)
         )
+    return True

@@ -1,0 +1,77 @@
+"""Watch mode's bookkeeping without a broker: when a file is complete, and when to try it again."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from newsflow.producer.watch import Sent, SentLedger, Settling, revision_id
+
+
+def test_a_file_is_ready_once_unchanged_for_the_quiet_period(tmp_path: Path):
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"half")
+    settling = Settling(quiet_seconds=4)
+    assert not settling.ready(f, f.stat(), now=0)  # first seen
+    assert settling.waiting
+    f.write_bytes(b"half and the rest")
+    assert not settling.ready(f, f.stat(), now=3)  # changed: the quiet period starts again
+    assert not settling.ready(f, f.stat(), now=6)
+    assert settling.ready(f, f.stat(), now=7.5)
+    assert not settling.waiting
+
+
+def test_a_file_that_could_not_be_read_waits_until_it_changes(tmp_path: Path):
+    f = tmp_path / "locked.txt"
+    f.write_bytes(b"text")
+    settling = Settling(quiet_seconds=1)
+    settling.ready(f, f.stat(), now=0)
+    assert settling.ready(f, f.stat(), now=2)
+    settling.could_not_read(f, f.stat())
+    # Rescans of the same file find nothing new: it is not tried (nor counted) again.
+    for now in (3, 10, 100):
+        assert not settling.ready(f, f.stat(), now=now)
+    assert not settling.waiting
+    # Its permissions fixed (chmod moves the ctime, not the mtime): tried again after a quiet period.
+    before = f.stat()
+    os.chmod(f, 0o600)
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = f.stat()
+    assert after.st_mtime_ns == before.st_mtime_ns
+    if after.st_ctime_ns == before.st_ctime_ns:  # a file system with coarse ctime: force a step
+        f.write_bytes(b"text, again")
+        after = f.stat()
+    assert not settling.ready(f, after, now=101)
+    assert settling.ready(f, after, now=102)
+
+
+def test_a_deleted_file_is_forgotten(tmp_path: Path):
+    f = tmp_path / "gone.txt"
+    f.write_bytes(b"text")
+    settling = Settling(quiet_seconds=1)
+    settling.ready(f, f.stat(), now=0)
+    settling.keep_only(set())
+    assert not settling.waiting
+    settling.could_not_read(f, f.stat())
+    settling.keep_only(set())
+    assert not settling.ready(f, f.stat(), now=5)  # seen anew: a quiet period first
+    assert settling.ready(f, f.stat(), now=6)
+
+
+def test_a_revision_id_depends_on_the_version_it_follows():
+    assert revision_id("a" * 24, "b" * 24) == revision_id("a" * 24, "b" * 24)
+    assert revision_id("a" * 24, "b" * 24) != revision_id("c" * 24, "b" * 24)
+    assert len(revision_id("a" * 24, "b" * 24)) == 24
+
+
+def test_the_ledger_keeps_the_latest_line_of_a_path_and_skips_bad_lines(tmp_path: Path):
+    state = tmp_path / "state" / "sent.jsonl"
+    ledger = SentLedger(state)
+    ledger.record("in/a.txt", Sent(4, 1, ("id1",)))
+    ledger.record("in/a.txt", Sent(5, 2, ("id2",), content_id="c2"))
+    ledger.close()
+    with state.open("ab") as fh:
+        fh.write(b"{not json\n")
+    again = SentLedger(state)
+    assert again.entries == {"in/a.txt": Sent(5, 2, ("id2",), "c2")}
+    again.close()
