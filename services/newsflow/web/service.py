@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from newsflow.logs import limit_repeats
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime, rfc3339
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     kafka, settings = load_settings_or_exit(PROG, KafkaSettings, WebSettings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_repeats()
     try:
         asyncio.run(serve(kafka, settings))
     except OSError as exc:

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import faust
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from newsflow.logs import limit_repeats
     from newsflow.pipeline.embed import ModelNotInstalled
     from newsflow.topics import (
         BrokerRefused,
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from newsflow.worker.app import WorkerApp
 
+    limit_repeats()  # the Kafka client's retries while the broker is away: one line each per 30 s
     registry = CollectorRegistry()
     try:
         worker_app = WorkerApp(kafka, settings, registry)
