@@ -163,3 +163,23 @@ def test_the_producers_http_ingest_needs_its_port_set():
         2,
         "newsflow-producer: error: --serve needs a port: set NEWSFLOW_PRODUCER_HTTP_PORT\n",
     )
+
+
+def test_a_watch_state_file_that_cannot_be_used_is_one_line_naming_its_variable(tmp_path):
+    # Said at once, without waiting for a broker (none listens on port 1).
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsflow.producer", "--watch", str(tmp_path)],
+        env={
+            **os.environ,
+            "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+            "NEWSFLOW_PRODUCER_STATE_FILE": str(tmp_path),  # a folder
+        },
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"newsflow-producer: error: cannot use the watch state file {tmp_path} "
+        "(NEWSFLOW_PRODUCER_STATE_FILE): Is a directory\n"
+    )

@@ -124,10 +124,20 @@ async def watch(
     force_polling: bool = False,
 ) -> Tally:
     """Send every complete new or changed file under `dirs` until `stop` is set."""
-    await wait_for_broker(kafka, timeout=30)
+    try:  # before waiting for the broker: a state file that cannot be used is the user's to fix now
+        ledger = SentLedger(Path(settings.state_file))
+    except OSError as exc:
+        raise OSError(
+            f"cannot use the watch state file {settings.state_file} (NEWSFLOW_PRODUCER_STATE_FILE): "
+            f"{exc.strerror or exc}"
+        ) from exc
+    try:
+        await wait_for_broker(kafka, timeout=30)
+    except BaseException:
+        ledger.close()
+        raise
     tally = Tally()
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=True))
-    ledger = SentLedger(Path(settings.state_file))
     outlets = parse_outlet_map(settings.outlet_map)
     rescan = settings.watch_seconds if settings.watch_seconds > 0 else 5.0
     changed = asyncio.Event()
