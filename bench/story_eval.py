@@ -294,8 +294,14 @@ def main() -> int:
         default=DedupOptions().split_threshold,
         help="the streams' split threshold (default: the stage's; 0: no splits, to see what they do)",
     )
+    parser.add_argument(
+        "--names-to-differ",
+        type=int,
+        default=DedupOptions().names_to_differ,
+        help="the names rule's count, for pairs and streams (default: the stage's; 0: no names rule)",
+    )
     args = parser.parse_args()
-    options = DedupOptions(split_threshold=args.split_threshold)
+    options = DedupOptions(split_threshold=args.split_threshold, names_to_differ=args.names_to_differ)
     data = args.data_dir / "stories-dev" if (args.data_dir / "stories-dev").is_dir() else args.data_dir
     path = data / "pairs.jsonl" if data.is_dir() else data
     pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -308,9 +314,9 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     for pair in pairs:
         (_, fa), (_, fb) = done[pair["a"]["id"]], done[pair["b"]["id"]]
-        index = StoryIndex()
+        index = StoryIndex(options)
         story_a = index.assign(fa).story_id
-        score = story_similarity(fb, index.stories[story_a])
+        score = story_similarity(fb, index.stories[story_a], options=options)
         decision = index.assign(fb)
         if decision.duplicate_of:
             score = max(score, estimated_containment(fa, fb))
