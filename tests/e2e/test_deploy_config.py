@@ -43,6 +43,30 @@ def test_every_long_running_service_is_healthchecked_limited_and_restarted():
         assert service["restart"] == "unless-stopped", name
 
 
+def _bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)b?", size.lower()).groups()  # type: ignore[union-attr]
+    return int(number) * 1024 ** "_kmg".index(unit or "_")
+
+
+def test_the_brokers_heap_leaves_room_in_its_memory_limit():
+    # The image's start script would take a 1 GiB heap: the whole default limit, an OOM kill.
+    kafka = compose_config()["services"]["kafka"]
+    heap = re.search(r"-Xmx(\w+)", kafka["environment"]["KAFKA_HEAP_OPTS"]).group(1)  # type: ignore[union-attr]
+    assert _bytes(kafka["mem_limit"]) - _bytes(heap) >= 400 * 1024**2
+    # The health check's JVM is not given the broker's heap.
+    assert "KAFKA_HEAP_OPTS=-Xmx64m" in kafka["healthcheck"]["test"][1]
+
+
+def test_grafana_keeps_its_data_and_reads_dashboards_where_provisioning_says():
+    grafana = compose_config()["services"]["grafana"]
+    assert any(v.startswith("grafana-data:/var/lib/grafana") for v in grafana["volumes"])
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/newsflow.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert any(v.endswith(f"deploy/grafana/dashboards:{path}:ro") for v in grafana["volumes"])
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(path + "/") and home.rsplit("/", 1)[1] in {d.name for d in DASHBOARDS}
+
+
 def test_published_ports_bind_to_localhost_unless_configured():
     services = compose_config()["services"]
     published = {name: port for name, service in services.items() for port in service.get("ports", [])}
