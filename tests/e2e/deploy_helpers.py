@@ -19,7 +19,8 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 RULES = DEPLOY / "prometheus" / "rules" / "newsflow.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "tests" / "newsflow_test.yml"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
-METRIC = re.compile(r"\bnewsflow_[a-z0-9_]+")
+# Ours and the process collectors' (registry.py); the monitoring stack's own (prometheus_, alertmanager_) are not.
+METRIC = re.compile(r"\b(?:newsflow|process)_[a-z0-9_]+")
 
 
 # What an operator must add to .env.example before the stack starts (no default on purpose).

@@ -125,6 +125,9 @@ def test_prometheus_sees_counters_and_histograms_move(kafka: KafkaSettings, work
             dead = 'sum(newsflow_worker_dead_letters_total{stage="extract",reason="undecodable"})'
             assert wait_for_value(prom, dead, 1) == 1
             assert query(prom, 'up{job="newsflow-worker"}')[0]["value"][1] == "1"
+            # The process's own: memory against the container's limit, restarts (NewsflowRestarting).
+            assert wait_for_value(prom, "process_resident_memory_bytes", 100e6) > 100e6  # models loaded
+            assert query(prom, "process_start_time_seconds")
             # lag is sampled by a timer; every assigned partition of the raw topic reports one
             assert (
                 wait_for_value(

@@ -32,6 +32,7 @@ from newsflow.producer.publish import Progress, Publisher, Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import INPUTS_HELP, STDIN, outlet_argument
 from newsflow.producer.watch import watch
+from newsflow.registry import service_registry
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.topics import wait_for_broker
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{PROG}: error: watch mode takes folders (--watch or NEWSFLOW_PRODUCER_WATCH_SECONDS)\n"
         )
         return 2
-    registry = CollectorRegistry()
+    registry = service_registry()
     metrics = create_metrics(registry)
     if settings.metrics_port:
         try:

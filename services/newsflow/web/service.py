@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from newsflow.logs import limit_repeats
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime, rfc3339
+from newsflow.registry import service_registry
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.web import pages
 from newsflow.web.settings import WebSettings
@@ -281,7 +282,7 @@ def build_app(
 
 async def serve(kafka: KafkaSettings, settings: WebSettings) -> None:
     store = StoryStore(settings.db)
-    registry = CollectorRegistry()
+    registry = service_registry()
     applied = Counter("newsflow_web_records", "output records folded into the view", registry=registry)
     follower = Follower(kafka, store, applied)
     runner = web.AppRunner(build_app(store, registry, follower), access_log=None)

@@ -60,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     # Imported only now: Faust, the models and their libraries take a second or two to load, and
     # `--help` or a bad setting should not wait for them.
     import faust
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import start_http_server
 
     from newsflow.logs import limit_repeats
     from newsflow.pipeline.embed import ModelNotInstalled
+    from newsflow.registry import service_registry
     from newsflow.topics import (
         BrokerRefused,
         TopicCreationError,
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from newsflow.worker.app import WorkerApp
 
     limit_repeats()  # the Kafka client's retries while the broker is away: one line each per 30 s
-    registry = CollectorRegistry()
+    registry = service_registry()
     try:
         worker_app = WorkerApp(kafka, settings, registry)
     except (ModelNotInstalled, OSError) as exc:  # spaCy raises OSError for a model it cannot find
