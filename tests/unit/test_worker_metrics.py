@@ -60,6 +60,30 @@ def test_lag_is_reported_for_owned_pipeline_partitions_only_and_forgotten_when_r
     assert (lag(raw0), lag(raw1)) == (None, 2)
 
 
+def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
+    registry = CollectorRegistry()
+    kafka = KafkaSettings()
+    stale: list[bool] = []
+    worker = SimpleNamespace(
+        kafka=kafka,
+        metrics=create_metrics(registry),
+        writer=SimpleNamespace(mark_stale=lambda: stale.append(True)),
+    )
+    worker.metrics.dedup_index_articles.set(5000)
+    worker.metrics.dedup_stories_open.set(1200)
+
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            registry.get_sample_value("newsflow_dedup_index_articles"),
+            registry.get_sample_value("newsflow_dedup_stories_open"),
+        )
+
+    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={TopicPartition(kafka.topic_raw, 0)}))
+    assert gauges() == (5000, 1200) and not stale  # still the writer
+    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={TopicPartition(kafka.topic_features, 0)}))
+    assert gauges() == (0, 0) and stale  # the new owner reports the index
+
+
 def test_a_fresh_worker_reports_zero_dead_letters_for_every_reason_not_no_data():
     registry = CollectorRegistry()
     create_metrics(registry)

@@ -171,6 +171,10 @@ class WorkerApp:
         # rebuilt from the state topic) when we get it back, rather than trust what may be stale.
         if any(tp.topic == self.kafka.topic_features for tp in revoked or ()):
             self.writer.mark_stale()
+            # The index is the new owner's to report: a last value left here would be counted
+            # with it (and a dashboard's max() could never fall below it).
+            self.metrics.dedup_index_articles.set(0)
+            self.metrics.dedup_stories_open.set(0)
 
     def watch_membership(self, interval: float = MEMBERSHIP_CHECK_SECONDS) -> threading.Thread:
         """Start a thread that exits the process if the consumer's group membership has failed for
