@@ -236,6 +236,13 @@ class KafkaSettings:
     raw_partitions: int = env(
         "NEWSFLOW_RAW_PARTITIONS", 4, "partitions of the raw and enriched topics", minimum=1
     )
+    replication_factor: int = env(
+        "NEWSFLOW_TOPIC_REPLICATION_FACTOR",
+        1,
+        "replicas of each topic newsflow creates (3 on a cluster of three brokers or more, with the "
+        "brokers' min.insync.replicas at 2: the writer's state topic cannot be rebuilt once lost)",
+        minimum=1,
+    )
     security_protocol: str = env(
         "NEWSFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )

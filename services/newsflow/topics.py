@@ -254,7 +254,7 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
             if spec.name in existing:
                 await _apply_config(admin, spec)
                 continue
-            if await _create(admin, spec):
+            if await _create(admin, spec, kafka.replication_factor):
                 created.append(spec.name)
         await _wait_for_group_coordinator(admin)
     finally:
@@ -262,14 +262,21 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
     return created
 
 
-async def _create(admin: AIOKafkaAdminClient, spec: TopicSpec, attempts: int = 5) -> bool:
+async def _create(
+    admin: AIOKafkaAdminClient, spec: TopicSpec, replication_factor: int = 1, attempts: int = 5
+) -> bool:
     """Create one topic; return False if it exists already (another worker made it first).
 
     The broker answers per topic, and aiokafka raises none of those errors: a refusal (its
     configuration, a policy, ACLs) raises TopicCreationError; a retriable one (a timeout, the
     controller moving) is tried again.
     """
-    new = NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=1, topic_configs=spec.config)
+    new = NewTopic(
+        spec.name,
+        num_partitions=spec.partitions,
+        replication_factor=replication_factor,
+        topic_configs=spec.config,
+    )
     for attempt in range(attempts):
         try:
             response = await admin.create_topics([new])

@@ -114,3 +114,12 @@ def test_a_topic_the_broker_refuses_to_create_is_an_error_not_a_success():
     refused = TopicSpec(kafka.topic_raw, 1, {"cleanup.policy": "sometimes"})
     with pytest.raises(TopicCreationError, match=f"refused to create topic {kafka.topic_raw}"):
         asyncio.run(create_topics(kafka, [refused]))
+
+
+def test_topics_are_created_with_the_replication_factor_set():
+    # One broker here: a factor of 2 reaching the broker is refused, which shows the setting is sent.
+    kafka = replace(unique_kafka(), replication_factor=2)
+    spec = TopicSpec(kafka.topic_raw, 1, {})
+    with pytest.raises(TopicCreationError, match="InvalidReplicationFactor"):
+        asyncio.run(create_topics(kafka, [spec]))
+    assert asyncio.run(create_topics(replace(kafka, replication_factor=1), [spec])) == [kafka.topic_raw]

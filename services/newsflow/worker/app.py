@@ -289,7 +289,7 @@ def faust_app(kafka: KafkaSettings, settings: WorkerSettings) -> App:
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=kafka.raw_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=kafka.replication_factor,
         topic_allow_declare=True,
         producer_acks=-1,
         producer_max_request_size=kafka.max_message_bytes,
