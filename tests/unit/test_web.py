@@ -346,3 +346,20 @@ def test_a_split_story_lists_the_members_that_left_whichever_topic_is_read_first
     assert [m["article_id"] for m in store.story("s4")["members"]] == ["a5"]  # type: ignore[index]
     _validate(s1, "Story")
     _validate(s3, "Story")
+
+
+def test_a_view_that_cannot_read_the_output_topics_counts_each_failure_and_keeps_trying(store: StoryStore):
+    from prometheus_client import CollectorRegistry
+
+    from newsflow.settings import KafkaSettings
+    from newsflow.web.service import Follower, follow_metrics
+
+    registry = CollectorRegistry()
+    follower = Follower(KafkaSettings(bootstrap="127.0.0.1:1"), store, *follow_metrics(registry))
+
+    async def follow_a_while() -> None:
+        with pytest.raises(TimeoutError):  # it never gives up: the view serves what it has
+            await asyncio.wait_for(follower.run(), timeout=3)
+
+    asyncio.run(follow_a_while())
+    assert registry.get_sample_value("newsflow_web_follow_failures_total") == 1  # then again after 5 s

@@ -53,10 +53,11 @@ log = logging.getLogger("newsflow.web")
 class Follower:
     """Folds the enriched and stories topics into the store, from where it stopped."""
 
-    def __init__(self, kafka: KafkaSettings, store: StoryStore, applied: Counter) -> None:
+    def __init__(self, kafka: KafkaSettings, store: StoryStore, applied: Counter, failures: Counter) -> None:
         self.kafka = kafka
         self.store = store
         self.applied = applied
+        self.failures = failures  # the view serves what it has meanwhile: this says it is going stale
         self.kinds = {kafka.topic_enriched: "enriched", kafka.topic_stories: "story"}
         self.caught_up = asyncio.Event()
         self.last_batch = 0.0
@@ -71,6 +72,7 @@ class Follower:
                 log.info("%s; again in 5s", exc)
                 await asyncio.sleep(5.0)
             except Exception as exc:  # noqa: BLE001 - the view keeps serving what it has
+                self.failures.inc()
                 log.warning("reading the output topics failed (%r); again in 5s", exc)
                 await asyncio.sleep(5.0)
 
@@ -280,11 +282,21 @@ def build_app(
     return app
 
 
+def follow_metrics(registry: CollectorRegistry) -> tuple[Counter, Counter]:
+    """Return the follower's counters: records folded into the view, and failures to read them."""
+    applied = Counter("newsflow_web_records", "output records folded into the view", registry=registry)
+    failures = Counter(
+        "newsflow_web_follow_failures",
+        "times reading the output topics failed (tried again after 5 s; the view serves what it has)",
+        registry=registry,
+    )
+    return applied, failures
+
+
 async def serve(kafka: KafkaSettings, settings: WebSettings) -> None:
     store = StoryStore(settings.db)
     registry = service_registry()
-    applied = Counter("newsflow_web_records", "output records folded into the view", registry=registry)
-    follower = Follower(kafka, store, applied)
+    follower = Follower(kafka, store, *follow_metrics(registry))
     runner = web.AppRunner(build_app(store, registry, follower), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
