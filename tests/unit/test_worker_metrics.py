@@ -98,3 +98,14 @@ def test_a_fresh_worker_reports_zero_dead_letters_for_every_reason_not_no_data()
         if sample.name.endswith("_total") and sample.value == 0
     }
     assert found == set(reasons)
+
+
+def test_the_worker_reads_a_few_batches_ahead_not_thousands_of_pages():
+    from newsflow.worker.app import faust_app
+    from newsflow.worker.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    app = faust_app(KafkaSettings(), settings)
+    # Raw pages up to the message size each: Faust's default buffer (4,096) could hold gigabytes,
+    # and the consumer lag would not count them.
+    assert app.conf.stream_buffer_maxsize == 4 * max(settings.batch_size, settings.dedup_batch_size) <= 256

@@ -278,6 +278,10 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
+# Batches read ahead per agent (Faust pauses a partition's fetches at 80 % of it, resumes at 40 %).
+STREAM_BUFFER_BATCHES = 4
+
+
 def faust_app(kafka: KafkaSettings, settings: WorkerSettings) -> App:
     """Return Faust's app with the fixes for records lost around a rebalance (transport.py)."""
     return App(
@@ -303,5 +307,8 @@ def faust_app(kafka: KafkaSettings, settings: WorkerSettings) -> App:
         web_enabled=False,
         # Stop at once; what a stop interrupts is read again (transport.py, fix 3).
         stream_wait_empty=False,
+        # Messages read ahead of the agents: a few batches, not Faust's 4,096 (raw pages of up to
+        # the message size each, which a worker held in memory and its lag did not count).
+        stream_buffer_maxsize=STREAM_BUFFER_BATCHES * max(settings.batch_size, settings.dedup_batch_size),
         self_committed_topics=[kafka.topic_features],
     )
