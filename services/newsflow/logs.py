@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 # The Kafka client: reconnects and retries are its own to log, and it logs each one.
 LIBRARIES = ("aiokafka",)
+# Its modules imported before the filters go on: a logger made later would have none.
+MODULES = ("aiokafka", "aiokafka.admin")
 
 
 class RepeatLimiter(logging.Filter):
@@ -47,8 +49,8 @@ class RepeatLimiter(logging.Filter):
 def limit_repeats(period: float = 30.0, libraries: tuple[str, ...] = LIBRARIES) -> RepeatLimiter:
     """Put one RepeatLimiter on the loggers of `libraries` (imported first, so that their modules'
     loggers exist) and return it."""
-    for lib in libraries:
-        importlib.import_module(lib)
+    for module in (*libraries, *(m for m in MODULES if m.startswith(libraries))):
+        importlib.import_module(module)
     limiter = RepeatLimiter(period)
     below = tuple(lib + "." for lib in libraries)
     for name in {*libraries, *logging.root.manager.loggerDict}:

@@ -7,6 +7,7 @@ Runs a broker of its own on another port, so that stopping it cannot touch the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -196,3 +197,42 @@ def test_articles_unsendable_in_an_outage_longer_than_the_producer_timeout_are_s
             worker.wait(timeout=60)
     # enriched, every one: a send that timed out is sent again, not dead-lettered
     assert {topic for _, topic, _, _ in reader.collected.records} == {kafka.topic_enriched}
+
+
+def test_the_stories_view_counts_a_broker_gone_after_it_started_following(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Its consumer returns no records, not an error, once the broker is gone: only asking for the
+    # end offsets tells (NewsflowStoriesViewNotFollowing alerts on the count).
+    from prometheus_client import CollectorRegistry
+
+    from newsflow.web import service
+    from newsflow.web.store import StoryStore
+
+    monkeypatch.setattr(service, "CHECK_SECONDS", 1.0)
+    monkeypatch.setattr(service, "CHECK_TIMEOUT_SECONDS", 3.0)
+    kafka = replace(unique_kafka(partitions=1), bootstrap=f"127.0.0.1:{broker.port}")
+    asyncio.run(create_topics(kafka))
+    registry = CollectorRegistry()
+    follower = service.Follower(kafka, StoryStore(tmp_path / "view.db"), *service.follow_metrics(registry))
+
+    def failures() -> float:
+        return registry.get_sample_value("newsflow_web_follow_failures_total") or 0.0
+
+    async def scenario() -> None:
+        following = asyncio.ensure_future(follower.run())
+        try:
+            await asyncio.wait_for(follower.caught_up.wait(), 60)
+            await asyncio.sleep(3)
+            assert failures() == 0
+            await asyncio.to_thread(broker.run, "stop")
+            deadline = time.monotonic() + 30
+            while failures() == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            assert failures() >= 1
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+
+    asyncio.run(scenario())

@@ -27,9 +27,9 @@ def test_a_file_that_could_not_be_read_waits_until_it_changes(tmp_path: Path):
     settling = Settling(quiet_seconds=1)
     settling.ready(f, f.stat(), now=0)
     assert settling.ready(f, f.stat(), now=2)
-    settling.could_not_read(f, f.stat())
-    # Rescans of the same file find nothing new: it is not tried (nor counted) again.
-    for now in (3, 10, 100):
+    settling.could_not_read(f, f.stat(), now=2)
+    # Rescans of the same file find nothing new: it is not tried (nor counted) again for a while.
+    for now in (3, 10, 30):
         assert not settling.ready(f, f.stat(), now=now)
     assert not settling.waiting
     # Its permissions fixed (chmod moves the ctime, not the mtime): tried again after a quiet period.
@@ -41,8 +41,30 @@ def test_a_file_that_could_not_be_read_waits_until_it_changes(tmp_path: Path):
     if after.st_ctime_ns == before.st_ctime_ns:  # a file system with coarse ctime: force a step
         f.write_bytes(b"text, again")
         after = f.stat()
-    assert not settling.ready(f, after, now=101)
-    assert settling.ready(f, after, now=102)
+    assert not settling.ready(f, after, now=31)
+    assert settling.ready(f, after, now=32)
+
+
+def test_an_unchanged_file_that_could_not_be_read_is_tried_again_after_growing_pauses(tmp_path: Path):
+    # An I/O error on a network share passes without the file changing.
+    f = tmp_path / "on-nfs.txt"
+    f.write_bytes(b"text")
+    settling = Settling(quiet_seconds=1)
+    settling.ready(f, f.stat(), now=0)
+    assert settling.ready(f, f.stat(), now=1)
+    tries, now = [1.0], 1.0
+    settling.could_not_read(f, f.stat(), now)
+    while now < 4 * 3600:
+        now += 5  # a rescan every 5 s
+        if settling.ready(f, f.stat(), now):
+            tries.append(now)
+            settling.could_not_read(f, f.stat(), now)
+    pauses = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    assert pauses[:3] == [30, 60, 120] and max(pauses) == Settling.RETRY_MAX_SECONDS
+    assert len(tries) < 15  # not 2,880 (one a rescan)
+    settling.sent(f)  # read at last: a later failure starts with the short pause again
+    settling.could_not_read(f, f.stat(), now)
+    assert settling.ready(f, f.stat(), now + 30)
 
 
 def test_a_deleted_file_is_forgotten(tmp_path: Path):
@@ -52,7 +74,7 @@ def test_a_deleted_file_is_forgotten(tmp_path: Path):
     settling.ready(f, f.stat(), now=0)
     settling.keep_only(set())
     assert not settling.waiting
-    settling.could_not_read(f, f.stat())
+    settling.could_not_read(f, f.stat(), now=0)
     settling.keep_only(set())
     assert not settling.ready(f, f.stat(), now=5)  # seen anew: a quiet period first
     assert settling.ready(f, f.stat(), now=6)

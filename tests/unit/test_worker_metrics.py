@@ -78,10 +78,14 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
             registry.get_sample_value("newsflow_dedup_stories_open"),
         )
 
-    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={TopicPartition(kafka.topic_raw, 0)}))
-    assert gauges() == (5000, 1200) and not stale  # still the writer
-    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={TopicPartition(kafka.topic_features, 0)}))
-    assert gauges() == (0, 0) and stale  # the new owner reports the index
+    features, raw = TopicPartition(kafka.topic_features, 0), TopicPartition(kafka.topic_raw, 0)
+    # A rebalance revokes everything, then assigns: the writer that keeps its partition keeps reporting.
+    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={features, raw}))
+    asyncio.run(WorkerApp._on_assigned(worker, None, assigned={features, raw}))
+    assert gauges() == (5000, 1200) and stale == [True]  # rebuilt before its next batch
+    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={features, raw}))
+    asyncio.run(WorkerApp._on_assigned(worker, None, assigned={raw}))
+    assert gauges() == (0, 0)  # the new owner reports the index
 
 
 def test_a_fresh_worker_reports_zero_dead_letters_for_every_reason_not_no_data():

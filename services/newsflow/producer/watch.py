@@ -160,7 +160,8 @@ async def watch(
                 key = display_name(path.resolve())
                 try:
                     st = path.stat()
-                except OSError:
+                except OSError:  # gone meanwhile, or a link to nothing
+                    settling.forget(path)
                     continue
                 # (State files written before kept the path as spelled.)
                 known = ledger.entries.get(key) or ledger.entries.get(display_name(path))
@@ -170,8 +171,10 @@ async def watch(
                     read = await _send_file(
                         publisher, ledger, root, path, key, st, known, settings, outlet, outlets
                     )
-                    if not read:
-                        settling.could_not_read(path, st)
+                    if read:
+                        settling.sent(path)
+                    else:
+                        settling.could_not_read(path, st, now)
             settling.keep_only(present)
             changed.clear()
             wait = min(rescan, settings.quiet_seconds / 2) if settling.waiting else rescan
@@ -189,14 +192,20 @@ async def watch(
 class Settling:
     """Which files are complete: their size and mtime unchanged for the quiet period.
 
-    A file that could not be read (permissions, gone half-way) is tried again when it changes, its
-    permissions included (they move the inode's ctime), not at every rescan: it was counted once.
+    A file that could not be read is tried again as soon as it changes, its permissions included
+    (they move the inode's ctime), and otherwise after a pause that doubles from RETRY_SECONDS up
+    to RETRY_MAX_SECONDS: an I/O error on a network share passes without the file changing, but a
+    file that stays unreadable is not tried (and counted) again at every rescan.
     """
+
+    RETRY_SECONDS = 30.0
+    RETRY_MAX_SECONDS = 3600.0
 
     def __init__(self, quiet_seconds: float) -> None:
         self.quiet_seconds = quiet_seconds
         self._changing: dict[Path, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, since)
-        self._unread: dict[Path, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, ctime_ns)
+        # path -> ((size, mtime_ns, ctime_ns), when to try again, the pause before that)
+        self._unread: dict[Path, tuple[tuple[int, int, int], float, float]] = {}
 
     @property
     def waiting(self) -> bool:
@@ -205,8 +214,9 @@ class Settling:
 
     def ready(self, path: Path, st: os.stat_result, now: float) -> bool:
         """Whether `path`, as `st` finds it at `now`, is to be sent."""
-        if self._unread.get(path) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            return False
+        unread = self._unread.get(path)
+        if unread is not None and unread[0] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return now >= unread[1]  # unchanged since: its pause decides (it was quiet already)
         seen = self._changing.get(path)
         if seen is None or seen[:2] != (st.st_size, st.st_mtime_ns):
             self._changing[path] = (st.st_size, st.st_mtime_ns, now)  # new or still changing
@@ -214,18 +224,26 @@ class Settling:
         if now - seen[2] < self.quiet_seconds:
             return False
         del self._changing[path]
-        self._unread.pop(path, None)
         return True
 
-    def could_not_read(self, path: Path, st: os.stat_result) -> None:
-        """Leave `path` alone until it changes from `st`."""
-        self._unread[path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    def could_not_read(self, path: Path, st: os.stat_result, now: float) -> None:
+        """Leave `path` alone until it changes from `st`, or for a pause longer than the last one."""
+        last = self._unread.get(path)
+        pause = min(last[2] * 2, self.RETRY_MAX_SECONDS) if last else self.RETRY_SECONDS
+        self._unread[path] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns), now + pause, pause)
+
+    def sent(self, path: Path) -> None:
+        """`path` was read: a later failure starts with the shortest pause again."""
+        self._unread.pop(path, None)
+
+    def forget(self, path: Path) -> None:
+        self._changing.pop(path, None)
+        self._unread.pop(path, None)
 
     def keep_only(self, present: set[Path]) -> None:
         """Forget files deleted or renamed (before they settled, or after a failed read)."""
         for gone in (set(self._changing) | set(self._unread)) - present:
-            self._changing.pop(gone, None)
-            self._unread.pop(gone, None)
+            self.forget(gone)
 
 
 async def _first(*events: asyncio.Event) -> None:
@@ -291,7 +309,7 @@ async def _send_file(
             outcomes.append(outcome)
     results: list[Any] = list(await asyncio.gather(*outcomes)) if outcomes else []
     if transient:
-        log.info("%s could not be read now; it will be tried again when it changes", key)
+        log.info("%s could not be read now; it will be tried again when it changes, or after a pause", key)
         return False
     if all(results):
         # A file is one article, its latest version; an archive is all the articles it ever held

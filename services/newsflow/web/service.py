@@ -25,6 +25,7 @@ from importlib import resources
 from urllib.parse import urlencode
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from newsflow.logs import limit_repeats
@@ -38,6 +39,10 @@ from newsflow.web.store import BadQuery, StoryQuery, StoryStore
 
 PROG = "newsflow-web"
 BATCH_RECORDS = 200
+# A consumer whose broker went away returns no records rather than an error: the view asks for the
+# end offsets this often, within CHECK_TIMEOUT_SECONDS, and counts a failure if it gets none.
+CHECK_SECONDS = 30.0
+CHECK_TIMEOUT_SECONDS = 10.0
 # Served with every response: no script but the page's own, no framing, no type sniffing.
 SECURITY_HEADERS = {
     "Content-Security-Policy": f"default-src 'self'; script-src '{pages.SCRIPT_HASH}'; "
@@ -69,6 +74,7 @@ class Follower:
             except asyncio.CancelledError:
                 raise
             except LookupError as exc:  # expected before the pipeline has made its topics
+                self.failures.inc()  # (and a sign of trouble if it lasts: a deleted topic, ACLs)
                 log.info("%s; again in 5s", exc)
                 await asyncio.sleep(5.0)
             except Exception as exc:  # noqa: BLE001 - the view keeps serving what it has
@@ -96,7 +102,16 @@ class Follower:
                 else:
                     await consumer.seek_to_beginning(tp)
             ends = await consumer.end_offsets(tps)
+            checked = time.monotonic()
             while True:
+                if time.monotonic() - checked > CHECK_SECONDS:
+                    # Counted here, the consumer kept: it reconnects by itself once the broker is back.
+                    try:
+                        await asyncio.wait_for(consumer.end_offsets(tps), CHECK_TIMEOUT_SECONDS)
+                    except (TimeoutError, KafkaError) as exc:
+                        self.failures.inc()
+                        log.warning("the broker did not answer for the output topics' end offsets (%r)", exc)
+                    checked = time.monotonic()
                 # Small batches: folding runs on the event loop, between the API's requests.
                 batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
                 records, offsets = [], {}

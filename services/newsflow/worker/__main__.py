@@ -76,6 +76,16 @@ def main(argv: list[str] | None = None) -> int:
 
     limit_repeats()  # the Kafka client's retries while the broker is away: one line each per 30 s
     registry = service_registry()
+    # Served first: a worker that dies loading its models or waiting for the broker has shown its
+    # start time (alert NewsflowRestarting) and memory by then; its own metrics join as they are made.
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+        except OSError as exc:
+            sys.stderr.write(
+                f"newsflow-worker: error: cannot serve /metrics on port {settings.metrics_port}: {exc}\n"
+            )
+            return 2
     try:
         worker_app = WorkerApp(kafka, settings, registry)
     except (ModelNotInstalled, OSError) as exc:  # spaCy raises OSError for a model it cannot find
@@ -86,14 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     except (TimeoutError, BrokerRefused, TopicCreationError, TopicLayoutError) as exc:
         sys.stderr.write(f"newsflow-worker: error: {exc}\n")
         return 1
-    if settings.metrics_port:
-        try:
-            start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
-        except OSError as exc:
-            sys.stderr.write(
-                f"newsflow-worker: error: cannot serve /metrics on port {settings.metrics_port}: {exc}\n"
-            )
-            return 2
     worker = _bounded_stop_worker(faust.Worker, settings.stop_seconds)(
         worker_app.app, loglevel=settings.log_level.upper(), quiet=True
     )

@@ -150,6 +150,7 @@ class WorkerApp:
         self._lag_labels: set[tuple[str, str]] = set()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     def _following(self, topic: str) -> Callable[[bool], None]:
         gauge = self.metrics.replica_following.labels(topic)
@@ -171,8 +172,12 @@ class WorkerApp:
         # rebuilt from the state topic) when we get it back, rather than trust what may be stale.
         if any(tp.topic == self.kafka.topic_features for tp in revoked or ()):
             self.writer.mark_stale()
-            # The index is the new owner's to report: a last value left here would be counted
-            # with it (and a dashboard's max() could never fall below it).
+
+    async def _on_assigned(self, app: Any, assigned: Any = (), **__: Any) -> None:  # noqa: ARG002
+        # Every rebalance revokes all partitions first (aiokafka's eager protocol): only one that
+        # gives the features partition to another worker makes the index theirs to report. A last
+        # value left here would be counted with theirs (a dashboard's max() could never fall).
+        if not any(tp.topic == self.kafka.topic_features for tp in assigned or ()):
             self.metrics.dedup_index_articles.set(0)
             self.metrics.dedup_stories_open.set(0)
 
