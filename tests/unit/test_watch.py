@@ -21,13 +21,19 @@ def test_a_file_is_ready_once_unchanged_for_the_quiet_period(tmp_path: Path):
     assert not settling.waiting
 
 
-def test_a_file_that_could_not_be_read_waits_until_it_changes(tmp_path: Path):
-    f = tmp_path / "locked.txt"
+def _read_and_failed(f: Path, now: float) -> Settling:
+    """A Settling that found `f` complete at `now` and could not read it."""
     f.write_bytes(b"text")
     settling = Settling(quiet_seconds=1)
-    settling.ready(f, f.stat(), now=0)
-    assert settling.ready(f, f.stat(), now=2)
-    settling.could_not_read(f, f.stat(), now=2)
+    settling.ready(f, f.stat(), now=now - 1)
+    assert settling.ready(f, f.stat(), now=now)
+    settling.could_not_read(f, f.stat(), now)
+    return settling
+
+
+def test_a_file_that_could_not_be_read_waits_until_it_changes(tmp_path: Path):
+    f = tmp_path / "locked.txt"
+    settling = _read_and_failed(f, now=2)
     # Rescans of the same file find nothing new: it is not tried (nor counted) again for a while.
     for now in (3, 10, 30):
         assert not settling.ready(f, f.stat(), now=now)
@@ -48,12 +54,8 @@ def test_a_file_that_could_not_be_read_waits_until_it_changes(tmp_path: Path):
 def test_an_unchanged_file_that_could_not_be_read_is_tried_again_after_growing_pauses(tmp_path: Path):
     # An I/O error on a network share passes without the file changing.
     f = tmp_path / "on-nfs.txt"
-    f.write_bytes(b"text")
-    settling = Settling(quiet_seconds=1)
-    settling.ready(f, f.stat(), now=0)
-    assert settling.ready(f, f.stat(), now=1)
+    settling = _read_and_failed(f, now=1)
     tries, now = [1.0], 1.0
-    settling.could_not_read(f, f.stat(), now)
     while now < 4 * 3600:
         now += 5  # a rescan every 5 s
         if settling.ready(f, f.stat(), now):
