@@ -237,6 +237,7 @@ class Settling:
         self._unread.pop(path, None)
 
     def forget(self, path: Path) -> None:
+        """Drop all that is known of `path` (it is seen anew, if ever again)."""
         self._changing.pop(path, None)
         self._unread.pop(path, None)
 
@@ -283,7 +284,7 @@ async def _send_file(
     outlets: dict[str, str],
 ) -> bool:
     """Send one complete file (or each article of an archive); record it once all are acknowledged.
-    Return False if it could not be read now (it is worth another try only once it changes)."""
+    Return False if it could not be read now (see `Settling` for when it is tried again)."""
     outcomes: list[asyncio.Future[bool]] = []
     ids: list[str] = []
     transient = False
