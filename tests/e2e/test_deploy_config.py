@@ -173,6 +173,23 @@ def test_promtool_accepts_the_config_and_the_rules_pass_their_tests():
     assert "SUCCESS" in tested.stdout
 
 
+def test_every_dashboard_query_is_valid_promql(tmp_path):
+    # promtool parses PromQL in rule files: each panel's query as a recording rule.
+    exprs = [
+        t["expr"] for path in DASHBOARDS for p in json.loads(path.read_text())["panels"] for t in p["targets"]
+    ]
+    rules = {
+        "groups": [
+            {"name": "panels", "rules": [{"record": f"panel:q{i}", "expr": e} for i, e in enumerate(exprs)]}
+        ]
+    }
+    (tmp_path / "panels.yml").write_text(yaml.safe_dump(rules))
+    checked = run(["promtool", "check", "rules", str(tmp_path / "panels.yml")])
+    assert checked.returncode == 0 and f"SUCCESS: {len(exprs)} rules found" in checked.stdout, (
+        checked.stdout + checked.stderr
+    )
+
+
 def test_env_example_values_are_the_code_defaults():
     # `cp .env.example .env` must give the behaviour the README documents, not an old tuning.
     defaults = code_env_vars()
