@@ -208,17 +208,30 @@ class TopicLayoutError(KafkaError):  # type: ignore[misc]  # aiokafka ships no t
     """An existing topic's partitions contradict what the pipeline needs."""
 
 
-async def _check_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
-    """Refuse a single-writer topic with more than one partition; warn of other counts that differ.
+async def _check_partitions(
+    admin: AIOKafkaAdminClient, specs: list[TopicSpec], replication_factor: int = 1
+) -> None:
+    """Refuse a single-writer topic with more than one partition; warn of other counts that differ,
+    and of fewer replicas than the settings ask for.
 
     Partition counts are never changed here (that would move keys). The single writer's topics
     must have one partition; the raw and enriched topics may have any number, which only sets
     how many workers can share the work, so a changed NEWSFLOW_RAW_PARTITIONS is said, not fatal.
+    Replicas are an operator's to add (kafka-reassign-partitions.sh).
     """
     if not specs:
         return
-    described = await admin.describe_topics([s.name for s in specs])
-    counts = {t["topic"]: len(t["partitions"]) for t in described if t.get("error_code") == 0}
+    described = [t for t in await admin.describe_topics([s.name for s in specs]) if t.get("error_code") == 0]
+    counts = {t["topic"]: len(t["partitions"]) for t in described}
+    for t in described:
+        replicas = min((len(p["replicas"]) for p in t["partitions"]), default=replication_factor)
+        if replicas < replication_factor:
+            log.warning(
+                "topic %s has %d replicas; NEWSFLOW_TOPIC_REPLICATION_FACTOR (%d) applies to new topics only",
+                t["topic"],
+                replicas,
+                replication_factor,
+            )
     for spec in specs:
         count = counts.get(spec.name)
         if count is None or count == spec.partitions:
@@ -249,7 +262,7 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
     try:
         existing = set(await admin.list_topics())
         wanted = specs or topic_specs(kafka)
-        await _check_partitions(admin, [s for s in wanted if s.name in existing])
+        await _check_partitions(admin, [s for s in wanted if s.name in existing], kafka.replication_factor)
         for spec in wanted:
             if spec.name in existing:
                 await _apply_config(admin, spec)

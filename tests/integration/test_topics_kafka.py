@@ -102,6 +102,11 @@ def test_a_single_writer_topic_with_more_partitions_is_refused_and_other_counts_
     with caplog.at_level("WARNING", logger="newsflow.topics"):
         asyncio.run(create_topics(kafka))
     assert f"topic {kafka.topic_raw} keeps its 2 partitions" in caplog.text
+    assert "replicas" not in caplog.text
+    # A replication factor raised later is said of the topics made before (one broker: 1 replica).
+    with caplog.at_level("WARNING", logger="newsflow.topics"):
+        asyncio.run(create_topics(replace(kafka, replication_factor=3)))
+    assert f"topic {kafka.topic_raw} has 1 replicas; NEWSFLOW_TOPIC_REPLICATION_FACTOR (3)" in caplog.text
 
     kafka = unique_kafka()
     asyncio.run(make(kafka.topic_features, 3))
