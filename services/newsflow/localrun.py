@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
@@ -30,6 +31,8 @@ from newsflow.producer.sources import INPUTS_HELP, outlet_argument
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
 from newsflow.worker.settings import WorkerSettings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,44 @@ def stop_worker(worker: subprocess.Popen[bytes], grace: float = 30.0) -> None:
             worker.wait()
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill`, a supervisor; a closed terminal
+
+
 def _interrupted(_signum: int, _frame: object) -> None:
-    for stop in (signal.SIGTERM, signal.SIGHUP):  # a second one must not cut the worker's stop short
+    for stop in STOP_SIGNALS:  # a second one must not cut the worker's stop short
         signal.signal(stop, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, where a stop signal cancels the coroutine (KeyboardInterrupt here, as Ctrl-C
+    does) instead of raising in whatever runs at that moment: a Kafka client's background task
+    that dies of it leaves a traceback and an unclosed client behind."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        stopped: list[int] = []
+
+        def stop(signum: int) -> None:
+            stopped.append(signum)
+            task.cancel()
+
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop, signum)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if stopped:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, signal.SIG_IGN if stopped else _interrupted)
+
+    return asyncio.run(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # A TERM (make run's script forwards it, as do supervisors and `timeout`) is an interrupt, and
     # so is Ctrl-C even when started in the background of a script (which ignores SIGINT there).
-    signal.signal(signal.SIGTERM, _interrupted)
-    signal.signal(signal.SIGHUP, _interrupted)  # a closed terminal
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     missing = [str(p) for p in args.paths if str(p) != "-" and not p.exists()]
     if missing:
@@ -166,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = run.timeout_seconds
     started = time.monotonic()
     try:
-        asyncio.run(create_topics(kafka))
+        _run(create_topics(kafka))
     except (TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
@@ -177,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = start_worker(worker_env)
     try:
         sent_ids: list[str] = []
-        tally: Tally = asyncio.run(
+        tally: Tally = _run(
             produce(
                 args.paths,
                 kafka,
@@ -192,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         # The same bytes under the same name and outlet are the same article: it comes out once.
         again = f" ({repeats} of them an article already sent, which comes out once)" if repeats else ""
         print(f"producer: {tally.summary()}{again}")
-        enriched, dead = asyncio.run(collect(kafka, set(sent_ids), timeout, worker))
+        enriched, dead = _run(collect(kafka, set(sent_ids), timeout, worker))
     except (TimeoutError, RuntimeError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
