@@ -13,9 +13,10 @@ import logging
 import time
 from collections.abc import Callable
 
-# The Kafka client: reconnects and retries are its own to log, and it logs each one.
-LIBRARIES = ("aiokafka",)
-# Its modules imported before the filters go on: a logger made later would have none.
+# The Kafka client: reconnects and retries are its own to log, and it logs each one. Its modules
+# are imported before the filters go on (a logger made later would have none): the admin client's
+# too, which some services import only when they use it.
+LIBRARY = "aiokafka"
 MODULES = ("aiokafka", "aiokafka.admin")
 
 
@@ -46,14 +47,12 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
-def limit_repeats(period: float = 30.0, libraries: tuple[str, ...] = LIBRARIES) -> RepeatLimiter:
-    """Put one RepeatLimiter on the loggers of `libraries` (imported first, so that their modules'
-    loggers exist) and return it."""
-    for module in (*libraries, *(m for m in MODULES if m.startswith(libraries))):
+def limit_repeats(period: float = 30.0) -> RepeatLimiter:
+    """Put one RepeatLimiter on every logger of the Kafka client and return it."""
+    for module in MODULES:
         importlib.import_module(module)
     limiter = RepeatLimiter(period)
-    below = tuple(lib + "." for lib in libraries)
-    for name in {*libraries, *logging.root.manager.loggerDict}:
-        if name in libraries or name.startswith(below):
+    for name in list(logging.root.manager.loggerDict):
+        if name == LIBRARY or name.startswith(LIBRARY + "."):
             logging.getLogger(name).addFilter(limiter)
     return limiter

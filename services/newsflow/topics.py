@@ -208,7 +208,7 @@ class TopicLayoutError(KafkaError):  # type: ignore[misc]  # aiokafka ships no t
     """An existing topic's partitions contradict what the pipeline needs."""
 
 
-async def _check_partitions(
+async def _check_layout(
     admin: AIOKafkaAdminClient, specs: list[TopicSpec], replication_factor: int = 1
 ) -> None:
     """Refuse a single-writer topic with more than one partition; warn of other counts that differ,
@@ -262,7 +262,7 @@ async def create_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = No
     try:
         existing = set(await admin.list_topics())
         wanted = specs or topic_specs(kafka)
-        await _check_partitions(admin, [s for s in wanted if s.name in existing], kafka.replication_factor)
+        await _check_layout(admin, [s for s in wanted if s.name in existing], kafka.replication_factor)
         for spec in wanted:
             if spec.name in existing:
                 await _apply_config(admin, spec)
