@@ -52,7 +52,7 @@ from newsflow.pipeline.dedup import (  # noqa: E402
     estimated_containment,
     story_similarity,
 )
-from newsflow.pipeline.embed import TextEncoder  # noqa: E402
+from newsflow.pipeline.embed import DOWN_KERNELS, TextEncoder  # noqa: E402
 from newsflow.pipeline.entities import EntityTagger  # noqa: E402
 from newsflow.pipeline.extract import extract_article  # noqa: E402
 from newsflow.pipeline.options import EMBED_PRECISION, EMBED_PRECISIONS  # noqa: E402
@@ -286,6 +286,11 @@ def main() -> int:
         help=f"the embedding model's arithmetic (NEWSFLOW_WORKER_EMBED_PRECISION; default {EMBED_PRECISION})",
     )
     parser.add_argument(
+        "--embed-down",
+        choices=DOWN_KERNELS,
+        help="int8: the feed-forward-down products' kernel (default: the faster on this machine)",
+    )
+    parser.add_argument(
         "--events", type=Path, default=EVENTS, help=f"event labels across pairs (default {EVENTS.name})"
     )
     parser.add_argument(
@@ -309,7 +314,7 @@ def main() -> int:
 
     started = time.perf_counter()
     texts = {p[side]["id"]: p[side]["text"] for p in pairs for side in ("a", "b")}
-    encoder = TextEncoder.load(precision=args.embed_precision)
+    encoder = TextEncoder.load(precision=args.embed_precision, down=args.embed_down)
     done = featurize(tagger, list(texts.items()), encoder)
     rows: list[dict[str, Any]] = []
     for pair in pairs:
@@ -393,7 +398,8 @@ def main() -> int:
     report = "\n".join(
         [
             f"{len(pairs)} pairs from {path} ({len(judged)} judged: {sum(gold)} same, {len(gold) - sum(gold)} not); "
-            f"{len(pairs) / elapsed:.1f} pairs/s; embeddings in {args.embed_precision}",
+            f"{len(pairs) / elapsed:.1f} pairs/s; embeddings in {args.embed_precision}"
+            + (f" (feed-forward-down products: {encoder.down})" if encoder.down else ""),
             "",
             "| method | precision | recall | F1 | Pearson(score, -overall) |",
             "|---|---|---|---|---|",

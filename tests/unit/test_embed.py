@@ -11,10 +11,13 @@ from onnx import numpy_helper
 
 from newsflow.pipeline.embed import (
     DIM,
+    DOWN_KERNELS,
     PREFIX_CHARS,
     ModelNotInstalled,
     TextEncoder,
     _encoder_graph,
+    _fastest,
+    _Graph,
     _model_zip,
     dequantize,
     quantize,
@@ -29,9 +32,10 @@ def encoder() -> TextEncoder:
     return TextEncoder.load(precision="float32")
 
 
-@pytest.fixture(scope="module")
-def int8() -> TextEncoder:
-    return TextEncoder.load(precision="int8")
+@pytest.fixture(scope="module", params=DOWN_KERNELS)
+def int8(request) -> TextEncoder:
+    """int8 with each kernel of the feed-forward-down products (the faster is used: both must do)."""
+    return TextEncoder.load(precision="int8", down=request.param)
 
 
 NEWS = [
@@ -46,11 +50,17 @@ NEWS = [
 ]
 
 
-@pytest.mark.parametrize(("precision", "tolerance"), [("float32", 0.002), ("int8", 0.01)])
-def test_similarities_match_the_models_published_ones(request, precision, tolerance):
+def test_similarities_match_the_models_published_ones(encoder):
+    _check_published_similarities(encoder, tolerance=0.002)
+
+
+def test_int8_similarities_match_the_models_published_ones(int8):
+    _check_published_similarities(int8, tolerance=0.01)
+
+
+def _check_published_similarities(model: TextEncoder, tolerance: float) -> None:
     # The sentence-transformers quickstart prints these cosines for all-MiniLM-L6-v2:
     # [[1.0000, 0.6660, 0.1046], [0.6660, 1.0000, 0.1411], [0.1046, 0.1411, 1.0000]].
-    model = request.getfixturevalue({"float32": "encoder", "int8": "int8"}[precision])
     weather, sunny, stadium = (
         model.encode(s)
         for s in ("The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium.")
@@ -163,9 +173,38 @@ def test_int8_cosines_stay_close_to_float32s(encoder, int8):
 def test_int8_runs_the_weights_products_in_integers(encoder, int8):
     # float32: every product is a MatMul (4 weights and 2 attention products in each of 6 layers).
     assert encoder.operators["MatMul"] == 36 and not encoder.operators["MatMulInteger"]
-    # int8: attention's two products stay float; qkv, out and up are integer products, down blocks.
-    assert int8.operators["MatMul"] == 12
-    assert int8.operators["MatMulInteger"] == 18 and int8.operators["MatMulNBits"] == 6
+    # int8: attention's two products stay float; qkv, out and up are integer products; down in
+    # 8-bit blocks or float32.
+    assert int8.operators["MatMulInteger"] == 18
+    if int8.down == "blocks":
+        assert int8.operators["MatMul"] == 12 and int8.operators["MatMulNBits"] == 6
+    else:
+        assert int8.operators["MatMul"] == 18 and not int8.operators["MatMulNBits"]
+
+
+def test_int8_keeps_the_faster_down_kernel():
+    class Session:
+        def __init__(self, seconds: float) -> None:
+            self.seconds = seconds
+
+        def run(self, *_: object) -> None:
+            clock[0] += self.seconds
+
+    clock = [0.0]
+    x = np.zeros((4, DIM), np.float32)
+
+    def fastest(**sessions: Session) -> str:
+        return _fastest(sessions, x, clock=lambda: clock[0])
+
+    assert fastest(blocks=Session(0.03), float=Session(0.02)) == "float"
+    assert fastest(blocks=Session(0.01), float=Session(0.02)) == "blocks"
+    assert fastest(float=Session(9.0)) == "float"  # one choice: not timed
+    assert clock[0] == pytest.approx(5 * 0.05 + 5 * 0.03)
+    # Left to itself, an int8 encoder keeps one of the two; float32 has no such choice.
+    assert TextEncoder.load(precision="int8").down in DOWN_KERNELS
+    assert TextEncoder.load(precision="float32").down is None
+    with pytest.raises(ValueError, match="down"):
+        _Graph({}, down="int4")
 
 
 def test_int8_weights_use_7_bits_and_whole_blocks():

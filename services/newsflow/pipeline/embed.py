@@ -16,7 +16,8 @@ similarities the model's own documentation publishes.
 
 Precision (NEWSFLOW_WORKER_EMBED_PRECISION). In float32 the pass runs at the speed of the machine's
 float32 matrix products already (about 30 ms for 128 word pieces on one core). The default, int8,
-runs the matrix products in 8-bit integers, about twice as fast, for cosines that move by 0.004
+runs the matrix products in 8-bit integers, about twice as fast on CPUs with VNNI
+(1.5x on an AMD EPYC with AVX2 only), for cosines that move by 0.004
 on average (0.023 at worst, over 300 news texts), with the story figures of float32 within the
 noise of the dev pairs (bench/RESULTS.md):
 - the query/key/value, attention-output and feed-forward-up products quantize their input
@@ -27,8 +28,12 @@ noise of the dev pairs (bench/RESULTS.md):
   weights' rows take over, from the per-channel input ranges of a calibration text run through
   the float32 graph at load (`_CALIBRATION`; the outlier channels are the model's, not the text's).
 - the feed-forward-down product's input (GELU outputs, 1,536 wide) loses too much to one scale
-  per tensor; onnxruntime's MatMulNBits takes 8-bit weights in blocks of 128 and quantizes its
-  input per block.
+  per tensor (1 - cosine to float32 six times the other choices'); onnxruntime's MatMulNBits takes
+  8-bit weights in blocks of 128 and quantizes its input per block. Its integer kernel needs VNNI:
+  on an AMD EPYC with AVX2 only it took 16.6 ms of a 35 ms pass, more than the same product in
+  float32 (about 11 ms). So the encoder times both on the calibration text at load and keeps
+  the faster (`down`); their vectors are equally close to float32's (1 - cosine 0.0013 and
+  0.0012 on average over 200 news texts).
 Plain per-channel int8 (onnxruntime's quantize_dynamic) moved cosines by 0.008 on average (0.05
 at worst) and cost 0.027 of pair F1. int8 embeddings are not bit-identical across CPUs and
 onnxruntime builds: MatMulNBits picks its kernel by CPU, and rounding to integers turns the
@@ -43,9 +48,10 @@ import hashlib
 import importlib.util
 import json
 import math
+import time
 import zipfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -79,6 +85,8 @@ VECTORS_VERSION = 1
 OPSET = 20
 # int8: the weights of the feed-forward-down product are quantized in blocks this long.
 BLOCK = 128
+# int8: the kernels the feed-forward-down products can run on (the faster is chosen at load).
+DOWN_KERNELS = ("blocks", "float")
 # int8: the text whose activations set the per-channel ranges (any ordinary English prose).
 _CALIBRATION = (
     "The city council voted on Tuesday to close the old harbour bridge for two years of repairs, "
@@ -116,13 +124,17 @@ class _Graph:
     """The nodes and constants of an ONNX graph being written.
 
     `input_max` (int8 graphs): the largest magnitude of each input channel of each linear layer,
-    by layer name; without it the linear layers are float32 products.
+    by layer name; without it the linear layers are float32 products. `down`: how an int8 graph
+    runs the feed-forward-down products, "blocks" (MatMulNBits) or "float" (a float32 MatMul).
     """
 
-    def __init__(self, input_max: Mapping[str, np.ndarray] | None = None) -> None:
+    def __init__(self, input_max: Mapping[str, np.ndarray] | None = None, down: str = "blocks") -> None:
+        if down not in DOWN_KERNELS:
+            raise ValueError(f"down {down!r} is not one of {DOWN_KERNELS}")
         self.nodes: list[Any] = []
         self.constants: list[Any] = []
         self.input_max = input_max
+        self.down = down
         self.linear_inputs: dict[str, str] = {}
 
     def const(self, name: str, value: np.ndarray) -> str:
@@ -135,7 +147,7 @@ class _Graph:
 
     def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
         self.linear_inputs[name] = x
-        if self.input_max is None:
+        if self.input_max is None or (name.endswith("_down") and self.down == "float"):
             product = self.op("MatMul", [x, self.const(f"{name}_w", weight)], f"{name}_mm")
         elif name.endswith("_down"):
             product = self._matmul_blocks(x, weight, name)
@@ -196,16 +208,18 @@ def _encoder_graph(
     config: Mapping[str, Any],
     input_max: Mapping[str, np.ndarray] | None = None,
     show_linear_inputs: bool = False,
+    down: str = "blocks",
 ) -> ModelProto:
     """Return the ONNX model of the encoder's layers and mean pooling: input `x`, the
     (tokens, hidden) embeddings after their layer norm; output `pooled`, the mean over tokens.
 
-    With `input_max` the linear layers run in int8 (see the module's notes). `show_linear_inputs`
+    With `input_max` the linear layers run in int8 (see the module's notes), the feed-forward-down
+    ones as `down` says (see `_Graph`). `show_linear_inputs`
     makes every linear layer's input an output too, named after the layer (for calibration).
     """
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
     eps = float(config["layer_norm_eps"])
-    g = _Graph(input_max)
+    g = _Graph(input_max, down)
     g.const("heads", np.array([-1, heads, hidden // heads], np.int64))
     g.const("flat", np.array([-1, hidden], np.int64))
     g.const("scale", np.array(1 / math.sqrt(hidden // heads), np.float32))
@@ -266,6 +280,23 @@ def _encoder_graph(
     return model
 
 
+def _fastest(
+    sessions: Mapping[str, ort.InferenceSession],
+    x: np.ndarray,
+    rounds: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> str:
+    """Return the name of the session whose pass over `x` is the quickest (the best of `rounds`
+    alternating runs each, so that a busy moment of the machine does not decide)."""
+    best = dict.fromkeys(sessions, math.inf)
+    for _ in range(rounds if len(sessions) > 1 else 0):
+        for name, session in sessions.items():
+            started = clock()
+            session.run(["pooled"], {"x": x})
+            best[name] = min(best[name], clock() - started)
+    return min(best, key=lambda name: best[name])
+
+
 class TextEncoder:
     """A BERT encoder with mean pooling and L2 normalisation (the sentence-transformers recipe)."""
 
@@ -278,10 +309,13 @@ class TextEncoder:
         precision: str = EMBED_PRECISION,
         recent_texts: int = RECENT_INPUTS,
         share: bool = False,
+        down: str | None = None,
     ) -> None:
         if precision not in EMBED_PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {EMBED_PRECISIONS}")
         self.precision = precision
+        # int8: the kernel of the feed-forward-down products, given or the faster here; else None.
+        self.down: str | None = None
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
@@ -312,8 +346,13 @@ class TextEncoder:
                 o.removeprefix("input_of_"): np.abs(r).max(axis=0)
                 for o, r in zip(outputs, ranges, strict=True)
             }
-            model = _encoder_graph(w, config, input_max)
-            self.session = session(model)
+            sample = self._model_input(self._ids(_CALIBRATION))
+            candidates = {
+                kernel: (graph := _encoder_graph(w, config, input_max, down=kernel), session(graph))
+                for kernel in ([down] if down else DOWN_KERNELS)
+            }
+            self.down = _fastest({kernel: s for kernel, (_, s) in candidates.items()}, sample)
+            model, self.session = candidates[self.down]
         # What the session runs, by operator (the tests check that int8 runs integer products).
         self.operators = Counter(node.op_type for node in model.graph.node)
         # With `share`, other workers take the embeddings computed here (see recent.py).
@@ -335,6 +374,7 @@ class TextEncoder:
         precision: str = EMBED_PRECISION,
         recent_texts: int = RECENT_INPUTS,
         share: bool = False,
+        down: str | None = None,
     ) -> TextEncoder:
         """Load the packaged model (about 90 MB of float32 weights; a second or two)."""
         with zipfile.ZipFile(model_zip or _model_zip()) as zf:
@@ -343,7 +383,7 @@ class TextEncoder:
                 raise ModelNotInstalled("the embedding model's weights are not all-MiniLM-L6-v2's")
             tokenizer = Tokenizer.from_str(zf.read("tokenizer.json").decode())
             config = json.loads(zf.read("config.json"))
-        return cls(load_safetensors(raw), tokenizer, config, threads, precision, recent_texts, share)
+        return cls(load_safetensors(raw), tokenizer, config, threads, precision, recent_texts, share, down)
 
     def encode(self, text: str) -> np.ndarray:
         """Return the unit-length float32 embedding of a text's first MAX_TOKENS word pieces

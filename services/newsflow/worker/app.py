@@ -249,7 +249,12 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
         recent_texts=settings.recent_texts,
         share=settings.share_recent,
     )
-    log.info("embedding model (%s) loaded in %.1fs", settings.embed_precision, time.perf_counter() - started)
+    log.info(
+        "embedding model (%s%s) loaded in %.1fs",
+        settings.embed_precision,
+        f", feed-forward-down products: {encoder.down}, the faster here" if encoder.down else "",
+        time.perf_counter() - started,
+    )
     options = ExtractOptions(
         max_input_bytes=settings.max_input_bytes,
         max_parse_seconds=settings.max_parse_seconds,
