@@ -32,8 +32,10 @@ noise of the dev pairs (bench/RESULTS.md):
   8-bit weights in blocks of 128 and quantizes its input per block. Its integer kernel needs VNNI:
   on an AMD EPYC with AVX2 only it took 16.6 ms of a 35 ms pass, more than the same product in
   float32 (about 11 ms). So the encoder times both on the calibration text at load and keeps
-  the faster (`down`); their vectors are equally close to float32's (1 - cosine 0.0013 and
-  0.0012 on average over 200 news texts).
+  the blocks unless float32 is more than 10 % faster (`down`; NEWSFLOW_WORKER_EMBED_DOWN pins
+  it); their vectors are equally close to float32's (1 - cosine 0.0013 and 0.0012 on average
+  over 200 news texts) but not to each other's (6e-4): workers share embeddings only with
+  workers that run the same kernel (`step`).
 Plain per-channel int8 (onnxruntime's quantize_dynamic) moved cosines by 0.008 on average (0.05
 at worst) and cost 0.027 of pair F1. int8 embeddings are not bit-identical across CPUs and
 onnxruntime builds: MatMulNBits picks its kernel by CPU, and rounding to integers turns the
@@ -62,7 +64,7 @@ from onnx import ModelProto, TensorProto, helper, numpy_helper
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
-from newsflow.pipeline.options import EMBED_PRECISION, EMBED_PRECISIONS
+from newsflow.pipeline.options import EMBED_DOWN_KERNELS, EMBED_PRECISION, EMBED_PRECISIONS
 from newsflow.pipeline.recent import RECENT_INPUTS, Recent, digest
 
 MODEL_PACKAGE = "all_minilm_l6_v2"
@@ -79,14 +81,18 @@ MAX_TOKENS = 128
 PREFIX_CHARS = 2048
 DIM = 384
 # Part of the name under which workers share embeddings (recent.py): bump it when the vectors
-# computed for the same word pieces change other than with the weights (the graph, quantization).
+# computed for the same word pieces change other than with the weights (the graph, quantization;
+# the feed-forward-down kernel is named in the step itself).
 VECTORS_VERSION = 1
 # GELU (opset 20) and LayerNormalization as single operators.
 OPSET = 20
 # int8: the weights of the feed-forward-down product are quantized in blocks this long.
 BLOCK = 128
-# int8: the kernels the feed-forward-down products can run on (the faster is chosen at load).
-DOWN_KERNELS = ("blocks", "float")
+# int8: the kernels the feed-forward-down products can run on, the first the one kept unless
+# another is faster by more than DOWN_MARGIN (timed at load), so that close timings do not make
+# one host's workers choose differently from one start to the next.
+DOWN_KERNELS = EMBED_DOWN_KERNELS
+DOWN_MARGIN = 0.10
 # int8: the text whose activations set the per-channel ranges (any ordinary English prose).
 _CALIBRATION = (
     "The city council voted on Tuesday to close the old harbour bridge for two years of repairs, "
@@ -286,15 +292,18 @@ def _fastest(
     rounds: int = 5,
     clock: Callable[[], float] = time.perf_counter,
 ) -> str:
-    """Return the name of the session whose pass over `x` is the quickest (the best of `rounds`
-    alternating runs each, so that a busy moment of the machine does not decide)."""
+    """Return the name of the first session, unless another's pass over `x` is quicker by more than
+    DOWN_MARGIN (the best of `rounds` alternating runs each, so that a busy moment of the machine
+    does not decide)."""
     best = dict.fromkeys(sessions, math.inf)
     for _ in range(rounds if len(sessions) > 1 else 0):
         for name, session in sessions.items():
             started = clock()
             session.run(["pooled"], {"x": x})
             best[name] = min(best[name], clock() - started)
-    return min(best, key=lambda name: best[name])
+    first = next(iter(sessions))
+    fastest = min(best, key=lambda name: best[name])
+    return fastest if best[fastest] < best[first] * (1 - DOWN_MARGIN) else first
 
 
 class TextEncoder:
@@ -313,6 +322,8 @@ class TextEncoder:
     ) -> None:
         if precision not in EMBED_PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {EMBED_PRECISIONS}")
+        if down is not None and (precision != "int8" or down not in DOWN_KERNELS):
+            raise ValueError(f"down {down!r}: one of {DOWN_KERNELS}, and only for int8")
         self.precision = precision
         # int8: the kernel of the feed-forward-down products, given or the faster here; else None.
         self.down: str | None = None
@@ -341,12 +352,12 @@ class TextEncoder:
         self.session = session(model)
         if precision == "int8":
             outputs = [o.name for o in self.session.get_outputs()[1:]]
-            ranges = self.session.run(outputs, {"x": self._model_input(self._ids(_CALIBRATION))})
+            sample = self._model_input(self._ids(_CALIBRATION))
+            ranges = self.session.run(outputs, {"x": sample})
             input_max = {
                 o.removeprefix("input_of_"): np.abs(r).max(axis=0)
                 for o, r in zip(outputs, ranges, strict=True)
             }
-            sample = self._model_input(self._ids(_CALIBRATION))
             candidates = {
                 kernel: (graph := _encoder_graph(w, config, input_max, down=kernel), session(graph))
                 for kernel in ([down] if down else DOWN_KERNELS)
@@ -357,7 +368,9 @@ class TextEncoder:
         self.operators = Counter(node.op_type for node in model.graph.node)
         # With `share`, other workers take the embeddings computed here (see recent.py).
         self.recent: Recent[bytes] = Recent(recent_texts, share)
-        self.step = f"embed.{VECTORS_VERSION}:{MODEL_SHA256[:16]}:{precision}"
+        # The kernel is part of the name: two kernels' vectors for one text differ (see the notes).
+        kernel = f"-{self.down}" if self.down else ""
+        self.step = f"embed.{VECTORS_VERSION}:{MODEL_SHA256[:16]}:{precision}{kernel}"
 
     def accepts(self, embedding: bytes) -> bool:
         """Return whether another worker's embedding is a unit vector of this model's size."""

@@ -27,6 +27,11 @@ NER_MAX_CHARS = 10_000
 # same story figures within the noise of the dev pairs (bench/RESULTS.md, 12-04 19:25 and 19:33).
 EMBED_PRECISIONS = ("int8", "float32")
 EMBED_PRECISION = "int8"
+# int8: the kernels the feed-forward-down products can run on (pipeline/embed.py): 8-bit blocks
+# (onnxruntime's MatMulNBits, fast with VNNI) or float32 (faster where the CPU has no VNNI);
+# "auto" times both at load and keeps the blocks unless float32 is clearly faster.
+EMBED_DOWN_KERNELS = ("blocks", "float")
+EMBED_DOWN = "auto"
 
 
 @dataclass(frozen=True, slots=True)

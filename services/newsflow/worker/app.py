@@ -67,6 +67,8 @@ class WorkerApp:
         self.kafka = kafka
         self.registry = registry or CollectorRegistry()
         self.metrics = create_metrics(self.registry)
+        self.enricher = load_enricher(settings, self.metrics)
+        encoder = self.enricher.encoder
         self.metrics.build_info.info(
             {
                 "version": __version__,
@@ -74,9 +76,10 @@ class WorkerApp:
                 "aiokafka": aiokafka.__version__,
                 "ner_model": settings.ner_model,
                 "embed_precision": settings.embed_precision,
+                # The kernel this worker runs (int8): workers share embeddings only within one.
+                "embed_down": (encoder.down if encoder else None) or "",
             }
         )
-        self.enricher = load_enricher(settings, self.metrics)
         self.app = faust_app(kafka, settings)
         self.app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(self.registry, "newsflow_faust"))
         raw = self.app.topic(kafka.topic_raw, key_type=bytes, value_type=bytes)
@@ -248,11 +251,15 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
         precision=settings.embed_precision,
         recent_texts=settings.recent_texts,
         share=settings.share_recent,
+        down=None
+        if settings.embed_down == "auto" or settings.embed_precision != "int8"
+        else settings.embed_down,
     )
+    how = "timed here" if settings.embed_down == "auto" else "NEWSFLOW_WORKER_EMBED_DOWN"
     log.info(
         "embedding model (%s%s) loaded in %.1fs",
         settings.embed_precision,
-        f", feed-forward-down products: {encoder.down}, the faster here" if encoder.down else "",
+        f", feed-forward-down products: {encoder.down} ({how})" if encoder.down else "",
         time.perf_counter() - started,
     )
     options = ExtractOptions(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from newsflow.pipeline.options import (
+    EMBED_DOWN,
+    EMBED_DOWN_KERNELS,
     EMBED_PRECISION,
     EMBED_PRECISIONS,
     NER_MAX_CHARS,
@@ -100,6 +102,12 @@ class WorkerSettings:
         EMBED_PRECISION,
         "arithmetic of the embedding model: int8 (the encoder 1.5-2x as fast, by CPU) or float32 (the model's own numbers)",
         choices=EMBED_PRECISIONS,
+    )
+    embed_down: str = env(
+        "NEWSFLOW_WORKER_EMBED_DOWN",
+        EMBED_DOWN,
+        "int8: kernel of the embedding's feed-forward-down products: blocks (8-bit, fast with VNNI), float (faster without), or auto (timed at load; pin it for a fleet of mixed CPUs)",
+        choices=("auto", *EMBED_DOWN_KERNELS),
     )
     recent_texts: int = env(
         "NEWSFLOW_WORKER_RECENT_TEXTS",
