@@ -325,7 +325,7 @@ class TextEncoder:
         if down is not None and (precision != "int8" or down not in DOWN_KERNELS):
             raise ValueError(f"down {down!r}: one of {DOWN_KERNELS}, and only for int8")
         self.precision = precision
-        # int8: the kernel of the feed-forward-down products, given or the faster here; else None.
+        # int8: the kernel of the feed-forward-down products, given or timed here (`_fastest`); else None.
         self.down: str | None = None
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
