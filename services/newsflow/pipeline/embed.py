@@ -322,8 +322,8 @@ class TextEncoder:
     ) -> None:
         if precision not in EMBED_PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {EMBED_PRECISIONS}")
-        if down is not None and (precision != "int8" or down not in DOWN_KERNELS):
-            raise ValueError(f"down {down!r}: one of {DOWN_KERNELS}, and only for int8")
+        if down is not None and precision != "int8":  # its value is checked by _Graph
+            raise ValueError(f"down {down!r}: a kernel choice only for int8")
         self.precision = precision
         # int8: the kernel of the feed-forward-down products, given or timed here (`_fastest`); else None.
         self.down: str | None = None
