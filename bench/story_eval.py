@@ -288,7 +288,7 @@ def main() -> int:
     parser.add_argument(
         "--embed-down",
         choices=DOWN_KERNELS,
-        help="int8: the feed-forward-down products' kernel (default: timed at load, see NEWSFLOW_WORKER_EMBED_DOWN)",
+        help="int8: the feed-forward-down products' kernel (default: by this CPU, see NEWSFLOW_WORKER_EMBED_DOWN)",
     )
     parser.add_argument(
         "--events", type=Path, default=EVENTS, help=f"event labels across pairs (default {EVENTS.name})"

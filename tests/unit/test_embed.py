@@ -16,10 +16,10 @@ from newsflow.pipeline.embed import (
     ModelNotInstalled,
     TextEncoder,
     _encoder_graph,
-    _fastest,
     _Graph,
     _model_zip,
     dequantize,
+    down_kernel,
     quantize,
 )
 
@@ -184,33 +184,35 @@ def test_int8_runs_the_weights_products_in_integers(encoder, int8):
         assert int8.operators["MatMul"] == 18 and not int8.operators["MatMulNBits"]
 
 
-def test_int8_keeps_the_blocks_unless_float_is_clearly_faster():
-    class Session:
-        def __init__(self, seconds: float) -> None:
-            self.seconds = seconds
+X86 = "processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 avx avx2 fma {extra}\n\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 {extra}\nCPU implementer\t: 0x41\n"
 
-        def run(self, *_: object) -> None:
-            clock[0] += self.seconds
 
-    clock = [0.0]
-    x = np.zeros((4, DIM), np.float32)
-
-    def fastest(**sessions: Session) -> str:
-        return _fastest(sessions, x, clock=lambda: clock[0])
-
-    assert fastest(blocks=Session(0.03), float=Session(0.02)) == "float"
-    assert fastest(blocks=Session(0.01), float=Session(0.02)) == "blocks"
-    # Close timings keep the first: a busy moment must not flip one host's workers.
-    assert fastest(blocks=Session(0.0210), float=Session(0.0200)) == "blocks"
-    assert fastest(float=Session(9.0)) == "float"  # one choice: not timed
-    assert clock[0] == pytest.approx(5 * 0.05 + 5 * 0.03 + 5 * 0.041)
+@pytest.mark.parametrize(
+    ("cpuinfo", "kernel"),
+    [
+        (X86.format(vendor="AuthenticAMD", extra="sha_ni"), "float"),  # AVX2 only
+        (X86.format(vendor="GenuineIntel", extra="avx512f avx512_vnni"), "blocks"),
+        (X86.format(vendor="GenuineIntel", extra="avx_vnni"), "blocks"),  # client cores
+        (ARM.format(extra="atomics asimddp"), "blocks"),
+        (ARM.format(extra="atomics"), "float"),
+        ("processor\t: 0\n", "blocks"),  # says nothing: onnxruntime's own choice stays
+    ],
+)
+def test_int8_runs_the_blocks_only_where_the_cpu_has_an_8_bit_dot_product(
+    tmp_path, cpuinfo: str, kernel: str
+):
+    # Read, not timed: every worker of a host chooses the same, so they share their embeddings.
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert down_kernel(tmp_path / "cpuinfo") == kernel
+    assert down_kernel(tmp_path / "absent") == "blocks"  # not Linux
 
 
 def test_the_kernel_is_chosen_named_and_only_for_int8(int8):
     # Two kernels' vectors for one text differ: workers share embeddings only within one kernel.
     assert int8.step.endswith(f"int8-{int8.down}")
     auto = TextEncoder.load(precision="int8")
-    assert auto.down in DOWN_KERNELS and auto.step.endswith(f"int8-{auto.down}")
+    assert auto.down == down_kernel() and auto.step.endswith(f"int8-{auto.down}")
     float32 = TextEncoder.load(precision="float32")
     assert float32.down is None and float32.step.endswith(":float32")
     with pytest.raises(ValueError, match="only for int8"):

@@ -31,11 +31,13 @@ noise of the dev pairs (bench/RESULTS.md):
   per tensor (1 - cosine to float32 six times the other choices'); onnxruntime's MatMulNBits takes
   8-bit weights in blocks of 128 and quantizes its input per block. Its integer kernel needs VNNI:
   on an AMD EPYC with AVX2 only it took 16.6 ms of a 35 ms pass, more than the same product in
-  float32 (about 11 ms). So the encoder times both on the calibration text at load and keeps
-  the blocks unless float32 is more than 10 % faster (`down`; NEWSFLOW_WORKER_EMBED_DOWN pins
-  it); their vectors are equally close to float32's (1 - cosine 0.0013 and 0.0012 on average
-  over 200 news texts) but not to each other's (6e-4): workers share embeddings only with
-  workers that run the same kernel (`step`).
+  float32 (about 11 ms). So the encoder runs the blocks where the CPU has an 8-bit dot product
+  (x86 VNNI, Arm dotprod: `down_kernel`) and float32 where it has not (`down`;
+  NEWSFLOW_WORKER_EMBED_DOWN pins it). The choice is read from the CPU, not timed: timings taken
+  while a host's workers all start made two of them choose differently. Their vectors are
+  equally close to float32's (1 - cosine 0.0013 and 0.0012 on average over 200 news texts) but
+  not to each other's (6e-4): workers share embeddings only with workers that run the same
+  kernel (`step`).
 Plain per-channel int8 (onnxruntime's quantize_dynamic) moved cosines by 0.008 on average (0.05
 at worst) and cost 0.027 of pair F1. int8 embeddings are not bit-identical across CPUs and
 onnxruntime builds: MatMulNBits picks its kernel by CPU, and rounding to integers turns the
@@ -50,10 +52,9 @@ import hashlib
 import importlib.util
 import json
 import math
-import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,12 @@ VECTORS_VERSION = 1
 OPSET = 20
 # int8: the weights of the feed-forward-down product are quantized in blocks this long.
 BLOCK = 128
-# int8: the kernels the feed-forward-down products can run on, the first the one kept unless
-# another is faster by more than DOWN_MARGIN (timed at load), so that close timings do not make
-# one host's workers choose differently from one start to the next.
+# int8: the kernels the feed-forward-down products can run on.
 DOWN_KERNELS = EMBED_DOWN_KERNELS
-DOWN_MARGIN = 0.10
+# The CPU flags (Linux /proc/cpuinfo) of an 8-bit dot product, which MatMulNBits' integer kernel
+# needs to be faster than float32: AVX512-VNNI, AVX-VNNI (x86), dotprod (Arm).
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "asimddp"})
+CPUINFO = Path("/proc/cpuinfo")
 # int8: the text whose activations set the per-channel ranges (any ordinary English prose).
 _CALIBRATION = (
     "The city council voted on Tuesday to close the old harbour bridge for two years of repairs, "
@@ -286,24 +288,19 @@ def _encoder_graph(
     return model
 
 
-def _fastest(
-    sessions: Mapping[str, ort.InferenceSession],
-    x: np.ndarray,
-    rounds: int = 5,
-    clock: Callable[[], float] = time.perf_counter,
-) -> str:
-    """Return the name of the first session, unless another's pass over `x` is quicker by more than
-    DOWN_MARGIN (the best of `rounds` alternating runs each, so that a busy moment of the machine
-    does not decide)."""
-    best = dict.fromkeys(sessions, math.inf)
-    for _ in range(rounds if len(sessions) > 1 else 0):
-        for name, session in sessions.items():
-            started = clock()
-            session.run(["pooled"], {"x": x})
-            best[name] = min(best[name], clock() - started)
-    first = next(iter(sessions))
-    fastest = min(best, key=lambda name: best[name])
-    return fastest if best[fastest] < best[first] * (1 - DOWN_MARGIN) else first
+def down_kernel(cpuinfo: Path = CPUINFO) -> str:
+    """The feed-forward-down kernel for this CPU: float32 if its flags show no 8-bit dot product
+    (INT8_DOT_FLAGS), else the 8-bit blocks (also where they say nothing: onnxruntime's choice)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:  # not Linux
+        return "blocks"
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, Arm
+            flags.update(value.split())
+    return "float" if flags and not flags & INT8_DOT_FLAGS else "blocks"
 
 
 class TextEncoder:
@@ -325,7 +322,7 @@ class TextEncoder:
         if down is not None and precision != "int8":  # its value is checked by _Graph
             raise ValueError(f"down {down!r}: a kernel choice only for int8")
         self.precision = precision
-        # int8: the kernel of the feed-forward-down products, given or timed here (`_fastest`); else None.
+        # int8: the kernel of the feed-forward-down products, given or this CPU's (`down_kernel`).
         self.down: str | None = None
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
@@ -358,12 +355,9 @@ class TextEncoder:
                 o.removeprefix("input_of_"): np.abs(r).max(axis=0)
                 for o, r in zip(outputs, ranges, strict=True)
             }
-            candidates = {
-                kernel: (graph := _encoder_graph(w, config, input_max, down=kernel), session(graph))
-                for kernel in ([down] if down else DOWN_KERNELS)
-            }
-            self.down = _fastest({kernel: s for kernel, (_, s) in candidates.items()}, sample)
-            model, self.session = candidates[self.down]
+            self.down = down or down_kernel()
+            model = _encoder_graph(w, config, input_max, down=self.down)
+            self.session = session(model)
         # What the session runs, by operator (the tests check that int8 runs integer products).
         self.operators = Counter(node.op_type for node in model.graph.node)
         # With `share`, other workers take the embeddings computed here (see recent.py).

@@ -29,7 +29,7 @@ EMBED_PRECISIONS = ("int8", "float32")
 EMBED_PRECISION = "int8"
 # int8: the kernels the feed-forward-down products can run on (pipeline/embed.py): 8-bit blocks
 # (onnxruntime's MatMulNBits, fast with VNNI) or float32 (faster where the CPU has no VNNI);
-# "auto" times both at load and keeps the blocks unless float32 is clearly faster.
+# "auto" reads which from the CPU's flags.
 EMBED_DOWN_KERNELS = ("blocks", "float")
 EMBED_DOWN = "auto"
 

@@ -255,7 +255,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
         if settings.embed_down == "auto" or settings.embed_precision != "int8"
         else settings.embed_down,
     )
-    how = "timed here" if settings.embed_down == "auto" else "NEWSFLOW_WORKER_EMBED_DOWN"
+    how = "by this CPU" if settings.embed_down == "auto" else "NEWSFLOW_WORKER_EMBED_DOWN"
     log.info(
         "embedding model (%s%s) loaded in %.1fs",
         settings.embed_precision,

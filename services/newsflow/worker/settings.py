@@ -106,7 +106,7 @@ class WorkerSettings:
     embed_down: str = env(
         "NEWSFLOW_WORKER_EMBED_DOWN",
         EMBED_DOWN,
-        "int8: kernel of the embedding's feed-forward-down products: blocks (8-bit, fast with VNNI), float (faster without), or auto (timed at load; pin it for a fleet of mixed CPUs)",
+        "int8: kernel of the embedding's feed-forward-down products: blocks (8-bit, fast with VNNI), float (faster without), or auto (blocks if the CPU has VNNI or Arm dotprod; pin it for a fleet of mixed CPUs)",
         choices=("auto", *EMBED_DOWN_KERNELS),
     )
     recent_texts: int = env(
