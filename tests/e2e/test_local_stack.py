@@ -9,11 +9,12 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -69,6 +70,22 @@ def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
     return width, height, len(set(zlib.decompress(idat)))
 
 
+def make_up(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start `make up` in a session of its own, as from a terminal: with SIGINT at its default
+    action. A test run started in the background (`make test &`) inherits SIGINT ignored, and a
+    shell cannot trap a signal ignored when it started: Ctrl-C would then not reach make up."""
+    command = ["make", "up"]
+    as_from_a_terminal = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+    return subprocess.Popen(
+        [sys.executable, "-c", as_from_a_terminal, *command],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def stack(tmp_path: Path):  # type: ignore[no-untyped-def]
     inbox = tmp_path / "inbox"
@@ -84,7 +101,7 @@ def stack(tmp_path: Path):  # type: ignore[no-untyped-def]
     }
     env.pop("NEWSFLOW_KAFKA_CONTROLLER_PORT", None)
     log = (tmp_path / "up.log").open("w+b")
-    up = subprocess.Popen(["make", "up"], cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+    up = make_up(env, log)
     try:
         yield up, env, inbox, tmp_path
     finally:
@@ -162,9 +179,7 @@ def test_make_up_serves_the_seed_story_in_a_browser_and_make_down_stops_it(stack
 
     # make up again: the broker kept its data, the view its database; Ctrl-C stops it all.
     log = (tmp / "up-again.log").open("wb")
-    again = subprocess.Popen(
-        ["make", "up"], cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
-    )
+    again = make_up(env, log)
     try:
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
