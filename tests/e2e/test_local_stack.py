@@ -70,14 +70,22 @@ def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
     return width, height, len(set(zlib.decompress(idat)))
 
 
+# What a terminal's shell leaves at their default and a test run may not: a run started in the
+# background (`make test &`) inherits SIGINT and SIGQUIT ignored, and Python ignores SIGPIPE and
+# SIGXFSZ; exec passes ignored signals on, and a shell cannot trap one ignored when it started.
+_AS_FROM_A_TERMINAL = (
+    "import os, signal, sys\n"
+    "for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ):\n"
+    "    signal.signal(s, signal.SIG_DFL)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
 def make_up(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start `make up` in a session of its own, as from a terminal: with SIGINT at its default
-    action. A test run started in the background (`make test &`) inherits SIGINT ignored, and a
-    shell cannot trap a signal ignored when it started: Ctrl-C would then not reach make up."""
-    command = ["make", "up"]
-    as_from_a_terminal = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+    """Start `make up` in a session of its own, with the signals a terminal leaves it (so that the
+    Ctrl-C the test sends reaches it); the pid is make's (exec keeps it)."""
     return subprocess.Popen(
-        [sys.executable, "-c", as_from_a_terminal, *command],
+        [sys.executable, "-c", _AS_FROM_A_TERMINAL, "make", "up"],
         cwd=ROOT,
         env=env,
         stdout=log,

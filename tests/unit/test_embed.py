@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from onnx import numpy_helper
 
+from newsflow.pipeline import embed
 from newsflow.pipeline.embed import (
     DIM,
     DOWN_KERNELS,
@@ -184,7 +185,10 @@ def test_int8_runs_the_weights_products_in_integers(encoder, int8):
         assert int8.operators["MatMul"] == 18 and not int8.operators["MatMulNBits"]
 
 
-X86 = "processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 avx avx2 fma {extra}\n\n"
+X86 = (
+    "processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 avx avx2 fma {extra}\n"
+    "vmx flags\t: vnmi preemption_timer invvpid ept_x_only\nbugs\t\t: spectre_v1 spectre_v2\n\n"
+)
 ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 {extra}\nCPU implementer\t: 0x41\n"
 
 
@@ -205,14 +209,20 @@ def test_int8_runs_the_blocks_only_where_the_cpu_has_an_8_bit_dot_product(
     # Read, not timed: every worker of a host chooses the same, so they share their embeddings.
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     assert down_kernel(tmp_path / "cpuinfo") == kernel
+
+
+def test_int8_keeps_the_blocks_where_there_is_no_cpuinfo(tmp_path):
     assert down_kernel(tmp_path / "absent") == "blocks"  # not Linux
 
 
-def test_the_kernel_is_chosen_named_and_only_for_int8(int8):
+def test_the_kernel_is_chosen_named_and_only_for_int8(int8, monkeypatch):
     # Two kernels' vectors for one text differ: workers share embeddings only within one kernel.
     assert int8.step.endswith(f"int8-{int8.down}")
+    # Unpinned, the encoder runs this CPU's kernel (told the other one, so that a fixed choice fails).
+    other = next(k for k in DOWN_KERNELS if k != down_kernel())
+    monkeypatch.setattr(embed, "down_kernel", lambda: other)
     auto = TextEncoder.load(precision="int8")
-    assert auto.down == down_kernel() and auto.step.endswith(f"int8-{auto.down}")
+    assert auto.down == other and auto.step.endswith(f"int8-{other}")
     float32 = TextEncoder.load(precision="float32")
     assert float32.down is None and float32.step.endswith(":float32")
     with pytest.raises(ValueError, match="only for int8"):
