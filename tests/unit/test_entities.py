@@ -123,6 +123,21 @@ def test_numbers_and_dates_are_not_entities():
     assert build_entities(text, spans(text, ("Friday", "DATE"), ("30", "CARDINAL"), ("$5", "MONEY"))) == []
 
 
+def test_a_stance_is_not_a_name():
+    text = "Pro-Beijing candidates lost to anti-EU and pro - democracy groups; Beijing said little."
+    ents = build_entities(
+        text,
+        spans(
+            text,
+            ("Pro-Beijing", "ORG"),
+            ("anti-EU", "ORG"),
+            ("pro - democracy", "NORP"),
+            ("Beijing", "GPE"),
+        ),
+    )
+    assert [(e.key, e.label) for e in ents] == [("beijing", "GPE")]
+
+
 def test_salience_prefers_frequent_early_and_headline_entities():
     text = "Anna Berg won. Anna Berg smiled. Anna Berg left. Much later, Tom Lee spoke."
     ents = build_entities(

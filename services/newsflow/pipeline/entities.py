@@ -112,6 +112,9 @@ HONORIFICS = (
 _HONORIFIC = re.compile(r"^(?:(?:" + "|".join(sorted(HONORIFICS, key=len, reverse=True)) + r")\.?\s+)+", re.I)
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 _LEADING_THE = re.compile(r"^the\s+", re.I)
+# "pro-Beijing", "anti-EU": a stance, said of people or parties, not a name (the model often tags
+# it an ORG or a place).
+_STANCE = re.compile(r"^(?:pro|anti)\s*-", re.I)
 
 
 def clean_mention(text: str, label: str) -> str:
@@ -358,6 +361,8 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
         name = clean_mention(text[start:end], label)
         if cased and not any(c.isupper() for c in name):
             continue  # no capital in a cased text: a common word ("the state"), not a name
+        if _STANCE.match(name):
+            continue
         key = entity_key(name)
         if len(key) < 2 or not any(c.isalpha() for c in key):
             continue
