@@ -325,6 +325,15 @@ def test_a_company_named_by_its_first_word_is_the_company():
     assert [(e.key, e.label, e.count) for e in ents] == [("newmont mining", "ORG", 2)]
 
 
+def test_a_peoples_adjective_is_not_the_organisation_it_starts():
+    text = "The Indonesian Navy saved 200. Indonesian fishermen saved 700 more."
+    ents = build_entities(text, spans(text, ("Indonesian Navy", "ORG"), ("Indonesian", "NORP")))
+    assert {(e.key, e.label, e.count) for e in ents} == {
+        ("indonesian navy", "ORG", 1),
+        ("indonesian", "NORP", 1),
+    }
+
+
 def test_a_city_next_to_a_person_of_its_name_stays_a_city():
     text = "George Washington's papers arrived in Washington on Monday."
     ents = build_entities(text, spans(text, ("George Washington", "PERSON"), ("Washington", "GPE")))

@@ -159,7 +159,8 @@ def _merge_short_names(groups: dict[str, _Group]) -> None:
     """Fold a one-word name into the only longer name it refers back to, taking its label and key.
 
     News names someone in full once, then by surname ("Vaclav Havel" ... "Havel") or first name;
-    a company in full, then by its first word ("Newmont Mining" ... "Newmont").
+    a company in full, then by its first word ("Newmont Mining" ... "Newmont"), which a people's
+    adjective is not ("Indonesian" ... "Indonesian Navy").
     """
     labels = {k: _label(g) for k, g in groups.items()}
     longer = [k for k in groups if " " in k]
@@ -172,7 +173,12 @@ def _merge_short_names(groups: dict[str, _Group]) -> None:
             for k in longer
             if labels[k] == "PERSON"
             and (k.split()[-1] == short or labels[short] == "PERSON" and k.split()[0] == short)
-        ] or [k for k in longer if labels[k] == "ORG" and k.split()[0] == short]
+        ] or [
+            # ... not a people's adjective before an organisation ("Indonesian" ... "Indonesian Navy")
+            k
+            for k in longer
+            if labels[k] == "ORG" and k.split()[0] == short and labels[short] != "NORP"
+        ]
         if len(owners) == 1:
             _fold(groups, short, owners[0], keep_target_label=True)
         elif owners and labels[owners[0]] == "PERSON" and groups[short].labels["PERSON"]:
