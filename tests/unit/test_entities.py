@@ -334,6 +334,66 @@ def test_a_peoples_adjective_is_not_the_organisation_it_starts():
     }
 
 
+def test_a_name_does_not_run_across_a_line_break():
+    # The model read a photo caption's label into the name above it, and a heading into a name.
+    text = "Ahmed Mohamed\nImage\nElection night\nThe winner, Eddie Chu, thanked Ahmed Mohamed."
+    raw = spans(text, ("Ahmed Mohamed\nImage", "PERSON"), ("Eddie Chu", "PERSON"))
+    ents = {e.key: e for e in build_entities(text, raw)}
+    assert set(ents) == {"ahmed mohamed", "eddie chu"}
+    assert [text[m.start : m.end] for m in ents["ahmed mohamed"].mentions] == ["Ahmed Mohamed"] * 2
+
+
+def test_a_results_table_names_clubs_countries_and_people():
+    text = (
+        "Results of Saturday's matches:\nArsenal 2 West Ham 0\nBlackburn 1 Tottenham 2\n"
+        "Japan 2 Syria 1\nStandings:\nSheffield Wednesday 3 3 0 0 6 2 9\n"
+        "A poll gave:\nBill Clinton 49 Bob Dole 37\nOthers 14"
+    )
+    # What the model made of it: a club as a person, a span across a line, most names missed.
+    raw = spans(text, ("Blackburn", "PERSON"), ("Bill Clinton", "PERSON"), ("Bob Dole 37\nOthers", "PERSON"))
+    labels = {e.name: e.label for e in build_entities(text, raw)}
+    assert labels == {
+        "Arsenal": "ORG",
+        "West Ham": "ORG",
+        "Blackburn": "ORG",
+        "Tottenham": "ORG",
+        "Japan": "GPE",
+        "Syria": "GPE",
+        "Sheffield Wednesday": "ORG",
+        "Bill Clinton": "PERSON",
+        "Bob Dole": "PERSON",
+    }
+
+
+def test_one_line_of_names_and_numbers_or_numbered_headings_are_no_table():
+    text = "Chelsea 3 Arsenal 1 was the score.\nStep 1\nStep 2\nMeal 3\nLiverpool 2 Everton 2"
+    assert build_entities(text, []) == []
+
+
+def test_a_dateline_names_a_place():
+    for line, places in [
+        ("AL-AIN, United Arab Emirates 1996-12-06", ["AL-AIN", "United Arab Emirates"]),
+        ("OCEAN CITY, Md. (AP)", ["OCEAN CITY", "Md"]),
+        ("KRYVYI RIH, Dec 5 (Reuters) -", ["KRYVYI RIH"]),
+    ]:
+        text = f"{line}\nOfficials said the talks went on."
+        ents = build_entities(text, spans(text, (places[0], "ORG")))
+        assert [(e.name, e.label) for e in ents] == [(p, "GPE") for p in places], line
+    # Not every capitalised line start: a shouted headline with a date in it is no dateline.
+    text = "NATO SAYS TALKS ON TRACK\nNATO said on Dec 5 it would meet."
+    assert {e.label for e in build_entities(text, spans(text, ("NATO", "ORG"), ("NATO", "ORG")))} == {"ORG"}
+
+
+def test_a_place_said_as_a_place_is_not_the_organisation_it_starts():
+    # No gazetteer entry under this name (GeoNames: Frankfurt am Main); the text says it is a place.
+    text = "FRANKFURT 1996-08-22\nThe bank met in Frankfurt on Thursday.\n-- Frankfurt Newsroom"
+    raw = spans(text, ("FRANKFURT", "GPE"), ("Frankfurt", "GPE"), ("Frankfurt Newsroom", "ORG"))
+    assert {(e.key, e.label, e.count) for e in build_entities(text, raw)} == {
+        ("frankfurt", "GPE", 2),
+        ("frankfurt newsroom", "ORG", 1),
+    }
+
+
 def test_a_city_next_to_a_person_of_its_name_stays_a_city():
     text = "George Washington's papers arrived in Washington on Monday."
     ents = build_entities(text, spans(text, ("George Washington", "PERSON"), ("Washington", "GPE")))
