@@ -325,6 +325,24 @@ def test_a_company_named_by_its_first_word_is_the_company():
     assert [(e.key, e.label, e.count) for e in ents] == [("newmont mining", "ORG", 2)]
 
 
+def test_a_legal_form_makes_a_company_and_is_no_part_of_its_key():
+    text = (
+        "Barrick Gold to buy Arequipa. Barrick Gold Corp said on Tuesday the deal was done. Barrick said so."
+    )
+    raw = spans(text, ("Barrick Gold", "PERSON"), ("Barrick Gold Corp", "ORG"), ("Barrick", "PERSON"))
+    ents = build_entities(text, raw)
+    assert [(e.key, e.name, e.label, e.count) for e in ents] == [
+        ("barrick gold", "Barrick Gold Corp", "ORG", 3)
+    ]
+    text = "Apple, Inc. and Nomura Securities Co. Ltd. met the AG."
+    raw = spans(text, ("Apple, Inc.", "PERSON"), ("Nomura Securities Co. Ltd.", "ORG"), ("AG", "ORG"))
+    assert {(e.key, e.label) for e in build_entities(text, raw)} == {
+        ("apple", "ORG"),
+        ("nomura securities", "ORG"),
+        ("ag", "ORG"),
+    }
+
+
 def test_a_peoples_adjective_is_not_the_organisation_it_starts():
     text = "The Indonesian Navy saved 200. Indonesian fishermen saved 700 more."
     ents = build_entities(text, spans(text, ("Indonesian Navy", "ORG"), ("Indonesian", "NORP")))

@@ -219,11 +219,15 @@ def test_entities_are_looked_up_by_their_key_however_they_are_typed():
         [
             ("enriched", enriched("z1", "sz", "o", 1, entities=[entity("zurich")])),
             ("enriched", enriched("u1", "su", "o", 2, entities=[entity("united states")])),
+            ("enriched", enriched("b1", "sb", "o", 3, entities=[entity("barrick gold")])),
             ("story", story("sz", ["z1"], ["o"], 1)),
             ("story", story("su", ["u1"], ["o"], 2)),
+            ("story", story("sb", ["b1"], ["o"], 3)),
         ]
     )
     assert [x["story_id"] for x in s.stories(StoryQuery(entity="Zürich"))[0]] == ["sz"]
+    for typed in ("Barrick Gold", "Barrick Gold Corp.", "barrick gold corp"):  # no legal form in keys
+        assert [x["story_id"] for x in s.stories(StoryQuery(entity=typed))[0]] == ["sb"]
     for typed in ("U.S.", "USA", "America", "United States"):  # the aliases the records' keys join
         assert [x["story_id"] for x in s.stories(StoryQuery(entity=typed))[0]] == ["su"]
     assert [e["key"] for e in s.entities("Zür")] == ["zurich"]

@@ -25,6 +25,7 @@ from wordfreq import zipf_frequency
 
 from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
+from newsflow.pipeline.names import without_legal_form
 from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
 from newsflow.pipeline.places import country_key, is_place, place_id
 from newsflow.pipeline.recent import RECENT_INPUTS, Recent, digest
@@ -475,13 +476,19 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
             continue  # no capital in a cased text: a common word ("the state"), not a name
         if _STANCE.match(name):
             continue
-        key = entity_key(name)
+        company = without_legal_form(name)
+        if company != name:
+            label = "ORG"
+        key = entity_key(company)
         if len(key) < 2 or not any(c.isalpha() for c in key):
             continue
         g = groups.setdefault(key, _Group(Counter(), Counter(), []))
         g.names[name] += 1
         g.labels[label] += 1
         g.spans.append((start, end))
+    for g in groups.values():
+        if any(without_legal_form(n) != n for n in g.names):
+            g.labels = Counter({"ORG": len(g.spans)})
     _settle_places(groups, text)
     _merge_short_names(groups, text)
     _propagate(groups, text)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.names import entity_key
+from newsflow.pipeline.names import entity_key, without_legal_form
 from newsflow.pipeline.places import country_key
 
 log = logging.getLogger("newsflow.web")
@@ -96,8 +96,8 @@ MAX_LIMIT = 200
 
 def query_entity_key(name: str) -> str:
     """Return the key records give the entity a query names: "U.S.", "USA", "America" are the
-    records' `united states`, as the entity stage keys them."""
-    key = entity_key(name)
+    records' `united states`, and "Sony Corp." their `sony`, as the entity stage keys them."""
+    key = entity_key(without_legal_form(name))
     return country_key(key) or key
 
 
