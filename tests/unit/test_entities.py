@@ -388,6 +388,23 @@ def test_one_line_of_names_and_numbers_or_numbered_headings_are_no_table():
     assert build_entities(text, []) == []
 
 
+def test_a_score_or_minute_after_a_persons_or_places_name_is_not_part_of_it():
+    text = "Ajax 3 (Litmanen 45) beat Feyenoord 2-1 at home; Apollo 11 flew; Channel 4 aired it."
+    raw = spans(
+        text,
+        ("Litmanen 45", "PERSON"),
+        ("Feyenoord 2-1", "GPE"),
+        ("Apollo 11", "PRODUCT"),
+        ("Channel 4", "ORG"),
+    )
+    assert [text[m.start : m.end] for e in build_entities(text, raw) for m in e.mentions] == [
+        "Litmanen",
+        "Feyenoord",
+        "Apollo 11",
+        "Channel 4",
+    ]
+
+
 def test_a_dateline_names_a_place():
     for line, places in [
         ("AL-AIN, United Arab Emirates 1996-12-06", ["AL-AIN", "United Arab Emirates"]),

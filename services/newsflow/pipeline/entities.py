@@ -15,7 +15,7 @@ import re
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from typing import Any
@@ -464,11 +464,29 @@ def _with_layout(text: str, raw_ents: Sequence[Span]) -> list[Span]:
     return sorted(kept + found)
 
 
+# A number after a person's or a place's name is a score, a minute or an age that the model read
+# into it ("Bob Dole 37", "Litmanen 45", "Feyenoord 2"); a product's or an organisation's may be
+# its own ("Apollo 11", "Channel 4").
+_TRAILING_NUMBERS = re.compile(r"(?:\s+\d+(?:[-–:.]\d+)*)+$")
+_NUMBERLESS_LABELS = frozenset({"PERSON", "GPE", "LOC"})
+
+
+def _without_trailing_numbers(text: str, raw_ents: Iterable[Span]) -> Iterator[Span]:
+    for start, end, label in raw_ents:
+        if label in _NUMBERLESS_LABELS:
+            found = _TRAILING_NUMBERS.search(text, start, end)
+            if found and found.start() > start:
+                end = found.start()
+        yield start, end, label
+
+
 def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None) -> list[Entity]:
     """Return canonical entities from raw (start, end, label) spans over `text`, most salient first."""
     groups: dict[str, _Group] = {}
     cased = any(c.isupper() for c in text)
-    for start, end, label in _line_pieces(text, _with_layout(text, raw_ents)):
+    for start, end, label in _without_trailing_numbers(
+        text, _line_pieces(text, _with_layout(text, raw_ents))
+    ):
         if label not in KEPT_LABELS:
             continue
         name = clean_mention(text[start:end], label)
