@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from wordfreq import zipf_frequency
 
+from newsflow.pipeline.layout import Span, dateline_places, line_pieces, with_layout
 from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.names import without_legal_form
@@ -35,8 +36,6 @@ DEFAULT_MODEL = NER_MODEL
 # Part of the name under which workers share spans (recent.py): bump it when the spans computed
 # for a text change other than with the model (what `cased_for_ner` gives it, the packing).
 SPANS_VERSION = 1
-# What the model tags: (start, end, label) over the text it was given.
-Span = tuple[int, int, str]
 # spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
 # hash in requirements-model.txt: model name -> (module, its folder in the module).
 PACKAGED_MODELS = {
@@ -116,8 +115,6 @@ _LEADING_THE = re.compile(r"^the\s+", re.I)
 # "pro-Beijing", "anti-EU": a stance, said of people or parties, not a name (the model often tags
 # it an ORG or a place).
 _STANCE = re.compile(r"^(?:pro|anti)\s*-", re.I)
-# The text of one line, without its edge spaces.
-_LINE = re.compile(r"[^\s](?:[^\n]*[^\s])?")
 
 
 def clean_mention(text: str, label: str) -> str:
@@ -158,7 +155,7 @@ def _fold(groups: dict[str, _Group], source_key: str, target_key: str, keep_targ
 _REFERRING_LABELS = frozenset({"PERSON", "ORG", "PRODUCT", "WORK_OF_ART", "NORP", "EVENT", "LAW"})
 
 
-def _merge_short_names(groups: dict[str, _Group], text: str) -> None:
+def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence[Span] = ()) -> None:
     """Fold a one-word name into the only longer name it refers back to, taking its label and key.
 
     News names someone in full once, then by surname ("Vaclav Havel" ... "Havel") or first name;
@@ -172,10 +169,15 @@ def _merge_short_names(groups: dict[str, _Group], text: str) -> None:
 
     def place(key: str) -> bool:
         # A place label on a word no gazetteer knows ("Bolden" near "Charles Bolden") is no reason
-        # to keep it apart, unless the text says it as a place ("in Frankfurt" beside "Frankfurt
-        # Newsroom").
+        # to keep it apart, unless the text says it as a place ("in Frankfurt", a dateline's
+        # "FRANKFURT", beside "Frankfurt Newsroom").
+        spans = groups[key].spans
         return is_place(key) or (
-            labels[key] in _PLACE_LABELS and _said_as_place(text, groups[key].spans, places, tagged)
+            labels[key] in _PLACE_LABELS
+            and (
+                _said_as_place(text, spans, places, tagged)
+                or any((s, e, "GPE") in datelines for s, e in spans)
+            )
         )
 
     referring = [k for k in groups if " " not in k and (labels[k] in _REFERRING_LABELS or not place(k))]
@@ -369,101 +371,6 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
             group.labels = Counter({"GPE": len(group.spans)})
 
 
-def _line_pieces(text: str, raw_ents: Sequence[Span]) -> Iterator[Span]:
-    """Yield the spans with those that run across a line break cut at it.
-
-    A line is a paragraph, a heading or a caption, and no name runs from one into the next; the
-    model reads through line breaks ("Ahmed Mohamed" and the caption label "Image" below it, one
-    PERSON). Each line's part keeps the label, except a lone common word ("Image", "Writing").
-    """
-    for start, end, label in raw_ents:
-        if "\n" not in text[start:end]:
-            yield start, end, label
-            continue
-        for line in _LINE.finditer(text, start, end):
-            piece = line.group()
-            if " " in piece or zipf_frequency(piece.lower(), "en") < _COMMON_ZIPF:
-                yield line.start(), line.end(), label
-
-
-# A line of a results table or standings: names (teams, parties) each followed by whole numbers,
-# and nothing else, with two names ("Arsenal 2 West Ham 0") or three numbers ("Sheffield Wednesday
-# 3 3 0 0 6 2 9"): one name and a number is a heading ("Step 2").
-_TABLE_NAME = r"[^\W\d_a-z][\w.'’&-]*(?: (?:[^\W\d_a-z][\w.'’&-]*|de|del|da|do|of|and|&))*"
-_TABLE_LINE = re.compile(rf"^(?:{_TABLE_NAME}(?: \d{{1,3}})+ ?)+$", re.M)
-_TABLE_NAMES = re.compile(_TABLE_NAME)
-_TABLE_NUMBER = re.compile(r"\b\d+\b")
-# Two such lines make a table; one alone may be a sentence's fragment.
-_MIN_TABLE_LINES = 2
-
-
-def table_lines(text: str) -> list[tuple[int, int]]:
-    """Return where the text's lines of results tables are."""
-    return [
-        m.span()
-        for m in _TABLE_LINE.finditer(text)
-        if len(_TABLE_NAMES.findall(m.group())) >= 2 or len(_TABLE_NUMBER.findall(m.group())) >= 3
-    ]
-
-
-def _table_names(text: str, raw_ents: Sequence[Span]) -> list[Span]:
-    """Return the names of the text's results tables, labelled.
-
-    The model reads a line of names and numbers badly (it missed every club of a league's results).
-    In a table, a name is a competitor: a country is the country's team (GPE, as news names it),
-    a name where the model saw a person start and no gazetteer knows as a place a person (a poll:
-    "Bill Clinton 49 Bob Dole 37"; not "Blackburn 1 Tottenham 2"), anything else an organisation
-    (a club, a party).
-    """
-    lines = table_lines(text)
-    if len(lines) < _MIN_TABLE_LINES:
-        return []
-    people = [(s, e) for s, e, label in raw_ents if label == "PERSON"]
-    found: list[Span] = []
-    for line_start, line_end in lines:
-        for m in _TABLE_NAMES.finditer(text, line_start, line_end):
-            s, e = m.span()
-            key = entity_key(m.group())
-            if country_key(key):
-                found.append((s, e, "GPE"))
-            elif not is_place(key) and any(s <= ps < e for ps, _ in people):
-                found.append((s, e, "PERSON"))
-            else:
-                found.append((s, e, "ORG"))
-    return found
-
-
-# A wire dateline opens a report with where it was filed, in capitals, then the date or the agency:
-# "FRANKFURT 1996-08-22", "AL-AIN, United Arab Emirates 1996-12-06", "PARIS, Dec 5 (Reuters) -".
-_DATELINE = re.compile(
-    r"^(?P<place>[^\W\d_a-z](?:[^\W\d_a-z]|[.'’-])+(?: [^\W\d_a-z](?:[^\W\d_a-z]|[.'’-])+){0,3})"
-    r"(?:, (?P<region>[^\W\d_a-z][\w.'’-]*(?: [^\W\d_a-z][\w.'’-]*){0,3}))?,? "
-    r"(?:\d{4}-\d{2}-\d{2}\b|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}\b"
-    r"|\((?:Reuters|AP|AFP|UPI|dpa|Xinhua|Bloomberg)\))",
-    re.M,
-)
-
-
-def _dateline_places(text: str) -> list[Span]:
-    """Return the places of the text's datelines (the city, and the region or country after it)."""
-    return [
-        (m.start(group), m.end(group), "GPE")
-        for m in _DATELINE.finditer(text)
-        for group in ("place", "region")
-        if m.group(group)
-    ]
-
-
-def _with_layout(text: str, raw_ents: Sequence[Span]) -> list[Span]:
-    """Return the model's spans, with the names that the text's layout tells (datelines, results
-    tables) in place of those of the model's that overlap them."""
-    found = _dateline_places(text) + _table_names(text, raw_ents)
-    if not found:
-        return list(raw_ents)
-    kept = [span for span in raw_ents if not any(s < span[1] and span[0] < e for s, e, _ in found)]
-    return sorted(kept + found)
-
-
 # A number after a person's or a place's name is a score, a minute or an age that the model read
 # into it ("Bob Dole 37", "Litmanen 45", "Feyenoord 2"); a product's or an organisation's may be
 # its own ("Apollo 11", "Channel 4").
@@ -484,8 +391,9 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
     """Return canonical entities from raw (start, end, label) spans over `text`, most salient first."""
     groups: dict[str, _Group] = {}
     cased = any(c.isupper() for c in text)
+    datelines = dateline_places(text)
     for start, end, label in _without_trailing_numbers(
-        text, _line_pieces(text, _with_layout(text, raw_ents))
+        text, line_pieces(text, with_layout(text, raw_ents, datelines))
     ):
         if label not in KEPT_LABELS:
             continue
@@ -508,7 +416,7 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
         if any(without_legal_form(n) != n for n in g.names):
             g.labels = Counter({"ORG": len(g.spans)})
     _settle_places(groups, text)
-    _merge_short_names(groups, text)
+    _merge_short_names(groups, text, datelines)
     _propagate(groups, text)
     if not groups:
         return []

@@ -1,0 +1,189 @@
+"""Names that a text's layout tells, where the NER model reads it badly: datelines, results tables,
+and the lines a name cannot run across.
+
+Spans are (start, end, label) over the text, spaCy's labels; `with_layout` returns the model's
+spans with these in place of the model's that overlap them, and `line_pieces` cuts the model's
+spans at line breaks. `entities.build_entities` applies both before it groups mentions.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+
+from wordfreq import zipf_frequency
+
+from newsflow.pipeline.names import entity_key
+from newsflow.pipeline.places import countries_around, country_key, is_place
+
+# What the model tags: (start, end, label) over the text it was given.
+Span = tuple[int, int, str]
+
+_PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
+# A word this frequent in English is a word before it is a name ("Updated", "Net", "Profit",
+# "Image"); a name made of such words alone is left to the model.
+_WORD_ZIPF = 4.5
+
+
+def _all_common_words(name: str) -> bool:
+    return all(zipf_frequency(w, "en") >= _WORD_ZIPF for w in re.findall(r"[^\W\d_]+", name.lower()))
+
+
+# --- Lines ---------------------------------------------------------------------------------------
+
+_LINE = re.compile(r"\S(?:[^\n]*\S)?")
+# A text whose lines mostly stop mid-sentence is hard-wrapped (plain text at 72 columns): there a
+# line break is a space, except next to a line this short (a heading, a caption's label, a name
+# on its own line). Elsewhere each line is a paragraph, heading or caption.
+_SHORT_LINE_WORDS = 4
+_SENTENCE_END = re.compile(r"[.!?:;\"'”’)\]]$")
+
+
+def _line_at(text: str, pos: int) -> str:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def _hard_wrapped(text: str) -> bool:
+    lines = [ln.strip() for ln in text.split("\n") if len(ln.split()) > _SHORT_LINE_WORDS]
+    return len(lines) >= 4 and 2 * sum(not _SENTENCE_END.search(ln) for ln in lines) > len(lines)
+
+
+def line_pieces(text: str, spans: Sequence[Span]) -> Iterator[Span]:
+    """Yield the spans, those that run across a line break cut at it, each part with the label
+    but a common word after the first ("Image", "Writing").
+
+    The model reads through line breaks: "Ahmed Mohamed" and the caption "Image : Twitter" below
+    it came out one PERSON, and so did a heading "Election Results" and the name after it. In a
+    hard-wrapped text only breaks next to a short line cut ("talks with Benjamin\nNetanyahu").
+    """
+    wrapped: bool | None = None
+    for start, end, label in spans:
+        if text.find("\n", start, end) < 0:
+            yield start, end, label
+            continue
+        if wrapped is None:
+            wrapped = _hard_wrapped(text)
+        breaks = [i for i in range(start, end) if text[i] == "\n"]
+        if wrapped and not any(
+            min(len(_line_at(text, i - 1).split()), len(_line_at(text, i + 1).split())) <= _SHORT_LINE_WORDS
+            for i in breaks
+        ):
+            yield start, end, label
+            continue
+        for n, line in enumerate(_LINE.finditer(text, start, end)):
+            piece = line.group()
+            # After the first part, a common word alone is a caption's label or a paragraph's
+            # first word ("Image", "Writing"), not a name.
+            if n == 0 or " " in piece or is_place(entity_key(piece)) or not _all_common_words(piece):
+                yield line.start(), line.end(), label
+
+
+# --- Datelines -----------------------------------------------------------------------------------
+
+_CAPS_WORD = r"[^\W\d_a-z](?:[^\W\d_a-z]|[.'’-])+"
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_AGENCY = r"\((?:Reuters|AP|AFP|UPI|dpa|Xinhua|Bloomberg|PA|ANSA|EFE|Kyodo|Yonhap|Interfax|TASS)\)"
+# A wire dateline opens a report with where it was filed, in capitals, then the date in the
+# wire's own form, or a date and the agency: "FRANKFURT 1996-08-22", "AL-AIN, United Arab Emirates
+# 1996-12-06", "PARIS, Dec 5 (Reuters) -". A web page's "UPDATED Dec 5, 2024" has no agency.
+_DATELINE = re.compile(
+    rf"^(?P<place>{_CAPS_WORD}(?: {_CAPS_WORD}){{0,3}})"
+    r"(?:, (?P<region>[^\W\d_a-z][\w.'’-]*(?: [^\W\d_a-z][\w.'’-]*){0,3}))?,? "
+    rf"(?:\d{{4}}-\d{{2}}-\d{{2}}\b|(?:{_MONTH} \d{{1,2}} )?{_AGENCY})",
+    re.M,
+)
+# An acronym of this many letters or fewer is an organisation's ("FIFA, May 5 (Reuters) - FIFA
+# said"), not where the report was filed.
+_ACRONYM_LETTERS = 4
+
+
+def dateline_places(text: str) -> list[Span]:
+    """Return the places of the text's datelines: the city, and the region or country after it."""
+    found = []
+    for m in _DATELINE.finditer(text):
+        place = m.group("place")
+        if (" " not in place and len(place.strip(".'’-")) <= _ACRONYM_LETTERS) or (
+            _all_common_words(place) and not is_place(entity_key(place))
+        ):
+            continue  # "FIFA", "JOHN SMITH (AP)", "WASHINGTON POST"; not "NEW YORK"
+        found += [(m.start(g), m.end(g), "GPE") for g in ("place", "region") if m.group(g)]
+    return found
+
+
+# --- Results tables ------------------------------------------------------------------------------
+
+# A line of a results table or standings: names (teams, parties) each followed by whole numbers,
+# and nothing else, with two names ("Arsenal 2 West Ham 0") or three numbers ("Sheffield Wednesday
+# 3 3 0 0 6 2 9"): one name and a number is a heading ("Step 2").
+_TABLE_NAME = r"[^\W\d_a-z][\w.'’&-]*(?: (?:[^\W\d_a-z][\w.'’&-]*|de|del|da|do|of|and|&))*"
+_TABLE_LINE = re.compile(rf"^(?:{_TABLE_NAME}(?: \d{{1,3}})+ ?)+$", re.M)
+_TABLE_NAMES = re.compile(_TABLE_NAME)
+_TABLE_NUMBER = re.compile(r"\b\d+\b")
+# Two such lines make a table; one alone may be a sentence's fragment.
+_MIN_TABLE_LINES = 2
+
+
+def _table_lines(text: str) -> list[tuple[int, int]]:
+    return [
+        m.span()
+        for m in _TABLE_LINE.finditer(text)
+        if len(_TABLE_NAMES.findall(m.group())) >= 2 or len(_TABLE_NUMBER.findall(m.group())) >= 3
+    ]
+
+
+def table_names(text: str, spans: Sequence[Span]) -> list[Span]:
+    """Return the names of the text's results tables, labelled.
+
+    The model reads a line of names and numbers badly (of a league's twelve clubs it found one, as
+    a person). In a table a name is a competitor or a place: a country is the country (or its
+    team: GPE, as news names it), a state or region a place ("Florida 29 Ohio 18", electoral
+    votes); the model's place stays a place, unless the model took the name for a person
+    ("Blackburn 1 Tottenham 2": a club); where the model saw a person start, a person (a poll:
+    "Bill Clinton 49 Bob Dole 37"); anything else it missed, an organisation (a club, a party).
+    Other names of common words alone ("Net Profit", "Total") are a row's label, or a name the
+    model knows better than the table.
+    """
+    lines = _table_lines(text)
+    if len(lines) < _MIN_TABLE_LINES:
+        return []
+    found: list[Span] = []
+    for line_start, line_end in lines:
+        for m in _TABLE_NAMES.finditer(text, line_start, line_end):
+            s, e = m.span()
+            key = entity_key(m.group())
+            model = {label for ms, _, label in spans if s <= ms < e}
+            if country_key(key) or countries_around([key]):
+                label = "GPE"
+            elif _all_common_words(m.group()):
+                continue
+            elif model & _PLACE_LABELS:
+                label = min(model & _PLACE_LABELS)
+            elif "PERSON" in model and not is_place(key):
+                label = "PERSON"
+            else:
+                label = "ORG"
+            found.append((s, e, label))
+    return found
+
+
+def with_layout(text: str, spans: Sequence[Span], datelines: Sequence[Span] = ()) -> list[Span]:
+    """Return the model's spans with the datelines' places (`dateline_places`) and the tables'
+    names in place of those of the model's that overlap them."""
+    found = sorted([*datelines, *table_names(text, spans)])
+    if not found:
+        return list(spans)
+    starts = [s for s, _, _ in found]
+    kept = []
+    for span in spans:
+        # The found spans do not overlap one another: only the last one starting before this
+        # span's end can overlap it.
+        i = bisect_left(starts, span[1]) - 1
+        if i < 0 or found[i][1] <= span[0]:
+            kept.append(span)
+    return sorted(kept + found)
