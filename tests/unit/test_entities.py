@@ -8,6 +8,7 @@ import pytest
 
 from newsflow.pipeline.entities import (
     NON_NER_COMPONENTS,
+    SPANS_VERSION,
     EntityTagger,
     build_entities,
     cap_text,
@@ -524,6 +525,18 @@ def test_all_caps_lines_and_shouted_words_are_recased_for_the_model_at_the_same_
     assert cased_for_ner(quote) == "He wrote: but thousands of troops are surrounded, the US said in Madrid."
 
 
+def test_a_headline_in_capitals_writes_its_words_as_the_report_does():
+    text = (
+        "CRICKET - ENGLAND V PAKISTAN SCOREBOARD, LORD HAVEL SAYS NICE\n"
+        "Havel watched as England batted; the scoreboard at Lord's said 300. Nice weather helped."
+    )
+    headline = cased_for_ner(text).splitlines()[0]
+    # "England" and "Havel" as the report writes them inside sentences; "scoreboard" as a word; "Nice"
+    # only starts a sentence, so its frequency decides (a common word); "LORD" is only "Lord's".
+    assert headline == "cricket - England v Pakistan scoreboard, lord Havel says nice"
+    assert len(cased_for_ner(text)) == len(text)
+
+
 def test_an_all_caps_dateline_is_found_by_the_model(tagger):
     article = CleanArticle(
         "caps",
@@ -669,11 +682,12 @@ def test_spans_one_worker_computed_are_taken_by_another_and_give_the_same_entiti
     assert tagger.step.endswith(":unshared")  # not sharing: no name for the wire
     enricher = Enricher(tagger=other)
     key, spans = wire
-    assert key.startswith(b"ner.1:en_core_web_sm") and len(spans) % 12 == 0
+    assert key.startswith(f"ner.{SPANS_VERSION}:en_core_web_sm".encode()) and len(spans) % 12 == 0
     # Another model's spans, or another version of the code's, or spans of labels this model does
     # not have, or a torn message: refused.
     assert enricher.adopt(key.replace(b"_sm", b"_md"), spans) == "refused"
-    assert enricher.adopt(key.replace(b"ner.1:", b"ner.2:"), spans) == "refused"
+    older = f"ner.{SPANS_VERSION - 1}:".encode()
+    assert enricher.adopt(key.replace(f"ner.{SPANS_VERSION}:".encode(), older), spans) == "refused"
     assert enricher.adopt(key, spans[:-1]) == "refused"
     assert enricher.adopt(key, spans[:8] + (999).to_bytes(4, "little") + spans[12:]) == "refused"
     # Spans out of order, overlapping, past the text the model reads, or far too many: refused.

@@ -15,7 +15,7 @@ import re
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from typing import Any
@@ -35,7 +35,7 @@ from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mentio
 DEFAULT_MODEL = NER_MODEL
 # Part of the name under which workers share spans (recent.py): bump it when the spans computed
 # for a text change other than with the model (what `cased_for_ner` gives it, the packing).
-SPANS_VERSION = 1
+SPANS_VERSION = 2
 # spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
 # hash in requirements-model.txt: model name -> (module, its folder in the module).
 PACKAGED_MODELS = {
@@ -462,17 +462,21 @@ _ORDINARY_ZIPF = 5.0
 _PLACE_WORD_ZIPF = 4.5
 
 
-def _recased(word: str, in_caps: bool) -> str:
+def _recased(word: str, in_caps: bool, written: Mapping[str, str]) -> str:
     """Return an all-caps word as a cased text would have it (same length).
 
     `in_caps` says the word is in a passage or line in capitals, where every word is in capitals;
     otherwise it is a single shouted word, recased only if it is a common word or a place.
+    `written` is how the text's own cased lines write the word (`_written_forms`).
     """
     low = word.lower()
-    zipf = zipf_frequency(low, "en")
     name = word[0] + word[1:].lower()
     if len(word) <= 3 and country_key(low) is not None:  # "US", "UK", "UAE" are written so
         return word
+    form = written.get(low)
+    if form is not None:  # "ENGLAND" where the report says "England", "SCOREBOARD" where "scoreboard"
+        return name if form == "name" else low
+    zipf = zipf_frequency(low, "en")
     # A country, or a place that is not also a common word ("MADRID", not "SURPRISE", Arizona).
     if country_key(low) is not None or (is_place(low) and zipf < _PLACE_WORD_ZIPF):
         return name
@@ -502,7 +506,32 @@ def _caps_runs(words: list[re.Match[str]]) -> list[bool]:
     return out
 
 
-def _recased_line(line: str) -> str:
+# A word in a cased line, and what may end the sentence or clause before it.
+_CASED_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+_SENTENCE_OPENERS = frozenset('.!?:;"“‘([—–-')
+
+
+def _written_forms(lines: Sequence[str]) -> dict[str, str]:
+    """Return how the cased lines write each word inside a sentence: {"england": "name"} for a word
+    always capitalised there, {"scoreboard": "word"} for one always in lower case (a word both ways,
+    or only at a sentence's start, is left out)."""
+    names: set[str] = set()
+    words: set[str] = set()
+    for line in lines:
+        for m in _CASED_WORD.finditer(line):
+            w = m.group()
+            if w.islower():
+                words.add(w)
+            elif w[0].isupper() and (len(w) == 1 or w[1:].islower()):
+                i = m.start() - 1
+                while i >= 0 and line[i].isspace():
+                    i -= 1
+                if i >= 0 and line[i] not in _SENTENCE_OPENERS:
+                    names.add(w.lower())
+    return dict.fromkeys(names - words, "name") | dict.fromkeys(words - names, "word")
+
+
+def _recased_line(line: str, written: Mapping[str, str]) -> str:
     words = list(_WORD.finditer(line))
     letters = [c for c in line if c.isalpha()]
     whole = len(letters) >= 4 and sum(c.isupper() for c in letters) >= 0.9 * len(letters)
@@ -511,7 +540,7 @@ def _recased_line(line: str) -> str:
     for word, in_caps in zip(words, runs, strict=True):
         text = word.group()
         if text.isupper() and (in_caps or len(text) >= _SHOUTED_MIN_LETTERS):
-            pieces += [line[last : word.start()], _recased(text, in_caps)]
+            pieces += [line[last : word.start()], _recased(text, in_caps, written)]
             last = word.end()
     new = "".join([*pieces, line[last:]])
     return new if len(new) == len(line) else line
@@ -521,10 +550,18 @@ def cased_for_ner(text: str) -> str:
     """Return the text with all-caps lines (headlines, datelines), passages and shouted words recased.
 
     NER models learn names from case; "MADRID" or a headline in capitals reads to them as
-    nothing in particular. The result has the same length, so the model's offsets are the
-    original text's.
+    nothing in particular. A word is written as the text's cased lines write it inside a
+    sentence, where they do; otherwise as its frequency in English suggests. The result has the
+    same length, so the model's offsets are the original text's.
     """
-    return "\n".join(_recased_line(line) if _CAPS_WORD.search(line) else line for line in text.split("\n"))
+    lines = text.split("\n")
+    shouting = [bool(_CAPS_WORD.search(line)) for line in lines]
+    if not any(shouting):
+        return text
+    written = _written_forms([line for line, caps in zip(lines, shouting, strict=True) if not caps])
+    return "\n".join(
+        _recased_line(line, written) if caps else line for line, caps in zip(lines, shouting, strict=True)
+    )
 
 
 # A sentence's end: a stop after a lower-case word or a number (not after an initial, as in
