@@ -402,10 +402,7 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
             continue  # no capital in a cased text: a common word ("the state"), not a name
         if _STANCE.match(name):
             continue
-        company = without_legal_form(name)
-        if company != name:
-            label = "ORG"
-        key = entity_key(company)
+        key = entity_key(without_legal_form(name))
         if len(key) < 2 or not any(c.isalpha() for c in key):
             continue
         g = groups.setdefault(key, _Group(Counter(), Counter(), []))

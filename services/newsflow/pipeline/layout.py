@@ -47,8 +47,16 @@ def _line_at(text: str, pos: int) -> str:
 
 
 def _hard_wrapped(text: str) -> bool:
-    lines = [ln.strip() for ln in text.split("\n") if len(ln.split()) > _SHORT_LINE_WORDS]
-    return len(lines) >= 4 and 2 * sum(not _SENTENCE_END.search(ln) for ln in lines) > len(lines)
+    """Whether most long lines stop mid-sentence and a quarter of the lines or more go on with a
+    lower-case word (a list of headlines stops without a stop too, but each of its lines starts
+    with a capital)."""
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    long = [ln for ln in lines if len(ln.split()) > _SHORT_LINE_WORDS]
+    return (
+        len(long) >= 4
+        and 2 * sum(not _SENTENCE_END.search(ln) for ln in long) > len(long)
+        and 4 * sum(ln[0].islower() for ln in lines[1:]) >= len(lines) - 1 > 0
+    )
 
 
 def line_pieces(text: str, spans: Sequence[Span]) -> Iterator[Span]:
@@ -103,16 +111,26 @@ _DATELINE = re.compile(
 _ACRONYM_LETTERS = 4
 
 
+def _may_be_place(name: str, acronym: bool) -> bool:
+    """Whether a dateline's name may be a place: one a gazetteer knows ("ROME", "NEW YORK"), or
+    neither an acronym ("FIFA") nor common words alone ("WASHINGTON POST", "JOHN SMITH",
+    "Thursday")."""
+    if is_place(entity_key(name)):
+        return True
+    if acronym and " " not in name and len(name.strip(".'’-")) <= _ACRONYM_LETTERS:
+        return False
+    return not _all_common_words(name)
+
+
 def dateline_places(text: str) -> list[Span]:
     """Return the places of the text's datelines: the city, and the region or country after it."""
     found = []
     for m in _DATELINE.finditer(text):
-        place = m.group("place")
-        if (" " not in place and len(place.strip(".'’-")) <= _ACRONYM_LETTERS) or (
-            _all_common_words(place) and not is_place(entity_key(place))
-        ):
-            continue  # "FIFA", "JOHN SMITH (AP)", "WASHINGTON POST"; not "NEW YORK"
-        found += [(m.start(g), m.end(g), "GPE") for g in ("place", "region") if m.group(g)]
+        if not _may_be_place(m.group("place"), acronym=True):
+            continue
+        found.append((m.start("place"), m.end("place"), "GPE"))
+        if m.group("region") and _may_be_place(m.group("region"), acronym=False):
+            found.append((m.start("region"), m.end("region"), "GPE"))
     return found
 
 

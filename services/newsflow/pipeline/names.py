@@ -7,11 +7,13 @@ import unicodedata
 
 _POSSESSIVE = re.compile(r"(?:['’]s|['’])$")
 # A company's legal form after its name ("Barrick Gold Corp", "Sony Corp.", "Nomura Securities Co
-# Ltd", "Apple, Inc."): proof that the name is a company's, and no part of its key ("Barrick
-# Gold" in a headline is the same company).
-_LEGAL_FORM = re.compile(
-    r"(?<=\S)(?:,?\s+(?:Inc|Corp|Ltd|Co|Plc|LLC|AG|SA|NV|N\.V|GmbH|SpA|S\.p\.A|BV|AB|Bhd)\.?)+$", re.I
-)
+# Ltd", "Apple, Inc.", "Merck & Co"): proof that the name is a company's, and no part of its key
+# ("Barrick Gold" in a headline is the same company). Written as companies write them: two
+# capitals alone are a state or an office as often ("Denver, CO", "New York AG", "Adelaide, SA").
+_LEGAL_FORMS = r"Inc|INC|Corp|CORP|Ltd|LTD|Co|Plc|PLC|LLC|GmbH|SpA|S\.p\.A|N\.V|Bhd"
+_LEGAL_FORM = re.compile(rf"(?<=\S)(?:,?\s+(?:&\s+)?(?:{_LEGAL_FORMS})\.?)+$")
+# What a person may type for one: any case ("barrick gold corp").
+_TYPED_LEGAL_FORM = re.compile(_LEGAL_FORM.pattern, re.I)
 
 
 def entity_key(name: str) -> str:
@@ -27,6 +29,7 @@ def strip_possessive(text: str) -> str:
     return _POSSESSIVE.sub("", text)
 
 
-def without_legal_form(name: str) -> str:
-    """Return a company's name without the legal form after it ("Sony Corp." -> "Sony")."""
-    return _LEGAL_FORM.sub("", name)
+def without_legal_form(name: str, typed: bool = False) -> str:
+    """Return a company's name without the legal form after it ("Sony Corp." -> "Sony"); `typed`:
+    the name as a person typed it, in any case."""
+    return (_TYPED_LEGAL_FORM if typed else _LEGAL_FORM).sub("", name)

@@ -97,7 +97,7 @@ MAX_LIMIT = 200
 def query_entity_key(name: str) -> str:
     """Return the key records give the entity a query names: "U.S.", "USA", "America" are the
     records' `united states`, and "Sony Corp." their `sony`, as the entity stage keys them."""
-    key = entity_key(without_legal_form(name))
+    key = entity_key(without_legal_form(name, typed=True))
     return country_key(key) or key
 
 
