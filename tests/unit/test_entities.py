@@ -550,11 +550,12 @@ def test_all_caps_lines_and_shouted_words_are_recased_for_the_model_at_the_same_
 def test_a_headline_in_capitals_writes_its_words_as_the_report_does():
     text = (
         "CRICKET - ENGLAND V PAKISTAN SCOREBOARD, LORD HAVEL SAYS NICE\n"
-        "Havel watched as England batted; the scoreboard at Lord's said 300. Nice weather helped."
+        "Havel watched as England batted for the ECB; the scoreboard at Lord's said 300. Nice weather helped."
     )
     headline = cased_for_ner(text).splitlines()[0]
     # "England" and "Havel" as the report writes them inside sentences; "scoreboard" as a word; "Nice"
-    # only starts a sentence, so its frequency decides (a common word); "LORD" is only "Lord's".
+    # only starts a sentence, so its frequency decides (a common word); "LORD" is only "Lord's". The
+    # report's line counts though it has an acronym in it (most paragraphs do).
     assert headline == "cricket - England v Pakistan scoreboard, lord Havel says nice"
     assert len(cased_for_ner(text)) == len(text)
 

@@ -555,7 +555,11 @@ def cased_for_ner(text: str) -> str:
     shouting = [bool(_CAPS_WORD.search(line)) for line in lines]
     if not any(shouting):
         return text
-    written = _written_forms([line for line, caps in zip(lines, shouting, strict=True) if not caps])
+    # The cased lines: prose, acronyms and a shouted word in it or not ("the US said"), not the
+    # lines in capitals.
+    written = _written_forms(
+        [ln for ln in lines if 2 * sum(c.isupper() for c in ln) < sum(c.isalpha() for c in ln)]
+    )
     return "\n".join(
         _recased_line(line, written) if caps else line for line, caps in zip(lines, shouting, strict=True)
     )
