@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from wordfreq import zipf_frequency
 
-from newsflow.pipeline.layout import Span, dateline_places, line_pieces, with_layout
+from newsflow.pipeline.layout import PLACE_LABELS, Span, dateline_places, line_pieces, with_layout
 from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.names import without_legal_form
@@ -164,7 +164,7 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
     """
     labels = {k: _label(g) for k, g in groups.items()}
     longer = [k for k in groups if " " in k]
-    places = [span for g in groups.values() if _label(g) in _PLACE_LABELS for span in g.spans]
+    places = [span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans]
     tagged = [span for g in groups.values() for span in g.spans]
 
     def place(key: str) -> bool:
@@ -173,7 +173,7 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
         # "FRANKFURT", beside "Frankfurt Newsroom").
         spans = groups[key].spans
         return is_place(key) or (
-            labels[key] in _PLACE_LABELS
+            labels[key] in PLACE_LABELS
             and (
                 _said_as_place(text, spans, places, tagged)
                 or any((s, e, "GPE") in datelines for s, e in spans)
@@ -285,10 +285,10 @@ def _in_longer_name(text: str, start: int, end: int) -> bool:
     return bool(_CAPITAL_AFTER.match(text, end))
 
 
-# Labels a place may carry; an organisation or nationality named like a city ("Barcelona" the
-# club) keeps its label, but a person, product or work named like a place is the model's error.
-_PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
-_NOT_RELABELLED = _PLACE_LABELS | {"ORG", "NORP"}
+# Labels a place may carry (PLACE_LABELS); an organisation or nationality named like a city
+# ("Barcelona" the club) keeps its label, but a person, product or work named like a place is
+# the model's error.
+_NOT_RELABELLED = PLACE_LABELS | {"ORG", "NORP"}
 
 
 # A name right after one of these is where something happens: "in Dnipro" is the city, whatever
@@ -345,7 +345,7 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
             group.labels = Counter({"GPE": len(group.spans)})
             if canonical != key:
                 _fold(groups, key, canonical, keep_target_label=False)
-        elif _label(group) not in _PLACE_LABELS and is_place(key):
+        elif _label(group) not in PLACE_LABELS and is_place(key):
             if _label(group) in _NOT_RELABELLED:
                 undecided.append(group)
             else:
@@ -357,14 +357,14 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
             # called a place more often than not, stays a place.)
             (top, n), *_ = group.labels.most_common()
             rival = max(
-                ((m, label) for label, m in group.labels.items() if label not in _PLACE_LABELS),
+                ((m, label) for label, m in group.labels.items() if label not in PLACE_LABELS),
                 default=None,
             )
-            if top in _PLACE_LABELS and rival is not None and rival[0] == n:
+            if top in PLACE_LABELS and rival is not None and rival[0] == n:
                 group.labels = Counter({rival[1]: n})
     # Decided after the rest, so that a place the model took for a person ("Odesa and Dnipro were
     # hit") counts as the place the other is listed with.
-    places = [span for g in groups.values() if _label(g) in _PLACE_LABELS for span in g.spans]
+    places = [span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans]
     tagged = [span for g in groups.values() for span in g.spans]
     for group in undecided:
         if _said_as_place(text, group.spans, places, tagged):
@@ -390,6 +390,7 @@ def _without_trailing_numbers(text: str, raw_ents: Iterable[Span]) -> Iterator[S
 def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None) -> list[Entity]:
     """Return canonical entities from raw (start, end, label) spans over `text`, most salient first."""
     groups: dict[str, _Group] = {}
+    companies: set[str] = set()  # keys of names written with a legal form
     cased = any(c.isupper() for c in text)
     datelines = dateline_places(text)
     for start, end, label in _without_trailing_numbers(
@@ -402,16 +403,18 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
             continue  # no capital in a cased text: a common word ("the state"), not a name
         if _STANCE.match(name):
             continue
-        key = entity_key(without_legal_form(name))
+        company = without_legal_form(name)
+        key = entity_key(company)
         if len(key) < 2 or not any(c.isalpha() for c in key):
             continue
         g = groups.setdefault(key, _Group(Counter(), Counter(), []))
         g.names[name] += 1
         g.labels[label] += 1
         g.spans.append((start, end))
-    for g in groups.values():
-        if any(without_legal_form(n) != n for n in g.names):
-            g.labels = Counter({"ORG": len(g.spans)})
+        if company != name:
+            companies.add(key)
+    for key in companies:  # a legal form makes every mention of its name the company's
+        groups[key].labels = Counter({"ORG": len(groups[key].spans)})
     _settle_places(groups, text)
     _merge_short_names(groups, text, datelines)
     _propagate(groups, text)

@@ -20,7 +20,8 @@ from newsflow.pipeline.places import countries_around, country_key, is_place
 # What the model tags: (start, end, label) over the text it was given.
 Span = tuple[int, int, str]
 
-_PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
+# The model's labels of a place.
+PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
 # A word this frequent in English is a word before it is a name ("Updated", "Net", "Profit",
 # "Image"); a name made of such words alone is left to the model.
 _WORD_ZIPF = 4.5
@@ -180,8 +181,8 @@ def table_names(text: str, spans: Sequence[Span]) -> list[Span]:
                 label = "GPE"
             elif _all_common_words(m.group()):
                 continue
-            elif model & _PLACE_LABELS:
-                label = min(model & _PLACE_LABELS)
+            elif model & PLACE_LABELS:
+                label = min(model & PLACE_LABELS)
             elif "PERSON" in model and not is_place(key):
                 label = "PERSON"
             else:
