@@ -438,12 +438,57 @@ def test_a_score_or_minute_after_a_persons_or_places_name_is_not_part_of_it():
         ("Apollo 11", "PRODUCT"),
         ("Channel 4", "ORG"),
     )
-    assert [text[m.start : m.end] for e in build_entities(text, raw) for m in e.mentions] == [
+    assert {text[m.start : m.end] for e in build_entities(text, raw) for m in e.mentions} == {
+        "Ajax",  # a side of a result with its scorer (`layout.result_names`)
         "Litmanen",
         "Feyenoord",
         "Apollo 11",
         "Channel 4",
-    ]
+    }
+
+
+def test_a_result_with_scorers_names_the_teams_and_the_players():
+    text = (
+        "Summary of Sunday's matches:\n"
+        "Ajax Amsterdam 3 (Kanu 12, Litmanen 45 pen, Van Gastel 80) NAC Breda 1 (Verbeek 60). Halftime 2-0.\n"
+        "Scotland 2 (McAllister 33; Collins 70) Latvia 0. Attendance 45,000.\n"
+        # Tokenized, as some archives carry wire text, and the minute as an ordinal.
+        "PSV 2 ( Nilis 30 , Ronaldo 75 ) Feyenoord 0 .\nScorers : Romania - Cosmin Contra ( 31st )"
+    )
+    # What the model made of it: a club as a person, a player as a place, most names missed.
+    raw = spans(
+        text, ("Ajax Amsterdam", "PERSON"), ("Litmanen 45", "GPE"), ("Verbeek", "ORG"), ("Romania", "GPE")
+    )
+    labels = {e.name: e.label for e in build_entities(text, raw)}
+    assert labels == {
+        "Ajax Amsterdam": "ORG",
+        "NAC Breda": "ORG",
+        "Scotland": "GPE",
+        "Kanu": "PERSON",
+        "Litmanen": "PERSON",
+        "Van Gastel": "PERSON",
+        "Verbeek": "PERSON",
+        "McAllister": "PERSON",
+        "Collins": "PERSON",
+        "PSV": "ORG",
+        "Nilis": "PERSON",
+        "Ronaldo": "PERSON",
+        "Romania": "GPE",
+        "Cosmin Contra": "PERSON",
+    }
+
+
+def test_a_ranked_result_names_the_competitor_and_their_country_but_a_numbered_list_does_not():
+    text = (
+        "Men's 100 metres\n1. Linford Christie (Britain) 10.05 seconds\n2. Paul Tergat (Kenya) 10.11\n"
+        "Places to visit:\n1. Machu Picchu (Peru)\n2. Petra (Jordan)"
+    )
+    raw = spans(text, ("Linford Christie", "ORG"), ("Machu Picchu", "PERSON"), ("Jordan", "PERSON"))
+    labels = {e.name: e.label for e in build_entities(text, raw)}
+    assert labels["Linford Christie"] == "PERSON" and labels["Paul Tergat"] == "PERSON"
+    assert labels["Britain"] == "GPE" and labels["Kenya"] == "GPE"
+    # No results after the list's entries: the model's reading stands.
+    assert labels["Machu Picchu"] == "PERSON" and "Petra" not in labels
 
 
 def test_a_dateline_names_a_place():

@@ -1,5 +1,5 @@
-"""Names that a text's layout tells, where the NER model reads it badly: datelines, results tables,
-and the lines a name cannot run across.
+"""Names that a text's layout tells, where the NER model reads it badly: datelines, results tables
+and lists, and the lines a name cannot run across.
 
 Spans are (start, end, label) over the text, spaCy's labels; `with_layout` returns the model's
 spans with these in place of the model's that overlap them, and `line_pieces` cuts the model's
@@ -191,10 +191,75 @@ def table_names(text: str, spans: Sequence[Span]) -> list[Span]:
     return found
 
 
+# --- Results in a sentence's place: scorers, ranked lists -----------------------------------------
+
+# A name here starts at a word's start and has at most four words: a line of capitalised words
+# costs one pass, not one per word. Texts may come tokenized, a space before punctuation and
+# inside parentheses ("Contra ( 31st ) ,"): the patterns allow it.
+_RESULT_NAME = r"(?<![\w.'’&-])[^\W\d_a-z][\w.'’&-]*(?: (?:[^\W\d_a-z][\w.'’&-]*|de|del|da|van|von)){0,3}"
+# A match result with its scorers, the wire's summary: "Ajax Amsterdam 3 (Kanu 12, Litmanen 45
+# pen) NAC Breda 1 (Verbeek 60)". Each side is a team and its score; in parentheses, the players
+# who scored and the minutes.
+_SCORER = rf"{_RESULT_NAME} \d{{1,3}}(?:st|nd|rd|th)?(?: (?:pen|og|penalty))?"
+_SCORED = re.compile(
+    rf"(?P<team>{_RESULT_NAME}) \d{{1,3}} ?\( ?(?P<scorers>{_SCORER}(?: ?[,;] {_SCORER})*) ?\)"
+)
+_SCORER_NAME = re.compile(rf"(?P<scorer>{_RESULT_NAME}) \d")
+# A scorer with the minute as an ordinal in parentheses: "Cosmin Contra (31st)".
+_SCORED_AT = re.compile(
+    rf"(?P<scorer>{_RESULT_NAME}) ?\( ?\d{{1,3}}(?:st|nd|rd|th)(?: (?:minute|min|pen|penalty))? ?\)"
+)
+# A ranked result: a place, the competitor, in parentheses the country they compete for, and the
+# result: "1. Linford Christie (Britain) 10.05", "137 Greg Norman (Australia) 68 69". (A numbered
+# list without results is not one: "1. Machu Picchu (Peru)".)
+_RANKED = re.compile(
+    rf"^\d{{1,3}}\.? (?P<name>{_RESULT_NAME}) ?\( ?(?P<country>{_RESULT_NAME}) ?\),? \d", re.M
+)
+
+
+def _country_or_region(name: str) -> bool:
+    key = entity_key(name)
+    return bool(country_key(key) or countries_around([key]))
+
+
+def result_names(text: str) -> list[Span]:
+    """Return the names of results written in running text: the teams of a result with scorers
+    (countries and regions GPE, as news names a national side, else ORG) and its scorers
+    (PERSON); a ranked competitor (PERSON) and the country in parentheses after them (GPE).
+    Sorted, without overlaps."""
+    found: list[Span] = []
+    for m in _SCORED.finditer(text):
+        team = m.group("team")
+        if _country_or_region(team):
+            found.append((*m.span("team"), "GPE"))
+        elif not _all_common_words(team):
+            found.append((*m.span("team"), "ORG"))
+        for scorer in _SCORER_NAME.finditer(text, m.start("scorers"), m.end("scorers")):
+            if not _all_common_words(scorer.group("scorer")):
+                found.append((*scorer.span("scorer"), "PERSON"))
+    for m in _SCORED_AT.finditer(text):
+        if not _all_common_words(m.group("scorer")):
+            found.append((*m.span("scorer"), "PERSON"))
+    for m in _RANKED.finditer(text):
+        if _country_or_region(m.group("country")) and not _all_common_words(m.group("name")):
+            found.append((*m.span("name"), "PERSON"))
+            found.append((*m.span("country"), "GPE"))
+    return _first_of_overlapping(found)
+
+
+def _first_of_overlapping(spans: Sequence[Span]) -> list[Span]:
+    kept: list[Span] = []
+    for span in sorted(spans):
+        if not kept or kept[-1][1] <= span[0]:
+            kept.append(span)
+    return kept
+
+
 def with_layout(text: str, spans: Sequence[Span], datelines: Sequence[Span] = ()) -> list[Span]:
-    """Return the model's spans with the datelines' places (`dateline_places`) and the tables'
-    names in place of those of the model's that overlap them."""
-    found = sorted([*datelines, *table_names(text, spans)])
+    """Return the model's spans with the datelines' places (`dateline_places`), the tables' names
+    and the results' (`result_names`) in place of those of the model's that overlap them."""
+    # Where two layouts claim a name, the first claim stands.
+    found = _first_of_overlapping([*datelines, *table_names(text, spans), *result_names(text)])
     if not found:
         return list(spans)
     starts = [s for s, _, _ in found]
