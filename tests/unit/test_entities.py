@@ -498,6 +498,8 @@ def test_a_dateline_names_a_place():
         ("KRYVYI RIH, Dec 5 (Reuters) -", ["KRYVYI RIH"]),
         ("LIMA, Peru 1996-12-06", ["LIMA", "Peru"]),  # a city's short name a gazetteer knows
         ("GENEVA, Thursday (AFP) -", ["GENEVA"]),  # a day is no region
+        ("AKRON , Ohio 1996-08-23", ["AKRON", "Ohio"]),  # tokenized text
+        ("PARIS , Dec 5 ( Reuters ) -", ["PARIS"]),
     ]:
         text = f"{line}\nOfficials said the talks went on."
         ents = build_entities(text, spans(text, (places[0], "ORG")))
@@ -511,6 +513,7 @@ def test_a_dateline_names_a_place():
         "BREAKING Dec 5 - Markets fell.",
         "FIFA, May 5 (Reuters) - FIFA said it would act.",  # an acronym: the organisation
         "FIFA (Reuters) - FIFA said it would act.",
+        "FIFA , May 5 ( Reuters ) - FIFA said it would act.",
         "WASHINGTON POST, Dec 5 (Reuters) -",  # common words, no place a gazetteer knows
         "WASHINGTON POST 2024-12-05",
         "JOHN SMITH (AP)",  # a byline

@@ -97,13 +97,14 @@ _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
     r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
-_AGENCY = r"\((?:Reuters|AP|AFP|UPI|dpa|Xinhua|Bloomberg|PA|ANSA|EFE|Kyodo|Yonhap|Interfax|TASS)\)"
+_AGENCY = r"\( ?(?:Reuters|AP|AFP|UPI|dpa|Xinhua|Bloomberg|PA|ANSA|EFE|Kyodo|Yonhap|Interfax|TASS) ?\)"
 # A wire dateline opens a report with where it was filed, in capitals, then the date in the
 # wire's own form, or a date and the agency: "FRANKFURT 1996-08-22", "AL-AIN, United Arab Emirates
-# 1996-12-06", "PARIS, Dec 5 (Reuters) -". A web page's "UPDATED Dec 5, 2024" has no agency.
+# 1996-12-06", "PARIS, Dec 5 (Reuters) -". A web page's "UPDATED Dec 5, 2024" has no agency. In
+# tokenized text a space comes before the comma and inside the parentheses ("AKRON , Ohio").
 _DATELINE = re.compile(
     rf"^(?P<place>{_CAPS_WORD}(?: {_CAPS_WORD}){{0,3}})"
-    r"(?:, (?P<region>[^\W\d_a-z][\w.'’-]*(?: [^\W\d_a-z][\w.'’-]*){0,3}))?,? "
+    r"(?: ?, (?P<region>[^\W\d_a-z][\w.'’-]*(?: [^\W\d_a-z][\w.'’-]*){0,3}))?(?: ?,)? "
     rf"(?:\d{{4}}-\d{{2}}-\d{{2}}\b|(?:{_MONTH} \d{{1,2}} )?{_AGENCY})",
     re.M,
 )
