@@ -668,6 +668,10 @@ def test_places_carry_a_stable_id_and_ambiguous_names_none():
     assert place_id("us") == "iso3166:US"
     assert place_id("nsw") == "iso3166-2:AU-NSW" and place_id("texas") == "iso3166-2:US-TX"
     assert place_id("kryvyi rih") == place_id("kryvyy rih") and place_id("kryvyi rih").startswith("geonames:")
+    # A city named with its river is called by its first word ("Frankfurt am Main").
+    assert place_id("frankfurt") == place_id("frankfurt am main") and place_id("frankfurt").startswith(
+        "geonames:"
+    )
     # A country and a US state; a US state and a capital; not a place at all.
     assert place_id("georgia") is None and place_id("washington") is None and place_id("reuters") is None
     text = "Shelling hit Kryvyi Rih in Ukraine, Reuters said."
