@@ -206,6 +206,9 @@ _SCORED = re.compile(
     rf"(?P<team>{_RESULT_NAME}) \d{{1,3}} ?\( ?(?P<scorers>{_SCORER}(?: ?[,;] {_SCORER})*) ?\)"
 )
 _SCORER_NAME = re.compile(rf"(?P<scorer>{_RESULT_NAME}) \d")
+_RESULT_HINT = re.compile(
+    r"\d ?\( ?[^\W\d_a-z]|\( ?\d{1,3}(?:st|nd|rd|th)\b|^\d{1,3}\.? [^\W\d_a-z].*\),? \d", re.M
+)
 # A scorer with the minute as an ordinal in parentheses: "Cosmin Contra (31st)".
 _SCORED_AT = re.compile(
     rf"(?P<scorer>{_RESULT_NAME}) ?\( ?\d{{1,3}}(?:st|nd|rd|th)(?: (?:minute|min|pen|penalty))? ?\)"
@@ -229,6 +232,10 @@ def result_names(text: str) -> list[Span]:
     (PERSON); a ranked competitor (PERSON) and the country in parentheses after them (GPE).
     Sorted, without overlaps."""
     found: list[Span] = []
+    # A result needs a score or minute before or inside a parenthesis: most texts have none, and
+    # looking for one is a fraction of what matching every capitalised word would cost.
+    if not _RESULT_HINT.search(text):
+        return found
     for m in _SCORED.finditer(text):
         team = m.group("team")
         if _country_or_region(team):
