@@ -19,6 +19,7 @@ from newsflow.pipeline.entities import (
     model_location,
 )
 from newsflow.pipeline.extract import extract_article
+from newsflow.pipeline.layout import result_names
 from newsflow.pipeline.places import country_key
 from newsflow.pipeline.records import CleanArticle, Extraction, Language, Source
 from tests.conftest import SEEDS, raw_from_file
@@ -481,14 +482,43 @@ def test_a_result_with_scorers_names_the_teams_and_the_players():
 def test_a_ranked_result_names_the_competitor_and_their_country_but_a_numbered_list_does_not():
     text = (
         "Men's 100 metres\n1. Linford Christie (Britain) 10.05 seconds\n2. Paul Tergat (Kenya) 10.11\n"
+        "3. Ato Boldon (Trinidad and Tobago) 10.12\n"
         "Places to visit:\n1. Machu Picchu (Peru)\n2. Petra (Jordan)"
     )
-    raw = spans(text, ("Linford Christie", "ORG"), ("Machu Picchu", "PERSON"), ("Jordan", "PERSON"))
+    # The model took one athlete for an organisation, the others for people.
+    raw = spans(
+        text,
+        ("Linford Christie", "ORG"),
+        ("Paul Tergat", "PERSON"),
+        ("Ato Boldon", "PERSON"),
+        ("Machu Picchu", "PERSON"),
+        ("Jordan", "PERSON"),
+    )
     labels = {e.name: e.label for e in build_entities(text, raw)}
     assert labels["Linford Christie"] == "PERSON" and labels["Paul Tergat"] == "PERSON"
     assert labels["Britain"] == "GPE" and labels["Kenya"] == "GPE"
     # No results after the list's entries: the model's reading stands.
     assert labels["Machu Picchu"] == "PERSON" and "Petra" not in labels
+
+
+def test_a_ranked_list_the_model_reads_as_companies_stays_companies():
+    text = "Top carmakers by sales:\n1. Toyota (Japan) 10.5 million\n2. Volkswagen (Germany) 9.2 million"
+    raw = spans(text, ("Toyota", "ORG"), ("Volkswagen", "ORG"))
+    labels = {e.name: e.label for e in build_entities(text, raw)}
+    assert labels == {"Toyota": "ORG", "Volkswagen": "ORG", "Japan": "GPE", "Germany": "GPE"}
+
+
+def test_a_result_is_read_only_where_a_team_and_players_can_be():
+    for text, absent in [
+        ("Top 5 (Apple 12, Microsoft 10) stocks rose.", "Microsoft"),  # no team: common words
+        ("Group B 4 (Brazil 7, Serbia 3) were drawn.", "Serbia"),
+        ("Finland (1st), Denmark (2nd) and Iceland (3rd) topped the ranking.", "Finland"),
+    ]:
+        assert not [n for n in result_names(text, []) if text[n[0] : n[1]] == absent], text
+    # A longer name than a result reads is left to the model, not cut.
+    text = "Brighton and Hove Albion 2 (Mitoma 30) Fulham 1 (Jimenez 50)"
+    raw = spans(text, ("Brighton and Hove Albion", "ORG"))
+    assert "Brighton and Hove Albion" in {e.name for e in build_entities(text, raw)}
 
 
 def test_a_dateline_names_a_place():

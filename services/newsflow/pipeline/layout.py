@@ -141,7 +141,10 @@ def dateline_places(text: str) -> list[Span]:
 # A line of a results table or standings: names (teams, parties) each followed by whole numbers,
 # and nothing else, with two names ("Arsenal 2 West Ham 0") or three numbers ("Sheffield Wednesday
 # 3 3 0 0 6 2 9"): one name and a number is a heading ("Step 2").
-_TABLE_NAME = r"[^\W\d_a-z][\w.'’&-]*(?: (?:[^\W\d_a-z][\w.'’&-]*|de|del|da|do|of|and|&))*"
+_NAME_WORD = r"[^\W\d_a-z][\w.'’&-]*"
+# Lower-case words inside a name ("Real Sociedad de Futbol", "Van der Sar").
+_PARTICLE = r"de|del|da|do|van|von|der"
+_TABLE_NAME = rf"{_NAME_WORD}(?: (?:{_NAME_WORD}|{_PARTICLE}|of|and|&))*"
 _TABLE_LINE = re.compile(rf"^(?:{_TABLE_NAME}(?: \d{{1,3}})+ ?)+$", re.M)
 _TABLE_NAMES = re.compile(_TABLE_NAME)
 _TABLE_NUMBER = re.compile(r"\b\d+\b")
@@ -178,7 +181,7 @@ def table_names(text: str, spans: Sequence[Span]) -> list[Span]:
             s, e = m.span()
             key = entity_key(m.group())
             model = {label for ms, _, label in spans if s <= ms < e}
-            if country_key(key) or countries_around([key]):
+            if _country_or_region(m.group()):
                 label = "GPE"
             elif _all_common_words(m.group()):
                 continue
@@ -194,30 +197,36 @@ def table_names(text: str, spans: Sequence[Span]) -> list[Span]:
 
 # --- Results in a sentence's place: scorers, ranked lists -----------------------------------------
 
-# A name here starts at a word's start and has at most four words: a line of capitalised words
-# costs one pass, not one per word. Texts may come tokenized, a space before punctuation and
-# inside parentheses ("Contra ( 31st ) ,"): the patterns allow it.
-_RESULT_NAME = r"(?<![\w.'’&-])[^\W\d_a-z][\w.'’&-]*(?: (?:[^\W\d_a-z][\w.'’&-]*|de|del|da|van|von)){0,3}"
+# A name here starts where a line, a clause or a parenthesis does and has at most four words, so
+# that a longer name ("Brighton and Hove Albion") is left to the model rather than cut, and a
+# line of capitalised words costs a pass per clause, not per word. Texts may come tokenized, a
+# space before punctuation and inside parentheses ("Contra ( 31st ) ,"): the patterns allow it.
+_RESULT_NAME = rf"{_NAME_WORD}(?: (?:{_NAME_WORD}|{_PARTICLE})){{0,3}}"
+_CLAUSE_START = r"(?:^|(?<=[,;:)(–-] )|(?<=\()|(?<=\. ))"
 # A match result with its scorers, the wire's summary: "Ajax Amsterdam 3 (Kanu 12, Litmanen 45
 # pen) NAC Breda 1 (Verbeek 60)". Each side is a team and its score; in parentheses, the players
 # who scored and the minutes.
 _SCORER = rf"{_RESULT_NAME} \d{{1,3}}(?:st|nd|rd|th)?(?: (?:pen|og|penalty))?"
 _SCORED = re.compile(
-    rf"(?P<team>{_RESULT_NAME}) \d{{1,3}} ?\( ?(?P<scorers>{_SCORER}(?: ?[,;] {_SCORER})*) ?\)"
+    rf"{_CLAUSE_START}(?P<team>{_RESULT_NAME}) \d{{1,3}} ?\( ?(?P<scorers>{_SCORER}(?: ?[,;] {_SCORER})*) ?\)",
+    re.M,
 )
 _SCORER_NAME = re.compile(rf"(?P<scorer>{_RESULT_NAME}) \d")
+# Most texts have no score or minute by a parenthesis: looking for one first costs a fraction of
+# matching the patterns at every clause.
 _RESULT_HINT = re.compile(
     r"\d ?\( ?[^\W\d_a-z]|\( ?\d{1,3}(?:st|nd|rd|th)\b|^\d{1,3}\.? [^\W\d_a-z].*\),? \d", re.M
 )
 # A scorer with the minute as an ordinal in parentheses: "Cosmin Contra (31st)".
 _SCORED_AT = re.compile(
-    rf"(?P<scorer>{_RESULT_NAME}) ?\( ?\d{{1,3}}(?:st|nd|rd|th)(?: (?:minute|min|pen|penalty))? ?\)"
+    rf"{_CLAUSE_START}(?P<scorer>{_RESULT_NAME}) ?\( ?\d{{1,3}}(?:st|nd|rd|th)(?: (?:minute|min|pen|penalty))? ?\)",
+    re.M,
 )
 # A ranked result: a place, the competitor, in parentheses the country they compete for, and the
 # result: "1. Linford Christie (Britain) 10.05", "137 Greg Norman (Australia) 68 69". (A numbered
 # list without results is not one: "1. Machu Picchu (Peru)".)
 _RANKED = re.compile(
-    rf"^\d{{1,3}}\.? (?P<name>{_RESULT_NAME}) ?\( ?(?P<country>{_RESULT_NAME}) ?\),? \d", re.M
+    rf"^\d{{1,3}}\.? (?P<name>{_RESULT_NAME}) ?\( ?(?P<country>{_TABLE_NAME}) ?\),? \d", re.M
 )
 
 
@@ -226,32 +235,47 @@ def _country_or_region(name: str) -> bool:
     return bool(country_key(key) or countries_around([key]))
 
 
-def result_names(text: str) -> list[Span]:
-    """Return the names of results written in running text: the teams of a result with scorers
-    (countries and regions GPE, as news names a national side, else ORG) and its scorers
-    (PERSON); a ranked competitor (PERSON) and the country in parentheses after them (GPE).
-    Sorted, without overlaps."""
+def _a_player(name: str) -> bool:
+    """Whether a scorer's name may be a player's: not common words alone, not a place."""
+    return not _all_common_words(name) and not is_place(entity_key(name))
+
+
+def result_names(text: str, spans: Sequence[Span]) -> list[Span]:
+    """Return the names of results written in running text, sorted, without overlaps.
+
+    A result with scorers: its teams (countries and regions GPE, as news names a national side,
+    else ORG; a team of common words alone, "Top 5 (Apple 12)", is no result) and its scorers
+    (PERSON, unless a place: "Group B 4 (Brazil 7)"); a scorer by an ordinal minute (PERSON, unless
+    a place: "Finland (1st)"). A ranked list: the countries in parentheses (GPE), and the
+    competitors as people where the model took most of those it read for people
+    (athletes; a list of companies or cities, "1. Toyota (Japan) 10.5 million", keeps the
+    model's reading).
+    """
     found: list[Span] = []
-    # A result needs a score or minute before or inside a parenthesis: most texts have none, and
-    # looking for one is a fraction of what matching every capitalised word would cost.
     if not _RESULT_HINT.search(text):
         return found
     for m in _SCORED.finditer(text):
         team = m.group("team")
         if _country_or_region(team):
             found.append((*m.span("team"), "GPE"))
-        elif not _all_common_words(team):
+        elif _all_common_words(team):
+            continue
+        else:
             found.append((*m.span("team"), "ORG"))
         for scorer in _SCORER_NAME.finditer(text, m.start("scorers"), m.end("scorers")):
-            if not _all_common_words(scorer.group("scorer")):
+            if _a_player(scorer.group("scorer")):
                 found.append((*scorer.span("scorer"), "PERSON"))
     for m in _SCORED_AT.finditer(text):
-        if not _all_common_words(m.group("scorer")):
+        if _a_player(m.group("scorer")):
             found.append((*m.span("scorer"), "PERSON"))
-    for m in _RANKED.finditer(text):
-        if _country_or_region(m.group("country")) and not _all_common_words(m.group("name")):
+    ranked = [m for m in _RANKED.finditer(text) if _country_or_region(m.group("country"))]
+    read = [{label for ms, me, label in spans if ms < m.end("name") and m.start("name") < me} for m in ranked]
+    # Of the competitors the model read as names, more people than not.
+    people = 2 * sum("PERSON" in labels for labels in read) > sum(bool(labels) for labels in read)
+    for m in ranked:
+        if people and _a_player(m.group("name")):
             found.append((*m.span("name"), "PERSON"))
-            found.append((*m.span("country"), "GPE"))
+        found.append((*m.span("country"), "GPE"))
     return _first_of_overlapping(found)
 
 
@@ -266,8 +290,8 @@ def _first_of_overlapping(spans: Sequence[Span]) -> list[Span]:
 def with_layout(text: str, spans: Sequence[Span], datelines: Sequence[Span] = ()) -> list[Span]:
     """Return the model's spans with the datelines' places (`dateline_places`), the tables' names
     and the results' (`result_names`) in place of those of the model's that overlap them."""
-    # Where two layouts claim a name, the first claim stands.
-    found = _first_of_overlapping([*datelines, *table_names(text, spans), *result_names(text)])
+    # Where two layouts claim overlapping names, the one that starts first is kept.
+    found = _first_of_overlapping([*datelines, *table_names(text, spans), *result_names(text, spans)])
     if not found:
         return list(spans)
     starts = [s for s, _, _ in found]

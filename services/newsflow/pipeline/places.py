@@ -86,6 +86,7 @@ CANONICAL = {"US": "united states", "GB": "united kingdom", "RU": "russia", "CZ"
 MIN_CITY_POPULATION = 100_000
 # A city this big is what its name means rather than the province or state named after it.
 METROPOLIS_POPULATION = 1_000_000
+SHORT_NAME_POPULATION = 500_000
 _LATIN_NAME = re.compile(r"[A-Z][A-Za-z\u00c0-\u024f' .-]{3,}")
 _ON_RIVER = re.compile(r"([A-Z][^\W\d_]{3,})[ -](?:am|an der|upon|on|im|sur)[ -][A-Z]")
 
@@ -126,9 +127,10 @@ def _big_cities() -> dict[str, tuple[int, str, int]]:
                 for n in city.get("alternatenames", ())
                 if _LATIN_NAME.fullmatch(n) and SequenceMatcher(None, n.lower(), name.lower()).ratio() >= 0.8
             )
-            # A city named with the river or lake it lies on is called by its first word alone
-            # ("Frankfurt am Main", "Newcastle upon Tyne", "Rostov-on-Don").
-            if located := _ON_RIVER.match(name):
+            # A big city named with the river it lies on is called by its first word alone
+            # ("Frankfurt am Main", "Rostov-on-Don"); a smaller one's first word is as often a
+            # surname ("Burton upon Trent", "Stoke-on-Trent").
+            if city["population"] >= SHORT_NAME_POPULATION and (located := _ON_RIVER.match(name)):
                 keys.add(entity_key(located.group(1)))
             ids.update(
                 dict.fromkeys(
