@@ -84,6 +84,11 @@ def spans(text: str, *words: tuple[str, str]) -> list[tuple[int, int, str]]:
     return out
 
 
+def labels_read(text: str, *model: tuple[str, str]) -> dict[str, str]:
+    """Each entity's name and label, the model having read `model` (as `spans` finds them)."""
+    return {e.name: e.label for e in build_entities(text, spans(text, *model))}
+
+
 def test_short_name_merges_into_the_full_name():
     text = "Vladimir Putin met envoys. Later Putin said no. Putin's aide agreed."
     ents = build_entities(
@@ -407,8 +412,9 @@ def test_a_results_table_names_clubs_countries_and_people():
         "A poll gave:\nBill Clinton 49 Bob Dole 37\nOthers 14"
     )
     # What the model made of it: a club as a person, a span across a line, most names missed.
-    raw = spans(text, ("Blackburn", "PERSON"), ("Bill Clinton", "PERSON"), ("Bob Dole 37\nOthers", "PERSON"))
-    labels = {e.name: e.label for e in build_entities(text, raw)}
+    labels = labels_read(
+        text, ("Blackburn", "PERSON"), ("Bill Clinton", "PERSON"), ("Bob Dole 37\nOthers", "PERSON")
+    )
     assert labels == {
         "Arsenal": "ORG",
         "West Ham": "ORG",
@@ -457,10 +463,9 @@ def test_a_result_with_scorers_names_the_teams_and_the_players():
         "PSV 2 ( Nilis 30 , Ronaldo 75 ) Feyenoord 0 .\nScorers : Romania - Cosmin Contra ( 31st )"
     )
     # What the model made of it: a club as a person, a player as a place, most names missed.
-    raw = spans(
+    labels = labels_read(
         text, ("Ajax Amsterdam", "PERSON"), ("Litmanen 45", "GPE"), ("Verbeek", "ORG"), ("Romania", "GPE")
     )
-    labels = {e.name: e.label for e in build_entities(text, raw)}
     assert labels == {
         "Ajax Amsterdam": "ORG",
         "NAC Breda": "ORG",
@@ -486,7 +491,7 @@ def test_a_ranked_result_names_the_competitor_and_their_country_but_a_numbered_l
         "Places to visit:\n1. Machu Picchu (Peru)\n2. Petra (Jordan)"
     )
     # The model took one athlete for an organisation, the others for people.
-    raw = spans(
+    labels = labels_read(
         text,
         ("Linford Christie", "ORG"),
         ("Paul Tergat", "PERSON"),
@@ -494,7 +499,6 @@ def test_a_ranked_result_names_the_competitor_and_their_country_but_a_numbered_l
         ("Machu Picchu", "PERSON"),
         ("Jordan", "PERSON"),
     )
-    labels = {e.name: e.label for e in build_entities(text, raw)}
     assert labels["Linford Christie"] == "PERSON" and labels["Paul Tergat"] == "PERSON"
     assert labels["Britain"] == "GPE" and labels["Kenya"] == "GPE"
     # No results after the list's entries: the model's reading stands.
@@ -503,8 +507,7 @@ def test_a_ranked_result_names_the_competitor_and_their_country_but_a_numbered_l
 
 def test_a_ranked_list_the_model_reads_as_companies_stays_companies():
     text = "Top carmakers by sales:\n1. Toyota (Japan) 10.5 million\n2. Volkswagen (Germany) 9.2 million"
-    raw = spans(text, ("Toyota", "ORG"), ("Volkswagen", "ORG"))
-    labels = {e.name: e.label for e in build_entities(text, raw)}
+    labels = labels_read(text, ("Toyota", "ORG"), ("Volkswagen", "ORG"))
     assert labels == {"Toyota": "ORG", "Volkswagen": "ORG", "Japan": "GPE", "Germany": "GPE"}
 
 

@@ -86,6 +86,7 @@ CANONICAL = {"US": "united states", "GB": "united kingdom", "RU": "russia", "CZ"
 MIN_CITY_POPULATION = 100_000
 # A city this big is what its name means rather than the province or state named after it.
 METROPOLIS_POPULATION = 1_000_000
+# A city this big named with its river goes by its first word alone (`_big_cities`).
 SHORT_NAME_POPULATION = 500_000
 _LATIN_NAME = re.compile(r"[A-Z][A-Za-z\u00c0-\u024f' .-]{3,}")
 _ON_RIVER = re.compile(r"([A-Z][^\W\d_]{3,})[ -](?:am|an der|upon|on|im|sur)[ -][A-Z]")
