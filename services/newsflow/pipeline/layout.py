@@ -1,5 +1,5 @@
 """Names that a text's layout tells, where the NER model reads it badly: datelines, results tables
-and lists, and the lines a name cannot run across.
+and lists, headline slugs, and the lines a name cannot run across.
 
 Spans are (start, end, label) over the text, spaCy's labels; `with_layout` returns the model's
 spans with these in place of the model's that overlap them, and `line_pieces` cuts the model's
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from wordfreq import zipf_frequency
 
@@ -60,7 +60,7 @@ def _hard_wrapped(text: str) -> bool:
     )
 
 
-def line_pieces(text: str, spans: Sequence[Span]) -> Iterator[Span]:
+def line_pieces(text: str, spans: Iterable[Span]) -> Iterator[Span]:
     """Yield the spans, those that run across a line break cut at it, each part with the label
     but a common word after the first ("Image", "Writing").
 
@@ -88,6 +88,28 @@ def line_pieces(text: str, spans: Sequence[Span]) -> Iterator[Span]:
             # first word ("Image", "Writing"), not a name.
             if n == 0 or " " in piece or is_place(entity_key(piece)) or not _all_common_words(piece):
                 yield line.start(), line.end(), label
+
+
+# A wire headline in capitals opens with its desk's slug: "SOCCER - ...", "MOTOR RACING - ...".
+_SLUG_DASH = " - "
+
+
+def without_slug(text: str, spans: Iterable[Span]) -> Iterator[Span]:
+    """Yield the spans, one that runs from a headline's slug into its first name cut after the
+    slug's dash ("BASEBALL - YANKEES" read as one organisation is "YANKEES"). A headline here is a
+    line in capitals; the slug, what comes before the line's first " - "."""
+    for start, end, label in spans:
+        line_start = text.rfind("\n", 0, start) + 1
+        dash = text.find(_SLUG_DASH, line_start, end)
+        if start < dash and text.find("\n", line_start, dash) < 0 and in_capitals(_line_at(text, start)):
+            start = dash + len(_SLUG_DASH)
+        yield start, end, label
+
+
+def in_capitals(line: str) -> bool:
+    """Whether a line is written in capitals (nine letters in ten or more, at least four)."""
+    letters = [c for c in line if c.isalpha()]
+    return len(letters) >= 4 and sum(c.isupper() for c in letters) >= 0.9 * len(letters)
 
 
 # --- Datelines -----------------------------------------------------------------------------------
