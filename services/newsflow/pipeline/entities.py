@@ -36,14 +36,14 @@ from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.names import without_legal_form
 from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
-from newsflow.pipeline.places import countries_around, country_key, is_place, place_id
+from newsflow.pipeline.places import country_key, is_place, place_id
 from newsflow.pipeline.recent import RECENT_INPUTS, Recent, digest
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
 
 DEFAULT_MODEL = NER_MODEL
 # Part of the name under which workers share spans (recent.py): bump it when the spans computed
 # for a text change other than with the model (what `cased_for_ner` gives it, the packing).
-SPANS_VERSION = 3
+SPANS_VERSION = 2
 # spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
 # hash in requirements-model.txt: model name -> (module, its folder in the module).
 PACKAGED_MODELS = {
@@ -212,16 +212,13 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
 
 def _propagatable(form: str, lower_words: set[str]) -> bool:
     """Whether a name may be found again where the model did not tag it: capitalised, and, if
-    one word, not a common word ("State", "House"; a country or region is none) nor one the text
-    also writes in lower case ("Prosecutors" starting a sentence, "prosecutors" elsewhere)."""
+    one word, not a common word ("State", "House") nor one the text also writes in lower case
+    ("Prosecutors" starting a sentence, "prosecutors" elsewhere)."""
     if not form[:1].isupper() or len(form) < 2:
         return False
     if " " in form:
         return True
-    low = form.lower()
-    # A country or region is a name however often it is written ("England", "China").
-    common = zipf_frequency(low, "en") >= _ORDINARY_ZIPF and not (country_key(low) or countries_around([low]))
-    return not common and low not in lower_words
+    return zipf_frequency(form.lower(), "en") < _ORDINARY_ZIPF and form.lower() not in lower_words
 
 
 # What ends a name without being its surname ("Martin Luther King Jr.").
@@ -239,11 +236,11 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
 
     Models tag a name in one sentence and miss it in the next ("Montalvo said ..."); within one
     article a name means one thing (one sense per discourse), so where it recurs it is the same
-    entity. A form two entities could claim is left alone. In a text with lines in capitals, they
-    are read as `cased_for_ner` writes them for the model (same offsets), so a headline's "SAMPRAS
-    BEATS" is "Sampras" when the report names Pete Sampras.
+    entity. A form two entities could claim is left alone. A line in capitals (a wire headline)
+    repeats the report's names in capitals ("SAMPRAS BEATS IVANISEVIC" over "Pete Sampras beat
+    ..."): there a name is found in capitals, if it is not a word as well (capitals hide the case
+    that tells "Hill" from "hill") or the report tagged it as the place it names.
     """
-    cased = cased_for_ner(text) if any(map(in_capitals, text.split("\n"))) else text
     lower_words = set(re.findall(r"\b[a-z][\w'’-]*", text))
     owner: dict[str, str | None] = {}
     for key, group in groups.items():
@@ -251,27 +248,53 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
         if _label(group) == "PERSON":
             forms.update(filter(None, map(_surname, group.names)))
         for form in forms:
-            if _propagatable(form, lower_words):
+            if form[:1].isupper() and len(form) > 1 and (" " in form or form.lower() not in lower_words):
                 owner[form] = key if owner.get(form, key) == key else None
-    found = {form: key for form, key in owner.items() if key is not None}
-    if not found:
-        return
+    named = {form: key for form, key in owner.items() if key is not None}
     taken = sorted(span for group in groups.values() for span in group.spans)
     starts = [start for start, _ in taken]
-    pattern = re.compile(
+    found = {form: key for form, key in named.items() if _propagatable(form, lower_words)}
+    if found:
+        pattern = re.compile(
+            r"(?<![\w&'’.-])(?:"
+            + "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
+            + r")(?![\w&-]|['’]\w{2})"
+        )
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if _untaken(taken, starts, start, end) and not _in_longer_name(text, start, end):
+                groups[found[match.group()]].spans.append((start, end))
+    shouted = {
+        form.upper(): key
+        for form, key in named.items()
+        if form.upper() != form
+        and (
+            " " in form
+            or zipf_frequency(form.lower(), "en") < _PLACE_WORD_ZIPF
+            or (_label(groups[key]) in PLACE_LABELS and is_place(form.lower()))
+        )
+    }
+    if not shouted:
+        return
+    in_caps = re.compile(
         r"(?<![\w&'’.-])(?:"
-        + "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
-        + r")(?![\w&-]|['’]\w{2})"
+        + "|".join(map(re.escape, sorted(shouted, key=len, reverse=True)))
+        + r")(?![\w&'’-])"
     )
-    for match in pattern.finditer(cased):
-        start, end = match.span()
-        i = bisect_right(starts, start)
-        # Not inside or across a mention already tagged.
-        if (i and taken[i - 1][1] > start) or (i < len(taken) and taken[i][0] < end):
-            continue
-        if _in_longer_name(cased, start, end):
-            continue
-        groups[found[match.group()]].spans.append((start, end))
+    line_start = 0
+    for line in text.split("\n"):
+        if in_capitals(line):
+            for match in in_caps.finditer(line):
+                start, end = line_start + match.start(), line_start + match.end()
+                if _untaken(taken, starts, start, end):
+                    groups[shouted[match.group()]].spans.append((start, end))
+        line_start += len(line) + 1
+
+
+def _untaken(taken: list[tuple[int, int]], starts: list[int], start: int, end: int) -> bool:
+    """Whether a span is neither inside nor across a mention already tagged (`taken`, sorted)."""
+    i = bisect_right(starts, start)
+    return not ((i and taken[i - 1][1] > start) or (i < len(taken) and taken[i][0] < end))
 
 
 _WORD_BEFORE = re.compile(r"([^\W\d_][\w.'’-]*)\s+$")
@@ -360,12 +383,7 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
             if canonical != key:
                 _fold(groups, key, canonical, keep_target_label=False)
         elif _label(group) not in PLACE_LABELS and is_place(key):
-            (_, most), *_ = group.labels.most_common()
-            if any(group.labels[label] == most for label in PLACE_LABELS):
-                # A place the model called a place as often as anything else: a place, whatever
-                # the order of the mentions (the reverse of the tie below).
-                group.labels = Counter({"GPE": len(group.spans)})
-            elif _label(group) in _NOT_RELABELLED:
+            if _label(group) in _NOT_RELABELLED:
                 undecided.append(group)
             else:
                 group.labels = Counter({"GPE": len(group.spans)})
@@ -493,12 +511,8 @@ def _recased(word: str, in_caps: bool, written: Mapping[str, str]) -> str:
     if len(word) <= 3 and country_key(low) is not None:  # "US", "UK", "UAE" are written so
         return word
     form = written.get(low)
-    if form in ("name", "word"):  # "ENGLAND" where the report says "England", "SCOREBOARD" where "scoreboard"
+    if form is not None:  # "ENGLAND" where the report says "England", "SCOREBOARD" where "scoreboard"
         return name if form == "name" else low
-    # A state or region the report writes only opening a sentence ("England named a squad"; a
-    # city may be a word too: "Nice weather").
-    if form == "opening" and len(low) > 3 and countries_around([low]):
-        return name
     zipf = zipf_frequency(low, "en")
     # A country, or a place that is not also a common word ("MADRID", not "SURPRISE", Arizona).
     if country_key(low) is not None or (is_place(low) and zipf < _PLACE_WORD_ZIPF):
@@ -536,12 +550,10 @@ _SENTENCE_OPENERS = frozenset('.!?:;"“‘([—–-')
 
 def _written_forms(lines: Sequence[str]) -> dict[str, str]:
     """Return how the cased lines write each word inside a sentence: {"england": "name"} for a word
-    always capitalised there, {"scoreboard": "word"} for one always in lower case, {"officials":
-    "opening"} for one written only capitalised at a sentence's start (a word both ways is left
-    out)."""
+    always capitalised there, {"scoreboard": "word"} for one always in lower case (a word both ways,
+    or only at a sentence's start, is left out)."""
     names: set[str] = set()
     words: set[str] = set()
-    openings: set[str] = set()
     for line in lines:
         for m in _CASED_WORD.finditer(line):
             w = m.group()
@@ -553,13 +565,7 @@ def _written_forms(lines: Sequence[str]) -> dict[str, str]:
                     i -= 1
                 if i >= 0 and line[i] not in _SENTENCE_OPENERS:
                     names.add(w.lower())
-                else:
-                    openings.add(w.lower())
-    return (
-        dict.fromkeys(openings - names - words, "opening")
-        | dict.fromkeys(names - words, "name")
-        | dict.fromkeys(words - names, "word")
-    )
+    return dict.fromkeys(names - words, "name") | dict.fromkeys(words - names, "word")
 
 
 def _recased_line(line: str, written: Mapping[str, str]) -> str:
