@@ -270,7 +270,7 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
         if form.upper() != form
         and (
             " " in form
-            or zipf_frequency(form.lower(), "en") < _PLACE_WORD_ZIPF
+            or zipf_frequency(form.lower(), "en") < _SHOUTED_NAME_ZIPF
             or (_label(groups[key]) in PLACE_LABELS and is_place(form.lower()))
         )
     }
@@ -289,6 +289,11 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
                 if _untaken(taken, starts, start, end):
                     groups[shouted[match.group()]].spans.append((start, end))
         line_start += len(line) + 1
+
+
+# A one-word name this frequent in English is also a word ("Hill", "West", "Bush"): in capitals,
+# where case cannot tell the two apart, it is not looked for.
+_SHOUTED_NAME_ZIPF = 4.5
 
 
 def _untaken(taken: list[tuple[int, int]], starts: list[int], start: int, end: int) -> bool:
