@@ -231,6 +231,11 @@ def _surname(name: str) -> str | None:
     return words[-1].rstrip(",") if len(words) > 1 else None
 
 
+# A one-word name this frequent in English is also a word ("Hill", "West", "Bush"): in capitals,
+# where case cannot tell the two apart, it is not looked for.
+_SHOUTED_NAME_ZIPF = 4.5
+
+
 def _propagate(groups: dict[str, _Group], text: str) -> None:
     """Add the untagged recurrences of a tagged name (and of a person's surname) to its entity.
 
@@ -289,11 +294,6 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
                 if _untaken(taken, starts, start, end):
                     groups[shouted[match.group()]].spans.append((start, end))
         line_start += len(line) + 1
-
-
-# A one-word name this frequent in English is also a word ("Hill", "West", "Bush"): in capitals,
-# where case cannot tell the two apart, it is not looked for.
-_SHOUTED_NAME_ZIPF = 4.5
 
 
 def _untaken(taken: list[tuple[int, int]], starts: list[int], start: int, end: int) -> bool:
