@@ -210,15 +210,17 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
             groups[short].labels = Counter({"PERSON": len(groups[short].spans)})
 
 
-def _propagatable(form: str, lower_words: set[str]) -> bool:
-    """Whether a name may be found again where the model did not tag it: capitalised, and, if
-    one word, not a common word ("State", "House") nor one the text also writes in lower case
-    ("Prosecutors" starting a sentence, "prosecutors" elsewhere)."""
-    if not form[:1].isupper() or len(form) < 2:
-        return False
-    if " " in form:
-        return True
-    return zipf_frequency(form.lower(), "en") < _ORDINARY_ZIPF and form.lower() not in lower_words
+def _written_as_name(form: str, lower_words: set[str]) -> bool:
+    """Whether a name's form may be found again where the model did not tag it: capitalised, and,
+    if one word, not one the text also writes in lower case ("Prosecutors" starting a sentence,
+    "prosecutors" elsewhere)."""
+    return form[:1].isupper() and len(form) > 1 and (" " in form or form.lower() not in lower_words)
+
+
+def _not_a_word(form: str, zipf: float) -> bool:
+    """Whether a name's form is several words, or one word less frequent in English than `zipf`
+    (at 5.0 "State" and "House" are words)."""
+    return " " in form or zipf_frequency(form.lower(), "en") < zipf
 
 
 # What ends a name without being its surname ("Martin Luther King Jr.").
@@ -253,12 +255,12 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
         if _label(group) == "PERSON":
             forms.update(filter(None, map(_surname, group.names)))
         for form in forms:
-            if form[:1].isupper() and len(form) > 1 and (" " in form or form.lower() not in lower_words):
+            if _written_as_name(form, lower_words):
                 owner[form] = key if owner.get(form, key) == key else None
     named = {form: key for form, key in owner.items() if key is not None}
     taken = sorted(span for group in groups.values() for span in group.spans)
     starts = [start for start, _ in taken]
-    found = {form: key for form, key in named.items() if _propagatable(form, lower_words)}
+    found = {form: key for form, key in named.items() if _not_a_word(form, _ORDINARY_ZIPF)}
     if found:
         pattern = re.compile(
             r"(?<![\w&'’.-])(?:"
@@ -274,8 +276,7 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
         for form, key in named.items()
         if form.upper() != form
         and (
-            " " in form
-            or zipf_frequency(form.lower(), "en") < _SHOUTED_NAME_ZIPF
+            _not_a_word(form, _SHOUTED_NAME_ZIPF)
             or (_label(groups[key]) in PLACE_LABELS and is_place(form.lower()))
         )
     }

@@ -2,8 +2,9 @@
 and lists, headline slugs, and the lines a name cannot run across.
 
 Spans are (start, end, label) over the text, spaCy's labels; `with_layout` returns the model's
-spans with these in place of the model's that overlap them, and `line_pieces` cuts the model's
-spans at line breaks. `entities.build_entities` applies both before it groups mentions.
+spans with these in place of the model's that overlap them, `without_slug` cuts a headline's slug
+from them and `line_pieces` cuts them at line breaks. `entities.build_entities` applies all three
+before it groups mentions.
 """
 
 from __future__ import annotations
