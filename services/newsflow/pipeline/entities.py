@@ -475,8 +475,11 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
             0.6 * len(spans) / max_count + 0.25 * (1 - first / length) + 0.15 * (f" {key} " in title_key)
         )
         label = g.labels.most_common(1)[0][0]
-        # The display name is the longest surface form seen most often (e.g. 'Vladimir Putin').
-        name = max(g.names.items(), key=lambda kv: (len(kv[0].split()), kv[1]))[0]
+        # The display name is the longest surface form seen most often (e.g. 'Vladimir Putin'), as
+        # the report writes it in its prose rather than in a headline or dateline in capitals.
+        name = max(g.names.items(), key=lambda kv: (len(kv[0].split()), not kv[0].isupper(), kv[1]))[0]
+        if label != "ORG" and _SHOUTED_NAME.fullmatch(name):  # only ever "MADRID" or "SAMPRAS"
+            name = name.capitalize()
         entities.append(
             Entity(
                 key=key,
@@ -496,6 +499,10 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
 
 _WORD = re.compile(r"[^\W\d_]+")
 _CAPS_WORD = re.compile(r"[^\W\d_a-z]{2,}")
+# A one-word name in capitals too long for an acronym ("FBI", "NATO"), of letters only (not
+# "O'NEILL", whose case capitalising would get wrong): a place, person or people is shown
+# capitalised; an organisation is not ("UNESCO", "NAACP" are acronyms).
+_SHOUTED_NAME = re.compile(r"[^\W\d_a-z]{5,}")
 # A shouted word this long that is also a common word ("COMPLETELY") is emphasis, not a name.
 _SHOUTED_MIN_LETTERS = 5
 _COMMON_ZIPF = 4.0
