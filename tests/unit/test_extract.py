@@ -440,6 +440,36 @@ def test_a_headline_the_page_states_is_never_lengthened_by_its_title_element():
     assert isinstance(article, CleanArticle) and article.title == "Ferries resume"
 
 
+@pytest.mark.parametrize(
+    ("og_title", "site", "headline"),
+    [
+        ("Ferries resume | Harbour Times", "Harbour Times", "Ferries resume"),
+        ("Ferries resume - HarbourTimes.example", None, "Ferries resume"),  # by the page's host
+        ("Ferries resume | Harbour", "Harbour Times", "Ferries resume"),  # the start of its name
+        ("Harbour Times - Ferries resume", "Harbour Times", "Ferries resume"),
+        # Not the site's: a section, a headline naming the site, a first part that only starts its name
+        ("Ferries resume | Editorial", "Harbour Times", "Ferries resume | Editorial"),
+        (
+            "Take care - Harbour Times at the boat show",
+            "Harbour Times",
+            "Take care - Harbour Times at the boat show",
+        ),
+        ("Harbour - Ferries resume", "Harbour Times", "Harbour - Ferries resume"),
+        ("Ferries resume", "Harbour Times", "Ferries resume"),
+    ],
+)
+def test_a_stated_headline_loses_the_sites_name_beside_it(og_title, site, headline):
+    body = "<p>The ferry service resumed on the northern route after the storm, the operator said.</p>" * 5
+    site_meta = f'<meta property="og:site_name" content="{site}">' if site else ""
+    head = (
+        f'<meta property="og:title" content="{og_title}">{site_meta}'
+        '<link rel="canonical" href="https://harbourtimes.example/news/ferries">'
+    )
+    html = f"<html><head>{head}</head><body><article>{body}</article></body></html>"
+    article = extract_article(RawArticle("t", html.encode(), Source("t.html", "o", "text/html", "")))
+    assert isinstance(article, CleanArticle) and article.title == headline
+
+
 def test_a_page_saved_as_text_is_read_as_a_page_and_text_about_html_stays_text():
     page = (ARTICLES / "harbourtimes" / "bridge-reopens.html").read_bytes()
     saved = extract_article(RawArticle("s", page, Source("bridge.txt", "o", "text/plain", "")))

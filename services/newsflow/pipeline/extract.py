@@ -222,14 +222,54 @@ def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
         or not (dropped[0] in _OPENING_QUOTES or dropped[0].islower())
     ):
         return title
-    key = _NOT_ALNUM.sub("", dropped).lower()
-    site = _NOT_ALNUM.sub(
-        "", str(tree.xpath("string(//head/meta[@property='og:site_name']/@content)"))
-    ).lower()
-    host = host_of(page_url) or ""
-    label = max(host.split(".")[:-1] or [host], key=len)  # heise (heise.de), bbc (bbc.co.uk)
-    names = {site, _NOT_ALNUM.sub("", label).lower()} - {""}
+    key = _name_key(dropped)
+    names = _site_keys(str(tree.xpath("string(//head/meta[@property='og:site_name']/@content)")), page_url)
     return title if any(name in key or key in name for name in names) else whole
+
+
+def _name_key(name: str) -> str:
+    """Return a name's letters and digits in lower case; a domain ("SpaceNews.com") by its
+    longest label but the last: spacenews (spacenews.com), heise (heise.de), bbc (bbc.co.uk)."""
+    if _DOMAIN.fullmatch(name):
+        labels = name.split(".")
+        name = max(labels[:-1], key=len)
+    return _NOT_ALNUM.sub("", name).lower()
+
+
+def _site_keys(site_name: str | None, page_url: str | None) -> set[str]:
+    """Return the `_name_key`s a page's site goes by: its stated name, and its host's."""
+    return {_name_key(site_name or ""), _name_key(host_of(page_url) or "")} - {""}
+
+
+# Between a headline and the site's name in a page's title: "Headline | Site", "Site - Headline".
+_TITLE_SEPARATOR = re.compile(r"\s+(?:[|\-–—·•»]|::)\s+")
+
+
+def without_site_name(title: str, site_name: str | None, page_url: str | None) -> str:
+    """Return a title without the site's name before or after a separator ("... review | MoreBikes",
+    "... - SpaceNews.com"; "The Guardian view on ... | Editorial" is kept): a consumer shows its own
+    outlet name, and the story stage reads the headline's words as what the report is about.
+
+    A part is the site's when it is the site's stated name or host ("IGN", "9to5Mac"), or, after
+    the headline, the start of it ("Inexhibit" of "Inexhibit magazine"); a part that merely
+    contains it ("comwrap auf der DMEXCO" on comwrap.com) is the headline's.
+    """
+    names = _site_keys(site_name, page_url)
+    separators = list(_TITLE_SEPARATOR.finditer(title))
+    if not names or not separators:
+        return title
+
+    def is_site(part: str, or_its_start: bool) -> bool:
+        key = _name_key(part.strip())
+        return len(key) >= 2 and any(
+            name == key or (or_its_start and len(key) >= 4 and name.startswith(key)) for name in names
+        )
+
+    first, last = separators[0], separators[-1]
+    if is_site(title[last.end() :], or_its_start=True):
+        return title[: last.start()]
+    # Before the headline only the name itself: "Liverpool - Everton" on liverpoolfc.com is a match.
+    return title[first.end() :] if is_site(title[: first.start()], or_its_start=False) else title
 
 
 def _canonical_anywhere(tree: Any) -> str | None:
@@ -255,7 +295,9 @@ def _from_html(
     meta = extract_html(html if tree is None else tree, url, options)
     page_url = meta.get("url") or url or (_canonical_anywhere(tree) if tree is not None else None)
     if tree is not None and meta.get("title"):
-        meta["title"] = _headline(meta["title"], tree, page_url)
+        meta["title"] = without_site_name(
+            _headline(meta["title"], tree, page_url), meta.get("sitename"), page_url
+        )
     # The headline is metadata, not body: lines repeating it go, and so do lines that are wholly
     # a link to elsewhere (apply_rules' title and link_texts).
     cleaned = apply_rules(
