@@ -901,3 +901,14 @@ def test_a_name_in_capitals_is_shown_as_the_prose_writes_it():
         "UNESCO": "ORG",
         "SANTIAGO DE CHILE": "GPE",
     }
+
+
+def test_an_account_or_a_link_is_no_name():
+    text = "Watch it here pic.twitter.com/4p7SXk7JPW as @POTUS said, and see www.example.com/live today."
+    names = labels_read(
+        text, ("pic.twitter.com/4p7SXk7JPW", "PERSON"), ("@POTUS", "ORG"), ("www.example.com/live", "ORG")
+    )
+    assert names == {}
+    # A name with a slash or a dot is still a name.
+    text = "AC/DC played in St. Louis."
+    assert labels_read(text, ("AC/DC", "ORG"), ("St. Louis", "GPE")) == {"AC/DC": "ORG", "St. Louis": "GPE"}

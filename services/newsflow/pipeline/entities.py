@@ -123,6 +123,10 @@ _LEADING_THE = re.compile(r"^the\s+", re.I)
 # "pro-Beijing", "anti-EU": a stance, said of people or parties, not a name (the model often tags
 # it an ORG or a place).
 _STANCE = re.compile(r"^(?:pro|anti)\s*-", re.I)
+# An account or a link the model read as a name ("@POTUS", "pic.twitter.com/4p7SXk7JPW"): an
+# address, not the name of what it points to. Matched over the mention and the character before
+# it (the model may leave the "@" out).
+_ADDRESS = re.compile(r"(?:^|\s)@\w|://|\w\.[a-z]{2,}/|(?:^|\W)www\.", re.I)
 
 
 def clean_mention(text: str, label: str) -> str:
@@ -444,7 +448,7 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
         name = clean_mention(text[start:end], label)
         if cased and not any(c.isupper() for c in name):
             continue  # no capital in a cased text: a common word ("the state"), not a name
-        if _STANCE.match(name):
+        if _STANCE.match(name) or _ADDRESS.search(text[max(0, start - 1) : end]):
             continue
         company = without_legal_form(name)
         key = entity_key(company)
