@@ -543,3 +543,38 @@ def test_a_canonical_link_the_markup_pushed_into_the_body_still_names_the_page(h
     assert isinstance(article, CleanArticle)
     assert article.url == "https://www.harbour.example/news/ferries-resume-1"
     assert article.source.outlet == "harbour.example"
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads_as_without_it(tmp_path):
+    body = "Ferries resumed on Monday after the storm. " * 10
+    (tmp_path / "wire").mkdir()
+    (tmp_path / "wire" / "ferries.txt").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    (tmp_path / "wire" / "ferries.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": body}).encode())
+    for name in ("ferries.txt", "ferries.json"):
+        article = extract_article(raw_from_file(tmp_path / "wire" / name, tmp_path))
+        assert isinstance(article, CleanArticle), article
+        assert article.text == body.strip() and article.extraction.encoding == "utf-8"
+
+
+@pytest.mark.parametrize("envelope", [{"html": "   "}, {"text": ""}, {"html": " ", "text": "\n"}])
+def test_an_envelope_file_without_any_text_is_a_dead_letter_as_a_line_is_a_bad_line(tmp_path, envelope):
+    result = extract_article(_envelope_file(tmp_path, envelope))
+    assert isinstance(result, Rejection) and result.reason == "bad_envelope"
+    assert result.detail == "no 'html' or 'text' string with anything in it"
+
+
+def test_the_outlet_the_producer_gave_is_the_articles_and_the_envelope_names_it_where_it_gave_none(tmp_path):
+    envelope = {"outlet": "envelope-outlet", "url": "https://host.example/a", "text": FERRIES["text"]}
+
+    def outlet_of(envelope: dict, given: str | None = None) -> str:
+        raw = _envelope_file(tmp_path, envelope)  # a file under wire/
+        if given:
+            raw = replace(raw, source=replace(raw.source, outlet=given))
+        article = extract_article(raw)
+        assert isinstance(article, CleanArticle), article
+        return article.source.outlet
+
+    assert outlet_of(envelope) == "wire"  # the folder's, as its message's header says
+    assert outlet_of(envelope, given="desk") == "desk"  # --outlet
+    assert outlet_of(envelope, given="unknown") == "envelope-outlet"  # a file under no folder
+    assert outlet_of({**envelope, "outlet": "  "}, given="unknown") == "host.example"

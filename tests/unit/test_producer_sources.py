@@ -238,3 +238,19 @@ def test_an_outlet_argument_must_be_text():
     for bad in (b"x\xff".decode("utf-8", "surrogateescape"), "  "):  # bytes a shell passed; nothing
         with pytest.raises(argparse.ArgumentTypeError):
             outlet_argument(bad)
+
+
+def test_json_lines_saved_with_a_byte_order_mark_lose_no_line_and_a_blank_outlet_names_none(tmp_path: Path):
+    # Windows tools (Notepad, PowerShell's Out-File) start a UTF-8 file with a byte order mark.
+    lines = [
+        json.dumps({"url": "https://wire.example/1", "text": "First report."}),
+        json.dumps({"outlet": "   ", "url": "https://metro.example/2", "text": "Second report."}),
+        json.dumps({"outlet": " metro ", "text": "Third report."}),
+    ]
+    path = tmp_path / "feed.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    items = list(iter_inputs([path]))
+    assert not [i for i in items if isinstance(i, Skipped)]
+    assert [a.source.outlet for a in _articles(items)] == ["wire.example", "metro.example", "metro"]
+    # The operator's outlet is every article's.
+    assert {a.source.outlet for a in _articles(iter_inputs([path], outlet="desk"))} == {"desk"}

@@ -77,6 +77,9 @@ def decode_payload(
     payload: bytes, content_type: str | None = None, is_html: bool = False
 ) -> tuple[str, str] | Rejection:
     """Return (text, encoding used), or a Rejection when no encoding fits the bytes."""
+    if payload.startswith(codecs.BOM_UTF8):
+        # The mark it is (Windows tools write one), not a character of the text.
+        payload = payload[len(codecs.BOM_UTF8) :]
     declared = declared_charset(payload, content_type, is_html) or utf16_without_bom(payload)
     # Valid UTF-8 with non-ASCII bytes almost never happens by accident, while pages that
     # declare windows-1252/latin-1 but are really UTF-8 are common: try UTF-8 first.

@@ -23,6 +23,7 @@ from newsflow.pipeline.decode import decode_payload
 from newsflow.pipeline.language import identify_language
 from newsflow.pipeline.options import ExtractOptions as ExtractOptions
 from newsflow.pipeline.records import (
+    UNKNOWN_OUTLET,
     CleanArticle,
     Extraction,
     RawArticle,
@@ -347,11 +348,13 @@ def _from_envelope(
         return Rejection(STAGE, "bad_envelope", "a JSON envelope must be an object")
     if problem := envelope_problem(env):
         return Rejection(STAGE, "bad_envelope", problem)
-    html, text = env.get("html"), env.get("text")  # strings or None (envelope_problem)
-    if html is None and text is None:
-        return Rejection(STAGE, "bad_envelope", "envelope has neither an 'html' nor a 'text' string")
+    html, text = env.get("html"), env.get("text")  # strings or None, one with text (envelope_problem)
     url = _str_field(env, "url") or raw.source.url
-    outlet = outlet_or_host(_str_field(env, "outlet") or raw.source.outlet, url)
+    # The outlet the producer gave (`--outlet`, the folder, a JSON line's own) is the article's, as
+    # its messages' headers say; the envelope names it where the producer knew none.
+    outlet = raw.source.outlet
+    if outlet == UNKNOWN_OUTLET:
+        outlet = outlet_or_host(_str_field(env, "outlet") or outlet, url)
     inner = replace(raw, source=replace(raw.source, url=url, outlet=outlet))
     if isinstance(html, str) and html.strip():
         article = _from_html(inner, html, encoding, url, options)

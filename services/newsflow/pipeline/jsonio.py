@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 import orjson
@@ -22,5 +23,11 @@ def dumps_line(obj: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON bytes or text; raises orjson.JSONDecodeError (a ValueError) on bad input."""
-    return orjson.loads(data)
+    """Parse JSON bytes or text; raises orjson.JSONDecodeError (a ValueError) on bad input.
+
+    A UTF-8 byte order mark before it is ignored, as RFC 8259 allows: Windows tools write one
+    (Notepad, PowerShell's Out-File), and a feed or envelope saved so is still JSON.
+    """
+    if isinstance(data, str):
+        return orjson.loads(data.removeprefix("\ufeff"))
+    return orjson.loads(data.removeprefix(codecs.BOM_UTF8))

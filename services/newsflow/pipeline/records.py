@@ -188,6 +188,8 @@ def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
     for name in ENVELOPE_STRING_FIELDS:
         if envelope.get(name) is not None and not isinstance(envelope[name], str):
             return f"'{name}' must be a string"
+    if not any(isinstance(envelope.get(f), str) and envelope[f].strip() for f in ENVELOPE_TEXT_FIELDS):
+        return "no 'html' or 'text' string with anything in it"
     published = envelope.get("published")
     if not (published is None or isinstance(published, str) or envelope_published(published)):
         return "'published' must be a string or a Unix time"

@@ -25,7 +25,6 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.records import (
-    ENVELOPE_TEXT_FIELDS,
     UNKNOWN_OUTLET,
     RawArticle,
     Source,
@@ -350,12 +349,10 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
         return Skipped(where, "bad_line", f"not JSON: {exc}"[:200])
     if not isinstance(envelope, dict):
         return Skipped(where, "bad_line", "not a JSON object")
-    if not any(isinstance(envelope.get(f), str) and envelope[f].strip() for f in ENVELOPE_TEXT_FIELDS):
-        return Skipped(where, "bad_line", "no 'html' or 'text' string with anything in it")
     if problem := envelope_problem(envelope):
         return Skipped(where, "bad_line", problem)
     url, named = envelope.get("url"), envelope.get("outlet")  # strings or None (envelope_problem)
-    resolved = outlet or named or host_of(url) or UNKNOWN_OUTLET
+    resolved = outlet or (named or "").strip() or host_of(url) or UNKNOWN_OUTLET
     return RawArticle(
         # The same envelope is the same article wherever it is found (another file, a re-send).
         article_id=article_id_for(resolved, url or "", body),
