@@ -161,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--out",
-        type=Path,
-        default=Path("out/enriched.jsonl"),
+        default="out/enriched.jsonl",
         help="where to write the enriched records (default: %(default)s); the dead letters go beside "
         "it, in dead-letters.jsonl",
     )
@@ -186,13 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
+    if args.out.endswith(("/", os.sep)):  # Path() would take the folder's name for a file's
+        sys.stderr.write(f"newsflow-run: error: --out: {args.out} is a folder (give a file name)\n")
+        return 2
+    args.out = Path(args.out)
     dead_out = args.out.with_name("dead-letters.jsonl")
     if dead_out == args.out:
         sys.stderr.write(f"newsflow-run: error: --out: {args.out.name} is where the dead letters go\n")
         return 2
     for path in (args.out, dead_out):
-        if path.is_dir():
-            sys.stderr.write(f"newsflow-run: error: --out: {path} is a directory (give a file name)\n")
+        if problem := _unwritable(path):
+            sys.stderr.write(f"newsflow-run: error: --out: {problem}\n")
             return 2
     # The worker's too, though the worker reads them itself: a bad one stops the run here, at once.
     kafka, run, producer, _ = load_settings_or_exit(
@@ -238,12 +241,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         stop_worker(worker)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    # Both files every run: an empty dead-letters file says there were none this time.
-    for path, records in ((args.out, enriched), (dead_out, dead)):
-        with path.open("wb") as fh:
-            for record in records:
-                fh.write(jsonio.dumps_line(record))
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        # Both files every run: an empty dead-letters file says there were none this time.
+        for path, records in ((args.out, enriched), (dead_out, dead)):
+            with path.open("wb") as fh:
+                for record in records:
+                    fh.write(jsonio.dumps_line(record))
+    except OSError as exc:  # checked before the run; a disk filling up since is still one line
+        sys.stderr.write(f"newsflow-run: error: writing the output: {exc}\n")
+        return 1
     print(summary_table(enriched))
     stories = {r.get("story_id") for r in enriched if r.get("story_id")}
     print(
@@ -253,6 +260,23 @@ def main(argv: list[str] | None = None) -> int:
     for d in dead:
         print(f"dead letter {d['key']}: {d['reason']} ({d['detail']})")
     return 0
+
+
+def _unwritable(path: Path) -> str | None:
+    """Return why an output file cannot be written, or None, without creating anything: checked
+    before Kafka starts, so that a run's results are not lost at its end."""
+    if path.is_dir():
+        return f"{path} is a directory (give a file name)"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    folder = path.parent
+    while not folder.exists():  # the first folder that exists, where the missing ones would go
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a directory, so {path} cannot be created"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable, so {path} cannot be created"
+    return None
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def line(record: Mapping[str, Any]) -> str:
         lang = (record.get("language") or {}).get("code") or "--"
         return (
             f"{source.get('received_at', '')[:19]}  {source.get('outlet', '')[:14]:<14}  "
-            f"{record.get('story_id', '')}  {lang}  {(record.get('title') or '(no title)')[:70]}"
+            f"{record.get('story_id') or '--'}  {lang}  {(record.get('title') or '(no title)')[:70]}"
             f"{copy}  [{top}]"
         )
     return (

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.schema import schema_errors
 from tests.conftest import ROOT, SEEDS
@@ -139,18 +141,38 @@ def test_a_run_writes_the_enriched_records_and_the_dead_letters_to_files(tmp_pat
     assert "3 enriched in 2 stories, 1 dead-lettered" in run.stdout
 
 
-def test_an_out_path_that_is_a_directory_is_refused_before_anything_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("out", "error"),
+    [
+        ("{tmp}", "--out: {tmp} is a directory (give a file name)"),
+        (
+            "{tmp}/new/",
+            "--out: {tmp}/new/ is a folder (give a file name)",
+        ),
+        # A folder on the way is a file: found before the run, not when its results are written.
+        (
+            "{tmp}/run.log/enriched.jsonl",
+            "--out: {tmp}/run.log is not a directory, so {tmp}/run.log/enriched.jsonl cannot be created",
+        ),
+        (
+            "{tmp}/run.log/a/enriched.jsonl",
+            "--out: {tmp}/run.log is not a directory, so {tmp}/run.log/a/enriched.jsonl cannot be created",
+        ),
+    ],
+)
+def test_an_out_path_that_cannot_be_written_is_refused_before_anything_runs(
+    tmp_path: Path, out: str, error: str
+) -> None:
+    (tmp_path / "run.log").write_text("a file\n")
     run = subprocess.run(
-        [sys.executable, "-m", "newsflow.localrun", "--out", str(tmp_path), str(SEEDS)],
+        [sys.executable, "-m", "newsflow.localrun", "--out", out.format(tmp=tmp_path), str(SEEDS)],
         env={**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert (run.returncode, run.stderr) == (
-        2,
-        f"newsflow-run: error: --out: {tmp_path} is a directory (give a file name)\n",
-    )
+    assert (run.returncode, run.stderr) == (2, f"newsflow-run: error: {error.format(tmp=tmp_path)}\n")
+    assert not (tmp_path / "new").exists()  # nothing created
 
 
 def test_a_path_that_does_not_exist_is_one_line_before_any_broker_starts(tmp_path: Path) -> None:

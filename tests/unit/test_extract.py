@@ -478,6 +478,10 @@ def test_a_page_saved_as_text_is_read_as_a_page_and_text_about_html_stays_text()
     xhtml = b'<?xml version="1.0" encoding="utf-8"?>\n' + page
     saved_xhtml = extract_article(RawArticle("x", xhtml, Source("bridge.txt", "o", "text/plain", "")))
     assert isinstance(saved_xhtml, CleanArticle) and saved_xhtml.extraction.method == "trafilatura"
+    utf16 = page.decode().encode("utf-16")  # with its byte order mark, as Windows saves it
+    saved_utf16 = extract_article(RawArticle("u", utf16, Source("bridge.txt", "o", "text/plain", "")))
+    assert isinstance(saved_utf16, CleanArticle) and saved_utf16.extraction.method == "trafilatura"
+    assert saved_utf16.title == saved.title and saved_utf16.text == saved.text
     prose = b"The <html> tag opens every web page, the course notes say, and students learn it first. " * 3
     text = extract_article(RawArticle("p", prose, Source("notes.txt", "o", "text/plain", "")))
     assert isinstance(text, CleanArticle) and text.extraction.method == "plaintext"

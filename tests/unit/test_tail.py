@@ -58,6 +58,8 @@ def test_one_readable_line_per_record():
         "Russia]",
     ]
     assert "2 articles from wire, metro" in line(STORY)
+    # An article in no story (too short, empty, another language's without an embedding): "--"
+    assert line({**ARTICLE, "story_id": None, "language": None}).split()[2:4] == ["--", "--"]
     assert "1 article from wire " in line({**STORY, "member_count": 1, "outlets": ["wire"]})
 
 

@@ -414,15 +414,16 @@ def warm_up(options: ExtractOptions | None = None) -> None:
 
 
 # A page saved or sent as plain text: it starts with a doctype or an <html> tag (after a BOM,
-# blanks, an XML declaration and comments), as no article text does.
-_HTML_START = re.compile(
-    rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S
-)
+# blanks, an XML declaration and comments), as no article text does. Looked for in the bytes,
+# so that the page's <meta charset> decodes it, and else in the text (a page in UTF-16).
+_HTML_START = r"\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]"
+_HTML_START_BYTES = re.compile(rb"(?:\xef\xbb\xbf)?" + _HTML_START.encode(), re.I | re.S)
+_HTML_START_TEXT = re.compile(_HTML_START, re.I | re.S)
 
 
 def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection:
     ctype = raw.source.content_type
-    if ctype == "text/plain" and _HTML_START.match(raw.payload[:2048]):
+    if ctype == "text/plain" and _HTML_START_BYTES.match(raw.payload[:2048]):
         ctype = "text/html"
     declared = f"{ctype}; charset={raw.source.charset}" if raw.source.charset else ctype
     decoded = decode_payload(raw.payload, declared, is_html=ctype == "text/html")
@@ -431,6 +432,8 @@ def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection
     document, encoding = decoded
     if "\x00" in document:
         return Rejection(STAGE, "undecodable", "decoded text contains NUL characters (binary file?)")
+    if ctype == "text/plain" and _HTML_START_TEXT.match(document[:2048]):
+        ctype = "text/html"
     article: CleanArticle | Rejection
     if ctype == "text/html":
         article = _from_html(raw, document, encoding, raw.source.url, options)
