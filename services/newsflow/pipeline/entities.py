@@ -127,6 +127,10 @@ _STANCE = re.compile(r"^(?:pro|anti)\s*-", re.I)
 # address, not the name of what it points to. Matched over the mention and the character before
 # it (the model may leave the "@" out).
 _ADDRESS = re.compile(r"(?:^|\s)@\w|://|\w\.[a-z]{2,}/|(?:^|\W)www\.", re.I)
+# A one-word name in capitals too long for an acronym ("FBI", "NATO"), of letters only (not
+# "O'NEILL", whose case capitalising would get wrong): a place, person or people is shown
+# capitalised; an organisation is not ("UNESCO", "NAACP" are acronyms).
+_SHOUTED_NAME = re.compile(r"[^\W\d_a-z]{5,}")
 
 
 def clean_mention(text: str, label: str) -> str:
@@ -503,10 +507,6 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
 
 _WORD = re.compile(r"[^\W\d_]+")
 _CAPS_WORD = re.compile(r"[^\W\d_a-z]{2,}")
-# A one-word name in capitals too long for an acronym ("FBI", "NATO"), of letters only (not
-# "O'NEILL", whose case capitalising would get wrong): a place, person or people is shown
-# capitalised; an organisation is not ("UNESCO", "NAACP" are acronyms).
-_SHOUTED_NAME = re.compile(r"[^\W\d_a-z]{5,}")
 # A shouted word this long that is also a common word ("COMPLETELY") is emphasis, not a name.
 _SHOUTED_MIN_LETTERS = 5
 _COMMON_ZIPF = 4.0
