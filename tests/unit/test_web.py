@@ -200,6 +200,39 @@ def test_the_pages_show_stories_and_fold_copies(store: StoryStore):
     asyncio.run(run())
 
 
+def test_a_revised_report_stands_in_for_the_version_it_revises(store: StoryStore):
+    # daily.example edits its report and sends it again: the revision is a copy of it too.
+    revised = enriched(
+        "a2v2",
+        "s1",
+        "daily.example",
+        5,
+        duplicate_of="a2",
+        source={"outlet": "daily.example", "revision_of": "a2"},
+    )
+    revised["description"] = "about a2, corrected"
+    store.apply(
+        [("enriched", revised), ("enriched", enriched("a4", "s1", "copycat.example", 6, duplicate_of="a2v2"))]
+    )
+    members = {m["article_id"]: m for m in store.story("s1")["members"]}  # type: ignore[index]
+    assert (members["a2v2"]["revision_of"], members["a2v2"]["copy_of"]) == ("a2", "a2")
+    assert members["a2"]["revision_of"] is None
+
+    async def run() -> None:
+        async with TestClient(TestServer(build_app(store))) as client:
+            page = await (await client.get("/stories/s1")).text()
+        # wire.example's report and daily.example's, in its corrected version, the first one
+        # folded under it (not a third report, not a copy); the copies of either version too.
+        assert page.count("<article class=report>") == 2
+        daily = page[page.index("daily.example · ") :]
+        daily = daily[: daily.index("</article>")]
+        assert "revised" in daily and "about a2, corrected" in daily and "about a2<" not in daily
+        assert "<summary>1 earlier version</summary><ul><li>daily.example: title of a2</li>" in daily
+        assert "<summary>1 copy</summary><ul><li>copycat.example: title of a4</li>" in daily
+
+    asyncio.run(run())
+
+
 def test_a_record_the_view_cannot_read_is_skipped_and_the_offsets_still_move(store: StoryStore):
     bad = [
         ("enriched", 5),  # not an object

@@ -110,7 +110,21 @@ def front_page(
     return _page("newsflow: live stories", form + story_list(stories, src, next_url), script=src is not None)
 
 
-def _report(m: Mapping[str, Any], text: str, copies: Sequence[Mapping[str, Any]]) -> str:
+def _folded(members: Sequence[Mapping[str, Any]], one: str, many: str) -> str:
+    if not members:
+        return ""
+    rows = "".join(
+        f"<li>{escape(c['outlet'])}: {escape(c.get('title') or c['article_id'])}</li>" for c in members
+    )
+    return f"<details><summary>{len(members)} {one if len(members) == 1 else many}</summary><ul>{rows}</ul></details>"
+
+
+def _report(
+    m: Mapping[str, Any],
+    text: str,
+    copies: Sequence[Mapping[str, Any]],
+    earlier: Sequence[Mapping[str, Any]] = (),
+) -> str:
     url = str(m.get("url") or "")
     # Only web links are links: a page's own metadata could say "javascript:...".
     link = (
@@ -118,32 +132,38 @@ def _report(m: Mapping[str, Any], text: str, copies: Sequence[Mapping[str, Any]]
         if urlsplit(url).scheme in ("http", "https")
         else escape(url)
     )
-    folded = ""
-    if copies:
-        rows = "".join(
-            f"<li>{escape(c['outlet'])}: {escape(c.get('title') or c['article_id'])}</li>" for c in copies
-        )
-        folded = f"<details><summary>{len(copies)} cop{'ies' if len(copies) > 1 else 'y'}</summary><ul>{rows}</ul></details>"
+    revised = " · revised" if earlier else ""
     return (
-        f"<article class=report><div class=meta>{escape(m['outlet'])} · {_time(m.get('published') or m.get('processed_at'))}</div>"
+        f"<article class=report><div class=meta>{escape(m['outlet'])} · {_time(m.get('published') or m.get('processed_at'))}{revised}</div>"
         f"<h3>{escape(m.get('title') or '(no title)')}</h3><p>{escape(text[:600])}{'…' if len(text) > 600 else ''}</p>"
-        f"<div class=meta>{link}</div>{folded}</article>"
+        f"<div class=meta>{link}</div>{_folded(earlier, 'earlier version', 'earlier versions')}"
+        f"{_folded(copies, 'copy', 'copies')}</article>"
     )
 
 
 def story_page(story: Mapping[str, Any], texts: Mapping[str, str]) -> str:
-    """Return a story's page: every outlet's report side by side, copies folded under their original."""
+    """Return a story's page: every outlet's report side by side, in its latest version (an outlet's
+    edited report, sent again, stands in for the one it revises, folded under it), copies folded
+    under their original."""
     members = story["members"]
+    ids = {m["article_id"] for m in members}
+    # A revision is usually also a copy of the version it revises: here it is that report, anew.
+    revision = {m["revision_of"]: m for m in members if m.get("revision_of") in ids}
+    revisions = {m["article_id"] for m in revision.values()}
     copies: dict[str, list[Mapping[str, Any]]] = {}
     for m in members:
-        if m.get("copy_of"):
+        if m.get("copy_of") in ids and m["article_id"] not in revisions:
             copies.setdefault(m["copy_of"], []).append(m)
-    originals = [
-        m for m in members if not m.get("copy_of") or m["copy_of"] not in {x["article_id"] for x in members}
-    ]
-    reports = "".join(
-        _report(m, texts.get(m["article_id"], ""), copies.get(m["article_id"], ())) for m in originals
-    )
+    reports = []
+    for m in members:
+        if m["article_id"] in revisions or (m.get("copy_of") in ids and m["article_id"] not in revisions):
+            continue
+        versions = [m]
+        while versions[-1]["article_id"] in revision and len(versions) <= len(members):
+            versions.append(revision[versions[-1]["article_id"]])
+        latest = versions[-1]
+        folded = [c for v in versions for c in copies.get(v["article_id"], ())]
+        reports.append(_report(latest, texts.get(latest["article_id"], ""), folded, versions[-2::-1]))
     entities = "".join(
         f'<a class=tag href="/?{urlencode({"entity": e["key"]})}">{escape(e["name"])} ({e["articles"]})</a>'
         for e in story["entities"][:20]
@@ -154,7 +174,7 @@ def story_page(story: Mapping[str, Any], texts: Mapping[str, str]) -> str:
         f"{'report' if story['member_count'] == 1 else 'reports'} from "
         f"{', '.join(escape(o) for o in story['outlets'])} · {_time(story['first_seen'])} to "
         f"{_time(story['last_seen'])} · {escape(story['status'])}</p><p>{entities}</p>"
-        f"<div class=reports>{reports}</div>"
+        f"<div class=reports>{''.join(reports)}</div>"
     )
     return _page(story["headline"] or story["story_id"], body)
 

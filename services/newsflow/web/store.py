@@ -389,10 +389,14 @@ class StoryStore:
                 "published": m["published"],
                 "lang": m["lang"],
                 "copy_of": m["duplicate_of"],
+                "revision_of": m["revision_of"],
                 "processed_at": m["processed_at"],
             }
             for m in self.db.execute(
-                f"SELECT * FROM articles WHERE story_id IN ({marks}) "  # noqa: S608 - placeholders only
+                # The version an outlet's report revises, read from its record (no column: a
+                # store kept from before it was shown needs no migration).
+                "SELECT *, json_extract(CAST(record AS TEXT), '$.source.revision_of') AS revision_of "
+                f"FROM articles WHERE story_id IN ({marks}) "  # noqa: S608 - placeholders only
                 "ORDER BY processed_at, article_id",
                 ids,
             )
