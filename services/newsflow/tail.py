@@ -64,8 +64,11 @@ def line(record: Mapping[str, Any]) -> str:
             f"{record.get('story_id') or '--'}  {lang}  {(record.get('title') or '(no title)')[:70]}"
             f"{copy}  [{top}]"
         )
+    closed = ""
+    if record.get("status") == "closed":  # its last record: out of the window, or merged into another
+        closed = f"closed, merged into {record['merged_into']}  " if record.get("merged_into") else "closed  "
     return (
-        f"{str(record.get('updated_at', ''))[:19]}  story {record.get('story_id')}  "
+        f"{str(record.get('updated_at', ''))[:19]}  story {record.get('story_id')}  {closed}"
         f"{record.get('member_count')} {'article' if record.get('member_count') == 1 else 'articles'} "
         f"from {', '.join(record.get('outlets') or ())}  "
         f"{(record.get('headline') or '')[:70]}"

@@ -129,3 +129,12 @@ def test_progress_lines_give_the_recent_rate_not_only_the_rate_since_start(monke
         clock[0] += 10
         progress.step()
     assert caplog.records[-1].getMessage().endswith("lately 5.0 articles/s")
+
+
+def test_the_sent_files_series_exists_at_zero_before_the_first_file():
+    # A dashboard's rate() sees the first files after a deploy only if the series was there before.
+    registry = CollectorRegistry()
+    create_metrics(registry)
+    assert (
+        registry.get_sample_value("newsflow_producer_files_total", {"outcome": "sent", "reason": ""}) == 0.0
+    )

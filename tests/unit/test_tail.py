@@ -57,7 +57,11 @@ def test_one_readable_line_per_record():
         "States,",
         "Russia]",
     ]
-    assert "2 articles from wire, metro" in line(STORY)
+    assert "2 articles from wire, metro" in line(STORY) and "closed" not in line(STORY)
+    assert "story s-1  closed  2 articles" in line({**STORY, "status": "closed"})
+    assert "story s-1  closed, merged into s-0  2 articles" in line(
+        {**STORY, "status": "closed", "merged_into": "s-0"}
+    )
     # An article in no story (too short, empty, another language's without an embedding): "--"
     assert line({**ARTICLE, "story_id": None, "language": None}).split()[2:4] == ["--", "--"]
     assert "1 article from wire " in line({**STORY, "member_count": 1, "outlets": ["wire"]})
