@@ -224,8 +224,13 @@ def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
     ):
         return title
     key = _name_key(dropped)
-    names = _site_keys(str(tree.xpath("string(//head/meta[@property='og:site_name']/@content)")), page_url)
+    names = {_name_key(_stated_site(tree)), _name_key(host_of(page_url) or "")} - {""}
     return title if any(name in key or key in name for name in names) else whole
+
+
+def _stated_site(tree: HtmlElement) -> str:
+    """Return the site's name as the page states it (og:site_name), or ""."""
+    return str(tree.xpath("string(//head/meta[@property='og:site_name']/@content)")).strip()
 
 
 def _name_key(name: str) -> str:
@@ -237,11 +242,6 @@ def _name_key(name: str) -> str:
     return _NOT_ALNUM.sub("", name).lower()
 
 
-def _site_keys(site_name: str | None, page_url: str | None) -> set[str]:
-    """Return the `_name_key`s a page's site goes by: its stated name, and its host's."""
-    return {_name_key(site_name or ""), _name_key(host_of(page_url) or "")} - {""}
-
-
 # Between a headline and the site's name in a page's title: "Headline | Site", "Site - Headline".
 _TITLE_SEPARATOR = re.compile(r"\s+(?:[|\-–—·•»]|::)\s+")
 
@@ -251,26 +251,26 @@ def without_site_name(title: str, site_name: str | None, page_url: str | None) -
     "... - SpaceNews.com"; "The Guardian view on ... | Editorial" is kept): a consumer shows its own
     outlet name, and the story stage reads the headline's words as what the report is about.
 
-    A part is the site's when it is the site's stated name or host ("IGN", "9to5Mac"), or, after
-    the headline, the start of it ("Inexhibit" of "Inexhibit magazine"); a part that merely
-    contains it ("comwrap auf der DMEXCO" on comwrap.com) is the headline's.
+    A part is the site's when it is the name the page states (og:site_name: "IGN", "9to5Mac"), or
+    a domain that is the page's host ("SpaceNews.com"); not a part the name merely starts or
+    contains ("Storm closes bridges - Boston" on bostonglobe.com, "Liverpool - Everton" on
+    evertonfc.com, "comwrap auf der DMEXCO" on comwrap.com), and not a name guessed from the title
+    (trafilatura's sitename is, without og:site_name: "U.S. economy grows | Business").
     """
-    names = _site_keys(site_name, page_url)
     separators = list(_TITLE_SEPARATOR.finditer(title))
-    if not names or not separators:
+    stated, host = _name_key(site_name or ""), _name_key(host_of(page_url) or "")
+    if not separators or not (stated or host):
         return title
 
-    def is_site(part: str, or_its_start: bool) -> bool:
-        key = _name_key(part.strip())
-        return len(key) >= 2 and any(
-            name == key or (or_its_start and len(key) >= 4 and name.startswith(key)) for name in names
-        )
+    def is_site(part: str) -> bool:
+        part = part.strip()
+        key = _name_key(part)
+        return len(key) >= 2 and (key == stated or (key == host and _DOMAIN.fullmatch(part) is not None))
 
     first, last = separators[0], separators[-1]
-    if is_site(title[last.end() :], or_its_start=True):
+    if is_site(title[last.end() :]):
         return title[: last.start()]
-    # Before the headline only the name itself: "Liverpool - Everton" on liverpoolfc.com is a match.
-    return title[first.end() :] if is_site(title[: first.start()], or_its_start=False) else title
+    return title[first.end() :] if is_site(title[: first.start()]) else title
 
 
 def _canonical_anywhere(tree: Any) -> str | None:
@@ -297,7 +297,7 @@ def _from_html(
     page_url = meta.get("url") or url or (_canonical_anywhere(tree) if tree is not None else None)
     if tree is not None and meta.get("title"):
         meta["title"] = without_site_name(
-            _headline(meta["title"], tree, page_url), meta.get("sitename"), page_url
+            _headline(meta["title"], tree, page_url), _stated_site(tree), page_url
         )
     # The headline is metadata, not body: lines repeating it go, and so do lines that are wholly
     # a link to elsewhere (apply_rules' title and link_texts).
