@@ -536,9 +536,7 @@ def test_a_dateline_names_a_place():
     ]:
         text = f"{line}\nOfficials said the talks went on."
         ents = build_entities(text, spans(text, (places[0], "ORG")))
-        # A one-word name in capitals is shown capitalised ("GENEVA" as "Geneva").
-        shown = [p.capitalize() if p.isalpha() and p.isupper() and len(p) > 4 else p for p in places]
-        assert [(e.name, e.label) for e in ents] == [(p, "GPE") for p in shown], line
+        assert [(e.name, e.label) for e in ents] == [(p, "GPE") for p in places], line
 
 
 @pytest.mark.parametrize(
@@ -678,7 +676,7 @@ def test_a_headline_in_capitals_names_who_the_report_names(tagger):
 def test_a_headlines_slug_is_no_part_of_the_name_after_it():
     text = "BASEBALL - YANKEES BEAT BRAVES TO LEVEL SERIES .\nThe Yankees beat the Braves 6-5 ."
     labels = labels_read(text, ("BASEBALL - YANKEES", "ORG"), ("BRAVES", "ORG"))
-    assert labels == {"YANKEES": "ORG", "BRAVES": "ORG"}
+    assert labels == {"Yankees": "ORG", "Braves": "ORG"}  # named as the report writes them
     # In a line not in capitals a dash is text: a name may run across it.
     text = "Council on American - Islamic Relations said so ."
     assert labels_read(text, ("Council on American - Islamic Relations", "ORG")) == {
@@ -878,35 +876,42 @@ def _span(start: int, end: int, label: int) -> bytes:
 
 def test_a_name_in_capitals_is_shown_as_the_prose_writes_it():
     text = (
-        "MADRID 1996-08-23\nSAMPRAS BEATS IVANISEVIC\nIvanisevic lost. NATO and UNESCO watched.\n"
-        "SANTIAGO DE CHILE"
+        "MADRID 1996-08-23\nMCDONALD BEATS ROME RIVALS\n"
+        "Officials in Madrid said McDonald won in Rome, as NATO watched. SANTIAGO DE CHILE was next:\n"
+        "the team flies to Santiago de Chile on Friday. SAMPRAS"
     )
     names = labels_read(
         text,
         ("MADRID", "GPE"),
-        ("SAMPRAS", "PERSON"),
-        ("IVANISEVIC", "PERSON"),
-        ("Ivanisevic", "PERSON"),
+        ("MCDONALD", "PERSON"),
+        ("ROME", "GPE"),
         ("NATO", "ORG"),
-        ("UNESCO", "ORG"),
         ("SANTIAGO DE CHILE", "GPE"),
+        ("SAMPRAS", "PERSON"),
     )
-    # One word: capitalised (a place or person; an organisation's may be an acronym); the form
-    # the prose writes wins over the headline's; several words stay as written.
+    # Tagged only in capitals, shown as the prose writes them; an acronym, and a name the text
+    # never writes otherwise, as they are (capitalising would guess: "Mcdonald").
     assert names == {
         "Madrid": "GPE",
-        "Sampras": "PERSON",
-        "Ivanisevic": "PERSON",
+        "McDonald": "PERSON",
+        "Rome": "GPE",
         "NATO": "ORG",
-        "UNESCO": "ORG",
-        "SANTIAGO DE CHILE": "GPE",
+        "Santiago de Chile": "GPE",
+        "SAMPRAS": "PERSON",
     }
+    # A form the model tagged in the prose wins over the headline's.
+    text = "IVANISEVIC OUT\nIvanisevic lost on Friday."
+    assert labels_read(text, ("IVANISEVIC", "PERSON"), ("Ivanisevic", "PERSON")) == {"Ivanisevic": "PERSON"}
 
 
 def test_an_account_or_a_link_is_no_name():
-    text = "Watch it here pic.twitter.com/4p7SXk7JPW as @POTUS said, and see www.example.com/live today."
+    text = "Watch it here pic.twitter.com/4p7SXk7JPW as @POTUS said (@Reuters), and see www.example.com/live today."
     names = labels_read(
-        text, ("pic.twitter.com/4p7SXk7JPW", "PERSON"), ("@POTUS", "ORG"), ("www.example.com/live", "ORG")
+        text,
+        ("pic.twitter.com/4p7SXk7JPW", "PERSON"),
+        ("@POTUS", "ORG"),
+        ("Reuters", "ORG"),  # the model left the "@" out, inside parentheses
+        ("www.example.com/live", "ORG"),
     )
     assert names == {}
     # A name with a slash or a dot is still a name.

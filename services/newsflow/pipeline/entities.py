@@ -126,11 +126,7 @@ _STANCE = re.compile(r"^(?:pro|anti)\s*-", re.I)
 # An account or a link the model read as a name ("@POTUS", "pic.twitter.com/4p7SXk7JPW"): an
 # address, not the name of what it points to. Matched over the mention and the character before
 # it (the model may leave the "@" out).
-_ADDRESS = re.compile(r"(?:^|\s)@\w|://|\w\.[a-z]{2,}/|(?:^|\W)www\.", re.I)
-# A one-word name in capitals too long for an acronym ("FBI", "NATO"), of letters only (not
-# "O'NEILL", whose case capitalising would get wrong): a place, person or people is shown
-# capitalised; an organisation is not ("UNESCO", "NAACP" are acronyms).
-_SHOUTED_NAME = re.compile(r"[^\W\d_a-z]{5,}")
+_ADDRESS = re.compile(r"(?<!\w)@\w|://|\w\.[a-z]{2,}/|(?:^|\W)www\.", re.I)
 
 
 def clean_mention(text: str, label: str) -> str:
@@ -216,6 +212,18 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
             # took it for a person somewhere: which one is unknown, but it is a person. ("Ford"
             # after Henry and Bill Ford, never called a person, may be the company.)
             groups[short].labels = Counter({"PERSON": len(groups[short].spans)})
+
+
+def _as_written(name: str, text: str) -> str:
+    """Return a name in capitals as the text writes it elsewhere as a name not in capitals, most
+    often ("Madrid", "McDonald", "Santiago de Chile"), else as it is ("NATO", a headline's only
+    name: capitalising it would guess "Mcdonald")."""
+    forms = Counter(
+        m.group()
+        for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.I)
+        if m.group()[0].isupper() and not m.group().isupper()
+    )
+    return forms.most_common(1)[0][0] if forms else name
 
 
 def _written_as_name(form: str, lower_words: set[str]) -> bool:
@@ -486,8 +494,8 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
         # The display name is the longest surface form seen most often (e.g. 'Vladimir Putin'), as
         # the report writes it in its prose rather than in a headline or dateline in capitals.
         name = max(g.names.items(), key=lambda kv: (len(kv[0].split()), not kv[0].isupper(), kv[1]))[0]
-        if label != "ORG" and _SHOUTED_NAME.fullmatch(name):  # only ever "MADRID" or "SAMPRAS"
-            name = name.capitalize()
+        if name.isupper():  # tagged only in capitals ("MADRID", "MCDONALD"): as the prose writes it
+            name = _as_written(name, text)
         entities.append(
             Entity(
                 key=key,
