@@ -233,6 +233,34 @@ def test_a_revised_report_stands_in_for_the_version_it_revises(store: StoryStore
     asyncio.run(run())
 
 
+def test_an_outlet_that_republished_a_report_and_then_corrected_it_shows_its_correction(store: StoryStore):
+    # metro.example carries wire.example's a1 (a copy), then corrects its version.
+    carried = enriched("m1", "s1", "metro.example", 7, duplicate_of="a1")
+    corrected = enriched(
+        "m1v2",
+        "s1",
+        "metro.example",
+        8,
+        duplicate_of="a1",
+        source={"outlet": "metro.example", "revision_of": "m1"},
+    )
+    store.apply([("enriched", carried), ("enriched", corrected)])
+
+    async def run() -> None:
+        async with TestClient(TestServer(build_app(store))) as client:
+            page = await (await client.get("/stories/s1")).text()
+        # wire's, daily's and metro's reports: metro's in its corrected version, its first under it.
+        assert page.count("<article class=report>") == 3
+        metro = page[page.index("metro.example · ") :]
+        metro = metro[: metro.index("</article>")]
+        assert (
+            "title of m1v2" in metro
+            and "<summary>1 earlier version</summary><ul><li>metro.example: title of m1</li>" in metro
+        )
+
+    asyncio.run(run())
+
+
 def test_a_record_the_view_cannot_read_is_skipped_and_the_offsets_still_move(store: StoryStore):
     bad = [
         ("enriched", 5),  # not an object

@@ -148,22 +148,25 @@ def story_page(story: Mapping[str, Any], texts: Mapping[str, str]) -> str:
     members = story["members"]
     ids = {m["article_id"] for m in members}
     # A revision is usually also a copy of the version it revises: here it is that report, anew.
+    # A version that was revised is an outlet's report (in its latest version), even if it
+    # copied another's (an outlet republishing a wire story, then correcting it).
     revision = {m["revision_of"]: m for m in members if m.get("revision_of") in ids}
     revisions = {m["article_id"] for m in revision.values()}
     copies: dict[str, list[Mapping[str, Any]]] = {}
     for m in members:
-        if m.get("copy_of") in ids and m["article_id"] not in revisions:
+        if m.get("copy_of") in ids and m["article_id"] not in revisions and m["article_id"] not in revision:
             copies.setdefault(m["copy_of"], []).append(m)
+    folded = {c["article_id"] for cs in copies.values() for c in cs}
     reports = []
     for m in members:
-        if m["article_id"] in revisions or (m.get("copy_of") in ids and m["article_id"] not in revisions):
+        if m["article_id"] in revisions or m["article_id"] in folded:
             continue
         versions = [m]
         while versions[-1]["article_id"] in revision and len(versions) <= len(members):
             versions.append(revision[versions[-1]["article_id"]])
         latest = versions[-1]
-        folded = [c for v in versions for c in copies.get(v["article_id"], ())]
-        reports.append(_report(latest, texts.get(latest["article_id"], ""), folded, versions[-2::-1]))
+        its_copies = [c for v in versions for c in copies.get(v["article_id"], ())]
+        reports.append(_report(latest, texts.get(latest["article_id"], ""), its_copies, versions[-2::-1]))
     entities = "".join(
         f'<a class=tag href="/?{urlencode({"entity": e["key"]})}">{escape(e["name"])} ({e["articles"]})</a>'
         for e in story["entities"][:20]
