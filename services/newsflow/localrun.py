@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
         return 2
-    if args.out.endswith(("/", os.sep)):  # Path() would take the folder's name for a file's
+    if os.path.basename(args.out) in ("", ".", ".."):  # "x/", "x/.": Path() would make x a file's name
         sys.stderr.write(f"newsflow-run: error: --out: {args.out} is a folder (give a file name)\n")
         return 2
     args.out = Path(args.out)
@@ -263,19 +264,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _unwritable(path: Path) -> str | None:
-    """Return why an output file cannot be written, or None, without creating anything: checked
-    before Kafka starts, so that a run's results are not lost at its end."""
+    """Return why an output file cannot be written, or None: checked before Kafka starts, so that
+    a run's results are not lost at its end. Nothing is left behind (a probe file is removed)."""
     if path.is_dir():
         return f"{path} is a directory (give a file name)"
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a link to nothing"
     if path.exists():
         return None if os.access(path, os.W_OK) else f"{path} is not writable"
     folder = path.parent
     while not folder.exists():  # the first folder that exists, where the missing ones would go
+        if folder.is_symlink():
+            return f"{folder} is a link to nothing, so {path} cannot be created"
         folder = folder.parent
     if not folder.is_dir():
         return f"{folder} is not a directory, so {path} cannot be created"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"{folder} is not writable, so {path} cannot be created"
+    try:  # os.access says yes to root everywhere, and knows nothing of read-only mounts
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"{path} cannot be created in {folder}: {exc.strerror or exc}"
     return None
 
 

@@ -158,12 +158,20 @@ def test_a_run_writes_the_enriched_records_and_the_dead_letters_to_files(tmp_pat
             "{tmp}/run.log/a/enriched.jsonl",
             "--out: {tmp}/run.log is not a directory, so {tmp}/run.log/a/enriched.jsonl cannot be created",
         ),
+        ("{tmp}/new/.", "--out: {tmp}/new/. is a folder (give a file name)"),
+        (
+            "{tmp}/gone/enriched.jsonl",
+            "--out: {tmp}/gone is a link to nothing, so {tmp}/gone/enriched.jsonl cannot be created",
+        ),
+        ("{tmp}/gone.jsonl", "--out: {tmp}/gone.jsonl is a link to nothing"),
     ],
 )
 def test_an_out_path_that_cannot_be_written_is_refused_before_anything_runs(
     tmp_path: Path, out: str, error: str
 ) -> None:
     (tmp_path / "run.log").write_text("a file\n")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
     run = subprocess.run(
         [sys.executable, "-m", "newsflow.localrun", "--out", out.format(tmp=tmp_path), str(SEEDS)],
         env={**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9"},

@@ -583,7 +583,11 @@ def test_the_outlet_the_producer_gave_is_the_articles_and_the_envelope_names_it_
         assert isinstance(article, CleanArticle), article
         return article.source.outlet
 
-    assert outlet_of(envelope) == "wire"  # the folder's, as its message's header says
-    assert outlet_of(envelope, given="desk") == "desk"  # --outlet
-    assert outlet_of(envelope, given="unknown") == "envelope-outlet"  # a file under no folder
+    # The producer's: an envelope file names its own, as a JSON line does, before its folder's.
+    assert outlet_of(envelope) == "envelope-outlet"
+    assert outlet_of({**envelope, "outlet": " "}) == "wire"
+    # The worker keeps what the message's header says (--outlet), and reads the envelope where
+    # the header names none (another producer's message).
+    assert outlet_of(envelope, given="desk") == "desk"
+    assert outlet_of(envelope, given="unknown") == "envelope-outlet"
     assert outlet_of({**envelope, "outlet": "  "}, given="unknown") == "host.example"

@@ -254,3 +254,20 @@ def test_json_lines_saved_with_a_byte_order_mark_lose_no_line_and_a_blank_outlet
     assert [a.source.outlet for a in _articles(items)] == ["wire.example", "metro.example", "metro"]
     # The operator's outlet is every article's.
     assert {a.source.outlet for a in _articles(iter_inputs([path], outlet="desk"))} == {"desk"}
+    # The mark is no part of the first article: the same envelope is the same article anywhere.
+    path.write_bytes("\n".join(lines).encode() + b"\n")
+    assert [a.article_id for a in _articles(items)] == [a.article_id for a in _articles(iter_inputs([path]))]
+
+
+def test_an_envelope_file_names_its_outlet_before_its_folder_as_a_json_line_does(tmp_path: Path):
+    (tmp_path / "metro").mkdir()
+    envelope = {"outlet": "wire-desk", "url": "https://wire.example/1", "text": "A report."}
+    (tmp_path / "metro" / "one.json").write_text(json.dumps(envelope))
+    (tmp_path / "metro" / "feed.jsonl").write_text(json.dumps(envelope) + "\n")
+    (tmp_path / "metro" / "unnamed.json").write_text(json.dumps({**envelope, "outlet": None}))
+    outlets = {a.source.path: a.source.outlet for a in _articles(iter_inputs([tmp_path]))}
+    assert outlets == {
+        "metro/one.json": "wire-desk",
+        "metro/feed.jsonl:1": "wire-desk",
+        "metro/unnamed.json": "metro",
+    }

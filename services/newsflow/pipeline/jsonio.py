@@ -22,7 +22,7 @@ def dumps_line(obj: Any) -> bytes:
     return orjson.dumps(obj, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Parse JSON bytes or text; raises orjson.JSONDecodeError (a ValueError) on bad input.
 
     A UTF-8 byte order mark before it is ignored, as RFC 8259 allows: Windows tools write one
@@ -30,4 +30,6 @@ def loads(data: bytes | str) -> Any:
     """
     if isinstance(data, str):
         return orjson.loads(data.removeprefix("\ufeff"))
-    return orjson.loads(data.removeprefix(codecs.BOM_UTF8))
+    if isinstance(data, bytes | bytearray):
+        return orjson.loads(data.removeprefix(codecs.BOM_UTF8))
+    return orjson.loads(data)  # a memoryview, as orjson takes it

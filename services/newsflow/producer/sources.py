@@ -9,6 +9,7 @@ Everything is read in bounded pieces: memory does not grow with the size of an a
 from __future__ import annotations
 
 import argparse
+import codecs
 import gzip
 import hashlib
 import os
@@ -174,7 +175,9 @@ def read_article(root: Path, path: Path, outlet: str | None = None, max_bytes: i
         return Skipped(display_name(path), "unreadable", str(exc)[:200])
     if not payload.strip():
         return Skipped(display_name(path), "empty")
-    resolved = outlet_for(root, path, outlet)
+    # A JSON envelope names its outlet as a JSON line does: before the folder it was found in.
+    named = _envelope_outlet(payload) if ctype == "application/json" else None
+    resolved = outlet or named or outlet_for(root, path, None)
     return RawArticle(
         article_id=article_id_for(resolved, os.fsencode(path.relative_to(root)), payload),
         payload=payload,
@@ -341,8 +344,25 @@ def iter_jsonl(stream: IO[bytes], name: str, outlet: str | None, max_bytes: int)
         yield Skipped(f"{name}:{number + 1}", "unreadable", str(exc)[:200])
 
 
+def _named_outlet(envelope: Any) -> str | None:
+    """Return the outlet a parsed JSON envelope names (None for none, or one of only spaces)."""
+    named = envelope.get("outlet") if isinstance(envelope, dict) else None
+    return (named.strip() or None) if isinstance(named, str) else None
+
+
+def _envelope_outlet(payload: bytes) -> str | None:
+    """Return the outlet an envelope file's bytes name, if they are one and name one."""
+    try:
+        return _named_outlet(jsonio.loads(payload))
+    except ValueError:
+        return None  # the worker dead-letters it, with the reason
+
+
 def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
     """Return the article of one JSON envelope ({url, outlet, html|text, title, published, authors})."""
+    # A byte order mark (the first line of a feed Windows saved) is no part of the article: the
+    # same envelope is the same article, with its id, wherever it is found.
+    body = body.removeprefix(codecs.BOM_UTF8)
     try:
         envelope = jsonio.loads(body)
     except ValueError as exc:
@@ -351,8 +371,8 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
         return Skipped(where, "bad_line", "not a JSON object")
     if problem := envelope_problem(envelope):
         return Skipped(where, "bad_line", problem)
-    url, named = envelope.get("url"), envelope.get("outlet")  # strings or None (envelope_problem)
-    resolved = outlet or (named or "").strip() or host_of(url) or UNKNOWN_OUTLET
+    url = envelope.get("url")  # a string or None (envelope_problem)
+    resolved = outlet or _named_outlet(envelope) or host_of(url) or UNKNOWN_OUTLET
     return RawArticle(
         # The same envelope is the same article wherever it is found (another file, a re-send).
         article_id=article_id_for(resolved, url or "", body),
