@@ -350,8 +350,9 @@ def _from_envelope(
         return Rejection(STAGE, "bad_envelope", problem)
     html, text = env.get("html"), env.get("text")  # strings or None, one with text (envelope_problem)
     url = _str_field(env, "url") or raw.source.url
-    # The outlet the producer gave (`--outlet`, the folder, a JSON line's own) is the article's, as
-    # its messages' headers say; the envelope names it where the producer knew none.
+    # The outlet the producer gave (`--outlet`, else the envelope's own, else the folder's) is the
+    # article's, as its message's header says; the envelope names it where the header names none
+    # (another producer's message).
     outlet = raw.source.outlet
     if outlet == UNKNOWN_OUTLET:
         outlet = outlet_or_host(_str_field(env, "outlet") or outlet, url)
