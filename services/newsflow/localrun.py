@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--outlet",
         type=outlet_argument,
-        help="outlet of every article (default: the first folder below the one given, the envelope's or the host)",
+        help="outlet of every article (default: an envelope's own, else the first folder below the one given, else the host)",
     )
     parser.add_argument(
         "--check",
@@ -269,7 +269,7 @@ def _unwritable(path: Path) -> str | None:
     if path.is_dir():
         return f"{path} is a directory (give a file name)"
     if path.is_symlink() and not path.exists():
-        return f"{path} is a link to nothing"
+        path = Path(os.path.realpath(path))  # a link to a file yet to be: written through it
     if path.exists():
         return None if os.access(path, os.W_OK) else f"{path} is not writable"
     folder = path.parent
@@ -279,7 +279,7 @@ def _unwritable(path: Path) -> str | None:
         folder = folder.parent
     if not folder.is_dir():
         return f"{folder} is not a directory, so {path} cannot be created"
-    try:  # os.access says yes to root everywhere, and knows nothing of read-only mounts
+    try:  # os.access says yes to root where permissions say no: try it
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:

@@ -899,6 +899,9 @@ def test_a_name_in_capitals_is_shown_as_the_prose_writes_it():
         "Santiago de Chile": "GPE",
         "SAMPRAS": "PERSON",
     }
+    # A sentence's first word is capitalised whatever it is: no name's form.
+    text = "GENEVA (Reuters) - WHO said cases rose. Who pays is unclear, officials said."
+    assert labels_read(text, ("WHO", "ORG")) == {"GENEVA": "GPE", "WHO": "ORG"}
     # A form the model tagged in the prose wins over the headline's.
     text = "IVANISEVIC OUT\nIvanisevic lost on Friday."
     assert labels_read(text, ("IVANISEVIC", "PERSON"), ("Ivanisevic", "PERSON")) == {"Ivanisevic": "PERSON"}
@@ -910,7 +913,7 @@ def test_an_account_or_a_link_is_no_name():
         text,
         ("pic.twitter.com/4p7SXk7JPW", "PERSON"),
         ("@POTUS", "ORG"),
-        ("Reuters", "ORG"),  # the model left the "@" out, inside parentheses
+        ("@Reuters", "ORG"),  # an embedded post's "(@Reuters)"
         ("www.example.com/live", "ORG"),
     )
     assert names == {}

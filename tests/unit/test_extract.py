@@ -432,6 +432,18 @@ def test_a_headline_from_the_title_element_loses_the_sites_name_not_its_own_end(
     assert isinstance(article, CleanArticle) and article.title == headline
 
 
+def test_a_title_elements_part_names_the_site_only_in_whole_words():
+    body = "<p>The ferry service resumed on the northern route after the storm, the operator said.</p>" * 5
+    for title, headline in [
+        ("Macron in Zürich - after the shift", "Macron in Zürich - after the shift"),  # "ft" inside
+        ("Macron in Zürich - ft live", "Macron in Zürich"),
+    ]:
+        head = f'<title>{title}</title><link rel="canonical" href="https://www.ft.com/content/a">'
+        html = f"<html><head>{head}</head><body><article>{body}</article></body></html>"
+        article = extract_article(RawArticle("t", html.encode(), Source("t.html", "o", "text/html", "")))
+        assert isinstance(article, CleanArticle) and article.title == headline, title
+
+
 def test_a_headline_the_page_states_is_never_lengthened_by_its_title_element():
     body = "<p>The ferry service resumed on the northern route after the storm, the operator said.</p>" * 5
     head = "<title>Ferries resume | tidings weekly</title><meta property='og:title' content='Ferries resume'>"
@@ -457,6 +469,7 @@ def test_a_headline_the_page_states_is_never_lengthened_by_its_title_element():
         ("Ferries resume | Harbour", "Harbour Times", "Ferries resume | Harbour"),
         ("Harbour - Ferries resume", "Harbour Times", "Harbour - Ferries resume"),
         ("Ferries resume - HarbourTimes", None, "Ferries resume - HarbourTimes"),
+        ("Ferries resume - Harbour", "Harbour.example", "Ferries resume - Harbour"),  # "Boston" on Boston.com
         ("Ferries resume", "Harbour Times", "Ferries resume"),
         # Without og:site_name trafilatura guesses a site's name from the <title>, taking the part
         # with a dot: a guess, not a name the page states.

@@ -265,8 +265,17 @@ def test_an_envelope_file_names_its_outlet_before_its_folder_as_a_json_line_does
     (tmp_path / "metro" / "one.json").write_text(json.dumps(envelope))
     (tmp_path / "metro" / "feed.jsonl").write_text(json.dumps(envelope) + "\n")
     (tmp_path / "metro" / "unnamed.json").write_text(json.dumps({**envelope, "outlet": None}))
+    # Saved by Windows in UTF-16, or in a code page: the worker reads it, so its outlet counts.
+    (tmp_path / "metro" / "utf16.json").write_bytes(
+        json.dumps({**envelope, "text": "Café."}).encode("utf-16")
+    )
+    (tmp_path / "metro" / "cp1252.json").write_bytes(
+        json.dumps({**envelope, "text": "Café."}, ensure_ascii=False).encode("cp1252")
+    )
     outlets = {a.source.path: a.source.outlet for a in _articles(iter_inputs([tmp_path]))}
     assert outlets == {
+        "metro/utf16.json": "wire-desk",
+        "metro/cp1252.json": "wire-desk",
         "metro/one.json": "wire-desk",
         "metro/feed.jsonl:1": "wire-desk",
         "metro/unnamed.json": "metro",

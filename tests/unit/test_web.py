@@ -104,6 +104,20 @@ def test_a_story_holds_every_member_and_its_copies(store: StoryStore):
     assert store.article("a2")["title"] == "title of a2"  # type: ignore[index]
 
 
+def test_an_entity_is_named_as_prose_writes_it_not_as_a_dateline_shouts_it():
+    s = StoryStore()
+    shouted = {"key": "paris", "name": "PARIS", "label": "GPE"}
+    s.apply(
+        [
+            ("enriched", enriched("p1", "sp", "wire.example", 1, entities=[shouted])),
+            ("enriched", enriched("p2", "sp", "daily.example", 2, entities=[entity("paris")])),
+            ("story", story("sp", ["p1", "p2"], ["wire.example", "daily.example"], 2)),
+        ]
+    )
+    assert [e["name"] for e in s.story("sp")["entities"]] == ["Paris"]  # type: ignore[index]
+    assert [e["name"] for e in s.entities("par")] == ["Paris"]
+
+
 def test_pages_stay_stable_while_stories_are_inserted():
     s = StoryStore()
     s.apply([("story", story(f"s{i:02d}", ["x"], ["o"], i)) for i in range(30)])

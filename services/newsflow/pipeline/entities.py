@@ -217,13 +217,20 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
 def _as_written(name: str, text: str) -> str:
     """Return a name in capitals as the text writes it elsewhere as a name not in capitals, most
     often ("Madrid", "McDonald", "Santiago de Chile"), else as it is ("NATO", a headline's only
-    name: capitalising it would guess "Mcdonald")."""
+    name: capitalising it would guess "Mcdonald"). A sentence's first word is capitalised
+    whatever it is ("Who pays is unclear" says nothing of "WHO")."""
     forms = Counter(
         m.group()
         for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.I)
-        if m.group()[0].isupper() and not m.group().isupper()
+        if m.group()[0].isupper() and not m.group().isupper() and not _opens_sentence(text, m.start())
     )
     return forms.most_common(1)[0][0] if forms else name
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    """Whether the word at `start` opens a line, a sentence or a clause in quotes or brackets."""
+    before = text[:start].rstrip(" \t")
+    return not before or before[-1] == "\n" or before[-1] in _SENTENCE_OPENERS
 
 
 def _written_as_name(form: str, lower_words: set[str]) -> bool:

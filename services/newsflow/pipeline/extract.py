@@ -223,9 +223,18 @@ def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
         or not (dropped[0] in _OPENING_QUOTES or dropped[0].islower())
     ):
         return title
-    key = _name_key(dropped)
     names = {_name_key(_stated_site(tree)), _name_key(host_of(page_url) or "")} - {""}
-    return title if any(name in key or key in name for name in names) else whole
+    return title if _names_site(dropped, names) else whole
+
+
+def _names_site(part: str, names: set[str]) -> bool:
+    """Whether a title's part names the site: holds one of its `_name_key`s as whole words
+    ("heise online" on heise.de; not "after the shift" on ft.com), or is part of one ("Gazzetta"
+    of "La Gazzetta")."""
+    words = [w for w in _NOT_ALNUM.split(part.lower()) if w]
+    runs = {"".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+    key = "".join(words)
+    return any(name in runs or (len(key) >= 3 and key in name) for name in names)
 
 
 def _stated_site(tree: HtmlElement) -> str:
@@ -258,14 +267,17 @@ def without_site_name(title: str, site_name: str | None, page_url: str | None) -
     (trafilatura's sitename is, without og:site_name: "U.S. economy grows | Business").
     """
     separators = list(_TITLE_SEPARATOR.finditer(title))
-    stated, host = _name_key(site_name or ""), _name_key(host_of(page_url) or "")
+    stated, host = _NOT_ALNUM.sub("", site_name or "").lower(), _name_key(host_of(page_url) or "")
     if not separators or not (stated or host):
         return title
 
     def is_site(part: str) -> bool:
         part = part.strip()
-        key = _name_key(part)
-        return len(key) >= 2 and (key == stated or (key == host and _DOMAIN.fullmatch(part) is not None))
+        plain = _NOT_ALNUM.sub("", part).lower()
+        # The stated name as written ("Boston.com" is not "Boston"); the host as a domain.
+        return len(plain) >= 2 and (
+            plain == stated or (_DOMAIN.fullmatch(part) is not None and _name_key(part) == host)
+        )
 
     first, last = separators[0], separators[-1]
     if is_site(title[last.end() :]):

@@ -30,6 +30,6 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """
     if isinstance(data, str):
         return orjson.loads(data.removeprefix("\ufeff"))
-    if isinstance(data, bytes | bytearray):
-        return orjson.loads(data.removeprefix(codecs.BOM_UTF8))
-    return orjson.loads(data)  # a memoryview, as orjson takes it
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    return orjson.loads(data.removeprefix(codecs.BOM_UTF8))

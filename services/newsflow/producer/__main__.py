@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--outlet",
         type=outlet_argument,
-        help="outlet of every article (default: from the folder or the host)",
+        help="outlet of every article (default: an envelope's own, else the folder's, else the host)",
     )
     parser.add_argument("--watch", action="store_true", help="keep watching the given folders")
     parser.add_argument(

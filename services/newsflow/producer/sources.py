@@ -28,6 +28,7 @@ from newsflow.pipeline import jsonio
 from newsflow.pipeline.records import (
     UNKNOWN_OUTLET,
     RawArticle,
+    Rejection,
     Source,
     envelope_problem,
     host_of,
@@ -50,8 +51,9 @@ MAX_BLANK_LINES = 10_000
 
 INPUTS_HELP = f"""inputs:
   a folder         every {", ".join(CONTENT_TYPE_BY_SUFFIX)} file below it, also gzipped (a.html.gz); names
-                   starting with a dot are not read; the outlet is the first folder below the one
-                   given (folder/<outlet>/a.html), else for a page the host of its canonical URL
+                   starting with a dot are not read; the outlet is a JSON envelope's own, else the
+                   first folder below the one given (folder/<outlet>/a.html), else the host of
+                   the page's canonical URL or the envelope's URL
   {" ".join(JSONL_SUFFIXES)} - JSON Lines, also gzipped (- is stdin), one envelope a line:
                    {{"url", "outlet", "html" or "text", "title", "published", "authors"}}; the outlet is
                    the envelope's, else its URL's host
@@ -351,11 +353,21 @@ def _named_outlet(envelope: Any) -> str | None:
 
 
 def _envelope_outlet(payload: bytes) -> str | None:
-    """Return the outlet an envelope file's bytes name, if they are one and name one."""
+    """Return the outlet an envelope file's bytes name, if they are one and name one (in UTF-8, or
+    in another encoding the worker reads it in: UTF-16 as Windows saves it, a legacy code page)."""
     try:
         return _named_outlet(jsonio.loads(payload))
     except ValueError:
+        pass
+    from newsflow.pipeline.decode import decode_payload  # deferred: heavy, and rarely needed
+
+    decoded = decode_payload(payload, "application/json")
+    if isinstance(decoded, Rejection):
         return None  # the worker dead-letters it, with the reason
+    try:
+        return _named_outlet(jsonio.loads(decoded[0]))
+    except ValueError:
+        return None
 
 
 def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:

@@ -150,6 +150,11 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         raise BadQuery("cursor is not one this API returned") from exc
 
 
+# An entity's name across the articles that name it: one written as prose writes it before one
+# in capitals (a dateline's "PARIS" sorts before "Paris"), then the first in byte order.
+_DISPLAY_NAME = "COALESCE(MIN(CASE WHEN name <> UPPER(name) THEN name END), MIN(name))"
+
+
 def _story_row(row: sqlite3.Row) -> dict[str, Any]:
     return {
         "story_id": row["story_id"],
@@ -405,7 +410,7 @@ class StoryStore:
         story["entities"] = [
             {"key": e["key"], "name": e["name"], "label": e["label"], "articles": e["n"]}
             for e in self.db.execute(
-                "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS n FROM entities "  # noqa: S608
+                f"SELECT key, {_DISPLAY_NAME} AS name, MIN(label) AS label, COUNT(*) AS n FROM entities "  # noqa: S608
                 f"WHERE story_id IN ({marks}) GROUP BY key ORDER BY n DESC, key LIMIT 50",
                 ids,
             )
@@ -428,7 +433,7 @@ class StoryStore:
         if not prefix:
             raise BadQuery("q has no letters or digits")
         rows = self.db.execute(
-            "SELECT key, MIN(name) AS name, MIN(label) AS label, COUNT(*) AS articles, "
+            f"SELECT key, {_DISPLAY_NAME} AS name, MIN(label) AS label, COUNT(*) AS articles, "  # noqa: S608
             "COUNT(DISTINCT story_id) AS stories FROM entities WHERE (key >= ? AND key < ?) OR key = ? "
             "GROUP BY key ORDER BY articles DESC, key LIMIT ?",
             # Keys compare as UTF-8 bytes: the highest code point bounds every key the prefix starts.
