@@ -214,65 +214,59 @@ def test_the_pages_show_stories_and_fold_copies(store: StoryStore):
     asyncio.run(run())
 
 
+def revision(article_id: str, outlet: str, minute: int, of: str, **extra: Any) -> dict[str, Any]:
+    """An outlet's report sent again, edited, into story s1: a revision of `of`."""
+    return enriched(article_id, "s1", outlet, minute, source={"outlet": outlet, "revision_of": of}, **extra)
+
+
+def story_page_of(store: StoryStore, story_id: str) -> str:
+    """The HTML of a story's page, as the service serves it."""
+
+    async def fetch() -> str:
+        async with TestClient(TestServer(build_app(store))) as client:
+            return await (await client.get(f"/stories/{story_id}")).text()
+
+    return asyncio.run(fetch())
+
+
+def report_of(page: str, outlet: str) -> str:
+    """The HTML of one outlet's report on a story's page."""
+    start = page.index(f"{outlet} · ")
+    return page[start : page.index("</article>", start)]
+
+
 def test_a_revised_report_stands_in_for_the_version_it_revises(store: StoryStore):
     # daily.example edits its report and sends it again: the revision is a copy of it too.
-    revised = enriched(
-        "a2v2",
-        "s1",
-        "daily.example",
-        5,
-        duplicate_of="a2",
-        source={"outlet": "daily.example", "revision_of": "a2"},
+    revised = revision(
+        "a2v2", "daily.example", 5, of="a2", duplicate_of="a2", description="about a2, corrected"
     )
-    revised["description"] = "about a2, corrected"
     store.apply(
         [("enriched", revised), ("enriched", enriched("a4", "s1", "copycat.example", 6, duplicate_of="a2v2"))]
     )
     members = {m["article_id"]: m for m in store.story("s1")["members"]}  # type: ignore[index]
     assert (members["a2v2"]["revision_of"], members["a2v2"]["copy_of"]) == ("a2", "a2")
     assert members["a2"]["revision_of"] is None
-
-    async def run() -> None:
-        async with TestClient(TestServer(build_app(store))) as client:
-            page = await (await client.get("/stories/s1")).text()
-        # wire.example's report and daily.example's, in its corrected version, the first one
-        # folded under it (not a third report, not a copy); the copies of either version too.
-        assert page.count("<article class=report>") == 2
-        daily = page[page.index("daily.example · ") :]
-        daily = daily[: daily.index("</article>")]
-        assert "revised" in daily and "about a2, corrected" in daily and "about a2<" not in daily
-        assert "<summary>1 earlier version</summary><ul><li>daily.example: title of a2</li>" in daily
-        assert "<summary>1 copy</summary><ul><li>copycat.example: title of a4</li>" in daily
-
-    asyncio.run(run())
+    page = story_page_of(store, "s1")
+    # wire.example's report and daily.example's, in its corrected version, the first one folded
+    # under it (not a third report, not a copy); the copies of either version too.
+    assert page.count("<article class=report>") == 2
+    daily = report_of(page, "daily.example")
+    assert "revised" in daily and "about a2, corrected" in daily and "about a2<" not in daily
+    assert "<summary>1 earlier version</summary><ul><li>daily.example: title of a2</li>" in daily
+    assert "<summary>1 copy</summary><ul><li>copycat.example: title of a4</li>" in daily
 
 
 def test_an_outlet_that_republished_a_report_and_then_corrected_it_shows_its_correction(store: StoryStore):
     # metro.example carries wire.example's a1 (a copy), then corrects its version.
     carried = enriched("m1", "s1", "metro.example", 7, duplicate_of="a1")
-    corrected = enriched(
-        "m1v2",
-        "s1",
-        "metro.example",
-        8,
-        duplicate_of="a1",
-        source={"outlet": "metro.example", "revision_of": "m1"},
-    )
+    corrected = revision("m1v2", "metro.example", 8, of="m1", duplicate_of="a1")
     store.apply([("enriched", carried), ("enriched", corrected)])
-
-    async def run() -> None:
-        async with TestClient(TestServer(build_app(store))) as client:
-            page = await (await client.get("/stories/s1")).text()
-        # wire's, daily's and metro's reports: metro's in its corrected version, its first under it.
-        assert page.count("<article class=report>") == 3
-        metro = page[page.index("metro.example · ") :]
-        metro = metro[: metro.index("</article>")]
-        assert (
-            "title of m1v2" in metro
-            and "<summary>1 earlier version</summary><ul><li>metro.example: title of m1</li>" in metro
-        )
-
-    asyncio.run(run())
+    page = story_page_of(store, "s1")
+    # wire's, daily's and metro's reports: metro's in its corrected version, its first under it.
+    assert page.count("<article class=report>") == 3
+    metro = report_of(page, "metro.example")
+    assert "title of m1v2" in metro
+    assert "<summary>1 earlier version</summary><ul><li>metro.example: title of m1</li>" in metro
 
 
 def test_a_record_the_view_cannot_read_is_skipped_and_the_offsets_still_move(store: StoryStore):
