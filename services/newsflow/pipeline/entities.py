@@ -229,8 +229,10 @@ def _as_written(name: str, text: str) -> str:
 
 def _opens_sentence(text: str, start: int) -> bool:
     """Whether the word at `start` opens a line, a sentence or a clause in quotes or brackets."""
-    before = text[:start].rstrip(" \t")
-    return not before or before[-1] == "\n" or before[-1] in _SENTENCE_OPENERS
+    i = start - 1
+    while i >= 0 and text[i].isspace() and text[i] != "\n":
+        i -= 1
+    return i < 0 or text[i] == "\n" or text[i] in _SENTENCE_OPENERS
 
 
 def _written_as_name(form: str, lower_words: set[str]) -> bool:
@@ -591,12 +593,8 @@ def _written_forms(lines: Sequence[str]) -> dict[str, str]:
             w = m.group()
             if w.islower():
                 words.add(w)
-            elif w[0].isupper() and (len(w) == 1 or w[1:].islower()):
-                i = m.start() - 1
-                while i >= 0 and line[i].isspace():
-                    i -= 1
-                if i >= 0 and line[i] not in _SENTENCE_OPENERS:
-                    names.add(w.lower())
+            elif w[0].isupper() and (len(w) == 1 or w[1:].islower()) and not _opens_sentence(line, m.start()):
+                names.add(w.lower())
     return dict.fromkeys(names - words, "name") | dict.fromkeys(words - names, "word")
 
 
