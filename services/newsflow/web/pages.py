@@ -152,14 +152,16 @@ def story_page(story: Mapping[str, Any], texts: Mapping[str, str]) -> str:
     # copied another's (an outlet republishing a wire story, then correcting it).
     revision = {m["revision_of"]: m for m in members if m.get("revision_of") in ids}
     revisions = {m["article_id"] for m in revision.values()}
+    in_a_chain = revisions | revision.keys()
     copies: dict[str, list[Mapping[str, Any]]] = {}
+    inside_another = set(revisions)  # later versions and copies: shown inside another report
     for m in members:
-        if m.get("copy_of") in ids and m["article_id"] not in revisions and m["article_id"] not in revision:
+        if m.get("copy_of") in ids and m["article_id"] not in in_a_chain:
             copies.setdefault(m["copy_of"], []).append(m)
-    folded = {c["article_id"] for cs in copies.values() for c in cs}
+            inside_another.add(m["article_id"])
     reports = []
     for m in members:
-        if m["article_id"] in revisions or m["article_id"] in folded:
+        if m["article_id"] in inside_another:
             continue
         versions = [m]
         while versions[-1]["article_id"] in revision and len(versions) <= len(members):
