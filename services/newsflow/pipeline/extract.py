@@ -198,7 +198,7 @@ _TITLE_SOURCES = (
 )
 
 
-def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
+def _headline(title: str, tree: HtmlElement, page_url: str | None, site_name: str) -> str:
     """Return trafilatura's title, or the page's whole <title> when trafilatura cut it in two at a
     separator ("Headline - Site") and what it dropped reads as the headline's own continuation.
 
@@ -206,7 +206,8 @@ def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
     historic deal" lost its second half, and "... Zurich - « accord historique »" kept its dash.
     Only a title cut from <title> (no og:title, JSON-LD headline or single <h1>) is put back, when
     the dropped side starts in lower case or with an opening quote, as a site's name does not
-    (unless it is a domain, or names the site: "heise online" on heise.de).
+    (unless it is a domain, or names the site, by its stated name or its host: "heise online" on
+    heise.de).
     """
     whole, first, second = examine_title_element(tree)
     if (
@@ -223,7 +224,7 @@ def _headline(title: str, tree: HtmlElement, page_url: str | None) -> str:
         or not (dropped[0] in _OPENING_QUOTES or dropped[0].islower())
     ):
         return title
-    names = {_name_key(_stated_site(tree)), _name_key(host_of(page_url) or "")} - {""}
+    names = {_name_key(site_name), _name_key(host_of(page_url) or "")} - {""}
     return title if _names_site(dropped, names) else whole
 
 
@@ -248,6 +249,11 @@ def _name_key(name: str) -> str:
     if _DOMAIN.fullmatch(name):
         labels = name.split(".")
         name = max(labels[:-1], key=len)
+    return _plain(name)
+
+
+def _plain(name: str) -> str:
+    """Return a name's letters and digits in lower case ("Boston.com" -> "bostoncom")."""
     return _NOT_ALNUM.sub("", name).lower()
 
 
@@ -267,13 +273,13 @@ def without_site_name(title: str, site_name: str | None, page_url: str | None) -
     (trafilatura's sitename is, without og:site_name: "U.S. economy grows | Business").
     """
     separators = list(_TITLE_SEPARATOR.finditer(title))
-    stated, host = _NOT_ALNUM.sub("", site_name or "").lower(), _name_key(host_of(page_url) or "")
+    stated, host = _plain(site_name or ""), _name_key(host_of(page_url) or "")
     if not separators or not (stated or host):
         return title
 
     def is_site(part: str) -> bool:
         part = part.strip()
-        plain = _NOT_ALNUM.sub("", part).lower()
+        plain = _plain(part)
         # The stated name as written ("Boston.com" is not "Boston"); the host as a domain.
         return len(plain) >= 2 and (
             plain == stated or (_DOMAIN.fullmatch(part) is not None and _name_key(part) == host)
@@ -308,9 +314,8 @@ def _from_html(
     meta = extract_html(html if tree is None else tree, url, options)
     page_url = meta.get("url") or url or (_canonical_anywhere(tree) if tree is not None else None)
     if tree is not None and meta.get("title"):
-        meta["title"] = without_site_name(
-            _headline(meta["title"], tree, page_url), _stated_site(tree), page_url
-        )
+        site = _stated_site(tree)
+        meta["title"] = without_site_name(_headline(meta["title"], tree, page_url, site), site, page_url)
     # The headline is metadata, not body: lines repeating it go, and so do lines that are wholly
     # a link to elsewhere (apply_rules' title and link_texts).
     cleaned = apply_rules(
