@@ -222,6 +222,29 @@ def test_any_malformed_features_message_is_a_dead_letter_not_a_crash(tagger):
     assert decision.outcome == "dead_letter" and decision.record["reason"] == "bad_features"
 
 
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda fields: fields.update(extraction=None),
+        lambda fields: fields.update(extraction=["ok"]),
+        lambda fields: fields.pop("source"),
+        lambda fields: fields["source"].update(outlet=7),
+        lambda fields: fields.pop("article_id"),
+    ],
+    ids=["extraction null", "extraction a list", "no source", "outlet a number", "no article_id"],
+)
+def test_record_fields_the_writer_cannot_read_are_a_dead_letter_before_anything_is_indexed(tagger, mutate):
+    # Read after the index had taken the article, such fields raised out of `decide`: the writer
+    # took that for a failed write and rebuilt and retried the same batch for ever.
+    desk = DedupDesk()
+    body = jsonio.loads(message(tagger, "m1", BRIDGE, "harbourtimes"))
+    mutate(body["fields"])
+    decision = desk.decide(jsonio.dumps(body), ORIGIN, b"m1")
+    assert decision.outcome == "dead_letter" and decision.record["reason"] == "bad_features"
+    assert "m1" not in desk.index.articles and not desk.index.stories
+    assert desk.decide(message(tagger, "m2", BRIDGE, "harbourtimes"), ORIGIN).outcome == "new_story"
+
+
 def test_the_desks_own_dead_letters_carry_their_replay_count():
     desk = DedupDesk()
     replayed = jsonio.dumps(

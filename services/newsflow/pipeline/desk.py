@@ -135,6 +135,22 @@ def rejected_message(article_id: str, dead_letter: dict[str, Any], received: flo
     )
 
 
+def _extraction_status(fields: Any) -> str | None:
+    """Check that a message's record fields hold what the writer reads of them, before anything
+    is indexed (a message that fails later would stop the writer, not cost one dead letter), and
+    return the extraction's status."""
+    if not isinstance(fields, dict) or "article_id" not in fields:
+        raise TypeError("fields is not an object with an article_id")
+    source = fields.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("outlet"), str):
+        raise TypeError("fields.source.outlet is not a string")
+    extraction = fields.get("extraction", {})
+    if not isinstance(extraction, dict):
+        raise TypeError("fields.extraction is not an object")
+    status = extraction.get("status")
+    return status if isinstance(status, str) else None
+
+
 def _enriched_output(record: dict[str, Any]) -> Output:
     article_id = str(record["article_id"])
     headers = cloudevents.headers(
@@ -544,8 +560,9 @@ class DedupDesk:
             if kind != KIND_ARTICLE:
                 raise ValueError(f"unknown message kind {kind!r}")
             features = StoryFeatures.from_dict(body["features"])
-            if not isinstance(body["fields"], dict) or not isinstance(body.get("lines", []), list):
-                raise TypeError("fields is not an object or lines not a list")
+            status = _extraction_status(body["fields"])
+            if not isinstance(body.get("lines", []), list):
+                raise TypeError("lines is not a list")
         except Exception as exc:  # noqa: BLE001 - any malformed message, whatever it breaks
             # Not one of ours (or from an incompatible version): keep its bytes, under its key or
             # else where it was read, so that a redelivery is recognised as well.
@@ -554,7 +571,6 @@ class DedupDesk:
             return self._dead_letter(name, replay_count, rejection, message, key, origin)
         if self.written(article_id, replay_count):
             return Decision("duplicate")
-        status = body["fields"].get("extraction", {}).get("status")
         if status in NO_STORY_STATUSES:
             return self._sent_at(self._unstoried_out(features, body), body)
         try:
