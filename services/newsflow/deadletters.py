@@ -30,7 +30,8 @@ from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT
 from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
-from newsflow.topics import committed_reader, topic_partitions, wait_for_broker
+from newsflow.topics import committed_reader, wait_for_broker
+from newsflow.worker.replica import read_to_end
 
 PROG = "newsflow-deadletters"
 
@@ -40,27 +41,34 @@ class ReplayError(Exception):
 
 
 async def read_dead_letters(kafka: KafkaSettings) -> dict[str, dict[str, Any]]:
-    """Return the latest committed dead letter of every article id, oldest first."""
-    consumer = committed_reader(kafka)
-    await consumer.start()
+    """Return the latest committed dead letter of every article id, oldest first.
+
+    A record that is not a JSON object (written to the topic by something else) is left out with
+    a warning, and a tombstone forgets its key's dead letter, as compaction would."""
     try:
-        tps = await topic_partitions(consumer, kafka.topic_dead_letter)
-        if not tps:
-            raise ReplayError(f"topic {kafka.topic_dead_letter} does not exist")
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        found: dict[str, dict[str, Any]] = {}
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for messages in (await consumer.getmany(*tps, timeout_ms=1000)).values():
-                for m in messages:
-                    record = jsonio.loads(m.value)
-                    key = m.key.decode(errors="replace") if m.key else f"@{m.partition}/{m.offset}"
-                    found.pop(key, None)
-                    found[key] = record
-        return found
-    finally:
-        await consumer.stop()
+        entries = await read_to_end(kafka, kafka.topic_dead_letter)
+    except LookupError:
+        raise ReplayError(f"topic {kafka.topic_dead_letter} does not exist") from None
+    found: dict[str, dict[str, Any]] = {}
+    unreadable = 0
+    for key, value in entries:
+        name = key.decode(errors="replace")
+        found.pop(name, None)
+        if value is None:
+            continue
+        try:
+            record = jsonio.loads(value)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            found[name] = record
+        else:
+            unreadable += 1
+    if unreadable:
+        sys.stderr.write(
+            f"{PROG}: warning: {unreadable} record(s) on the topic are not dead letters; left out\n"
+        )
+    return found
 
 
 def matches(record: dict[str, Any], args: argparse.Namespace) -> bool:

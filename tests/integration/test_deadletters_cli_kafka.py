@@ -82,3 +82,23 @@ def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_p
     outputs = [(t, k, r) for _, t, k, r in reader.collected.records if k == "big"]
     assert [t for t, _, _ in outputs] == [kafka.topic_dead_letter, kafka.topic_enriched]
     assert outputs[1][2]["extraction"]["input_bytes"] == len(big)
+
+
+def test_list_leaves_out_what_is_not_a_dead_letter_and_forgets_a_tombstones_key(kafka: KafkaSettings):
+    # Written by hand: the topic is the operator's, and something else may write to it too.
+    letter = {"stage": "clean", "reason": "bad_envelope", "failed_at": "2026-12-07T03:00:00Z", "headers": {}}
+    send_raw(
+        kafka,
+        [
+            (b"kept", json.dumps(letter).encode(), []),
+            (b"noise", b"\x00 not json", []),
+            (b"gone", json.dumps(letter).encode(), []),
+            (b"gone", None, []),  # type: ignore[list-item] # a tombstone
+        ],
+        topic=kafka.topic_dead_letter,
+    )
+    listed = cli(kafka, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["article_id"] for line in listed.stdout.splitlines()] == ["kept"]
+    assert "1 record(s) on the topic are not dead letters" in listed.stderr
+    assert "Traceback" not in listed.stderr
