@@ -1,4 +1,4 @@
-"""Faust's Kafka transport and table recovery, with fixes for records lost around a rebalance or a stop.
+"""Faust's Kafka transport, with fixes for records lost around a rebalance or a stop.
 
 1. Partitions without a committed offset are re-read, not lost. faust-streaming 0.15.3 drops
 records it has already fetched when a rebalance stops the flow (or the generation changes) in the
@@ -12,18 +12,11 @@ With `consumer_auto_offset_reset="earliest"`, "no committed offset" means "from 
 so that is where such partitions are sought. Changelog partitions are left to Faust's recovery,
 which positions them itself.
 
-2. Records fetched while recovery ends are re-read, not lost (faust-streaming issue #596). When a
-worker's tables have changelogs to read, recovery starts the fetcher with the flow on, and at the
-end resumes the stream partitions and seeks them while that fetcher keeps delivering. Its last
-step, `flow_control.resume()`, clears every stream queue: records delivered in between are thrown
-away, yet counted as read. When the seek's re-fetch brings them back they are dropped as already
-read, and the offsets they leave out are treated as a gap, that is, as acknowledged. In a stress
-run that restarted a worker while articles arrived (tests/integration/soak_restart.py), 1 to 14
-of 200 articles were lost this way. The fix stops the consumer's flow before recovery ends, as
-Faust's own rebalance path does, so nothing reaches a queue before the clear; recovery resumes it
-after the seek.
-
-Re-reading is safe: every stage is idempotent per article.
+2. No table recovery to fix. faust-streaming issue #596 loses records fetched while a table's
+recovery ends (its last flow resume clears the stream queues); these workers keep no Faust tables
+(the writer's state is in its own compacted topics), and without tables Faust's recovery only
+resumes the streams. An override of `Recovery.on_recovery_completed` that stopped the flow first
+was removed with the last table: `App` refuses tables until it is back.
 
 3. A stop does not wait for a batch, and what it interrupts is read again. With its default
 `stream_wait_empty`, Faust's stop waits until every message being processed is acknowledged: a
@@ -61,8 +54,6 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.tables import TableManager
-from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
@@ -168,30 +159,17 @@ class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
 
-class _Recovery(Recovery):
-    async def on_recovery_completed(self, generation_id: int = 0) -> None:
-        # No record may reach a stream queue between here and the queue-clearing flow resume
-        # that ends recovery (fix 2 above). A fetch already returned stops at its next record;
-        # one still in flight is discarded by aiokafka after the seek (its position changed).
-        self.app.consumer.stop_flow()
-        await super().on_recovery_completed(generation_id)
-
-
-class _TableManager(TableManager):
-    @property
-    def recovery(self) -> Recovery:
-        if self._recovery is None:
-            self._recovery = _Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
-        return self._recovery
-
-
 class App(faust.App):
-    """faust.App on the fixed transport and recovery (the broker URLs must be kafka://)."""
+    """faust.App on the fixed transport (the broker URLs must be kafka://)."""
 
     def __init__(self, *args: Any, self_committed_topics: Collection[str] = (), **kwargs: Any) -> None:
-        kwargs.setdefault("TableManager", _TableManager)
         super().__init__(*args, **kwargs)
         self.self_committed_topics = frozenset(self_committed_topics)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def Table(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("a Faust table brings back faust-streaming #596 (transport.py, fix 2)")
+
+    GlobalTable = SetTable = SetGlobalTable = Table
