@@ -566,7 +566,7 @@ class DedupDesk:
         except Exception as exc:  # noqa: BLE001 - any malformed message, whatever it breaks
             # Not one of ours (or from an incompatible version): keep its bytes, under its key or
             # else where it was read, so that a redelivery is recognised as well.
-            rejection = Rejection("dedup", "bad_features", f"{type(exc).__name__}: {exc}")
+            rejection = Rejection.from_exception("dedup", exc, "bad_features")
             name = message_article_id(key, {}, origin.as_id())
             return self._dead_letter(name, replay_count, rejection, message, key, origin)
         if self.written(article_id, replay_count):
@@ -583,7 +583,7 @@ class DedupDesk:
                 assignment = self.index.assign(features)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one article, not the stream
             log.exception("dedup of %s failed", article_id)
-            rejection = Rejection("dedup", "internal_error", f"{type(exc).__name__}: {exc}")
+            rejection = Rejection.from_exception("dedup", exc)
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin)
         return self._sent_at(self._article_out(features, assignment, body), body)
 

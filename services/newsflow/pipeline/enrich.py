@@ -36,10 +36,6 @@ def _no_timer(_stage: str, _seconds: float) -> None:
     return None
 
 
-def _internal_error(stage: str, exc: Exception) -> Rejection:
-    return Rejection(stage, "internal_error", f"{type(exc).__name__}: {exc}"[:1000])
-
-
 @dataclass(frozen=True, slots=True)
 class Enriched:
     """A cleaned article with everything the per-article stages found."""
@@ -86,7 +82,7 @@ class Enricher:
             return Enriched(article, outlet=outlet, lines=lines)
         except Exception as exc:  # noqa: BLE001 - one bad article must not stop the others
             log.exception("cleaning %s failed", raw.article_id)
-            return _internal_error("extract", exc)
+            return Rejection.from_exception("extract", exc)
         finally:
             self.on_stage_time("extract", time.perf_counter() - started)
 
@@ -153,7 +149,7 @@ class Enricher:
             (tags,) = self.tagger.tag_batch([enriched.article])
         except Exception as exc:  # noqa: BLE001
             log.exception("tagging %s failed", enriched.article.article_id)
-            return _internal_error("enrich", exc)
+            return Rejection.from_exception("enrich", exc)
         return replace(enriched, entities=tags)
 
     def _features(self, enriched: Enriched, received: float | None) -> Result:
@@ -162,7 +158,7 @@ class Enricher:
             features = article_features(enriched.article, enriched.entities, self.encoder, received)
         except Exception as exc:  # noqa: BLE001
             log.exception("features of %s failed", enriched.article.article_id)
-            return _internal_error("enrich", exc)
+            return Rejection.from_exception("enrich", exc)
         finally:
             self.on_stage_time("features", time.perf_counter() - started)
         return replace(enriched, features=features)

@@ -112,6 +112,10 @@ class Origin:
         return f"@{self.topic}/{self.partition}/{self.offset}"
 
 
+# A rejection's detail is for people (an exception's message may hold a whole input).
+MAX_DETAIL_CHARS = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Bad input as a value: which stage refused it, a bounded reason code and a human detail."""
@@ -119,6 +123,11 @@ class Rejection:
     stage: str
     reason: str
     detail: str
+
+    @classmethod
+    def from_exception(cls, stage: str, exc: BaseException, reason: str = "internal_error") -> Rejection:
+        """The rejection of an input whose handling raised: the exception, bounded, as its detail."""
+        return cls(stage, reason, f"{type(exc).__name__}: {exc}"[:MAX_DETAIL_CHARS])
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaTimeoutError
 from newsflow.pipeline.desk import Decision, article_message, rejected_message
 from newsflow.pipeline.enrich import Enricher, Result
 from newsflow.pipeline.records import (
+    MAX_DETAIL_CHARS,
     CleanArticle,
     Origin,
     Rejection,
@@ -97,9 +98,7 @@ class Forwarder:
             message = article_message(result, replay_count(headers), _origin(event), event.message.timestamp)
         except Exception as exc:  # noqa: BLE001 - never lose an event to an unexpected error
             log.exception("the features message of %s failed", result.article.article_id)
-            return self.dead_letter(
-                Rejection("enrich", "internal_error", f"{type(exc).__name__}: {exc}"), event
-            )
+            return self.dead_letter(Rejection.from_exception("enrich", exc), event)
         self._count_extraction(result.article)
         return result.article.article_id.encode(), message
 
@@ -174,7 +173,7 @@ class Forwarder:
                 again.append(out)
                 continue
             log.error("forwarding %r failed: %r", out.event.key, error)
-            rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:1000])
+            rejection = Rejection("enrich", "internal_error", f"send failed: {error!r}"[:MAX_DETAIL_CHARS])
             fallbacks.append(_Outgoing(self.dead_letter(rejection, out.event), out.event, last_resort=True))
         sent = await self._send_all([out.message for out in fallbacks])
         return again + [out for out, error in zip(fallbacks, sent, strict=True) if error is not None]
