@@ -99,7 +99,8 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
     return WorkerMetrics(
         messages=Counter(
             "newsflow_worker_messages_total",
-            "Messages handled per stage and outcome (in, ok, rejected, error, out).",
+            "Messages handled per stage and outcome: in (decode, dedup), the extraction status (extract), "
+            "rejected (dead-lettered), unsendable (enrich: a batch retried), duplicate (dedup: a redelivery), out (output).",
             ["stage", "outcome"],
             registry=registry,
         ),
