@@ -203,3 +203,26 @@ def test_a_producer_that_never_starts_is_given_up(monkeypatch: pytest.MonkeyPatc
             await writer.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_desk_a_failed_decision_damaged_is_rebuilt_before_the_next_batch():
+    kafka = unique_kafka(partitions=1)
+    ensure_topics(kafka)
+    topic = kafka.topic_features
+
+    async def scenario() -> None:
+        writer = TransactionalWriter(kafka, f"writer-test-{topic}", DedupOptions())
+        try:
+            for offset in range(3):
+                if offset == 1:
+                    damaged = writer.desk
+                    damaged.damaged = True  # as `DedupDesk.decide` leaves it when the index raised
+                written = await asyncio.wait_for(writer.write_batch([_event(topic, offset)], _no, _yes), 60)
+                assert len(written) == 1
+            # Rebuilt from the state topic after the damaged desk's batch was written.
+            assert writer.desk is not damaged and not writer.desk.damaged
+            assert set(writer.desk.rejected) == {("k0", 0), ("k1", 0), ("k2", 0)}
+        finally:
+            await writer.stop()
+
+    asyncio.run(scenario())

@@ -245,6 +245,23 @@ def test_record_fields_the_writer_cannot_read_are_a_dead_letter_before_anything_
     assert desk.decide(message(tagger, "m2", BRIDGE, "harbourtimes"), ORIGIN).outcome == "new_story"
 
 
+def test_an_index_that_raises_part_way_costs_the_article_a_dead_letter_and_the_desk_a_rebuild(
+    tagger, monkeypatch
+):
+    desk = DedupDesk()
+    desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("the split went wrong")
+
+    # Raised after the index took the article in: it was then taken for a repeat, and dropped.
+    monkeypatch.setattr(desk.index, "_split_if_two_events", broken)
+    decision = desk.decide(message(tagger, "b1", BRIDGE_OTHER_OUTLET, "valleypost"), ORIGIN)
+    assert decision.outcome == "dead_letter" and decision.record["reason"] == "internal_error"
+    assert [o.destination for o in decision.outputs if o.destination != STATE] == [DEAD_LETTER]
+    assert desk.damaged  # the writer rebuilds it from what was written
+
+
 def test_the_desks_own_dead_letters_carry_their_replay_count():
     desk = DedupDesk()
     replayed = jsonio.dumps(

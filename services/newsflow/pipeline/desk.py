@@ -262,6 +262,10 @@ class DedupDesk:
     boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
     # Outlet -> its articles learned from since its state was last written (see `learned`).
     _unwritten: dict[str, int] = field(default_factory=dict)
+    # Set when the index raised part-way through a decision: it may hold what it did before (the
+    # article, a merge, a split) with nothing written for it. The writer then rebuilds the desk
+    # from the state topic once the batch is written.
+    damaged: bool = False
 
     def __post_init__(self) -> None:
         self.index = StoryIndex(self.options)
@@ -582,9 +586,15 @@ class DedupDesk:
             else:
                 assignment = self.index.assign(features)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one article, not the stream
-            log.exception("dedup of %s failed", article_id)
+            log.exception("dedup of %s failed; the desk is rebuilt after this batch", article_id)
+            # What the index did before it raised is not written: none of it goes out (a merge
+            # or split queued here would otherwise leave with the next article's records), and
+            # the article is dead-lettered even if the index took it in.
+            self.damaged = True
+            self.index.merged.clear()
+            self.index.splits.clear()
             rejection = Rejection.from_exception("dedup", exc)
-            return self._dead_letter(article_id, replay_count, rejection, message, key, origin)
+            return self._dead_letter(article_id, replay_count, rejection, message, key, origin, check=False)
         return self._sent_at(self._article_out(features, assignment, body), body)
 
     @staticmethod
@@ -653,8 +663,9 @@ class DedupDesk:
         message: bytes,
         key: bytes | None,
         origin: Origin,
+        check: bool = True,
     ) -> Decision:
-        if self.written(article_id, replay_count):
+        if check and self.written(article_id, replay_count):
             return Decision("duplicate")
         # The desk's input is the features message; the article's own bytes stay at the clean
         # stage's input (the record's origin), which `newsflow-deadletters replay` fetches.

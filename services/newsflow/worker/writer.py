@@ -291,7 +291,9 @@ class TransactionalWriter:
         except BaseException:
             self._stale = True
             raise
-        if markers:
+        if self.desk.damaged:
+            self._stale = True  # rebuilt before the next batch, from what was written
+        elif markers:
             # The desk now is what the state topic says up to this transaction's last record.
             state = [meta.offset for o, meta in zip(records, written, strict=True) if o.destination == STATE]
             self.snapshots.take(self.desk, written[len(records) - len(markers)].offset, max(state) + 1)
