@@ -49,7 +49,7 @@ def message(
     a = article(article_id, text, outlet, when)
     (entities,) = tagger.tag_batch([a])
     features = article_features(a, entities)
-    return article_message(Enriched(a, entities, features, outlet, lines), replays, ORIGIN, produced)
+    return article_message(Enriched(a, entities, features, lines), replays, ORIGIN, produced)
 
 
 def rejected(article_id: str, replays: int = 0, received: float = 1_741_943_000.0) -> bytes:
@@ -450,9 +450,7 @@ def test_a_closed_story_is_a_closed_event_with_the_next_version(tagger):
 def _synthetic_message(features: StoryFeatures) -> bytes:
     """The features-topic message of an article whose features are given (embedding, names)."""
     a = article(features.article_id, BRIDGE, "harbourtimes")
-    return article_message(
-        Enriched(a, EntityResult((), "skipped_language", "none"), features, "harbourtimes", ()), 0, ORIGIN
-    )
+    return article_message(Enriched(a, EntityResult((), "skipped_language", "none"), features), 0, ORIGIN)
 
 
 def test_two_stories_a_report_links_are_merged_with_lineage_records_a_rebuilt_desk_repeats(tagger):

@@ -350,7 +350,7 @@ def test_the_outlet_an_article_names_is_the_one_its_boilerplate_is_learned_and_r
             b"</article>", f"<p>Report {n} of the day.</p><p>{footer}</p></article>".encode()
         )
         result = enricher.clean(replace(page, article_id=f"p{n}", payload=html))
-        assert isinstance(result, Enriched) and result.outlet == "tidings.example"
+        assert isinstance(result, Enriched) and result.article.source.outlet == "tidings.example"
     assert set(enricher.boilerplate.outlets) == {"tidings.example"}
     assert footer not in result.article.text  # learned from the site's pages, then removed
 

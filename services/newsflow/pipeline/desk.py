@@ -116,7 +116,7 @@ def article_message(
             "produced": produced,
             "fields": article_fields(enriched.article, enriched.entities),
             "features": enriched.features.as_dict(),
-            "outlet": enriched.outlet,
+            "outlet": enriched.article.source.outlet,
             "lines": list(enriched.lines),
         }
     )

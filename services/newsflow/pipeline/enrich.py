@@ -43,9 +43,8 @@ class Enriched:
     article: CleanArticle
     entities: EntityResult | None = None
     features: StoryFeatures | None = None
-    # The article's outlet and the fingerprints of its lines before that outlet's learned
-    # boilerplate was removed: what the outlet's boilerplate model learns from.
-    outlet: str = ""
+    # The fingerprints of its lines before its outlet's learned boilerplate was removed: what the
+    # outlet's boilerplate model learns from.
     lines: tuple[str, ...] = ()
 
 
@@ -71,15 +70,14 @@ class Enricher:
             result = extract_article(raw, self.options)
             if not isinstance(result, CleanArticle):
                 return result
-            # The article's outlet: the input's, or the one its envelope or its page's URL names.
-            outlet = result.source.outlet
             if result.extraction.status not in _CLEANABLE:
-                return Enriched(result, outlet=outlet)
+                return Enriched(result)
             lines = fingerprints(result.text.split("\n"))
-            article = with_outlet_boilerplate_removed(result, self.boilerplate, outlet, learn=False)
+            article = with_outlet_boilerplate_removed(result, self.boilerplate)
             if self.learn_boilerplate:
-                self.boilerplate.observe_fingerprints(outlet, lines)
-            return Enriched(article, outlet=outlet, lines=lines)
+                # The article's outlet: the input's, or the one its envelope or page's URL names.
+                self.boilerplate.observe_fingerprints(article.source.outlet, lines)
+            return Enriched(article, lines=lines)
         except Exception as exc:  # noqa: BLE001 - one bad article must not stop the others
             log.exception("cleaning %s failed", raw.article_id)
             return Rejection.from_exception("extract", exc)

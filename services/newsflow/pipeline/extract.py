@@ -480,11 +480,10 @@ def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection
     return article
 
 
-def with_outlet_boilerplate_removed(
-    article: CleanArticle, model: BoilerplateModel, outlet: str | None = None, learn: bool = True
-) -> CleanArticle:
-    """Return the article without the lines its outlet repeats across articles (and teach the model)."""
-    text, dropped = model.clean(outlet or article.source.outlet, article.text, learn=learn)
+def with_outlet_boilerplate_removed(article: CleanArticle, model: BoilerplateModel) -> CleanArticle:
+    """Return the article without the lines its outlet repeats across articles (the model learns
+    apart: `BoilerplateModel.observe_fingerprints`)."""
+    text, dropped = model.clean(article.source.outlet, article.text, learn=False)
     if not dropped:
         return article
     text = normalize_text(text)
