@@ -8,6 +8,7 @@ import pytest
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dedup import StoryIndex, article_features
+from newsflow.pipeline.embed import default_encoder
 from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.records import (
@@ -40,7 +41,7 @@ def test_enriched_and_story_records_validate(enricher, seed_raws, fixture_raws):
     assert all(isinstance(r, Enriched) for r in results)
     for result in results:
         assert isinstance(result, Enriched)
-        f = article_features(result.article, result.entities)
+        f = article_features(result.article, result.entities, default_encoder())
         # the record's fields cross the features topic as JSON before the story is added
         fields = jsonio.loads(jsonio.dumps(article_fields(result.article, result.entities)))
         out = jsonio.loads(jsonio.dumps(enriched_record(fields, index.assign(f))))
@@ -82,7 +83,10 @@ def test_a_later_minor_versions_added_field_is_accepted_by_the_published_schema_
     fields = jsonio.loads(jsonio.dumps(article_fields(result.article, result.entities)))
     record = jsonio.loads(
         jsonio.dumps(
-            enriched_record(fields, StoryIndex().assign(article_features(result.article, result.entities)))
+            enriched_record(
+                fields,
+                StoryIndex().assign(article_features(result.article, result.entities, default_encoder())),
+            )
         )
     )
     later = {**record, "sentiment": 0.2, "source": {**record["source"], "paywalled": False}}

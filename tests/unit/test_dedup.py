@@ -19,7 +19,7 @@ from newsflow.pipeline.dedup import (
     semantic_scores,
     story_similarity,
 )
-from newsflow.pipeline.embed import DIM, quantize
+from newsflow.pipeline.embed import DIM, default_encoder, quantize
 from newsflow.pipeline.entities import EntityTagger, entity_key
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source, StoryAssignment
@@ -59,7 +59,7 @@ def tagger() -> EntityTagger:
 
 def features(tagger: EntityTagger, a: CleanArticle) -> StoryFeatures:
     (entities,) = tagger.tag_batch([a])
-    return article_features(a, entities)
+    return article_features(a, entities, default_encoder())
 
 
 def test_second_outlet_joins_existing_story(tagger):
@@ -229,8 +229,8 @@ def test_articles_without_entities_still_group_by_meaning():
     b = article("b1", BRIDGE_OTHER_OUTLET, "valleypost")
     empty = EntityResult((), "skipped_language", "none")
     index = StoryIndex()
-    first = index.assign(article_features(a, empty))
-    second = index.assign(article_features(replace(b), empty))
+    first = index.assign(article_features(a, empty, default_encoder()))
+    second = index.assign(article_features(replace(b), empty, default_encoder()))
     assert second.story_id == first.story_id
 
 
@@ -300,7 +300,7 @@ def test_short_texts_whose_hashes_share_low_bits_are_not_copies():
     a, b = (
         article(aid, f"Market closes at {tag} points", "wire") for aid, tag in (("a", "kqb"), ("b", "qrb"))
     )
-    fa, fb = (article_features(x, EntityResult((), "none", "none")) for x in (a, b))
+    fa, fb = (article_features(x, EntityResult((), "none", "none"), default_encoder()) for x in (a, b))
     low = [np.asarray(f.signature, dtype=np.uint32) & 0xFFFF for f in (fa, fb)]
     assert (low[0] == low[1]).all()  # the case this guards
     index = StoryIndex()

@@ -21,6 +21,7 @@ from newsflow.pipeline.desk import (
     load_boilerplate,
     rejected_message,
 )
+from newsflow.pipeline.embed import default_encoder
 from newsflow.pipeline.enrich import Enriched
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.records import EntityResult, Origin, Rejection, dead_letter_record
@@ -48,7 +49,7 @@ def message(
 ) -> bytes:
     a = article(article_id, text, outlet, when)
     (entities,) = tagger.tag_batch([a])
-    features = article_features(a, entities)
+    features = article_features(a, entities, default_encoder())
     return article_message(Enriched(a, entities, features, lines), replays, ORIGIN, produced)
 
 

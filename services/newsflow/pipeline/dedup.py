@@ -38,7 +38,7 @@ from wordfreq import zipf_frequency
 
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
-from newsflow.pipeline.embed import TextEncoder, default_encoder, dequantize, quantize
+from newsflow.pipeline.embed import TextEncoder, dequantize, quantize
 from newsflow.pipeline.entities import strip_possessive
 from newsflow.pipeline.lsh import BandIndex, signature_values
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
@@ -221,12 +221,13 @@ def _timestamps(article: CleanArticle) -> tuple[float, float]:
 def article_features(
     article: CleanArticle,
     entities: EntityResult | None,
-    encoder: TextEncoder | None = None,
+    encoder: TextEncoder,
     received: float | None = None,
 ) -> StoryFeatures:
     """Return the dedup features of one article (pure; the heavy per-article part of dedup).
 
-    `encoder` defaults to the process's sentence-embedding model. `received` is the index clock's
+    `encoder` is the sentence-embedding model (`embed.default_encoder()` loads the process's
+    one). `received` is the index clock's
     reading for this article (the worker passes the time it got it); by default the time the
     article's source says it was received.
     """
@@ -262,7 +263,7 @@ def article_features(
     if tokens:
         # The headline and the lead: where a news report says what happened.
         lead = f"{article.title}\n{text}" if article.title else text
-        embedding = quantize((encoder or default_encoder()).encode(lead))
+        embedding = quantize(encoder.encode(lead))
     return StoryFeatures(
         article_id=article.article_id,
         outlet=article.source.outlet,

@@ -151,6 +151,7 @@ class Enricher:
         return replace(enriched, entities=tags)
 
     def _features(self, enriched: Enriched, received: float | None) -> Result:
+        assert self.encoder is not None
         started = time.perf_counter()
         try:
             features = article_features(enriched.article, enriched.entities, self.encoder, received)
