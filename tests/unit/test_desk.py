@@ -263,6 +263,18 @@ def test_an_index_that_raises_part_way_costs_the_article_a_dead_letter_and_the_d
     assert desk.damaged  # the writer rebuilds it from what was written
 
 
+@pytest.mark.parametrize("name", ["reason", "stage", "failed_at"])
+def test_a_forwarded_dead_letter_that_names_no_reason_is_one_of_the_desks_own_before_it_is_remembered(name):
+    body = jsonio.loads(rejected("r9"))
+    body["dead_letter"][name] = None
+    desk = DedupDesk()
+    decision = desk.decide(jsonio.dumps(body), ORIGIN, b"r9")
+    assert decision.outcome == "dead_letter" and decision.reason == "bad_features"
+    assert decision.record is not None and decision.record["stage"] == "dedup"
+    # Remembered as the desk's own dead letter only: the forwarded one was never half-taken.
+    assert list(desk.rejected) == [("r9", 0)] and len(decision.outputs) == 2
+
+
 def test_the_desks_own_dead_letters_carry_their_replay_count():
     desk = DedupDesk()
     replayed = jsonio.dumps(

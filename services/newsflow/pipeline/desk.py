@@ -178,6 +178,10 @@ def _story_output(record: dict[str, Any]) -> Output:
     return Output(STORIES, story_id.encode(), jsonio.dumps(record), headers)
 
 
+# What a dead letter forwarded by the clean stage must name (its record's headers read them).
+_DEAD_LETTER_NAMES = ("stage", "reason", "failed_at")
+
+
 def _dead_letter_output(article_id: str, dead: dict[str, Any]) -> Output:
     headers = cloudevents.headers(
         cloudevents.ARTICLE_DEAD_LETTERED,
@@ -648,8 +652,9 @@ class DedupDesk:
 
     def _reject_forwarded(self, article_id: str, replay_count: int, body: dict[str, Any]) -> Decision:
         dead = body["dead_letter"]
-        if not isinstance(dead, dict):
-            raise TypeError("dead_letter is not an object")
+        # What its record and headers are made of, checked before the desk remembers anything.
+        if not isinstance(dead, dict) or not all(isinstance(dead.get(k), str) for k in _DEAD_LETTER_NAMES):
+            raise TypeError(f"dead_letter is not an object with strings {', '.join(_DEAD_LETTER_NAMES)}")
         if self.written(article_id, replay_count):
             return Decision("duplicate")
         received = float(body.get("received") or self.index.watermark)
