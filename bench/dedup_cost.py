@@ -32,15 +32,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import local_broker, record  # noqa: E402
 from newsflow.pipeline import jsonio  # noqa: E402
-from newsflow.pipeline.dedup import (  # noqa: E402
-    NUM_PERM,
-    DedupOptions,
-    StoryFeatures,
-    StoryIndex,
-    story_similarity,
-)
+from newsflow.pipeline.dedup import DedupOptions, StoryIndex, story_similarity  # noqa: E402
 from newsflow.pipeline.desk import DedupDesk  # noqa: E402
 from newsflow.pipeline.embed import DIM, quantize  # noqa: E402
+from newsflow.pipeline.features import NUM_PERM, StoryFeatures  # noqa: E402
 from newsflow.pipeline.records import StoryAssignment, assignment_dict  # noqa: E402
 from newsflow.topics import create_topics, topic_specs  # noqa: E402
 

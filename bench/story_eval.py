@@ -44,17 +44,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import check_floors, half_of, record  # noqa: E402
-from newsflow.pipeline.dedup import (  # noqa: E402
-    DedupOptions,
-    StoryFeatures,
-    StoryIndex,
-    article_features,
-    estimated_containment,
-    story_similarity,
-)
+from newsflow.pipeline.dedup import DedupOptions, StoryIndex, story_similarity  # noqa: E402
 from newsflow.pipeline.embed import DOWN_KERNELS, TextEncoder  # noqa: E402
 from newsflow.pipeline.entities import EntityTagger  # noqa: E402
 from newsflow.pipeline.extract import extract_article  # noqa: E402
+from newsflow.pipeline.features import StoryFeatures, article_features, estimated_containment  # noqa: E402
 from newsflow.pipeline.options import EMBED_PRECISION, EMBED_PRECISIONS  # noqa: E402
 from newsflow.pipeline.records import CleanArticle, RawArticle, Source  # noqa: E402
 

@@ -7,10 +7,11 @@ from dataclasses import replace
 import pytest
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.dedup import StoryIndex, article_features
+from newsflow.pipeline.dedup import StoryIndex
 from newsflow.pipeline.embed import default_encoder
 from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.entities import EntityTagger
+from newsflow.pipeline.features import article_features
 from newsflow.pipeline.records import (
     ENRICHED_SCHEMA_VERSION,
     Rejection,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from newsflow.pipeline.cloudevents import schema_id
-from newsflow.pipeline.dedup import NUM_PERM, StoryFeatures
+from newsflow.pipeline.features import NUM_PERM, StoryFeatures
 from newsflow.pipeline.schema import schema_errors
 from newsflow.settings import KafkaSettings
 from tests.conftest import FIXTURES, SEEDS

@@ -7,21 +7,23 @@ import pytest
 
 from newsflow.pipeline.dedup import (
     NAMES_DIFFER_FACTOR,
-    NUM_PERM,
     STALE_FACTOR,
     DedupOptions,
     Story,
-    StoryFeatures,
     StoryIndex,
-    article_features,
-    estimated_containment,
-    quotations,
     semantic_scores,
     story_similarity,
 )
 from newsflow.pipeline.embed import DIM, default_encoder, quantize
 from newsflow.pipeline.entities import EntityTagger, entity_key
 from newsflow.pipeline.extract import extract_article
+from newsflow.pipeline.features import (
+    NUM_PERM,
+    StoryFeatures,
+    article_features,
+    estimated_containment,
+    quotations,
+)
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source, StoryAssignment
 
 BRIDGE = (

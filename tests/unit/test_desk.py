@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, article_features
+from newsflow.pipeline.dedup import DedupOptions
 from newsflow.pipeline.desk import (
     BOILERPLATE,
     DEAD_LETTER,
@@ -24,6 +24,7 @@ from newsflow.pipeline.desk import (
 from newsflow.pipeline.embed import default_encoder
 from newsflow.pipeline.enrich import Enriched
 from newsflow.pipeline.entities import EntityTagger
+from newsflow.pipeline.features import StoryFeatures, article_features
 from newsflow.pipeline.records import EntityResult, Origin, Rejection, dead_letter_record
 from newsflow.pipeline.schema import schema_errors
 from newsflow.pipeline.textclean import BoilerplateModel, OutletLines, fingerprints

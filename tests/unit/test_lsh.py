@@ -9,7 +9,7 @@ import pytest
 from datasketch import LeanMinHash, MinHashLSH
 
 from newsflow.pipeline import lsh as lsh_module
-from newsflow.pipeline.dedup import MINHASH_SCHEME, NUM_PERM
+from newsflow.pipeline.features import MINHASH_SCHEME, NUM_PERM
 from newsflow.pipeline.lsh import BandIndex
 
 

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from newsflow.pipeline import cloudevents, jsonio
-from newsflow.pipeline.dedup import DedupOptions, StoryFeatures, StoryIndex, StoryShape
+from newsflow.pipeline.dedup import DedupOptions, StoryIndex, StoryShape
+from newsflow.pipeline.features import StoryFeatures
 from newsflow.pipeline.records import (
     H_OUTLET,
     H_REPLAY_COUNT,

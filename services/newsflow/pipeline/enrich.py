@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from newsflow.pipeline.dedup import StoryFeatures, article_features
 from newsflow.pipeline.embed import TextEncoder
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, extract_article, with_outlet_boilerplate_removed
+from newsflow.pipeline.features import StoryFeatures, article_features
 from newsflow.pipeline.recent import shared_key, split_shared_key
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Rejection
 from newsflow.pipeline.textclean import BoilerplateModel, fingerprints
