@@ -24,10 +24,10 @@ def record(kind: str, uri: str, block: bytes, date: str = "2026-11-30T10:00:00Z"
     return ("\r\n".join(head) + "\r\n\r\n").encode() + block + b"\r\n\r\n"
 
 
-def response(status: int, content_type: str, body: bytes) -> bytes:
-    """Return an HTTP/1.1 response as a WARC response record's block."""
+def response(status: int, content_type: str, body: bytes, more: str = "") -> bytes:
+    """Return an HTTP/1.1 response as a WARC response record's block (`more`: header lines)."""
     return (
-        f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{more}\r\n".encode()
         + body
     )
 

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from newsflow.pipeline.records import RawArticle, raw_from_message, raw_headers
 from newsflow.producer.publish import Tally, parse_outlet_map
 from newsflow.producer.sources import MAX_BLANK_LINES, Skipped, iter_inputs, iter_jsonl, read_article
 from tests.conftest import FIXTURES
-from tests.warc_fixtures import ARTICLE_TEXT, write_warc
+from tests.warc_fixtures import ARTICLE_TEXT, page, record, response, write_warc
 
 TEXT = b"The council approved the new budget on Tuesday after a long debate about schools and roads."
 
@@ -177,6 +178,54 @@ def test_a_warc_gives_articles_for_html_responses_and_counts_the_rest(tmp_path: 
     assert ARTICLE_TEXT.encode("cp1251") in articles[0].payload
     reasons = sorted(i.reason for i in items if isinstance(i, Skipped))
     assert reasons == ["http_status", "not_html", "not_response", "not_response", "not_response"]
+
+
+def test_a_warc_body_kept_as_sent_is_decoded_as_its_http_headers_say(tmp_path: Path):
+    # wget, warcprox and Heritrix keep a body chunked or compressed as the server sent it.
+    html = page("The council approved the budget. " * 20).encode()
+    chunked = b"".join(
+        b"%x\r\n%s\r\n" % (len(html[i : i + 100]), html[i : i + 100]) for i in range(0, len(html), 100)
+    )
+    bodies = {
+        "chunked": (chunked + b"0\r\n\r\n", "Transfer-Encoding: chunked\r\n"),
+        "gzip": (gzip.compress(html), "Content-Encoding: gzip\r\n"),
+        "deflate": (zlib.compress(html), "Content-Encoding: deflate\r\n"),
+        "both": (
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(gz := gzip.compress(html)), gz),
+            "Transfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n",
+        ),
+        # decoded by the crawler but still labelled: the bytes are believed
+        "relabelled": (html, "Content-Encoding: gzip\r\n"),
+    }
+    path = tmp_path / "kept.warc"
+    path.write_bytes(
+        b"".join(
+            record("response", f"https://example.com/{k}", response(200, "text/html", b, h))
+            for k, (b, h) in bodies.items()
+        )
+    )
+    items = list(iter_inputs([path]))
+    assert [a.payload for a in _articles(items)] == [html] * len(bodies), [
+        i for i in items if isinstance(i, Skipped)
+    ]
+
+
+def test_a_warc_record_the_archive_cuts_short_is_skipped_as_truncated_never_sent_in_part(tmp_path: Path):
+    whole = record(
+        "response", "https://example.com/a", response(200, "text/html", page("Whole. " * 80).encode())
+    )
+    text = " ".join(f"{n * 7919 % 10007:x}" for n in range(400))  # compresses little
+    cut = record("response", "https://example.com/b", response(200, "text/html", page(text).encode()))
+    for name, data in [
+        ("body.warc", whole + cut[: len(cut) // 2]),
+        ("headers.warc", whole + cut[:60]),
+        ("member.warc.gz", gzip.compress(whole) + gzip.compress(cut)[: len(gzip.compress(cut)) // 2]),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        items = list(iter_inputs([tmp_path / name]))
+        assert [a.source.url for a in _articles(items)] == ["https://example.com/a"], name
+        skipped = [i for i in items if isinstance(i, Skipped)]
+        assert [i.reason for i in skipped] in (["truncated"], ["unreadable"]), (name, skipped)
 
 
 def test_the_http_charset_reaches_decoding(tmp_path: Path):

@@ -12,7 +12,9 @@ import argparse
 import codecs
 import gzip
 import hashlib
+import io
 import os
+import re
 import stat
 import sys
 import zlib
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+from fastwarc.stream_io import BrotliReader, ChunkedReader, GzipReader
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from newsflow.pipeline import jsonio
@@ -418,14 +421,42 @@ def iter_warc(
         yield Skipped(name, "unreadable", f"WARC: {exc}"[:200])
 
 
+# How a body's bytes start when they are what its HTTP headers say: chunks start with a hex size.
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK_START = re.compile(rb"[0-9A-Fa-f]{1,8}[ \t;\r]")
+
+
+def _http_decoded(headers: Any, body: bytes, max_bytes: int) -> bytes:
+    """Return an HTTP body without its transfer and content encodings (chunked; gzip, deflate, br).
+
+    Crawlers that keep the body as sent (wget, warcprox, Heritrix) leave them on; Common Crawl
+    stores it decoded and renames the headers. A header that does not match the bytes (a body
+    decoded but still labelled) is believed only where the bytes bear it out.
+    """
+    if "chunked" in (headers.get("Transfer-Encoding") or "").lower() and _CHUNK_START.match(body):
+        body = read_bounded(ChunkedReader(io.BytesIO(body)), max_bytes)
+    encoding = (headers.get("Content-Encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip") and body.startswith(_GZIP_MAGIC):
+        body = read_bounded(GzipReader(io.BytesIO(body)), max_bytes)
+    elif encoding == "deflate" and body[:1] == b"\x78":
+        body = read_bounded(GzipReader(io.BytesIO(body), zlib=True), max_bytes)
+    elif encoding == "br" and not body.lstrip()[:1] == b"<":
+        body = read_bounded(BrotliReader(io.BytesIO(body)), max_bytes)
+    return body
+
+
 def _warc_item(
     record: Any, name: str, outlet: str | None, max_bytes: int, outlet_by_host: dict[str, str]
 ) -> Item:
     uri = record.headers.get("WARC-Target-URI") or ""
     where = f"{name}#{record.stream_pos}"
+    if record.headers.get("Content-Length") is None:  # mandatory in every WARC record
+        return Skipped(where, "truncated", "the archive ends inside the record's WARC headers")
     if record.record_type != WarcRecordType.response:
         return Skipped(where, "not_response", record.headers.get("WARC-Type") or "")
     if not record.is_http:
+        if (record.headers.get("Content-Type") or "").lower().startswith("application/http"):
+            return Skipped(where, "unreadable", "HTTP headers cut short or malformed")
         return Skipped(where, "not_html", "not an HTTP response")
     status = record.http_headers.status_code
     if status != 200:
@@ -437,9 +468,18 @@ def _warc_item(
         record.reader.consume()
         return Skipped(where, "too_large", f"record over {max_bytes} bytes")
     try:
-        payload = read_bounded(record.reader, max_bytes)
+        body = read_bounded(record.reader, max_bytes)
+        if len(body) < record.content_length:
+            return Skipped(
+                where,
+                "truncated",
+                f"{len(body)} of {record.content_length} bytes: the archive ends inside it",
+            )
+        payload = _http_decoded(record.http_headers, body, max_bytes)
     except TooLarge:
         return Skipped(where, "too_large", f"content over {max_bytes} bytes")
+    except (OSError, ValueError) as exc:
+        return Skipped(where, "unreadable", f"HTTP body: {exc}"[:200])
     if not payload.strip():
         return Skipped(where, "empty")
     host = host_of(uri) or ""
