@@ -28,7 +28,7 @@ from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import INPUTS_HELP, outlet_argument
+from newsflow.producer.sources import INPUTS_HELP, outlet_argument, unusable_paths
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
 from newsflow.worker.settings import WorkerSettings
@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "paths",
         nargs="*",
-        type=Path,
-        default=[Path("seeds")],
+        default=["seeds"],
         help="files, folders, .warc.gz, .jsonl archives, or - for JSON Lines on stdin (default: seeds/)",
     )
     parser.add_argument(
@@ -182,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    missing = [str(p) for p in args.paths if str(p) != "-" and not p.exists()]
-    if missing:
-        sys.stderr.write(f"newsflow-run: error: no such file or directory: {', '.join(missing)}\n")
+    if unusable := unusable_paths(args.paths):
+        sys.stderr.write(f"newsflow-run: error: {unusable}\n")
         return 2
+    args.paths = [Path(p) for p in args.paths]
     if os.path.basename(args.out) in ("", ".", ".."):  # "x/", "x/.": Path() would make x a file's name
         sys.stderr.write(f"newsflow-run: error: --out: {args.out} is a folder (give a file name)\n")
         return 2

@@ -213,6 +213,6 @@ def test_a_path_that_does_not_exist_is_one_line_before_any_broker_starts(tmp_pat
     )
     assert (run.returncode, run.stderr) == (
         2,
-        f"newsflow-run: error: no such file or directory: {tmp_path / 'nowhere'}\n",
+        f"newsflow-run: error: {tmp_path / 'nowhere'}: No such file or directory\n",
     )
     assert not (ROOT / ".cache" / "kafka" / f"run-{port}").exists()  # no broker was even set up

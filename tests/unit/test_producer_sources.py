@@ -14,7 +14,14 @@ import pytest
 
 from newsflow.pipeline.records import RawArticle, raw_from_message, raw_headers
 from newsflow.producer.publish import Tally, parse_outlet_map
-from newsflow.producer.sources import MAX_BLANK_LINES, Skipped, iter_inputs, iter_jsonl, read_article
+from newsflow.producer.sources import (
+    MAX_BLANK_LINES,
+    Skipped,
+    iter_inputs,
+    iter_jsonl,
+    read_article,
+    unusable_paths,
+)
 from tests.conftest import FIXTURES
 from tests.warc_fixtures import ARTICLE_TEXT, page, record, response, write_warc
 
@@ -329,3 +336,22 @@ def test_an_envelope_file_names_its_outlet_before_its_folder_as_a_json_line_does
         "metro/feed.jsonl:1": "wire-desk",
         "metro/unnamed.json": "metro",
     }
+
+
+def test_input_paths_that_cannot_be_read_are_named_with_their_reason_in_one_line(tmp_path: Path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "ok.txt").write_bytes(TEXT)
+    assert unusable_paths([str(tmp_path / "ok.txt"), "-"]) is None
+    problem = unusable_paths(["", str(tmp_path / "loop"), str(tmp_path / "gone.txt")])
+    # '' would be the current folder: a script's unset variable must not ingest where it stands
+    assert problem == (
+        f"an empty path (''); {tmp_path / 'loop'}: Too many levels of symbolic links; "
+        f"{tmp_path / 'gone.txt'}: No such file or directory"
+    )
+
+
+def test_the_producer_refuses_an_empty_path_before_it_reads_anything(capsys: pytest.CaptureFixture[str]):
+    from newsflow.producer.__main__ import main
+
+    assert main([""]) == 2
+    assert capsys.readouterr().err == "newsflow-producer: error: an empty path ('')\n"

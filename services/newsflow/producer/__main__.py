@@ -30,7 +30,7 @@ from newsflow.producer.http import serve
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
 from newsflow.producer.publish import Progress, Publisher, Tally, produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import INPUTS_HELP, STDIN, outlet_argument
+from newsflow.producer.sources import INPUTS_HELP, STDIN, outlet_argument, unusable_paths
 from newsflow.producer.watch import watch
 from newsflow.registry import service_registry
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.paths and not args.serve:
         sys.stderr.write(f"{PROG}: error: give files, folders or '-', or --serve\n")
         return 2
-    missing = [p for p in args.paths if p != STDIN and not Path(p).exists()]
-    if missing:
-        sys.stderr.write(f"{PROG}: error: no such file or directory: {', '.join(missing)}\n")
+    if unusable := unusable_paths(args.paths):
+        sys.stderr.write(f"{PROG}: error: {unusable}\n")
         return 2
     kafka, settings = load_settings_or_exit(PROG, KafkaSettings, ProducerSettings)
     if args.serve and not settings.http_port:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 
 from fastwarc.stream_io import BrotliReader, ChunkedReader, GzipReader
 from fastwarc.warc import ArchiveIterator, WarcRecordType
@@ -124,7 +124,11 @@ class TooLarge(Exception):
     """More bytes than allowed."""
 
 
-def read_bounded(stream: IO[bytes], limit: int) -> bytes:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_bounded(stream: Readable, limit: int) -> bytes:
     """Return all of a stream's bytes; raise TooLarge as soon as there are more than `limit`."""
     chunks: list[bytes] = []
     size = 0
@@ -304,6 +308,25 @@ def iter_file(
 
 
 # -- JSON Lines ------------------------------------------------------------------------------------
+
+
+def unusable_paths(paths: Iterable[str]) -> str | None:
+    """Return one line saying which input paths given on the command line cannot be read, and why
+    (None if all can be): an empty one (a script's unset variable would otherwise read the
+    current folder), one that does not exist, a link loop, a folder on the way that cannot be
+    entered."""
+    problems = []
+    for path in paths:
+        if path == STDIN:
+            continue
+        if not path:
+            problems.append("an empty path ('')")
+            continue
+        try:
+            os.stat(path)
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+    return "; ".join(problems) or None
 
 
 def outlet_argument(value: str) -> str:
