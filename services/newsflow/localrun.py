@@ -39,7 +39,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RunSettings:
     timeout_seconds: float = env(
-        "NEWSFLOW_RUN_TIMEOUT", 180.0, "seconds to wait for every article to come out"
+        "NEWSFLOW_RUN_TIMEOUT", 180.0, "seconds to wait for every article to come out", minimum=1
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ def load_settings_or_exit(prog: str, *classes: type[Any]) -> tuple[Any, ...]:
         loaded = tuple(from_env(cls) for cls in classes)
         for settings in loaded:
             if isinstance(settings, KafkaSettings):
+                check_kafka(settings)
                 client_options(settings)  # a bad security setting is a usage error, now
         return loaded
     except SettingsError as exc:
@@ -145,6 +147,36 @@ def markdown_table(*classes: type[Any]) -> str:
             meaning = help_.replace("|", "\\|")
             rows.append(f"| `{name}` | {shown} | {meaning} |")
     return "\n".join(rows)
+
+
+# host:port, the host a name, an IPv4 address or an IPv6 one in brackets.
+_SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+# What Kafka accepts as a topic name.
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def check_kafka(kafka: KafkaSettings) -> None:
+    """Refuse, naming the variable, a bootstrap list or topic names the broker would only refuse
+    later (or, for a port over 65535, silently wrap): the topics must be distinct too."""
+    servers = [s.strip() for s in kafka.bootstrap.split(",")]
+    for server in servers:
+        match = _SERVER.fullmatch(server)
+        if match is None or not 0 < int(match.group(1)) < 65536:
+            raise SettingsError(
+                f"NEWSFLOW_KAFKA_BOOTSTRAP={kafka.bootstrap!r} is not host:port[,host:port...]"
+            )
+    seen: dict[str, str] = {}
+    for f in dataclasses.fields(kafka):
+        if not f.name.startswith("topic_"):
+            continue
+        name, topic = f.metadata["env"], getattr(kafka, f.name)
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise SettingsError(
+                f"{name}={topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-')"
+            )
+        if topic in seen:
+            raise SettingsError(f"{name}={topic!r} is also {seen[topic]}: each topic has one use")
+        seen[topic] = name
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

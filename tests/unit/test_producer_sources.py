@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from newsflow.pipeline.records import RawArticle, raw_from_message, raw_headers
-from newsflow.producer.publish import Tally, parse_outlet_map
+from newsflow.producer.publish import Tally
+from newsflow.producer.settings import parse_outlet_map
 from newsflow.producer.sources import (
     MAX_BLANK_LINES,
     Skipped,

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from newsflow.settings import KafkaSettings, SettingsError, env_help, from_env
+from newsflow.settings import KafkaSettings, SettingsError, check_kafka, env_help, from_env
 from newsflow.worker.settings import WorkerSettings
 from tests.conftest import SEEDS
 
@@ -183,3 +184,61 @@ def test_a_watch_state_file_that_cannot_be_used_is_one_line_naming_its_variable(
         f"newsflow-producer: error: cannot use the watch state file {tmp_path} "
         "(NEWSFLOW_PRODUCER_STATE_FILE): Is a directory\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"NEWSFLOW_KAFKA_BOOTSTRAP": "nohostport"},
+            "NEWSFLOW_KAFKA_BOOTSTRAP='nohostport' is not host:port",
+        ),
+        ({"NEWSFLOW_KAFKA_BOOTSTRAP": "broker:99999"}, "is not host:port"),  # would wrap to 34463
+        ({"NEWSFLOW_KAFKA_BOOTSTRAP": "a:9092,"}, "is not host:port"),
+        ({"NEWSFLOW_TOPIC_RAW": "bad topic"}, "NEWSFLOW_TOPIC_RAW='bad topic' is not a Kafka topic name"),
+        ({"NEWSFLOW_TOPIC_RAW": ""}, "NEWSFLOW_TOPIC_RAW='' is not a Kafka topic name"),
+        (
+            {"NEWSFLOW_TOPIC_RAW": "loop", "NEWSFLOW_TOPIC_ENRICHED": "loop"},
+            "NEWSFLOW_TOPIC_ENRICHED='loop' is also NEWSFLOW_TOPIC_RAW",
+        ),
+    ],
+)
+def test_a_broker_address_or_topic_the_broker_would_refuse_later_is_refused_now(environ, message):
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        check_kafka(from_env(KafkaSettings, environ))
+
+
+def test_bootstrap_lists_of_names_addresses_and_bracketed_ipv6_are_taken():
+    check_kafka(
+        from_env(KafkaSettings, {"NEWSFLOW_KAFKA_BOOTSTRAP": "kafka-1:9092, 10.0.0.2:9093,[::1]:19092"})
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"NEWSFLOW_PRODUCER_OUTLET_MAP": "a.com=A,b.org:B"},
+            "NEWSFLOW_PRODUCER_OUTLET_MAP: 'b.org:B' is not host=outlet",
+        ),
+        ({"NEWSFLOW_PRODUCER_OUTLET_MAP": "=A"}, "'=A' is not host=outlet"),
+        ({"NEWSFLOW_PRODUCER_STATE_FILE": " "}, "NEWSFLOW_PRODUCER_STATE_FILE is empty"),
+    ],
+)
+def test_producer_settings_that_would_be_dropped_in_part_or_fail_later_are_refused(environ, message):
+    from newsflow.producer.settings import ProducerSettings
+
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        from_env(ProducerSettings, environ)
+
+
+def test_an_outlet_map_is_read_whole():
+    from newsflow.producer.settings import parse_outlet_map
+
+    assert parse_outlet_map(" www.A.com = Alpha ,, b.org=B ") == {"a.com": "Alpha", "b.org": "B"}
+
+
+@pytest.mark.parametrize("variable", ["NEWSFLOW_DEDUP_STORY_THRESHOLD", "NEWSFLOW_DEDUP_COPY_CONTAINMENT"])
+def test_a_similarity_threshold_over_one_is_refused(variable):
+    with pytest.raises(SettingsError, match=f"{variable}='1.5' is above 1"):
+        from_env(WorkerSettings, {variable: "1.5"})

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from newsflow.pipeline.records import RawArticle, raw_headers
 from newsflow.producer.metrics import ProducerMetrics
-from newsflow.producer.settings import ProducerSettings
+from newsflow.producer.settings import ProducerSettings, parse_outlet_map
 from newsflow.producer.sources import Item, Skipped, count_items, iter_inputs
 from newsflow.settings import KafkaSettings, client_options
 from newsflow.topics import wait_for_broker
@@ -222,14 +222,6 @@ class Publisher:
         self.metrics.files.labels("failed", reason).inc()
         log.error("send of %s failed: %s", item.source.path, exc)
         self._step()
-
-
-def parse_outlet_map(text: str) -> dict[str, str]:
-    """Return {host: outlet} from 'host=outlet,host2=outlet2' (www. is ignored on hosts)."""
-    pairs = (part.split("=", 1) for part in text.split(",") if "=" in part)
-    return {
-        host.strip().lower().removeprefix("www."): outlet.strip() for host, outlet in pairs if outlet.strip()
-    }
 
 
 async def produce(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from newsflow.pipeline.options import ExtractOptions
-from newsflow.settings import env
+from newsflow.settings import SettingsError, env
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,20 @@ class ProducerSettings:
         "largest POST /articles body (413 above)",
         minimum=1,
     )
+
+    def __post_init__(self) -> None:
+        parse_outlet_map(self.outlet_map)  # refused now, naming the variable, not dropped in part
+        if not self.state_file.strip():
+            raise SettingsError("NEWSFLOW_PRODUCER_STATE_FILE is empty (give a file for watch mode's record)")
+
+
+def parse_outlet_map(text: str) -> dict[str, str]:
+    """Return {host: outlet} from 'host=outlet,host2=outlet2' (www. is ignored on hosts); an
+    entry that is not host=outlet is a SettingsError."""
+    found = {}
+    for part in filter(str.strip, text.split(",")):
+        host, equals, outlet = part.partition("=")
+        if not equals or not host.strip() or not outlet.strip():
+            raise SettingsError(f"NEWSFLOW_PRODUCER_OUTLET_MAP: {part.strip()!r} is not host=outlet")
+        found[host.strip().lower().removeprefix("www.")] = outlet.strip()
+    return found

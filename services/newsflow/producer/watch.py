@@ -29,8 +29,8 @@ import watchfiles
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.records import H_REVISION_OF, RawArticle
 from newsflow.producer.metrics import ProducerMetrics
-from newsflow.producer.publish import Progress, Publisher, Tally, parse_outlet_map
-from newsflow.producer.settings import ProducerSettings
+from newsflow.producer.publish import Progress, Publisher, Tally
+from newsflow.producer.settings import ProducerSettings, parse_outlet_map
 from newsflow.producer.sources import Skipped, display_name, iter_file, kind_of, walk
 from newsflow.settings import KafkaSettings
 from newsflow.topics import wait_for_broker

@@ -152,18 +152,21 @@ class WorkerSettings:
         _DEDUP.story_threshold,
         "meaning similarity at which an article joins a story",
         minimum=0,
+        maximum=1,  # a similarity or a share
     )
     copy_containment: float = env(
         "NEWSFLOW_DEDUP_COPY_CONTAINMENT",
         _DEDUP.copy_containment,
         "shared-shingle share that makes a copy",
         minimum=0,
+        maximum=1,  # a similarity or a share
     )
     split_threshold: float = env(
         "NEWSFLOW_DEDUP_SPLIT_THRESHOLD",
         _DEDUP.split_threshold,
         "a story whose members form two groups less alike than this is split in two (0: never)",
         minimum=0,
+        maximum=1,  # a similarity or a share
     )
     story_window_hours: float = env(
         "NEWSFLOW_DEDUP_WINDOW_HOURS",
