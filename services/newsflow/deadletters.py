@@ -34,6 +34,8 @@ from newsflow.topics import committed_reader, wait_for_broker
 from newsflow.worker.replica import read_to_end
 
 PROG = "newsflow-deadletters"
+# The stages that dead-letter an input (each `Rejection`'s stage).
+STAGES = ("decode", "extract", "enrich", "dedup")
 
 
 class ReplayError(Exception):
@@ -208,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     filters = argparse.ArgumentParser(add_help=False)
-    filters.add_argument("--stage", help="decode, extract, enrich or dedup")
+    filters.add_argument("--stage", choices=STAGES, help="the stage that refused the input")
     filters.add_argument("--reason", help="e.g. too_large, timeout, bad_envelope")
     filters.add_argument("--outlet", help="the outlet header of the input")
     filters.add_argument("--since", type=_since, help="failed at or after this time (UTC if no zone)")
@@ -247,14 +249,21 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             sys.stderr.write(f"{PROG}: error: no dead letter for {args.article_id!r}\n")
             return 1
         shown = {k: v for k, v in found.items() if k != "payload_base64"}
-        out.write(jsonio.dumps_line({"article_id": args.article_id, **shown}).decode())
+        # With the input's bytes on stdout, the record goes to stderr: `> input.bin` is the input.
+        (sys.stderr if args.payload == "-" else out).write(
+            jsonio.dumps_line({"article_id": args.article_id, **shown}).decode()
+        )
         if args.payload:
             payload, _ = await original_input(kafka, found)
-            if args.payload == "-":
-                sys.stdout.buffer.write(payload)
-            else:
-                with open(args.payload, "wb") as fh:
-                    fh.write(payload)
+            try:
+                if args.payload == "-":
+                    sys.stdout.buffer.write(payload)
+                else:
+                    with open(args.payload, "wb") as fh:
+                        fh.write(payload)
+            except OSError as exc:
+                sys.stderr.write(f"{PROG}: error: cannot write {args.payload}: {exc.strerror or exc}\n")
+                return 1
         return 0
     if not args.all and not args.article_ids:
         sys.stderr.write(f"{PROG}: error: name the dead letters to replay, or --all\n")
@@ -265,11 +274,18 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             sys.stderr.write(f"{PROG}: error: no dead letter for {', '.join(unknown)}\n")
             return 1
         chosen = {a: letters[a] for a in args.article_ids if matches(letters[a], args)}
+        if left := [a for a in args.article_ids if a not in chosen]:
+            sys.stderr.write(f"{PROG}: not replayed, not passing the filters: {', '.join(left)}\n")
     else:
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
     sent, errors = await replay(kafka, chosen, args.dry_run)
     for error in errors:
         sys.stderr.write(f"{PROG}: cannot replay {error}\n")
+    if args.dry_run:
+        failed = {e.partition(":")[0] for e in errors}
+        for article_id, record in chosen.items():
+            if article_id not in failed:
+                out.write(summary(article_id, record) + "\n")
     verb = "would send" if args.dry_run else "sent"
     sys.stderr.write(f"{PROG}: {verb} {sent} of {len(chosen)} to {kafka.topic_raw}\n")
     return 1 if errors else 0

@@ -64,9 +64,20 @@ def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_p
         saved = tmp_path / "big.txt"
         assert cli(kafka, "show", "big", "--payload", str(saved)).returncode == 0
         assert saved.read_bytes() == big  # fetched whole from the dead letter's origin
+        piped = cli(kafka, "show", "big", "--payload", "-")  # the bytes alone on stdout
+        assert piped.stdout.encode() == big and json.loads(piped.stderr)["reason"] == "too_large"
+        unwritable = cli(kafka, "show", "big", "--payload", str(tmp_path))
+        assert (unwritable.returncode, unwritable.stderr) == (
+            1,
+            f"newsflow-deadletters: error: cannot write {tmp_path}: Is a directory\n",
+        )
+        assert cli(kafka, "list", "--stage", "bogus").returncode == 2  # one of the stages, or a usage error
 
         dry = cli(kafka, "replay", "big", "--dry-run")
         assert dry.returncode == 0 and "would send 1 of 1" in dry.stderr
+        assert [line.split()[0] for line in dry.stdout.splitlines()] == ["big"]  # which ones
+        filtered = cli(kafka, "replay", "big", "--reason", "bad_envelope", "--dry-run")
+        assert "not replayed, not passing the filters: big" in filtered.stderr
         missing = cli(kafka, "show", "nothing-like-it")
         assert missing.returncode == 1 and "no dead letter" in missing.stderr
 
