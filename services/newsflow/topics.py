@@ -11,7 +11,7 @@ import logging
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -173,18 +173,28 @@ async def _probe(kafka: KafkaSettings) -> None:
     conn.close()
 
 
-async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
+class MissingTopic(KafkaError):  # type: ignore[misc]  # aiokafka ships no types
+    """A topic the client needs is not on the broker (which newsflow's deployments never let
+    create topics on first use: newsflow-topics makes them, with their partitions and config)."""
+
+    def __str__(self) -> str:  # KafkaError's would start with the class name
+        return str(self.args[0])
+
+
+async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0, topics: Collection[str] = ()) -> None:
     """Return once the broker answers a metadata request; raise TimeoutError after `timeout` s.
 
-    A broker that refuses the credentials or the TLS handshake raises BrokerRefused at once.
+    A broker that refuses the credentials or the TLS handshake raises BrokerRefused at once, and
+    one without all of `topics` MissingTopic.
     """
+    found: list[str] = []
 
     async def list_topics() -> None:
         await _probe(kafka)
         admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=5000)
         try:
             await admin.start()
-            await admin.list_topics()
+            found[:] = await admin.list_topics()
         finally:
             await admin.close()
 
@@ -198,6 +208,10 @@ async def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
         f"Kafka at {kafka.bootstrap} did not answer within {timeout:.0f}s",
         f"Kafka at {kafka.bootstrap} has not answered",
     )
+    if missing := sorted(set(topics).difference(found)):
+        raise MissingTopic(
+            f"topic {', '.join(map(repr, missing))} does not exist on {kafka.bootstrap} (newsflow-topics creates it)"
+        )
 
 
 class TopicCreationError(KafkaError):  # type: ignore[misc]  # aiokafka ships no types

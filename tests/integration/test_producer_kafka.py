@@ -236,3 +236,31 @@ def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka:
         server.communicate(timeout=30)
     ids = sorted(k for k, _, _ in read_raw(kafka, want=3))
     assert len(ids) == 3  # the refused requests sent nothing
+
+
+def test_a_producer_whose_raw_topic_is_missing_says_so_at_once(tmp_path: Path):
+    from tests.integration.kafka_helpers import unique_kafka
+
+    kafka = unique_kafka()  # no topics made
+    (tmp_path / "a.txt").write_bytes(TEXT)
+    started = time.monotonic()
+    out, err = producer(kafka, str(tmp_path), "--no-progress").communicate(timeout=60)
+    assert err.strip().splitlines()[-1] == (
+        f"newsflow-producer: error: topic '{kafka.topic_raw}' does not exist on {kafka.bootstrap} "
+        "(newsflow-topics creates it)"
+    )
+    assert time.monotonic() - started < 20  # not a failed send per article, 40 s apart
+
+
+def test_a_stop_while_kafka_is_away_ends_the_producer_at_once_and_says_the_input_was_not_sent(
+    tmp_path: Path,
+):
+    (tmp_path / "a.txt").write_bytes(TEXT)
+    away = KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    run = producer(away, str(tmp_path), "--no-progress")
+    time.sleep(3)
+    stopped = time.monotonic()
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=30)
+    assert time.monotonic() - stopped < 5  # not at the end of the broker wait's 30 s
+    assert run.returncode == 130 and "interrupted: the rest of the input was not sent" in out, out

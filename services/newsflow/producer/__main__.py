@@ -28,13 +28,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from newsflow.logs import limit_repeats
 from newsflow.producer.http import serve
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
-from newsflow.producer.publish import Progress, Publisher, Tally, produce
+from newsflow.producer.publish import Progress, Publisher, Tally, broker_ready, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import INPUTS_HELP, STDIN, outlet_argument, unusable_paths
 from newsflow.producer.watch import watch
 from newsflow.registry import service_registry
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
-from newsflow.topics import wait_for_broker
+from newsflow.topics import MissingTopic
 
 PROG = "newsflow-producer"
 
@@ -69,8 +69,9 @@ async def _serve(
     registry: CollectorRegistry,
     stop: asyncio.Event,
 ) -> Tally:
-    await wait_for_broker(kafka, timeout=30)
     tally = Tally()
+    if not await broker_ready(kafka, stop):
+        return tally
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=False))
     await publisher.start()
     try:
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         tallies = asyncio.run(run())
+    except MissingTopic as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
     except (TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"{PROG}: error: cannot reach Kafka at {kafka.bootstrap}: {exc}\n")
         return 1
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for tally in tallies:
         sys.stdout.write(tally.summary() + "\n")
+    if any(t.interrupted for t in tallies):
+        return 130  # as a shell reports a run stopped by a signal: not all of the input was sent
     return 1 if any(t.failed for t in tallies) else 0
 
 

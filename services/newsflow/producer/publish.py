@@ -8,6 +8,7 @@ terminal, a log line every few seconds otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sys
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from newsflow.pipeline.records import RawArticle, raw_headers
 from newsflow.producer.metrics import ProducerMetrics
 from newsflow.producer.settings import ProducerSettings, parse_outlet_map
-from newsflow.producer.sources import Item, Skipped, count_items, iter_inputs
+from newsflow.producer.sources import STDIN, Item, Skipped, count_items, iter_inputs
 from newsflow.settings import KafkaSettings, client_options
 from newsflow.topics import wait_for_broker
 
@@ -48,6 +49,8 @@ class Tally:
     counts: Counter[str] = field(default_factory=Counter)
     sent_bytes: int = 0
     started: float = field(default_factory=time.monotonic)
+    # A one-pass run stopped (Ctrl-C, SIGTERM) before the end of its input.
+    interrupted: bool = False
 
     @property
     def sent(self) -> int:
@@ -70,7 +73,8 @@ class Tally:
         line += f", failed {sum(failed.values())}"
         if failed:
             line += " (" + ", ".join(f"{k}: {v}" for k, v in failed.items()) + ")"
-        return line + f" in {seconds:.1f} s ({self.sent / seconds:.0f} articles/s)"
+        line += f" in {seconds:.1f} s ({self.sent / seconds:.0f} articles/s)"
+        return line + (", interrupted: the rest of the input was not sent" if self.interrupted else "")
 
 
 class Progress:
@@ -224,6 +228,26 @@ class Publisher:
         self._step()
 
 
+async def broker_ready(kafka: KafkaSettings, stop: asyncio.Event | None) -> bool:
+    """Wait for the broker and the raw topic (raising what `wait_for_broker` raises); return False
+    if `stop` is set first: a Ctrl-C or SIGTERM while Kafka is away ends the wait at once, within
+    a container's grace period, not after its 30 s."""
+    waiting = asyncio.ensure_future(wait_for_broker(kafka, timeout=30, topics=[kafka.topic_raw]))
+    stopping = asyncio.ensure_future((stop or asyncio.Event()).wait())
+    try:
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+    if waiting.cancelled():
+        return False
+    waiting.result()
+    return True
+
+
 async def produce(
     paths: Sequence[Path | str],
     kafka: KafkaSettings,
@@ -235,8 +259,10 @@ async def produce(
     show_progress: bool = False,
 ) -> Tally:
     """Send every article found under `paths` once; return what happened to each item."""
-    await wait_for_broker(kafka, timeout=30)
     tally = Tally()
+    if not await broker_ready(kafka, stop):
+        tally.interrupted = True
+        return tally
     total = count_items(paths) if show_progress and sys.stderr.isatty() else None
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, total, enabled=show_progress))
     await publisher.start()
@@ -251,6 +277,8 @@ async def produce(
             await publisher.publish(item, on_sent=note)
         if stop is not None and stop.is_set():
             log.info("stopping: the rest of the input is not sent")
+            # Files have an end the run did not reach; stdin is followed until it is stopped.
+            tally.interrupted = STDIN not in map(str, paths)
     finally:
         await publisher.stop()
     return tally

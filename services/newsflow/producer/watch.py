@@ -29,11 +29,10 @@ import watchfiles
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.records import H_REVISION_OF, RawArticle
 from newsflow.producer.metrics import ProducerMetrics
-from newsflow.producer.publish import Progress, Publisher, Tally
+from newsflow.producer.publish import Progress, Publisher, Tally, broker_ready
 from newsflow.producer.settings import ProducerSettings, parse_outlet_map
 from newsflow.producer.sources import Skipped, display_name, iter_file, kind_of, walk
 from newsflow.settings import KafkaSettings
-from newsflow.topics import wait_for_broker
 
 log = logging.getLogger("newsflow.producer")
 
@@ -132,7 +131,9 @@ async def watch(
             f"{exc.strerror or exc}"
         ) from exc
     try:
-        await wait_for_broker(kafka, timeout=30)
+        if not await broker_ready(kafka, stop):
+            ledger.close()
+            return Tally()
     except BaseException:
         ledger.close()
         raise
