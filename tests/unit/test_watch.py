@@ -99,3 +99,18 @@ def test_the_ledger_keeps_the_latest_line_of_a_path_and_skips_bad_lines(tmp_path
     again = SentLedger(state)
     assert again.entries == {"in/a.txt": Sent(5, 2, ("id2",), "c2")}
     again.close()
+
+
+def test_a_file_skipped_as_too_large_is_read_again_under_a_higher_limit_only(tmp_path: Path):
+    path = tmp_path / "huge.txt"
+    path.write_bytes(b"x" * 100)
+    st = path.stat()
+    ledger = SentLedger(tmp_path / "state.jsonl")
+    ledger.record("huge.txt", Sent(st.st_size, st.st_mtime_ns, (), too_large_at=50))
+    ledger.close()
+    again = SentLedger(tmp_path / "state.jsonl")  # as read after a restart
+    again.close()
+    known = again.entries["huge.txt"]
+    assert known.holds(st, max_file_bytes=50) and known.holds(st, max_file_bytes=10)
+    assert not known.holds(st, max_file_bytes=200)  # the operator raised the limit: try it again
+    assert Sent(st.st_size, st.st_mtime_ns, ("a1",)).holds(st, max_file_bytes=200)

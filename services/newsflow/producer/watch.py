@@ -49,6 +49,15 @@ class Sent:
     article_ids: tuple[str, ...]
     # A revised file's content alone, whose id its article does not carry (`revision_id`).
     content_id: str | None = None
+    # The size limit (NEWSFLOW_PRODUCER_MAX_FILE_BYTES) under which it, or records of it, were
+    # skipped as too large: under a higher one they are read again.
+    too_large_at: int | None = None
+
+    def holds(self, st: os.stat_result, max_file_bytes: int) -> bool:
+        """Whether the file as it is now (`st`) was dealt with in full under this size limit."""
+        if (self.size, self.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            return False
+        return self.too_large_at is None or self.too_large_at >= max_file_bytes
 
 
 class SentLedger:
@@ -62,8 +71,13 @@ class SentLedger:
             for line in path.read_bytes().splitlines():
                 try:
                     d = jsonio.loads(line)
+                    limit = d.get("too_large_at")
                     self.entries[d["path"]] = Sent(
-                        int(d["size"]), int(d["mtime_ns"]), tuple(d["article_ids"]), d.get("content_id")
+                        int(d["size"]),
+                        int(d["mtime_ns"]),
+                        tuple(d["article_ids"]),
+                        d.get("content_id"),
+                        None if limit is None else int(limit),
                     )
                     self._lines += 1
                 except (ValueError, KeyError, TypeError):
@@ -93,6 +107,8 @@ class SentLedger:
         }
         if sent.content_id is not None:
             line["content_id"] = sent.content_id
+        if sent.too_large_at is not None:
+            line["too_large_at"] = sent.too_large_at
         return jsonio.dumps_line(line)
 
     def record(self, key: str, sent: Sent) -> None:
@@ -166,7 +182,7 @@ async def watch(
                     continue
                 # (State files written before kept the path as spelled.)
                 known = ledger.entries.get(key) or ledger.entries.get(display_name(path))
-                if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                if known is not None and known.holds(st, settings.max_file_bytes):
                     continue
                 if settling.ready(path, st, now):
                     read = await _send_file(
@@ -288,13 +304,14 @@ async def _send_file(
     Return False if it could not be read now (see `Settling` for when it is tried again)."""
     outcomes: list[asyncio.Future[bool]] = []
     ids: list[str] = []
-    transient = False
+    transient = too_large = False
     archive = kind_of(path.name) != "article"
     content_id: str | None = None
     for item in iter_file(root, path, outlet, settings.max_file_bytes, outlets):
         headers: list[tuple[str, bytes]] = []
         if isinstance(item, Skipped) and item.reason in TRANSIENT_SKIPS:
             transient = True  # try again at the next change or rescan
+        too_large |= isinstance(item, Skipped) and item.reason == "too_large"
         if isinstance(item, RawArticle):
             if before is not None and item.article_id in (*before.article_ids, before.content_id):
                 continue  # touched, not changed: this article was sent already
@@ -324,6 +341,7 @@ async def _send_file(
                 st.st_mtime_ns,
                 tuple(dict.fromkeys([*earlier, *ids])),
                 content_id if ids or before is None else before.content_id,
+                settings.max_file_bytes if too_large else None,
             ),
         )
     else:
