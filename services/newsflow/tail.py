@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -136,7 +137,14 @@ async def tail(
     return printed
 
 
-def main(argv: list[str] | None = None) -> int:
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
@@ -150,20 +158,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entity", help="only records naming this entity key (e.g. 'united states')")
     parser.add_argument("--outlet", help="only this outlet's records")
     parser.add_argument("--story", help="only this story's records")
-    parser.add_argument("--lang", help="only articles in this language (ISO 639-1, e.g. en)")
+    parser.add_argument(
+        "--lang", type=str.lower, help="only articles in this language (ISO 639-1, e.g. en; any case)"
+    )
     parser.add_argument("--json", action="store_true", help="print each record as JSON")
-    parser.add_argument("--max", type=int, help="stop after printing this many records")
-    args = parser.parse_args(argv)
+    parser.add_argument("--max", type=_positive, help="stop after printing this many records")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = parser()
+    args = cli.parse_args(argv)
     (kafka,) = load_settings_or_exit(PROG, KafkaSettings)
     try:
         start = start_position(args.start)
     except ValueError as exc:
-        parser.error(str(exc))
+        cli.error(str(exc))
     topic = kafka.topic_stories if args.topic == "stories" else kafka.topic_enriched
     filters = Filters(args.entity, args.outlet, args.story, args.lang)
     try:
         asyncio.run(tail(kafka, topic, start, filters, args.json, args.max))
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `| head`: the reader has all it wanted
+        # Python would report the pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # noqa: BLE001 - a one-line error for the terminal
         sys.stderr.write(f"{PROG}: error: {exc or type(exc).__name__}\n")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsflow.tail import Filters, line, matches, start_position
+from newsflow.tail import Filters, line, matches, parser, start_position
 
 ARTICLE = {
     "article_id": "a1",
@@ -88,3 +88,35 @@ def test_no_broker_ends_in_one_error_line_after_progress_lines_and_leaves_nothin
     assert waiting and all(
         line.startswith("Kafka at 127.0.0.1:9 has not answered so far") for line in waiting
     )
+
+
+def test_a_max_below_one_is_a_usage_error_not_a_silent_empty_run(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args(["--max", "-1"])
+    assert exited.value.code == 2 and "-1 is not a positive number" in capsys.readouterr().err
+
+
+def test_a_language_is_matched_in_any_case():
+    args = parser().parse_args(["--lang", "EN"])
+    assert matches(ARTICLE, Filters(lang=args.lang))  # records carry ISO 639-1 in lower case
+
+
+def test_a_reader_that_stops_reading_ends_the_tail_quietly():
+    # `newsflow-tail --from beginning | head -1`: a closed pipe is the reader's way of saying enough.
+    script = (
+        "import sys\n"
+        "from newsflow import tail\n"
+        "async def many(*args, **kwargs):\n"
+        "    for _ in range(200_000):\n"
+        "        print('a record line ' * 8)\n"
+        "tail.tail = many\n"
+        "sys.exit(tail.main([]))\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ
+    )
+    assert run.stdout is not None
+    run.stdout.readline()
+    run.stdout.close()
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 0 and err == b"", err
