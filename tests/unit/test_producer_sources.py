@@ -356,3 +356,16 @@ def test_the_producer_refuses_an_empty_path_before_it_reads_anything(capsys: pyt
 
     assert main([""]) == 2
     assert capsys.readouterr().err == "newsflow-producer: error: an empty path ('')\n"
+
+
+def test_a_warc_target_uri_in_angle_brackets_is_the_uri_inside_them(tmp_path: Path):
+    path = tmp_path / "bracket.warc"
+    path.write_bytes(
+        record(
+            "response",
+            "<https://www.bracket.example/a>",
+            response(200, "text/html", page("Text. " * 40).encode()),
+        )
+    )
+    (article,) = _articles(iter_inputs([path]))
+    assert (article.source.url, article.source.outlet) == ("https://www.bracket.example/a", "bracket.example")

@@ -471,7 +471,8 @@ def _http_decoded(headers: Any, body: bytes, max_bytes: int) -> bytes:
 def _warc_item(
     record: Any, name: str, outlet: str | None, max_bytes: int, outlet_by_host: dict[str, str]
 ) -> Item:
-    uri = record.headers.get("WARC-Target-URI") or ""
+    # WARC/1.0 as some tools read it writes the URI in angle brackets, as WARC-Record-ID is.
+    uri = (record.headers.get("WARC-Target-URI") or "").strip().removeprefix("<").removesuffix(">")
     where = f"{name}#{record.stream_pos}"
     if record.headers.get("Content-Length") is None:  # mandatory in every WARC record
         return Skipped(where, "truncated", "the archive ends inside the record's WARC headers")
