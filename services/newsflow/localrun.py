@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         # The same bytes under the same name and outlet are the same article: it comes out once.
         again = f" ({repeats} of them an article already sent, which comes out once)" if repeats else ""
         print(f"producer: {tally.summary()}{again}")
+        if not sent_ids:
+            sys.stderr.write(f"newsflow-run: no article found in {', '.join(map(str, args.paths))}\n")
         enriched, dead = _run(collect(kafka, set(sent_ids), timeout, worker))
     except (TimeoutError, RuntimeError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
@@ -251,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # checked before the run; a disk filling up since is still one line
         sys.stderr.write(f"newsflow-run: error: writing the output: {exc}\n")
         return 1
-    print(summary_table(enriched))
+    if enriched:
+        print(summary_table(enriched))
     stories = {r.get("story_id") for r in enriched if r.get("story_id")}
     print(
         f"{len(enriched)} enriched in {len(stories)} stories, {len(dead)} dead-lettered, "
