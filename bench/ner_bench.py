@@ -27,8 +27,8 @@ from newsflow.pipeline.entities import (
     EntityTagger,
     cap_text,
     load_ner_pipeline,
-    model_location,
 )  # noqa: E402
+from newsflow.pipeline.options import model_location  # noqa: E402
 from newsflow.pipeline.records import CleanArticle, Extraction, Language, Source  # noqa: E402
 
 

@@ -16,10 +16,10 @@ from newsflow.pipeline.entities import (
     clean_mention,
     entity_key,
     load_ner_pipeline,
-    model_location,
 )
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.layout import result_names
+from newsflow.pipeline.options import model_location
 from newsflow.pipeline.places import country_key
 from newsflow.pipeline.records import CleanArticle, Extraction, Language, Source
 from tests.conftest import SEEDS, raw_from_file

@@ -98,7 +98,10 @@ def test_worker_without_its_model_fails_with_one_line():
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("newsflow-worker: error: cannot load a model:")
+    assert lines == [
+        "newsflow-worker: error: NEWSFLOW_NER_MODEL='no_such_spacy_model' is not an installed spaCy pipeline "
+        "(a package or a folder)"
+    ]
 
 
 def test_the_readme_configuration_table_is_the_one_the_declarations_make():
@@ -242,3 +245,11 @@ def test_an_outlet_map_is_read_whole():
 def test_a_similarity_threshold_over_one_is_refused(variable):
     with pytest.raises(SettingsError, match=f"{variable}='1.5' is above 1"):
         from_env(WorkerSettings, {variable: "1.5"})
+
+
+def test_a_ner_model_that_is_not_installed_is_refused_before_anything_starts():
+    with pytest.raises(
+        SettingsError, match="NEWSFLOW_NER_MODEL='en_core_web_xl' is not an installed spaCy pipeline"
+    ):
+        from_env(WorkerSettings, {"NEWSFLOW_NER_MODEL": "en_core_web_xl"})
+    assert from_env(WorkerSettings, {"NEWSFLOW_NER_MODEL": "en_core_web_md"}).ner_model == "en_core_web_md"

