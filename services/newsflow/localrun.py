@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     kafka, run, producer, _ = load_settings_or_exit(
         "newsflow-run", KafkaSettings, RunSettings, ProducerSettings, WorkerSettings
     )
+    if unsendable := producer.unsendable_with(kafka):
+        sys.stderr.write(f"newsflow-run: error: {unsendable}\n")
+        return 2
     if args.check:
         return 0
     timeout = run.timeout_seconds

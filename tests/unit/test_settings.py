@@ -253,3 +253,15 @@ def test_a_ner_model_that_is_not_installed_is_refused_before_anything_starts():
     ):
         from_env(WorkerSettings, {"NEWSFLOW_NER_MODEL": "en_core_web_xl"})
     assert from_env(WorkerSettings, {"NEWSFLOW_NER_MODEL": "en_core_web_md"}).ner_model == "en_core_web_md"
+
+
+def test_a_file_size_limit_over_the_message_size_is_refused_by_the_producer_and_make_run():
+    environ = {**os.environ, "NEWSFLOW_PRODUCER_MAX_FILE_BYTES": "20000000"}
+    for command in (["newsflow.producer", "seeds"], ["newsflow.localrun", "--check", "seeds"]):
+        done = subprocess.run(
+            [sys.executable, "-m", *command], env=environ, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2 and done.stderr.endswith(
+            "NEWSFLOW_PRODUCER_MAX_FILE_BYTES=20000000 is over NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES=8388608: "
+            "files between the two could not be sent\n"
+        ), done.stderr

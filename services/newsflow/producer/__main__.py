@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {unusable}\n")
         return 2
     kafka, settings = load_settings_or_exit(PROG, KafkaSettings, ProducerSettings)
+    if unsendable := settings.unsendable_with(kafka):
+        sys.stderr.write(f"{PROG}: error: {unsendable}\n")
+        return 2
     if args.serve and not settings.http_port:
         sys.stderr.write(f"{PROG}: error: --serve needs a port: set NEWSFLOW_PRODUCER_HTTP_PORT\n")
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from newsflow.pipeline.options import ExtractOptions
-from newsflow.settings import SettingsError, env
+from newsflow.settings import KafkaSettings, SettingsError, env
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,15 @@ class ProducerSettings:
         "largest POST /articles body (413 above)",
         minimum=1,
     )
+
+    def unsendable_with(self, kafka: KafkaSettings) -> str | None:
+        """Why files this producer reads could not be sent to this broker (None if they can)."""
+        if self.max_file_bytes > kafka.max_message_bytes:
+            return (
+                f"NEWSFLOW_PRODUCER_MAX_FILE_BYTES={self.max_file_bytes} is over "
+                f"NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES={kafka.max_message_bytes}: files between the two could not be sent"
+            )
+        return None
 
     def __post_init__(self) -> None:
         parse_outlet_map(self.outlet_map)  # refused now, naming the variable, not dropped in part
