@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from newsflow.producer.watch import Sent, SentLedger, Settling, revision_id
 
 
@@ -114,3 +116,21 @@ def test_a_file_skipped_as_too_large_is_read_again_under_a_higher_limit_only(tmp
     assert known.holds(st, max_file_bytes=50) and known.holds(st, max_file_bytes=10)
     assert not known.holds(st, max_file_bytes=200)  # the operator raised the limit: try it again
     assert Sent(st.st_size, st.st_mtime_ns, ("a1",)).holds(st, max_file_bytes=200)
+
+
+def test_a_watched_folder_that_disappears_is_said_once_and_its_return_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    from newsflow.producer.watch import _say_gone_or_back
+
+    inbox = tmp_path / "inbox"
+    gone: set[Path] = set()
+    with caplog.at_level("INFO", logger="newsflow.producer"):
+        _say_gone_or_back([inbox], gone)
+        _say_gone_or_back([inbox], gone)  # a rescan later: not said again
+        inbox.mkdir()
+        _say_gone_or_back([inbox], gone)
+    assert [r.getMessage().split(inbox.name, 1)[1] for r in caplog.records] == [
+        " is gone; its files are watched for again when it is back",
+        " is back",
+    ]

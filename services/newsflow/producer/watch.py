@@ -168,8 +168,10 @@ async def watch(
         ledger.path,
     )
     try:
+        gone: set[Path] = set()
         while not stop.is_set():
             now = time.monotonic()
+            _say_gone_or_back(dirs, gone)
             present: set[Path] = set()
             for root, path in _files(dirs):
                 present.add(path)
@@ -204,6 +206,17 @@ async def watch(
         await publisher.stop()
         ledger.close()
     return tally
+
+
+def _say_gone_or_back(dirs: list[Path], gone: set[Path]) -> None:
+    """Warn once when a watched folder disappears (deleted, unmounted), and say when it is back."""
+    for folder in dirs:
+        if not folder.is_dir() and folder not in gone:
+            gone.add(folder)
+            log.warning("watched folder %s is gone; its files are watched for again when it is back", folder)
+        elif folder.is_dir() and folder in gone:
+            gone.discard(folder)
+            log.info("watched folder %s is back", folder)
 
 
 class Settling:
