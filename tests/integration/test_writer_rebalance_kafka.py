@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from newsflow.pipeline.desk import DedupDesk
 from newsflow.pipeline.options import DedupOptions
 from newsflow.worker import writer as writer_module
 from newsflow.worker.replica import read_to_end
@@ -205,22 +206,34 @@ def test_a_producer_that_never_starts_is_given_up(monkeypatch: pytest.MonkeyPatc
     asyncio.run(scenario())
 
 
-def test_a_desk_a_failed_decision_damaged_is_rebuilt_before_the_next_batch():
+def test_a_desk_a_failed_decision_damaged_is_rebuilt_before_the_next_message_is_decided(
+    monkeypatch: pytest.MonkeyPatch,
+):
     kafka = unique_kafka(partitions=1)
     ensure_topics(kafka)
     topic = kafka.topic_features
+    deciders: list[tuple[int, int]] = []  # (offset, id of the desk that decided it)
+    decide = DedupDesk.decide
+
+    def watched(desk: DedupDesk, message: bytes, origin: Any, key: bytes | None = None) -> Any:
+        decision = decide(desk, message, origin, key)
+        deciders.append((origin.offset, id(desk)))
+        if origin.offset == 1:
+            desk.damaged = True  # as `decide` leaves it when the index raised part-way
+        return decision
+
+    monkeypatch.setattr(DedupDesk, "decide", watched)
 
     async def scenario() -> None:
         writer = TransactionalWriter(kafka, f"writer-test-{topic}", DedupOptions())
         try:
-            for offset in range(3):
-                if offset == 1:
-                    damaged = writer.desk
-                    damaged.damaged = True  # as `DedupDesk.decide` leaves it when the index raised
-                written = await asyncio.wait_for(writer.write_batch([_event(topic, offset)], _no, _yes), 60)
-                assert len(written) == 1
-            # Rebuilt from the state topic after the damaged desk's batch was written.
-            assert writer.desk is not damaged and not writer.desk.damaged
+            batch = [_event(topic, offset) for offset in range(3)]
+            written = await asyncio.wait_for(writer.write_batch(batch, _no, _yes), 60)
+            assert len(written) == 3
+            # 0 and 1 by one desk, written; 2 by the desk rebuilt from what they wrote
+            assert deciders[0][1] == deciders[1][1] != deciders[2][1] == id(writer.desk)
+            assert [offset for offset, _ in deciders] == [0, 1, 2]
+            assert not writer.desk.damaged
             assert set(writer.desk.rejected) == {("k0", 0), ("k1", 0), ("k2", 0)}
         finally:
             await writer.stop()

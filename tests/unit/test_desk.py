@@ -247,27 +247,36 @@ def test_record_fields_the_writer_cannot_read_are_a_dead_letter_before_anything_
     assert desk.decide(message(tagger, "m2", BRIDGE, "harbourtimes"), ORIGIN).outcome == "new_story"
 
 
-def test_an_index_that_raises_part_way_costs_the_article_a_dead_letter_and_the_desk_a_rebuild(
-    tagger, monkeypatch
+@pytest.mark.parametrize("where", ["the index's split", "the story's record"])
+def test_a_desk_that_raises_part_way_costs_the_article_a_dead_letter_and_the_desk_a_rebuild(
+    tagger, monkeypatch, where
 ):
     desk = DedupDesk()
     desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN)
 
     def broken(*_args: object) -> None:
-        raise RuntimeError("the split went wrong")
+        raise RuntimeError(f"{where} went wrong")
 
-    # Raised after the index took the article in: it was then taken for a repeat, and dropped.
-    monkeypatch.setattr(desk.index, "_split_if_two_events", broken)
+    # Raised after the index took the article in: it was then taken for a repeat, and dropped
+    # (or, out of the records it is written with, raised out of `decide` for ever).
+    if where == "the index's split":
+        monkeypatch.setattr(desk.index, "_split_if_two_events", broken)
+    else:
+        monkeypatch.setattr("newsflow.pipeline.desk.story_record", broken)
     decision = desk.decide(message(tagger, "b1", BRIDGE_OTHER_OUTLET, "valleypost"), ORIGIN)
     assert decision.outcome == "dead_letter" and decision.record["reason"] == "internal_error"
     assert [o.destination for o in decision.outputs if o.destination != STATE] == [DEAD_LETTER]
     assert desk.damaged  # the writer rebuilds it from what was written
 
 
-@pytest.mark.parametrize("name", ["reason", "stage", "failed_at"])
-def test_a_forwarded_dead_letter_that_names_no_reason_is_one_of_the_desks_own_before_it_is_remembered(name):
+@pytest.mark.parametrize(
+    ("name", "value"), [("reason", None), ("stage", None), ("failed_at", None), ("headers", ["outlet", "x"])]
+)
+def test_a_forwarded_dead_letter_that_names_no_reason_is_one_of_the_desks_own_before_it_is_remembered(
+    name, value
+):
     body = jsonio.loads(rejected("r9"))
-    body["dead_letter"][name] = None
+    body["dead_letter"][name] = value
     desk = DedupDesk()
     decision = desk.decide(jsonio.dumps(body), ORIGIN, b"r9")
     assert decision.outcome == "dead_letter" and decision.reason == "bad_features"

@@ -269,7 +269,7 @@ class DedupDesk:
     _unwritten: dict[str, int] = field(default_factory=dict)
     # Set when the index raised part-way through a decision: it may hold what it did before (the
     # article, a merge, a split) with nothing written for it. The writer then rebuilds the desk
-    # from the state topic once the batch is written.
+    # from the state topic before it decides another message.
     damaged: bool = False
 
     def __post_init__(self) -> None:
@@ -580,27 +580,29 @@ class DedupDesk:
             return self._dead_letter(name, replay_count, rejection, message, key, origin)
         if self.written(article_id, replay_count):
             return Decision("duplicate")
-        if status in NO_STORY_STATUSES:
-            return self._sent_at(self._unstoried_out(features, body), body)
         try:
-            if status in JOIN_ONLY_STATUSES:
-                joined = self.index.join(features)
-                if joined is None:
-                    return self._sent_at(self._unstoried_out(features, body), body)
-                assignment = joined
-            else:
-                assignment = self.index.assign(features)
+            return self._sent_at(self._decided(features, status, body), body)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one article, not the stream
-            log.exception("dedup of %s failed; the desk is rebuilt after this batch", article_id)
-            # What the index did before it raised is not written: none of it goes out (a merge
-            # or split queued here would otherwise leave with the next article's records), and
-            # the article is dead-lettered even if the index took it in.
+            log.exception("dedup of %s failed; the desk is rebuilt before the next message", article_id)
+            # What the desk did before it raised is not written: none of it goes out (a merge or
+            # split queued here would otherwise leave with the next article's records), and the
+            # article is dead-lettered even if the index took it in. The writer rebuilds the desk
+            # from what was written before it decides another message (`damaged`).
             self.damaged = True
             self.index.merged.clear()
             self.index.splits.clear()
             rejection = Rejection.from_exception("dedup", exc)
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin, check=False)
-        return self._sent_at(self._article_out(features, assignment, body), body)
+
+    def _decided(self, features: StoryFeatures, status: str | None, body: dict[str, Any]) -> Decision:
+        if status in NO_STORY_STATUSES:
+            return self._unstoried_out(features, body)
+        if status in JOIN_ONLY_STATUSES:
+            joined = self.index.join(features)
+            if joined is None:
+                return self._unstoried_out(features, body)
+            return self._article_out(features, joined, body)
+        return self._article_out(features, self.index.assign(features), body)
 
     @staticmethod
     def _sent_at(decision: Decision, body: dict[str, Any]) -> Decision:
@@ -654,8 +656,14 @@ class DedupDesk:
     def _reject_forwarded(self, article_id: str, replay_count: int, body: dict[str, Any]) -> Decision:
         dead = body["dead_letter"]
         # What its record and headers are made of, checked before the desk remembers anything.
-        if not isinstance(dead, dict) or not all(isinstance(dead.get(k), str) for k in _DEAD_LETTER_NAMES):
-            raise TypeError(f"dead_letter is not an object with strings {', '.join(_DEAD_LETTER_NAMES)}")
+        if (
+            not isinstance(dead, dict)
+            or not all(isinstance(dead.get(k), str) for k in _DEAD_LETTER_NAMES)
+            or not isinstance(dead.get("headers") or {}, dict)
+        ):
+            raise TypeError(
+                f"dead_letter is not an object with strings {', '.join(_DEAD_LETTER_NAMES)} and headers an object"
+            )
         if self.written(article_id, replay_count):
             return Decision("duplicate")
         received = float(body.get("received") or self.index.watermark)
@@ -688,9 +696,10 @@ class DedupDesk:
     def _rejected_out(
         self, article_id: str, replay_count: int, received: float, dead: dict[str, Any]
     ) -> Decision:
+        letter = _dead_letter_output(article_id, dead)  # made before anything is remembered
         self._remember_rejected(article_id, replay_count, received)
         outputs = (
-            _dead_letter_output(article_id, dead),
+            letter,
             Output(STATE, _rejected_key(article_id, replay_count), jsonio.dumps({"received": received})),
             *self._expired(),
         )

@@ -225,19 +225,24 @@ class TransactionalWriter:
     ) -> list[Decision]:
         """Decide and write a batch of features events; retry until written, stopped or disowned.
 
-        Returns the decisions written, or [] when the worker is stopping or no longer owns the
-        features partition: the batch's offsets are then still uncommitted, and whoever owns the
-        partition reads it again. A fenced producer (another worker took the partition, or had it
-        for a while) is replaced by a new one, which fences the other in turn, only while this
-        worker still owns the partition.
+        Returns the decisions written, or those of the part written when the worker is stopping
+        or no longer owns the features partition: the rest's offsets are then still uncommitted,
+        and whoever owns the partition reads them again. A fenced producer (another worker took
+        the partition, or had it for a while) is replaced by a new one, which fences the other in
+        turn, only while this worker still owns the partition. A decision that damaged the desk
+        ends a transaction early: the desk is rebuilt from what was written before the rest of the
+        batch is decided.
         """
         attempt = 0
+        written: list[Decision] = []
         while True:
             try:
                 await self._ready()
                 self.writing = True
                 try:
-                    return await self._write_once(events)
+                    written += await self._write_once(events[len(written) :])
+                    if len(written) == len(events):
+                        return written
                 finally:
                     self.writing = False
                     if self._retire:
@@ -251,9 +256,12 @@ class TransactionalWriter:
                 await self._drop_producer()
                 if should_stop() or not owns():
                     log.warning(
-                        "batch of %d not written (%r); left to the partition's owner", len(events), exc
+                        "%d of a batch of %d not written (%r); left to the partition's owner",
+                        len(events) - len(written),
+                        len(events),
+                        exc,
                     )
-                    return []
+                    return written
                 pause = RETRY_PAUSE_SECONDS[min(attempt, len(RETRY_PAUSE_SECONDS) - 1)]
                 kind = "fenced" if isinstance(exc, ProducerFenced) else "failed"
                 log.warning("writing a batch of %d %s (%r); retrying in %.1fs", len(events), kind, exc, pause)
@@ -277,6 +285,8 @@ class TransactionalWriter:
             )
             tp = TopicPartition(msg.topic, msg.partition)
             offsets[tp] = max(offsets.get(tp, 0), msg.offset + 1)
+            if self.desk.damaged:
+                break  # this far, then the rest on a desk rebuilt from what was written
         markers = self.snapshots.markers()
         records = [o for decision in decisions for o in decision.outputs] + self.desk.learned() + markers
         try:
@@ -292,7 +302,7 @@ class TransactionalWriter:
             self._stale = True
             raise
         if self.desk.damaged:
-            self._stale = True  # rebuilt before the next batch, from what was written
+            self._stale = True  # rebuilt (`_ready`) before anything else is decided
         elif markers:
             # The desk now is what the state topic says up to this transaction's last record.
             state = [meta.offset for o, meta in zip(records, written, strict=True) if o.destination == STATE]
