@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
-from fastwarc.stream_io import BrotliReader, ChunkedReader, GzipReader
+from fastwarc.stream_io import BrotliReader, ChunkedReader
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from newsflow.pipeline import jsonio
@@ -449,6 +449,26 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK_START = re.compile(rb"[0-9A-Fa-f]{1,8}[ \t;\r]")
 
 
+class Truncated(ValueError):
+    """A compressed body that ends before its compressed stream does."""
+
+
+def _inflated(body: bytes, wbits: tuple[int, ...], max_bytes: int) -> bytes:
+    """Return a zlib-family body inflated (the first of the `wbits` framings that reads it)."""
+    for bits in wbits:
+        inflater = zlib.decompressobj(bits)
+        try:
+            out = inflater.decompress(body, max_bytes + 1)
+        except zlib.error:
+            continue
+        if len(out) > max_bytes:
+            raise TooLarge(f"over {max_bytes} bytes")
+        if not inflater.eof:
+            raise Truncated("the compressed body ends before its end")
+        return out
+    raise ValueError("the body does not decode as its Content-Encoding says")
+
+
 def _http_decoded(headers: Any, body: bytes, max_bytes: int) -> bytes:
     """Return an HTTP body without its transfer and content encodings (chunked; gzip, deflate, br).
 
@@ -460,12 +480,23 @@ def _http_decoded(headers: Any, body: bytes, max_bytes: int) -> bytes:
         body = read_bounded(ChunkedReader(io.BytesIO(body)), max_bytes)
     encoding = (headers.get("Content-Encoding") or "").strip().lower()
     if encoding in ("gzip", "x-gzip") and body.startswith(_GZIP_MAGIC):
-        body = read_bounded(GzipReader(io.BytesIO(body)), max_bytes)
-    elif encoding == "deflate" and body[:1] == b"\x78":
-        body = read_bounded(GzipReader(io.BytesIO(body), zlib=True), max_bytes)
-    elif encoding == "br" and not body.lstrip()[:1] == b"<":
+        body = _inflated(body, (31,), max_bytes)
+    elif encoding == "deflate" and body.lstrip()[:1] != b"<":
+        body = _inflated(body, (15, -15), max_bytes)  # as RFC 9110 says (zlib), or as IIS sent it (raw)
+    elif encoding == "br" and body.lstrip()[:1] != b"<":
         body = read_bounded(BrotliReader(io.BytesIO(body)), max_bytes)
     return body
+
+
+def _not_an_html_page(record: Any, where: str, uri: str) -> Skipped | None:
+    """Return why an HTTP response record is not a page to send (its status, its type), or None."""
+    status = record.http_headers.status_code
+    if status != 200:
+        return Skipped(where, "http_status", f"HTTP {status} for {uri}"[:200])
+    ctype = (record.http_content_type or "").lower()
+    if ctype not in ("text/html", "application/xhtml+xml"):
+        return Skipped(where, "not_html", f"{ctype or 'no content type'} at {uri}"[:200])
+    return None
 
 
 def _warc_item(
@@ -478,20 +509,19 @@ def _warc_item(
         return Skipped(where, "truncated", "the archive ends inside the record's WARC headers")
     if record.record_type != WarcRecordType.response:
         return Skipped(where, "not_response", record.headers.get("WARC-Type") or "")
+    if cut := record.headers.get("WARC-Truncated"):  # the crawler kept only part of it
+        return Skipped(where, "truncated", f"WARC-Truncated: {cut}"[:200])
     if not record.is_http:
         if (record.headers.get("Content-Type") or "").lower().startswith("application/http"):
             return Skipped(where, "unreadable", "HTTP headers cut short or malformed")
         return Skipped(where, "not_html", "not an HTTP response")
-    status = record.http_headers.status_code
-    if status != 200:
-        return Skipped(where, "http_status", f"HTTP {status} for {uri}"[:200])
-    ctype = (record.http_content_type or "").lower()
-    if ctype not in ("text/html", "application/xhtml+xml"):
-        return Skipped(where, "not_html", f"{ctype or 'no content type'} at {uri}"[:200])
     if record.content_length > max_bytes + 64 * 1024:
         record.reader.consume()
-        return Skipped(where, "too_large", f"record over {max_bytes} bytes")
+        return _not_an_html_page(record, where, uri) or Skipped(
+            where, "too_large", f"record over {max_bytes} bytes"
+        )
     try:
+        # Read before its status is believed: a record the archive cuts short may end inside it.
         body = read_bounded(record.reader, max_bytes)
         if len(body) < record.content_length:
             return Skipped(
@@ -499,9 +529,15 @@ def _warc_item(
                 "truncated",
                 f"{len(body)} of {record.content_length} bytes: the archive ends inside it",
             )
+        if (not_a_page := _not_an_html_page(record, where, uri)) is not None:
+            return not_a_page
         payload = _http_decoded(record.http_headers, body, max_bytes)
     except TooLarge:
-        return Skipped(where, "too_large", f"content over {max_bytes} bytes")
+        return _not_an_html_page(record, where, uri) or Skipped(
+            where, "too_large", f"content over {max_bytes} bytes"
+        )
+    except Truncated as exc:
+        return Skipped(where, "truncated", str(exc))
     except (OSError, ValueError) as exc:
         return Skipped(where, "unreadable", f"HTTP body: {exc}"[:200])
     if not payload.strip():
