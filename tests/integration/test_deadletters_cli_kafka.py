@@ -105,11 +105,13 @@ def test_list_leaves_out_what_is_not_a_dead_letter_and_forgets_a_tombstones_key(
             (b"noise", b"\x00 not json", []),
             (b"gone", json.dumps(letter).encode(), []),
             (b"gone", None, []),  # type: ignore[list-item] # a tombstone
+            (None, json.dumps(letter).encode(), []),  # two without a key: two dead letters
+            (None, json.dumps(letter).encode(), []),
         ],
         topic=kafka.topic_dead_letter,
     )
     listed = cli(kafka, "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert [json.loads(line)["article_id"] for line in listed.stdout.splitlines()] == ["kept"]
+    assert [json.loads(line)["article_id"] for line in listed.stdout.splitlines()] == ["kept", "@0/4", "@0/5"]
     assert "1 record(s) on the topic are not dead letters" in listed.stderr
     assert "Traceback" not in listed.stderr

@@ -39,6 +39,8 @@ def model_installed(name: str) -> bool:
     """Whether `spacy.load(model_location(name))` can find the pipeline (an installed package or
     a folder), found without loading it: a wrong NEWSFLOW_NER_MODEL is refused before anything
     starts."""
+    if not name.strip():  # Path("") is the current folder
+        return False
     try:
         location = model_location(name)
         return Path(location).is_dir() or importlib.util.find_spec(location) is not None

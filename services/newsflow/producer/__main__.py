@@ -126,11 +126,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
 
+    stopped_by: list[int] = []
+
+    def stopping(stop: asyncio.Event, signum: int) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
     async def run() -> list[Tally]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping, stop, sig)
         jobs = []
         if args.serve:
             jobs.append(_serve(kafka, settings, metrics, registry, stop))
@@ -159,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     for tally in tallies:
         sys.stdout.write(tally.summary() + "\n")
     if any(t.interrupted for t in tallies):
-        return 130  # as a shell reports a run stopped by a signal: not all of the input was sent
+        # As a shell reports a run a signal stopped (130 for Ctrl-C, 143 for SIGTERM): not all of
+        # the input was sent.
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     return 1 if any(t.failed for t in tallies) else 0
 
 

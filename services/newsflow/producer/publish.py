@@ -260,8 +260,10 @@ async def produce(
 ) -> Tally:
     """Send every article found under `paths` once; return what happened to each item."""
     tally = Tally()
+    # Files have an end a stop may come before; stdin is followed until it is stopped.
+    finite = STDIN not in map(str, paths)
     if not await broker_ready(kafka, stop):
-        tally.interrupted = True
+        tally.interrupted = finite
         return tally
     total = count_items(paths) if show_progress and sys.stderr.isatty() else None
     publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, total, enabled=show_progress))
@@ -277,8 +279,7 @@ async def produce(
             await publisher.publish(item, on_sent=note)
         if stop is not None and stop.is_set():
             log.info("stopping: the rest of the input is not sent")
-            # Files have an end the run did not reach; stdin is followed until it is stopped.
-            tally.interrupted = STDIN not in map(str, paths)
+            tally.interrupted = finite
     finally:
         await publisher.stop()
     return tally

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from newsflow.pipeline.options import ExtractOptions
 from newsflow.settings import KafkaSettings, SettingsError, env
 
+# What a raw message carries besides the file: its key, headers (a URL, a title) and framing.
+MESSAGE_OVERHEAD_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class ProducerSettings:
@@ -64,17 +67,16 @@ class ProducerSettings:
 
     def unsendable_with(self, kafka: KafkaSettings) -> str | None:
         """Why files this producer reads could not be sent to this broker (None if they can)."""
-        if self.max_file_bytes > kafka.max_message_bytes:
+        if self.max_file_bytes > kafka.max_message_bytes - MESSAGE_OVERHEAD_BYTES:
             return (
-                f"NEWSFLOW_PRODUCER_MAX_FILE_BYTES={self.max_file_bytes} is over "
-                f"NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES={kafka.max_message_bytes}: files between the two could not be sent"
+                f"NEWSFLOW_PRODUCER_MAX_FILE_BYTES={self.max_file_bytes} leaves no room under "
+                f"NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES={kafka.max_message_bytes} for a message's key and "
+                f"headers ({MESSAGE_OVERHEAD_BYTES // 1024} KiB): the largest files could not be sent"
             )
         return None
 
     def __post_init__(self) -> None:
         parse_outlet_map(self.outlet_map)  # refused now, naming the variable, not dropped in part
-        if not self.state_file.strip():
-            raise SettingsError("NEWSFLOW_PRODUCER_STATE_FILE is empty (give a file for watch mode's record)")
 
 
 def parse_outlet_map(text: str) -> dict[str, str]:

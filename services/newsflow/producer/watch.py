@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -140,10 +141,12 @@ async def watch(
 ) -> Tally:
     """Send every complete new or changed file under `dirs` until `stop` is set."""
     try:  # before waiting for the broker: a state file that cannot be used is the user's to fix now
+        if not settings.state_file.strip():  # Path("") is the current folder
+            raise OSError(errno.EINVAL, "it is empty")
         ledger = SentLedger(Path(settings.state_file))
     except OSError as exc:
         raise OSError(
-            f"cannot use the watch state file {settings.state_file} (NEWSFLOW_PRODUCER_STATE_FILE): "
+            f"cannot use the watch state file {settings.state_file!r} (NEWSFLOW_PRODUCER_STATE_FILE): "
             f"{exc.strerror or exc}"
         ) from exc
     try:

@@ -61,7 +61,8 @@ async def restarting(
 
 
 async def read_to_end(kafka: KafkaSettings, topic: str) -> list[Entry]:
-    """Return a topic's committed records, up to its end when called, in order per partition."""
+    """Return a topic's committed records, up to its end when called, in order per partition; a
+    record without a key is named by where it is ("@partition/offset"), so that two are not one."""
     consumer = committed_reader(kafka)
     try:
         await consumer.start()
@@ -70,7 +71,10 @@ async def read_to_end(kafka: KafkaSettings, topic: str) -> list[Entry]:
         for tp, end in ends.items():
             while await consumer.position(tp) < end:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
-                entries.extend((m.key or b"", m.value) for m in batch.get(tp, ()))
+                entries.extend(
+                    (m.key if m.key is not None else f"@{m.partition}/{m.offset}".encode(), m.value)
+                    for m in batch.get(tp, ())
+                )
         return entries
     finally:
         await consumer.stop()
