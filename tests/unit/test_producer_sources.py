@@ -199,6 +199,14 @@ def test_a_warc_body_kept_as_sent_is_decoded_as_its_http_headers_say(tmp_path: P
         "gzip": (gzip.compress(html), "Content-Encoding: gzip\r\n"),
         "deflate": (zlib.compress(html), "Content-Encoding: deflate\r\n"),
         "raw deflate": (zlib.compress(html, wbits=-15), "Content-Encoding: deflate\r\n"),  # as IIS sends it
+        # what RFC 9112 allows too: chunk extensions and trailers, and bare LFs read leniently
+        "extensions": (
+            chunked.replace(b"\r\n", b";ext=1\r\n", 1) + b"0\r\nX-Trailer: 1\r\n\r\n",
+            "Transfer-Encoding: chunked\r\n",
+        ),
+        "bare LF": (chunked.replace(b"\r\n", b"\n") + b"0\n\n", "Transfer-Encoding: chunked\r\n"),
+        "two members": (gzip.compress(html[:300]) + gzip.compress(html[300:]), "Content-Encoding: gzip\r\n"),
+        "a list": (gzip.compress(html), "Content-Encoding: gzip, identity\r\n"),
         "both": (
             b"%x\r\n%s\r\n0\r\n\r\n" % (len(gz := gzip.compress(html)), gz),
             "Transfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n",
@@ -232,6 +240,11 @@ def test_a_warc_record_the_archive_cuts_short_is_skipped_as_truncated_never_sent
         response(200, "text/html", gzipped[: len(gzipped) // 2], "Content-Encoding: gzip\r\n"),
     )
     capped = cut.replace(b"WARC-Type: response", b"WARC-Type: response\r\nWARC-Truncated: length", 1)
+    cut_chunks = record(
+        "response",
+        "https://example.com/b",
+        response(200, "text/html", b"400\r\n" + page(text).encode()[:300], "Transfer-Encoding: chunked\r\n"),
+    )
     status_line = cut.index(b"HTTP/1.1 200")
     for name, data in [
         ("body.warc", whole + cut[: len(cut) // 2]),
@@ -240,6 +253,7 @@ def test_a_warc_record_the_archive_cuts_short_is_skipped_as_truncated_never_sent
         ("member.warc.gz", gzip.compress(whole) + gzip.compress(cut)[: len(gzip.compress(cut)) // 2]),
         ("gzip.warc", whole + cut_gzip),  # the record whole, the page inside it cut
         ("capped.warc", whole + capped),  # the crawler kept only part of it, and said so
+        ("chunks.warc", whole + cut_chunks),  # the record whole, its one chunk cut
     ]:
         (tmp_path / name).write_bytes(data)
         items = list(iter_inputs([tmp_path / name]))

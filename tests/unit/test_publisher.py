@@ -138,3 +138,19 @@ def test_the_sent_files_series_exists_at_zero_before_the_first_file():
     assert (
         registry.get_sample_value("newsflow_producer_files_total", {"outcome": "sent", "reason": ""}) == 0.0
     )
+
+
+def test_a_stop_that_comes_with_the_last_item_is_no_interruption_and_one_before_it_is():
+    async def run(stop_after: str) -> tuple[list[str], bool]:
+        stop, ended = asyncio.Event(), []
+        got: list[str] = []
+        reading = publish.read_in_background(iter(["a", "b"]), stop, lambda: ended.append(True))  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)  # the reading thread has read it all
+        async for item in reading:
+            got.append(str(item))
+            if item == stop_after:
+                stop.set()  # as SIGTERM while this item is sent
+        return got, bool(ended)
+
+    assert asyncio.run(run("b")) == (["a", "b"], True)
+    assert asyncio.run(run("a")) == (["a"], False)

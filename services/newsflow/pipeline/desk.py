@@ -614,13 +614,13 @@ class DedupDesk:
     def _unstoried_out(self, features: StoryFeatures, body: dict[str, Any]) -> Decision:
         received = features.received or features.timestamp
         self._remember_unstoried(features.article_id, received)
-        self._learn(features, body)
         out = enriched_record(body["fields"], None)
         outputs = (
             _enriched_output(out),
             Output(STATE, _unstoried_key(features.article_id), jsonio.dumps({"received": received})),
             *self._expired(),
         )
+        self._learn(features, body)  # last: an article whose records failed teaches nothing
         return Decision("no_story", outputs, out)
 
     def _learn(self, features: StoryFeatures, body: dict[str, Any]) -> None:
@@ -639,7 +639,6 @@ class DedupDesk:
         # splits after it: a rebuilt writer then folds and splits the stories as this one did.
         joined = self.index.joined if (merged or split) and self.index.joined else assignment
         state = {"features": features.as_dict(), "assignment": assignment_dict(joined)}
-        self._learn(features, body)
         outputs = (
             _enriched_output(out),
             _story_output(story_record(story)),
@@ -648,6 +647,7 @@ class DedupDesk:
             *self._splits(story.story_id),
             *self._expired(),
         )
+        self._learn(features, body)  # last: an article whose records failed teaches nothing
         outcome = (
             "copy" if assignment.duplicate_of else "new_story" if assignment.is_new_story else "joined_story"
         )

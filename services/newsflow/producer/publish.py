@@ -273,11 +273,12 @@ async def produce(
         if sent_ids is not None:
             sent_ids.append(item.article_id)
 
+    ended: list[bool] = []  # the input's end was reached (a stop may come with its last item)
     try:
         items = iter_inputs(paths, outlet, settings.max_file_bytes, parse_outlet_map(settings.outlet_map))
-        async for item in read_in_background(items, stop or asyncio.Event()):
+        async for item in read_in_background(items, stop or asyncio.Event(), lambda: ended.append(True)):
             await publisher.publish(item, on_sent=note)
-        if stop is not None and stop.is_set():
+        if stop is not None and stop.is_set() and not ended:
             log.info("stopping: the rest of the input is not sent")
             tally.interrupted = finite
     finally:
@@ -285,8 +286,11 @@ async def produce(
     return tally
 
 
-async def read_in_background(items: Iterator[Item], stop: asyncio.Event) -> AsyncIterator[Item]:
-    """Yield the items as a thread of their own reads them, until they end or `stop` is set.
+async def read_in_background(
+    items: Iterator[Item], stop: asyncio.Event, on_end: Callable[[], None] = lambda: None
+) -> AsyncIterator[Item]:
+    """Yield the items as a thread of their own reads them, until they end (`on_end` is called)
+    or `stop` is set.
 
     Reading blocks (stdin waits for its writer, a slow disk, a large archive): on the event loop
     it would hold up the signal handlers, and Ctrl-C or SIGTERM would wait for the input to end.
@@ -329,13 +333,22 @@ async def read_in_background(items: Iterator[Item], stop: asyncio.Event) -> Asyn
     threading.Thread(target=read, name="newsflow-producer-input", daemon=True).start()
     try:
         while not stop.is_set():
-            for item in await asyncio.to_thread(take):
+            taken = await asyncio.to_thread(take)
+            for i, item in enumerate(taken):
                 if item is None:
+                    on_end()
                     return
                 if isinstance(item, BaseException):
                     raise item
                 yield item
                 if stop.is_set():
+                    # A stop that came with the last item is no interruption.
+                    after = taken[i + 1 : i + 2]
+                    if not after:
+                        with contextlib.suppress(queue.Empty):
+                            after = [ready.get_nowait()]
+                    if after == [None]:
+                        on_end()
                     return
     finally:
         halted.set()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
-from fastwarc.stream_io import BrotliReader, ChunkedReader
+from fastwarc.stream_io import BrotliReader
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from newsflow.pipeline import jsonio
@@ -444,29 +444,59 @@ def iter_warc(
         yield Skipped(name, "unreadable", f"WARC: {exc}"[:200])
 
 
-# How a body's bytes start when they are what its HTTP headers say: chunks start with a hex size.
 _GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK_START = re.compile(rb"[0-9A-Fa-f]{1,8}[ \t;\r]")
+# A chunk's size line (RFC 9112 7.1): hex digits, perhaps extensions, CRLF (or a bare LF).
+_CHUNK_SIZE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
 
 
 class Truncated(ValueError):
-    """A compressed body that ends before its compressed stream does."""
+    """An encoded body that ends before its encoding does."""
+
+
+def _dechunked(body: bytes, max_bytes: int) -> bytes:
+    """Return a chunked body's data (extensions and trailers are left out)."""
+    out, pos = bytearray(), 0
+    while True:
+        size_line = _CHUNK_SIZE.match(body, pos)
+        if size_line is None:
+            if pos >= len(body):
+                raise Truncated("the chunked body ends before its last chunk")
+            raise ValueError("a chunk's size line is not one")
+        size, pos = int(size_line.group(1), 16), size_line.end()
+        if size == 0:
+            return bytes(out)
+        if pos + size > len(body):
+            raise Truncated("the chunked body ends inside a chunk")
+        out += body[pos : pos + size]
+        if len(out) > max_bytes:
+            raise TooLarge(f"over {max_bytes} bytes")
+        pos += size
+        pos += 2 if body.startswith(b"\r\n", pos) else 1 if body.startswith(b"\n", pos) else 0
 
 
 def _inflated(body: bytes, wbits: tuple[int, ...], max_bytes: int) -> bytes:
-    """Return a zlib-family body inflated (the first of the `wbits` framings that reads it)."""
+    """Return a zlib-family body inflated with the first of the `wbits` framings that reads it;
+    gzip members one after another (RFC 1952) are one body."""
     for bits in wbits:
-        inflater = zlib.decompressobj(bits)
+        out, rest = bytearray(), body
         try:
-            out = inflater.decompress(body, max_bytes + 1)
+            while True:
+                inflater = zlib.decompressobj(bits)
+                out += inflater.decompress(rest, max_bytes + 1 - len(out))
+                if len(out) > max_bytes:
+                    raise TooLarge(f"over {max_bytes} bytes")
+                if not inflater.eof:
+                    raise Truncated("the compressed body ends before its end")
+                rest = inflater.unused_data
+                if not rest.startswith(_GZIP_MAGIC) or bits != 31:
+                    return bytes(out)
         except zlib.error:
             continue
-        if len(out) > max_bytes:
-            raise TooLarge(f"over {max_bytes} bytes")
-        if not inflater.eof:
-            raise Truncated("the compressed body ends before its end")
-        return out
     raise ValueError("the body does not decode as its Content-Encoding says")
+
+
+def _markup(body: bytes) -> bool:
+    return body.lstrip()[:1] == b"<"
 
 
 def _http_decoded(headers: Any, body: bytes, max_bytes: int) -> bytes:
@@ -476,15 +506,18 @@ def _http_decoded(headers: Any, body: bytes, max_bytes: int) -> bytes:
     stores it decoded and renames the headers. A header that does not match the bytes (a body
     decoded but still labelled) is believed only where the bytes bear it out.
     """
-    if "chunked" in (headers.get("Transfer-Encoding") or "").lower() and _CHUNK_START.match(body):
-        body = read_bounded(ChunkedReader(io.BytesIO(body)), max_bytes)
-    encoding = (headers.get("Content-Encoding") or "").strip().lower()
-    if encoding in ("gzip", "x-gzip") and body.startswith(_GZIP_MAGIC):
-        body = _inflated(body, (31,), max_bytes)
-    elif encoding == "deflate" and body.lstrip()[:1] != b"<":
-        body = _inflated(body, (15, -15), max_bytes)  # as RFC 9110 says (zlib), or as IIS sent it (raw)
-    elif encoding == "br" and body.lstrip()[:1] != b"<":
-        body = read_bounded(BrotliReader(io.BytesIO(body)), max_bytes)
+    if "chunked" in (headers.get("Transfer-Encoding") or "").lower() and _CHUNK_SIZE.match(body):
+        body = _dechunked(body, max_bytes)
+    codings = [c.strip() for c in (headers.get("Content-Encoding") or "").lower().split(",")]
+    for coding in reversed([c for c in codings if c not in ("", "identity")]):  # the last applied first
+        if coding in ("gzip", "x-gzip") and body.startswith(_GZIP_MAGIC):
+            body = _inflated(body, (31,), max_bytes)
+        elif coding == "deflate" and not _markup(body):
+            body = _inflated(body, (15, -15), max_bytes)  # as RFC 9110 says (zlib), or as IIS sent it (raw)
+        elif coding == "br" and not _markup(body):
+            body = read_bounded(BrotliReader(io.BytesIO(body)), max_bytes)
+        elif coding not in ("gzip", "x-gzip", "deflate", "br") and not _markup(body):
+            raise ValueError(f"Content-Encoding {coding} is not read")
     return body
 
 

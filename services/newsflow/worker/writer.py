@@ -241,8 +241,8 @@ class TransactionalWriter:
                 self.writing = True
                 try:
                     written += await self._write_once(events[len(written) :])
-                    if len(written) == len(events):
-                        return written
+                    if len(written) == len(events) or should_stop() or not owns():
+                        return written  # the rest, if any, is its owner's to read again
                 finally:
                     self.writing = False
                     if self._retire:
@@ -287,7 +287,8 @@ class TransactionalWriter:
             offsets[tp] = max(offsets.get(tp, 0), msg.offset + 1)
             if self.desk.damaged:
                 break  # this far, then the rest on a desk rebuilt from what was written
-        markers = self.snapshots.markers()
+        # A damaged desk is not snapshotted (it is rebuilt): no marker for a snapshot never taken.
+        markers = [] if self.desk.damaged else self.snapshots.markers()
         records = [o for decision in decisions for o in decision.outputs] + self.desk.learned() + markers
         try:
             written = await self._within("the transaction", self._transaction(producer, records, offsets))
