@@ -267,9 +267,9 @@ class DedupDesk:
     boilerplate: BoilerplateModel = field(default_factory=BoilerplateModel)
     # Outlet -> its articles learned from since its state was last written (see `learned`).
     _unwritten: dict[str, int] = field(default_factory=dict)
-    # Set when the index raised part-way through a decision: it may hold what it did before (the
-    # article, a merge, a split) with nothing written for it. The writer then rebuilds the desk
-    # from the state topic before it decides another message.
+    # Set when a decision raised part-way: the desk may hold what it did before (the article, a
+    # merge, a split, the article remembered) with nothing written for it. The writer then
+    # rebuilds the desk from the state topic before it decides another message.
     damaged: bool = False
 
     def __post_init__(self) -> None:
@@ -595,6 +595,7 @@ class DedupDesk:
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin, check=False)
 
     def _decided(self, features: StoryFeatures, status: str | None, body: dict[str, Any]) -> Decision:
+        """The decision for a readable article message not decided before, with its records."""
         if status in NO_STORY_STATUSES:
             return self._unstoried_out(features, body)
         if status in JOIN_ONLY_STATUSES:
