@@ -137,6 +137,14 @@ def test_http_ingest_answers_503_while_kafka_is_down_and_200_after(broker: Broke
         assert post(2) == 503
         broker.run("start")
         wait_for(lambda: post(3) == 200, 120, "a 200 once Kafka is back")
+        # A stop while Kafka is away, with a request's sends unacknowledged, ends within a
+        # container's grace period (it waited for the broker to come back, minutes later).
+        broker.run("stop")
+        assert post(4) == 503
+        stopped = time.monotonic()
+        server.terminate()
+        server.wait(timeout=30)
+        assert time.monotonic() - stopped < 10
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -193,9 +193,11 @@ def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka:
     }
     server = producer(kafka, "--serve", env=env)
 
-    def post(body: bytes) -> tuple[int, dict[str, object]]:
+    def post(body: bytes, encoding: str | None = None) -> tuple[int, dict[str, object]]:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/articles", data=body, method="POST")
         request.add_header("Content-Type", "application/json")
+        if encoding:
+            request.add_header("Content-Encoding", encoding)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -229,11 +231,18 @@ def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka:
             json.dumps([{"url": "https://wire.example/9", "text": "Fine."}, {"text": "x" * 8000}]).encode()
         )
         assert status == 413 and "article 1" in str(body["error"])
+        status, body = post(b"xxxx", encoding="gzip")  # not what it says it is: the client's fault
+        assert status == 400 and "body unreadable" in str(body["error"])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            assert b"newsflow_producer_files_total" in r.read()
+            scraped = r.read().decode()
+        # every refusal counted with its reason, as files are
+        assert 'newsflow_producer_files_total{outcome="refused",reason="bad_envelope"} 2.0' in scraped
+        assert 'newsflow_producer_files_total{outcome="refused",reason="too_large"} 2.0' in scraped
+        assert 'newsflow_producer_files_total{outcome="refused",reason="bad_body"} 1.0' in scraped
     finally:
         server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)
+        out, _ = server.communicate(timeout=30)
+    assert "refused 5 (bad_body: 1, bad_envelope: 2, too_large: 2)" in out, out
     ids = sorted(k for k, _, _ in read_raw(kafka, want=3))
     assert len(ids) == 3  # the refused requests sent nothing
 

@@ -37,6 +37,9 @@ from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.topics import MissingTopic
 
 PROG = "newsflow-producer"
+log = logging.getLogger("newsflow.producer")
+# --serve: how long a stop waits for the broker to acknowledge what is in flight.
+SERVE_STOP_SECONDS = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,7 +88,12 @@ async def _serve(
             stop,
         )
     finally:
-        await publisher.stop()
+        # Sends still unacknowledged at a stop belong to requests answered 503 (safe to send
+        # again): with Kafka away they would hold the stop for ever.
+        try:
+            await asyncio.wait_for(publisher.stop(), SERVE_STOP_SECONDS)
+        except TimeoutError:
+            log.warning("stopped with sends Kafka had not acknowledged (their requests were answered 503)")
     return tally
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -27,6 +27,10 @@ log = logging.getLogger("newsflow.producer.http")
 
 # How long a request waits for the broker's acknowledgements before answering 503.
 SEND_TIMEOUT_SECONDS = 15.0
+# How long a request's body may take to arrive (a stalled client is answered 408).
+BODY_TIMEOUT_SECONDS = 30.0
+# At a stop, how long requests in flight have to finish before their connections are closed.
+SHUTDOWN_SECONDS = 3.0
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -38,28 +42,44 @@ def create_app(
 ) -> web.Application:
     """Return the aiohttp application (the caller runs it next to the publisher)."""
 
+    def refused(status: int, reason: str, message: str) -> web.Response:
+        """A request refused, counted (outcome "refused") and logged with its reason."""
+        publisher.metrics.files.labels("refused", reason).inc()
+        publisher.tally.counts[f"refused:{reason}"] += 1
+        log.warning("POST /articles refused (%d %s): %s", status, reason, message)
+        return _error(status, message)
+
     async def post_articles(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > max_body_bytes:
-            return _error(413, f"body over {max_body_bytes} bytes")
+            return refused(413, "too_large", f"body over {max_body_bytes} bytes")
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_SECONDS)
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body over {max_body_bytes} bytes")
+            return refused(413, "too_large", f"body over {max_body_bytes} bytes")
+        except TimeoutError:
+            return refused(408, "slow_body", f"the body did not arrive within {BODY_TIMEOUT_SECONDS:.0f}s")
+        except (
+            web.RequestPayloadError,
+            ClientPayloadError,
+        ) as exc:  # a Content-Encoding it is not in, cut short
+            return refused(400, "bad_body", f"body unreadable: {exc}")
         try:
             parsed = jsonio.loads(body)
         except ValueError as exc:
-            return _error(400, f"body is not JSON: {exc}")
+            return refused(400, "bad_envelope", f"body is not JSON: {exc}")
         envelopes = parsed if isinstance(parsed, list) else [parsed]
         if not envelopes:
-            return _error(400, "an empty array holds no article")
+            return refused(400, "bad_envelope", "an empty array holds no article")
         items = []
         for n, envelope in enumerate(envelopes):
             item = envelope_article(jsonio.dumps(envelope), f"POST /articles[{n}]", None)
             if isinstance(item, Skipped):
-                return _error(400, f"article {n}: {item.detail}")
+                return refused(400, "bad_envelope", f"article {n}: {item.detail}")
             if len(item.payload) > max_article_bytes:
                 # As a file of that size would be: Kafka may refuse it, which no retry changes.
-                return _error(413, f"article {n}: {len(item.payload)} bytes, over {max_article_bytes}")
+                return refused(
+                    413, "too_large", f"article {n}: {len(item.payload)} bytes, over {max_article_bytes}"
+                )
             items.append(item)
 
         async def send_all() -> list[bool]:
@@ -69,10 +89,12 @@ def create_app(
         try:
             delivered = await asyncio.wait_for(send_all(), SEND_TIMEOUT_SECONDS)
         except (TimeoutError, KafkaError) as exc:
-            log.warning("POST /articles: Kafka unavailable: %r", exc)
-            return _error(503, "Kafka is unavailable; retry later")
+            # Counted as send errors too: the alert on failing sends is how an operator hears of
+            # an outage while input comes in.
+            publisher.metrics.send_errors.inc(len(items))
+            return refused(503, "unavailable", f"Kafka is unavailable; retry later ({exc!r})"[:300])
         if not all(delivered):
-            return _error(503, "Kafka refused the articles; retry later")
+            return _error(503, "Kafka refused the articles; retry later")  # counted as failed sends
         return web.json_response({"article_ids": [item.article_id for item in items]})
 
     async def healthz(_: web.Request) -> web.Response:
@@ -103,7 +125,9 @@ async def serve(
 ) -> None:
     """Serve on `host`:`port` until `stop` is set."""
     runner = web.AppRunner(
-        create_app(publisher, registry, max_body_bytes, max_article_bytes), access_log=None
+        create_app(publisher, registry, max_body_bytes, max_article_bytes),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_SECONDS,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)

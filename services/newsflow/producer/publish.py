@@ -73,6 +73,12 @@ class Tally:
         line += f", failed {sum(failed.values())}"
         if failed:
             line += " (" + ", ".join(f"{k}: {v}" for k, v in failed.items()) + ")"
+        if refused := self.by("refused"):  # requests to the HTTP ingest answered 4xx/503
+            line += (
+                f", refused {sum(refused.values())} ("
+                + ", ".join(f"{k}: {v}" for k, v in refused.items())
+                + ")"
+            )
         line += f" in {seconds:.1f} s ({self.sent / seconds:.0f} articles/s)"
         return line + (", interrupted: the rest of the input was not sent" if self.interrupted else "")
 
