@@ -83,6 +83,7 @@ def test_stories_come_newest_first_with_filters(store: StoryStore):
     assert [s["story_id"] for s in store.stories(StoryQuery(entity="Kursk"))[0]] == ["s1"]
     assert [s["story_id"] for s in store.stories(StoryQuery(outlet="wire.example"))[0]] == ["s1"]
     assert [s["story_id"] for s in store.stories(StoryQuery(lang="de"))[0]] == ["s2"]
+    assert [s["story_id"] for s in store.stories(StoryQuery(lang="DE"))[0]] == ["s2"]  # any case
     assert [s["story_id"] for s in store.stories(StoryQuery(min_outlets=2))[0]] == ["s1"]
     assert [s["story_id"] for s in store.stories(StoryQuery(since="2026-12-01T10:04:00Z"))[0]] == ["s2"]
     assert store.stories(StoryQuery(until="2026-12-01T08:00:00Z"))[0] == []
@@ -129,6 +130,12 @@ def test_pages_stay_stable_while_stories_are_inserted():
     third, last = s.stories(StoryQuery(limit=10, cursor=cursor))
     ids = [x["story_id"] for x in first + second + third]
     assert ids == [f"s{i:02d}" for i in range(29, -1, -1)] and last is None
+
+
+def test_an_entity_filter_with_nothing_to_filter_by_is_refused_not_ignored(store: StoryStore):
+    # "%" keyed to "": the filter would have been dropped and every story listed
+    with pytest.raises(BadQuery, match="entity has no letters or digits"):
+        store.stories(StoryQuery(entity="%"))
 
 
 def test_bad_queries_are_refused_with_a_reason(store: StoryStore):

@@ -344,13 +344,16 @@ class StoryStore:
             raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
         if not 1 <= q.min_outlets <= MAX_OUTLETS:
             raise BadQuery(f"min_outlets must be between 1 and {MAX_OUTLETS}")
+        entity = query_entity_key(q.entity) if q.entity else None
+        if q.entity and not entity:  # "%" or "...": a filter that would filter nothing
+            raise BadQuery("entity has no letters or digits")
         values = {
             "min_outlets": q.min_outlets,
             "since": q.since,
             "until": q.until,
-            "entity": query_entity_key(q.entity) if q.entity else None,
+            "entity": entity,
             "outlet": q.outlet,
-            "lang": q.lang,
+            "lang": q.lang.lower() if q.lang else None,  # records carry ISO 639-1 in lower case
         }
         where = [clause for name, clause in FILTERS.items() if values[name]]
         args: list[object] = [values[name] for name in FILTERS if values[name]]
