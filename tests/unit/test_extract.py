@@ -604,3 +604,21 @@ def test_the_outlet_the_producer_gave_is_the_articles_and_the_envelope_names_it_
     assert outlet_of(envelope, given="desk") == "desk"
     assert outlet_of(envelope, given="unknown") == "envelope-outlet"
     assert outlet_of({**envelope, "outlet": "  "}, given="unknown") == "host.example"
+
+
+def test_an_envelopes_text_is_used_when_its_html_yields_less_than_half_of_it(tmp_path: Path):
+    report = "Fire broke out at the port of Genoa on Tuesday, and two warehouses burned down. " * 6
+    teaser = {**FERRIES, "text": report, "html": "<div class='teaser'><b>Fire at Genoa port</b></div>"}
+    article = extract_article(_envelope_file(tmp_path, teaser))
+    assert isinstance(article, CleanArticle) and article.extraction.method == "envelope+plaintext"
+    assert article.text.startswith("Fire broke out at the port of Genoa")  # was '' (no_text_found)
+    # A page that holds the report beats a sender's short summary.
+    page = (
+        "<html><body><article>"
+        + "".join(f"<p>{s}.</p>" for s in report.split(". ") if s)
+        + "</article></body></html>"
+    )
+    summary = {**FERRIES, "text": "Fire at Genoa port.", "html": page}
+    article = extract_article(_envelope_file(tmp_path, summary))
+    assert isinstance(article, CleanArticle) and article.extraction.method == "envelope+trafilatura"
+    assert "two warehouses burned down" in article.text

@@ -374,12 +374,18 @@ def _from_envelope(
     if outlet == UNKNOWN_OUTLET:
         outlet = outlet_or_host(_str_field(env, "outlet") or outlet, url)
     inner = replace(raw, source=replace(raw.source, url=url, outlet=outlet))
+    article, method = None, "envelope+plaintext"
     if isinstance(html, str) and html.strip():
-        article = _from_html(inner, html, encoding, url, options)
-        method = "envelope+trafilatura"
-    else:
-        article = _from_text(inner, text or "", encoding, options)
-        method = "envelope+plaintext"
+        article, method = _from_html(inner, html, encoding, url, options), "envelope+trafilatura"
+    # The text the sender gave when its page yields less than half of it (a teaser, a page whose
+    # body is drawn by script): neither is dropped unread.
+    if (
+        isinstance(text, str)
+        and text.strip()
+        and (article is None or 2 * len(article.text) < len(text.strip()))
+    ):
+        article, method = _from_text(inner, text, encoding, options), "envelope+plaintext"
+    assert article is not None  # html or text has something in it (envelope_problem)
     overrides: dict[str, Any] = {"extraction": replace(article.extraction, method=method)}
     # Fields the sender states explicitly beat what we infer from the page.
     for key in ("title", "description"):
