@@ -606,7 +606,7 @@ def test_the_outlet_the_producer_gave_is_the_articles_and_the_envelope_names_it_
     assert outlet_of({**envelope, "outlet": "  "}, given="unknown") == "host.example"
 
 
-def test_an_envelopes_text_is_used_when_its_html_yields_less_than_half_of_it(tmp_path: Path):
+def test_an_envelopes_text_is_used_when_its_html_yields_less_than_half_of_it(tmp_path):
     report = "Fire broke out at the port of Genoa on Tuesday, and two warehouses burned down. " * 6
     teaser = {**FERRIES, "text": report, "html": "<div class='teaser'><b>Fire at Genoa port</b></div>"}
     article = extract_article(_envelope_file(tmp_path, teaser))

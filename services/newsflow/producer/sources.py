@@ -307,9 +307,6 @@ def iter_file(
         yield Skipped(display_name(path), "empty", "no lines or records in it")
 
 
-# -- JSON Lines ------------------------------------------------------------------------------------
-
-
 def unusable_paths(paths: Iterable[str]) -> str | None:
     """Return one line saying which input paths given on the command line cannot be read, and why
     (None if all can be): an empty one (a script's unset variable would otherwise read the
@@ -327,6 +324,9 @@ def unusable_paths(paths: Iterable[str]) -> str | None:
         except OSError as exc:
             problems.append(f"{path}: {exc.strerror or exc}")
     return "; ".join(problems) or None
+
+
+# -- JSON Lines ------------------------------------------------------------------------------------
 
 
 def outlet_argument(value: str) -> str:
