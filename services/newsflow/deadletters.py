@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
-from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT
+from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT, latest
 from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, wait_for_broker
 from newsflow.worker.replica import read_to_end
@@ -53,17 +53,13 @@ async def read_dead_letters(kafka: KafkaSettings) -> dict[str, dict[str, Any]]:
         raise ReplayError(f"topic {kafka.topic_dead_letter} does not exist") from None
     found: dict[str, dict[str, Any]] = {}
     unreadable = 0
-    for key, value in entries:
-        name = key.decode(errors="replace")
-        found.pop(name, None)
-        if value is None:
-            continue
+    for key, value in latest(entries).items():
         try:
             record = jsonio.loads(value)
         except ValueError:
             record = None
         if isinstance(record, dict):
-            found[name] = record
+            found[key.decode(errors="replace")] = record
         else:
             unreadable += 1
     if unreadable:

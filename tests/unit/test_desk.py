@@ -627,7 +627,7 @@ def test_a_desk_rebuilt_after_one_side_of_a_split_closed_is_the_live_desk(closes
     """Either side of a split may outlive the other: the state topic, compacted, still rebuilds
     the survivor as the live writer holds it (its members, names, words, keys, lineage and the
     version its next record carries)."""
-    from newsflow.pipeline.desk import latest
+    from newsflow.pipeline.records import latest
     from tests.unit.test_dedup import NAMES, _theme_and_two_events
 
     one, two = _theme_and_two_events(5)
@@ -721,7 +721,7 @@ def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_liv
     exactly."""
     import pickle
 
-    from newsflow.pipeline.desk import latest
+    from newsflow.pipeline.records import latest
 
     options = DedupOptions(merge_threshold=merge, split_threshold=split)
     desk, state, snapshots = DedupDesk(options), [], []

@@ -40,6 +40,7 @@ from newsflow.pipeline.records import (
     assignment_from_dict,
     dead_letter_record,
     enriched_record,
+    latest,
     message_article_id,
     story_record,
     utc_now_iso,
@@ -193,17 +194,6 @@ def _dead_letter_output(article_id: str, dead: dict[str, Any]) -> Output:
         subject=f"{dead['stage']}/{dead['reason']}",
     )
     return Output(DEAD_LETTER, article_id.encode(), jsonio.dumps(dead), headers)
-
-
-def latest(entries: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, bytes]:
-    """Return a compacted topic's live records: the latest value of each key, in the order written."""
-    live: dict[bytes, bytes] = {}
-    for key, value in entries:
-        # The latest record of a key wins, at the place it was written (as compaction keeps it).
-        live.pop(key, None)
-        if value is not None:
-            live[key] = value
-    return live
 
 
 def load_boilerplate(model: BoilerplateModel, key: bytes, value: bytes | None) -> None:

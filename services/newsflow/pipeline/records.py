@@ -570,3 +570,14 @@ def story_record(
         "updated_at": closed_at or utc_now_iso(),
         **lineage,
     }
+
+
+def latest(entries: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, bytes]:
+    """Return a compacted topic's live records: the latest value of each key, in the order written."""
+    live: dict[bytes, bytes] = {}
+    for key, value in entries:
+        # The latest record of a key wins, at the place it was written (as compaction keeps it).
+        live.pop(key, None)
+        if value is not None:
+            live[key] = value
+    return live
