@@ -44,9 +44,7 @@ def create_app(
 
     def refused(status: int, reason: str, message: str) -> web.Response:
         """A request refused, counted (outcome "refused") and logged with its reason."""
-        publisher.metrics.files.labels("refused", reason).inc()
-        publisher.tally.counts[f"refused:{reason}"] += 1
-        log.warning("POST /articles refused (%d %s): %s", status, reason, message)
+        publisher.refuse(reason, f"{status} {message}")
         return _error(status, message)
 
     async def post_articles(request: web.Request) -> web.Response:

@@ -63,22 +63,18 @@ class Tally:
     def by(self, prefix: str) -> dict[str, int]:
         return {k.split(":", 1)[1]: n for k, n in sorted(self.counts.items()) if k.startswith(prefix + ":")}
 
+    def _outcome(self, outcome: str) -> str:
+        """Return e.g. 'skipped 3 (empty: 2, too_large: 1)', or 'failed 0'."""
+        reasons = self.by(outcome)
+        listed = " (" + ", ".join(f"{k}: {v}" for k, v in reasons.items()) + ")" if reasons else ""
+        return f"{outcome} {sum(reasons.values())}{listed}"
+
     def summary(self) -> str:
         """Return e.g. 'sent 2 (3.1 kB), skipped 1 (empty: 1), failed 0 in 0.4 s (5.0/s)'."""
         seconds = max(time.monotonic() - self.started, 1e-9)
-        skipped, failed = self.by("skipped"), self.by("failed")
-        line = f"sent {self.sent} ({self.sent_bytes / 1e6:.1f} MB), skipped {sum(skipped.values())}"
-        if skipped:
-            line += " (" + ", ".join(f"{k}: {v}" for k, v in skipped.items()) + ")"
-        line += f", failed {sum(failed.values())}"
-        if failed:
-            line += " (" + ", ".join(f"{k}: {v}" for k, v in failed.items()) + ")"
-        if refused := self.by("refused"):  # requests to the HTTP ingest answered 4xx/503
-            line += (
-                f", refused {sum(refused.values())} ("
-                + ", ".join(f"{k}: {v}" for k, v in refused.items())
-                + ")"
-            )
+        line = f"sent {self.sent} ({self.sent_bytes / 1e6:.1f} MB), {self._outcome('skipped')}, {self._outcome('failed')}"
+        if self.by("refused"):  # requests to the HTTP ingest answered 4xx/503
+            line += f", {self._outcome('refused')}"
         line += f" in {seconds:.1f} s ({self.sent / seconds:.0f} articles/s)"
         return line + (", interrupted: the rest of the input was not sent" if self.interrupted else "")
 
@@ -153,6 +149,12 @@ class Publisher:
             await self.producer.stop()
             if self.progress is not None:
                 self.progress.close()
+
+    def refuse(self, reason: str, detail: str) -> None:
+        """Count a request to the HTTP ingest that was answered with an error, as a skip is."""
+        self.tally.counts[f"refused:{reason}"] += 1
+        self.metrics.files.labels("refused", reason).inc()
+        log.warning("POST /articles refused (%s): %s", reason, detail)
 
     def skip(self, item: Skipped) -> None:
         self.tally.counts[f"skipped:{item.reason}"] += 1
