@@ -46,6 +46,7 @@ from newsflow.pipeline.options import EMBED_PRECISION  # noqa: E402
 from newsflow.pipeline.recent import RECENT_INPUTS  # noqa: E402
 
 BATCH = 32  # the worker's default batch
+BESIDE_ROW = "NEWSFLOW_WORKER_COMPUTE_THREADS=2"
 
 
 def raws_of(files: list[Path]) -> list:  # noqa: ANN001 - list of RawArticle
@@ -107,10 +108,12 @@ def stage_chain(
     raws: list,  # noqa: ANN001
     recent: int,
     precision: str = EMBED_PRECISION,
-) -> tuple[float, dict[str, float], dict[str, int]]:
-    """(b) Seconds for the worker's stages in one process, seconds per stage, and how many articles'
-    NER spans and embeddings were those of a text seen lately (`recent` texts kept; 0: none), with
-    the embedding model in `precision`."""
+    threads: int = 1,
+) -> tuple[float, float, dict[str, float], dict[str, int]]:
+    """(b) Seconds for the worker's stages in one process, the CPU seconds they took, seconds per
+    stage, and how many articles' NER spans and embeddings were those of a text seen lately
+    (`recent` texts kept; 0: none), with the embedding model in `precision`, on `threads` threads
+    (NEWSFLOW_WORKER_COMPUTE_THREADS: 2 runs the embeddings beside NER)."""
     from threadpoolctl import threadpool_limits
 
     from newsflow.pipeline.desk import DedupDesk, article_message
@@ -131,11 +134,13 @@ def stage_chain(
 
     tagger = EntityTagger(recent_texts=recent)
     encoder = TextEncoder.load(precision=precision, recent_texts=recent)
-    enricher = Enricher(tagger=tagger, encoder=encoder, learn_boilerplate=False, on_stage_time=timer)
+    enricher = Enricher(
+        tagger=tagger, encoder=encoder, learn_boilerplate=False, on_stage_time=timer, threads=threads
+    )
     warm_up()
     desk = DedupDesk()
     origin = Origin("raw", 0, 0)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(raws), BATCH):
         batch = raws[start : start + BATCH]
         t0 = time.perf_counter()
@@ -155,7 +160,7 @@ def stage_chain(
         shares["NER"] += (t2 - t1) - (features[0] - before)
         shares["features message (JSON)"] += t3 - t2
         shares["dedup decide"] += t4 - t3
-    return time.perf_counter() - started, dict(shares), enricher.reused()
+    return time.perf_counter() - started, time.process_time() - cpu, dict(shares), enricher.reused()
 
 
 @contextmanager
@@ -303,12 +308,21 @@ def through_kafka(
     return Timed(finished - started, worker_cpu, broker_cpu if broker else None, driver_cpu)
 
 
-def latency(bootstrap: str, raws: list, warm: list, rate: float, workdir: Path) -> list[float]:  # noqa: ANN001
-    """(e) Produce-to-enriched seconds of each article of a stream at `rate` per second."""
+def latency(
+    bootstrap: str,
+    raws: list,  # noqa: ANN001
+    warm: list,  # noqa: ANN001
+    rate: float,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+) -> list[float]:
+    """(e) Produce-to-enriched seconds of each article of a stream at `rate` per second, to one
+    worker (its environment: `env` over the bench's)."""
     from newsflow.pipeline.dates import parse_datetime
 
-    kafka = fresh_topics(bootstrap, "latency")
-    with workers(kafka, 1, workdir, "latency"), Outputs(kafka) as out:
+    name = "latency-beside" if env else "latency"
+    kafka = fresh_topics(bootstrap, name)
+    with workers(kafka, 1, workdir, name, env), Outputs(kafka) as out:
         out.wait_for(set(send(kafka, warm)), timeout=300)
         time.sleep(2.0)
         ids = set(send(kafka, raws, rate=rate))
@@ -409,21 +423,33 @@ def main() -> int:
         f"(a) libraries alone: {n / lib:.2f}/s ({n / (lib + embedding):.2f}/s with the embedding model)",
         flush=True,
     )
-    chain, shares, reused = stage_chain(raws, RECENT_INPUTS)
+    chain, chain_cpu, shares, reused = stage_chain(raws, RECENT_INPUTS)
     print(f"(b) stage chain in process: {n / chain:.2f}/s", flush=True)
-    afresh, _, _ = stage_chain(raws, 0)
+    afresh, afresh_cpu, _, _ = stage_chain(raws, 0)
     print(f"(b) stage chain in process, every text computed afresh: {n / afresh:.2f}/s", flush=True)
-    exact, _, _ = stage_chain(raws, RECENT_INPUTS, "float32")
+    exact, exact_cpu, _, _ = stage_chain(raws, RECENT_INPUTS, "float32")
     print(f"(b) stage chain in process, embeddings in float32: {n / exact:.2f}/s", flush=True)
-    # (name, articles/s, CPU seconds, or None where the wall clock is the CPU time: one thread)
-    rows: list[tuple[str, float, float | None]] = [
+    beside, beside_cpu, _, _ = stage_chain(raws, RECENT_INPUTS, threads=2)
+    print(f"(b) stage chain in process, embeddings beside NER: {n / beside:.2f}/s", flush=True)
+    # (name, articles/s, CPU seconds)
+    rows: list[tuple[str, float, float]] = [
         ("(a) trafilatura + spaCy NER-only, serial", n / lib, lib_cpu),
-        ("(b) stage chain, one process", n / chain, None),
-        ("(b) the same, every text through the models (NEWSFLOW_WORKER_RECENT_TEXTS=0)", n / afresh, None),
-        ("(b) the same, embeddings in float32 (NEWSFLOW_WORKER_EMBED_PRECISION=float32)", n / exact, None),
+        ("(b) stage chain, one process", n / chain, chain_cpu),
+        (
+            "(b) the same, every text through the models (NEWSFLOW_WORKER_RECENT_TEXTS=0)",
+            n / afresh,
+            afresh_cpu,
+        ),
+        (
+            "(b) the same, embeddings in float32 (NEWSFLOW_WORKER_EMBED_PRECISION=float32)",
+            n / exact,
+            exact_cpu,
+        ),
+        (f"(b) the same, the embeddings beside NER ({BESIDE_ROW})", n / beside, beside_cpu),
     ]
     os.environ.setdefault("NEWSFLOW_LOG_LEVEL", "warning")
     float32 = {"NEWSFLOW_WORKER_EMBED_PRECISION": "float32"}
+    two_threads = {"NEWSFLOW_WORKER_COMPUTE_THREADS": "2"}
     with local_broker() as bootstrap:
         # A fresh broker's JVM runs its first minute of transactions and fetches slower: an
         # untimed run first, or (c), the first timed, pays for it and every ratio to (c) is high.
@@ -431,6 +457,13 @@ def main() -> int:
         kafka_runs = [
             ("(c) end to end, real Kafka, one worker", raws, 1, "one-worker", {}),
             ("(c) the same, embeddings in float32", raws, 1, "one-worker-float32", float32),
+            (
+                f"(c) the same, the embeddings beside NER ({BESIDE_ROW})",
+                raws,
+                1,
+                "one-worker-beside",
+                two_threads,
+            ),
             ("(d) two workers, many outlets", raws, 2, "two-workers", {}),
             ("(c) one worker, the same files as one outlet", one_raws, 1, "one-worker-one-outlet", {}),
             ("(d) two workers, the same files as one outlet", one_raws, 2, "two-workers-one-outlet", {}),
@@ -439,7 +472,7 @@ def main() -> int:
         for row, stream_raws, count, name, env in kafka_runs:
             timed.append(through_kafka(bootstrap, stream_raws, warm_raws, count, work, name, env))
             print(f"{row}: {n / timed[-1].seconds:.2f}/s (cores busy: {timed[-1].cores()})", flush=True)
-        one_worker, _, two, one_one, two_one = (t.seconds for t in timed)
+        one_worker, _, one_beside, two, one_one, two_one = (t.seconds for t in timed)
         rate = 0.5 * n / one_worker
         stream = (raws * (1 + int(rate * args.latency_seconds) // n))[
             : max(1, int(rate * args.latency_seconds))
@@ -447,6 +480,12 @@ def main() -> int:
         stream = [replace(r, article_id=f"{r.article_id}-l{i}") for i, r in enumerate(stream)]
         waits = latency(bootstrap, stream, warm_raws, rate, work)
         print(f"(e) latency p50 {pct(waits, 50):.2f} s, p99 {pct(waits, 99):.2f} s", flush=True)
+        # The same stream, the same rate, to a worker whose embeddings run beside NER.
+        waits_beside = latency(bootstrap, stream, warm_raws, rate, work, two_threads)
+        print(
+            f"(e) the same, beside: p50 {pct(waits_beside, 50):.2f} s, p99 {pct(waits_beside, 99):.2f} s",
+            flush=True,
+        )
         samples = soak(
             bootstrap, raws, warm_raws, n / one_worker, args.soak_seconds, args.soak_window_seconds, work
         )
@@ -460,15 +499,13 @@ def main() -> int:
     total = sum(shares.values())
     lines = [
         f"{n} articles from `bench/corpus.py {args.data_dir} --size {args.size}` (pages, wire texts, copies); "
-        f"{os.cpu_count()} cores; workers with one BLAS thread each; embeddings in {EMBED_PRECISION} unless said; "
+        f"{os.cpu_count()} cores; workers with one BLAS thread each, one thread for the models unless said; embeddings in {EMBED_PRECISION} unless said; "
         "(a'): (a) and the embedding model on the same texts",
         "",
         "| what | articles/s | ratio to (a) | ratio to (a') | CPU ms/article |",
         "|---|---|---|---|---|",
         *[
-            f"| {name} | {r:.2f} | {r / (n / lib):.2f} | {r / (n / (lib + embedding)):.2f} | "
-            + ("-" if cpu is None else f"{1000 * cpu / n:.1f}")
-            + " |"
+            f"| {name} | {r:.2f} | {r / (n / lib):.2f} | {r / (n / (lib + embedding)):.2f} | {1000 * cpu / n:.1f} |"
             for name, r, cpu in rows
         ],
         "",
@@ -489,7 +526,8 @@ def main() -> int:
         f"{one_one / two_one:.2f} (one outlet: against one worker on the same one-outlet stream)",
         "",
         f"(e) produce-to-enriched latency at {rate:.2f} articles/s (50 % of (c)), {len(waits)} articles: "
-        f"p50 {pct(waits, 50):.2f} s, p99 {pct(waits, 99):.2f} s, max {waits[-1]:.2f} s",
+        f"p50 {pct(waits, 50):.2f} s, p99 {pct(waits, 99):.2f} s, max {waits[-1]:.2f} s; the embeddings beside NER "
+        f"({BESIDE_ROW}): p50 {pct(waits_beside, 50):.2f} s, p99 {pct(waits_beside, 99):.2f} s, max {waits_beside[-1]:.2f} s",
         "",
         f"(f) worker RSS over {samples[-1][2]} articles in {samples[-1][0]:.0f} s at (c)'s rate, "
         f"story window {args.soak_window_seconds:.0f} s: "

@@ -24,6 +24,10 @@ state=${NEWSFLOW_UP_STATE:-.cache/up}
 export NEWSFLOW_WORKER_DATA_DIR=${NEWSFLOW_WORKER_DATA_DIR:-$state/worker}
 export NEWSFLOW_PRODUCER_STATE_FILE=${NEWSFLOW_PRODUCER_STATE_FILE:-$state/producer-sent.jsonl}
 export NEWSFLOW_WEB_DB=${NEWSFLOW_WEB_DB:-$state/stories.sqlite3}
+# One worker on this machine: its two models side by side where there are two cores (as make run).
+if [ "$(nproc)" -ge 2 ]; then
+  export NEWSFLOW_WORKER_COMPUTE_THREADS=${NEWSFLOW_WORKER_COMPUTE_THREADS:-2}
+fi
 inbox=${NEWSFLOW_UP_INBOX:-inbox}
 py=.venv/bin/python
 

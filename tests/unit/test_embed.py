@@ -4,6 +4,7 @@ import base64
 import json
 import zipfile
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -306,3 +307,51 @@ def test_an_embedding_one_worker_computed_is_taken_by_another_of_the_same_precis
     assert enricher.adopt(key, (2 * np.frombuffer(value, dtype=np.float32)).tobytes()) == "refused"
     assert enricher.adopt(key, value) == "adopted"
     assert np.array_equal(other.encode(text), computed["float32"]) and other.recent.misses == 0
+
+
+def test_a_batch_embedded_beside_ner_has_the_features_of_one_embedded_in_turn(
+    encoder, seed_raws, fixture_raws, caplog
+):
+    """NEWSFLOW_WORKER_COMPUTE_THREADS=2: the batch's embeddings run on a thread of their own while
+    NER runs, and nothing in the results tells the two ways apart; if that thread fails, each
+    article is embedded again in turn."""
+    import threading
+
+    from newsflow.pipeline.enrich import Enriched, Enricher
+    from newsflow.pipeline.entities import EntityTagger
+    from newsflow.pipeline.recent import Recent
+
+    calls: list[str] = []
+    failures = [0]
+
+    class Watched:  # the encoder, noting where each text is embedded; it may fail once
+        recent = Recent(0)
+
+        def encode(self, text: str) -> np.ndarray:
+            calls.append(threading.current_thread().name)
+            if failures[0]:
+                failures[0] -= 1
+                raise RuntimeError("onnxruntime failed")
+            return encoder.encode(text)
+
+    tagger = EntityTagger()
+    raws = [*seed_raws, *fixture_raws]
+
+    def run(threads: int) -> list[Any]:
+        calls.clear()
+        enricher = Enricher(tagger=tagger, encoder=cast(Any, Watched()), threads=threads)
+        return enricher.enrich_batch(raws, received=1_700_000_000.0)
+
+    in_turn = run(1)
+    assert set(calls) == {threading.current_thread().name}
+    embedded = len(calls)
+    beside = run(2)
+    assert len(calls) == embedded and all(name.startswith("newsflow-embed") for name in calls)
+    assert [r.features for r in beside] == [r.features for r in in_turn]
+    assert all(isinstance(r, Enriched) and r.features and r.features.embedding for r in beside)
+
+    failures[0] = 1
+    again = run(2)
+    assert calls.count(threading.current_thread().name) == embedded  # each once more, in turn
+    assert [r.features for r in again] == [r.features for r in in_turn]
+    assert "embedding a batch failed" in caplog.text

@@ -266,3 +266,16 @@ def test_a_file_size_limit_over_the_message_size_is_refused_by_the_producer_and_
             "NEWSFLOW_PRODUCER_MAX_FILE_BYTES=20000000 leaves no room under NEWSFLOW_KAFKA_MAX_MESSAGE_BYTES=8388608 "
             "for a message's key and headers (64 KiB): the largest files could not be sent\n"
         ), done.stderr
+
+
+def test_the_local_runs_one_worker_runs_its_models_side_by_side_unless_told_otherwise(monkeypatch):
+    from newsflow import localrun
+
+    monkeypatch.delenv("NEWSFLOW_WORKER_COMPUTE_THREADS", raising=False)
+    monkeypatch.setattr(localrun.os, "cpu_count", lambda: 2)
+    assert localrun.worker_env()["NEWSFLOW_WORKER_COMPUTE_THREADS"] == "2"
+    monkeypatch.setattr(localrun.os, "cpu_count", lambda: 1)
+    assert "NEWSFLOW_WORKER_COMPUTE_THREADS" not in localrun.worker_env()
+    monkeypatch.setattr(localrun.os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("NEWSFLOW_WORKER_COMPUTE_THREADS", "1")
+    assert localrun.worker_env()["NEWSFLOW_WORKER_COMPUTE_THREADS"] == "1"

@@ -8,6 +8,10 @@ It runs in two steps so that a shell can place them: `clean` (decode, extract, b
 article at a time, on the thread that can bound a parse with a signal, see deadline.py) and
 `finish` (NER over the batch, then the dedup features: CPU-bound library code that may run on
 another thread). `enrich_batch` is both, for code that needs no such placement.
+
+With `threads` of 2 or more, `finish` runs the batch's sentence embeddings on a thread of their
+own while NER runs: both models spend their time in numeric kernels that release the GIL, so on
+two cores a batch takes about two thirds of the time (bench/RESULTS.md), for some 5 % more CPU.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from newsflow.pipeline.embed import TextEncoder
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.extract import ExtractOptions, extract_article, with_outlet_boilerplate_removed
-from newsflow.pipeline.features import StoryFeatures, article_features
+from newsflow.pipeline.features import Encoder, StoryFeatures, article_features, embedding_input
 from newsflow.pipeline.recent import shared_key, split_shared_key
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Rejection
 from newsflow.pipeline.textclean import BoilerplateModel, fingerprints
@@ -51,6 +58,21 @@ class Enriched:
 Result = Enriched | Rejection
 
 
+class _Ahead:
+    """The encoder, with the embeddings of a batch's texts computed ahead (on another thread)."""
+
+    def __init__(self, encoder: TextEncoder, texts: Sequence[str]) -> None:
+        self.encoder = encoder
+        started = time.perf_counter()
+        self.vectors = {text: encoder.encode(text) for text in texts}
+        # What each took, on average: the features stage's time still includes its embedding.
+        self.seconds = (time.perf_counter() - started) / max(1, len(self.vectors))
+
+    def encode(self, text: str) -> np.ndarray:
+        vector = self.vectors.get(text)
+        return self.encoder.encode(text) if vector is None else vector
+
+
 @dataclass
 class Enricher:
     options: ExtractOptions = field(default_factory=ExtractOptions)
@@ -62,6 +84,9 @@ class Enricher:
     # model is a replica of what the single dedup writer learns from every worker's articles.
     learn_boilerplate: bool = True
     on_stage_time: StageTimer = _no_timer
+    # 2 or more: the embeddings beside NER, on a thread of their own (see the module's notes).
+    threads: int = 1
+    _beside: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def clean(self, raw: RawArticle) -> Result:
         """Return the extracted article without general or outlet-specific boilerplate."""
@@ -89,10 +114,29 @@ class Enricher:
 
         `received` is the dedup clock's reading for these articles (see `article_features`).
         """
+        ahead = self._embed_ahead(cleaned)
         tagged = self._tag(cleaned)
         if self.encoder is None:
             return tagged
-        return [self._features(r, received) if isinstance(r, Enriched) else r for r in tagged]
+        encoder: Encoder = self.encoder
+        extra = 0.0
+        if ahead is not None:
+            try:
+                done = ahead.result()
+                encoder, extra = done, done.seconds
+            except Exception:  # noqa: BLE001 - each article's features try again on their own
+                log.exception("embedding a batch failed; embedding its articles one by one")
+        return [self._features(r, received, encoder, extra) if isinstance(r, Enriched) else r for r in tagged]
+
+    def _embed_ahead(self, cleaned: Sequence[Result]) -> Future[_Ahead] | None:
+        """Start the batch's embeddings on the thread beside NER (None: `threads` is 1, or there
+        is no NER or no encoder to run beside)."""
+        if self.threads < 2 or self.encoder is None or self.tagger is None:
+            return None
+        texts = [embedding_input(c.article) for c in cleaned if isinstance(c, Enriched)]
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix="newsflow-embed")
+        return self._beside.submit(_Ahead, self.encoder, [t for t in texts if t])
 
     def reused(self) -> dict[str, int]:
         """Return how many articles' NER spans and embeddings so far were those of the same text
@@ -150,14 +194,14 @@ class Enricher:
             return Rejection.from_exception("enrich", exc)
         return replace(enriched, entities=tags)
 
-    def _features(self, enriched: Enriched, received: float | None) -> Result:
-        assert self.encoder is not None
+    def _features(self, enriched: Enriched, received: float | None, encoder: Encoder, ahead: float) -> Result:
+        """`ahead`: the seconds its embedding took on the thread beside NER, if it ran there."""
         started = time.perf_counter()
         try:
-            features = article_features(enriched.article, enriched.entities, self.encoder, received)
+            features = article_features(enriched.article, enriched.entities, encoder, received)
         except Exception as exc:  # noqa: BLE001
             log.exception("features of %s failed", enriched.article.article_id)
             return Rejection.from_exception("enrich", exc)
         finally:
-            self.on_stage_time("features", time.perf_counter() - started)
+            self.on_stage_time("features", time.perf_counter() - started + ahead)
         return replace(enriched, features=features)

@@ -28,7 +28,7 @@ from wordfreq import zipf_frequency
 
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.embed import DIM as EMBEDDING_DIM
-from newsflow.pipeline.embed import TextEncoder, quantize
+from newsflow.pipeline.embed import quantize
 from newsflow.pipeline.entities import strip_possessive
 from newsflow.pipeline.lsh import signature_values
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
@@ -194,10 +194,24 @@ def _timestamps(article: CleanArticle) -> tuple[float, float]:
     return (_epoch(article.published) or received), received
 
 
+class Encoder(Protocol):
+    """What embeds a text: a `TextEncoder`, or one with some of its vectors computed ahead."""
+
+    def encode(self, text: str) -> np.ndarray: ...
+
+
+def embedding_input(article: CleanArticle) -> str:
+    """Return what the sentence embedding reads of an article ("" for none): the headline and the
+    lead, where a news report says what happened."""
+    if not _WORD.search(article.text):  # a text without words has no embedding
+        return ""
+    return f"{article.title}\n{article.text}" if article.title else article.text
+
+
 def article_features(
     article: CleanArticle,
     entities: EntityResult | None,
-    encoder: TextEncoder,
+    encoder: Encoder,
     received: float | None = None,
 ) -> StoryFeatures:
     """Return the dedup features of one article (pure; the heavy per-article part of dedup).
@@ -235,11 +249,7 @@ def article_features(
     shingles = shingle_set(tokens)
     mh = MinHash(num_perm=NUM_PERM, seed=7, scheme=MINHASH_SCHEME)
     mh.update_batch(list(shingles))
-    embedding = b""
-    if tokens:
-        # The headline and the lead: where a news report says what happened.
-        lead = f"{article.title}\n{text}" if article.title else text
-        embedding = quantize(encoder.encode(lead))
+    embedding = quantize(encoder.encode(lead)) if (lead := embedding_input(article)) else b""
     return StoryFeatures(
         article_id=article.article_id,
         outlet=article.source.outlet,

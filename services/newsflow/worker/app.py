@@ -243,11 +243,13 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     metrics.model_load_seconds.set(time.perf_counter() - started)
     log.info("NER model %s loaded in %.1fs", settings.ner_model, time.perf_counter() - started)
     # Several workers share a host's cores: BLAS threads in each would fight over them.
-    # Parallelism comes from workers.
-    threadpool_limits(settings.compute_threads)
+    # Parallelism comes from workers; a worker given two threads or more runs its two models side
+    # by side, each with half of them (see enrich.py).
+    per_model = max(1, settings.compute_threads // 2)
+    threadpool_limits(per_model)
     started = time.perf_counter()
     encoder = TextEncoder.load(
-        threads=settings.compute_threads,
+        threads=per_model,
         precision=settings.embed_precision,
         recent_texts=settings.recent_texts,
         share=settings.share_recent,
@@ -257,10 +259,13 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     )
     how = "by this CPU" if settings.embed_down == "auto" else "NEWSFLOW_WORKER_EMBED_DOWN"
     log.info(
-        "embedding model (%s%s) loaded in %.1fs",
+        "embedding model (%s%s) loaded in %.1fs; %s",
         settings.embed_precision,
         f", feed-forward-down products: {encoder.down} ({how})" if encoder.down else "",
         time.perf_counter() - started,
+        "it runs beside NER, on a thread of its own"
+        if settings.compute_threads > 1
+        else "it takes turns with NER (NEWSFLOW_WORKER_COMPUTE_THREADS=1)",
     )
     options = ExtractOptions(
         max_input_bytes=settings.max_input_bytes,
@@ -277,6 +282,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
         encoder=encoder,
         learn_boilerplate=False,  # the writer learns; this enricher follows (see module docstring)
         on_stage_time=lambda stage, s: metrics.stage_seconds.labels(stage).observe(s),
+        threads=settings.compute_threads,
     )
 
 
