@@ -3,6 +3,7 @@ rebuilt from its own state decides as the original would."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -455,6 +456,23 @@ def test_output_records_carry_cloudevents_headers_a_generic_consumer_can_route_b
     (dl,) = dead_letters
     assert dl["type"] == "dev.newsflow.article.dead_lettered" and dl["id"] == "r1/0"
     assert dl["subject"] == "extract/empty" and dl["dataschema"].endswith("/dead-letter/v1")
+
+
+def test_an_outlet_name_is_a_uri_reference_as_the_cloudevents_source():
+    from newsflow.pipeline.cloudevents import ARTICLE_ENRICHED, as_dict, headers
+
+    def source(outlet: str) -> str:
+        return as_dict(headers(ARTICLE_ENRICHED, "a1", outlet, "2025-03-01T09:00:00Z", "enriched-article"))[
+            "source"
+        ]
+
+    assert source("bbc.co.uk") == "bbc.co.uk" and source("") == "newsflow"
+    assert source("My Outlet") == "My%20Outlet"
+    assert source("Le Monde diplomatique #3 100%") == "Le%20Monde%20diplomatique%20%233%20100%25"
+    assert source("Süddeutsche") == "S%C3%BCddeutsche"
+    # RFC 3986: nothing but unreserved characters, sub-delimiters, ":", "@", "/" and %XX escapes
+    uri_reference = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*")
+    assert all(uri_reference.fullmatch(source(o)) for o in ("a b", "x\ny", "é", "a?b", "[v6]", "1 < 2"))
 
 
 def test_a_closed_story_is_a_closed_event_with_the_next_version(tagger):

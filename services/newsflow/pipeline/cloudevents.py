@@ -8,6 +8,7 @@ body is the event's data, the headers are its attributes (CloudEvents 1.0, `ce_`
 from __future__ import annotations
 
 from functools import cache
+from urllib.parse import quote
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.schema import schema_bytes
@@ -21,6 +22,10 @@ STORY_CLOSED = "dev.newsflow.story.closed"
 ARTICLE_DEAD_LETTERED = "dev.newsflow.article.dead_lettered"
 # The source of events not from one outlet (stories).
 PIPELINE_SOURCE = "newsflow"
+# What an outlet name keeps as it is in `ce_source`, which must be a URI-reference (RFC 3986): its
+# unreserved characters, sub-delimiters, ":", "@" and "/"; the rest (a space, "%", "#", non-ASCII
+# letters) percent-encoded as UTF-8, so "My Outlet" is "My%20Outlet" and "bbc.co.uk" stays.
+_SOURCE_SAFE = "!$&'()*+,;=:@/-._~"
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -38,7 +43,7 @@ def headers(
     attributes = [
         ("ce_specversion", SPEC_VERSION),
         ("ce_id", event_id),
-        ("ce_source", source or PIPELINE_SOURCE),
+        ("ce_source", source_reference(source or PIPELINE_SOURCE)),
         ("ce_type", event_type),
         ("ce_time", time),
         ("ce_dataschema", schema_id(schema)),
@@ -47,6 +52,11 @@ def headers(
     if subject:
         attributes.append(("ce_subject", subject))
     return tuple((name, value.encode()) for name, value in attributes)
+
+
+def source_reference(source: str) -> str:
+    """Return an event source (an outlet's name) as the URI-reference `ce_source` must be."""
+    return quote(source, safe=_SOURCE_SAFE)
 
 
 def as_dict(record_headers: Headers | list[tuple[str, bytes]] | None) -> dict[str, str]:
