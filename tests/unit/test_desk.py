@@ -162,6 +162,8 @@ def test_a_story_the_window_closes_gets_a_final_closed_record(tagger):
 def test_a_closed_story_is_deleted_from_the_stories_topic_after_its_retention(tagger):
     import pickle
 
+    from newsflow.pipeline import cloudevents
+
     options = DedupOptions(window_hours=72, closed_retention_hours=168)
     desk = DedupDesk(options)
     first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"), ORIGIN)
@@ -182,6 +184,16 @@ def test_a_closed_story_is_deleted_from_the_stories_topic_after_its_retention(ta
         assert (STORIES, story_id, None) in [(o.destination, o.key, o.value) for o in outputs]
         assert (STATE, b"c/" + story_id, None) in [(o.destination, o.key, o.value) for o in outputs]
         assert story_id.decode() not in d.closed
+        # The delete is an event too, for a sink that routes by type (no data: no schema).
+        (deleted,) = [
+            cloudevents.as_dict(o.headers) for o in outputs if o.destination == STORIES and o.value is None
+        ]
+        assert (deleted["type"], deleted["id"], deleted["subject"]) == (
+            "dev.newsflow.story.deleted",
+            f"{story_id.decode()}/deleted",
+            story_id.decode(),
+        )
+        assert "dataschema" not in deleted and "datacontenttype" not in deleted
     # 0 keeps closed stories for good, those remembered under an earlier setting too.
     kept = DedupDesk.from_state(state, DedupOptions(window_hours=72, closed_retention_hours=0))
     assert kept.closed and not [

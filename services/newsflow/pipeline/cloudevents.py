@@ -19,6 +19,9 @@ CONTENT_TYPE = "application/json"
 ARTICLE_ENRICHED = "dev.newsflow.article.enriched"
 STORY_UPDATED = "dev.newsflow.story.updated"
 STORY_CLOSED = "dev.newsflow.story.closed"
+# A story's tombstone (a null value: no data, so neither schema nor content type), as the Kafka
+# binding allows, so that a sink that routes by type sees the deletes too.
+STORY_DELETED = "dev.newsflow.story.deleted"
 ARTICLE_DEAD_LETTERED = "dev.newsflow.article.dead_lettered"
 # The source of events not from one outlet (stories).
 PIPELINE_SOURCE = "newsflow"
@@ -37,18 +40,19 @@ def schema_id(name: str) -> str:
 
 
 def headers(
-    event_type: str, event_id: str, source: str, time: str, schema: str, subject: str | None = None
+    event_type: str, event_id: str, source: str, time: str, schema: str | None, subject: str | None = None
 ) -> Headers:
-    """Return the binary-mode headers of one event (`schema`: the name of its schema in schemas/)."""
+    """Return the binary-mode headers of one event (`schema`: the name of its data's schema in
+    schemas/; None for an event without data, a tombstone)."""
     attributes = [
         ("ce_specversion", SPEC_VERSION),
         ("ce_id", event_id),
         ("ce_source", source_reference(source or PIPELINE_SOURCE)),
         ("ce_type", event_type),
         ("ce_time", time),
-        ("ce_dataschema", schema_id(schema)),
-        ("content-type", CONTENT_TYPE),
     ]
+    if schema is not None:
+        attributes += [("ce_dataschema", schema_id(schema)), ("content-type", CONTENT_TYPE)]
     if subject:
         attributes.append(("ce_subject", subject))
     return tuple((name, value.encode()) for name, value in attributes)

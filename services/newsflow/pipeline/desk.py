@@ -180,6 +180,19 @@ def _story_output(record: dict[str, Any]) -> Output:
     return Output(STORIES, story_id.encode(), jsonio.dumps(record), headers)
 
 
+def _story_deleted(story_id: str) -> Output:
+    """The tombstone of a story closed `closed_retention_hours` ago, with its event's headers."""
+    headers = cloudevents.headers(
+        cloudevents.STORY_DELETED,
+        f"{story_id}/deleted",
+        cloudevents.PIPELINE_SOURCE,
+        utc_now_iso(),
+        None,
+        story_id,
+    )
+    return Output(STORIES, story_id.encode(), None, headers)
+
+
 # What a dead letter forwarded by the clean stage must name (its record's headers read them).
 _DEAD_LETTER_NAMES = ("stage", "reason", "failed_at")
 
@@ -471,7 +484,7 @@ class DedupDesk:
             while self._closed_by_age and self._closed_by_age[0][0] < retention:
                 _, story_id = heapq.heappop(self._closed_by_age)
                 if self.closed.pop(story_id, None) is not None:
-                    tombstones.append(Output(STORIES, story_id.encode(), None))
+                    tombstones.append(_story_deleted(story_id))
                     tombstones.append(Output(STATE, _closed_key(story_id), None))
         self.index.expired_stories.clear()
         horizon = self.index.watermark - self.options.window_hours * 3600
