@@ -920,3 +920,18 @@ def test_an_account_or_a_link_is_no_name():
     # A name with a slash or a dot is still a name.
     text = "AC/DC played in St. Louis."
     assert labels_read(text, ("AC/DC", "ORG"), ("St. Louis", "GPE")) == {"AC/DC": "ORG", "St. Louis": "GPE"}
+
+
+def test_every_article_of_a_batch_observes_its_share_of_the_ner_time_once(tagger, seed_raws, fixture_raws):
+    """newsflow_worker_stage_seconds is per article: NER runs a batch at once, so each of its
+    articles observes the batch's time over their number (one observation for the batch hid how
+    many articles it timed)."""
+    from newsflow.pipeline.enrich import Enriched, Enricher
+
+    observed: list[tuple[str, float]] = []
+    enricher = Enricher(tagger=tagger, on_stage_time=lambda stage, s: observed.append((stage, s)))
+    results = enricher.enrich_batch([*seed_raws, *fixture_raws])
+    ner = [s for stage, s in observed if stage == "entities"]
+    assert len(ner) == sum(isinstance(r, Enriched) for r in results) == len(results) > 1
+    assert len(set(ner)) == 1 and ner[0] > 0
+    assert sum(stage == "extract" for stage, _ in observed) == len(results)

@@ -112,7 +112,7 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         ),
         stage_seconds=Histogram(
             "newsflow_worker_stage_seconds",
-            "Processing time per article and stage.",
+            "Processing time per article and stage, one observation per article (entities and dedup run a batch at once: each of its articles observes the batch's time over their number).",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=registry,
