@@ -65,11 +65,17 @@ def line(record: Mapping[str, Any]) -> str:
             f"{record.get('story_id') or '--'}  {lang}  {(record.get('title') or '(no title)')[:70]}"
             f"{copy}  [{top}]"
         )
-    closed = ""
+    lineage = ""
     if record.get("status") == "closed":  # its last record: out of the window, or merged into another
-        closed = f"closed, merged into {record['merged_into']}  " if record.get("merged_into") else "closed  "
+        lineage = (
+            f"closed, merged into {record['merged_into']}  " if record.get("merged_into") else "closed  "
+        )
+    if record.get("split_from"):
+        lineage += f"split from {record['split_from']}  "
+    if record.get("split_into"):
+        lineage += f"split into {', '.join(map(str, record['split_into']))}  "
     return (
-        f"{str(record.get('updated_at', ''))[:19]}  story {record.get('story_id')}  {closed}"
+        f"{str(record.get('updated_at', ''))[:19]}  story {record.get('story_id')}  {lineage}"
         f"{record.get('member_count')} {'article' if record.get('member_count') == 1 else 'articles'} "
         f"from {', '.join(record.get('outlets') or ())}  "
         f"{(record.get('headline') or '')[:70]}"
@@ -177,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         start = start_position(args.start)
     except ValueError as exc:
         cli.error(str(exc))
+    if args.topic == "stories" and args.lang:  # it would wait for ever: stories have no language
+        cli.error("--lang filters articles; story records have no language (use --topic enriched)")
     topic = kafka.topic_stories if args.topic == "stories" else kafka.topic_enriched
     filters = Filters(args.entity, args.outlet, args.story, args.lang)
     try:

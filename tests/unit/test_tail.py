@@ -62,6 +62,10 @@ def test_one_readable_line_per_record():
     assert "story s-1  closed, merged into s-0  2 articles" in line(
         {**STORY, "status": "closed", "merged_into": "s-0"}
     )
+    assert "story s-2  split from s-1  1 article" in line(
+        {**STORY, "story_id": "s-2", "member_count": 1, "split_from": "s-1"}
+    )
+    assert "story s-1  split into s-2, s-3  2 articles" in line({**STORY, "split_into": ["s-2", "s-3"]})
     # An article in no story (too short, empty, another language's without an embedding): "--"
     assert line({**ARTICLE, "story_id": None, "language": None}).split()[2:4] == ["--", "--"]
     assert "1 article from wire " in line({**STORY, "member_count": 1, "outlets": ["wire"]})
@@ -94,6 +98,14 @@ def test_a_max_below_one_is_a_usage_error_not_a_silent_empty_run(capsys: pytest.
     with pytest.raises(SystemExit) as exited:
         parser().parse_args(["--max", "-1"])
     assert exited.value.code == 2 and "-1 is not a positive number" in capsys.readouterr().err
+
+
+def test_a_language_for_stories_is_a_usage_error_not_a_wait_for_ever(capsys: pytest.CaptureFixture[str]):
+    from newsflow.tail import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--topic", "stories", "--lang", "en"])
+    assert exited.value.code == 2 and "story records have no language" in capsys.readouterr().err
 
 
 def test_a_language_is_matched_in_any_case():
