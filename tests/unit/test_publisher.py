@@ -131,6 +131,33 @@ def test_progress_lines_give_the_recent_rate_not_only_the_rate_since_start(monke
     assert caplog.records[-1].getMessage().endswith("lately 5.0 articles/s")
 
 
+def test_a_watch_reports_a_burst_acknowledged_after_its_last_file_and_is_quiet_while_idle(
+    monkeypatch, caplog
+):
+    clock = [1000.0]
+    monkeypatch.setattr(publish.time, "monotonic", lambda: clock[0])
+    tally = publish.Tally()
+    progress, silent = (
+        publish.Progress(tally, None, enabled=True),
+        publish.Progress(tally, None, enabled=False),
+    )
+    with caplog.at_level("INFO", logger="newsflow.producer"):
+        clock[0] += 30
+        progress.step()  # the burst's first file: nothing acknowledged yet
+        tally.counts["sent"] += 80  # the broker acknowledges the burst after its last file
+        clock[0] += 5
+        progress.tick()  # too soon for a line
+        clock[0] += 5
+        progress.tick()
+        for _ in range(3):  # idle: the counts do not move, no more lines
+            clock[0] += 60
+            progress.tick()
+        silent.step()
+        silent.tick()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "sent 80" in lines[-1] and lines[-1].endswith("lately 8.0 articles/s")
+
+
 def test_the_sent_files_series_exists_at_zero_before_the_first_file():
     # A dashboard's rate() sees the first files after a deploy only if the series was there before.
     registry = CollectorRegistry()

@@ -148,14 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         jobs = []
         if args.serve:
             jobs.append(_serve(kafka, settings, metrics, registry, stop))
+        show = not args.no_progress and not args.quiet
         if args.paths and watching:
             jobs.append(
                 watch(
-                    [Path(p) for p in args.paths], kafka, settings, metrics, stop, args.outlet, args.polling
+                    [Path(p) for p in args.paths],
+                    kafka,
+                    settings,
+                    metrics,
+                    stop,
+                    args.outlet,
+                    args.polling,
+                    show_progress=show,
                 )
             )
         elif args.paths:
-            show = not args.no_progress and not args.quiet
             jobs.append(produce(args.paths, kafka, settings, metrics, args.outlet, stop, show_progress=show))
         return list(await asyncio.gather(*jobs))
 

@@ -90,18 +90,31 @@ class Progress:
         self.enabled = enabled
         self._last_log = time.monotonic()
         self._last_sent = 0
+        self._last_summary = ""
 
     def step(self) -> None:
+        """Count an item read."""
         if self.bar is not None:
             self.bar.update(1)
             skipped, failed = sum(self.tally.by("skipped").values()), self.tally.failed
             if skipped or failed:
                 self.bar.set_postfix(skipped=skipped, failed=failed, refresh=False)
-        elif self.enabled and (now := time.monotonic()) - self._last_log >= PROGRESS_LOG_SECONDS:
-            # The rate since the last line too: over a watch's uptime the summary's rate tends to 0.
-            recent = (self.tally.sent - self._last_sent) / (now - self._last_log)
-            log.info("progress: %s; lately %.1f articles/s", self.tally.summary(), recent)
-            self._last_log, self._last_sent = now, self.tally.sent
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        """Log a line if PROGRESS_LOG_SECONDS have passed since the last one and the counts moved
+        (a watch calls it while idle too: the broker acknowledges a burst after its last item)."""
+        now = time.monotonic()
+        if self.bar is not None or not self.enabled or now - self._last_log < PROGRESS_LOG_SECONDS:
+            return
+        summary = self.tally.summary()
+        if summary == self._last_summary:
+            return
+        # The rate since the last line too: over a watch's uptime the summary's rate tends to 0.
+        recent = (self.tally.sent - self._last_sent) / (now - self._last_log)
+        log.info("progress: %s; lately %.1f articles/s", summary, recent)
+        self._last_log, self._last_sent, self._last_summary = now, self.tally.sent, summary
 
     def close(self) -> None:
         if self.bar is not None:

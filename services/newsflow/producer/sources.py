@@ -53,7 +53,8 @@ MAX_BLANK_LINES = 10_000
 
 
 INPUTS_HELP = f"""inputs:
-  a folder         every {", ".join(CONTENT_TYPE_BY_SUFFIX)} file below it, also gzipped (a.html.gz); names
+  a folder         every {", ".join(CONTENT_TYPE_BY_SUFFIX)} file below it, also gzipped (a.html.gz), and
+                   the JSON Lines and WARC files in it, read as below; names
                    starting with a dot are not read; the outlet is a JSON envelope's own, else the
                    first folder below the one given (folder/<outlet>/a.html), else the host of
                    the page's canonical URL or the envelope's URL

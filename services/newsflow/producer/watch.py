@@ -138,8 +138,10 @@ async def watch(
     stop: asyncio.Event,
     outlet: str | None = None,
     force_polling: bool = False,
+    show_progress: bool = True,
 ) -> Tally:
-    """Send every complete new or changed file under `dirs` until `stop` is set."""
+    """Send every complete new or changed file under `dirs` until `stop` is set (`show_progress`:
+    a progress line every PROGRESS_LOG_SECONDS while the counts move, a bar on a terminal)."""
     try:  # before waiting for the broker: a state file that cannot be used is the user's to fix now
         if not settings.state_file.strip():  # Path("") is the current folder
             raise OSError(errno.EINVAL, "it is empty")
@@ -157,7 +159,8 @@ async def watch(
         ledger.close()
         raise
     tally = Tally()
-    publisher = Publisher(kafka, settings, metrics, tally, Progress(tally, enabled=True))
+    progress = Progress(tally, enabled=show_progress)
+    publisher = Publisher(kafka, settings, metrics, tally, progress)
     outlets = parse_outlet_map(settings.outlet_map)
     rescan = settings.watch_seconds if settings.watch_seconds > 0 else 5.0
     changed = asyncio.Event()
@@ -198,6 +201,7 @@ async def watch(
                     else:
                         settling.could_not_read(path, st, now)
             settling.keep_only(present)
+            progress.tick()
             changed.clear()
             wait = min(rescan, settings.quiet_seconds / 2) if settling.waiting else rescan
             with contextlib.suppress(TimeoutError):
