@@ -487,6 +487,38 @@ def test_an_outlet_name_is_a_uri_reference_as_the_cloudevents_source():
     assert all(uri_reference.fullmatch(source(o)) for o in ("a b", "x\ny", "é", "a?b", "[v6]", "1 < 2"))
 
 
+def test_an_article_sent_again_after_the_window_never_reopens_a_closed_story_still_on_the_topic(tagger):
+    """What the desk remembers ends with the window: the same article sent again later is a new
+    arrival (README). If it had opened a story that is closed but still on the stories topic, its
+    new story takes another id: a consumer keeps a story's highest version, and a second 's-a1' at
+    version 1 after 's-a1' closed at version 2 would be ignored. After the tombstone the id is
+    free again."""
+    options = DedupOptions(window_hours=72, closed_retention_hours=168)
+    desk = DedupDesk(options)
+    first = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"), ORIGIN)
+    assert first.record["story_id"] == "s-a1"
+    closing = desk.decide(message(tagger, "c1", ELECTION, "valleypost", "2025-03-14T09:00:00Z"), ORIGIN)
+    assert "s-a1" in desk.closed and not desk.written("a1", 0)
+    again = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-15T09:00:00Z"), ORIGIN)
+    story_id = again.record["story_id"]
+    assert story_id.startswith("s-a1-") and story_id in desk.index.stories
+    assert not [o for o in again.outputs if o.destination == STORIES and o.key == b"s-a1"]
+    # The same, for a desk rebuilt from its state or its snapshot.
+    import pickle
+
+    state = [(o.key, o.value) for d in (first, closing, again) for o in d.outputs if o.destination == STATE]
+    for rebuilt in (
+        DedupDesk.from_state(state, options),
+        DedupDesk.from_snapshot(pickle.loads(pickle.dumps(desk.snapshot())), options),
+    ):
+        assert rebuilt.index.retired is rebuilt.closed and "s-a1" in rebuilt.closed
+    # A week after s-a1 closed, its tombstone frees the id.
+    later = desk.decide(message(tagger, "e1", ELECTION, "valleypost", "2025-03-30T09:00:00Z"), ORIGIN)
+    assert (STORIES, b"s-a1", None) in [(o.destination, o.key, o.value) for o in later.outputs]
+    last = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-04-20T09:00:00Z"), ORIGIN)
+    assert last.record["story_id"] == "s-a1"
+
+
 def test_a_closed_story_is_a_closed_event_with_the_next_version(tagger):
     from newsflow.pipeline import cloudevents
 

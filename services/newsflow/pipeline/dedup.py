@@ -16,7 +16,7 @@ import math
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain
@@ -590,9 +590,22 @@ class StoryIndex:
         # the writer's state records, so that a rebuild indexes it, then merges and splits, as
         # `assign` did.
         self.joined: StoryAssignment | None = None
+        # Ids a new story may not take: those of closed stories whose records are still on the
+        # stories topic (the writer's; see `new_story_id`).
+        self.retired: Container[str] = frozenset()
 
     def __len__(self) -> int:
         return len(self.articles)
+
+    def new_story_id(self, f: StoryFeatures) -> str:
+        """Return the id of the story an article opens: "s-" and its id; or, for an article sent
+        again after the window forgot it, whose first story is closed but still on the stories
+        topic, that and the second it was received (a closed story's id never comes back while
+        its record is there: consumers keep a story's highest version)."""
+        story_id = f"s-{f.article_id}"
+        if story_id in self.retired or story_id in self.stories:
+            story_id = f"{story_id}-{int(f.received or f.timestamp)}"
+        return story_id
 
     @staticmethod
     def _postings_keys(f: StoryFeatures | Story) -> list[str]:
@@ -884,7 +897,7 @@ class StoryIndex:
             if not scored or scored[0][0] < self.options.story_threshold:
                 if not may_open:
                     return None
-                assignment = StoryAssignment(f"s-{f.article_id}", None, None, None, True)
+                assignment = StoryAssignment(self.new_story_id(f), None, None, None, True)
             else:
                 similarity, story = scored[0]
                 assignment = StoryAssignment(story.story_id, None, None, similarity, False)

@@ -277,6 +277,7 @@ class DedupDesk:
 
     def __post_init__(self) -> None:
         self.index = StoryIndex(self.options)
+        self.index.retired = self.closed
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -350,6 +351,7 @@ class DedupDesk:
         desk.rejected, desk._rejected_by_age = snapshot["rejected"]
         desk.unstoried, desk._unstoried_by_age = snapshot["unstoried"]
         desk.closed, desk._closed_by_age = snapshot["closed"]
+        desk.index.retired = desk.closed
         for key, value in latest(boilerplate).items():
             load_boilerplate(desk.boilerplate, key, value)
         return desk
