@@ -11,7 +11,8 @@ another thread). `enrich_batch` is both, for code that needs no such placement.
 
 With `threads` of 2 or more, `finish` runs the batch's sentence embeddings on a thread of their
 own while NER runs: both models spend their time in numeric kernels that release the GIL, so on
-two cores a batch takes about two thirds of the time (bench/RESULTS.md), for some 5 % more CPU.
+two cores the two take about two thirds of the time they take in turn, for a little more CPU
+(bench/RESULTS.md).
 """
 
 from __future__ import annotations
