@@ -160,7 +160,9 @@ def stage_chain(
         shares["NER"] += (t2 - t1) - (features[0] - before)
         shares["features message (JSON)"] += t3 - t2
         shares["dedup decide"] += t4 - t3
-    return time.perf_counter() - started, time.process_time() - cpu, dict(shares), enricher.reused()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    enricher.close()
+    return elapsed, cpu, dict(shares), enricher.reused()
 
 
 @contextmanager

@@ -95,7 +95,7 @@ def worker_env() -> dict[str, str]:
     or more, the two models side by side (NEWSFLOW_WORKER_COMPUTE_THREADS=2, unless set): the one
     worker of a local run has the machine to itself but for the broker."""
     env = {**os.environ, "NEWSFLOW_LOG_LEVEL": os.environ.get("NEWSFLOW_LOG_LEVEL", "warning")}
-    if (os.cpu_count() or 1) >= 2:
+    if len(os.sched_getaffinity(0)) >= 2:  # the cores this process may use, as nproc counts
         env.setdefault("NEWSFLOW_WORKER_COMPUTE_THREADS", "2")
     return env
 

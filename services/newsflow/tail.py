@@ -178,13 +178,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
+    if args.topic == "stories" and args.lang:  # it would wait for ever: stories have no language
+        cli.error("--lang filters articles; story records have no language (use --topic enriched)")
     (kafka,) = load_settings_or_exit(PROG, KafkaSettings)
     try:
         start = start_position(args.start)
     except ValueError as exc:
         cli.error(str(exc))
-    if args.topic == "stories" and args.lang:  # it would wait for ever: stories have no language
-        cli.error("--lang filters articles; story records have no language (use --topic enriched)")
     topic = kafka.topic_stories if args.topic == "stories" else kafka.topic_enriched
     filters = Filters(args.entity, args.outlet, args.story, args.lang)
     try:

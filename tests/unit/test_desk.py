@@ -485,6 +485,8 @@ def test_an_outlet_name_is_a_uri_reference_as_the_cloudevents_source():
     # RFC 3986: nothing but unreserved characters, sub-delimiters, ":", "@", "/" and %XX escapes
     uri_reference = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*")
     assert all(uri_reference.fullmatch(source(o)) for o in ("a b", "x\ny", "é", "a?b", "[v6]", "1 < 2"))
+    # No scheme, no authority: a relative reference whose first segment is the name's start.
+    assert source("My Outlet:x") == "My%20Outlet%3Ax" and source("//evil/x") == "%2F/evil/x"
 
 
 def test_an_article_sent_again_after_the_window_never_reopens_a_closed_story_still_on_the_topic(tagger):
@@ -517,6 +519,23 @@ def test_an_article_sent_again_after_the_window_never_reopens_a_closed_story_sti
     assert (STORIES, b"s-a1", None) in [(o.destination, o.key, o.value) for o in later.outputs]
     last = desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-04-20T09:00:00Z"), ORIGIN)
     assert last.record["story_id"] == "s-a1"
+    # A retention of 0 keeps closed stories on the topic for good, and their ids out of use.
+    keep = DedupDesk(DedupOptions(window_hours=72, closed_retention_hours=0))
+    for i, when in enumerate(("2025-03-01T09:00:00Z", "2025-04-20T09:00:00Z")):
+        keep.decide(message(tagger, f"c{i}", ELECTION, "valleypost", when.replace("T09:", "T08:")), ORIGIN)
+        decided = keep.decide(message(tagger, "a1", BRIDGE, "harbourtimes", when), ORIGIN)
+    assert "s-a1" in keep.closed and decided.record["story_id"].startswith("s-a1-")
+
+
+def test_a_story_split_off_again_never_takes_the_id_of_one_still_on_the_topic():
+    from newsflow.pipeline.dedup import SPLIT_PREFIX, StoryIndex
+
+    f = replace(_report("a1", 1, np.ones(384, dtype=np.float32) / np.sqrt(384), []), received=1_741_000_000.0)
+    index = StoryIndex()
+    assert index.new_story_id(SPLIT_PREFIX, f) == "split-a1"
+    index.retired = {"split-a1", "s-a1"}
+    assert index.new_story_id(SPLIT_PREFIX, f) == "split-a1-1741000000"
+    assert index.new_story_id("s-", f) == "s-a1-1741000000"
 
 
 def test_a_closed_story_is_a_closed_event_with_the_next_version(tagger):

@@ -272,10 +272,10 @@ def test_the_local_runs_one_worker_runs_its_models_side_by_side_unless_told_othe
     from newsflow import localrun
 
     monkeypatch.delenv("NEWSFLOW_WORKER_COMPUTE_THREADS", raising=False)
-    monkeypatch.setattr(localrun.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(localrun.os, "sched_getaffinity", lambda _pid: {0, 1})
     assert localrun.worker_env()["NEWSFLOW_WORKER_COMPUTE_THREADS"] == "2"
-    monkeypatch.setattr(localrun.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(localrun.os, "sched_getaffinity", lambda _pid: {0})
     assert "NEWSFLOW_WORKER_COMPUTE_THREADS" not in localrun.worker_env()
-    monkeypatch.setattr(localrun.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(localrun.os, "sched_getaffinity", lambda _pid: set(range(8)))
     monkeypatch.setenv("NEWSFLOW_WORKER_COMPUTE_THREADS", "1")
     assert localrun.worker_env()["NEWSFLOW_WORKER_COMPUTE_THREADS"] == "1"

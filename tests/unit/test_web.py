@@ -95,19 +95,6 @@ def test_an_older_story_record_does_not_undo_a_newer_one(store: StoryStore):
     assert store.story("s1")["member_count"] == 3  # type: ignore[index]
 
 
-def test_a_story_deleted_from_the_topic_stays_as_history_and_its_id_may_start_again(store: StoryStore):
-    from newsflow.web.store import STORY_DELETED
-
-    store.apply([("story", story("s1", ["a1", "b1", "c1", "d1"], ["wire.example"], 9, status="closed"))])
-    assert store.apply([(STORY_DELETED, {"story_id": "s1"})]) == 1
-    kept = store.story("s1")
-    assert kept is not None and kept["status"] == "closed" and kept["version"] == 0  # history
-    # The same report sent again after its story was deleted opens a story of that id from version 1.
-    store.apply([("story", story("s1", ["a1"], ["wire.example"], 30))])
-    again = store.story("s1")
-    assert again is not None and (again["status"], again["version"], again["member_count"]) == ("open", 1, 1)
-
-
 def test_a_story_holds_every_member_and_its_copies(store: StoryStore):
     s = store.story("s1")
     assert s is not None

@@ -26,9 +26,10 @@ ARTICLE_DEAD_LETTERED = "dev.newsflow.article.dead_lettered"
 # The source of events not from one outlet (stories).
 PIPELINE_SOURCE = "newsflow"
 # What an outlet name keeps as it is in `ce_source`, which must be a URI-reference (RFC 3986): its
-# unreserved characters, sub-delimiters, ":", "@" and "/"; the rest (a space, "%", "#", non-ASCII
-# letters) percent-encoded as UTF-8, so "My Outlet" is "My%20Outlet" and "bbc.co.uk" stays.
-_SOURCE_SAFE = "!$&'()*+,;=:@/-._~"
+# unreserved characters, sub-delimiters, "@" and "/"; the rest (a space, "%", "#", ":", non-ASCII
+# letters) percent-encoded as UTF-8, so "My Outlet" is "My%20Outlet" and "bbc.co.uk" stays. A ":"
+# would make the name before it a scheme, or no reference at all; a leading "//" an authority.
+_SOURCE_SAFE = "!$&'()*+,;=@/-._~"
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -59,8 +60,10 @@ def headers(
 
 
 def source_reference(source: str) -> str:
-    """Return an event source (an outlet's name) as the URI-reference `ce_source` must be."""
-    return quote(source, safe=_SOURCE_SAFE)
+    """Return an event source (an outlet's name) as the URI-reference `ce_source` must be: a
+    relative reference, its first segment not empty."""
+    reference = quote(source, safe=_SOURCE_SAFE)
+    return "%2F" + reference[1:] if reference.startswith("/") else reference
 
 
 def as_dict(record_headers: Headers | list[tuple[str, bytes]] | None) -> dict[str, str]:

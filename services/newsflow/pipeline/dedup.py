@@ -591,18 +591,19 @@ class StoryIndex:
         # `assign` did.
         self.joined: StoryAssignment | None = None
         # Ids a new story may not take: those of closed stories whose records are still on the
-        # stories topic (the writer's; see `new_story_id`).
+        # stories topic (the writer's `DedupDesk.closed`; see `new_story_id`).
         self.retired: Container[str] = frozenset()
 
     def __len__(self) -> int:
         return len(self.articles)
 
-    def new_story_id(self, f: StoryFeatures) -> str:
-        """Return the id of the story an article opens: "s-" and its id; or, for an article sent
-        again after the window forgot it, whose first story is closed but still on the stories
-        topic, that and the second it was received (a closed story's id never comes back while
-        its record is there: consumers keep a story's highest version)."""
-        story_id = f"s-{f.article_id}"
+    def new_story_id(self, prefix: str, f: StoryFeatures) -> str:
+        """Return the id of a story the article opens ("s-") or splits off ("split-"): the prefix
+        and its id; or, for an article sent again after the window forgot it, whose first story of
+        that id is closed but still on the stories topic, that and the second it was received (a
+        closed story's id never comes back while its record is there: consumers keep a story's
+        highest version)."""
+        story_id = f"{prefix}{f.article_id}"
         if story_id in self.retired or story_id in self.stories:
             story_id = f"{story_id}-{int(f.received or f.timestamp)}"
         return story_id
@@ -855,7 +856,7 @@ class StoryIndex:
                 # Where the live writer had it: posted before the stories split from it were.
                 self._post(key, story_id, before=children)
 
-    def _split_if_two_events(self, story: Story, trigger: str) -> None:
+    def _split_if_two_events(self, story: Story, trigger: StoryFeatures) -> None:
         """Split a story that has just grown if its members tell two events (`split_parts`)."""
         threshold = self.options.split_threshold
         if not threshold or story.log is None or not split_due(len(story.members)):
@@ -863,9 +864,9 @@ class StoryIndex:
         moved = split_parts(story.log, threshold)
         if moved:
             leaving = [story.members[i] for i in moved]
-            # Unique as new stories' ids are: an article is decided once, and splits one story at
-            # most; and no new story's id ("s-...") has this prefix.
-            self.split(story.story_id, f"{SPLIT_PREFIX}{trigger}", leaving)
+            # Unique as new stories' ids are (`new_story_id`): an article splits one story at most
+            # each time it is decided; and no new story's id ("s-...") has this prefix.
+            self.split(story.story_id, self.new_story_id(SPLIT_PREFIX, trigger), leaving)
 
     def assign(self, f: StoryFeatures) -> StoryAssignment:
         """Decide `duplicate_of` and `story_id` for an article and index it."""
@@ -897,7 +898,7 @@ class StoryIndex:
             if not scored or scored[0][0] < self.options.story_threshold:
                 if not may_open:
                     return None
-                assignment = StoryAssignment(self.new_story_id(f), None, None, None, True)
+                assignment = StoryAssignment(self.new_story_id("s-", f), None, None, None, True)
             else:
                 similarity, story = scored[0]
                 assignment = StoryAssignment(story.story_id, None, None, similarity, False)
@@ -918,7 +919,7 @@ class StoryIndex:
                         # The larger story keeps its id (of two alike, the earlier one).
                         keep, fold = sorted((story, other), key=lambda s: (-len(s.members), s.first_seen))
                         story = self.merge(fold.story_id, keep.story_id) or story
-                self._split_if_two_events(story, f.article_id)
+                self._split_if_two_events(story, f)
                 return self.articles[f.article_id].assignment
         self.restore(f, assignment)
         return assignment

@@ -479,9 +479,10 @@ class DedupDesk:
         tombstones += [
             _story_output(story_record(s, closed_at=closed_at)) for s in self.index.expired_stories
         ]
+        # Remembered while the topic holds its record (for good with a retention of 0), so that
+        # no new story takes its id meanwhile (`StoryIndex.new_story_id`).
+        tombstones += [self._closing(s.story_id) for s in self.index.expired_stories]
         if self.options.closed_retention_hours:
-            for s in self.index.expired_stories:
-                tombstones.append(self._closing(s.story_id))
             retention = self.index.watermark - self.options.closed_retention_hours * 3600
             while self._closed_by_age and self._closed_by_age[0][0] < retention:
                 _, story_id = heapq.heappop(self._closed_by_age)
@@ -517,8 +518,7 @@ class DedupDesk:
             outputs.append(_story_output(story_record(story, closed_at=closed_at, merged_into=into)))
             entry = {"into": into, "merged_from": list(story.merged_from), "at": closed_at}
             outputs.append(Output(STATE, _merged_key(story.story_id), jsonio.dumps(entry)))
-            if self.options.closed_retention_hours:
-                outputs.append(self._closing(story.story_id))
+            outputs.append(self._closing(story.story_id))
         self.index.merged.clear()
         return outputs
 

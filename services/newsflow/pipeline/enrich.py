@@ -64,10 +64,14 @@ class _Ahead:
 
     def __init__(self, encoder: TextEncoder, texts: Sequence[str]) -> None:
         self.encoder = encoder
-        started = time.perf_counter()
-        self.vectors = {text: encoder.encode(text) for text in texts}
-        # What each took, on average: the features stage's time still includes its embedding.
-        self.seconds = (time.perf_counter() - started) / max(1, len(self.vectors))
+        self.vectors: dict[str, np.ndarray] = {}
+        # How long each text took there: its article's features stage time includes it.
+        self.seconds: dict[str, float] = {}
+        for text in texts:
+            if text not in self.vectors:
+                started = time.perf_counter()
+                self.vectors[text] = encoder.encode(text)
+                self.seconds[text] = time.perf_counter() - started
 
     def encode(self, text: str) -> np.ndarray:
         vector = self.vectors.get(text)
@@ -88,6 +92,15 @@ class Enricher:
     # 2 or more: the embeddings beside NER, on a thread of their own (see the module's notes).
     threads: int = 1
     _beside: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.threads > 1 and self.encoder is not None and self.tagger is not None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix="newsflow-embed")
+
+    def close(self) -> None:
+        """Stop the embedding thread, if any (after the last `finish`)."""
+        if self._beside is not None:
+            self._beside.shutdown()
 
     def clean(self, raw: RawArticle) -> Result:
         """Return the extracted article without general or outlet-specific boilerplate."""
@@ -120,23 +133,19 @@ class Enricher:
         if self.encoder is None:
             return tagged
         encoder: Encoder = self.encoder
-        extra = 0.0
         if ahead is not None:
             try:
-                done = ahead.result()
-                encoder, extra = done, done.seconds
+                encoder = ahead.result()
             except Exception:  # noqa: BLE001 - each article's features try again on their own
                 log.exception("embedding a batch failed; embedding its articles one by one")
-        return [self._features(r, received, encoder, extra) if isinstance(r, Enriched) else r for r in tagged]
+        return [self._features(r, received, encoder) if isinstance(r, Enriched) else r for r in tagged]
 
     def _embed_ahead(self, cleaned: Sequence[Result]) -> Future[_Ahead] | None:
         """Start the batch's embeddings on the thread beside NER (None: `threads` is 1, or there
         is no NER or no encoder to run beside)."""
-        if self.threads < 2 or self.encoder is None or self.tagger is None:
+        if self._beside is None or self.encoder is None:
             return None
         texts = [embedding_input(c.article) for c in cleaned if isinstance(c, Enriched)]
-        if self._beside is None:
-            self._beside = ThreadPoolExecutor(1, thread_name_prefix="newsflow-embed")
         return self._beside.submit(_Ahead, self.encoder, [t for t in texts if t])
 
     def reused(self) -> dict[str, int]:
@@ -198,8 +207,13 @@ class Enricher:
             return Rejection.from_exception("enrich", exc)
         return replace(enriched, entities=tags)
 
-    def _features(self, enriched: Enriched, received: float | None, encoder: Encoder, ahead: float) -> Result:
-        """`ahead`: the seconds its embedding took on the thread beside NER, if it ran there."""
+    def _features(self, enriched: Enriched, received: float | None, encoder: Encoder) -> Result:
+        # What its embedding took on the thread beside NER, if it ran there, counts here too.
+        ahead = (
+            encoder.seconds.get(embedding_input(enriched.article), 0.0)
+            if isinstance(encoder, _Ahead)
+            else 0.0
+        )
         started = time.perf_counter()
         try:
             features = article_features(enriched.article, enriched.entities, encoder, received)

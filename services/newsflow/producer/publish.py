@@ -90,7 +90,7 @@ class Progress:
         self.enabled = enabled
         self._last_log = time.monotonic()
         self._last_sent = 0
-        self._last_summary = ""
+        self._last_counts: dict[str, int] = {}
 
     def step(self) -> None:
         """Count an item read."""
@@ -108,13 +108,14 @@ class Progress:
         now = time.monotonic()
         if self.bar is not None or not self.enabled or now - self._last_log < PROGRESS_LOG_SECONDS:
             return
-        summary = self.tally.summary()
-        if summary == self._last_summary:
+        counts = dict(self.tally.counts)  # the summary's time and rate move on their own
+        if counts == self._last_counts:  # idle: no line, and the next one's rate starts now
+            self._last_log, self._last_sent = now, self.tally.sent
             return
         # The rate since the last line too: over a watch's uptime the summary's rate tends to 0.
         recent = (self.tally.sent - self._last_sent) / (now - self._last_log)
-        log.info("progress: %s; lately %.1f articles/s", summary, recent)
-        self._last_log, self._last_sent, self._last_summary = now, self.tally.sent, summary
+        log.info("progress: %s; lately %.1f articles/s", self.tally.summary(), recent)
+        self._last_log, self._last_sent, self._last_counts = now, self.tally.sent, counts
 
     def close(self) -> None:
         if self.bar is not None:

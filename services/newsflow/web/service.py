@@ -35,7 +35,7 @@ from newsflow.registry import service_registry
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
 from newsflow.web import pages
 from newsflow.web.settings import WebSettings
-from newsflow.web.store import STORY_DELETED, BadQuery, StoryQuery, StoryStore
+from newsflow.web.store import BadQuery, StoryQuery, StoryStore
 
 PROG = "newsflow-web"
 BATCH_RECORDS = 200
@@ -117,14 +117,11 @@ class Follower:
                 records, offsets = [], {}
                 for tp, messages in batches.items():
                     for m in messages:
-                        kind = self.kinds[tp.topic]
                         try:
                             record = jsonio.loads(m.value) if m.value is not None else None
                         except ValueError:
                             continue  # not a record of ours
-                        if record is None and kind == "story" and m.key:
-                            kind, record = STORY_DELETED, {"story_id": m.key.decode(errors="replace")}
-                        records.append((kind, record))
+                        records.append((self.kinds[tp.topic], record))
                         offsets[(tp.topic, tp.partition)] = m.offset + 1
                 if records or offsets:
                     self.applied.inc(self.store.apply(records, offsets))

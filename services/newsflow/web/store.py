@@ -92,8 +92,6 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 MAX_LIMIT = 200
-# The kind `apply` takes a story's tombstone as (its record: the story id).
-STORY_DELETED = "story-deleted"
 
 
 def query_entity_key(name: str) -> str:
@@ -195,22 +193,13 @@ class StoryStore:
         records: Iterable[tuple[str, Mapping[str, Any] | None]],
         offsets: Mapping[tuple[str, int], int] | None = None,
     ) -> int:
-        """Fold records (kind "enriched" or "story" and the JSON record, or STORY_DELETED and
-        {"story_id": its key} for a story's tombstone) and the topics' next offsets in one
-        transaction; return how many records were applied (a record that cannot be read is
-        skipped and counted in `skipped`)."""
+        """Fold records (kind "enriched" or "story", JSON or None for a tombstone) and the topics'
+        next offsets in one transaction; return how many records were applied (a record that
+        cannot be read is skipped and counted in `skipped`)."""
         n = 0
         with self._transaction():
             for kind, record in records:
-                if record is None:  # an enriched record's tombstone (the writer makes none)
-                    continue
-                if kind == STORY_DELETED:
-                    # The view keeps the story as history, at version 0: the writer may open a
-                    # story under the same id later (the same report sent again), from version 1.
-                    self.db.execute(
-                        "UPDATE stories SET version = 0 WHERE story_id = ?", (str(record["story_id"]),)
-                    )
-                    n += 1
+                if record is None:  # a tombstone: the view keeps the story as history
                     continue
                 # One record that is not what the schema says must not hold up the rest (nor
                 # the offsets after it): it is skipped and counted, alone.

@@ -95,7 +95,7 @@ class WorkerSettings:
     compute_threads: int = env(
         "NEWSFLOW_WORKER_COMPUTE_THREADS",
         1,
-        "1: the models take turns on one core; 2: the sentence embeddings run beside NER (about 1.5x the rate where a second core is free; scale with workers first)",
+        "1: the models take turns on one core; 2 or more: the sentence embeddings run beside NER, each model on half of them (1.3-1.7x the rate where a second core is free; scale with workers first)",
         minimum=1,
     )
     embed_precision: str = env(
