@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -62,16 +62,18 @@ Result = Enriched | Rejection
 class _Ahead:
     """The encoder, with the embeddings of a batch's texts computed ahead (on another thread)."""
 
-    def __init__(self, encoder: TextEncoder, texts: Sequence[str]) -> None:
+    def __init__(self, encoder: TextEncoder, texts: Mapping[str, str]) -> None:
+        """`texts`: article id -> what its embedding reads (`embedding_input`)."""
         self.encoder = encoder
         self.vectors: dict[str, np.ndarray] = {}
-        # How long each text took there: its article's features stage time includes it.
+        # How long each article's text took there (a text two articles share: the first's): its
+        # features stage time includes it.
         self.seconds: dict[str, float] = {}
-        for text in texts:
+        for article_id, text in texts.items():
             if text not in self.vectors:
                 started = time.perf_counter()
                 self.vectors[text] = encoder.encode(text)
-                self.seconds[text] = time.perf_counter() - started
+                self.seconds[article_id] = time.perf_counter() - started
 
     def encode(self, text: str) -> np.ndarray:
         vector = self.vectors.get(text)
@@ -145,8 +147,8 @@ class Enricher:
         is no NER or no encoder to run beside)."""
         if self._beside is None or self.encoder is None:
             return None
-        texts = [embedding_input(c.article) for c in cleaned if isinstance(c, Enriched)]
-        return self._beside.submit(_Ahead, self.encoder, [t for t in texts if t])
+        texts = {c.article.article_id: embedding_input(c.article) for c in cleaned if isinstance(c, Enriched)}
+        return self._beside.submit(_Ahead, self.encoder, {a: t for a, t in texts.items() if t})
 
     def reused(self) -> dict[str, int]:
         """Return how many articles' NER spans and embeddings so far were those of the same text
@@ -209,11 +211,7 @@ class Enricher:
 
     def _features(self, enriched: Enriched, received: float | None, encoder: Encoder) -> Result:
         # What its embedding took on the thread beside NER, if it ran there, counts here too.
-        ahead = (
-            encoder.seconds.get(embedding_input(enriched.article), 0.0)
-            if isinstance(encoder, _Ahead)
-            else 0.0
-        )
+        ahead = encoder.seconds.get(enriched.article.article_id, 0.0) if isinstance(encoder, _Ahead) else 0.0
         started = time.perf_counter()
         try:
             features = article_features(enriched.article, enriched.entities, encoder, received)
