@@ -654,6 +654,33 @@ def test_an_all_caps_dateline_is_found_by_the_model(tagger):
     assert madrid and madrid[0].count == 2 and madrid[0].coarse_label == "LOC"
 
 
+def test_tagging_keeps_no_string_of_the_texts_it_read(tagger):
+    """A long stream brings new names and numbers with every article: the model's vocabulary (for
+    the life of the process) must not keep them, or a worker's memory grows without end."""
+
+    def article(i: int) -> CleanArticle:
+        fresh = "".join("bdgkmprtvz"[int(d)] + "aeiou"[int(d) % 5] for d in str(i))  # a word a number
+        text = (
+            f"Mayor Anna Pel{fresh}son told Radio Kel{fresh} in the town of Thrax{fresh}ville on "
+            f"Monday that {i * 7919} people had left."
+        )
+        return CleanArticle(
+            f"fresh-{i}",
+            Source("fresh.txt", "wire", "text/plain", "2026-01-01T00:00:00Z"),
+            text,
+            Extraction("plain_text", "ok", len(text), "utf-8"),
+            Language("en", 1.0),
+        )
+
+    tagger.tag_batch([article(0)])
+    before = len(tagger.nlp.vocab.strings)
+    results = tagger.tag_batch([article(i) for i in range(1, 41)])
+    assert len(tagger.nlp.vocab.strings) == before
+    # The entities are whole all the same (their text is the article's, not the vocabulary's).
+    names = {e.name for e in results[6].entities}
+    assert {"Anna Peltison", "Radio Kelti", "Thraxtiville"} <= names, names
+
+
 def test_a_headline_in_capitals_names_who_the_report_names(tagger):
     """A wire headline: its desk's slug, then names the report gives in full below it."""
     text = (

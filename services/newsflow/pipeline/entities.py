@@ -781,10 +781,15 @@ class EntityTagger:
                 else:
                     spans[key] = known
                     self.reused += 1
-        docs = self.nlp.pipe((cased_for_ner(t) for t in todo.values()), batch_size=self.batch_size)
-        for key, doc in zip(todo, docs, strict=True):
-            spans[key], shareable = self._packed(doc.ents)
-            self.recent.put(key, spans[key], shareable)
+        # spaCy keeps every new string it reads (each name, number, typo) in its vocabulary for
+        # the life of the process unless read in a memory zone: without one a worker's memory
+        # grows with every article of a long stream. Nothing of a Doc outlives the zone: only
+        # offsets and label numbers are kept.
+        with self.nlp.memory_zone():
+            docs = self.nlp.pipe((cased_for_ner(t) for t in todo.values()), batch_size=self.batch_size)
+            for key, doc in zip(todo, docs, strict=True):
+                spans[key], shareable = self._packed(doc.ents)
+                self.recent.put(key, spans[key], shareable)
         for i, key in keys.items():
             raw = self._unpacked(spans[key])
             # Over the whole text: the names the model found in the lead are found again past the
