@@ -184,6 +184,37 @@ def test_watch_sends_a_slowly_written_file_once_and_nothing_again_after_a_restar
     assert "sent 2 " in out
 
 
+def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
+    kafka: KafkaSettings, tmp_path: Path
+):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.txt").write_bytes(TEXT)
+    state = tmp_path / "state.jsonl"
+    env = {
+        "NEWSFLOW_PRODUCER_STATE_FILE": str(state),
+        "NEWSFLOW_PRODUCER_QUIET_SECONDS": "0.5",
+        "NEWSFLOW_PRODUCER_WATCH_SECONDS": "0.5",
+        "NEWSFLOW_PRODUCER_FORGET_HOURS": str(2 / 3600),  # two seconds
+    }
+    watching = producer(kafka, "--watch", str(inbox), env=env)
+    try:
+        (first,) = read_raw(kafka, want=1, timeout=60)
+        (inbox / "a.txt").unlink()  # taken away by the inbox's users once sent
+        deadline = time.monotonic() + 30
+        while b'"forgotten":true' not in state.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert b'"forgotten":true' in state.read_bytes()
+        # Put back: sent again, under the same id (the worker drops it while it remembers it).
+        (inbox / "a.txt").write_bytes(TEXT)
+        records = read_raw(kafka, want=3, timeout=20)
+        assert [r[0] for r in records] == [first[0], first[0]]
+    finally:
+        watching.send_signal(signal.SIGTERM)
+        _, err = watching.communicate(timeout=30)
+    assert "forgot 1 sent files gone from the watched folders" in err
+
+
 def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka: KafkaSettings):
     port = free_port()
     env = {

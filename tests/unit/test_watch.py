@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from newsflow.producer.watch import Sent, SentLedger, Settling, revision_id
+from newsflow.producer.watch import Sent, SentLedger, Settling, _files, revision_id
 
 
 def test_a_file_is_ready_once_unchanged_for_the_quiet_period(tmp_path: Path):
@@ -101,6 +101,50 @@ def test_the_ledger_keeps_the_latest_line_of_a_path_and_skips_bad_lines(tmp_path
     again = SentLedger(state)
     assert again.entries == {"in/a.txt": Sent(5, 2, ("id2",), "c2")}
     again.close()
+
+
+def test_a_sent_file_gone_from_the_folders_is_forgotten_after_the_grace_period(tmp_path: Path):
+    state = tmp_path / "sent.jsonl"
+    ledger = SentLedger(state)
+    ledger.record("in/a.txt", Sent(4, 1, ("a",)))
+    ledger.record("in/b.txt", Sent(4, 1, ("b",)))
+    day = 24 * 3600.0
+    assert ledger.forget_missing({"in/a.txt"}, now=0, after=day) == 0  # b missed: the clock starts
+    assert ledger.forget_missing({"in/a.txt"}, now=day - 1, after=day) == 0
+    assert ledger.forget_missing({"in/a.txt"}, now=day, after=day) == 1
+    assert set(ledger.entries) == {"in/a.txt"}
+    # A file missed once and found again starts from nothing the next time it is missed.
+    ledger.forget_missing(set(), now=day, after=day)
+    ledger.forget_missing({"in/a.txt"}, now=day + 1, after=day)
+    assert ledger.forget_missing(set(), now=2 * day, after=day) == 0
+    ledger.close()
+    # Forgetting is kept across restarts: b is not known (put back, it is sent again).
+    again = SentLedger(state)
+    assert again.entries == {"in/a.txt": Sent(4, 1, ("a",))}
+    again.close()
+
+
+def test_the_state_file_is_rewritten_while_running_once_mostly_old_lines(tmp_path: Path):
+    state = tmp_path / "sent.jsonl"
+    ledger = SentLedger(state)
+    for i in range(300):  # an inbox whose files are taken away once sent
+        ledger.record(f"in/{i}.txt", Sent(4, 1, (f"id{i}",)))
+        ledger.forget_missing(set(), now=i, after=0)
+    ledger.record("in/kept.txt", Sent(4, 1, ("kept",)))
+    ledger.close()
+    assert len(state.read_bytes().splitlines()) < 110  # not 601 lines: bounded by what it holds
+    again = SentLedger(state)
+    assert again.entries == {"in/kept.txt": Sent(4, 1, ("kept",))}
+    again.close()
+
+
+def test_a_scan_says_which_folders_it_could_not_list(tmp_path: Path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_bytes(b"text")
+    unlisted: list[str] = []
+    found = [p.name for _, p in _files([tmp_path / "in", tmp_path / "unmounted"], unlisted)]
+    # A folder gone (unmounted) is not a folder emptied: what was sent from it is not forgotten.
+    assert found == ["a.txt"] and unlisted == [str(tmp_path / "unmounted")]
 
 
 def test_a_file_skipped_as_too_large_is_read_again_under_a_higher_limit_only(tmp_path: Path):

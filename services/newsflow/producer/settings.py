@@ -46,6 +46,13 @@ class ProducerSettings:
         ".cache/producer/sent.jsonl",
         "watch mode: the record of files sent (acknowledged by the broker), kept across restarts",
     )
+    forget_hours: float = env(
+        "NEWSFLOW_PRODUCER_FORGET_HOURS",
+        24.0,
+        "watch mode: a sent file gone from the folders this long is dropped from the state file "
+        "(so it does not grow for ever; put back, it is sent again); 0 keeps every file",
+        minimum=0,
+    )
     host: str = env(
         "NEWSFLOW_PRODUCER_HOST",
         "127.0.0.1",

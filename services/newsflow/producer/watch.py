@@ -62,16 +62,24 @@ class Sent:
 
 
 class SentLedger:
-    """The state file: one JSON line per file sent, the latest line of a path wins."""
+    """The state file: one JSON line per file sent, the latest line of a path wins; a line
+    `{"path": ..., "forgotten": true}` drops a file gone from the folders (`forget_missing`).
+    The file is rewritten with only the entries it holds when it has grown to over twice as many
+    lines (at start, and while running)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, Sent] = {}
         self._lines = 0
+        self._missing: dict[str, float] = {}  # key -> when a complete scan first did not find it
         if path.exists():
             for line in path.read_bytes().splitlines():
                 try:
                     d = jsonio.loads(line)
+                    if d.get("forgotten") is True:
+                        self.entries.pop(d["path"], None)
+                        self._lines += 1
+                        continue
                     limit = d.get("too_large_at")
                     self.entries[d["path"]] = Sent(
                         int(d["size"]),
@@ -84,9 +92,13 @@ class SentLedger:
                 except (ValueError, KeyError, TypeError):
                     log.warning("ignoring a bad line of %s", path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self._lines > 2 * len(self.entries) + 100:
+        if self._oversized:
             self._rewrite()
         self._file = path.open("ab")
+
+    @property
+    def _oversized(self) -> bool:
+        return self._lines > 2 * len(self.entries) + 100
 
     def _rewrite(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -114,20 +126,49 @@ class SentLedger:
 
     def record(self, key: str, sent: Sent) -> None:
         self.entries[key] = sent
-        self._file.write(self._line(key, sent))
+        self._missing.pop(key, None)
+        self._append([self._line(key, sent)])
+
+    def forget_missing(self, present: set[str], now: float, after: float) -> int:
+        """Forget the files that complete scans have not found for `after` seconds (deleted, or
+        moved away once sent), so that an inbox emptied by its users does not grow the state for
+        ever; `present`: the keys of the files one complete scan found. Return how many were
+        forgotten. A file put back later is sent again (the worker drops it as a duplicate while
+        its story window remembers the article)."""
+        for key in self._missing.keys() & present:
+            del self._missing[key]
+        gone = [
+            key for key in self.entries.keys() - present if now - self._missing.setdefault(key, now) >= after
+        ]
+        for key in gone:
+            del self.entries[key], self._missing[key]
+        if gone:
+            self._append([jsonio.dumps_line({"path": key, "forgotten": True}) for key in gone])
+        return len(gone)
+
+    def _append(self, lines: list[bytes]) -> None:
+        self._file.write(b"".join(lines))
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._lines += 1
+        self._lines += len(lines)
+        if self._oversized:
+            self._file.close()
+            self._rewrite()
+            self._file = self.path.open("ab")
 
     def close(self) -> None:
         self._file.close()
 
 
-def _files(dirs: list[Path]) -> Iterator[tuple[Path, Path]]:
+def _files(dirs: list[Path], unlisted: list[str]) -> Iterator[tuple[Path, Path]]:
+    """Yield (watched folder, file) for every file under `dirs`; `unlisted` gets each folder that
+    could not be listed (a scan without its files did not find all there is)."""
     for root in dirs:
         for found in walk(root):
             if not isinstance(found, Skipped):
                 yield root, found
+            elif found.reason == "unreadable":
+                unlisted.append(found.path)
 
 
 async def watch(
@@ -179,10 +220,13 @@ async def watch(
             now = time.monotonic()
             _say_gone_or_back(dirs, gone)
             present: set[Path] = set()
-            for root, path in _files(dirs):
+            present_keys: set[str] = set()
+            unlisted: list[str] = []
+            for root, path in _files(dirs, unlisted):
                 present.add(path)
                 # Keyed by the file, not by how the folder was spelled ("in" or "/data/in") today.
                 key = display_name(path.resolve())
+                present_keys.update((key, display_name(path)))
                 try:
                     st = path.stat()
                 except OSError:  # gone meanwhile, or a link to nothing
@@ -201,6 +245,12 @@ async def watch(
                     else:
                         settling.could_not_read(path, st, now)
             settling.keep_only(present)
+            if not unlisted and settings.forget_hours > 0:  # gone from a folder not listed: unknown
+                forgotten = ledger.forget_missing(
+                    present_keys, time.monotonic(), 3600 * settings.forget_hours
+                )
+                if forgotten:
+                    log.info("forgot %d sent files gone from the watched folders", forgotten)
             progress.tick()
             changed.clear()
             wait = min(rescan, settings.quiet_seconds / 2) if settling.waiting else rescan
