@@ -105,6 +105,23 @@ def test_a_story_holds_every_member_and_its_copies(store: StoryStore):
     assert store.article("a2")["title"] == "title of a2"  # type: ignore[index]
 
 
+def test_the_view_forgets_stories_and_articles_not_written_since_its_retention(store: StoryStore):
+    # s1 was last updated at 10:03 and s2 at 10:04; an article of no story record (x1) at 10:05.
+    store.apply([("enriched", enriched("x1", "s9", "wire.example", 5, entities=[entity("oslo")]))])
+    assert store.prune("2026-12-01T10:04:00Z") == 3  # a1, a2, a3 with s1; s2 and x1 are newer
+    assert store.story("s1") is None and store.article("a2") is None
+    assert [s["story_id"] for s in store.stories(StoryQuery())[0]] == ["s2"]
+    assert [e["key"] for e in store.entities("k")] == []  # kursk went with its articles
+    assert store.counts() == {"stories": 1, "articles": 2}
+    # An old article of a story updated since is kept with it (the story page lists it).
+    store.apply([("story", story("s2", ["b1", "b2"], ["daily.example"], 30))])
+    assert store.prune("2026-12-01T10:20:00Z") == 1  # x1 only: b1 belongs to s2, updated at 10:30
+    assert store.story("s2") is not None and store.article("b1") is not None
+    # In batches: each call deletes at most `limit` articles.
+    assert store.prune("2026-12-01T11:00:00Z", limit=0) == 0 and store.story("s2") is not None
+    assert store.prune("2026-12-01T11:00:00Z") == 1 and store.counts() == {"stories": 0, "articles": 0}
+
+
 def test_an_entity_is_named_as_prose_writes_it_not_as_a_dateline_shouts_it():
     s = StoryStore()
     shouted = {"key": "paris", "name": "PARIS", "label": "GPE"}
@@ -443,3 +460,39 @@ def test_a_view_that_cannot_read_the_output_topics_counts_each_failure_and_keeps
 
     asyncio.run(follow_a_while())
     assert registry.get_sample_value("newsflow_web_follow_failures_total") == 1  # then again after 5 s
+
+
+def test_the_follower_deletes_what_its_retention_lets_go_in_batches(monkeypatch: pytest.MonkeyPatch):
+    from datetime import UTC, datetime, timedelta
+
+    from prometheus_client import CollectorRegistry
+
+    from newsflow.pipeline.dates import rfc3339
+    from newsflow.settings import KafkaSettings
+    from newsflow.web import service
+
+    def at(days_ago: float) -> str:
+        return rfc3339(datetime.now(UTC) - timedelta(days=days_ago))
+
+    store = StoryStore()
+    store.apply(
+        [
+            ("enriched", {**enriched(f"old{i}", "s-old", "wire.example", 1), "processed_at": at(40)})
+            for i in range(5)
+        ]
+        + [
+            (
+                "story",
+                {**story("s-old", [f"old{i}" for i in range(5)], ["wire.example"], 1), "updated_at": at(40)},
+            )
+        ]
+        + [("enriched", {**enriched("new", "s-new", "wire.example", 2), "processed_at": at(1)})]
+        + [("story", {**story("s-new", ["new"], ["wire.example"], 2), "updated_at": at(1)})]
+    )
+    monkeypatch.setattr(service, "PRUNE_BATCH", 2)
+    kafka, registry = KafkaSettings(bootstrap="127.0.0.1:1"), CollectorRegistry()
+    keep_all = service.Follower(kafka, store, *service.follow_metrics(registry))
+    assert asyncio.run(keep_all.prune()) == 0 and store.counts()["articles"] == 6  # the default: 0
+    follower = service.Follower(kafka, store, *service.follow_metrics(CollectorRegistry()), retention_days=30)
+    assert asyncio.run(follower.prune()) == 5  # three batches
+    assert store.counts() == {"stories": 1, "articles": 1} and store.story("s-new") is not None

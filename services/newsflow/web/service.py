@@ -43,6 +43,9 @@ BATCH_RECORDS = 200
 # end offsets this often, within CHECK_TIMEOUT_SECONDS, and counts a failure if it gets none.
 CHECK_SECONDS = 30.0
 CHECK_TIMEOUT_SECONDS = 10.0
+# How often the view deletes what its retention lets go, and how many articles at a time.
+PRUNE_SECONDS = 3600.0
+PRUNE_BATCH = 2000
 # Served with every response: no script but the page's own, no framing, no type sniffing.
 SECURITY_HEADERS = {
     "Content-Security-Policy": f"default-src 'self'; script-src '{pages.SCRIPT_HASH}'; "
@@ -56,11 +59,21 @@ log = logging.getLogger("newsflow.web")
 
 
 class Follower:
-    """Folds the enriched and stories topics into the store, from where it stopped."""
+    """Folds the enriched and stories topics into the store, from where it stopped, and deletes
+    from it what was not written for `retention_days` (0: nothing), every PRUNE_SECONDS."""
 
-    def __init__(self, kafka: KafkaSettings, store: StoryStore, applied: Counter, failures: Counter) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        store: StoryStore,
+        applied: Counter,
+        failures: Counter,
+        retention_days: float = 0.0,
+    ) -> None:
         self.kafka = kafka
         self.store = store
+        self.retention_days = retention_days
+        self.pruned = -PRUNE_SECONDS  # at start, then every PRUNE_SECONDS
         self.applied = applied
         self.failures = failures  # the view serves what it has meanwhile: this says it is going stale
         self.kinds = {kafka.topic_enriched: "enriched", kafka.topic_stories: "story"}
@@ -112,6 +125,8 @@ class Follower:
                         self.failures.inc()
                         log.warning("the broker did not answer for the output topics' end offsets (%r)", exc)
                     checked = time.monotonic()
+                if time.monotonic() - self.pruned >= PRUNE_SECONDS:
+                    await self.prune()
                 # Small batches: folding runs on the event loop, between the API's requests.
                 batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
                 records, offsets = [], {}
@@ -134,6 +149,23 @@ class Follower:
                     log.info("caught up with the output topics: %s", self.store.counts())
         finally:
             await consumer.stop()
+
+    async def prune(self) -> int:
+        """Delete what the retention lets go, in batches between the API's requests; return how
+        many articles went."""
+        self.pruned = time.monotonic()
+        if self.retention_days <= 0:
+            return 0
+        before = rfc3339(datetime.now(UTC) - timedelta(days=self.retention_days))
+        total = 0
+        while (n := self.store.prune(before, PRUNE_BATCH)) > 0:
+            total += n
+            await asyncio.sleep(0)
+            if n < PRUNE_BATCH:
+                break
+        if total:
+            log.info("deleted %d articles not written since %s (NEWSFLOW_WEB_RETENTION_DAYS)", total, before)
+        return total
 
 
 def rfc3339_or_none(ts: float) -> str | None:
@@ -311,7 +343,7 @@ def follow_metrics(registry: CollectorRegistry) -> tuple[Counter, Counter]:
 async def serve(kafka: KafkaSettings, settings: WebSettings) -> None:
     store = StoryStore(settings.db)
     registry = service_registry()
-    follower = Follower(kafka, store, *follow_metrics(registry))
+    follower = Follower(kafka, store, *follow_metrics(registry), settings.retention_days)
     runner = web.AppRunner(build_app(store, registry, follower), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -16,3 +16,10 @@ class WebSettings:
     db: str = env(
         "NEWSFLOW_WEB_DB", ".cache/web/stories.sqlite3", "the view's SQLite database (kept across restarts)"
     )
+    retention_days: float = env(
+        "NEWSFLOW_WEB_RETENTION_DAYS",
+        30.0,
+        "the view deletes stories not updated for this long, with their articles, and articles of "
+        "no such story processed that long ago (checked hourly; 0 keeps everything)",
+        minimum=0,
+    )

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS stories (
     updated_at TEXT
 );
 CREATE INDEX IF NOT EXISTS stories_by_time ON stories (last_seen DESC, story_id DESC);
+CREATE INDEX IF NOT EXISTS stories_by_update ON stories (updated_at);  -- the retention's
 CREATE TABLE IF NOT EXISTS articles (
     article_id TEXT PRIMARY KEY,
     story_id TEXT,
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS articles (
 CREATE INDEX IF NOT EXISTS articles_by_story ON articles (story_id, processed_at);
 CREATE INDEX IF NOT EXISTS articles_by_outlet ON articles (outlet, story_id);
 CREATE INDEX IF NOT EXISTS articles_by_lang ON articles (lang, story_id);
+CREATE INDEX IF NOT EXISTS articles_by_processing ON articles (processed_at);  -- the retention's
 CREATE TABLE IF NOT EXISTS entities (
     key TEXT NOT NULL,
     article_id TEXT NOT NULL,
@@ -463,6 +465,30 @@ class StoryStore:
                 }
             )
         return out
+
+    def prune(self, before: str, limit: int = 5000) -> int:
+        """Delete what was last written before `before` (RFC 3339, as records write times): up to
+        `limit` articles processed before it that belong to no story updated since, with their
+        entities; then the stories not updated since that have no article left, with their
+        lineage. Return how many articles were deleted (`limit`: call again for more)."""
+        with self._transaction():
+            doomed = [
+                (r["article_id"],)
+                for r in self.db.execute(
+                    "SELECT article_id FROM articles AS a WHERE processed_at < ? AND NOT EXISTS "
+                    "(SELECT 1 FROM stories AS s WHERE s.story_id = a.story_id AND s.updated_at >= ?) LIMIT ?",
+                    (before, before, limit),
+                )
+            ]
+            for table in ("articles", "entities", "moves"):
+                self.db.executemany(f"DELETE FROM {table} WHERE article_id = ?", doomed)  # noqa: S608 - fixed names
+            self.db.execute(
+                "DELETE FROM stories AS s WHERE (updated_at IS NULL OR updated_at < ?) AND NOT EXISTS "
+                "(SELECT 1 FROM articles AS a WHERE a.story_id = s.story_id)",
+                (before,),
+            )
+            self.db.execute("DELETE FROM lineage WHERE story_id NOT IN (SELECT story_id FROM stories)")
+        return len(doomed)
 
     def counts(self) -> dict[str, int]:
         one = self.db.execute(
