@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from newsflow.producer.watch import Sent, SentLedger, Settling, _files, revision_id
+from newsflow.producer.watch import Sent, SentLedger, Settling, is_gone, revision_id
 
 
 def test_a_file_is_ready_once_unchanged_for_the_quiet_period(tmp_path: Path):
@@ -103,48 +104,66 @@ def test_the_ledger_keeps_the_latest_line_of_a_path_and_skips_bad_lines(tmp_path
     again.close()
 
 
-def test_a_sent_file_gone_from_the_folders_is_forgotten_after_the_grace_period(tmp_path: Path):
-    state = tmp_path / "sent.jsonl"
-    ledger = SentLedger(state)
-    ledger.record("in/a.txt", Sent(4, 1, ("a",)))
-    ledger.record("in/b.txt", Sent(4, 1, ("b",)))
-    day = 24 * 3600.0
-    assert ledger.forget_missing({"in/a.txt"}, now=0, after=day) == 0  # b missed: the clock starts
-    assert ledger.forget_missing({"in/a.txt"}, now=day - 1, after=day) == 0
-    assert ledger.forget_missing({"in/a.txt"}, now=day, after=day) == 1
-    assert set(ledger.entries) == {"in/a.txt"}
-    # A file missed once and found again starts from nothing the next time it is missed.
-    ledger.forget_missing(set(), now=day, after=day)
-    ledger.forget_missing({"in/a.txt"}, now=day + 1, after=day)
-    assert ledger.forget_missing(set(), now=2 * day, after=day) == 0
+def sent_now(path: Path, sent_at: float, dev: int | None = None) -> Sent:
+    st = path.stat()
+    return Sent(
+        st.st_size, st.st_mtime_ns, (path.name,), dev=st.st_dev if dev is None else dev, sent_at=sent_at
+    )
+
+
+def test_a_sent_file_that_is_gone_is_forgotten_once_sent_long_enough_ago(tmp_path: Path):
+    inbox, day = tmp_path / "in", 24 * 3600.0
+    (inbox / "2026-12-01").mkdir(parents=True)
+    files = {name: inbox / name for name in ("kept.txt", "young.txt", "taken.txt", "2026-12-01/a.txt")}
+    for f in files.values():
+        f.write_bytes(b"text")
+    ledger = SentLedger(tmp_path / "sent.jsonl")
+    for name, f in files.items():
+        ledger.record(str(f), sent_now(f, sent_at=day if name == "young.txt" else 0))
+    ledger.record("in/legacy.txt", Sent(4, 1, ("legacy",)))  # a line of an older state file
+    files["young.txt"].unlink()
+    files["taken.txt"].unlink()
+    shutil.rmtree(inbox / "2026-12-01")  # a day's folder taken away whole
+    assert ledger.forget_gone(set(), now=day + 1, after=day) == 2  # taken, and the folder's a.txt
+    assert set(ledger.entries) == {str(files["kept.txt"]), str(files["young.txt"]), "in/legacy.txt"}
     ledger.close()
-    # Forgetting is kept across restarts: b is not known (put back, it is sent again).
-    again = SentLedger(state)
-    assert again.entries == {"in/a.txt": Sent(4, 1, ("a",))}
+    again = SentLedger(tmp_path / "sent.jsonl")  # forgotten for good, and the times kept
+    assert set(again.entries) == {str(files["kept.txt"]), str(files["young.txt"]), "in/legacy.txt"}
+    assert again.forget_gone(set(), now=2 * day, after=day) == 1  # young is old enough now
     again.close()
+
+
+def test_a_file_on_a_file_system_that_is_not_there_now_is_not_gone(tmp_path: Path):
+    mount = tmp_path / "mnt" / "feed"
+    mount.mkdir(parents=True)
+    (mount / "day").mkdir()
+    f = mount / "day" / "a.txt"
+    f.write_bytes(b"text")
+    other_device = f.stat().st_dev + 1  # as if it was on the file system mounted at mnt/feed
+    assert not is_gone(str(f), other_device)  # there
+    shutil.rmtree(mount / "day")  # unmounted: an empty mount point on the file system below
+    assert not is_gone(str(f), other_device)
+    assert is_gone(str(f), f.parent.parent.stat().st_dev)  # the same, on one file system: gone
+    assert not is_gone(str(tmp_path / "a\\xff.txt"), f.parent.parent.stat().st_dev)  # not UTF-8: unknown
 
 
 def test_the_state_file_is_rewritten_while_running_once_mostly_old_lines(tmp_path: Path):
     state = tmp_path / "sent.jsonl"
     ledger = SentLedger(state)
     for i in range(300):  # an inbox whose files are taken away once sent
-        ledger.record(f"in/{i}.txt", Sent(4, 1, (f"id{i}",)))
-        ledger.forget_missing(set(), now=i, after=0)
-    ledger.record("in/kept.txt", Sent(4, 1, ("kept",)))
+        f = tmp_path / f"{i}.txt"
+        f.write_bytes(b"text")
+        ledger.record(str(f), sent_now(f, sent_at=0))
+        f.unlink()
+        ledger.forget_gone(set(), now=1, after=0)
+    kept = tmp_path / "kept.txt"
+    kept.write_bytes(b"text")
+    ledger.record(str(kept), sent_now(kept, sent_at=0))
     ledger.close()
     assert len(state.read_bytes().splitlines()) < 110  # not 601 lines: bounded by what it holds
     again = SentLedger(state)
-    assert again.entries == {"in/kept.txt": Sent(4, 1, ("kept",))}
+    assert list(again.entries) == [str(kept)]
     again.close()
-
-
-def test_a_scan_says_which_folders_it_could_not_list(tmp_path: Path):
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.txt").write_bytes(b"text")
-    unlisted: list[str] = []
-    found = [p.name for _, p in _files([tmp_path / "in", tmp_path / "unmounted"], unlisted)]
-    # A folder gone (unmounted) is not a folder emptied: what was sent from it is not forgotten.
-    assert found == ["a.txt"] and unlisted == [str(tmp_path / "unmounted")]
 
 
 def test_a_file_skipped_as_too_large_is_read_again_under_a_higher_limit_only(tmp_path: Path):

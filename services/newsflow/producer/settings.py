@@ -49,7 +49,7 @@ class ProducerSettings:
     forget_hours: float = env(
         "NEWSFLOW_PRODUCER_FORGET_HOURS",
         24.0,
-        "watch mode: a sent file gone from the folders this long is dropped from the state file "
+        "watch mode: a sent file that is gone is dropped from the state file once sent this long ago "
         "(so it does not grow for ever; put back, it is sent again); 0 keeps every file",
         minimum=0,
     )

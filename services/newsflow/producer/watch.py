@@ -18,6 +18,7 @@ import contextlib
 import errno
 import hashlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from newsflow.settings import KafkaSettings
 
 log = logging.getLogger("newsflow.producer")
 
+# How often sent files are looked for, to forget those gone (or at half NEWSFLOW_PRODUCER_FORGET_HOURS).
+FORGET_CHECK_SECONDS = 600.0
 # Skips that may not hold next time (permissions fixed, a file put back): such a file is not recorded.
 TRANSIENT_SKIPS = frozenset({"unreadable", "vanished"})
 
@@ -53,6 +56,10 @@ class Sent:
     # The size limit (NEWSFLOW_PRODUCER_MAX_FILE_BYTES) under which it, or records of it, were
     # skipped as too large: under a higher one they are read again.
     too_large_at: int | None = None
+    # The file system it was on and when it was sent (wall clock): what `gone` checks (entries of
+    # state files written before they were kept are never forgotten).
+    dev: int | None = None
+    sent_at: float | None = None
 
     def holds(self, st: os.stat_result, max_file_bytes: int) -> bool:
         """Whether the file as it is now (`st`) was dealt with in full under this size limit."""
@@ -63,15 +70,14 @@ class Sent:
 
 class SentLedger:
     """The state file: one JSON line per file sent, the latest line of a path wins; a line
-    `{"path": ..., "forgotten": true}` drops a file gone from the folders (`forget_missing`).
-    The file is rewritten with only the entries it holds when it has grown to over twice as many
-    lines (at start, and while running)."""
+    `{"path": ..., "forgotten": true}` drops a file that is gone (`forget_gone`). The file is
+    rewritten with only the entries it holds once it has over twice as many lines (at start, and
+    while running)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, Sent] = {}
         self._lines = 0
-        self._missing: dict[str, float] = {}  # key -> when a complete scan first did not find it
         if path.exists():
             for line in path.read_bytes().splitlines():
                 try:
@@ -80,25 +86,23 @@ class SentLedger:
                         self.entries.pop(d["path"], None)
                         self._lines += 1
                         continue
-                    limit = d.get("too_large_at")
+                    limit, dev, sent_at = d.get("too_large_at"), d.get("dev"), d.get("sent_at")
                     self.entries[d["path"]] = Sent(
                         int(d["size"]),
                         int(d["mtime_ns"]),
                         tuple(d["article_ids"]),
                         d.get("content_id"),
                         None if limit is None else int(limit),
+                        None if dev is None else int(dev),
+                        None if sent_at is None else float(sent_at),
                     )
                     self._lines += 1
                 except (ValueError, KeyError, TypeError):
                     log.warning("ignoring a bad line of %s", path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self._oversized:
+        if self._lines > 2 * len(self.entries) + 100:
             self._rewrite()
         self._file = path.open("ab")
-
-    @property
-    def _oversized(self) -> bool:
-        return self._lines > 2 * len(self.entries) + 100
 
     def _rewrite(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -108,6 +112,11 @@ class SentLedger:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:  # the rename itself survives a power loss
+            os.fsync(folder)
+        finally:
+            os.close(folder)
         self._lines = len(self.entries)
 
     @staticmethod
@@ -122,26 +131,32 @@ class SentLedger:
             line["content_id"] = sent.content_id
         if sent.too_large_at is not None:
             line["too_large_at"] = sent.too_large_at
+        if sent.dev is not None:
+            line["dev"] = sent.dev
+        if sent.sent_at is not None:
+            line["sent_at"] = sent.sent_at
         return jsonio.dumps_line(line)
 
     def record(self, key: str, sent: Sent) -> None:
         self.entries[key] = sent
-        self._missing.pop(key, None)
         self._append([self._line(key, sent)])
 
-    def forget_missing(self, present: set[str], now: float, after: float) -> int:
-        """Forget the files that complete scans have not found for `after` seconds (deleted, or
-        moved away once sent), so that an inbox emptied by its users does not grow the state for
-        ever; `present`: the keys of the files one complete scan found. Return how many were
-        forgotten. A file put back later is sent again (the worker drops it as a duplicate while
-        its story window remembers the article)."""
-        for key in self._missing.keys() & present:
-            del self._missing[key]
+    def forget_gone(self, present: set[str], now: float, after: float) -> int:
+        """Forget the files sent `after` seconds or more before `now` (wall clock) that are gone
+        for sure (`gone`), so that an inbox whose files are taken away once sent does not grow the
+        state for ever; `present`: the keys of the files a scan just found (not looked at again).
+        Return how many were forgotten. One put back later is sent again, as a new file."""
         gone = [
-            key for key in self.entries.keys() - present if now - self._missing.setdefault(key, now) >= after
+            key
+            for key, sent in self.entries.items()
+            if key not in present
+            and sent.dev is not None
+            and sent.sent_at is not None
+            and now - sent.sent_at >= after
+            and is_gone(key, sent.dev)
         ]
         for key in gone:
-            del self.entries[key], self._missing[key]
+            del self.entries[key]
         if gone:
             self._append([jsonio.dumps_line({"path": key, "forgotten": True}) for key in gone])
         return len(gone)
@@ -151,24 +166,50 @@ class SentLedger:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._lines += len(lines)
-        if self._oversized:
+        if self._lines > 2 * len(self.entries) + 100:
             self._file.close()
-            self._rewrite()
-            self._file = self.path.open("ab")
+            try:
+                self._rewrite()
+            except OSError as exc:  # no room for the copy: the lines appended are all there
+                log.warning("could not rewrite the watch state file %s: %s", self.path, exc)
+            finally:
+                self._file = self.path.open("ab")
 
     def close(self) -> None:
         self._file.close()
 
 
-def _files(dirs: list[Path], unlisted: list[str]) -> Iterator[tuple[Path, Path]]:
-    """Yield (watched folder, file) for every file under `dirs`; `unlisted` gets each folder that
-    could not be listed (a scan without its files did not find all there is)."""
+def is_gone(key: str, dev: int) -> bool:
+    """Whether the file a state key names is gone for sure: not there, and the nearest folder above
+    it that is (its own, or the one a deleted folder was in) is on the file system the file was on.
+    An unmounted file system leaves its mount point on another one, and a folder that cannot be
+    read (a hung share) says nothing: their files may come back. A name that is not UTF-8 (escaped
+    in its key) is never taken for gone."""
+    if "\\" in key:
+        return False
+    path = Path(key)
+    try:
+        os.stat(path)
+        return False
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        return False
+    for folder in path.parents:
+        try:
+            return os.stat(folder).st_dev == dev
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return False
+
+
+def _files(dirs: list[Path]) -> Iterator[tuple[Path, Path]]:
     for root in dirs:
         for found in walk(root):
             if not isinstance(found, Skipped):
                 yield root, found
-            elif found.reason == "unreadable":
-                unlisted.append(found.path)
 
 
 async def watch(
@@ -214,6 +255,7 @@ async def watch(
         settings.quiet_seconds,
         ledger.path,
     )
+    forget_after, checked_gone = 3600 * settings.forget_hours, -math.inf
     try:
         gone: set[Path] = set()
         while not stop.is_set():
@@ -221,17 +263,16 @@ async def watch(
             _say_gone_or_back(dirs, gone)
             present: set[Path] = set()
             present_keys: set[str] = set()
-            unlisted: list[str] = []
-            for root, path in _files(dirs, unlisted):
+            for root, path in _files(dirs):
                 present.add(path)
-                # Keyed by the file, not by how the folder was spelled ("in" or "/data/in") today.
-                key = display_name(path.resolve())
-                present_keys.update((key, display_name(path)))
                 try:
                     st = path.stat()
-                except OSError:  # gone meanwhile, or a link to nothing
+                    # Keyed by the file, not by how the folder was spelled ("in" or "/data/in") today.
+                    key = display_name(path.resolve())
+                except (OSError, RuntimeError):  # gone meanwhile, a link to nothing or to itself
                     settling.forget(path)
                     continue
+                present_keys.update((key, display_name(path)))
                 # (State files written before kept the path as spelled.)
                 known = ledger.entries.get(key) or ledger.entries.get(display_name(path))
                 if known is not None and known.holds(st, settings.max_file_bytes):
@@ -245,12 +286,11 @@ async def watch(
                     else:
                         settling.could_not_read(path, st, now)
             settling.keep_only(present)
-            if not unlisted and settings.forget_hours > 0:  # gone from a folder not listed: unknown
-                forgotten = ledger.forget_missing(
-                    present_keys, time.monotonic(), 3600 * settings.forget_hours
-                )
+            if forget_after > 0 and now - checked_gone >= min(FORGET_CHECK_SECONDS, forget_after / 2):
+                checked_gone = now
+                forgotten = ledger.forget_gone(present_keys, time.time(), forget_after)
                 if forgotten:
-                    log.info("forgot %d sent files gone from the watched folders", forgotten)
+                    log.info("forgot %d sent files that are gone (NEWSFLOW_PRODUCER_FORGET_HOURS)", forgotten)
             progress.tick()
             changed.clear()
             wait = min(rescan, settings.quiet_seconds / 2) if settling.waiting else rescan
@@ -412,6 +452,8 @@ async def _send_file(
                 tuple(dict.fromkeys([*earlier, *ids])),
                 content_id if ids or before is None else before.content_id,
                 settings.max_file_bytes if too_large else None,
+                st.st_dev,
+                time.time(),
             ),
         )
     else:
