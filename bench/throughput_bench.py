@@ -11,7 +11,8 @@ On a corpus built by bench/corpus.py (real pages, wire texts and their copies), 
       against one worker on the same stream);
   (e) produce-to-enriched latency (p50/p99) of a steady stream at 50 % of (c)'s rate;
   (f) the worker's memory (RSS) over a stream at (c)'s rate for `--soak-seconds`, with a story
-      window of `--soak-window-seconds` so that the index reaches its steady size within the run;
+      window of `--soak-window-seconds` so that the index reaches its steady size within the run
+      (the corpus again and again, its wire texts with new names each time);
   (g) each in-process stage's share of the time.
 (b) runs three times: as the worker does, keeping the NER spans and embeddings of recent texts (a
 page served again, a wire text carried verbatim is not computed again: see pipeline/recent.py);
@@ -360,14 +361,28 @@ def rss_mib(pid: int) -> float:
 def soak(
     bootstrap: str, raws: list, warm: list, rate: float, seconds: float, window: float, workdir: Path
 ) -> list[tuple[float, float, int]]:  # noqa: ANN001
-    """(f) Return (seconds, worker RSS MiB, articles out) samples over a steady stream."""
+    """(f) Return (seconds, worker RSS MiB, articles out) samples over a steady stream.
+
+    The corpus is sent again and again, each wire text with new names (`memory_soak.with_new_names`):
+    a stream of news brings new strings every day, which the models' memory must not keep."""
+    import itertools
     import threading
+
+    from bench.memory_soak import with_new_names
 
     kafka = fresh_topics(bootstrap, "soak")
     count = max(1, int(rate * seconds))
+    fresh = itertools.count()
+
+    def renamed(r):  # noqa: ANN001, ANN202 - RawArticle
+        if r.source.content_type != "text/plain":
+            return r.payload
+        return with_new_names(r.payload.decode(errors="replace"), fresh).encode()
+
     stream = [
-        replace(r, article_id=f"{r.article_id}-s{i}") for i, r in enumerate(raws * (1 + count // len(raws)))
-    ][:count]
+        replace(r, article_id=f"{r.article_id}-s{i}", payload=renamed(r))
+        for i, r in enumerate((raws * (1 + count // len(raws)))[:count])
+    ]
     env = {"NEWSFLOW_DEDUP_WINDOW_HOURS": str(window / 3600)}
     from tests.integration.kafka_helpers import start_worker
 

@@ -108,18 +108,23 @@ def test_a_story_holds_every_member_and_its_copies(store: StoryStore):
 def test_the_view_forgets_stories_and_articles_not_written_since_its_retention(store: StoryStore):
     # s1 was last updated at 10:03 and s2 at 10:04; an article of no story record (x1) at 10:05.
     store.apply([("enriched", enriched("x1", "s9", "wire.example", 5, entities=[entity("oslo")]))])
-    assert store.prune("2026-12-01T10:04:00Z") == 3  # a1, a2, a3 with s1; s2 and x1 are newer
+    assert store.prune("2026-12-01T10:04:00Z") == (3, None)  # a1, a2, a3 with s1; s2 and x1 are newer
     assert store.story("s1") is None and store.article("a2") is None
     assert [s["story_id"] for s in store.stories(StoryQuery())[0]] == ["s2"]
     assert [e["key"] for e in store.entities("k")] == []  # kursk went with its articles
     assert store.counts() == {"stories": 1, "articles": 2}
     # An old article of a story updated since is kept with it (the story page lists it).
     store.apply([("story", story("s2", ["b1", "b2"], ["daily.example"], 30))])
-    assert store.prune("2026-12-01T10:20:00Z") == 1  # x1 only: b1 belongs to s2, updated at 10:30
+    assert store.prune("2026-12-01T10:20:00Z") == (1, None)  # x1 only: b1 belongs to s2, updated at 10:30
     assert store.story("s2") is not None and store.article("b1") is not None
-    # In batches: each call deletes at most `limit` articles.
-    assert store.prune("2026-12-01T11:00:00Z", limit=0) == 0 and store.story("s2") is not None
-    assert store.prune("2026-12-01T11:00:00Z") == 1 and store.counts() == {"stories": 0, "articles": 0}
+    # In batches: each call deletes at most `limit` articles, and says where the next goes on.
+    store.apply([("enriched", enriched(f"c{i}", "s2", "wire.example", 40 + i)) for i in range(3)])
+    assert store.prune("2026-12-01T11:00:00Z", limit=2) == (2, ("2026-12-01T10:40:00Z", 5))
+    assert store.story("s2") is not None  # not before all its articles went
+    deleted, cursor = store.prune("2026-12-01T11:00:00Z", 2, ("2026-12-01T10:40:00Z", 5))
+    assert deleted == 2 and store.story("s2") is not None  # a full batch: there may be more
+    assert store.prune("2026-12-01T11:00:00Z", 2, cursor) == (0, None)
+    assert store.counts() == {"stories": 0, "articles": 0}
 
 
 def test_an_entity_is_named_as_prose_writes_it_not_as_a_dateline_shouts_it():

@@ -56,7 +56,7 @@ class Sent:
     # The size limit (NEWSFLOW_PRODUCER_MAX_FILE_BYTES) under which it, or records of it, were
     # skipped as too large: under a higher one they are read again.
     too_large_at: int | None = None
-    # The file system it was on and when it was sent (wall clock): what `gone` checks (entries of
+    # The file system it was on and when it was sent (wall clock): what `is_gone` needs (entries of
     # state files written before they were kept are never forgotten).
     dev: int | None = None
     sent_at: float | None = None
@@ -143,7 +143,7 @@ class SentLedger:
 
     def forget_gone(self, present: set[str], now: float, after: float) -> int:
         """Forget the files sent `after` seconds or more before `now` (wall clock) that are gone
-        for sure (`gone`), so that an inbox whose files are taken away once sent does not grow the
+        for sure (`is_gone`), so that an inbox whose files are taken away once sent does not grow the
         state for ever; `present`: the keys of the files a scan just found (not looked at again).
         Return how many were forgotten. One put back later is sent again, as a new file."""
         gone = [

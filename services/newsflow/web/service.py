@@ -45,7 +45,7 @@ CHECK_SECONDS = 30.0
 CHECK_TIMEOUT_SECONDS = 10.0
 # How often the view deletes what its retention lets go, and how many articles at a time.
 PRUNE_SECONDS = 3600.0
-PRUNE_BATCH = 2000
+PRUNE_BATCH = 500
 # Served with every response: no script but the page's own, no framing, no type sniffing.
 SECURITY_HEADERS = {
     "Content-Security-Policy": f"default-src 'self'; script-src '{pages.SCRIPT_HASH}'; "
@@ -157,12 +157,11 @@ class Follower:
         if self.retention_days <= 0:
             return 0
         before = rfc3339(datetime.now(UTC) - timedelta(days=self.retention_days))
-        total = 0
-        while (n := self.store.prune(before, PRUNE_BATCH)) > 0:
-            total += n
+        total, cursor = self.store.prune(before, PRUNE_BATCH)
+        while cursor is not None:
             await asyncio.sleep(0)
-            if n < PRUNE_BATCH:
-                break
+            n, cursor = self.store.prune(before, PRUNE_BATCH, cursor)
+            total += n
         if total:
             log.info("deleted %d articles not written since %s (NEWSFLOW_WEB_RETENTION_DAYS)", total, before)
         return total

@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 MAX_LIMIT = 200
+# Where `StoryStore.prune` goes on from: the (processed_at, rowid) of the last article it deleted.
+PruneCursor = tuple[str, int]
 
 
 def query_entity_key(name: str) -> str:
@@ -466,29 +468,34 @@ class StoryStore:
             )
         return out
 
-    def prune(self, before: str, limit: int = 5000) -> int:
+    def prune(
+        self, before: str, limit: int = 5000, after: PruneCursor | None = None
+    ) -> tuple[int, PruneCursor | None]:
         """Delete what was last written before `before` (RFC 3339, as records write times): up to
-        `limit` articles processed before it that belong to no story updated since, with their
-        entities; then the stories not updated since that have no article left, with their
-        lineage. Return how many articles were deleted (`limit`: call again for more)."""
+        `limit` articles processed before it that belong to no story updated since, oldest first
+        from `after`, with their entities; once fewer are left, the stories not updated since that
+        have no article left, with their lineage. Return how many articles were deleted and where
+        to go on from (None: done)."""
         with self._transaction():
-            doomed = [
-                (r["article_id"],)
-                for r in self.db.execute(
-                    "SELECT article_id FROM articles AS a WHERE processed_at < ? AND NOT EXISTS "
-                    "(SELECT 1 FROM stories AS s WHERE s.story_id = a.story_id AND s.updated_at >= ?) LIMIT ?",
-                    (before, before, limit),
-                )
-            ]
+            rows = self.db.execute(
+                "SELECT rowid, processed_at, article_id FROM articles AS a "
+                "WHERE processed_at < ? AND (processed_at, rowid) > (?, ?) AND NOT EXISTS "
+                "(SELECT 1 FROM stories AS s WHERE s.story_id = a.story_id AND s.updated_at >= ?) "
+                "ORDER BY processed_at, rowid LIMIT ?",
+                (before, *(after or ("", 0)), before, limit),
+            ).fetchall()
+            doomed = [(r["article_id"],) for r in rows]
             for table in ("articles", "entities", "moves"):
                 self.db.executemany(f"DELETE FROM {table} WHERE article_id = ?", doomed)  # noqa: S608 - fixed names
+            if len(rows) == limit:  # more to come: the stories once at the end (it reads them all)
+                return limit, (rows[-1]["processed_at"], rows[-1]["rowid"])
             self.db.execute(
                 "DELETE FROM stories AS s WHERE (updated_at IS NULL OR updated_at < ?) AND NOT EXISTS "
                 "(SELECT 1 FROM articles AS a WHERE a.story_id = s.story_id)",
                 (before,),
             )
             self.db.execute("DELETE FROM lineage WHERE story_id NOT IN (SELECT story_id FROM stories)")
-        return len(doomed)
+        return len(rows), None
 
     def counts(self) -> dict[str, int]:
         one = self.db.execute(
