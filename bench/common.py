@@ -105,3 +105,11 @@ def broker_pid(bootstrap: str) -> int | None:
         return int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def rss_mib(pid: int | None = None) -> float:
+    """Return a process's resident memory in MiB (this process's by default), from /proc."""
+    for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import local_broker, record  # noqa: E402
+from bench.common import local_broker, record, rss_mib  # noqa: E402
 from newsflow.pipeline import jsonio  # noqa: E402
 from newsflow.pipeline.dedup import DedupOptions, StoryIndex, story_similarity  # noqa: E402
 from newsflow.pipeline.desk import DedupDesk  # noqa: E402
@@ -70,13 +69,6 @@ def story_of(i: int, f: StoryFeatures, size: int) -> StoryAssignment:
     if i % size == 0:
         return new_story(f)
     return StoryAssignment(f"s-a{i - i % size}", None, None, 0.9, False)
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(n: int, story_size: int = 1) -> tuple[float, float, float, float]:

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import record  # noqa: E402
+from bench.common import record, rss_mib  # noqa: E402
 
 BATCH = 32
 _CAPITALISED = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+")
@@ -104,13 +104,6 @@ def child(variant: str, data_dir: Path, articles: int, chars: int, samples: int)
     print(
         json.dumps([articles, rss_mib(), len(nlp.vocab.strings), time.perf_counter() - started]), flush=True
     )
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> int:

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import broker_pid, local_broker, record  # noqa: E402
+from bench.common import broker_pid, local_broker, record, rss_mib  # noqa: E402
 from bench.corpus import build  # noqa: E402
 from newsflow.pipeline.options import EMBED_PRECISION  # noqa: E402
 from newsflow.pipeline.recent import RECENT_INPUTS  # noqa: E402
@@ -349,13 +349,6 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def soak(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import record  # noqa: E402
+from bench.common import record, rss_mib  # noqa: E402
 from newsflow.web.service import PRUNE_BATCH  # noqa: E402
 
 OUTLETS = [f"outlet{i:03d}.example" for i in range(200)]
@@ -96,13 +96,6 @@ def build(path: str, articles: int, stories: int, seed: int = 7) -> None:
     store.close()
 
 
-def rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def measure(path: str, articles: int, requests: int) -> tuple[list[tuple[str, float, float]], int]:
     from aiohttp import ClientSession
     from aiohttp.test_utils import TestServer
@@ -110,7 +103,7 @@ async def measure(path: str, articles: int, requests: int) -> tuple[list[tuple[s
     from newsflow.web.service import build_app
     from newsflow.web.store import StoryStore
 
-    before = rss_kb()
+    before = rss_mib()
     store = StoryStore(path)
     rng = random.Random(11)
     # A plain session (the test client keeps every response until it closes).
@@ -146,7 +139,7 @@ async def measure(path: str, articles: int, requests: int) -> tuple[list[tuple[s
                 assert response.status == 200, (name, response.status)
             times.sort()
             rows.append((name, statistics.median(times) * 1000, times[int(len(times) * 0.99) - 1] * 1000))
-    grown = rss_kb() - before
+    grown = round(1024 * (rss_mib() - before))
     store.close()
     return rows, grown
 
