@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsflow.producer.watch import Sent, SentLedger, Settling, is_gone, revision_id
+from newsflow.producer.watch import Sent, SentLedger, Settling, folder_ids, is_gone, revision_id
 
 
 def test_a_file_is_ready_once_unchanged_for_the_quiet_period(tmp_path: Path):
@@ -104,10 +104,10 @@ def test_the_ledger_keeps_the_latest_line_of_a_path_and_skips_bad_lines(tmp_path
     again.close()
 
 
-def sent_now(path: Path, sent_at: float, dev: int | None = None) -> Sent:
+def sent_now(path: Path, sent_at: float) -> Sent:
     st = path.stat()
     return Sent(
-        st.st_size, st.st_mtime_ns, (path.name,), dev=st.st_dev if dev is None else dev, sent_at=sent_at
+        st.st_size, st.st_mtime_ns, (path.name,), folders=folder_ids(path, path.parent), sent_at=sent_at
     )
 
 
@@ -119,32 +119,61 @@ def test_a_sent_file_that_is_gone_is_forgotten_once_sent_long_enough_ago(tmp_pat
         f.write_bytes(b"text")
     ledger = SentLedger(tmp_path / "sent.jsonl")
     for name, f in files.items():
-        ledger.record(str(f), sent_now(f, sent_at=day if name == "young.txt" else 0))
+        st = f.stat()
+        ids = folder_ids(f, inbox)
+        ledger.record(
+            str(f),
+            Sent(st.st_size, st.st_mtime_ns, (name,), folders=ids, sent_at=day if name == "young.txt" else 0),
+        )
     ledger.record("in/legacy.txt", Sent(4, 1, ("legacy",)))  # a line of an older state file
     files["young.txt"].unlink()
     files["taken.txt"].unlink()
     shutil.rmtree(inbox / "2026-12-01")  # a day's folder taken away whole
-    assert ledger.forget_gone(set(), now=day + 1, after=day) == 2  # taken, and the folder's a.txt
+    # Gone at two looks in a row: forgotten at the second (a folder moved away and back is not).
+    assert ledger.forget_gone(set(), now=day + 1, after=day) == 0
+    assert ledger.forget_gone(set(), now=day + 2, after=day) == 2  # taken, and the folder's a.txt
     assert set(ledger.entries) == {str(files["kept.txt"]), str(files["young.txt"]), "in/legacy.txt"}
     ledger.close()
     again = SentLedger(tmp_path / "sent.jsonl")  # forgotten for good, and the times kept
     assert set(again.entries) == {str(files["kept.txt"]), str(files["young.txt"]), "in/legacy.txt"}
+    again.forget_gone(set(), now=2 * day, after=day)
     assert again.forget_gone(set(), now=2 * day, after=day) == 1  # young is old enough now
     again.close()
 
 
-def test_a_file_on_a_file_system_that_is_not_there_now_is_not_gone(tmp_path: Path):
-    mount = tmp_path / "mnt" / "feed"
-    mount.mkdir(parents=True)
-    (mount / "day").mkdir()
-    f = mount / "day" / "a.txt"
+def test_a_file_whose_folder_is_not_the_one_it_was_in_is_not_gone(tmp_path: Path):
+    inbox = tmp_path / "in"
+    (inbox / "feed" / "day").mkdir(parents=True)
+    f = inbox / "feed" / "day" / "a.txt"
     f.write_bytes(b"text")
-    other_device = f.stat().st_dev + 1  # as if it was on the file system mounted at mnt/feed
-    assert not is_gone(str(f), other_device)  # there
-    shutil.rmtree(mount / "day")  # unmounted: an empty mount point on the file system below
-    assert not is_gone(str(f), other_device)
-    assert is_gone(str(f), f.parent.parent.stat().st_dev)  # the same, on one file system: gone
-    assert not is_gone(str(tmp_path / "a\\xff.txt"), f.parent.parent.stat().st_dev)  # not UTF-8: unknown
+    ids = folder_ids(f, inbox)
+    assert len(ids) == 3 and not is_gone(str(f), ids)  # there
+    f.unlink()
+    assert is_gone(str(f), ids)  # deleted
+    shutil.rmtree(inbox / "feed" / "day")
+    assert is_gone(str(f), ids)  # its folder deleted: the one above it is the same
+    # inbox/feed was a mount (a share, a bind mount), now unmounted: its mount point, an empty
+    # folder on the file system below, is another folder than the one the file was in.
+    (inbox / "mount-point").mkdir()
+    shutil.rmtree(inbox / "feed")
+    (inbox / "mount-point").rename(inbox / "feed")
+    assert not is_gone(str(f), ids)
+    assert not is_gone(str(tmp_path / "a\\xff.txt"), ids)  # not UTF-8: unknown
+
+
+def test_a_state_line_cut_short_by_a_crash_does_not_take_the_next_one_with_it(tmp_path: Path):
+    state = tmp_path / "sent.jsonl"
+    ledger = SentLedger(state)
+    ledger.record("in/a.txt", Sent(4, 1, ("a",)))
+    ledger.close()
+    with state.open("ab") as fh:
+        fh.write(b'{"path": "in/b.txt", "si')  # the crash
+    again = SentLedger(state)
+    again.record("in/c.txt", Sent(4, 1, ("c",)))
+    again.close()
+    last = SentLedger(state)
+    assert set(last.entries) == {"in/a.txt", "in/c.txt"}
+    last.close()
 
 
 def test_the_state_file_is_rewritten_while_running_once_mostly_old_lines(tmp_path: Path):
@@ -156,6 +185,7 @@ def test_the_state_file_is_rewritten_while_running_once_mostly_old_lines(tmp_pat
         ledger.record(str(f), sent_now(f, sent_at=0))
         f.unlink()
         ledger.forget_gone(set(), now=1, after=0)
+        ledger.forget_gone(set(), now=2, after=0)
     kept = tmp_path / "kept.txt"
     kept.write_bytes(b"text")
     ledger.record(str(kept), sent_now(kept, sent_at=0))

@@ -127,6 +127,30 @@ def test_the_view_forgets_stories_and_articles_not_written_since_its_retention(s
     assert store.counts() == {"stories": 0, "articles": 0}
 
 
+def test_the_retention_keeps_the_stories_merged_into_or_split_from_a_story_still_updated():
+    store = StoryStore()
+    store.apply(
+        [
+            ("enriched", enriched("a1", "A", "wire.example", 1)),
+            ("story", story("A", ["a1"], ["wire.example"], 1)),
+            ("enriched", enriched("b1", "B", "daily.example", 2)),
+            ("story", story("B", ["b1"], ["daily.example"], 2)),
+            # A merges into B at 10:03, B splits C off at 10:04; B is updated again at 10:50.
+            ("story", story("A", ["a1"], ["wire.example"], 3, merged_into="B", status="merged")),
+            ("story", story("B", ["b1", "a1"], ["daily.example", "wire.example"], 3, merged_from=["A"])),
+            ("story", story("C", ["b1"], ["daily.example"], 4, split_from="B")),
+            ("enriched", enriched("b2", "B", "daily.example", 50)),
+            ("story", story("B", ["a1", "b2"], ["daily.example", "wire.example"], 50)),
+        ]
+    )
+    assert store.prune("2026-12-01T10:30:00Z") == (0, None)  # A and C are linked to B
+    assert [m["article_id"] for m in store.story("B")["members"]] == ["a1", "b2"]  # type: ignore[index]
+    assert store.story("A") is not None and store.story("C") is not None
+    assert store.prune("2026-12-01T11:00:00Z") == (3, None)  # all old now: all gone, links too
+    assert store.counts() == {"stories": 0, "articles": 0}
+    assert store.db.execute("SELECT COUNT(*) FROM lineage").fetchone()[0] == 0
+
+
 def test_an_entity_is_named_as_prose_writes_it_not_as_a_dateline_shouts_it():
     s = StoryStore()
     shouted = {"key": "paris", "name": "PARIS", "label": "GPE"}
@@ -495,9 +519,12 @@ def test_the_follower_deletes_what_its_retention_lets_go_in_batches(monkeypatch:
         + [("story", {**story("s-new", ["new"], ["wire.example"], 2), "updated_at": at(1)})]
     )
     monkeypatch.setattr(service, "PRUNE_BATCH", 2)
+    calls = []
+    monkeypatch.setattr(store, "prune", lambda *a, _prune=store.prune: calls.append(a) or _prune(*a))
     kafka, registry = KafkaSettings(bootstrap="127.0.0.1:1"), CollectorRegistry()
     keep_all = service.Follower(kafka, store, *service.follow_metrics(registry))
     assert asyncio.run(keep_all.prune()) == 0 and store.counts()["articles"] == 6  # the default: 0
     follower = service.Follower(kafka, store, *service.follow_metrics(CollectorRegistry()), retention_days=30)
-    assert asyncio.run(follower.prune()) == 5  # three batches
+    assert asyncio.run(follower.prune()) == 5
+    assert len(calls) == 3  # 2 + 2 + 1: the API's requests get in between
     assert store.counts() == {"stories": 1, "articles": 1} and store.story("s-new") is not None

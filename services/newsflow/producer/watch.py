@@ -40,6 +40,8 @@ log = logging.getLogger("newsflow.producer")
 
 # How often sent files are looked for, to forget those gone (or at half NEWSFLOW_PRODUCER_FORGET_HOURS).
 FORGET_CHECK_SECONDS = 600.0
+# How many of a sent file's folders `folder_ids` keeps (the watched folder is usually 1-3 up).
+MAX_FOLDER_IDS = 8
 # Skips that may not hold next time (permissions fixed, a file put back): such a file is not recorded.
 TRANSIENT_SKIPS = frozenset({"unreadable", "vanished"})
 
@@ -56,9 +58,10 @@ class Sent:
     # The size limit (NEWSFLOW_PRODUCER_MAX_FILE_BYTES) under which it, or records of it, were
     # skipped as too large: under a higher one they are read again.
     too_large_at: int | None = None
-    # The file system it was on and when it was sent (wall clock): what `is_gone` needs (entries of
-    # state files written before they were kept are never forgotten).
-    dev: int | None = None
+    # Which folders it was in, (st_dev, st_ino) from its own up to the watched folder, and when it
+    # was sent (wall clock): what `is_gone` needs (entries of state files written before they were
+    # kept are never forgotten).
+    folders: tuple[tuple[int, int], ...] | None = None
     sent_at: float | None = None
 
     def holds(self, st: os.stat_result, max_file_bytes: int) -> bool:
@@ -78,6 +81,7 @@ class SentLedger:
         self.path = path
         self.entries: dict[str, Sent] = {}
         self._lines = 0
+        self._gone_once: set[str] = set()  # found gone by the last look (`forget_gone`)
         if path.exists():
             for line in path.read_bytes().splitlines():
                 try:
@@ -86,14 +90,14 @@ class SentLedger:
                         self.entries.pop(d["path"], None)
                         self._lines += 1
                         continue
-                    limit, dev, sent_at = d.get("too_large_at"), d.get("dev"), d.get("sent_at")
+                    limit, folders, sent_at = d.get("too_large_at"), d.get("folders"), d.get("sent_at")
                     self.entries[d["path"]] = Sent(
                         int(d["size"]),
                         int(d["mtime_ns"]),
                         tuple(d["article_ids"]),
                         d.get("content_id"),
                         None if limit is None else int(limit),
-                        None if dev is None else int(dev),
+                        None if folders is None else tuple((int(dev), int(ino)) for dev, ino in folders),
                         None if sent_at is None else float(sent_at),
                     )
                     self._lines += 1
@@ -102,7 +106,10 @@ class SentLedger:
         path.parent.mkdir(parents=True, exist_ok=True)
         if self._lines > 2 * len(self.entries) + 100:
             self._rewrite()
+        self._rewrite_above = 2 * len(self.entries) + 100
         self._file = path.open("ab")
+        if self._file.tell() and not _ends_with_newline(path):
+            self._file.write(b"\n")  # a line cut short by a crash: the next one starts on its own
 
     def _rewrite(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -131,8 +138,8 @@ class SentLedger:
             line["content_id"] = sent.content_id
         if sent.too_large_at is not None:
             line["too_large_at"] = sent.too_large_at
-        if sent.dev is not None:
-            line["dev"] = sent.dev
+        if sent.folders is not None:
+            line["folders"] = [list(f) for f in sent.folders]
         if sent.sent_at is not None:
             line["sent_at"] = sent.sent_at
         return jsonio.dumps_line(line)
@@ -143,35 +150,43 @@ class SentLedger:
 
     def forget_gone(self, present: set[str], now: float, after: float) -> int:
         """Forget the files sent `after` seconds or more before `now` (wall clock) that are gone
-        for sure (`is_gone`), so that an inbox whose files are taken away once sent does not grow the
-        state for ever; `present`: the keys of the files a scan just found (not looked at again).
-        Return how many were forgotten. One put back later is sent again, as a new file."""
-        gone = [
+        for sure (`is_gone`) at this look and at the one before, so that an inbox whose files are
+        taken away once sent does not grow the state for ever; `present`: the keys of the files
+        a scan just found (not looked at again). Return how many were forgotten. One put back
+        later is sent again under its first id, with no `revision-of`."""
+        gone = {
             key
             for key, sent in self.entries.items()
             if key not in present
-            and sent.dev is not None
+            and sent.folders is not None
             and sent.sent_at is not None
             and now - sent.sent_at >= after
-            and is_gone(key, sent.dev)
-        ]
-        for key in gone:
+            and is_gone(key, sent.folders)
+        }
+        forgotten = sorted(gone & self._gone_once)  # a folder moved away and back is not gone
+        self._gone_once = gone - self._gone_once
+        for key in forgotten:
             del self.entries[key]
-        if gone:
-            self._append([jsonio.dumps_line({"path": key, "forgotten": True}) for key in gone])
-        return len(gone)
+        if forgotten:
+            self._append([jsonio.dumps_line({"path": key, "forgotten": True}) for key in forgotten])
+        return len(forgotten)
 
     def _append(self, lines: list[bytes]) -> None:
         self._file.write(b"".join(lines))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._lines += len(lines)
-        if self._lines > 2 * len(self.entries) + 100:
+        if self._lines > self._rewrite_above:
             self._file.close()
             try:
                 self._rewrite()
+                self._rewrite_above = 2 * len(self.entries) + 100
             except OSError as exc:  # no room for the copy: the lines appended are all there
-                log.warning("could not rewrite the watch state file %s: %s", self.path, exc)
+                log.warning(
+                    "could not rewrite the watch state file %s (tried again later): %s", self.path, exc
+                )
+                self.path.with_suffix(".tmp").unlink(missing_ok=True)
+                self._rewrite_above = 2 * self._lines
             finally:
                 self._file = self.path.open("ab")
 
@@ -179,12 +194,38 @@ class SentLedger:
         self._file.close()
 
 
-def is_gone(key: str, dev: int) -> bool:
-    """Whether the file a state key names is gone for sure: not there, and the nearest folder above
-    it that is (its own, or the one a deleted folder was in) is on the file system the file was on.
-    An unmounted file system leaves its mount point on another one, and a folder that cannot be
-    read (a hung share) says nothing: their files may come back. A name that is not UTF-8 (escaped
-    in its key) is never taken for gone."""
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def folder_ids(path: Path, root: Path) -> tuple[tuple[int, int], ...]:
+    """Return (st_dev, st_ino) of the folders a file is in, from its own up to `root` (at most
+    MAX_FOLDER_IDS): what `is_gone` compares."""
+    ids = []
+    for folder in path.parents[:MAX_FOLDER_IDS]:
+        st = os.stat(folder)
+        ids.append((st.st_dev, st.st_ino))
+        if folder == root:
+            break
+    return tuple(ids)
+
+
+def _folders_of(path: Path, root: Path) -> tuple[tuple[int, int], ...] | None:
+    try:
+        return folder_ids(path.resolve(), root.resolve())
+    except (OSError, RuntimeError):  # gone meanwhile: it is looked at again when it comes back
+        return None
+
+
+def is_gone(key: str, folders: tuple[tuple[int, int], ...]) -> bool:
+    """Whether the file a state key names is gone for sure: not there, and the nearest of the
+    folders it was in that is there now (its own, or the one a deleted folder was in) is the same
+    folder (`folders`: as `folder_ids` gave them when it was sent). An unmounted file system or
+    bind mount leaves another folder at its mount point, and a folder that cannot be read says
+    nothing: their files may come back. A name that is not UTF-8 (escaped in its key) is never
+    taken for gone."""
     if "\\" in key:
         return False
     path = Path(key)
@@ -195,13 +236,14 @@ def is_gone(key: str, dev: int) -> bool:
         pass
     except (OSError, ValueError):
         return False
-    for folder in path.parents:
+    for folder, ident in zip(path.parents, folders, strict=False):
         try:
-            return os.stat(folder).st_dev == dev
+            st = os.stat(folder)
         except FileNotFoundError:
             continue
         except OSError:
             return False
+        return (st.st_dev, st.st_ino) == ident
     return False
 
 
@@ -452,7 +494,7 @@ async def _send_file(
                 tuple(dict.fromkeys([*earlier, *ids])),
                 content_id if ids or before is None else before.content_id,
                 settings.max_file_bytes if too_large else None,
-                st.st_dev,
+                _folders_of(path, root),
                 time.time(),
             ),
         )

@@ -73,7 +73,7 @@ class Follower:
         self.kafka = kafka
         self.store = store
         self.retention_days = retention_days
-        self.pruned = -PRUNE_SECONDS  # at start, then every PRUNE_SECONDS
+        self.pruned = -PRUNE_SECONDS  # once caught up, then every PRUNE_SECONDS
         self.applied = applied
         self.failures = failures  # the view serves what it has meanwhile: this says it is going stale
         self.kinds = {kafka.topic_enriched: "enriched", kafka.topic_stories: "story"}
@@ -125,7 +125,8 @@ class Follower:
                         self.failures.inc()
                         log.warning("the broker did not answer for the output topics' end offsets (%r)", exc)
                     checked = time.monotonic()
-                if time.monotonic() - self.pruned >= PRUNE_SECONDS:
+                # Not before it has caught up: a story's newer record may wait in the backlog.
+                if self.caught_up.is_set() and time.monotonic() - self.pruned >= PRUNE_SECONDS:
                     await self.prune()
                 # Small batches: folding runs on the event loop, between the API's requests.
                 batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)

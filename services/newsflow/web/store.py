@@ -96,6 +96,15 @@ CREATE TABLE IF NOT EXISTS offsets (
 MAX_LIMIT = 200
 # Where `StoryStore.prune` goes on from: the (processed_at, rowid) of the last article it deleted.
 PruneCursor = tuple[str, int]
+# The stories the retention keeps though not updated since :before: those linked by merges and
+# splits, at any remove, to one that was (lineage holds each link from both sides; it is small).
+_LINKED_TO_KEPT = (
+    "WITH RECURSIVE linked(story_id) AS ("
+    # CROSS JOIN: SQLite reads lineage first (the few links), not every story updated since.
+    "SELECT l.other FROM lineage AS l CROSS JOIN stories AS s ON s.story_id = l.story_id "
+    "WHERE s.updated_at >= :before "
+    "UNION SELECT l.other FROM lineage AS l JOIN linked AS k ON l.story_id = k.story_id) "
+)
 
 
 def query_entity_key(name: str) -> str:
@@ -472,29 +481,35 @@ class StoryStore:
         self, before: str, limit: int = 5000, after: PruneCursor | None = None
     ) -> tuple[int, PruneCursor | None]:
         """Delete what was last written before `before` (RFC 3339, as records write times): up to
-        `limit` articles processed before it that belong to no story updated since, oldest first
-        from `after`, with their entities; once fewer are left, the stories not updated since that
-        have no article left, with their lineage. Return how many articles were deleted and where
-        to go on from (None: done)."""
+        `limit` articles processed before it, oldest first from `after`, with their entities,
+        unless their story is kept; once fewer are left, the stories not kept that have no article
+        left, with their lineage. A story is kept if it, or a story it is linked to by a merge or
+        split (at any remove), was updated since: a story's page lists the members of the stories
+        merged into it. Return how many articles were deleted and where to go on from (None: done)."""
+        at, rowid = after or ("", 0)
         with self._transaction():
             rows = self.db.execute(
-                "SELECT rowid, processed_at, article_id FROM articles AS a "
-                "WHERE processed_at < ? AND (processed_at, rowid) > (?, ?) AND NOT EXISTS "
-                "(SELECT 1 FROM stories AS s WHERE s.story_id = a.story_id AND s.updated_at >= ?) "
-                "ORDER BY processed_at, rowid LIMIT ?",
-                (before, *(after or ("", 0)), before, limit),
+                _LINKED_TO_KEPT + "SELECT rowid, processed_at, article_id FROM articles AS a "
+                "WHERE processed_at < :before AND (processed_at, rowid) > (:at, :rowid) AND NOT EXISTS "
+                "(SELECT 1 FROM stories AS s WHERE s.story_id = a.story_id AND s.updated_at >= :before) "
+                "AND a.story_id NOT IN linked ORDER BY processed_at, rowid LIMIT :limit",
+                {"before": before, "at": at, "rowid": rowid, "limit": limit},
             ).fetchall()
             doomed = [(r["article_id"],) for r in rows]
             for table in ("articles", "entities", "moves"):
                 self.db.executemany(f"DELETE FROM {table} WHERE article_id = ?", doomed)  # noqa: S608 - fixed names
-            if len(rows) == limit:  # more to come: the stories once at the end (it reads them all)
+            if limit > 0 and len(rows) == limit:  # more to come: the stories once at the end
                 return limit, (rows[-1]["processed_at"], rows[-1]["rowid"])
             self.db.execute(
-                "DELETE FROM stories AS s WHERE (updated_at IS NULL OR updated_at < ?) AND NOT EXISTS "
-                "(SELECT 1 FROM articles AS a WHERE a.story_id = s.story_id)",
-                (before,),
+                _LINKED_TO_KEPT
+                + "DELETE FROM stories AS s WHERE (updated_at IS NULL OR updated_at < :before) "
+                "AND story_id NOT IN linked AND NOT EXISTS (SELECT 1 FROM articles AS a WHERE a.story_id = s.story_id)",
+                {"before": before},
             )
-            self.db.execute("DELETE FROM lineage WHERE story_id NOT IN (SELECT story_id FROM stories)")
+            self.db.execute(
+                "DELETE FROM lineage WHERE story_id NOT IN (SELECT story_id FROM stories) "
+                "OR other NOT IN (SELECT story_id FROM stories)"
+            )
         return len(rows), None
 
     def counts(self) -> dict[str, int]:
