@@ -500,16 +500,15 @@ class StoryStore:
                 self.db.executemany(f"DELETE FROM {table} WHERE article_id = ?", doomed)  # noqa: S608 - fixed names
             if limit > 0 and len(rows) == limit:  # more to come: the stories once at the end
                 return limit, (rows[-1]["processed_at"], rows[-1]["rowid"])
-            self.db.execute(
+            gone = self.db.execute(
                 _LINKED_TO_KEPT
                 + "DELETE FROM stories AS s WHERE (updated_at IS NULL OR updated_at < :before) "
-                "AND story_id NOT IN linked AND NOT EXISTS (SELECT 1 FROM articles AS a WHERE a.story_id = s.story_id)",
+                "AND story_id NOT IN linked AND NOT EXISTS (SELECT 1 FROM articles AS a WHERE a.story_id = s.story_id) "
+                "RETURNING story_id",
                 {"before": before},
-            )
-            self.db.execute(
-                "DELETE FROM lineage WHERE story_id NOT IN (SELECT story_id FROM stories) "
-                "OR other NOT IN (SELECT story_id FROM stories)"
-            )
+            ).fetchall()
+            # Their links (each is held from both sides: a kept story has no link to a deleted one).
+            self.db.executemany("DELETE FROM lineage WHERE story_id = ?", [(r["story_id"],) for r in gone])
         return len(rows), None
 
     def counts(self) -> dict[str, int]:
