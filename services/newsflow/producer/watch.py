@@ -8,7 +8,9 @@ Changes are noticed through inotify (watchfiles), with a full rescan every `watc
 
 What was sent is recorded in a small append-only state file, after the broker acknowledged it, so a
 restarted producer sends nothing again. A file whose content changed is a new version: it is sent
-under a new article id with the header `revision-of` naming the id of the version before it.
+under a new article id with the header `revision-of` naming the id of the version before it. A sent
+file that is gone for sure is forgotten a while after it was sent (`SentLedger.forget_gone`), so
+the state of an inbox emptied by its users stays the size of the inbox.
 """
 
 from __future__ import annotations
