@@ -106,9 +106,12 @@ def test_a_story_holds_every_member_and_its_copies(store: StoryStore):
 
 
 def test_the_view_forgets_stories_and_articles_not_written_since_its_retention(store: StoryStore):
-    # s1 was last updated at 10:03 and s2 at 10:04; an article of no story record (x1) at 10:05.
+    # s1 was last updated at 10:03 and s2 at 10:04; an article of no story record (x1) at 10:05;
+    # a page with no text (no story at all) at 10:00.
     store.apply([("enriched", enriched("x1", "s9", "wire.example", 5, entities=[entity("oslo")]))])
-    assert store.prune("2026-12-01T10:04:00Z") == (3, None)  # a1, a2, a3 with s1; s2 and x1 are newer
+    store.apply([("enriched", {**enriched("e1", "", "wire.example", 0), "story_id": None})])
+    assert store.prune("2026-12-01T10:04:00Z") == (4, None)  # e1, a1, a2, a3 with s1; s2, x1 newer
+    assert store.article("e1") is None
     assert store.story("s1") is None and store.article("a2") is None
     assert [s["story_id"] for s in store.stories(StoryQuery())[0]] == ["s2"]
     assert [e["key"] for e in store.entities("k")] == []  # kursk went with its articles

@@ -492,7 +492,7 @@ class StoryStore:
                 _LINKED_TO_KEPT + "SELECT rowid, processed_at, article_id FROM articles AS a "
                 "WHERE processed_at < :before AND (processed_at, rowid) > (:at, :rowid) AND NOT EXISTS "
                 "(SELECT 1 FROM stories AS s WHERE s.story_id = a.story_id AND s.updated_at >= :before) "
-                "AND a.story_id NOT IN linked ORDER BY processed_at, rowid LIMIT :limit",
+                "AND COALESCE(a.story_id, '') NOT IN linked ORDER BY processed_at, rowid LIMIT :limit",
                 {"before": before, "at": at, "rowid": rowid, "limit": limit},
             ).fetchall()
             doomed = [(r["article_id"],) for r in rows]
