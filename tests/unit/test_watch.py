@@ -137,8 +137,37 @@ def test_a_sent_file_that_is_gone_is_forgotten_once_sent_long_enough_ago(tmp_pat
     again = SentLedger(tmp_path / "sent.jsonl")  # forgotten for good, and the times kept
     assert set(again.entries) == {str(files["kept.txt"]), str(files["young.txt"]), "in/legacy.txt"}
     again.forget_gone(set(), now=2 * day, after=day)
+    young = str(files["young.txt"])
+    # Gone, then back (present at a scan), then gone again: the two looks start again.
+    assert again.forget_gone({young}, now=2 * day, after=day) == 0
+    assert again.forget_gone(set(), now=2 * day, after=day) == 0
     assert again.forget_gone(set(), now=2 * day, after=day) == 1  # young is old enough now
     again.close()
+
+
+def test_a_state_file_that_cannot_be_rewritten_is_used_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    state = tmp_path / "sent.jsonl"
+    state.write_bytes(
+        b"".join(
+            b'{"path": "in/a.txt", "size": 4, "mtime_ns": %d, "article_ids": ["a"]}\n' % i for i in range(300)
+        )
+    )
+
+    tries = []
+
+    def no_room(self: SentLedger) -> None:
+        tries.append(self._lines)
+        self.path.with_suffix(".tmp").write_bytes(b"part of a copy")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SentLedger, "_rewrite", no_room)
+    ledger = SentLedger(state)  # starts all the same, without the half-written copy
+    assert ledger.entries["in/a.txt"].mtime_ns == 299 and not state.with_suffix(".tmp").exists()
+    ledger.record("in/b.txt", Sent(4, 1, ("b",)))
+    assert tries == [300]  # not tried again at every line: once it has twice the lines
+    ledger.close()
 
 
 def test_a_file_whose_folder_is_not_the_one_it_was_in_is_not_gone(tmp_path: Path):

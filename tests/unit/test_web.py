@@ -154,6 +154,24 @@ def test_the_retention_keeps_the_stories_merged_into_or_split_from_a_story_still
     assert store.db.execute("SELECT COUNT(*) FROM lineage").fetchone()[0] == 0
 
 
+def test_the_retention_leaves_no_link_to_a_story_it_deleted():
+    store = StoryStore()
+    store.apply(
+        [
+            ("enriched", enriched("a1", "A", "wire.example", 1)),
+            ("story", story("A", ["a1"], ["wire.example"], 3, merged_into="B", status="merged")),
+            ("story", story("B", ["a1"], ["wire.example"], 4, merged_from=["A"])),
+            # B's new member, whose story record is still to come; and a page with no story.
+            ("enriched", enriched("b2", "B", "daily.example", 40)),
+            ("enriched", {**enriched("e1", "", "wire.example", 0), "story_id": None}),
+        ]
+    )
+    assert store.prune("2026-12-01T10:30:00Z") == (2, None)  # a1 and e1: B is kept for b2 only
+    assert store.story("A") is None and store.article("e1") is None
+    b = store.story("B")
+    assert b is not None and b["lineage"] == [] and [m["article_id"] for m in b["members"]] == ["b2"]
+
+
 def test_an_entity_is_named_as_prose_writes_it_not_as_a_dateline_shouts_it():
     s = StoryStore()
     shouted = {"key": "paris", "name": "PARIS", "label": "GPE"}

@@ -106,9 +106,9 @@ class SentLedger:
                 except (ValueError, KeyError, TypeError):
                     log.warning("ignoring a bad line of %s", path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self._lines > 2 * len(self.entries) + 100:
-            self._rewrite()
         self._rewrite_above = 2 * len(self.entries) + 100
+        if self._lines > self._rewrite_above:
+            self._rewrite_or_wait()
         self._file = path.open("ab")
         if self._file.tell() and not _ends_with_newline(path):
             self._file.write(b"\n")  # a line cut short by a crash: the next one starts on its own
@@ -181,16 +181,20 @@ class SentLedger:
         if self._lines > self._rewrite_above:
             self._file.close()
             try:
-                self._rewrite()
-                self._rewrite_above = 2 * len(self.entries) + 100
-            except OSError as exc:  # no room for the copy: the lines appended are all there
-                log.warning(
-                    "could not rewrite the watch state file %s (tried again later): %s", self.path, exc
-                )
-                self.path.with_suffix(".tmp").unlink(missing_ok=True)
-                self._rewrite_above = 2 * self._lines
+                self._rewrite_or_wait()
             finally:
                 self._file = self.path.open("ab")
+
+    def _rewrite_or_wait(self) -> None:
+        """Rewrite the file; if that fails (no room for the copy: the lines appended are all
+        there), try again only once it has twice the lines."""
+        try:
+            self._rewrite()
+            self._rewrite_above = 2 * len(self.entries) + 100
+        except OSError as exc:
+            log.warning("could not rewrite the watch state file %s (tried again later): %s", self.path, exc)
+            self.path.with_suffix(".tmp").unlink(missing_ok=True)
+            self._rewrite_above = 2 * self._lines
 
     def close(self) -> None:
         self._file.close()

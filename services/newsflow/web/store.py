@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS lineage (
     at TEXT,
     PRIMARY KEY (story_id, event, other)
 );
+CREATE INDEX IF NOT EXISTS lineage_by_other ON lineage (other);  -- the retention's
 -- Articles a split moved to another story than the one their record was published with (the
 -- members listed by the records of a story split from another): the story that lists them now.
 CREATE TABLE IF NOT EXISTS moves (
@@ -507,8 +508,12 @@ class StoryStore:
                 "RETURNING story_id",
                 {"before": before},
             ).fetchall()
-            # Their links (each is held from both sides: a kept story has no link to a deleted one).
-            self.db.executemany("DELETE FROM lineage WHERE story_id = ?", [(r["story_id"],) for r in gone])
+            # Their links, both sides (a story kept for an article whose story record is still to
+            # come may name one), and the moves into them; links to stories yet to come stay.
+            ids = [(r["story_id"],) for r in gone]
+            self.db.executemany("DELETE FROM lineage WHERE story_id = ?", ids)
+            self.db.executemany("DELETE FROM lineage WHERE other = ?", ids)
+            self.db.executemany("DELETE FROM moves WHERE story_id = ?", ids)
         return len(rows), None
 
     def counts(self) -> dict[str, int]:
