@@ -144,9 +144,11 @@ def test_the_retention_keeps_the_stories_merged_into_or_split_from_a_story_still
             ("story", story("C", ["b1"], ["daily.example"], 4, split_from="B")),
             ("enriched", enriched("b2", "B", "daily.example", 50)),
             ("story", story("B", ["a1", "b2"], ["daily.example", "wire.example"], 50)),
+            ("enriched", {**enriched("e1", "", "wire.example", 0), "story_id": None}),  # no story
         ]
     )
-    assert store.prune("2026-12-01T10:30:00Z") == (0, None)  # A and C are linked to B
+    assert store.prune("2026-12-01T10:30:00Z") == (1, None)  # e1 only: A and C are linked to B
+    assert store.article("e1") is None
     assert [m["article_id"] for m in store.story("B")["members"]] == ["a1", "b2"]  # type: ignore[index]
     assert store.story("A") is not None and store.story("C") is not None
     assert store.prune("2026-12-01T11:00:00Z") == (3, None)  # all old now: all gone, links too
