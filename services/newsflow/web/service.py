@@ -115,7 +115,7 @@ class Follower:
                 else:
                     await consumer.seek_to_beginning(tp)
             ends = await consumer.end_offsets(tps)
-            checked = time.monotonic()
+            checked, synced = time.monotonic(), False
             while True:
                 if time.monotonic() - checked > CHECK_SECONDS:
                     # Counted here, the consumer kept: it reconnects by itself once the broker is back.
@@ -125,8 +125,9 @@ class Follower:
                         self.failures.inc()
                         log.warning("the broker did not answer for the output topics' end offsets (%r)", exc)
                     checked = time.monotonic()
-                # Not before it has caught up: a story's newer record may wait in the backlog.
-                if self.caught_up.is_set() and time.monotonic() - self.pruned >= PRUNE_SECONDS:
+                # Not before this reading has caught up (again, after an outage): a story's newer
+                # record may wait in the backlog.
+                if synced and time.monotonic() - self.pruned >= PRUNE_SECONDS:
                     await self.prune()
                 # Small batches: folding runs on the event loop, between the API's requests.
                 batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
@@ -143,11 +144,11 @@ class Follower:
                     self.applied.inc(self.store.apply(records, offsets))
                     self.last_batch = time.time()
                     await asyncio.sleep(0)  # let waiting requests in before the next batch
-                if not self.caught_up.is_set() and all(
-                    [await consumer.position(tp) >= end for tp, end in ends.items()]
-                ):
-                    self.caught_up.set()
-                    log.info("caught up with the output topics: %s", self.store.counts())
+                if not synced and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    synced = True
+                    if not self.caught_up.is_set():
+                        self.caught_up.set()
+                        log.info("caught up with the output topics: %s", self.store.counts())
         finally:
             await consumer.stop()
 
