@@ -197,6 +197,7 @@ def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
         "NEWSFLOW_PRODUCER_QUIET_SECONDS": "0.5",
         "NEWSFLOW_PRODUCER_WATCH_SECONDS": "0.5",
         "NEWSFLOW_PRODUCER_FORGET_HOURS": str(2 / 3600),  # two seconds
+        "NEWSFLOW_PRODUCER_METRICS_PORT": str(port := free_port()),
     }
     watching = producer(kafka, "--watch", str(inbox), env=env)
     try:
@@ -206,6 +207,8 @@ def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
         while b'"forgotten":true' not in state.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert b'"forgotten":true' in state.read_bytes()
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "newsflow_producer_forgotten_files_total 1.0" in scraped
         # Put back: sent again, under the same id (the worker drops it while it remembers it).
         (inbox / "a.txt").write_bytes(TEXT)
         records = read_raw(kafka, want=3, timeout=20)

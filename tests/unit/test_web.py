@@ -547,7 +547,9 @@ def test_the_follower_deletes_what_its_retention_lets_go_in_batches(monkeypatch:
     kafka, registry = KafkaSettings(bootstrap="127.0.0.1:1"), CollectorRegistry()
     keep_all = service.Follower(kafka, store, *service.follow_metrics(registry))
     assert asyncio.run(keep_all.prune()) == 0 and store.counts()["articles"] == 6  # the default: 0
-    follower = service.Follower(kafka, store, *service.follow_metrics(CollectorRegistry()), retention_days=30)
+    registry = CollectorRegistry()
+    follower = service.Follower(kafka, store, *service.follow_metrics(registry), retention_days=30)
     assert asyncio.run(follower.prune()) == 5
+    assert registry.get_sample_value("newsflow_web_pruned_articles_total") == 5
     assert len(calls) == 3  # 2 + 2 + 1: the API's requests get in between
     assert store.counts() == {"stories": 1, "articles": 1} and store.story("s-new") is not None

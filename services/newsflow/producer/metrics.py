@@ -12,6 +12,7 @@ class ProducerMetrics(NamedTuple):
     bytes_sent: Counter
     send_errors: Counter
     send_seconds: Histogram
+    forgotten: Counter
 
 
 # The outcomes a dashboard rate()s, created at 0 on start-up (as the worker's are), so that the
@@ -44,6 +45,11 @@ def _declare(registry: CollectorRegistry) -> ProducerMetrics:
             "newsflow_producer_send_seconds",
             "Time from send to broker acknowledgement (acks=all).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        ),
+        forgotten=Counter(
+            "newsflow_producer_forgotten_files_total",
+            "Sent files dropped from the watch state as gone (NEWSFLOW_PRODUCER_FORGET_HOURS).",
             registry=registry,
         ),
     )

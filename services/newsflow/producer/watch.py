@@ -338,6 +338,7 @@ async def watch(
                 checked_gone = now
                 forgotten = ledger.forget_gone(present_keys, time.time(), forget_after)
                 if forgotten:
+                    metrics.forgotten.inc(forgotten)
                     log.info("forgot %d sent files that are gone (NEWSFLOW_PRODUCER_FORGET_HOURS)", forgotten)
             progress.tick()
             changed.clear()

@@ -68,6 +68,7 @@ class Follower:
         store: StoryStore,
         applied: Counter,
         failures: Counter,
+        pruned: Counter,
         retention_days: float = 0.0,
     ) -> None:
         self.kafka = kafka
@@ -75,6 +76,7 @@ class Follower:
         self.retention_days = retention_days
         self.pruned = -PRUNE_SECONDS  # once caught up, then every PRUNE_SECONDS
         self.applied = applied
+        self.pruned_articles = pruned
         self.failures = failures  # the view serves what it has meanwhile: this says it is going stale
         self.kinds = {kafka.topic_enriched: "enriched", kafka.topic_stories: "story"}
         self.caught_up = asyncio.Event()
@@ -165,6 +167,7 @@ class Follower:
             n, cursor = self.store.prune(before, PRUNE_BATCH, cursor)
             total += n
         if total:
+            self.pruned_articles.inc(total)
             log.info("deleted %d articles not written since %s (NEWSFLOW_WEB_RETENTION_DAYS)", total, before)
         return total
 
@@ -330,15 +333,21 @@ def build_app(
     return app
 
 
-def follow_metrics(registry: CollectorRegistry) -> tuple[Counter, Counter]:
-    """Return the follower's counters: records folded into the view, and failures to read them."""
+def follow_metrics(registry: CollectorRegistry) -> tuple[Counter, Counter, Counter]:
+    """Return the follower's counters: records folded into the view, failures to read them, and
+    articles its retention deleted."""
     applied = Counter("newsflow_web_records", "output records folded into the view", registry=registry)
     failures = Counter(
         "newsflow_web_follow_failures",
         "times reading the output topics failed (tried again after 5 s; the view serves what it has)",
         registry=registry,
     )
-    return applied, failures
+    pruned = Counter(
+        "newsflow_web_pruned_articles",
+        "articles the view deleted as older than its retention (NEWSFLOW_WEB_RETENTION_DAYS)",
+        registry=registry,
+    )
+    return applied, failures, pruned
 
 
 async def serve(kafka: KafkaSettings, settings: WebSettings) -> None:
