@@ -12,6 +12,8 @@ OMP_NUM_THREADS=1 .venv/bin/python bench/ner_bench.py "$data" --record
 .venv/bin/python bench/producer_bench.py --record
 # The NER model's memory over a stream of new names (about 2 minutes; 100,000 articles: 20).
 .venv/bin/python bench/memory_soak.py "$data" --articles 10000 --record
+# The writer's memory over stories that never end (about 1 minute; 100,000 articles: 5).
+.venv/bin/python bench/running_stories.py --articles 20000 --record
 # Throughput, scale-out, latency, memory and the profile, at a small size (about 8 minutes);
 # a larger run: --size 3000 --soak-seconds 1800.
 .venv/bin/python bench/throughput_bench.py "$data" --size 300 --soak-seconds 120 --record

@@ -609,3 +609,35 @@ def test_a_shape_record_naming_none_of_a_storys_members_leaves_the_index_as_it_w
     index.reshape(story.story_id, shape, 3, ["split-x"], ["x0", "x1"])
     assert ({a: x.assignment for a, x in index.articles.items()}, list(story.members)) == before
     assert index.waiting() == [] and index.stories[story.story_id].revisions == 0
+
+
+def test_a_story_that_gets_reports_for_weeks_keeps_only_the_windows_in_memory():
+    """A running story (a report every hour for three weeks, window 72 h) stays one open story
+    whose record counts and lists every member the consumers saw, while the index holds only
+    its members of the last window or so (`StoryIndex.retire`)."""
+    from newsflow.pipeline.records import MAX_STORY_MEMBERS, story_record
+
+    v, _ = _orthonormal_pair(3)
+    index = StoryIndex(DedupOptions(window_hours=72, split_threshold=0))
+    hours = 21 * 24
+    versions, indexed = [], []
+    for h in range(hours):
+        t = 1_741_000_000 + h * 3600
+        f = replace(_report(f"a{h}", h, v, ["Harbour Bridge"]), timestamp=t, received=t)
+        story = index.stories[index.assign(f).story_id]
+        record = story_record(story)
+        versions.append(record["version"])
+        indexed.append(len(index.articles))
+    assert len(index.stories) == 1 and story.story_id == "s-a0"
+    assert record["member_count"] == hours and versions == sorted(set(versions))  # one more each time
+    assert record["headline"] == "a0" and story.first_seen == 1_741_000_000
+    # Its first members, and its latest (up to as many) of those still in the window.
+    half = MAX_STORY_MEMBERS // 2
+    assert record["members"] == [f"a{h}" for h in range(half)] + story.members[-half:]
+    # In memory: the window's 72 reports, and old ones until they are an eighth of the story.
+    assert max(indexed) <= 72 * 8 // 7 + 1 and len(index.articles) == len(story.members) >= 72
+    assert story.retired + len(story.members) == hours
+    assert all(f"a{h}" in index.articles for h in range(hours - 72, hours))
+    assert "a0" not in index.articles and index.lsh.query(_report("a0", 0, v, []).signature) == set()
+    gone = [a for _, _, members in index.retired_stories for a in members]
+    assert len(gone) == story.retired and len(set(gone)) == len(gone)

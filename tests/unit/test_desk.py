@@ -686,6 +686,7 @@ def _index_view(desk: DedupDesk) -> dict[str, tuple]:  # type: ignore[type-arg]
             s.split_into,
             s.merged_from,
             s.embedded,
+            (s.retired, s.opening, s.first_seen, s.last_seen, s.headline),
         )
         for story_id, s in sorted(desk.index.stories.items())
     }
@@ -783,28 +784,33 @@ def _compacted(entries: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, b
 
 # Streams of `n` reports cut to the first `keep`, at the default thresholds (merges are rare
 # there) and at thresholds where a story merges into one that then merges into a third, whose own
-# members later leave it in a split and close (seed 7).
+# members later leave it in a split and close (seed 7); and with a window of 12 hours, where the
+# stories of 30 hours that go on getting reports let their old members go (`StoryIndex.retire`)
+# between splits and merges.
 @pytest.mark.parametrize(
-    ("seed", "n", "keep", "merge", "split"),
+    ("seed", "n", "keep", "merge", "split", "window"),
     [
-        (0, 60, 60, 0.6, 0.6),
-        (26, 60, 60, 0.6, 0.6),
-        (9, 60, 60, 0.6, 0.6),
-        (169, 60, 60, 0.6, 0.6),
-        (7, 70, 44, 0.3, 0.7),
+        (0, 60, 60, 0.6, 0.6, 72),
+        (26, 60, 60, 0.6, 0.6, 72),
+        (9, 60, 60, 0.6, 0.6, 72),
+        (169, 60, 60, 0.6, 0.6, 72),
+        (7, 70, 44, 0.3, 0.7, 72),
+        (0, 80, 80, 0.6, 0.6, 12),
+        (7, 80, 80, 0.3, 0.7, 12),
+        (26, 80, 80, 0.6, 0.6, 6),
     ],
 )
 def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_live_desk(
-    seed, n, keep, merge, split
+    seed, n, keep, merge, split, window
 ):
-    """Stories split, split again, merge, close on either side; the compacted state topic, and
-    snapshots plus the records after them (as written or compacted), each rebuild the live desk
-    exactly."""
+    """Stories split, split again, merge, close on either side, let old members go; the compacted
+    state topic, and snapshots plus the records after them (as written or compacted), each rebuild
+    the live desk exactly."""
     import pickle
 
     from newsflow.pipeline.records import latest
 
-    options = DedupOptions(merge_threshold=merge, split_threshold=split)
+    options = DedupOptions(merge_threshold=merge, split_threshold=split, window_hours=window)
     desk, state, snapshots = DedupDesk(options), [], []
     for i, f in enumerate(_themed_stream(seed, n)[:keep]):
         state += _state_of(desk, [_synthetic_message(f)])
@@ -813,6 +819,11 @@ def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_liv
     assert any(s.split_from for s in desk.index.stories.values()) or any(
         key.startswith(b"p/") for key, _ in state
     ), "the stream should split stories"
+    if window < 72:
+        assert any(key.startswith(b"t/") for key, _ in state), "the stream should retire members"
+    # A retirement's record lives as long as its story, or the story that took it in.
+    held = {m for s in desk.index.stories.values() for m in (s.story_id, *s.merged_from)}
+    assert {key[2:].decode() for key in latest(state) if key.startswith(b"t/")} <= held
     from_snapshots = []
     for snapshot, at in snapshots:
         for tail in (state[at:], _compacted(state[at:])):

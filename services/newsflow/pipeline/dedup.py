@@ -41,7 +41,7 @@ from newsflow.pipeline.lsh import BandIndex, signature_values
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
-from newsflow.pipeline.records import StoryAssignment
+from newsflow.pipeline.records import MAX_STORY_MEMBERS, StoryAssignment
 
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
@@ -211,6 +211,12 @@ class Story:
     # Records of this story beyond one per member (its version, see `records.story_record`): a split
     # takes members away, and the story's next record must still have a higher version.
     revisions: int = 0
+    # Members that left the index while the story stayed open (`StoryIndex.retire`): they still
+    # count in its records, and the first of them are still listed there (`opening`).
+    retired: int = 0
+    # Once members have retired: the story's first members (up to MAX_STORY_MEMBERS/2, in the order
+    # they joined), which its records list as its first.
+    opening: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Positional, in slot order: unpickling a million stories costs one call each.
@@ -276,6 +282,7 @@ class Story:
         self.last_seen = max(self.last_seen, other.last_seen)
         self.last_received = max(self.last_received, other.last_received)
         self.merged_from = (*self.merged_from, other.story_id, *other.merged_from)
+        self.retired += other.retired
 
 
 def _combine(centroid: Weights, n: int, other: Iterable[tuple[str, float]], m: int, keep: int) -> Weights:
@@ -380,6 +387,16 @@ class StoryShape:
             array("I", [int(q) for q in d["quotes"]]).tobytes(),
             tuple(sys.intern(str(k)) for k in d["keys"]),
         )
+
+
+def _retirement(story: Story, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Return what a story holds beyond its members' own records (`StoryIndex.retired_as_before`)."""
+    fields = ("retired", "opening", "first_seen", "last_seen", "headline", "revisions")
+    lineage = ("split_from", "split_into", "merged_from")
+    return {
+        "shape": StoryShape.of(story, keys).as_dict(),
+        **{name: getattr(story, name) for name in (*fields, *lineage)},
+    }
 
 
 def _story_of(story_id: str, members: list[str], log: MemberLog, like: StoryShape) -> Story:
@@ -586,6 +603,10 @@ class StoryIndex:
         # Stories split from another (`split`), each with what is left of the other, for their
         # records (the caller empties the list).
         self.splits: list[tuple[Story, Story | None]] = []
+        # Stories whose old members left the index (`retire`): what it left of each, as it was
+        # then, for the state record that repeats it on a rebuild, and the members' ids (the caller
+        # empties the list).
+        self.retired_stories: list[tuple[str, dict[str, Any], list[str]]] = []
         # The assignment the last article was indexed under before its merges and splits: what
         # the writer's state records, so that a rebuild indexes it, then merges and splits, as
         # `assign` did.
@@ -790,6 +811,18 @@ class StoryIndex:
                 assignment = replace(indexed.assignment, story_id=story_id)
                 self.articles[member] = IndexedArticle(indexed.signature, indexed.shingle_count, assignment)
 
+    def _post_latest(self, key: str, story_id: str, posted: bool = True) -> None:
+        """Post a story under a key as the most recent one (moved there if `posted` already),
+        within the key's bound."""
+        ids = self.postings.setdefault(key, [])
+        if not ids or ids[-1] != story_id:
+            if posted:
+                with contextlib.suppress(ValueError):
+                    ids.remove(story_id)
+            ids.append(story_id)
+            if len(ids) > self.options.max_stories_per_key:
+                del ids[0]
+
     def _post(self, key: str, story_id: str, before: Collection[str] = ()) -> None:
         """Post a story under a key, as the most recent one (or before the first of `before`
         there), within the key's bound."""
@@ -806,6 +839,12 @@ class StoryIndex:
         )
         rest.merged_from, rest.split_from = story.merged_from, story.split_from
         rest.split_into, rest.revisions = story.split_into, story.revisions
+        rest.retired = story.retired
+        if story.retired:
+            # It keeps its opening, less the members that leave it now (the retired stay listed).
+            kept, held = set(rest.members), set(story.members)
+            rest.opening = tuple(m for m in story.opening if m in kept or m not in held)
+            rest.first_seen, rest.last_seen, rest.headline = story.first_seen, story.last_seen, story.headline
         self.stories[story.story_id] = rest
         heapq.heappush(self._by_age, (rest.last_received, story.story_id))
         return rest
@@ -855,6 +894,67 @@ class StoryIndex:
             if key not in known:
                 # Where the live writer had it: posted before the stories split from it were.
                 self._post(key, story_id, before=children)
+
+    def retire(self, story: Story) -> Story:
+        """Let the members of a story that keeps growing leave the index once they were received
+        more than the window ago, as a story's members all do when its last one is that old
+        (`expire`); return the story as it is now.
+
+        A story that gets reports for weeks (a running theme, a daily template) would otherwise
+        keep every one of them in memory. The story stays open with the same id, opening (first
+        seen, headline, first members listed) and version count; its embedding, member log and
+        copies found are its members' within the window. They leave in groups of at least an
+        eighth of its members, so that rebuilding the story from its log costs a constant amount
+        per member. The story and their ids are added to `retired_stories`.
+        """
+        if story.log is None:
+            return story
+        horizon = self.watermark - self.options.window_hours * 3600
+        receipts = np.frombuffer(story.log.times, dtype=np.float64)[1::2]
+        old = np.flatnonzero(receipts < horizon)
+        if not len(old) or len(old) == len(receipts) or 8 * len(old) < len(receipts):
+            return story
+        leaving = [story.members[i] for i in old]
+        for article_id in leaving:
+            indexed = self.articles.pop(article_id, None)
+            if indexed is not None:
+                self.lsh.remove(article_id, indexed.signature)
+        opening = story.opening
+        if len(opening) < MAX_STORY_MEMBERS // 2:
+            # Every member that retired so far is in it: it is the first members, exactly.
+            opening = tuple(dict.fromkeys((*opening, *story.members)))[: MAX_STORY_MEMBERS // 2]
+        gone = set(old.tolist())
+        keys = self._story_keys(story)
+        rest = self._keep_only(
+            story, [i for i in range(len(receipts)) if i not in gone], StoryShape.of(story, keys)
+        )
+        rest.first_seen, rest.last_seen, rest.headline = story.first_seen, story.last_seen, story.headline
+        rest.retired, rest.opening = story.retired + len(leaving), opening
+        # Posted as the most recent under all its keys, as a rebuild posts it (`retired_as_before`),
+        # which cannot tell when the retired members posted it.
+        for key in keys:
+            self._post_latest(key, rest.story_id)
+        self.retired_stories.append((rest.story_id, _retirement(rest, keys), leaving))
+        return rest
+
+    def retired_as_before(self, story_id: str, retirement: Mapping[str, Any]) -> None:
+        """Make a story what `retire` left it (`retired_stories`) on a rebuild from the state topic,
+        where the retired members' records are deleted: what the story held for all its members
+        (names, words, keys, opening, lineage) cannot be rebuilt from the members left."""
+        story = self.stories.get(story_id)
+        if story is None:  # (not a state the live writer leaves: it retires at a join)
+            return
+        shape = StoryShape.from_dict(retirement["shape"])
+        story.entities, story.terms, story.quotes = shape.entities, shape.terms, shape.quotes
+        story.retired, story.opening = int(retirement["retired"]), tuple(map(str, retirement["opening"]))
+        story.first_seen, story.last_seen = float(retirement["first_seen"]), float(retirement["last_seen"])
+        story.headline, story.revisions = str(retirement["headline"]), int(retirement["revisions"])
+        story.split_from = str(retirement["split_from"])
+        story.split_into = tuple(map(str, retirement["split_into"]))
+        story.merged_from = tuple(map(str, retirement["merged_from"]))
+        self.story_keys[story_id] = shape.keys
+        for key in shape.keys:
+            self._post_latest(key, story_id)
 
     def _split_if_two_events(self, story: Story, trigger: StoryFeatures) -> None:
         """Split a story that has just grown if its members tell two events (`split_parts`)."""
@@ -912,7 +1012,7 @@ class StoryIndex:
                     and self.options.merge_threshold
                     and not story.entities.keys().isdisjoint(other.entities)
                 ]
-                story = self.restore(f, assignment)
+                story = self.retire(self.restore(f, assignment))
                 self.joined = assignment
                 for other in others:
                     if stories_similarity(story, other) >= self.options.merge_threshold:
@@ -921,7 +1021,7 @@ class StoryIndex:
                         story = self.merge(fold.story_id, keep.story_id) or story
                 self._split_if_two_events(story, f)
                 return self.articles[f.article_id].assignment
-        self.restore(f, assignment)
+        self.retire(self.restore(f, assignment))
         return assignment
 
     def restore(self, f: StoryFeatures, assignment: StoryAssignment) -> Story:
@@ -941,16 +1041,8 @@ class StoryIndex:
         story_keys = tuple(sorted(set(known).union(keys))) if known else tuple(keys)
         if known or story_keys != self._story_keys(story):
             self.story_keys[story.story_id] = story_keys
-        limit = self.options.max_stories_per_key
         for key in keys:
-            ids = self.postings.setdefault(key, [])
-            if not ids or ids[-1] != story.story_id:
-                if known:  # a story already posted: re-inserted as the most recent
-                    with contextlib.suppress(ValueError):
-                        ids.remove(story.story_id)
-                ids.append(story.story_id)
-                if len(ids) > limit:
-                    del ids[0]
+            self._post_latest(key, story.story_id, posted=bool(known))
         self.watermark = max(self.watermark, f.received or f.timestamp)
         return story
 

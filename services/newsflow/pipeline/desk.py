@@ -73,7 +73,7 @@ JOIN_ONLY_STATUSES = frozenset({"not_article"})
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 # The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
 # replays the state topic instead).
-SNAPSHOT_VERSION = 7
+SNAPSHOT_VERSION = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +246,10 @@ def _shape_key(story_id: str) -> bytes:
     return f"v/{story_id}".encode()
 
 
+def _retired_key(story_id: str) -> bytes:
+    return f"t/{story_id}".encode()
+
+
 def _rejected_key(article_id: str, replay_count: int) -> bytes:
     return f"r/{replay_count}/{article_id}".encode()
 
@@ -375,8 +379,8 @@ class DedupDesk:
                     self.unstoried.pop(rest, None)
                 elif kind == "c":
                     self.closed.pop(rest, None)
-                # "m", "p", "v": a merged story's survivor, or a split story, left the window,
-                # and its members with it.
+                # "m", "p", "v", "t": a merged story's survivor, or a split story, or one whose
+                # old members had retired, left the window, and its members with it.
             elif not (kind == "a" and rest in self.index.articles):
                 try:
                     self._restore(key, jsonio.loads(value))
@@ -431,6 +435,8 @@ class DedupDesk:
             shape = StoryShape.from_dict(entry["shape"])
             self.index.split(str(entry["from"]), rest, [str(m) for m in entry["members"]], shape)
             self.index.splits.clear()
+        elif kind == "t":
+            self.index.retired_as_before(rest, entry)
         elif kind == "v":
             shape = StoryShape.from_dict(entry["shape"])
             members = [str(m) for m in entry["members"]]
@@ -466,12 +472,17 @@ class DedupDesk:
             Output(STATE, key(m), None)
             for s in self.index.expired_stories
             for m in s.merged_from
-            for key in (_merged_key, _split_key, _shape_key)  # a story merged in may have split
+            # A story merged in may have split, or retired members.
+            for key in (_merged_key, _split_key, _shape_key, _retired_key)
         ]
         tombstones += [
             Output(STATE, key(s.story_id), None)
             for s in self.index.expired_stories
-            for key, needed in ((_split_key, s.split_from), (_shape_key, s.split_into))
+            for key, needed in (
+                (_split_key, s.split_from),
+                (_shape_key, s.split_into),
+                (_retired_key, s.retired),
+            )
             if needed
         ]
         # A story's last record says it is closed: it will not change again.
@@ -506,6 +517,18 @@ class DedupDesk:
         that remembers it across restarts."""
         self._remember_closed(story_id, self.index.watermark)
         return Output(STATE, _closed_key(story_id), jsonio.dumps({"closed": self.index.watermark}))
+
+    def _retirements(self) -> list[Output]:
+        """Return the state records of the stories whose old members the last decision let go
+        (`StoryIndex.retire`): the members' tombstones, then what the story kept for all of them,
+        before the decision's merges and splits, so that a rebuilt desk lets them go where the
+        live one did."""
+        outputs = []
+        for story_id, retirement, members in self.index.retired_stories:
+            outputs += [Output(STATE, _article_key(a), None) for a in members]
+            outputs.append(Output(STATE, _retired_key(story_id), jsonio.dumps(retirement)))
+        self.index.retired_stories.clear()
+        return outputs
 
     def _merges(self) -> list[Output]:
         """Return the records of the merges the last decision made: each merged story's final
@@ -596,6 +619,7 @@ class DedupDesk:
             self.damaged = True
             self.index.merged.clear()
             self.index.splits.clear()
+            self.index.retired_stories.clear()
             rejection = Rejection.from_exception("dedup", exc)
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin, check=False)
 
@@ -649,6 +673,7 @@ class DedupDesk:
             _enriched_output(out),
             _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
+            *self._retirements(),
             *self._merges(),
             *self._splits(story.story_id),
             *self._expired(),

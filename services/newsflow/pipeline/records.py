@@ -11,7 +11,7 @@ import base64
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 ENRICHED_SCHEMA_VERSION = "1.5.0"
 DEAD_LETTER_SCHEMA_VERSION = "1.2.1"
-STORY_SCHEMA_VERSION = "1.4.1"
+STORY_SCHEMA_VERSION = "1.4.2"
 
 # Kafka header names for raw articles (lower-case, dash-separated like HTTP).
 H_ARTICLE_ID = "article-id"
@@ -521,12 +521,15 @@ def assignment_from_dict(d: Mapping[str, Any]) -> StoryAssignment:
 MAX_STORY_MEMBERS = 200
 
 
-def bounded_members(members: list[str]) -> list[str]:
-    """Return a story's members, or its first and latest MAX_STORY_MEMBERS/2 when there are more."""
-    if len(members) <= MAX_STORY_MEMBERS:
+def bounded_members(members: list[str], opening: Sequence[str] = (), retired: int = 0) -> list[str]:
+    """Return a story's members, or its first and latest MAX_STORY_MEMBERS/2 when there are more
+    or some have retired (`opening`: its first members, retired ones included)."""
+    if len(members) <= MAX_STORY_MEMBERS and not retired:
         return list(members)
     half = MAX_STORY_MEMBERS // 2
-    return [*members[:half], *members[-half:]]
+    first = list(dict.fromkeys((*opening, *members)))[:half]
+    listed = set(first)
+    return [*first, *[m for m in members if m not in listed][-half:]]
 
 
 def _iso(ts: float) -> str | None:
@@ -560,9 +563,9 @@ def story_record(
         "first_seen": _iso(story.first_seen),
         "last_seen": _iso(story.last_seen),
         # One record per change: each member joining, a split (`Story.revisions`), then the close.
-        "version": len(story.members) + story.revisions + (1 if closed_at else 0),
-        "member_count": len(story.members),
-        "members": bounded_members(story.members),
+        "version": len(story.members) + story.retired + story.revisions + (1 if closed_at else 0),
+        "member_count": len(story.members) + story.retired,
+        "members": bounded_members(story.members, story.opening, story.retired),
         "outlets": list(story.outlets),
         "top_entities": [k for k, _ in top],
         "status": "closed" if closed_at else "open",
