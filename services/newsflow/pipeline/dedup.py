@@ -350,6 +350,10 @@ def split_parts(log: MemberLog, threshold: float) -> list[int] | None:
     return [int(i) for i in embedded[labels == 1]]
 
 
+# Members of an open story received before the window leave the index in groups of at least this
+# many (`StoryIndex.retire`): a story keeps at most this many more than its window's members.
+RETIRE_AT_LEAST = 8
+
 # Ids of stories split from another: new stories' ids start with "s-".
 SPLIT_PREFIX = "split-"
 # Members waiting on a rebuild for the split that took them on (`StoryIndex.reshape`): not a story
@@ -904,15 +908,15 @@ class StoryIndex:
         keep every one of them in memory. The story stays open with the same id, opening (first
         seen, headline, first members listed) and version count; its embedding, member log and
         copies found are its members' within the window. They leave in groups of at least an
-        eighth of its members, so that rebuilding the story from its log costs a constant amount
-        per member. The story and their ids are added to `retired_stories`.
+        eighth of its members and RETIRE_AT_LEAST, so that rebuilding the story from its log costs
+        a constant amount per member. The story and their ids are added to `retired_stories`.
         """
         if story.log is None:
             return story
         horizon = self.watermark - self.options.window_hours * 3600
         receipts = np.frombuffer(story.log.times, dtype=np.float64)[1::2]
         old = np.flatnonzero(receipts < horizon)
-        if not len(old) or len(old) == len(receipts) or 8 * len(old) < len(receipts):
+        if len(old) < max(RETIRE_AT_LEAST, len(receipts) / 8) or len(old) == len(receipts):
             return story
         leaving = [story.members[i] for i in old]
         for article_id in leaving:
