@@ -39,14 +39,24 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RunSettings:
     timeout_seconds: float = env(
-        "NEWSFLOW_RUN_TIMEOUT", 180.0, "seconds to wait for every article to come out", minimum=1
+        "NEWSFLOW_RUN_TIMEOUT",
+        180.0,
+        "seconds to wait for the next article to come out (the worker's start included): the run stops "
+        "when none has for this long, and writes what did",
+        minimum=1,
     )
+
+
+# How long the records of a worker that has exited are waited for.
+WORKER_GONE_SECONDS = 5.0
 
 
 async def collect(
     kafka: KafkaSettings, expected: set[str], timeout: float, worker: subprocess.Popen[bytes]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Read the enriched and dead-letter topics until every expected article id has come out."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """Read the enriched and dead-letter topics until every expected article id has come out, or
+    none has for `timeout` seconds (WORKER_GONE_SECONDS once the worker has exited); return what
+    came out, and why the rest did not (None: all did)."""
     # read_committed, as the README asks of every consumer
     consumer = committed_reader(kafka, kafka.topic_enriched, kafka.topic_dead_letter)
     await consumer.start()
@@ -54,28 +64,40 @@ async def collect(
     dead: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     last_report = 0.0
+    stopped = None
     try:
-        while expected - enriched.keys() - dead.keys():
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log above")
+        while missing := len(expected - enriched.keys() - dead.keys()):
+            if worker.poll() is not None and timeout > WORKER_GONE_SECONDS:
+                # What it wrote before it exited is still to be read; nothing more will come.
+                timeout = WORKER_GONE_SECONDS
+                deadline = min(deadline, time.monotonic() + timeout)
             if time.monotonic() > deadline:
-                missing = len(expected - enriched.keys() - dead.keys())
-                raise TimeoutError(f"{missing} article(s) did not come out within {timeout:.0f}s")
+                why = (
+                    f"none came out in the last {timeout:.0f}s (NEWSFLOW_RUN_TIMEOUT)"
+                    if worker.returncode is None
+                    else f"the worker exited with code {worker.returncode}; see its log above"
+                )
+                stopped = f"{missing} article(s) did not come out: {why}"
+                break
             batches = await consumer.getmany(timeout_ms=500)
             for tp, messages in batches.items():
                 for msg in messages:
                     record = jsonio.loads(msg.value)
                     key = msg.key.decode() if msg.key else ""
                     (dead if tp.topic == kafka.topic_dead_letter else enriched)[key] = record
+                    if key in expected:
+                        deadline = time.monotonic() + timeout
             if time.monotonic() - last_report > 5:
                 done = len(expected & (enriched.keys() | dead.keys()))
                 sys.stderr.write(f"newsflow-run: {done}/{len(expected)} articles processed\n")
                 last_report = time.monotonic()
     finally:
         await consumer.stop()
-    return [enriched[i] for i in sorted(expected) if i in enriched], [
-        dead[i] for i in sorted(expected) if i in dead
-    ]
+    return (
+        [enriched[i] for i in sorted(expected) if i in enriched],
+        [dead[i] for i in sorted(expected) if i in dead],
+        stopped,
+    )
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:
@@ -246,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"producer: {tally.summary()}{again}")
         if not sent_ids:
             sys.stderr.write(f"newsflow-run: no article found in {', '.join(map(str, args.paths))}\n")
-        enriched, dead = _run(collect(kafka, set(sent_ids), timeout, worker))
-    except (TimeoutError, RuntimeError, KafkaError) as exc:
+        enriched, dead, stopped = _run(collect(kafka, set(sent_ids), timeout, worker))
+    except (TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
     except KeyboardInterrupt:
@@ -274,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for d in dead:
         print(f"dead letter {d['key']}: {d['reason']} ({d['detail']})")
+    if stopped:
+        sys.stderr.write(f"newsflow-run: error: {stopped}\n")
+        return 1
     return 0
 
 
