@@ -10,7 +10,7 @@ story windows (72 h), and `DedupDesk.decide` (the writer's whole decision: messa
 story decided, records made) takes each article in turn. Two child processes read the same
 stream and sample their RSS, the articles indexed and the open stories:
   keep:   members stay as long as their story (what the writer did before 2026-12-07; baseline);
-  retire: members received more than the window ago leave it (`StoryIndex.retire`, as shipped).
+  age_out: members received more than the window ago leave it (`StoryIndex.age_out`, as shipped).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def child(variant: str, args: argparse.Namespace) -> None:
     from newsflow.pipeline.records import Origin
 
     if variant == "keep":
-        StoryIndex.retire = lambda _index, story: story  # type: ignore[method-assign]
+        StoryIndex.age_out = lambda _index, story: story  # type: ignore[method-assign]
     stream = messages(args.articles, args.stories, args.windows, 72.0)
     desk, origin = DedupDesk(), Origin("raw", 0, 0)
     every = max(1, args.articles // args.samples)
@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--stories", type=int, default=500, help="running stories they report")
     parser.add_argument("--windows", type=float, default=10.0, help="story windows (72 h) the stream spans")
     parser.add_argument("--samples", type=int, default=10, help="samples over the stream")
-    parser.add_argument("--variant", choices=("keep", "retire"), help=argparse.SUPPRESS)  # the child
+    parser.add_argument("--variant", choices=("keep", "age_out"), help=argparse.SUPPRESS)  # the child
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     if args.variant:
@@ -119,7 +119,7 @@ def main() -> int:
         return 0
     runs: dict[str, list[list[float]]] = {}
     outcomes: dict[str, dict[str, int]] = {}
-    for variant in ("keep", "retire"):
+    for variant in ("keep", "age_out"):
         out = subprocess.run(
             [sys.executable, __file__, "--variant", variant, "--articles", str(args.articles)]
             + [
@@ -139,7 +139,7 @@ def main() -> int:
         runs[variant] = [x for x in lines if isinstance(x, list)]
         outcomes[variant] = next(x["outcomes"] for x in lines if isinstance(x, dict))
         print(f"{variant}: {runs[variant][-1]}, {outcomes[variant]}", flush=True)
-    names = {"keep": "members kept with their story (baseline)", "retire": "old members retire (newsflow)"}
+    names = {"keep": "members kept with their story (baseline)", "age_out": "old members age out (newsflow)"}
     span = args.windows * 72
     lines = [
         f"{args.articles:,} synthetic articles of {args.stories} running stories over {span:.0f} hours "
@@ -154,13 +154,13 @@ def main() -> int:
             f"| {names[variant]} | {int(n):,} | {rss:.0f} | {int(indexed):,} | {int(open_):,} | {secs:.0f} |"
             for n, rss, indexed, open_, secs in samples
         ]
-    keep, retire = runs["keep"][-1], runs["retire"][-1]
+    keep, aged = runs["keep"][-1], runs["age_out"][-1]
     lines += [
         "",
-        f"decisions: baseline {outcomes['keep']}, newsflow {outcomes['retire']}; at the end: RSS "
-        f"{retire[1]:.0f} against {keep[1]:.0f} MiB ({retire[1] / keep[1]:.2f}x), articles indexed "
-        f"{retire[2]:,} against {keep[2]:,}; time {retire[4]:.0f} s against {keep[4]:.0f} s "
-        f"({keep[4] / retire[4]:.2f}x the baseline's rate)",
+        f"decisions: baseline {outcomes['keep']}, newsflow {outcomes['age_out']}; at the end: RSS "
+        f"{aged[1]:.0f} against {keep[1]:.0f} MiB ({aged[1] / keep[1]:.2f}x), articles indexed "
+        f"{aged[2]:,} against {keep[2]:,}; time {aged[4]:.0f} s against {keep[4]:.0f} s "
+        f"({keep[4] / aged[4]:.2f}x the baseline's rate)",
     ]
     report = "\n".join(lines)
     print(report)

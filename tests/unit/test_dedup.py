@@ -614,20 +614,22 @@ def test_a_shape_record_naming_none_of_a_storys_members_leaves_the_index_as_it_w
 def test_a_story_that_gets_reports_for_weeks_keeps_only_the_windows_in_memory():
     """A running story (a report every hour for three weeks, window 72 h) stays one open story
     whose record counts and lists every member the consumers saw, while the index holds only
-    its members of the last window or so (`StoryIndex.retire`)."""
+    its members of the last window or so (`StoryIndex.age_out`)."""
     from newsflow.pipeline.records import MAX_STORY_MEMBERS, story_record
 
     v, _ = _orthonormal_pair(3)
     index = StoryIndex(DedupOptions(window_hours=72, split_threshold=0))
     hours = 21 * 24
-    versions, indexed = [], []
+    versions, indexed, keys = [], [], []
     for h in range(hours):
         t = 1_741_000_000 + h * 3600
-        f = replace(_report(f"a{h}", h, v, ["Harbour Bridge"]), timestamp=t, received=t)
+        # From a new outlet each day; each report has a word of its own (`_synthetic`).
+        f = replace(_report(f"a{h}", h, v, ["Harbour Bridge"]), timestamp=t, received=t, outlet=f"o{h // 24}")
         story = index.stories[index.assign(f).story_id]
         record = story_record(story)
         versions.append(record["version"])
         indexed.append(len(index.articles))
+        keys.append(len(index.story_keys_of(story)))
     assert len(index.stories) == 1 and story.story_id == "s-a0"
     assert record["member_count"] == hours and versions == sorted(set(versions))  # one more each time
     assert record["headline"] == "a0" and story.first_seen == 1_741_000_000
@@ -636,8 +638,38 @@ def test_a_story_that_gets_reports_for_weeks_keeps_only_the_windows_in_memory():
     assert record["members"] == [f"a{h}" for h in range(half)] + story.members[-half:]
     # In memory: the window's 72 reports, and old ones until they are an eighth of the story.
     assert max(indexed) <= 72 * 8 // 7 + 1 and len(index.articles) == len(story.members) >= 72
-    assert story.retired + len(story.members) == hours
+    assert story.aged_out + len(story.members) == hours
     assert all(f"a{h}" in index.articles for h in range(hours - 72, hours))
     assert "a0" not in index.articles and index.lsh.query(_report("a0", 0, v, []).signature) == set()
-    gone = [a for _, _, members in index.retired_stories for a in members]
-    assert len(gone) == story.retired and len(set(gone)) == len(gone)
+    gone = [a for _, leaving, *_ in index.aged_out_stories for a in leaving]
+    assert len(gone) == story.aged_out and len(set(gone)) == len(gone)
+    # The keys it is found by are those of its names and words, bounded, and of its latest reports.
+    assert max(keys[-200:]) <= DedupOptions().max_story_entities + 90
+    assert record["outlets"] == [f"o{d}" for d in range(21)]  # every outlet that ever reported it
+
+
+def test_a_report_received_long_ago_joins_a_running_story_without_leaving_it_at_once():
+    """A report whose receipt time is older than the window (a dead letter replayed, an archive
+    read out of order) joins the story it belongs to; letting old members go never takes the
+    member that is joining."""
+    v, _ = _orthonormal_pair(3)
+    index = StoryIndex(DedupOptions(window_hours=12, split_threshold=0))
+    start = 1_741_000_000
+    for i in range(10):
+        index.assign(
+            replace(
+                _report(f"a{i}", i, v, ["Harbour Bridge"]), timestamp=start + i * 60, received=start + i * 60
+            )
+        )
+    late_story = index.assign(
+        replace(
+            _report("a10", 10, v, ["Harbour Bridge"]), timestamp=start + 11 * 3600, received=start + 11 * 3600
+        )
+    )
+    late = replace(_report("late", 30, v, ["Harbour Bridge"]), timestamp=start + 1800, received=start + 1800)
+    index.expire(start + 13 * 3600)  # the clock moves on: the first ten are old now
+    index.watermark = start + 13 * 3600
+    assignment = index.assign(late)
+    assert assignment.story_id == late_story.story_id == "s-a0"
+    assert "late" in index.articles and index.stories["s-a0"].members[-1] == "late"
+    assert index.stories["s-a0"].aged_out == 10 and "a0" not in index.articles

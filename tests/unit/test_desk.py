@@ -686,7 +686,7 @@ def _index_view(desk: DedupDesk) -> dict[str, tuple]:  # type: ignore[type-arg]
             s.split_into,
             s.merged_from,
             s.embedded,
-            (s.retired, s.opening, s.first_seen, s.last_seen, s.headline),
+            (s.aged_out, s.opening, s.first_seen, s.last_seen, s.headline, s.outlets),
         )
         for story_id, s in sorted(desk.index.stories.items())
     }
@@ -784,48 +784,59 @@ def _compacted(entries: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, b
 
 # Streams of `n` reports cut to the first `keep`, at the default thresholds (merges are rare
 # there) and at thresholds where a story merges into one that then merges into a third, whose own
-# members later leave it in a split and close (seed 7); and with a window of 12 hours, where the
-# stories of 30 hours that go on getting reports let their old members go (`StoryIndex.retire`)
-# between splits and merges.
+# members later leave it in a split and close (seed 7); and with windows of 6 to 24 hours, where
+# stories of 30 hours that go on getting reports let their old members go (`StoryIndex.age_out`)
+# between splits and merges, two at a time or (200 reports) eight, as shipped.
 @pytest.mark.parametrize(
-    ("seed", "n", "keep", "merge", "split", "window"),
+    ("seed", "n", "keep", "merge", "split", "window", "age_out_at_least"),
     [
-        (0, 60, 60, 0.6, 0.6, 72),
-        (26, 60, 60, 0.6, 0.6, 72),
-        (9, 60, 60, 0.6, 0.6, 72),
-        (169, 60, 60, 0.6, 0.6, 72),
-        (7, 70, 44, 0.3, 0.7, 72),
-        (0, 80, 80, 0.6, 0.6, 12),
-        (7, 80, 80, 0.3, 0.7, 12),
-        (26, 80, 80, 0.6, 0.6, 6),
+        (0, 60, 60, 0.6, 0.6, 72, 8),
+        (26, 60, 60, 0.6, 0.6, 72, 8),
+        (9, 60, 60, 0.6, 0.6, 72, 8),
+        (169, 60, 60, 0.6, 0.6, 72, 8),
+        (7, 70, 44, 0.3, 0.7, 72, 8),
+        (0, 80, 80, 0.6, 0.6, 12, 2),
+        (7, 80, 80, 0.3, 0.7, 12, 2),
+        (26, 80, 80, 0.6, 0.6, 6, 2),
+        (4, 200, 200, 0.3, 0.7, 24, 8),
+        (0, 200, 200, 0.45, 0.65, 12, 8),
+        (5, 200, 200, 0.6, 0.6, 6, 8),
     ],
 )
 def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_live_desk(
-    seed, n, keep, merge, split, window, monkeypatch
+    seed, n, keep, merge, split, window, age_out_at_least, monkeypatch
 ):
     """Stories split, split again, merge, close on either side, let old members go; the compacted
     state topic, and snapshots plus the records after them (as written or compacted), each rebuild
-    the live desk exactly."""
+    the live desk exactly. Meanwhile no story's records go backwards (version, outlets) or go on
+    after it closed."""
     import pickle
 
     from newsflow.pipeline import dedup
     from newsflow.pipeline.records import latest
 
-    # Stories of a few members here: they let old members go two at a time, not eight.
-    monkeypatch.setattr(dedup, "RETIRE_AT_LEAST", 2)
-
+    monkeypatch.setattr(dedup, "AGE_OUT_AT_LEAST", age_out_at_least)
     options = DedupOptions(merge_threshold=merge, split_threshold=split, window_hours=window)
     desk, state, snapshots = DedupDesk(options), [], []
+    published: dict[str, dict] = {}  # type: ignore[type-arg]
     for i, f in enumerate(_themed_stream(seed, n)[:keep]):
-        state += _state_of(desk, [_synthetic_message(f)])
+        for o in desk.decide(_synthetic_message(f), ORIGIN).outputs:
+            if o.destination == STATE:
+                state.append((o.key, o.value))
+            elif o.destination == STORIES and o.value is not None:
+                record, before = jsonio.loads(o.value), published.get(jsonio.loads(o.value)["story_id"])
+                if before is not None:
+                    assert before["status"] == "open" and record["version"] > before["version"]
+                    assert set(before["outlets"]) <= set(record["outlets"]) or record.get("split_into")
+                published[record["story_id"]] = record
         if i % 10 == 5:
             snapshots.append((pickle.dumps(desk.snapshot()), len(state)))
     assert any(s.split_from for s in desk.index.stories.values()) or any(
         key.startswith(b"p/") for key, _ in state
     ), "the stream should split stories"
     if window < 72:
-        assert any(key.startswith(b"t/") for key, _ in state), "the stream should retire members"
-    # A retirement's record lives as long as its story, or the story that took it in.
+        assert any(key.startswith(b"t/") for key, _ in state), "the stream should let members age out"
+    # A story's aged-out record lives as long as it does, or the story that took it in.
     held = {m for s in desk.index.stories.values() for m in (s.story_id, *s.merged_from)}
     assert {key[2:].decode() for key in latest(state) if key.startswith(b"t/")} <= held
     from_snapshots = []

@@ -41,7 +41,7 @@ from newsflow.pipeline.lsh import BandIndex, signature_values
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
-from newsflow.pipeline.records import MAX_STORY_MEMBERS, StoryAssignment
+from newsflow.pipeline.records import MAX_STORY_MEMBERS, StoryAssignment, first_members
 
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
@@ -211,11 +211,11 @@ class Story:
     # Records of this story beyond one per member (its version, see `records.story_record`): a split
     # takes members away, and the story's next record must still have a higher version.
     revisions: int = 0
-    # Members that left the index while the story stayed open (`StoryIndex.retire`): they still
-    # count in its records, and the first of them are still listed there (`opening`).
-    retired: int = 0
-    # Once members have retired: the story's first members (up to MAX_STORY_MEMBERS/2, in the order
-    # they joined), which its records list as its first.
+    # Members that left the index with the window while the story stayed open
+    # (`StoryIndex.age_out`): they still count in its records.
+    aged_out: int = 0
+    # Once members have aged out: the story's first members then (up to MAX_STORY_MEMBERS/2, in
+    # the order they joined), which its records list as its first.
     opening: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -282,7 +282,7 @@ class Story:
         self.last_seen = max(self.last_seen, other.last_seen)
         self.last_received = max(self.last_received, other.last_received)
         self.merged_from = (*self.merged_from, other.story_id, *other.merged_from)
-        self.retired += other.retired
+        self.aged_out += other.aged_out
 
 
 def _combine(centroid: Weights, n: int, other: Iterable[tuple[str, float]], m: int, keep: int) -> Weights:
@@ -351,8 +351,8 @@ def split_parts(log: MemberLog, threshold: float) -> list[int] | None:
 
 
 # Members of an open story received before the window leave the index in groups of at least this
-# many (`StoryIndex.retire`): a story keeps at most this many more than its window's members.
-RETIRE_AT_LEAST = 8
+# many (`StoryIndex.age_out`): a story keeps at most this many more than its window's members.
+AGE_OUT_AT_LEAST = 8
 
 # Ids of stories split from another: new stories' ids start with "s-".
 SPLIT_PREFIX = "split-"
@@ -393,19 +393,55 @@ class StoryShape:
         )
 
 
-def _retirement(story: Story, keys: tuple[str, ...]) -> dict[str, Any]:
-    """Return what a story holds beyond its members' own records (`StoryIndex.retired_as_before`)."""
-    fields = ("retired", "opening", "first_seen", "last_seen", "headline", "revisions")
-    lineage = ("split_from", "split_into", "merged_from")
-    return {
-        "shape": StoryShape.of(story, keys).as_dict(),
-        **{name: getattr(story, name) for name in (*fields, *lineage)},
-    }
+@dataclass(frozen=True, slots=True)
+class StoryHeader:
+    """What a story that has let members age out holds beyond its members' own records: its
+    opening, span, outlets, counts and lineage (`StoryIndex.reinstate`)."""
+
+    aged_out: int
+    opening: tuple[str, ...]
+    first_seen: float
+    last_seen: float
+    headline: str
+    outlets: tuple[str, ...]
+    revisions: int
+    split_from: str
+    split_into: tuple[str, ...]
+    merged_from: tuple[str, ...]
+
+    @classmethod
+    def of(cls, story: Story) -> StoryHeader:
+        return cls(*(getattr(story, name) for name in cls.__slots__))
+
+    def apply(self, story: Story) -> None:
+        for name in self.__slots__:
+            setattr(story, name, getattr(self, name))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StoryHeader:
+        return cls(
+            int(d["aged_out"]),
+            tuple(map(str, d["opening"])),
+            float(d["first_seen"]),
+            float(d["last_seen"]),
+            str(d["headline"]),
+            tuple(sys.intern(str(o)) for o in d["outlets"]),
+            int(d["revisions"]),
+            str(d["split_from"]),
+            tuple(map(str, d["split_into"])),
+            tuple(map(str, d["merged_from"])),
+        )
 
 
-def _story_of(story_id: str, members: list[str], log: MemberLog, like: StoryShape) -> Story:
+def _story_of(
+    story_id: str, members: list[str], log: MemberLog, like: StoryShape, header: StoryHeader | None = None
+) -> Story:
     """Return a story of these members built from their log; its names, words and quotes are
-    `like`'s (the index keeps those per story, not per member)."""
+    `like`'s (the index keeps those per story, not per member); with a `header`, that is its own
+    (and it keeps its log even with one member: its header does not tell that member's)."""
     events, receipts = log.times[0::2], log.times[1::2]
     story = Story(
         story_id,
@@ -429,7 +465,9 @@ def _story_of(story_id: str, members: list[str], log: MemberLog, like: StoryShap
         for row in rows[1:]:
             total = total + dequantize(row)
         story.vector_total = total
-    story.log = log if len(members) > 1 else None
+    story.log = log if len(members) > 1 or header is not None else None
+    if header is not None:
+        header.apply(story)
     return story
 
 
@@ -607,10 +645,10 @@ class StoryIndex:
         # Stories split from another (`split`), each with what is left of the other, for their
         # records (the caller empties the list).
         self.splits: list[tuple[Story, Story | None]] = []
-        # Stories whose old members left the index (`retire`): what it left of each, as it was
-        # then, for the state record that repeats it on a rebuild, and the members' ids (the caller
-        # empties the list).
-        self.retired_stories: list[tuple[str, dict[str, Any], list[str]]] = []
+        # Stories whose old members left the index (`age_out`): the story's id, the members that
+        # left, and the members, shape and header it had then, for the state records that repeat
+        # it on a rebuild (the caller empties the list).
+        self.aged_out_stories: list[tuple[str, list[str], tuple[str, ...], StoryShape, StoryHeader]] = []
         # The assignment the last article was indexed under before its merges and splits: what
         # the writer's state records, so that a rebuild indexes it, then merges and splits, as
         # `assign` did.
@@ -760,27 +798,14 @@ class StoryIndex:
         """
         if new_id in self.stories:
             return None
-        moving = [
-            m
-            for m in dict.fromkeys(leaving)
-            if m in self.articles and self.articles[m].assignment.story_id in self.stories
-        ]
-        if not moving:
-            return None
         story = self.stories.get(story_id)
         if shape is None:
             if story is None:
                 return None
             shape = StoryShape.of(story, self._story_keys(story))
-        log = MemberLog()
-        sources: dict[str, set[str]] = {}
-        positions: dict[str, dict[str, int]] = {}
-        for m in moving:
-            source = self.stories[self.articles[m].assignment.story_id]
-            if source.story_id not in positions:
-                positions[source.story_id] = {x: i for i, x in enumerate(source.members)}
-            log.append(*source.member_log().entry(positions[source.story_id][m]))
-            sources.setdefault(source.story_id, set()).add(m)
+        moving, log, sources = self._gather(leaving)
+        if not moving:
+            return None
         new = _story_of(new_id, moving, log, shape)
         new.split_from = story_id
         self._reassign(moving, new_id)
@@ -794,10 +819,7 @@ class StoryIndex:
             source = self.stories[source_id]
             stay = [i for i, m in enumerate(source.members) if m not in going]
             if not stay:
-                # They are the new story's now; the keys it was posted under go with it.
-                self.story_keys[source_id] = self._story_keys(source)
-                source.members = []
-                self._drop_story(source_id)
+                self._drop_emptied(source)
                 continue
             rest = self._keep_only(source, stay, StoryShape.of(source, ()))
             if source_id == story_id:
@@ -806,6 +828,32 @@ class StoryIndex:
                 kept = rest
         self.splits.append((new, kept))
         return new
+
+    def _gather(self, members: Iterable[str]) -> tuple[list[str], MemberLog, dict[str, set[str]]]:
+        """Return these members (those indexed, in this order), their log entries, and the members
+        each story holding them gives up (for `split` and `reinstate`)."""
+        moving = [
+            m
+            for m in dict.fromkeys(members)
+            if m in self.articles and self.articles[m].assignment.story_id in self.stories
+        ]
+        log = MemberLog()
+        sources: dict[str, set[str]] = {}
+        positions: dict[str, dict[str, int]] = {}
+        for m in moving:
+            source = self.stories[self.articles[m].assignment.story_id]
+            if source.story_id not in positions:
+                positions[source.story_id] = {x: i for i, x in enumerate(source.members)}
+            log.append(*source.member_log().entry(positions[source.story_id][m]))
+            sources.setdefault(source.story_id, set()).add(m)
+        return moving, log, sources
+
+    def _drop_emptied(self, story: Story) -> None:
+        """Drop a story all of whose members another story has taken (with the keys it was
+        posted under: they go with them)."""
+        self.story_keys[story.story_id] = self._story_keys(story)
+        story.members = []
+        self._drop_story(story.story_id)
 
     def _reassign(self, members: Iterable[str], story_id: str) -> None:
         """Index these members (those still indexed) under another story."""
@@ -835,20 +883,19 @@ class StoryIndex:
         if len(ids) > self.options.max_stories_per_key:
             del ids[0]
 
-    def _keep_only(self, story: Story, positions: Sequence[int], shape: StoryShape) -> Story:
+    def _keep_only(
+        self, story: Story, positions: Sequence[int], shape: StoryShape, header: StoryHeader | None = None
+    ) -> Story:
         """Replace an open story with one of only its members at these positions (rebuilt from
-        its member log, with `shape` and its lineage); return it."""
-        rest = _story_of(
-            story.story_id, [story.members[i] for i in positions], story.member_log().take(positions), shape
-        )
-        rest.merged_from, rest.split_from = story.merged_from, story.split_from
-        rest.split_into, rest.revisions = story.split_into, story.revisions
-        rest.retired = story.retired
-        if story.retired:
-            # It keeps its opening, less the members that leave it now (the retired stay listed).
-            kept, held = set(rest.members), set(story.members)
-            rest.opening = tuple(m for m in story.opening if m in kept or m not in held)
-            rest.first_seen, rest.last_seen, rest.headline = story.first_seen, story.last_seen, story.headline
+        its member log, with `shape` and its lineage; one that has let members age out keeps its
+        header, unless given another); return it."""
+        members = [story.members[i] for i in positions]
+        if header is None and story.aged_out:
+            header = StoryHeader.of(story)
+        rest = _story_of(story.story_id, members, story.member_log().take(positions), shape, header)
+        if header is None:
+            rest.merged_from, rest.split_from = story.merged_from, story.split_from
+            rest.split_into, rest.revisions = story.split_into, story.revisions
         self.stories[story.story_id] = rest
         heapq.heappush(self._by_age, (rest.last_received, story.story_id))
         return rest
@@ -877,88 +924,120 @@ class StoryIndex:
         if story is None or listed.isdisjoint(story.members):
             # (None of the members it had then is in it: a state no writer leaves; unchanged.)
             return
+        known = set(self._story_keys(story))  # (a story of one report tells them by its centroid)
         away = [i for i, m in enumerate(story.members) if m not in listed]
         if away:
-            waiting_id = f"{WAITING_PREFIX}{story_id}"
-            waiting = _story_of(
-                waiting_id, [story.members[i] for i in away], story.member_log().take(away), shape
-            )
-            self._reassign(waiting.members, waiting_id)
-            self.stories[waiting_id] = waiting
-            heapq.heappush(self._by_age, (waiting.last_received, waiting_id))
+            self._wait(story, away, shape)
             story = self._keep_only(story, [i for i, m in enumerate(story.members) if m in listed], shape)
         story.entities, story.terms, story.quotes = shape.entities, shape.terms, shape.quotes
         story.revisions, story.split_into = revisions, tuple(split_into)
         if merged_from is not None:  # (state written by earlier versions does not say)
             story.merged_from = tuple(merged_from)
-        known = set(self._story_keys(story))
         self.story_keys[story_id] = shape.keys
+        for key in known.difference(shape.keys):  # (keys only shrink when members age out)
+            self._unpost(key, story_id)
         children = set(story.split_into)
         for key in shape.keys:
             if key not in known:
                 # Where the live writer had it: posted before the stories split from it were.
                 self._post(key, story_id, before=children)
 
-    def retire(self, story: Story) -> Story:
+    def _wait(self, story: Story, positions: Sequence[int], shape: StoryShape) -> None:
+        """Set these members of a story apart in a story of their own, not posted, waiting for the
+        record that moves them (see `reshape`)."""
+        waiting_id = f"{WAITING_PREFIX}{story.story_id}"
+        waiting = _story_of(
+            waiting_id, [story.members[i] for i in positions], story.member_log().take(positions), shape
+        )
+        self._reassign(waiting.members, waiting_id)
+        self.stories[waiting_id] = waiting
+        heapq.heappush(self._by_age, (waiting.last_received, waiting_id))
+
+    def age_out(self, story: Story) -> Story:
         """Let the members of a story that keeps growing leave the index once they were received
         more than the window ago, as a story's members all do when its last one is that old
-        (`expire`); return the story as it is now.
+        (`expire`); return the story as it is now. Called as a member joins: never that member.
 
         A story that gets reports for weeks (a running theme, a daily template) would otherwise
-        keep every one of them in memory. The story stays open with the same id, opening (first
-        seen, headline, first members listed) and version count; its embedding, member log and
-        copies found are its members' within the window. They leave in groups of at least an
-        eighth of its members and RETIRE_AT_LEAST, so that rebuilding the story from its log costs
-        a constant amount per member. The story and their ids are added to `retired_stories`.
+        keep every one of them in memory. The story stays open with the same id and its header
+        (opening, span, outlets, version count, lineage); its embedding, member log, copies found
+        and keys (those its names and words give, bounded) are its members' within the window.
+        They leave in groups of at least an eighth of its members and AGE_OUT_AT_LEAST, so that
+        rebuilding the story from its log costs a constant amount per member. What the state
+        needs to repeat it (`reinstate`) is added to `aged_out_stories`.
         """
-        if story.log is None:
-            return story
+        log = story.log
         horizon = self.watermark - self.options.window_hours * 3600
-        receipts = np.frombuffer(story.log.times, dtype=np.float64)[1::2]
-        old = np.flatnonzero(receipts < horizon)
-        if len(old) < max(RETIRE_AT_LEAST, len(receipts) / 8) or len(old) == len(receipts):
+        if log is None or log.times[1] >= horizon:  # its first member is not old: few are
             return story
-        leaving = [story.members[i] for i in old]
+        receipts = np.frombuffer(log.times, dtype=np.float64)[1::2]
+        old = receipts < horizon
+        old[-1] = False
+        count = int(np.count_nonzero(old))
+        if count < max(AGE_OUT_AT_LEAST, len(receipts) / 8):
+            return story
+        leaving = [story.members[i] for i in np.flatnonzero(old)]
         for article_id in leaving:
             indexed = self.articles.pop(article_id, None)
             if indexed is not None:
                 self.lsh.remove(article_id, indexed.signature)
         opening = story.opening
         if len(opening) < MAX_STORY_MEMBERS // 2:
-            # Every member that retired so far is in it: it is the first members, exactly.
-            opening = tuple(dict.fromkeys((*opening, *story.members)))[: MAX_STORY_MEMBERS // 2]
-        gone = set(old.tolist())
-        keys = self._story_keys(story)
-        rest = self._keep_only(
-            story, [i for i in range(len(receipts)) if i not in gone], StoryShape.of(story, keys)
+            # Every member that aged out so far is in it: it is the story's first members, exactly.
+            opening = first_members(story)
+        header = replace(StoryHeader.of(story), aged_out=story.aged_out + count, opening=opening)
+        keys, old_keys = tuple(self._postings_keys(story)), self._story_keys(story)
+        rest = self._keep_only(story, np.flatnonzero(~old).tolist(), StoryShape.of(story, keys), header)
+        self._repost(rest.story_id, keys, old_keys)
+        self.aged_out_stories.append(
+            (rest.story_id, leaving, tuple(rest.members), StoryShape.of(rest, keys), header)
         )
-        rest.first_seen, rest.last_seen, rest.headline = story.first_seen, story.last_seen, story.headline
-        rest.retired, rest.opening = story.retired + len(leaving), opening
-        # Posted as the most recent under all its keys, as a rebuild posts it (`retired_as_before`),
-        # which cannot tell when the retired members posted it.
-        for key in keys:
-            self._post_latest(key, rest.story_id)
-        self.retired_stories.append((rest.story_id, _retirement(rest, keys), leaving))
         return rest
 
-    def retired_as_before(self, story_id: str, retirement: Mapping[str, Any]) -> None:
-        """Make a story what `retire` left it (`retired_stories`) on a rebuild from the state topic,
-        where the retired members' records are deleted: what the story held for all its members
-        (names, words, keys, opening, lineage) cannot be rebuilt from the members left."""
-        story = self.stories.get(story_id)
-        if story is None:  # (not a state the live writer leaves: it retires at a join)
+    def reinstate(
+        self, story_id: str, members: Sequence[str], shape: StoryShape, header: StoryHeader
+    ) -> None:
+        """Make a story what the live writer held when it last let members age out (a rebuild
+        from the state topic, where their records are deleted, and where records written before,
+        of merges into it and splits from it, may have found it without the members they moved):
+        these members, taken from whatever stories hold them (a story left without members is
+        dropped), with this shape and header. What else it holds waits (see `reshape`)."""
+        moving, log, sources = self._gather(members)
+        if not moving:
             return
-        shape = StoryShape.from_dict(retirement["shape"])
-        story.entities, story.terms, story.quotes = shape.entities, shape.terms, shape.quotes
-        story.retired, story.opening = int(retirement["retired"]), tuple(map(str, retirement["opening"]))
-        story.first_seen, story.last_seen = float(retirement["first_seen"]), float(retirement["last_seen"])
-        story.headline, story.revisions = str(retirement["headline"]), int(retirement["revisions"])
-        story.split_from = str(retirement["split_from"])
-        story.split_into = tuple(map(str, retirement["split_into"]))
-        story.merged_from = tuple(map(str, retirement["merged_from"]))
-        self.story_keys[story_id] = shape.keys
-        for key in shape.keys:
+        old_keys = self._story_keys(self.stories[story_id]) if story_id in self.stories else ()
+        for source_id, going in sources.items():
+            source = self.stories[source_id]
+            stay = [i for i, m in enumerate(source.members) if m not in going]
+            if source_id == story_id:
+                if stay:
+                    self._wait(source, stay, shape)
+            elif stay:
+                self._keep_only(source, stay, StoryShape.of(source, ()))
+            else:
+                self._drop_emptied(source)
+        story = _story_of(story_id, moving, log, shape, header)
+        self.stories[story_id] = story
+        self._reassign(moving, story_id)
+        heapq.heappush(self._by_age, (story.last_received, story_id))
+        self._repost(story_id, shape.keys, old_keys)
+
+    def _repost(self, story_id: str, keys: tuple[str, ...], old_keys: Iterable[str]) -> None:
+        """Post a story under these keys instead of `old_keys`, as the most recent under each: a
+        rebuild cannot tell when the members that aged out had posted it."""
+        for key in set(old_keys).difference(keys):
+            self._unpost(key, story_id)
+        self.story_keys[story_id] = keys
+        for key in keys:
             self._post_latest(key, story_id)
+
+    def _unpost(self, key: str, story_id: str) -> None:
+        ids = self.postings.get(key)
+        if ids is not None:
+            with contextlib.suppress(ValueError):
+                ids.remove(story_id)
+            if not ids:
+                del self.postings[key]
 
     def _split_if_two_events(self, story: Story, trigger: StoryFeatures) -> None:
         """Split a story that has just grown if its members tell two events (`split_parts`)."""
@@ -1016,16 +1095,18 @@ class StoryIndex:
                     and self.options.merge_threshold
                     and not story.entities.keys().isdisjoint(other.entities)
                 ]
-                story = self.retire(self.restore(f, assignment))
+                story = self.age_out(self.restore(f, assignment))
                 self.joined = assignment
                 for other in others:
                     if stories_similarity(story, other) >= self.options.merge_threshold:
                         # The larger story keeps its id (of two alike, the earlier one).
-                        keep, fold = sorted((story, other), key=lambda s: (-len(s.members), s.first_seen))
+                        keep, fold = sorted(
+                            (story, other), key=lambda s: (-len(s.members) - s.aged_out, s.first_seen)
+                        )
                         story = self.merge(fold.story_id, keep.story_id) or story
                 self._split_if_two_events(story, f)
                 return self.articles[f.article_id].assignment
-        self.retire(self.restore(f, assignment))
+        self.age_out(self.restore(f, assignment))
         return assignment
 
     def restore(self, f: StoryFeatures, assignment: StoryAssignment) -> Story:
@@ -1107,10 +1188,5 @@ class StoryIndex:
                 self.lsh.remove(member, indexed.signature)
                 members.append(member)
         for key in story_keys:
-            ids = self.postings.get(key)
-            if ids is not None:
-                with contextlib.suppress(ValueError):
-                    ids.remove(sid)
-                if not ids:
-                    del self.postings[key]
+            self._unpost(key, sid)
         return story, members

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from newsflow.pipeline import cloudevents, jsonio
-from newsflow.pipeline.dedup import DedupOptions, StoryIndex, StoryShape
+from newsflow.pipeline.dedup import DedupOptions, StoryHeader, StoryIndex, StoryShape
 from newsflow.pipeline.features import StoryFeatures
 from newsflow.pipeline.records import (
     H_OUTLET,
@@ -246,7 +246,7 @@ def _shape_key(story_id: str) -> bytes:
     return f"v/{story_id}".encode()
 
 
-def _retired_key(story_id: str) -> bytes:
+def _aged_key(story_id: str) -> bytes:
     return f"t/{story_id}".encode()
 
 
@@ -380,7 +380,7 @@ class DedupDesk:
                 elif kind == "c":
                     self.closed.pop(rest, None)
                 # "m", "p", "v", "t": a merged story's survivor, or a split story, or one whose
-                # old members had retired, left the window, and its members with it.
+                # old members had aged out, left the window, and its members with it.
             elif not (kind == "a" and rest in self.index.articles):
                 try:
                     self._restore(key, jsonio.loads(value))
@@ -436,7 +436,12 @@ class DedupDesk:
             self.index.split(str(entry["from"]), rest, [str(m) for m in entry["members"]], shape)
             self.index.splits.clear()
         elif kind == "t":
-            self.index.retired_as_before(rest, entry)
+            self.index.reinstate(
+                rest,
+                [str(m) for m in entry["members"]],
+                StoryShape.from_dict(entry["shape"]),
+                StoryHeader.from_dict(entry["header"]),
+            )
         elif kind == "v":
             shape = StoryShape.from_dict(entry["shape"])
             members = [str(m) for m in entry["members"]]
@@ -473,7 +478,7 @@ class DedupDesk:
             for s in self.index.expired_stories
             for m in s.merged_from
             # A story merged in may have split, or retired members.
-            for key in (_merged_key, _split_key, _shape_key, _retired_key)
+            for key in (_merged_key, _split_key, _shape_key, _aged_key)
         ]
         tombstones += [
             Output(STATE, key(s.story_id), None)
@@ -481,7 +486,7 @@ class DedupDesk:
             for key, needed in (
                 (_split_key, s.split_from),
                 (_shape_key, s.split_into),
-                (_retired_key, s.retired),
+                (_aged_key, s.aged_out),
             )
             if needed
         ]
@@ -518,16 +523,17 @@ class DedupDesk:
         self._remember_closed(story_id, self.index.watermark)
         return Output(STATE, _closed_key(story_id), jsonio.dumps({"closed": self.index.watermark}))
 
-    def _retirements(self) -> list[Output]:
+    def _aged_out(self) -> list[Output]:
         """Return the state records of the stories whose old members the last decision let go
-        (`StoryIndex.retire`): the members' tombstones, then what the story kept for all of them,
-        before the decision's merges and splits, so that a rebuilt desk lets them go where the
-        live one did."""
+        (`StoryIndex.age_out`): the members' tombstones, then the story as it is now (members,
+        shape, header), before the decision's merges and splits, so that a rebuilt desk lets them
+        go where the live one did and then holds the story as the live one does."""
         outputs = []
-        for story_id, retirement, members in self.index.retired_stories:
-            outputs += [Output(STATE, _article_key(a), None) for a in members]
-            outputs.append(Output(STATE, _retired_key(story_id), jsonio.dumps(retirement)))
-        self.index.retired_stories.clear()
+        for story_id, leaving, members, shape, header in self.index.aged_out_stories:
+            outputs += [Output(STATE, _article_key(a), None) for a in leaving]
+            entry = {"members": list(members), "shape": shape.as_dict(), "header": header.as_dict()}
+            outputs.append(Output(STATE, _aged_key(story_id), jsonio.dumps(entry)))
+        self.index.aged_out_stories.clear()
         return outputs
 
     def _merges(self) -> list[Output]:
@@ -619,7 +625,7 @@ class DedupDesk:
             self.damaged = True
             self.index.merged.clear()
             self.index.splits.clear()
-            self.index.retired_stories.clear()
+            self.index.aged_out_stories.clear()
             rejection = Rejection.from_exception("dedup", exc)
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin, check=False)
 
@@ -673,7 +679,7 @@ class DedupDesk:
             _enriched_output(out),
             _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
-            *self._retirements(),
+            *self._aged_out(),
             *self._merges(),
             *self._splits(story.story_id),
             *self._expired(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -521,15 +522,31 @@ def assignment_from_dict(d: Mapping[str, Any]) -> StoryAssignment:
 MAX_STORY_MEMBERS = 200
 
 
-def bounded_members(members: list[str], opening: Sequence[str] = (), retired: int = 0) -> list[str]:
+def first_members(story: Story) -> tuple[str, ...]:
+    """Return the first MAX_STORY_MEMBERS/2 members a story's records list: those of its opening
+    (the first members, once some have aged out), then of its members."""
+    return first_unique(itertools.chain(story.opening, story.members))
+
+
+def first_unique(ids: Iterable[str], n: int = MAX_STORY_MEMBERS // 2) -> tuple[str, ...]:
+    """Return the first n distinct ids, reading no further."""
+    seen: dict[str, None] = {}
+    for i in ids:
+        if len(seen) == n:
+            break
+        seen.setdefault(i)
+    return tuple(seen)
+
+
+def bounded_members(members: list[str], first: Sequence[str] = ()) -> list[str]:
     """Return a story's members, or its first and latest MAX_STORY_MEMBERS/2 when there are more
-    or some have retired (`opening`: its first members, retired ones included)."""
-    if len(members) <= MAX_STORY_MEMBERS and not retired:
-        return list(members)
+    or when `first` (the first members of a story whose first ones aged out) is given."""
     half = MAX_STORY_MEMBERS // 2
-    first = list(dict.fromkeys((*opening, *members)))[:half]
+    if not first:
+        return list(members) if len(members) <= MAX_STORY_MEMBERS else [*members[:half], *members[-half:]]
     listed = set(first)
-    return [*first, *[m for m in members if m not in listed][-half:]]
+    latest = [m for m in itertools.islice(reversed(members), half + len(first)) if m not in listed]
+    return [*first, *reversed(latest[:half])]
 
 
 def _iso(ts: float) -> str | None:
@@ -563,9 +580,9 @@ def story_record(
         "first_seen": _iso(story.first_seen),
         "last_seen": _iso(story.last_seen),
         # One record per change: each member joining, a split (`Story.revisions`), then the close.
-        "version": len(story.members) + story.retired + story.revisions + (1 if closed_at else 0),
-        "member_count": len(story.members) + story.retired,
-        "members": bounded_members(story.members, story.opening, story.retired),
+        "version": len(story.members) + story.aged_out + story.revisions + (1 if closed_at else 0),
+        "member_count": len(story.members) + story.aged_out,
+        "members": bounded_members(story.members, first_members(story) if story.opening else ()),
         "outlets": list(story.outlets),
         "top_entities": [k for k, _ in top],
         "status": "closed" if closed_at else "open",
