@@ -622,3 +622,58 @@ def test_an_envelopes_text_is_used_when_its_html_yields_less_than_half_of_it(tmp
     article = extract_article(_envelope_file(tmp_path, summary))
     assert isinstance(article, CleanArticle) and article.extraction.method == "envelope+trafilatura"
     assert "two warehouses burned down" in article.text
+
+
+_REEF = (
+    "Divers found a coral reef off the coast of Queensland on Tuesday, scientists at the university said. "
+    * 5
+)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [f"<p>{_REEF}</p>", f"<div>{_REEF}</div>", _REEF, f"<p>{_REEF}<br>{_REEF}</p>"],
+    ids=["paragraph", "div", "no markup", "paragraph with a break"],
+)
+def test_a_fragment_of_html_is_read_as_the_body_of_a_page(html):
+    """A feed item's one paragraph, a .html file holding only a body's text: as a browser shows it."""
+    raw = RawArticle("frag", html.encode(), Source("feed", "item.html", "text/html", "2026-01-01T00:00:00Z"))
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle) and article.extraction.status == "ok"
+    assert article.text.startswith("Divers found a coral reef") and article.extraction.method == "trafilatura"
+    envelope = json.dumps({"html": html, "outlet": "feed"}).encode()
+    raw = RawArticle("env", envelope, Source("feed", "item.json", "application/json", "2026-01-01T00:00:00Z"))
+    assert extract_article(raw).text == article.text  # type: ignore[union-attr]
+
+
+def _scripted_page(body_html: str, article_body: object) -> RawArticle:
+    data = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {"@type": "WebSite"},
+            {"@type": "NewsArticle", "headline": "Reef", "articleBody": article_body},
+        ],
+    }
+    html = (
+        f'<html><head><title>Reef</title><script type="application/ld+json">{json.dumps(data)}</script>'
+        f"</head><body>{body_html}</body></html>"
+    )
+    return RawArticle(
+        "jsonld", html.encode(), Source("site", "reef.html", "text/html", "2026-01-01T00:00:00Z")
+    )
+
+
+def test_a_page_drawn_by_script_gives_the_article_its_structured_data_holds():
+    article = extract_article(_scripted_page('<div id="app">Loading...</div>', f"{_REEF}\n\n{_REEF}"))
+    assert isinstance(article, CleanArticle) and article.extraction.status == "ok"
+    assert article.text == f"{_REEF.strip()}\n{_REEF.strip()}"
+    # Markup in it is read as a page's: its text, one paragraph a line.
+    article = extract_article(_scripted_page("", f"<p>{_REEF}</p><p>Second &amp; last.</p>"))
+    assert article.text == f"{_REEF.strip()}\nSecond & last."  # type: ignore[union-attr]
+
+
+def test_a_page_with_its_text_keeps_it_over_a_shorter_structured_summary():
+    body = "".join(f"<p>{_REEF} Paragraph {i}.</p>" for i in range(3))
+    article = extract_article(_scripted_page(f"<article>{body}</article>", "Divers found a reef."))
+    assert isinstance(article, CleanArticle) and "Paragraph 2." in article.text
+    assert "Divers found a reef." not in article.text.split("\n")

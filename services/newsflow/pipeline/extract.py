@@ -8,8 +8,10 @@ import re
 from configparser import ConfigParser
 from dataclasses import replace
 from functools import lru_cache
+from html import unescape as html_unescape
 from typing import Any
 
+import lxml.html
 import trafilatura
 from courlan import normalize_url, validate_url
 from lxml.html import HtmlElement
@@ -311,7 +313,19 @@ def _from_html(
 ) -> CleanArticle:
     # Parsed once, for the extractor and for the page's link texts.
     tree = trafilatura.load_html(html)
+    if tree is None or tree.tag != "html":
+        # A fragment (a feed item's paragraph, a body without its page), which the extractor reads
+        # as nothing: read as the body of a page, as a browser shows it.
+        page = trafilatura.load_html(f"<html><body>{html}</body></html>")
+        tree = tree if page is None else page
     meta = extract_html(html if tree is None else tree, url, options)
+    body = structured_body(tree) if tree is not None else ""
+    if 2 * len(meta.get("text") or "") < len(body):
+        # A page whose text is drawn by script, or mostly so: its structured data (JSON-LD
+        # articleBody) holds the article, as an envelope's text stands in for its thin page.
+        meta["text"], from_markup = body, False
+    else:
+        from_markup = True
     page_url = meta.get("url") or url or (_canonical_anywhere(tree) if tree is not None else None)
     if tree is not None and meta.get("title"):
         site = _stated_site(tree)
@@ -320,7 +334,7 @@ def _from_html(
     # a link to elsewhere (apply_rules' title and link_texts).
     cleaned = apply_rules(
         meta.get("text") or "",
-        from_markup=True,
+        from_markup=from_markup,
         title=meta.get("title"),
         link_texts=link_texts(tree) if tree is not None and meta.get("text") else frozenset(),
     )
@@ -341,6 +355,32 @@ def _from_html(
         url=page_url,
         description=meta.get("description") or None,
     )
+
+
+def structured_body(tree: HtmlElement) -> str:
+    """Return the longest `articleBody` of the page's JSON-LD (schema.org's Article and its kinds:
+    NewsArticle, BlogPosting...), one paragraph per line, or "" (none, or not readable)."""
+    bodies = []
+    for script in tree.xpath("//script[@type='application/ld+json'][contains(., 'articleBody')]"):
+        try:
+            data = jsonio.loads(script.text_content())
+        except ValueError:
+            continue
+        todo = [data]
+        while todo:
+            item = todo.pop()
+            if isinstance(item, list):
+                todo.extend(item)
+            elif isinstance(item, dict):
+                if isinstance(body := item.get("articleBody"), str):
+                    bodies.append(body)
+                todo.extend(v for v in item.values() if isinstance(v, list | dict))
+    if not bodies:
+        return ""
+    body = max(bodies, key=len)
+    if "<" in body:  # some sites put the body's markup there
+        body = "\n".join(lxml.html.fragment_fromstring(body, create_parent="div").itertext())
+    return normalize_text(html_unescape(body))
 
 
 def _from_text(raw: RawArticle, text: str, encoding: str, options: ExtractOptions) -> CleanArticle:
