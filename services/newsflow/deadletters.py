@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT, latest
-from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
+from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit, reader_gone
 from newsflow.topics import committed_reader, wait_for_broker
 from newsflow.worker.replica import read_to_end
 
@@ -292,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (kafka,) = load_settings_or_exit(PROG, KafkaSettings)
     try:
         return asyncio.run(run(args, kafka))
+    except BrokenPipeError:
+        return reader_gone()
     except (TimeoutError, KafkaError, ReplayError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 1

@@ -101,6 +101,13 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
     return cls(**kwargs)
 
 
+def reader_gone() -> int:
+    """Return a command's exit status once its output's reader has closed the pipe (`| head`: it
+    has all it wanted), with stdout sent nowhere: Python would report the pipe again at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def load_settings_or_exit(prog: str, *classes: type[Any]) -> tuple[Any, ...]:
     """Return one instance of each settings class from the environment, or exit 2 with a one-line error."""
     try:

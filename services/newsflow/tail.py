@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
-from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit, reader_gone
 
 PROG = "newsflow-tail"
 
@@ -191,10 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(tail(kafka, topic, start, filters, args.json, args.max))
     except KeyboardInterrupt:
         return 0
-    except BrokenPipeError:  # `| head`: the reader has all it wanted
-        # Python would report the pipe again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except BrokenPipeError:
+        return reader_gone()
     except Exception as exc:  # noqa: BLE001 - a one-line error for the terminal
         sys.stderr.write(f"{PROG}: error: {exc or type(exc).__name__}\n")
         return 1

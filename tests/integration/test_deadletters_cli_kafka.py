@@ -57,6 +57,19 @@ def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_p
         only = cli(kafka, "list", "--reason", "too_large", "--outlet", "metro", "--json")
         assert [json.loads(line)["article_id"] for line in only.stdout.splitlines()] == ["big"]
         assert cli(kafka, "list", "--since", "2099-01-01").stdout == ""
+        # A reader that stops early (`| head`) ends the listing quietly.
+        headed = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"set -o pipefail; {sys.executable} -m newsflow.deadletters list --json | head -c 100",
+            ],
+            env={**os.environ, **kafka_env(kafka)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (headed.returncode, len(headed.stdout), "Traceback" in headed.stderr) == (0, 100, False)
 
         shown = json.loads(cli(kafka, "show", "big").stdout)
         assert shown["reason"] == "too_large" and shown["payload_truncated"] is True
