@@ -279,3 +279,20 @@ def test_the_local_runs_one_worker_runs_its_models_side_by_side_unless_told_othe
     monkeypatch.setattr(localrun.os, "sched_getaffinity", lambda _pid: set(range(8)))
     monkeypatch.setenv("NEWSFLOW_WORKER_COMPUTE_THREADS", "1")
     assert localrun.worker_env()["NEWSFLOW_WORKER_COMPUTE_THREADS"] == "1"
+
+
+def test_a_stories_view_database_that_cannot_be_opened_is_one_line_naming_the_setting(tmp_path):
+    (tmp_path / "feed.jsonl").write_text('{"a": 1}\n')
+    for db, why in [
+        (tmp_path, "unable to open database file"),  # a folder
+        (tmp_path / "feed.jsonl", "file is not a database"),
+        (tmp_path / "feed.jsonl" / "view.sqlite3", "File exists"),  # its folder cannot be made
+    ]:
+        environ = {**os.environ, "NEWSFLOW_WEB_DB": str(db), "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
+        done = subprocess.run(
+            [sys.executable, "-m", "newsflow.web"], env=environ, capture_output=True, text=True, timeout=60
+        )
+        assert (done.returncode, done.stderr) == (
+            2,
+            f"newsflow-web: error: NEWSFLOW_WEB_DB: cannot open {db} as the view's database: {why}\n",
+        )

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -350,8 +351,7 @@ def follow_metrics(registry: CollectorRegistry) -> tuple[Counter, Counter, Count
     return applied, failures, pruned
 
 
-async def serve(kafka: KafkaSettings, settings: WebSettings) -> None:
-    store = StoryStore(settings.db)
+async def serve(kafka: KafkaSettings, settings: WebSettings, store: StoryStore) -> None:
     registry = service_registry()
     follower = Follower(kafka, store, *follow_metrics(registry), settings.retention_days)
     runner = web.AppRunner(build_app(store, registry, follower), access_log=None)
@@ -392,7 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_repeats()
     try:
-        asyncio.run(serve(kafka, settings))
+        store = StoryStore(settings.db)
+    except (OSError, sqlite3.Error) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        sys.stderr.write(
+            f"{PROG}: error: NEWSFLOW_WEB_DB: cannot open {settings.db} as the view's database: {why}\n"
+        )
+        return 2
+    try:
+        asyncio.run(serve(kafka, settings, store))
     except OSError as exc:
         sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}\n")
         return 1
