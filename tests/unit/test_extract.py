@@ -677,3 +677,23 @@ def test_a_page_with_its_text_keeps_it_over_a_shorter_structured_summary():
     article = extract_article(_scripted_page(f"<article>{body}</article>", "Divers found a reef."))
     assert isinstance(article, CleanArticle) and "Paragraph 2." in article.text
     assert "Divers found a reef." not in article.text.split("\n")
+
+
+def test_control_characters_an_envelope_carries_never_reach_a_record():
+    """A title with a line break and terminal colour codes, an author with a bell: a record that
+    prints on a terminal prints as text, each field on its line."""
+    envelope = {
+        "title": "Lyon trams\n\x1b[31mRED\x1b[0m",
+        "authors": ["Ana\x07 Lopes"],
+        "url": "https://example.org/a\x1b[2J",
+        "text": f"{_REEF}\x1b[1mbold\x1b[0m\x00\n\x1b]0;window title\x07{_REEF}",
+    }
+    raw = RawArticle("ctl", json.dumps(envelope).encode(), Source("wire", "a.json", "application/json", ""))
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle)
+    assert (article.title, article.authors, article.url) == (
+        "Lyon trams RED",
+        ("Ana Lopes",),
+        "https://example.org/a",
+    )
+    assert article.text == f"{_REEF}bold\n{_REEF.strip()}"

@@ -44,6 +44,7 @@ from newsflow.pipeline.textclean import (
     apply_rules,
     link_key,
     normalize_text,
+    one_line,
 )
 
 # trafilatura warns "discarding data: None" for every page it finds no text in, which this stage
@@ -95,7 +96,8 @@ MAX_AUTHORS = 50
 
 
 def _cut(value: str | None, limit: int) -> str | None:
-    return value[:limit] if value is not None else None
+    """Return a field's value as one line (`one_line`), cut to its limit."""
+    return (one_line(value)[:limit] or None) if value is not None else None
 
 
 def _truncate(text: str, limit: int) -> tuple[str, bool]:
@@ -518,7 +520,7 @@ def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection
         description=_cut(article.description, MAX_FIELD_CHARS["description"]),
         site_name=_cut(article.site_name, MAX_FIELD_CHARS["site_name"]),
         url=_cut(article.url, MAX_FIELD_CHARS["url"]),
-        authors=tuple(a[: MAX_FIELD_CHARS["author"]] for a in article.authors[:MAX_AUTHORS]),
+        authors=tuple(one_line(a)[: MAX_FIELD_CHARS["author"]] for a in article.authors[:MAX_AUTHORS]),
     )
     if article.extraction.status == "empty":
         reason = empty_reason(document, article.extraction.method.endswith("trafilatura"), options)

@@ -155,9 +155,29 @@ def _fold(line: str) -> str:
     return " ".join(line.casefold().split()).strip(" .:!?")
 
 
+# Terminal escape sequences (colours, cursor moves), then any other control character but a line
+# break or a tab: in a record they would act on the terminal of whoever prints it.
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> str:
+    """Return the text without terminal escape sequences and control characters (line breaks,
+    carriage returns and tabs stay)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text)) if _CONTROLS.search(text) else text
+
+
+def one_line(text: str) -> str:
+    """Return a field's value (a title, a name, a URL) as one line: no control characters, each run
+    of white space (line breaks too) one space."""
+    return " ".join(without_controls(text).split())
+
+
 def normalize_text(text: str) -> str:
-    """Return NFC text with one paragraph per line: unified line breaks, no blank lines, no edge spaces."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    """Return NFC text with one paragraph per line: unified line breaks, no blank lines, no edge
+    spaces, no control characters."""
+    text = unicodedata.normalize("NFC", without_controls(text))
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     return "\n".join(ln.strip() for ln in text.split("\n") if ln.strip())
 
 
