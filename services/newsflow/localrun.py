@@ -28,7 +28,7 @@ from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
-from newsflow.producer.sources import INPUTS_HELP, outlet_argument, unusable_paths
+from newsflow.producer.sources import INPUTS_HELP, holds_input, outlet_argument, unusable_paths
 from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
 from newsflow.worker.settings import WorkerSettings
@@ -47,6 +47,14 @@ class RunSettings:
     )
 
 
+# What scripts/run.sh (make run) reads itself.
+SCRIPT_SETTINGS = (
+    (
+        "NEWSFLOW_RUN_KAFKA_PORT",
+        19292,
+        "make run's own broker's port: started empty and deleted at the end; one already running there is refused",
+    ),
+)
 # How long the records of a worker that has exited are waited for.
 WORKER_GONE_SECONDS = 5.0
 
@@ -182,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="newsflow-run",
         description="Run the pipeline once on local files against a running Kafka (make run starts one).",
-        epilog=INPUTS_HELP + "\n\n" + env_help(KafkaSettings, RunSettings, ProducerSettings, WorkerSettings),
+        epilog=INPUTS_HELP
+        + "\n\n"
+        + env_help(KafkaSettings, RunSettings, ProducerSettings, WorkerSettings, more=SCRIPT_SETTINGS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -215,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if unusable := unusable_paths(args.paths):
         sys.stderr.write(f"newsflow-run: error: {unusable}\n")
+        return 2
+    if not holds_input(args.paths):  # before Kafka starts, and before the outputs are emptied
+        sys.stderr.write(
+            f"newsflow-run: error: no file to read in {', '.join(args.paths)} "
+            "(.html .htm .txt .json .jsonl .ndjson .warc, also .gz)\n"
+        )
         return 2
     args.paths = [Path(p) for p in args.paths]
     if os.path.basename(args.out) in ("", ".", ".."):  # "x/", "x/.": Path() would make x a file's name

@@ -228,9 +228,10 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-def env_help(*classes: type[Any]) -> str:
-    """Return the environment-variable table that `--help` prints."""
-    rows = [row for cls in classes for row in env_vars(cls)]
+def env_help(*classes: type[Any], more: tuple[tuple[str, Any, str], ...] = ()) -> str:
+    """Return the environment-variable table that `--help` prints (`more`: (name, default, help)
+    of variables a script reads)."""
+    rows = [*(row for cls in classes for row in env_vars(cls)), *more]
     width = max(len(r[0]) for r in rows)
     lines = ["environment variables:"]
     lines += [f"  {name:<{width}}  {help_} (default: {default!r})" for name, default, help_ in rows]

@@ -216,3 +216,24 @@ def test_a_path_that_does_not_exist_is_one_line_before_any_broker_starts(tmp_pat
         f"newsflow-run: error: {tmp_path / 'nowhere'}: No such file or directory\n",
     )
     assert not (ROOT / ".cache" / "kafka" / f"run-{port}").exists()  # no broker was even set up
+
+
+def test_inputs_holding_no_file_to_read_are_one_line_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "report.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "in" / ".draft.html").write_text("<p>not yet</p>")
+    out = tmp_path / "enriched.jsonl"
+    out.write_text("kept\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "newsflow.localrun", "--out", str(out), str(tmp_path / "in")],
+        env={**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (run.returncode, run.stderr) == (
+        2,
+        f"newsflow-run: error: no file to read in {tmp_path / 'in'} "
+        "(.html .htm .txt .json .jsonl .ndjson .warc, also .gz)\n",
+    )
+    assert out.read_text() == "kept\n"  # the last run's output stays

@@ -75,7 +75,8 @@ class Tally:
         line = f"sent {self.sent} ({self.sent_bytes / 1e6:.1f} MB), {self._outcome('skipped')}, {self._outcome('failed')}"
         if self.by("refused"):  # requests to the HTTP ingest answered 4xx/503
             line += f", {self._outcome('refused')}"
-        line += f" in {seconds:.1f} s ({self.sent / seconds:.0f} articles/s)"
+        rate = self.sent / seconds
+        line += f" in {seconds:.1f} s ({rate:.{0 if rate >= 10 else 1}f} articles/s)"
         return line + (", interrupted: the rest of the input was not sent" if self.interrupted else "")
 
 

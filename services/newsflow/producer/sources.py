@@ -246,6 +246,19 @@ def count_items(paths: Iterable[Path | str]) -> int | None:
     return total
 
 
+def holds_input(paths: Iterable[Path | str]) -> bool:
+    """Return whether the inputs name stdin or hold a file of a kind the producer reads (a walk
+    that stops at the first)."""
+    for given in paths:
+        if str(given) == STDIN:
+            return True
+        root = Path(given)
+        for item in walk(root) if root.is_dir() else [root]:
+            if isinstance(item, Path) and (kind_of(item.name) != "article" or content_type_for(item.name)):
+                return True
+    return False
+
+
 def iter_inputs(
     paths: Iterable[Path | str],
     outlet: str | None = None,
