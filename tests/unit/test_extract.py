@@ -697,3 +697,27 @@ def test_control_characters_an_envelope_carries_never_reach_a_record():
         "https://example.org/a",
     )
     assert article.text == f"{_REEF}bold\n{_REEF.strip()}"
+
+
+def test_a_book_length_page_is_read_only_as_far_as_twice_the_text_kept():
+    """The extractor's time grows faster than a page: what lies past twice the text an article
+    keeps (max_text_chars) is not read. Scripts and styles do not count as text."""
+    import lxml.html
+
+    from newsflow.pipeline.extract import cut_after_text
+
+    paragraphs = "".join(f"<p>Paragraph {i:03d} says shares rose on demand.</p>" for i in range(300))
+    script = f"<script>{'x' * 5000}</script>"
+    tree = lxml.html.fromstring(
+        f"<html><head>{script}</head><body><article>{paragraphs}</article></body></html>"
+    )
+    assert cut_after_text(tree, 400)
+    kept = [p.text for p in tree.iter("p")]
+    assert kept == [f"Paragraph {i:03d} says shares rose on demand." for i in range(len(kept))]
+    assert 400 / 41 <= len(kept) <= 400 / 41 + 1 and tree.find(".//script") is not None
+    assert not cut_after_text(tree, 10_000)  # a page within the bound is left whole
+    page = f"<html><head><title>Markets</title></head><body><article>{paragraphs}</article></body></html>"
+    raw = RawArticle("book", page.encode(), Source("wire", "book.html", "text/html", ""))
+    article = extract_article(raw, ExtractOptions(max_text_chars=2000))
+    assert isinstance(article, CleanArticle) and article.extraction.status == "truncated"
+    assert article.text.startswith("Paragraph 000 says") and len(article.text) <= 2000
