@@ -149,10 +149,22 @@ def stop_worker(worker: subprocess.Popen[bytes], grace: float = 30.0) -> None:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill`, a supervisor; a closed terminal
 
 
-def _interrupted(_signum: int, _frame: object) -> None:
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised as Ctrl-C is (the exit status is 128 + its number, as a shell's)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupted(signum: int, _frame: object) -> None:
     for stop in STOP_SIGNALS:  # a second one must not cut the worker's stop short
         signal.signal(stop, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    raise Stopped(signum)
+
+
+def _exit_status(interrupt: KeyboardInterrupt) -> int:
+    return 128 + (interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -176,7 +188,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
             return await coro
         except asyncio.CancelledError:
             if stopped:
-                raise KeyboardInterrupt from None
+                raise Stopped(stopped[0]) from None
             raise
         finally:
             for signum in STOP_SIGNALS:
@@ -261,9 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         sys.stderr.write("newsflow-run: interrupted\n")
-        return 130
+        return _exit_status(interrupt)
     worker = start_worker(worker_env())
     try:
         sent_ids: list[str] = []
@@ -288,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TimeoutError, KafkaError) as exc:
         sys.stderr.write(f"newsflow-run: error: {exc}\n")
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         sys.stderr.write("newsflow-run: interrupted; stopping the worker, nothing written\n")
-        return 130
+        return _exit_status(interrupt)
     finally:
         stop_worker(worker)
     try:
