@@ -32,6 +32,7 @@ class Filters:
     outlet: str | None = None
     story: str | None = None
     lang: str | None = None
+    article: str | None = None
 
 
 def matches(record: Mapping[str, Any], f: Filters) -> bool:
@@ -49,6 +50,7 @@ def matches(record: Mapping[str, Any], f: Filters) -> bool:
         and (f.outlet is None or f.outlet in outlets)
         and (f.story is None or record.get("story_id") == f.story)
         and (f.lang is None or lang == f.lang)
+        and (f.article is None or record.get("article_id") == f.article)
     )
 
 
@@ -167,6 +169,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--outlet", help="only this outlet's records")
     parser.add_argument("--story", help="only this story's records")
     parser.add_argument(
+        "--article", help="only this article's record (with --from beginning --max 1: has it come out?)"
+    )
+    parser.add_argument(
         "--lang", type=str.lower, help="only articles in this language (ISO 639-1, e.g. en; any case)"
     )
     parser.add_argument("--json", action="store_true", help="print each record as JSON")
@@ -179,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     if args.topic == "stories" and args.lang:  # it would wait for ever: stories have no language
         cli.error("--lang filters articles; story records have no language (use --topic enriched)")
+    if args.topic == "stories" and args.article:
+        cli.error("--article filters articles; find a story's members with --story (use --topic enriched)")
     (kafka,) = load_settings_or_exit(PROG, KafkaSettings)
     try:
         start = start_position(args.start)
     except ValueError as exc:
         cli.error(str(exc))
     topic = kafka.topic_stories if args.topic == "stories" else kafka.topic_enriched
-    filters = Filters(args.entity, args.outlet, args.story, args.lang)
+    filters = Filters(args.entity, args.outlet, args.story, args.lang, args.article)
     try:
         asyncio.run(tail(kafka, topic, start, filters, args.json, args.max))
     except KeyboardInterrupt:

@@ -37,6 +37,8 @@ STORY = {
         (Filters(entity="russia", outlet="metro"), False, True),
         (Filters(story="s-1", lang="en"), True, False),
         (Filters(story="s-2"), False, False),
+        (Filters(article="a1"), True, False),
+        (Filters(article="a2"), False, False),
     ],
 )
 def test_filters_apply_to_articles_and_stories(filters, article, story):
@@ -106,6 +108,14 @@ def test_a_language_for_stories_is_a_usage_error_not_a_wait_for_ever(capsys: pyt
     with pytest.raises(SystemExit) as exited:
         main(["--topic", "stories", "--lang", "en"])
     assert exited.value.code == 2 and "story records have no language" in capsys.readouterr().err
+
+
+def test_an_article_for_stories_is_a_usage_error_not_a_wait_for_ever(capsys: pytest.CaptureFixture[str]):
+    from newsflow.tail import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--topic", "stories", "--article", "a1"])
+    assert exited.value.code == 2 and "--article filters articles" in capsys.readouterr().err
 
 
 def test_a_language_is_matched_in_any_case():
