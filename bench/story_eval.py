@@ -216,7 +216,7 @@ def stream_stories(
         story_of[article_id] = index.assign(features).story_id
         # As the records tell a consumer: a merged story's members are its survivor's, a split
         # story's members its own.
-        for story, survivor in index.merged:
+        for story, survivor, _ in index.merged:
             story_of.update(dict.fromkeys(story.members, survivor))
         for story, _ in index.splits:
             story_of.update(dict.fromkeys(story.members, story.story_id))

@@ -474,7 +474,7 @@ def test_a_report_that_joins_two_alike_stories_with_a_shared_name_merges_them():
     assert survivor.embedded == 4
     assert index.articles["b0"].assignment.story_id == "s0"
     assert all("s1" not in index.postings[k] and "s0" in index.postings[k] for k in s1_keys)
-    assert [(story.story_id, into) for story, into in index.merged] == [("s1", "s0")]
+    assert [(story.story_id, into) for story, into, _ in index.merged] == [("s1", "s0")]
     copy = replace(_report("b0-copy", 2, v, []), signature=_synthetic("b0", {}, 2).signature)
     assert index.assign(copy).story_id == "s0"
     # One story now: it expires whole.
@@ -673,3 +673,37 @@ def test_a_report_received_long_ago_joins_a_running_story_without_leaving_it_at_
     assert assignment.story_id == late_story.story_id == "s-a0"
     assert "late" in index.articles and index.stories["s-a0"].members[-1] == "late"
     assert index.stories["s-a0"].aged_out == 10 and "a0" not in index.articles
+
+
+def test_a_story_that_grows_only_by_taking_in_others_lets_old_members_go_too():
+    """Each half day an event opens a story of its own, which a later report links to a running
+    story that takes it in: the running story never gets a report of its own, and still keeps
+    only its window's members."""
+    rng = np.random.default_rng(5)
+    days = 30
+    basis, _ = np.linalg.qr(rng.standard_normal((DIM, days + 1)))
+    theme, events = basis.T[0], basis.T[1:]
+
+    def report(article_id: str, day: int, names: list[str], hours: float) -> StoryFeatures:
+        x = 2 * theme + events[day] + rng.standard_normal(DIM) * 0.02
+        t = 1_741_000_000 + hours * 3600
+        seed = 10 * day + int(article_id.rsplit("-", 1)[1])
+        return replace(_report(article_id, seed, x / np.linalg.norm(x), names), timestamp=t, received=t)
+
+    index = StoryIndex(DedupOptions(window_hours=24))
+    for k in range(4):
+        index.assign(report(f"d0-{k}", 0, ["Harbour Bridge", "Maria Jensen"], k))
+    merges = 0
+    for day in range(1, days):
+        names = [f"Place{day} Town", f"Person{day} Surname"]
+        index.assign(report(f"d{day}-0", day, names, 12 * day))
+        for k in (1, 2):
+            index.assign(report(f"d{day}-{k}", day, [*names, "Harbour Bridge"], 12 * day + k))
+            merges += len(index.merged)
+            index.merged.clear()
+    running = index.stories["s-d0-0"]
+    assert merges >= days - 2 and running.aged_out > 0
+    assert len(running.members) < 3 * 3 * 2 + 8 + 3  # two days of three reports, a group, a day's
+    assert len(running.members) + running.aged_out == 4 + 3 * (days - 1) - sum(
+        len(s.members) for sid, s in index.stories.items() if sid != "s-d0-0"
+    )

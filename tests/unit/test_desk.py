@@ -741,9 +741,12 @@ def test_a_desk_rebuilt_after_one_side_of_a_split_closed_is_the_live_desk(closes
     assert records[0].get("split_into") == records[1].get("split_into")
 
 
-def _themed_stream(seed: int, n: int = 60) -> list[StoryFeatures]:
+def _themed_stream(
+    seed: int, n: int = 60, resend: float = 0.0, late_hours: float = 0.0
+) -> list[StoryFeatures]:
     """Reports of 8 events on 3 themes over 200 hours (so stories split and close), some copies,
-    some without an embedding."""
+    some without an embedding; with `resend`, that share sent again under their first id later,
+    and with `late_hours`, some received up to that long before their time."""
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((384, 11)))
     themes, events = basis.T[:3], basis.T[3:]
@@ -771,6 +774,10 @@ def _themed_stream(seed: int, n: int = 60) -> list[StoryFeatures]:
             f = replace(out[int(rng.integers(0, len(out)))], article_id=f"x{i}", timestamp=t, received=t)
         if rng.random() < 0.05:
             f = replace(f, embedding=b"")
+        if resend and rng.random() < resend and out:  # an earlier article sent again, as it was
+            f = replace(out[int(rng.integers(0, len(out)))], timestamp=t, received=t)
+        if late_hours and rng.random() < 0.08:  # a dead letter replayed, an archive out of order
+            f = replace(f, received=f.received - float(rng.uniform(0, late_hours)) * 3600)
         out.append(f)
     return out
 
@@ -786,25 +793,30 @@ def _compacted(entries: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, b
 # there) and at thresholds where a story merges into one that then merges into a third, whose own
 # members later leave it in a split and close (seed 7); and with windows of 6 to 24 hours, where
 # stories of 30 hours that go on getting reports let their old members go (`StoryIndex.age_out`)
-# between splits and merges, two at a time or (200 reports) eight, as shipped.
+# between splits and merges, two at a time or (200 reports) eight, as shipped; and with articles
+# sent again (after they left the index: a compacted tail holds their new record, not the
+# tombstone between) and received late, where closed stories' ids come free after a day.
 @pytest.mark.parametrize(
-    ("seed", "n", "keep", "merge", "split", "window", "age_out_at_least"),
+    ("seed", "n", "keep", "merge", "split", "window", "age_out_at_least", "resend"),
     [
-        (0, 60, 60, 0.6, 0.6, 72, 8),
-        (26, 60, 60, 0.6, 0.6, 72, 8),
-        (9, 60, 60, 0.6, 0.6, 72, 8),
-        (169, 60, 60, 0.6, 0.6, 72, 8),
-        (7, 70, 44, 0.3, 0.7, 72, 8),
-        (0, 80, 80, 0.6, 0.6, 12, 2),
-        (7, 80, 80, 0.3, 0.7, 12, 2),
-        (26, 80, 80, 0.6, 0.6, 6, 2),
-        (4, 200, 200, 0.3, 0.7, 24, 8),
-        (0, 200, 200, 0.45, 0.65, 12, 8),
-        (5, 200, 200, 0.6, 0.6, 6, 8),
+        (0, 60, 60, 0.6, 0.6, 72, 8, 0),
+        (26, 60, 60, 0.6, 0.6, 72, 8, 0),
+        (9, 60, 60, 0.6, 0.6, 72, 8, 0),
+        (169, 60, 60, 0.6, 0.6, 72, 8, 0),
+        (7, 70, 44, 0.3, 0.7, 72, 8, 0),
+        (0, 80, 80, 0.6, 0.6, 12, 2, 0),
+        (7, 80, 80, 0.3, 0.7, 12, 2, 0),
+        (26, 80, 80, 0.6, 0.6, 6, 2, 0),
+        (4, 200, 200, 0.3, 0.7, 24, 8, 0),
+        (0, 200, 200, 0.45, 0.65, 12, 8, 0),
+        (5, 200, 200, 0.6, 0.6, 6, 8, 0),
+        (3, 200, 200, 0.45, 0.65, 12, 8, 0.06),
+        (11, 200, 200, 0.6, 0.6, 6, 2, 0.06),
+        (2, 200, 200, 0.3, 0.7, 24, 2, 0.06),
     ],
 )
 def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_live_desk(
-    seed, n, keep, merge, split, window, age_out_at_least, monkeypatch
+    seed, n, keep, merge, split, window, age_out_at_least, resend, monkeypatch
 ):
     """Stories split, split again, merge, close on either side, let old members go; the compacted
     state topic, and snapshots plus the records after them (as written or compacted), each rebuild
@@ -816,14 +828,22 @@ def test_a_desk_rebuilt_from_its_state_after_splits_merges_and_closes_is_the_liv
     from newsflow.pipeline.records import latest
 
     monkeypatch.setattr(dedup, "AGE_OUT_AT_LEAST", age_out_at_least)
-    options = DedupOptions(merge_threshold=merge, split_threshold=split, window_hours=window)
+    options = DedupOptions(
+        merge_threshold=merge,
+        split_threshold=split,
+        window_hours=window,
+        closed_retention_hours=24 if resend else DedupOptions().closed_retention_hours,
+    )
     desk, state, snapshots = DedupDesk(options), [], []
     published: dict[str, dict] = {}  # type: ignore[type-arg]
-    for i, f in enumerate(_themed_stream(seed, n)[:keep]):
+    stream = _themed_stream(seed, n, resend=resend, late_hours=2 * window if resend else 0.0)
+    for i, f in enumerate(stream[:keep]):
         for o in desk.decide(_synthetic_message(f), ORIGIN).outputs:
             if o.destination == STATE:
                 state.append((o.key, o.value))
-            elif o.destination == STORIES and o.value is not None:
+            elif o.destination == STORIES and o.value is None:  # deleted: its id may start again
+                published.pop(o.key.decode())
+            elif o.destination == STORIES:
                 record, before = jsonio.loads(o.value), published.get(jsonio.loads(o.value)["story_id"])
                 if before is not None:
                     assert before["status"] == "open" and record["version"] > before["version"]
@@ -886,3 +906,56 @@ def test_a_short_text_joins_the_story_it_reads_like_but_never_opens_one(tagger):
     for article_id, text in (("n1", NOT_FOUND), ("f0", FLASH), ("f1", FLASH)):
         assert rebuilt.decide(message(tagger, article_id, text, "wire"), ORIGIN).outcome == "duplicate"
     assert set(rebuilt.index.stories) == {opened.record["story_id"]}
+
+
+def test_an_id_free_again_keeps_its_new_storys_state_when_the_story_it_merged_into_closes():
+    """s-a0 merges into s-b0 (hour 0), which runs on; s-a0's id comes free after the closed-story
+    retention (24 h), and a0 sent again with other news opens s-a0 anew, which runs on and lets
+    members age out; when s-b0 closes, its close deletes its own state, not the new s-a0's."""
+    import itertools
+
+    from newsflow.pipeline.records import latest
+
+    v, w = _orthonormal_pair(3)
+    u = 0.4 * v + np.sqrt(1 - 0.4**2) * w
+    seeds = itertools.count(1)  # each report its own words and MinHash values
+    other, _ = _orthonormal_pair(8)
+    other = other - (other @ v) * v - (other @ w) * w
+    other /= np.linalg.norm(other)
+
+    def at(article_id: str, vector: np.ndarray, names: list[str], hours: float) -> bytes:
+        t = 1_741_000_000 + hours * 3600
+        f = _report(article_id, next(seeds), vector, names)
+        return _synthetic_message(replace(f, timestamp=t, received=t))
+
+    options = DedupOptions(window_hours=12, closed_retention_hours=24)
+    desk = DedupDesk(options)
+    state = _state_of(
+        desk,
+        [
+            at("a0", v, ["Harbour Bridge", "Maria Jensen"], 0),
+            at("b0", u, ["Harbour Bridge", "Tom Berg"], 0.1),
+            at("c0", (v + u) / np.linalg.norm(v + u), ["Harbour Bridge", "Tom Berg"], 0.2),
+        ],
+    )
+    assert set(desk.index.stories) == {"s-b0"} and desk.index.stories["s-b0"].merged_from == ("s-a0",)
+    messages = [at(f"r{i}", v, ["Harbour Bridge", "Maria Jensen"], 1 + i) for i in range(60)]
+    messages.append(at("a0", other, ["Valley Post", "Olaf Berg"], 61))  # its story's id is free again
+    for i in range(30):
+        messages.append(at(f"q{i}", other, ["Valley Post", "Olaf Berg"], 61.5 + i))
+        messages.append(at(f"r{60 + i}", v, ["Harbour Bridge", "Maria Jensen"], 62 + i))
+    messages += [at(f"q{i}", other, ["Valley Post", "Olaf Berg"], 92 + (i - 30) / 2) for i in range(30, 55)]
+    state += _state_of(desk, messages)
+    assert set(desk.index.stories) == {"s-a0"} and desk.index.stories["s-a0"].aged_out > 0
+    assert b"t/s-a0" in latest(state)
+    rebuilt = DedupDesk.from_state(list(latest(state).items()), options)
+    probe = at("q99", other, ["Valley Post", "Olaf Berg"], 123)
+    versions = [
+        [
+            jsonio.loads(o.value)["version"]
+            for o in d.decide(probe, ORIGIN).outputs
+            if o.destination == STORIES
+        ]
+        for d in (desk, rebuilt)
+    ]
+    assert versions[0] == versions[1] != []

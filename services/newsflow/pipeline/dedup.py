@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import math
 import sys
 from array import array
@@ -42,6 +43,8 @@ from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
 from newsflow.pipeline.records import MAX_STORY_MEMBERS, StoryAssignment, first_members
+
+logger = logging.getLogger("newsflow.dedup")
 
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
@@ -641,7 +644,7 @@ class StoryIndex:
         self.expired_stories: list[Story] = []
         # Stories merged into another (`merge`), with the id of the one they joined, for their
         # final record (the caller empties the list).
-        self.merged: list[tuple[Story, str]] = []
+        self.merged: list[tuple[Story, str, int]] = []
         # Stories split from another (`split`), each with what is left of the other, for their
         # records (the caller empties the list).
         self.splits: list[tuple[Story, Story | None]] = []
@@ -764,7 +767,7 @@ class StoryIndex:
         self.story_keys[survivor_id] = tuple(sorted(keys))
         del self.stories[absorbed_id]
         heapq.heappush(self._by_age, (survivor.last_received, survivor_id))
-        self.merged.append((absorbed, survivor_id))
+        self.merged.append((absorbed, survivor_id, survivor.aged_out))
         return survivor
 
     def merged_away(self, absorbed_id: str, survivor_id: str, lineage: Sequence[str]) -> None:
@@ -803,6 +806,7 @@ class StoryIndex:
             if story is None:
                 return None
             shape = StoryShape.of(story, self._story_keys(story))
+        listed = set(leaving := list(leaving))
         moving, log, sources = self._gather(leaving)
         if not moving:
             return None
@@ -822,6 +826,8 @@ class StoryIndex:
                 self._drop_emptied(source)
                 continue
             rest = self._keep_only(source, stay, StoryShape.of(source, ()))
+            if rest.opening:  # the members that leave are listed by the new story only
+                rest.opening = tuple(m for m in rest.opening if m not in listed)
             if source_id == story_id:
                 rest.split_into = (*source.split_into, new_id)
                 rest.revisions = source.revisions + len(going) + 1
@@ -908,9 +914,10 @@ class StoryIndex:
         split_into: Sequence[str],
         members: Sequence[str],
         merged_from: Sequence[str] | None = None,
+        aged_out: int | None = None,
     ) -> None:
-        """Give an open story the members, names, words, quotes and keys, and the split lineage,
-        it had when the live writer last split it (a rebuild from the state topic: its members
+        """Give an open story the members, names, words, quotes and keys, the split lineage and
+        the count of members aged out, it had when the live writer last split it (a rebuild from the state topic: its members
         that left may have closed since, and its own records cannot tell what they had added).
 
         A member it holds that is not among `members` left it in a split whose story has closed
@@ -933,6 +940,8 @@ class StoryIndex:
         story.revisions, story.split_into = revisions, tuple(split_into)
         if merged_from is not None:  # (state written by earlier versions does not say)
             story.merged_from = tuple(merged_from)
+        if aged_out is not None:
+            story.aged_out = aged_out
         self.story_keys[story_id] = shape.keys
         for key in known.difference(shape.keys):  # (keys only shrink when members age out)
             self._unpost(key, story_id)
@@ -953,10 +962,12 @@ class StoryIndex:
         self.stories[waiting_id] = waiting
         heapq.heappush(self._by_age, (waiting.last_received, waiting_id))
 
-    def age_out(self, story: Story) -> Story:
+    def age_out(self, story: Story, joining: str) -> Story:
         """Let the members of a story that keeps growing leave the index once they were received
         more than the window ago, as a story's members all do when its last one is that old
-        (`expire`); return the story as it is now. Called as a member joins: never that member.
+        (`expire`); return the story as it is now. Called as a member joins (after the merges it
+        made): never that member, which may have been received long ago (a dead letter replayed,
+        an archive read out of order).
 
         A story that gets reports for weeks (a running theme, a daily template) would otherwise
         keep every one of them in memory. The story stays open with the same id and its header
@@ -972,11 +983,17 @@ class StoryIndex:
             return story
         receipts = np.frombuffer(log.times, dtype=np.float64)[1::2]
         old = receipts < horizon
-        old[-1] = False
-        count = int(np.count_nonzero(old))
-        if count < max(AGE_OUT_AT_LEAST, len(receipts) / 8):
+        group = max(AGE_OUT_AT_LEAST, len(receipts) / 8)
+        if np.count_nonzero(old) < group:
             return story
-        leaving = [story.members[i] for i in np.flatnonzero(old)]
+        at = np.flatnonzero(old)
+        leaving = [story.members[i] for i in at]
+        if joining in leaving:
+            old[at[leaving.index(joining)]] = False
+            leaving.remove(joining)
+            if len(leaving) < group:
+                return story
+        count = len(leaving)
         for article_id in leaving:
             indexed = self.articles.pop(article_id, None)
             if indexed is not None:
@@ -1003,7 +1020,10 @@ class StoryIndex:
         these members, taken from whatever stories hold them (a story left without members is
         dropped), with this shape and header. What else it holds waits (see `reshape`)."""
         moving, log, sources = self._gather(members)
-        if not moving:
+        if not moving:  # (a state no live writer leaves: it lets members go as one joins)
+            logger.warning(
+                "story %s: none of its members when some last aged out is indexed; left as it is", story_id
+            )
             return
         old_keys = self._story_keys(self.stories[story_id]) if story_id in self.stories else ()
         for source_id, going in sources.items():
@@ -1095,7 +1115,7 @@ class StoryIndex:
                     and self.options.merge_threshold
                     and not story.entities.keys().isdisjoint(other.entities)
                 ]
-                story = self.age_out(self.restore(f, assignment))
+                story = self.restore(f, assignment)
                 self.joined = assignment
                 for other in others:
                     if stories_similarity(story, other) >= self.options.merge_threshold:
@@ -1104,9 +1124,11 @@ class StoryIndex:
                             (story, other), key=lambda s: (-len(s.members) - s.aged_out, s.first_seen)
                         )
                         story = self.merge(fold.story_id, keep.story_id) or story
+                # The story it is in now: one that grows by merges lets old members go too.
+                story = self.age_out(story, f.article_id)
                 self._split_if_two_events(story, f)
                 return self.articles[f.article_id].assignment
-        self.age_out(self.restore(f, assignment))
+        self.age_out(self.restore(f, assignment), f.article_id)
         return assignment
 
     def restore(self, f: StoryFeatures, assignment: StoryAssignment) -> Story:

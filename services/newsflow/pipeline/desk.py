@@ -73,7 +73,7 @@ JOIN_ONLY_STATUSES = frozenset({"not_article"})
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 # The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
 # replays the state topic instead).
-SNAPSHOT_VERSION = 8
+SNAPSHOT_VERSION = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +381,11 @@ class DedupDesk:
                     self.closed.pop(rest, None)
                 # "m", "p", "v", "t": a merged story's survivor, or a split story, or one whose
                 # old members had aged out, left the window, and its members with it.
-            elif not (kind == "a" and rest in self.index.articles):
+            else:
+                if kind == "a" and rest in self.index.articles:
+                    # Sent again after it left the index (closed, or aged out), where compaction has
+                    # since removed the tombstone between: it leaves where it was first.
+                    self.index.forget([rest])
                 try:
                     self._restore(key, jsonio.loads(value))
                 except (ValueError, KeyError, TypeError) as exc:
@@ -430,6 +434,8 @@ class DedupDesk:
             into = str(entry["into"])
             if self.index.merge(rest, into) is None:
                 self.index.merged_away(rest, into, [str(m) for m in entry.get("merged_from", ())])
+            if "aged_out" in entry and into in self.index.stories:
+                self.index.stories[into].aged_out = int(entry["aged_out"])
             self.index.merged.clear()  # its records were written when it happened
         elif kind == "p":
             shape = StoryShape.from_dict(entry["shape"])
@@ -453,6 +459,7 @@ class DedupDesk:
                 [str(s) for s in entry["split_into"]],
                 members,
                 None if merged_from is None else [str(m) for m in merged_from],
+                int(entry["aged_out"]) if "aged_out" in entry else None,
             )
 
     def _remember_unstoried(self, article_id: str, received: float) -> None:
@@ -477,6 +484,7 @@ class DedupDesk:
             Output(STATE, key(m), None)
             for s in self.index.expired_stories
             for m in s.merged_from
+            if m not in self.index.stories  # (an id reused since, after its retention: its own now)
             # A story merged in may have split, or retired members.
             for key in (_merged_key, _split_key, _shape_key, _aged_key)
         ]
@@ -526,8 +534,8 @@ class DedupDesk:
     def _aged_out(self) -> list[Output]:
         """Return the state records of the stories whose old members the last decision let go
         (`StoryIndex.age_out`): the members' tombstones, then the story as it is now (members,
-        shape, header), before the decision's merges and splits, so that a rebuilt desk lets them
-        go where the live one did and then holds the story as the live one does."""
+        shape, header), after the decision's merges and before its splits, so that a rebuilt desk
+        lets them go where the live one did and then holds the story as the live one does."""
         outputs = []
         for story_id, leaving, members, shape, header in self.index.aged_out_stories:
             outputs += [Output(STATE, _article_key(a), None) for a in leaving]
@@ -543,9 +551,16 @@ class DedupDesk:
         after it, as it happened)."""
         outputs = []
         closed_at = utc_now_iso()
-        for story, into in self.index.merged:
+        for story, into, aged_out in self.index.merged:
             outputs.append(_story_output(story_record(story, closed_at=closed_at, merged_into=into)))
-            entry = {"into": into, "merged_from": list(story.merged_from), "at": closed_at}
+            # With the survivor's count of members aged out then: the absorbed story's own may not
+            # be rebuilt (its members left the survivor since, and closed).
+            entry = {
+                "into": into,
+                "merged_from": list(story.merged_from),
+                "aged_out": aged_out,
+                "at": closed_at,
+            }
             outputs.append(Output(STATE, _merged_key(story.story_id), jsonio.dumps(entry)))
             outputs.append(self._closing(story.story_id))
         self.index.merged.clear()
@@ -574,6 +589,7 @@ class DedupDesk:
                     "split_into": list(kept.split_into),
                     "merged_from": list(kept.merged_from),
                     "members": kept.members,
+                    "aged_out": kept.aged_out,
                     "at": at,
                 }
                 outputs.append(Output(STATE, _shape_key(kept.story_id), jsonio.dumps(left)))
@@ -679,8 +695,8 @@ class DedupDesk:
             _enriched_output(out),
             _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
-            *self._aged_out(),
             *self._merges(),
+            *self._aged_out(),
             *self._splits(story.story_id),
             *self._expired(),
         )
