@@ -641,7 +641,7 @@ def test_a_story_that_gets_reports_for_weeks_keeps_only_the_windows_in_memory():
     assert story.aged_out + len(story.members) == hours
     assert all(f"a{h}" in index.articles for h in range(hours - 72, hours))
     assert "a0" not in index.articles and index.lsh.query(_report("a0", 0, v, []).signature) == set()
-    gone = [a for _, leaving, *_ in index.aged_out_stories for a in leaving]
+    gone = [a for _, leaving in index.aged_out_stories for a in leaving]
     assert len(gone) == story.aged_out and len(set(gone)) == len(gone)
     # The keys it is found by are those of its names and words, bounded, and of its latest reports.
     assert max(keys[-200:]) <= DedupOptions().max_story_entities + 90

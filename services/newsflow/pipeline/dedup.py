@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import logging
 import math
 import sys
 from array import array
@@ -43,8 +42,6 @@ from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
 from newsflow.pipeline.records import MAX_STORY_MEMBERS, StoryAssignment, first_members
-
-logger = logging.getLogger("newsflow.dedup")
 
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
@@ -648,10 +645,10 @@ class StoryIndex:
         # Stories split from another (`split`), each with what is left of the other, for their
         # records (the caller empties the list).
         self.splits: list[tuple[Story, Story | None]] = []
-        # Stories whose old members left the index (`age_out`): the story's id, the members that
-        # left, and the members, shape and header it had then, for the state records that repeat
-        # it on a rebuild (the caller empties the list).
-        self.aged_out_stories: list[tuple[str, list[str], tuple[str, ...], StoryShape, StoryHeader]] = []
+        # Stories whose old members left the index (`age_out`), with those members, for the state
+        # records that repeat it on a rebuild (the caller empties the list).
+        self.aged_out_stories: list[tuple[str, list[str]]] = []
+        self._aged_now: list[str] = []  # (see `_post_aged`)
         # The assignment the last article was indexed under before its merges and splits: what
         # the writer's state records, so that a rebuild indexes it, then merges and splits, as
         # `assign` did.
@@ -826,12 +823,13 @@ class StoryIndex:
                 self._drop_emptied(source)
                 continue
             rest = self._keep_only(source, stay, StoryShape.of(source, ()))
-            if rest.opening:  # the members that leave are listed by the new story only
-                rest.opening = tuple(m for m in rest.opening if m not in listed)
             if source_id == story_id:
                 rest.split_into = (*source.split_into, new_id)
                 rest.revisions = source.revisions + len(going) + 1
                 kept = rest
+        parent = self.stories.get(story_id)
+        if parent is not None and parent.opening:  # they are listed by the new story only
+            parent.opening = tuple(m for m in parent.opening if m not in listed)
         self.splits.append((new, kept))
         return new
 
@@ -915,6 +913,7 @@ class StoryIndex:
         members: Sequence[str],
         merged_from: Sequence[str] | None = None,
         aged_out: int | None = None,
+        opening: Sequence[str] | None = None,
     ) -> None:
         """Give an open story the members, names, words, quotes and keys, the split lineage and
         the count of members aged out, it had when the live writer last split it (a rebuild from the state topic: its members
@@ -942,6 +941,8 @@ class StoryIndex:
             story.merged_from = tuple(merged_from)
         if aged_out is not None:
             story.aged_out = aged_out
+        if opening is not None:
+            story.opening = tuple(opening)
         self.story_keys[story_id] = shape.keys
         for key in known.difference(shape.keys):  # (keys only shrink when members age out)
             self._unpost(key, story_id)
@@ -975,7 +976,7 @@ class StoryIndex:
         and keys (those its names and words give, bounded) are its members' within the window.
         They leave in groups of at least an eighth of its members and AGE_OUT_AT_LEAST, so that
         rebuilding the story from its log costs a constant amount per member. What the state
-        needs to repeat it (`reinstate`) is added to `aged_out_stories`.
+        needs to repeat it is added to `aged_out_stories` (and see `reinstate`).
         """
         log = story.log
         horizon = self.watermark - self.options.window_hours * 3600
@@ -1005,10 +1006,8 @@ class StoryIndex:
         header = replace(StoryHeader.of(story), aged_out=story.aged_out + count, opening=opening)
         keys, old_keys = tuple(self._postings_keys(story)), self._story_keys(story)
         rest = self._keep_only(story, np.flatnonzero(~old).tolist(), StoryShape.of(story, keys), header)
-        self._repost(rest.story_id, keys, old_keys)
-        self.aged_out_stories.append(
-            (rest.story_id, leaving, tuple(rest.members), StoryShape.of(rest, keys), header)
-        )
+        self._repost(rest.story_id, keys, old_keys, now=False)
+        self.aged_out_stories.append((rest.story_id, leaving))
         return rest
 
     def reinstate(
@@ -1020,10 +1019,7 @@ class StoryIndex:
         these members, taken from whatever stories hold them (a story left without members is
         dropped), with this shape and header. What else it holds waits (see `reshape`)."""
         moving, log, sources = self._gather(members)
-        if not moving:  # (a state no live writer leaves: it lets members go as one joins)
-            logger.warning(
-                "story %s: none of its members when some last aged out is indexed; left as it is", story_id
-            )
+        if not moving:  # they have all left it since (for a story that took it in, and aged out)
             return
         old_keys = self._story_keys(self.stories[story_id]) if story_id in self.stories else ()
         for source_id, going in sources.items():
@@ -1042,14 +1038,29 @@ class StoryIndex:
         heapq.heappush(self._by_age, (story.last_received, story_id))
         self._repost(story_id, shape.keys, old_keys)
 
-    def _repost(self, story_id: str, keys: tuple[str, ...], old_keys: Iterable[str]) -> None:
-        """Post a story under these keys instead of `old_keys`, as the most recent under each: a
-        rebuild cannot tell when the members that aged out had posted it."""
+    def _repost(
+        self, story_id: str, keys: tuple[str, ...], old_keys: Iterable[str], now: bool = True
+    ) -> None:
+        """Post a story under these keys instead of `old_keys`, as the most recent under each (a
+        rebuild cannot tell when the members that aged out had posted it); not `now`: at the end
+        of the decision (`_post_aged`)."""
         for key in set(old_keys).difference(keys):
             self._unpost(key, story_id)
         self.story_keys[story_id] = keys
+        if not now:
+            self._aged_now.append(story_id)
+            return
         for key in keys:
             self._post_latest(key, story_id)
+
+    def _post_aged(self) -> None:
+        """Post the stories whose members aged out in this decision as the most recent under their
+        keys, after its splits, as a rebuild does from their records (written after the splits')."""
+        for story_id in self._aged_now:
+            if story_id in self.stories:
+                for key in self.story_keys.get(story_id, ()):
+                    self._post_latest(key, story_id)
+        self._aged_now.clear()
 
     def _unpost(self, key: str, story_id: str) -> None:
         ids = self.postings.get(key)
@@ -1127,8 +1138,10 @@ class StoryIndex:
                 # The story it is in now: one that grows by merges lets old members go too.
                 story = self.age_out(story, f.article_id)
                 self._split_if_two_events(story, f)
+                self._post_aged()
                 return self.articles[f.article_id].assignment
         self.age_out(self.restore(f, assignment), f.article_id)
+        self._post_aged()
         return assignment
 
     def restore(self, f: StoryFeatures, assignment: StoryAssignment) -> Story:

@@ -73,7 +73,7 @@ JOIN_ONLY_STATUSES = frozenset({"not_article"})
 LEARNING_DOCS, LEARNED_WRITE_EVERY = 64, 32
 # The layout of `DedupDesk.snapshot`: a snapshot of another version is not loaded (the writer
 # replays the state topic instead).
-SNAPSHOT_VERSION = 9
+SNAPSHOT_VERSION = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +460,7 @@ class DedupDesk:
                 members,
                 None if merged_from is None else [str(m) for m in merged_from],
                 int(entry["aged_out"]) if "aged_out" in entry else None,
+                [str(m) for m in entry["opening"]] if "opening" in entry else None,
             )
 
     def _remember_unstoried(self, article_id: str, received: float) -> None:
@@ -531,18 +532,25 @@ class DedupDesk:
         self._remember_closed(story_id, self.index.watermark)
         return Output(STATE, _closed_key(story_id), jsonio.dumps({"closed": self.index.watermark}))
 
-    def _aged_out(self) -> list[Output]:
+    def _aged_out(self) -> tuple[list[Output], list[Output]]:
         """Return the state records of the stories whose old members the last decision let go
-        (`StoryIndex.age_out`): the members' tombstones, then the story as it is now (members,
-        shape, header), after the decision's merges and before its splits, so that a rebuilt desk
-        lets them go where the live one did and then holds the story as the live one does."""
-        outputs = []
-        for story_id, leaving, members, shape, header in self.index.aged_out_stories:
-            outputs += [Output(STATE, _article_key(a), None) for a in leaving]
-            entry = {"members": list(members), "shape": shape.as_dict(), "header": header.as_dict()}
-            outputs.append(Output(STATE, _aged_key(story_id), jsonio.dumps(entry)))
+        (`StoryIndex.age_out`): the members' tombstones, to write after the decision's merges and
+        before its splits, as it let them go; and each story as it is at the decision's end
+        (members, shape, header: `StoryIndex.reinstate`), to write after its splits, which a
+        rebuilt desk may no longer hold (the story split off and closed since)."""
+        tombstones, stories = [], []
+        for story_id, leaving in self.index.aged_out_stories:
+            tombstones += [Output(STATE, _article_key(a), None) for a in leaving]
+            story = self.index.stories.get(story_id)
+            if story is not None:
+                entry = {
+                    "members": story.members,
+                    "shape": StoryShape.of(story, self.index.story_keys_of(story)).as_dict(),
+                    "header": StoryHeader.of(story).as_dict(),
+                }
+                stories.append(Output(STATE, _aged_key(story_id), jsonio.dumps(entry)))
         self.index.aged_out_stories.clear()
-        return outputs
+        return tombstones, stories
 
     def _merges(self) -> list[Output]:
         """Return the records of the merges the last decision made: each merged story's final
@@ -590,6 +598,7 @@ class DedupDesk:
                     "merged_from": list(kept.merged_from),
                     "members": kept.members,
                     "aged_out": kept.aged_out,
+                    "opening": list(kept.opening),
                     "at": at,
                 }
                 outputs.append(Output(STATE, _shape_key(kept.story_id), jsonio.dumps(left)))
@@ -691,13 +700,15 @@ class DedupDesk:
         # splits after it: a rebuilt writer then folds and splits the stories as this one did.
         joined = self.index.joined if (merged or split) and self.index.joined else assignment
         state = {"features": features.as_dict(), "assignment": assignment_dict(joined)}
+        aged_tombstones, aged_stories = self._aged_out()
         outputs = (
             _enriched_output(out),
             _story_output(story_record(story)),
             Output(STATE, _article_key(features.article_id), jsonio.dumps(state)),
             *self._merges(),
-            *self._aged_out(),
+            *aged_tombstones,
             *self._splits(story.story_id),
+            *aged_stories,
             *self._expired(),
         )
         self._learn(features, body)  # last: an article whose records failed teaches nothing
