@@ -13,7 +13,9 @@ import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FLOORS = Path(__file__).resolve().parent / "floors.json"
 
@@ -105,6 +107,20 @@ def broker_pid(bootstrap: str) -> int | None:
         return int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def child_lines(script: str, *args: str) -> list[Any]:
+    """Run a benchmark's child process (`python script args`: one BLAS thread, the services on its
+    path and no other environment, so that each variant starts alike) and return the JSON values it
+    printed, one a line."""
+    out = subprocess.run(
+        [sys.executable, script, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "services"), "PATH": "/usr/bin:/bin"},
+    ).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith(("[", "{"))]
 
 
 def rss_mib(pid: int | None = None) -> float:

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import json
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import record, rss_mib  # noqa: E402
+from bench.common import child_lines, record, rss_mib  # noqa: E402
 
 BATCH = 32
 _CAPITALISED = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+")
@@ -122,15 +121,15 @@ def main() -> int:
         return 0
     runs: dict[str, list[list[float]]] = {}
     for variant in ("pipe", "stage"):
-        out = subprocess.run(
-            [sys.executable, __file__, str(args.data_dir), "--variant", variant]
-            + ["--articles", str(args.articles), "--chars", str(args.chars), "--samples", str(args.samples)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "services"), "PATH": "/usr/bin:/bin"},
-        ).stdout
-        runs[variant] = [json.loads(line) for line in out.splitlines() if line.startswith("[")]
+        options = [
+            "--articles",
+            str(args.articles),
+            "--chars",
+            str(args.chars),
+            "--samples",
+            str(args.samples),
+        ]
+        runs[variant] = child_lines(__file__, str(args.data_dir), "--variant", variant, *options)
         first, last = runs[variant][1], runs[variant][-1]
         print(f"{variant}: {last[1] - first[1]:+.0f} MiB, {last[2] - first[2]:+,} strings", flush=True)
     names = {"pipe": "`nlp.pipe`, NER only (baseline)", "stage": "newsflow `EntityTagger.tag_batch`"}

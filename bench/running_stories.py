@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import record, rss_mib  # noqa: E402
+from bench.common import child_lines, record, rss_mib  # noqa: E402
 from bench.memory_soak import made_up  # noqa: E402
 
 START = 1_741_000_000.0
@@ -82,7 +81,7 @@ def child(variant: str, args: argparse.Namespace) -> None:
     from newsflow.pipeline.records import Origin
 
     if variant == "keep":
-        StoryIndex.age_out = lambda _index, story: story  # type: ignore[method-assign]
+        StoryIndex.age_out = lambda _index, story, _joining: story  # type: ignore[method-assign]
     stream = messages(args.articles, args.stories, args.windows, 72.0)
     desk, origin = DedupDesk(), Origin("raw", 0, 0)
     every = max(1, args.articles // args.samples)
@@ -120,25 +119,14 @@ def main() -> int:
     runs: dict[str, list[list[float]]] = {}
     outcomes: dict[str, dict[str, int]] = {}
     for variant in ("keep", "age_out"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--variant", variant, "--articles", str(args.articles)]
-            + [
-                "--stories",
-                str(args.stories),
-                "--windows",
-                str(args.windows),
-                "--samples",
-                str(args.samples),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "services"), "PATH": "/usr/bin:/bin"},
-        ).stdout
-        lines = [json.loads(line) for line in out.splitlines()]
+        options = ["--articles", str(args.articles), "--stories", str(args.stories)]
+        options += ["--windows", str(args.windows), "--samples", str(args.samples)]
+        lines = child_lines(__file__, "--variant", variant, *options)
         runs[variant] = [x for x in lines if isinstance(x, list)]
         outcomes[variant] = next(x["outcomes"] for x in lines if isinstance(x, dict))
         print(f"{variant}: {runs[variant][-1]}, {outcomes[variant]}", flush=True)
+        if set(outcomes[variant]) - {"new_story", "joined_story"}:
+            raise SystemExit(f"{variant}: not every article was decided into a story: {outcomes[variant]}")
     names = {"keep": "members kept with their story (baseline)", "age_out": "old members age out (newsflow)"}
     span = args.windows * 72
     lines = [

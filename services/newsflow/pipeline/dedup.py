@@ -41,7 +41,7 @@ from newsflow.pipeline.lsh import BandIndex, signature_values
 from newsflow.pipeline.options import STORY_THRESHOLD as STORY_THRESHOLD
 from newsflow.pipeline.options import DedupOptions as DedupOptions
 from newsflow.pipeline.places import countries_around, countries_named
-from newsflow.pipeline.records import MAX_STORY_MEMBERS, StoryAssignment, first_members
+from newsflow.pipeline.records import StoryAssignment, first_members
 
 # What a shared quotation adds to the embedding's cosine (see `story_similarity`).
 QUOTE_BONUS = 0.3
@@ -212,10 +212,13 @@ class Story:
     # takes members away, and the story's next record must still have a higher version.
     revisions: int = 0
     # Members that left the index with the window while the story stayed open
-    # (`StoryIndex.age_out`): they still count in its records.
+    # (`StoryIndex.age_out`), its own and those of stories merged into it: they still count in its
+    # records.
     aged_out: int = 0
-    # Once members have aged out: the story's first members then (up to MAX_STORY_MEMBERS/2, in
-    # the order they joined), which its records list as its first.
+    # Once members have aged out: the story's first members (up to MAX_STORY_MEMBERS/2, in the
+    # order they joined, as known when members last aged out), less those that left in a split
+    # since; its records list them as its first. Such a story also keeps its span, headline and
+    # outlets through a split (what its aged-out members held is not known any more).
     opening: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -351,7 +354,8 @@ def split_parts(log: MemberLog, threshold: float) -> list[int] | None:
 
 
 # Members of an open story received before the window leave the index in groups of at least this
-# many (`StoryIndex.age_out`): a story keeps at most this many more than its window's members.
+# many and an eighth of the story (`StoryIndex.age_out`): it keeps fewer old ones than that, and a
+# member that joins with an old receipt time.
 AGE_OUT_AT_LEAST = 8
 
 # Ids of stories split from another: new stories' ids start with "s-".
@@ -639,8 +643,8 @@ class StoryIndex:
         self.expired_articles: list[str] = []
         # Stories the window closed, for their final record (the caller empties both lists).
         self.expired_stories: list[Story] = []
-        # Stories merged into another (`merge`), with the id of the one they joined, for their
-        # final record (the caller empties the list).
+        # Stories merged into another (`merge`), with the id of the one they joined and its count
+        # of members aged out then, for their records (the caller empties the list).
         self.merged: list[tuple[Story, str, int]] = []
         # Stories split from another (`split`), each with what is left of the other, for their
         # records (the caller empties the list).
@@ -972,8 +976,9 @@ class StoryIndex:
 
         A story that gets reports for weeks (a running theme, a daily template) would otherwise
         keep every one of them in memory. The story stays open with the same id and its header
-        (opening, span, outlets, version count, lineage); its embedding, member log, copies found
-        and keys (those its names and words give, bounded) are its members' within the window.
+        (opening, span, outlets, version count, lineage); its embedding, member log and copies
+        found are its in-window members'; its keys are those its names and words (not rebuilt:
+        bounded averages) give, and those of the members that join it later.
         They leave in groups of at least an eighth of its members and AGE_OUT_AT_LEAST, so that
         rebuilding the story from its log costs a constant amount per member. What the state
         needs to repeat it is added to `aged_out_stories` (and see `reinstate`).
@@ -999,11 +1004,7 @@ class StoryIndex:
             indexed = self.articles.pop(article_id, None)
             if indexed is not None:
                 self.lsh.remove(article_id, indexed.signature)
-        opening = story.opening
-        if len(opening) < MAX_STORY_MEMBERS // 2:
-            # Every member that aged out so far is in it: it is the story's first members, exactly.
-            opening = first_members(story)
-        header = replace(StoryHeader.of(story), aged_out=story.aged_out + count, opening=opening)
+        header = replace(StoryHeader.of(story), aged_out=story.aged_out + count, opening=first_members(story))
         keys, old_keys = tuple(self._postings_keys(story)), self._story_keys(story)
         rest = self._keep_only(story, np.flatnonzero(~old).tolist(), StoryShape.of(story, keys), header)
         self._repost(rest.story_id, keys, old_keys, now=False)

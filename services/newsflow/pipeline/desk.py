@@ -485,9 +485,10 @@ class DedupDesk:
             Output(STATE, key(m), None)
             for s in self.index.expired_stories
             for m in s.merged_from
-            if m not in self.index.stories  # (an id reused since, after its retention: its own now)
-            # A story merged in may have split, or retired members.
+            # A story merged in may have split, or let members age out; an id open again (reused
+            # after its retention) keeps those records, its own now, but never has a merge record.
             for key in (_merged_key, _split_key, _shape_key, _aged_key)
+            if key is _merged_key or m not in self.index.stories
         ]
         tombstones += [
             Output(STATE, key(s.story_id), None)
@@ -536,8 +537,8 @@ class DedupDesk:
         """Return the state records of the stories whose old members the last decision let go
         (`StoryIndex.age_out`): the members' tombstones, to write after the decision's merges and
         before its splits, as it let them go; and each story as it is at the decision's end
-        (members, shape, header: `StoryIndex.reinstate`), to write after its splits, which a
-        rebuilt desk may no longer hold (the story split off and closed since)."""
+        (members, shape, header: `StoryIndex.reinstate`), written after the split records so that
+        it states the story after them: a rebuild may lack those (a split-off story closed since)."""
         tombstones, stories = [], []
         for story_id, leaving in self.index.aged_out_stories:
             tombstones += [Output(STATE, _article_key(a), None) for a in leaving]
