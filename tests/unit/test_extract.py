@@ -704,20 +704,45 @@ def test_a_book_length_page_is_read_only_as_far_as_twice_the_text_kept():
     keeps (max_text_chars) is not read. Scripts and styles do not count as text."""
     import lxml.html
 
-    from newsflow.pipeline.extract import cut_after_text
+    from newsflow.pipeline.extract import cut_after
 
     paragraphs = "".join(f"<p>Paragraph {i:03d} says shares rose on demand.</p>" for i in range(300))
     script = f"<script>{'x' * 5000}</script>"
     tree = lxml.html.fromstring(
         f"<html><head>{script}</head><body><article>{paragraphs}</article></body></html>"
     )
-    assert cut_after_text(tree, 400)
+    assert cut_after(tree, 400, 10_000)
     kept = [p.text for p in tree.iter("p")]
     assert kept == [f"Paragraph {i:03d} says shares rose on demand." for i in range(len(kept))]
     assert 400 / 41 <= len(kept) <= 400 / 41 + 1 and tree.find(".//script") is not None
-    assert not cut_after_text(tree, 10_000)  # a page within the bound is left whole
+    assert not cut_after(tree, 10_000, 10_000)  # a page within the bound is left whole
     page = f"<html><head><title>Markets</title></head><body><article>{paragraphs}</article></body></html>"
     raw = RawArticle("book", page.encode(), Source("wire", "book.html", "text/html", ""))
     article = extract_article(raw, ExtractOptions(max_text_chars=2000))
     assert isinstance(article, CleanArticle) and article.extraction.status == "truncated"
     assert article.text.startswith("Paragraph 000 says") and len(article.text) <= 2000
+
+
+def test_a_page_of_countless_tiny_elements_is_read_only_as_far_as_its_first_elements():
+    """A page's elements cost the extractor time whatever text they hold: past max_read_elements
+    nothing is read, including what the last element read holds; the article before it is kept."""
+    import lxml.html
+
+    from newsflow.pipeline.extract import cut_after
+
+    story = "".join(f"<p>Paragraph {i} says the council met on Tuesday about roads.</p>" for i in range(20))
+    junk = "<div>" + "".join(f"<span>{i % 10}</span>" for i in range(5000)) + "</div>"
+    page = f"<html><body><article>{story}</article>{junk}<footer><p>Footer.</p></footer></body></html>"
+    tree = lxml.html.fromstring(page)
+    assert cut_after(tree, 1_000_000, 100)
+    assert sum(1 for _ in tree.iter()) <= 100
+    assert len(tree.findall(".//article/p")) == 20 and tree.find(".//footer") is None
+    whole = lxml.html.fromstring(page)
+    assert not cut_after(whole, 1_000_000, 10_000) and whole.find(".//footer") is not None
+    # The element the budget runs out at keeps nothing within it: a body of 5,000 spans is cut.
+    nested = lxml.html.fromstring(page)
+    assert cut_after(nested, 1_000_000, 3) and nested.find(".//span") is None
+    raw = RawArticle("tiny", page.encode(), Source("wire", "tiny.html", "text/html", ""))
+    article = extract_article(raw, ExtractOptions(max_read_elements=100))
+    assert isinstance(article, CleanArticle) and "Paragraph 19 says" in article.text
+    assert "Footer" not in article.text

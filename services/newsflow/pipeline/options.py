@@ -76,6 +76,11 @@ class ExtractOptions:
     # which bounds parse time together with max_input_bytes.
     max_tree_size: int = 200_000
     max_text_chars: int = 200_000
+    # What of a page the extractor reads: its first this many elements (and twice max_text_chars
+    # of text). Its time grows with the elements, about 50 us each, and no news page comes near
+    # (the extraction benchmark's largest: 1,600; a heavy live blog: ~10,000): a page of countless
+    # tiny elements is read in ~1.5 s as far as this, rather than running into max_parse_seconds.
+    max_read_elements: int = 30_000
     # Wall-clock bound on decoding and parsing one input (see pipeline/deadline.py): a page that
     # defeats the size bounds (pathological markup, regex backtracking) is dead-lettered, not
     # left to stall its partition. Typical pages take 10-100 ms.

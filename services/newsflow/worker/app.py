@@ -270,6 +270,7 @@ def load_enricher(settings: WorkerSettings, metrics: WorkerMetrics) -> Enricher:
     options = ExtractOptions(
         max_input_bytes=settings.max_input_bytes,
         max_parse_seconds=settings.max_parse_seconds,
+        max_read_elements=settings.max_read_elements,
         min_article_words=settings.min_article_words,
     )
     started = time.perf_counter()

@@ -133,6 +133,12 @@ class WorkerSettings:
         "wall-clock bound on parsing one input; slower ones are dead-lettered (timeout; 0: no bound)",
         minimum=0,
     )
+    max_read_elements: int = env(
+        "NEWSFLOW_EXTRACT_MAX_READ_ELEMENTS",
+        _EXTRACT.max_read_elements,
+        "a page is read only as far as its first this many elements (news pages have a few thousand)",
+        minimum=1,
+    )
     min_article_words: int = env(
         "NEWSFLOW_EXTRACT_MIN_ARTICLE_WORDS",
         _EXTRACT.min_article_words,
