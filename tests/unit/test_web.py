@@ -497,6 +497,38 @@ def test_a_split_story_lists_the_members_that_left_whichever_topic_is_read_first
     _validate(s3, "Story")
 
 
+def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_its_story_of_now(store: StoryStore):
+    """A split moves its members to the new story in the view; an article's record written after
+    that split (the article sent again once the story had closed and been forgotten) names the
+    story it is in now, whichever topic the view reads first."""
+
+    def members(view: StoryStore, story_id: str) -> list[str]:
+        return [m["article_id"] for m in view.story(story_id)["members"]]  # type: ignore[index]
+
+    store.apply(
+        [
+            ("enriched", enriched("a2", "s1", "daily.example", 5)),
+            ("story", story("s3", ["a2", "a5"], ["daily.example"], 6, split_from="s1")),
+            ("story", story("s3", ["a2", "a5"], ["daily.example"], 9, status="closed", version=3)),
+            ("enriched", enriched("a2", "s7", "daily.example", 30)),
+            ("story", story("s7", ["a2"], ["daily.example"], 30)),
+        ]
+    )
+    assert members(store, "s7") == ["a2"] and members(store, "s3") == []
+    # The stories topic read behind the enriched topic: the split, read after the later record,
+    # moves the record that came before it, not the one that came after.
+    late = StoryStore()
+    late.apply(
+        [
+            ("enriched", enriched("a1", "s1", "wire.example", 5)),
+            ("enriched", enriched("a2", "s7", "daily.example", 30)),
+            ("story", story("s3", ["a1", "a2"], ["wire.example", "daily.example"], 6, split_from="s1")),
+            ("story", story("s7", ["a2"], ["daily.example"], 30)),
+        ]
+    )
+    assert members(late, "s3") == ["a1"] and members(late, "s7") == ["a2"]
+
+
 def test_a_view_that_cannot_read_the_output_topics_counts_each_failure_and_keeps_trying(store: StoryStore):
     from prometheus_client import CollectorRegistry
 

@@ -24,10 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from newsflow.pipeline import jsonio
+from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.names import entity_key, without_legal_form
 from newsflow.pipeline.places import country_key
 
 log = logging.getLogger("newsflow.web")
+
+
+def _later(written: str | None, than: str | None) -> bool:
+    """Whether a record's time (RFC 3339) is after another's; unknown times are not."""
+    first, second = parse_datetime(written or ""), parse_datetime(than or "")
+    return first is not None and second is not None and first > second
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stories (
@@ -257,9 +265,20 @@ class StoryStore:
             raise TypeError(f"not an object: {type(r).__name__}")
         article_id = str(r["article_id"])
         source = r.get("source") or {}
-        # A split may have moved it before its record was read (the topics are read apart).
-        moved = self.db.execute("SELECT story_id FROM moves WHERE article_id = ?", (article_id,)).fetchone()
-        story_id = moved["story_id"] if moved else r.get("story_id")
+        # A split may have moved it before its record was read (the topics are read apart); a
+        # record written after that split's (the article sent again once its story had closed)
+        # names its story of now.
+        moved = self.db.execute(
+            "SELECT m.story_id, s.updated_at FROM moves m LEFT JOIN stories s USING (story_id) "
+            "WHERE m.article_id = ?",
+            (article_id,),
+        ).fetchone()
+        if moved and not _later(r.get("processed_at"), moved["updated_at"]):
+            story_id = moved["story_id"]
+        else:
+            story_id = r.get("story_id")
+            if moved:
+                self.db.execute("DELETE FROM moves WHERE article_id = ?", (article_id,))
         self.db.execute(
             "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -331,7 +350,7 @@ class StoryStore:
             # written): the members it lists are its own now. A story that had more than
             # MAX_STORY_MEMBERS at the split lists its first and latest only (records.bounded_members).
             if current.rowcount:
-                self._moved(story_id, [str(m) for m in r.get("members") or ()])
+                self._moved(story_id, [str(m) for m in r.get("members") or ()], at)
         self.db.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", merges)
         # A story the survivor lists is hidden even if its own last record was not seen (its
         # direct survivor, when that record was, is the one it names).
@@ -341,13 +360,25 @@ class StoryStore:
             [(other, story_id, at, other) for other in r.get("merged_from") or ()],
         )
 
-    def _moved(self, story_id: str, members: list[str]) -> None:
-        """Record that a split story's members are its own, whatever story their records named."""
-        self.db.executemany("INSERT OR REPLACE INTO moves VALUES (?, ?)", [(m, story_id) for m in members])
+    def _moved(self, story_id: str, members: list[str], at: str | None) -> None:
+        """Record that a split story's members are its own, whatever story their records named;
+        not an article's record written after the split (`at`): it was sent again, and names its
+        story of now (an article's records come in the order written, one partition per key)."""
+        placeholders = ",".join("?" * len(members))
+        later = {
+            row["article_id"]
+            for row in self.db.execute(
+                f"SELECT article_id, processed_at FROM articles WHERE article_id IN ({placeholders})",  # noqa: S608
+                members,
+            )
+            if _later(row["processed_at"], at)
+        }
+        moving = [(story_id, m) for m in members if m not in later]
+        self.db.executemany("INSERT OR REPLACE INTO moves (story_id, article_id) VALUES (?, ?)", moving)
         for table in ("articles", "entities"):
             self.db.executemany(
                 f"UPDATE {table} SET story_id = ? WHERE article_id = ?",  # noqa: S608 - fixed names
-                [(story_id, m) for m in members],
+                moving,
             )
 
     # -- answers out ----------------------------------------------------------------------------
