@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
@@ -18,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
@@ -264,3 +266,33 @@ async def _read_all(kafka: KafkaSettings, topic: str) -> list[tuple[int, int, by
         return out
     finally:
         await consumer.stop()
+
+
+def counter(port: int, name: str, **labels: str) -> float:
+    """The sum of a worker's series of `name` (a counter without its _total, or a gauge) with
+    these labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == name
+        for s in family.samples
+        if s.name in (name, f"{name}_total") and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def wait_until(check, what: str, timeout: float = 120.0) -> None:  # noqa: ANN001
+    """Wait until `check()` is true (a worker whose metrics are not served yet: not yet)."""
+    deadline = time.monotonic() + timeout
+    while not _holds(check):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not so within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def _holds(check) -> bool:  # noqa: ANN001
+    try:
+        return bool(check())
+    except OSError:  # a worker's metrics not served yet
+        return False

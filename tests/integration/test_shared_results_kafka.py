@@ -4,53 +4,23 @@ encoder is not run through them again by the other (pipeline/recent.py, worker/s
 from __future__ import annotations
 
 import contextlib
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from newsflow.settings import KafkaSettings
 from tests.conftest import SEEDS
 from tests.integration.kafka_helpers import (
+    counter,
     free_port,
     produce_files,
     read_records,
     wait_for_group,
+    wait_until,
     worker_process,
 )
 
 COPIES = 16
-
-
-def counter(port: int, name: str, **labels: str) -> float:
-    """The sum of a worker's series of `name` (a counter without its _total, or a gauge) with
-    these labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        if family.name == name
-        for s in family.samples
-        if s.name in (name, f"{name}_total") and all(s.labels.get(k) == v for k, v in labels.items())
-    )
-
-
-def wait_until(check, timeout: float = 120.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not _holds(check):
-        if time.monotonic() > deadline:
-            raise AssertionError("the workers did not follow or share their results in time")
-        time.sleep(0.5)
-
-
-def _holds(check) -> bool:  # noqa: ANN001
-    try:
-        return bool(check())
-    except OSError:  # a worker's metrics not served yet
-        return False
 
 
 @pytest.mark.timeout(600)
@@ -88,12 +58,17 @@ def test_a_wire_text_one_worker_computed_is_not_computed_again_by_the_other(
         # partitions, and maybe an article the other had computed before it followed (it follows
         # only what comes next).
         wait_for_group(kafka, "shared", 2)
-        wait_until(lambda: total("newsflow_replica_following", topic=kafka.topic_recent) == 2)
+        wait_until(
+            lambda: total("newsflow_replica_following", topic=kafka.topic_recent) == 2,
+            "both follow the shared results",
+        )
         produce_files(kafka, [first.parent])
         read_records(kafka, kafka.topic_enriched, want=1, worker=w1)
         # The spans and the embedding went out once, and the other worker took both.
-        wait_until(lambda: total("newsflow_recent_shared", outcome="adopted") >= 2)
-        wait_until(lambda: total("newsflow_recent_shared", outcome="sent") >= 2)
+        wait_until(lambda: total("newsflow_recent_shared", outcome="adopted") >= 2, "the other took them")
+        wait_until(
+            lambda: total("newsflow_recent_shared", outcome="sent") >= 2, "the spans and embedding went out"
+        )
         assert total("newsflow_recent_shared", outcome="sent") == 2
         produce_files(kafka, [copies])
         records = read_records(kafka, kafka.topic_enriched, want=1 + COPIES, worker=w1)

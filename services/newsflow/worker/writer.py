@@ -112,6 +112,9 @@ class TransactionalWriter:
         self.writing = False  # a transaction is open
         self._retire = False  # drop the producer once the open transaction ends
         self.on_rebuilt = on_rebuilt
+        # Held while readying and writing a batch: a rebuild begun when the partition came
+        # (`prepare`) neither runs beside a batch nor swaps the desk under one.
+        self._readying = asyncio.Lock()
         self.snapshots = snapshots or Snapshots(None, 0, kafka.topic_dedup_state)
         self._topics = {
             ENRICHED: kafka.topic_enriched,
@@ -146,6 +149,21 @@ class TransactionalWriter:
         """Stop the producer, waiting at most STOP_SECONDS for what it still has to send (and
         ABANDON_SECONDS twice more to end what that leaves running)."""
         await self._drop_producer()
+
+    async def prepare(self, should_stop: Callable[[], bool]) -> None:
+        """Start the producer and rebuild the desk now, not at the first batch: called when this
+        worker is given the features partition, so that the index's gauges say what it holds, and
+        its first input after a restart waits for no rebuild. A failure is left for the first batch
+        to meet again (and retry)."""
+        try:
+            async with self._readying:
+                if not should_stop():
+                    await self._ready()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Kafka and aiokafka's errors alike: write_batch retries
+            self._stale = True
+            log.info("the dedup desk will be rebuilt at the first batch (%r)", exc)
 
     async def _ready(self) -> None:
         if self._producer is None:
@@ -237,17 +255,18 @@ class TransactionalWriter:
         written: list[Decision] = []
         while True:
             try:
-                await self._ready()
-                self.writing = True
-                try:
-                    written += await self._write_once(events[len(written) :])
-                    if len(written) == len(events) or should_stop() or not owns():
-                        return written  # the rest, if any, is its owner's to read again
-                finally:
-                    self.writing = False
-                    if self._retire:
-                        self._retire = False
-                        self._let_go()
+                async with self._readying:
+                    await self._ready()
+                    self.writing = True
+                    try:
+                        written += await self._write_once(events[len(written) :])
+                        if len(written) == len(events) or should_stop() or not owns():
+                            return written  # the rest, if any, is its owner's to read again
+                    finally:
+                        self.writing = False
+                        if self._retire:
+                            self._retire = False
+                            self._let_go()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Kafka and aiokafka's transaction-state errors alike
