@@ -1,6 +1,6 @@
 """newsflow-deadletters: look at the dead-letter topic and send inputs back through the pipeline.
 
-    newsflow-deadletters list [--stage S] [--reason R] [--outlet O] [--since 2026-12-01T00:00Z] [--json]
+    newsflow-deadletters list [--stage S] [--reason R] [--outlet O] [--since 2026-12-01T00:00Z] [--open] [--json]
     newsflow-deadletters show ARTICLE_ID [--payload FILE]
     newsflow-deadletters replay ARTICLE_ID [...] | --all [filters] [--dry-run]
 
@@ -9,7 +9,8 @@
 at all, for the dedup stage) are fetched from the topic and offset it names as its origin, while
 that topic still retains them. Replaying one dead letter twice sends it twice, but the pipeline
 writes its outcome once: the dedup writer remembers each (article, replay count) it decided.
-Only the latest dead letter of an article is shown and replayed.
+Only the latest dead letter of an article is shown and replayed, and only while its article has
+not come out since (`list` shows its status: open, enriched by a replay, or revised under a new id).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT, latest
 from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit, reader_gone
-from newsflow.topics import committed_reader, wait_for_broker
+from newsflow.topics import committed_reader, topic_partitions, wait_for_broker
 from newsflow.worker.replica import read_to_end
 
 PROG = "newsflow-deadletters"
@@ -69,6 +70,64 @@ async def read_dead_letters(kafka: KafkaSettings) -> dict[str, dict[str, Any]]:
     return found
 
 
+OPEN = "open"
+
+
+async def outcomes(kafka: KafkaSettings, letters: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Return what became of each dead letter's article since it failed: "enriched" (a replay
+    went through), "revised:<id>" (its file, changed, came out under a new id that names it in
+    `source.revision_of`), else "open". Reads the enriched topic from the earliest failure on."""
+    status = dict.fromkeys(letters, OPEN)
+    failed = {k: parse_datetime(str(r.get("failed_at") or "")) for k, r in letters.items()}
+    known = [t for t in failed.values() if t is not None]
+    if not known:
+        return status
+    consumer = committed_reader(kafka)
+    try:
+        await consumer.start()
+        partitions = await topic_partitions(consumer, kafka.topic_enriched)
+        if not partitions:
+            return status
+        consumer.assign(partitions)
+        since = int(min(known).timestamp() * 1000)
+        starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since))
+        ends = await consumer.end_offsets(partitions)
+        todo = {tp for tp, at in starts.items() if at is not None and at.offset < ends[tp]}
+        for tp in todo:
+            consumer.seek(tp, starts[tp].offset)
+        for tp in todo:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for m in batch.get(tp, ()):
+                    _outcome(status, failed, m.key, m.value)
+    finally:
+        await consumer.stop()
+    return status
+
+
+def _outcome(
+    status: dict[str, str], failed: dict[str, datetime | None], key: bytes | None, value: bytes | None
+) -> None:
+    """Note what one enriched record says of the dead letters (`outcomes`)."""
+    if value is None:
+        return
+    article_id = (key or b"").decode(errors="replace")
+    if article_id not in status and b'"revision_of"' not in value:
+        return  # most records: read no further
+    try:
+        record = jsonio.loads(value)
+        source = record.get("source") or {}
+        processed = parse_datetime(str(record.get("processed_at") or ""))
+    except (ValueError, AttributeError):
+        return
+    revises = source.get("revision_of") if isinstance(source, dict) else None
+    for letter, outcome in ((article_id, "enriched"), (revises, f"revised:{article_id}")):
+        if isinstance(letter, str) and letter in status:
+            when = failed.get(letter)
+            if when is None or processed is None or processed > when:
+                status[letter] = outcome
+
+
 def matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
     """Return whether a dead letter passes the --stage/--reason/--outlet/--since filters."""
     if args.stage and record.get("stage") != args.stage:
@@ -85,16 +144,21 @@ def matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
 
 
 def _columns(
-    article_id: str, failed_at: str, stage: str, reason: str, outlet: str, size: str, detail: str
+    article_id: str, failed_at: str, stage: str, reason: str, outlet: str, size: str, status: str, detail: str
 ) -> str:
-    return f"{article_id:<26} {failed_at:<24} {stage:<8} {reason:<17} {outlet[:16]:<16} {size:>9}  {detail}"
+    return (
+        f"{article_id:<26} {failed_at:<24} {stage:<8} {reason:<17} {outlet[:16]:<16} {size:>9}  "
+        f"{status:<8} {detail}"
+    )
 
 
-HEADER = _columns("article", "failed at", "stage", "reason", "outlet", "bytes", "detail")
+HEADER = _columns("article", "failed at", "stage", "reason", "outlet", "bytes", "status", "detail")
 
 
-def summary(article_id: str, record: dict[str, Any]) -> str:
-    """One line of `list`, under HEADER."""
+def summary(article_id: str, record: dict[str, Any], status: str = OPEN) -> str:
+    """One line of `list`, under HEADER (`status`: from `outcomes`)."""
+    kind, _, revised_as = status.partition(":")
+    detail = " ".join(str(record.get("detail", "")).split())[:80]
     return _columns(
         article_id,
         str(record.get("failed_at", "-")),
@@ -102,8 +166,19 @@ def summary(article_id: str, record: dict[str, Any]) -> str:
         str(record.get("reason", "-")),
         str((record.get("headers") or {}).get(H_OUTLET, "-")),
         str(record.get("payload_bytes", 0)),
-        " ".join(str(record.get("detail", "")).split())[:80],
+        kind,
+        f"as {revised_as}: {detail}" if revised_as else detail,
     )
+
+
+def _as_json(article_id: str, record: dict[str, Any], status: str) -> dict[str, Any]:
+    kind, _, revised_as = status.partition(":")
+    return {
+        "article_id": article_id,
+        **record,
+        "status": kind,
+        **({"revised_as": revised_as} if revised_as else {}),
+    }
 
 
 async def fetch(kafka: KafkaSettings, origin: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -212,6 +287,9 @@ def parser() -> argparse.ArgumentParser:
     filters.add_argument("--since", type=_since, help="failed at or after this time (UTC if no zone)")
     ls = sub.add_parser("list", parents=[filters], help="one line per dead letter (latest per article)")
     ls.add_argument("--json", action="store_true", help="one JSON record per line instead")
+    ls.add_argument(
+        "--open", action="store_true", help="only those whose article has not come out since (status open)"
+    )
     show = sub.add_parser("show", help="one dead letter in full (without its payload)")
     show.add_argument("article_id")
     show.add_argument(
@@ -230,14 +308,18 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     out = sys.stdout
     if args.command == "list":
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
+        status = await outcomes(kafka, chosen)
+        if args.open:
+            chosen = {k: r for k, r in chosen.items() if status[k] == OPEN}
         if chosen and not args.json:
             out.write(HEADER + "\n")
         for article_id, record in chosen.items():
             if args.json:
-                out.write(jsonio.dumps_line({"article_id": article_id, **record}).decode())
+                out.write(jsonio.dumps_line(_as_json(article_id, record, status[article_id])).decode())
             else:
-                out.write(summary(article_id, record) + "\n")
-        sys.stderr.write(f"{PROG}: {len(chosen)} of {len(letters)} dead letters\n")
+                out.write(summary(article_id, record, status[article_id]) + "\n")
+        still = sum(status[k] == OPEN for k in chosen)
+        sys.stderr.write(f"{PROG}: {len(chosen)} of {len(letters)} dead letters ({still} open)\n")
         return 0
     if args.command == "show":
         found = letters.get(args.article_id)
@@ -274,6 +356,11 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             sys.stderr.write(f"{PROG}: not replayed, not passing the filters: {', '.join(left)}\n")
     else:
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
+    # One whose article has come out since (a replay went through, a revision of its file) is done.
+    status = await outcomes(kafka, chosen)
+    if done := [f"{k} ({status[k].replace(':', ' as ')})" for k in chosen if status[k] != OPEN]:
+        sys.stderr.write(f"{PROG}: not replayed, out since: {', '.join(done)}\n")
+        chosen = {k: r for k, r in chosen.items() if status[k] == OPEN}
     sent, errors = await replay(kafka, chosen, args.dry_run)
     for error in errors:
         sys.stderr.write(f"{PROG}: cannot replay {error}\n")

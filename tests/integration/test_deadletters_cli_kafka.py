@@ -1,4 +1,5 @@
-"""newsflow-deadletters against the real broker: list and filter, show, replay (dry run, twice)."""
+"""newsflow-deadletters against the real broker: list and filter, show, replay (dry run, twice), and
+what became of each dead letter's article since (replayed, revised)."""
 
 from __future__ import annotations
 
@@ -103,9 +104,26 @@ def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_p
                 assert time.monotonic() < deadline, "the replayed article did not come out"
                 time.sleep(0.2)
             time.sleep(5)  # a second output, if there were one, would be here by now
+            # The envelope, mended, sent again by the producer as a revision of the one that failed.
+            mended = [("article-id", b"no-text-2"), ("content-type", b"text/plain"), ("outlet", b"wire")]
+            send_raw(kafka, [(b"no-text-2", (TEXT * 3).encode(), [*mended, ("revision-of", b"no-text")])])
+            wait_for(reader, {"no-text-2"})
     outputs = [(t, k, r) for _, t, k, r in reader.collected.records if k == "big"]
     assert [t for t, _, _ in outputs] == [kafka.topic_dead_letter, kafka.topic_enriched]
     assert outputs[1][2]["extraction"]["input_bytes"] == len(big)
+    # The dead letters say what became of their articles since: neither is open now.
+    listed = cli(kafka, "list")
+    header, *lines = listed.stdout.splitlines()
+    status = {line.split()[0]: line[header.index(" status ") + 1 :].split()[0] for line in lines}
+    assert status == {"big": "enriched", "no-text": "revised"}, listed.stdout
+    assert "as no-text-2:" in next(line for line in lines if line.startswith("no-text"))
+    assert "(0 open)" in listed.stderr
+    as_json = {r["article_id"]: r for r in map(json.loads, cli(kafka, "list", "--json").stdout.splitlines())}
+    assert (as_json["no-text"]["status"], as_json["no-text"]["revised_as"]) == ("revised", "no-text-2")
+    assert cli(kafka, "list", "--open").stdout == ""
+    again = cli(kafka, "replay", "--all", "--dry-run")
+    assert "not replayed, out since: big (enriched), no-text (revised as no-text-2)" in again.stderr
+    assert "would send 0 of 0" in again.stderr
 
 
 def test_list_leaves_out_what_is_not_a_dead_letter_and_forgets_a_tombstones_key(kafka: KafkaSettings):

@@ -65,10 +65,16 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
     registry = CollectorRegistry()
     kafka = KafkaSettings()
     stale: list[bool] = []
+    prepared: list[bool] = []
     worker = SimpleNamespace(
         kafka=kafka,
         metrics=create_metrics(registry),
-        writer=SimpleNamespace(mark_stale=lambda: stale.append(True)),
+        writer=SimpleNamespace(
+            mark_stale=lambda: stale.append(True),
+            prepare=lambda should_stop: (prepared.append(True), asyncio.sleep(0))[1],
+        ),
+        app=SimpleNamespace(should_stop=False),
+        _preparing=None,
     )
     worker.metrics.dedup_index_articles.set(5000)
     worker.metrics.dedup_stories_open.set(1200)
@@ -83,10 +89,11 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
     # A rebalance revokes everything, then assigns: the writer that keeps its partition keeps reporting.
     asyncio.run(WorkerApp._on_revoked(worker, None, revoked={features, raw}))
     asyncio.run(WorkerApp._on_assigned(worker, None, assigned={features, raw}))
-    assert gauges() == (5000, 1200) and stale == [True]  # rebuilt before its next batch
+    # rebuilt at once (`TransactionalWriter.prepare`), not at its next batch
+    assert gauges() == (5000, 1200) and stale == [True] and prepared == [True]
     asyncio.run(WorkerApp._on_revoked(worker, None, revoked={features, raw}))
     asyncio.run(WorkerApp._on_assigned(worker, None, assigned={raw}))
-    assert gauges() == (0, 0)  # the new owner reports the index
+    assert gauges() == (0, 0) and prepared == [True]  # the new owner reports the index
 
 
 def test_a_fresh_worker_reports_zero_dead_letters_for_every_reason_not_no_data():
