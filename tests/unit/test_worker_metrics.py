@@ -71,7 +71,7 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
         metrics=create_metrics(registry),
         writer=SimpleNamespace(
             mark_stale=lambda: stale.append(True),
-            prepare=lambda should_stop: (prepared.append(True), asyncio.sleep(0))[1],
+            prepare=lambda _should_stop: (prepared.append(True), asyncio.sleep(0))[1],
         ),
         app=SimpleNamespace(should_stop=False),
         _preparing=None,
