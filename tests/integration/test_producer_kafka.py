@@ -219,14 +219,19 @@ def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
     assert "forgot 1 sent files that are gone" in err and watching.returncode == 0
 
 
-def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka: KafkaSettings):
+def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(
+    kafka: KafkaSettings, tmp_path: Path
+):
     port = free_port()
     env = {
         "NEWSFLOW_PRODUCER_HTTP_PORT": str(port),
         "NEWSFLOW_PRODUCER_HTTP_MAX_BODY_BYTES": "20000",
         "NEWSFLOW_PRODUCER_MAX_FILE_BYTES": "5000",
+        "NEWSFLOW_PRODUCER_STATE_FILE": str(tmp_path / "sent.jsonl"),
     }
-    server = producer(kafka, "--serve", env=env)
+    # With a watched folder beside it (empty): each says its own summary at the end.
+    (tmp_path / "inbox").mkdir()
+    server = producer(kafka, "--serve", "--watch", str(tmp_path / "inbox"), env=env)
 
     def post(body: bytes, encoding: str | None = None) -> tuple[int, dict[str, object]]:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/articles", data=body, method="POST")
@@ -277,7 +282,9 @@ def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(kafka:
     finally:
         server.send_signal(signal.SIGTERM)
         out, _ = server.communicate(timeout=30)
-    assert "refused 5 (bad_body: 1, bad_envelope: 2, too_large: 2)" in out, out
+    ingest, watched = out.strip().splitlines()[-2:]
+    assert ingest.startswith("HTTP ingest: sent 3 ") and watched.startswith("watched folders: sent 0 "), out
+    assert "refused 5 (bad_body: 1, bad_envelope: 2, too_large: 2)" in ingest, out
     ids = sorted(k for k, _, _ in read_raw(kafka, want=3))
     assert len(ids) == 3  # the refused requests sent nothing
 

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     stopped_by: list[int] = []
+    names: list[str] = []  # of the jobs run, each with a tally of its own
 
     def stopping(stop: asyncio.Event, signum: int) -> None:
         stopped_by.append(signum)
@@ -147,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stopping, stop, sig)
         jobs = []
         if args.serve:
+            names.append("HTTP ingest")
             jobs.append(_serve(kafka, settings, metrics, registry, stop))
         show = not args.no_progress and not args.quiet
         if args.paths and watching:
+            names.append("watched folders")
             jobs.append(
                 watch(
                     [Path(p) for p in args.paths],
@@ -163,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         elif args.paths:
+            names.append("files")
             jobs.append(produce(args.paths, kafka, settings, metrics, args.outlet, stop, show_progress=show))
         return list(await asyncio.gather(*jobs))
 
@@ -177,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 1
-    for tally in tallies:
-        sys.stdout.write(tally.summary() + "\n")
+    for name, tally in zip(names, tallies, strict=True):
+        # Which is which, when the HTTP ingest and a watch ran together.
+        sys.stdout.write((f"{name}: " if len(tallies) > 1 else "") + tally.summary() + "\n")
     if any(t.interrupted for t in tallies):
         # As a shell reports a run a signal stopped (130 for Ctrl-C, 143 for SIGTERM): not all of
         # the input was sent.
