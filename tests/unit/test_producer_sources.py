@@ -395,3 +395,33 @@ def test_a_warc_target_uri_in_angle_brackets_is_the_uri_inside_them(tmp_path: Pa
     )
     (article,) = _articles(iter_inputs([path]))
     assert (article.source.url, article.source.outlet) == ("https://www.bracket.example/a", "bracket.example")
+
+
+def test_a_json_file_of_an_array_of_envelopes_gives_one_article_each_as_the_http_ingest_does(tmp_path: Path):
+    envelopes = [
+        {"url": "https://arr.example/1", "text": "First report."},
+        {"outlet": "metro", "html": "<p>Second.</p>"},
+        ["not", "an", "object"],
+    ]
+    (tmp_path / "wire").mkdir()
+    (tmp_path / "wire" / "batch.json").write_bytes(b"\xef\xbb\xbf\n" + json.dumps(envelopes).encode())
+    (tmp_path / "wire" / "none.json").write_text("[]")
+    (tmp_path / "wire" / "one.json").write_text(
+        json.dumps({"url": "https://arr.example/9", "text": "Alone."})
+    )
+    items = list(iter_inputs([tmp_path]))
+    articles = _articles(items)
+    by_path = {a.source.path: a for a in articles}
+    assert set(by_path) == {"wire/batch.json[0]", "wire/batch.json[1]", "wire/one.json"}
+    assert [by_path[p].source.outlet for p in ("wire/batch.json[0]", "wire/batch.json[1]")] == [
+        "arr.example",
+        "metro",
+    ]
+    assert json.loads(by_path["wire/batch.json[0]"].payload) == envelopes[0]
+    assert by_path["wire/batch.json[0]"].source.url == "https://arr.example/1"
+    assert by_path["wire/one.json"].payload.startswith(b"{")  # a single envelope is sent as it is
+    skipped = sorted((Path(i.path).name, i.reason) for i in items if isinstance(i, Skipped))
+    assert skipped == [("batch.json[2]", "bad_line"), ("none.json", "empty")]
+    # The same file read again gives the same ids.
+    again = {a.source.path: a.article_id for a in _articles(list(iter_inputs([tmp_path])))}
+    assert again == {p: a.article_id for p, a in by_path.items()}

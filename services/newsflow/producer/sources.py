@@ -300,7 +300,8 @@ def iter_file(
     """Yield the article a file is, or the articles an archive or JSON Lines file holds."""
     kind = kind_of(path.name)
     if kind == "article":
-        yield read_article(root, path, outlet, max_bytes)
+        item = read_article(root, path, outlet, max_bytes)
+        yield from _array_items(item, outlet) or (item,)
         return
     opened = _open_regular(path)
     if isinstance(opened, Skipped):
@@ -319,6 +320,26 @@ def iter_file(
             yield item
     if not found:  # nothing in it at all (a file that is not an archive says so itself)
         yield Skipped(display_name(path), "empty", "no lines or records in it")
+
+
+def _array_items(item: Item, outlet: str | None) -> list[Item] | None:
+    """Return the articles of a .json file that holds an array of envelopes, each as a JSON line
+    is read (as the HTTP ingest takes an array); None for any other file."""
+    if not isinstance(item, RawArticle) or item.source.content_type != "application/json":
+        return None
+    body = item.payload.removeprefix(codecs.BOM_UTF8).lstrip()
+    if not body.startswith(b"["):
+        return None
+    try:
+        envelopes = jsonio.loads(body)
+    except ValueError:
+        return None  # not JSON: the worker dead-letters the file, with the reason
+    if not envelopes:
+        return [Skipped(item.source.path, "empty", "an empty array")]
+    return [
+        envelope_article(jsonio.dumps(envelope), f"{item.source.path}[{n}]", outlet)
+        for n, envelope in enumerate(envelopes)
+    ]
 
 
 def unusable_paths(paths: Iterable[str]) -> str | None:
