@@ -746,3 +746,24 @@ def test_a_page_of_countless_tiny_elements_is_read_only_as_far_as_its_first_elem
     article = extract_article(raw, ExtractOptions(max_read_elements=100))
     assert isinstance(article, CleanArticle) and "Paragraph 19 says" in article.text
     assert "Footer" not in article.text
+
+
+def test_a_fragment_of_html_saved_as_text_is_read_as_a_page_and_a_pdf_named_a_page_is_refused():
+    """A .txt that holds a feed item's markup is read as a page's body, not as text with tags; a
+    text that merely mentions a tag is text; a PDF (uncompressed, so its bytes decode as text) is
+    no article whatever its name."""
+    body = (
+        "<p>The council approved the new budget on Tuesday after a long debate.</p>\n<p>Roads come first.</p>"
+    )
+    raw = RawArticle("frag", body.encode(), Source("wire", "frag.txt", "text/plain", ""))
+    article = extract_article(raw)
+    assert isinstance(article, CleanArticle) and article.extraction.method == "trafilatura"
+    assert "<p>" not in article.text and "Roads come first." in article.text
+    mention = "<p> is the paragraph tag, the tutorial said, and the council met on Tuesday about roads."
+    plain = extract_article(RawArticle("t", mention.encode(), Source("wire", "t.txt", "text/plain", "")))
+    assert isinstance(plain, CleanArticle) and plain.text.startswith("<p> is the paragraph tag")
+    pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<</Length 44>>stream\nBT /F1 12 Tf 72 712 Td (Hello) Tj ET\nendstream\n%%EOF\n"
+    for name, ctype in (("a.html", "text/html"), ("a.txt", "text/plain")):
+        refused = extract_article(RawArticle("pdf", pdf, Source("wire", name, ctype, "")))
+        assert isinstance(refused, Rejection) and refused.reason == "undecodable", name
+        assert "PDF document" in refused.detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import copy
 import logging
 import re
@@ -527,8 +528,22 @@ _HTML_START_BYTES = re.compile(rb"(?:\xef\xbb\xbf)?" + _HTML_START.encode(), re.
 _HTML_START_TEXT = re.compile(_HTML_START, re.I | re.S)
 
 
+# A fragment of HTML saved as text (a feed item's paragraph, a page's body): it opens with a block
+# of markup and closes one, as no article's text does.
+_FRAGMENT_TAGS = r"(?:p|div|article|section|main|body|h[1-6]|blockquote|figure|table|ul|ol|span|a)"
+_FRAGMENT_START = re.compile(rf"\s*<{_FRAGMENT_TAGS}(?:\s[^<>]*)?>", re.I)
+_FRAGMENT_CLOSE = re.compile(rf"</{_FRAGMENT_TAGS}\s*>", re.I)
+# Documents that are text-like bytes but no article (a PDF written without compressed streams,
+# PostScript): their own signature says so, whatever their name.
+_DOCUMENT_SIGNATURES = ((b"%PDF-", "a PDF document"), (b"%!PS", "a PostScript document"))
+
+
 def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection:
     ctype = raw.source.content_type
+    head = raw.payload[:2048].removeprefix(codecs.BOM_UTF8).lstrip()
+    for signature, what in _DOCUMENT_SIGNATURES:
+        if head.startswith(signature):
+            return Rejection(STAGE, "undecodable", f"{what}, not an article's text or page")
     if ctype == "text/plain" and _HTML_START_BYTES.match(raw.payload[:2048]):
         ctype = "text/html"
     declared = f"{ctype}; charset={raw.source.charset}" if raw.source.charset else ctype
@@ -538,7 +553,10 @@ def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection
     document, encoding = decoded
     if "\x00" in document:
         return Rejection(STAGE, "undecodable", "decoded text contains NUL characters (binary file?)")
-    if ctype == "text/plain" and _HTML_START_TEXT.match(document[:2048]):
+    if ctype == "text/plain" and (
+        _HTML_START_TEXT.match(document[:2048])
+        or (_FRAGMENT_START.match(document) and _FRAGMENT_CLOSE.search(document, 0, 65536))
+    ):
         ctype = "text/html"
     article: CleanArticle | Rejection
     if ctype == "text/html":
