@@ -256,3 +256,58 @@ def test_a_watched_folder_that_disappears_is_said_once_and_its_return_too(
         " is gone; its files are watched for again when it is back",
         " is back",
     ]
+
+
+def test_a_json_array_file_that_grows_sends_only_its_new_envelopes_and_remembers_them_all(tmp_path: Path):
+    """A .json file of an array of envelopes is watched as an archive is: one appended to sends
+    the new envelopes alone, none as a revision of another, and the ledger keeps every id."""
+    import asyncio
+    import json
+
+    from newsflow.pipeline.records import RawArticle
+    from newsflow.producer.settings import ProducerSettings
+    from newsflow.producer.watch import _send_file
+
+    class Publisher:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, dict[str, bytes]]] = []
+
+        async def publish(self, item, headers):  # noqa: ANN001, ANN202
+            if not isinstance(item, RawArticle):
+                return None
+            self.sent.append((item.article_id, dict(headers)))
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(True)
+            return done
+
+    (tmp_path / "wire").mkdir()
+    path = tmp_path / "wire" / "batch.json"
+    envelopes = [{"url": f"https://arr.example/{n}", "text": f"Report {n}."} for n in range(3)]
+    ledger = SentLedger(tmp_path / "state.jsonl")
+
+    def send(count: int) -> list[tuple[str, dict[str, bytes]]]:
+        path.write_text(json.dumps(envelopes[:count]))
+        publisher = Publisher()
+        before = ledger.entries.get("batch.json")
+        asyncio.run(
+            _send_file(
+                publisher,
+                ledger,
+                tmp_path,
+                path,
+                "batch.json",
+                path.stat(),
+                before,
+                ProducerSettings(),
+                None,
+                {},
+            )  # type: ignore[arg-type]
+        )
+        return publisher.sent
+
+    first = send(2)
+    assert len(first) == 2 and all(headers == {} for _, headers in first)
+    grown = send(3)
+    assert len(grown) == 1 and grown[0][1] == {}  # the new envelope, not a revision of the file
+    assert set(ledger.entries["batch.json"].article_ids) == {i for i, _ in first + grown}
+    ledger.close()

@@ -322,6 +322,15 @@ def iter_file(
         yield Skipped(display_name(path), "empty", "no lines or records in it")
 
 
+_ARRAY_ITEM = re.compile(r"\[\d+\]$")
+
+
+def in_array(item: Item) -> bool:
+    """Whether an item is one of a .json file's array of envelopes (named `file.json[n]`): the
+    file is then read as an archive is, not as one article."""
+    return bool(_ARRAY_ITEM.search(item.source.path if isinstance(item, RawArticle) else item.path))
+
+
 def _array_items(item: Item, outlet: str | None) -> list[Item] | None:
     """Return the articles of a .json file that holds an array of envelopes, each as a JSON line
     is read (as the HTTP ingest takes an array); None for any other file."""

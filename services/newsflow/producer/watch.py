@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from newsflow.pipeline.records import H_REVISION_OF, RawArticle
 from newsflow.producer.metrics import ProducerMetrics
 from newsflow.producer.publish import Progress, Publisher, Tally, broker_ready
 from newsflow.producer.settings import ProducerSettings, parse_outlet_map
-from newsflow.producer.sources import Skipped, display_name, iter_file, kind_of, walk
+from newsflow.producer.sources import Item, Skipped, display_name, in_array, iter_file, kind_of, walk
 from newsflow.settings import KafkaSettings
 
 log = logging.getLogger("newsflow.producer")
@@ -466,7 +466,11 @@ async def _send_file(
     transient = too_large = False
     archive = kind_of(path.name) != "article"
     content_id: str | None = None
-    for item in iter_file(root, path, outlet, settings.max_file_bytes, outlets):
+    items: Iterable[Item] = iter_file(root, path, outlet, settings.max_file_bytes, outlets)
+    if not archive:  # one article, or a .json file's array of them (at most max_file_bytes)
+        items = list(items)
+        archive = any(map(in_array, items))
+    for item in items:
         headers: list[tuple[str, bytes]] = []
         if isinstance(item, Skipped) and item.reason in TRANSIENT_SKIPS:
             transient = True  # try again at the next change or rescan
