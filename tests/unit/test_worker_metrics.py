@@ -71,10 +71,10 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
         metrics=create_metrics(registry),
         writer=SimpleNamespace(
             mark_stale=lambda: stale.append(True),
-            prepare=lambda _should_stop: (prepared.append(True), asyncio.sleep(0))[1],
+            prepare_soon=lambda _should_stop, _owns: prepared.append(True),
         ),
         app=SimpleNamespace(should_stop=False),
-        _preparing=None,
+        _owns_features=lambda: True,
     )
     worker.metrics.dedup_index_articles.set(5000)
     worker.metrics.dedup_stories_open.set(1200)
@@ -89,7 +89,7 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
     # A rebalance revokes everything, then assigns: the writer that keeps its partition keeps reporting.
     asyncio.run(WorkerApp._on_revoked(worker, None, revoked={features, raw}))
     asyncio.run(WorkerApp._on_assigned(worker, None, assigned={features, raw}))
-    # rebuilt at once (`TransactionalWriter.prepare`), not at its next batch
+    # rebuilt at once (`TransactionalWriter.prepare_soon`), not at its next batch
     assert gauges() == (5000, 1200) and stale == [True] and prepared == [True]
     asyncio.run(WorkerApp._on_revoked(worker, None, revoked={features, raw}))
     asyncio.run(WorkerApp._on_assigned(worker, None, assigned={raw}))

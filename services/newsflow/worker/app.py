@@ -17,7 +17,6 @@ read, transactionally: every article comes out once, enriched or dead-lettered (
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -151,7 +150,6 @@ class WorkerApp:
         self.writer.on_rebuilt = lambda _desk, seconds: dedup.observe_desk(seconds)
         self.app.agent(features, name="dedup")(dedup.run)
 
-        self._preparing: asyncio.Future[None] | None = None
         self._lag_labels: set[tuple[str, str]] = set()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -185,10 +183,10 @@ class WorkerApp:
         if not any(tp.topic == self.kafka.topic_features for tp in assigned or ()):
             self.metrics.dedup_index_articles.set(0)
             self.metrics.dedup_stories_open.set(0)
-        elif self._preparing is None or self._preparing.done():
+        else:
             # Rebuilt now, not at the first input (which may be long in coming after a restart),
             # and not in this callback, which holds up the rebalance.
-            self._preparing = asyncio.ensure_future(self.writer.prepare(lambda: bool(self.app.should_stop)))
+            self.writer.prepare_soon(lambda: bool(self.app.should_stop), self._owns_features)
 
     def watch_membership(self, interval: float = MEMBERSHIP_CHECK_SECONDS) -> threading.Thread:
         """Start a thread that exits the process if the consumer's group membership has failed for

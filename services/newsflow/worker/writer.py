@@ -87,6 +87,11 @@ async def _end_abandoned(producer: AIOKafkaProducer) -> None:
         accumulator.fail_all(KafkaError("the producer was abandoned at a stop"))
 
 
+class Revoked(RuntimeError):
+    """The features partition was revoked while the writer readied itself: what it readied is not
+    this worker's to use."""
+
+
 class TransactionalWriter:
     """Decides batches with a `DedupDesk` and writes each as one transaction."""
 
@@ -109,6 +114,10 @@ class TransactionalWriter:
         self.desk = DedupDesk(options, max_payload_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._stale = True
+        # Counts `mark_stale` calls: one during a producer's start or a rebuild voids them (`Revoked`).
+        self._revocations = 0
+        self._stopping = False
+        self._preparing: asyncio.Future[None] | None = None
         self.writing = False  # a transaction is open
         self._retire = False  # drop the producer once the open transaction ends
         self.on_rebuilt = on_rebuilt
@@ -129,6 +138,7 @@ class TransactionalWriter:
 
         A new producer per ownership: one fenced while another worker had the partition is useless.
         """
+        self._revocations += 1
         self._stale = True
         if self.writing:
             # Not under an open transaction: aiokafka resolves its sends and commit from the sender
@@ -148,17 +158,33 @@ class TransactionalWriter:
     async def stop(self) -> None:
         """Stop the producer, waiting at most STOP_SECONDS for what it still has to send (and
         ABANDON_SECONDS twice more to end what that leaves running)."""
+        self._stopping = True
+        if self._preparing is not None:
+            self._preparing.cancel()
         await self._drop_producer()
 
-    async def prepare(self, should_stop: Callable[[], bool]) -> None:
-        """Start the producer and rebuild the desk now, not at the first batch: called when this
-        worker is given the features partition, so that the index's gauges say what it holds, and
-        its first input after a restart waits for no rebuild. A failure is left for the first batch
-        to meet again (and retry)."""
+    def prepare_soon(self, should_stop: Callable[[], bool], owns: Callable[[], bool]) -> None:
+        """Start the producer and rebuild the desk now, in the background, not at the first batch:
+        called when this worker is given the features partition, so that the index's gauges say
+        what it holds, and its first input after a restart waits for no rebuild."""
+        if self._preparing is None or self._preparing.done():
+            self._preparing = asyncio.ensure_future(self.prepare(should_stop, owns))
+
+    async def prepare(self, should_stop: Callable[[], bool], owns: Callable[[], bool]) -> None:
+        """Ready the writer (`prepare_soon`) while this worker owns the features partition, again if
+        it was revoked and given back meanwhile. A failure is left for the first batch to meet
+        again (and retry)."""
         try:
             async with self._readying:
-                if not should_stop():
-                    await self._ready()
+                while (
+                    not (should_stop() or self._stopping)
+                    and owns()
+                    and (self._stale or self._producer is None)
+                ):
+                    try:
+                        await self._ready()
+                    except Revoked:
+                        continue  # and given back, if it still owns it
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - Kafka and aiokafka's errors alike: write_batch retries
@@ -166,6 +192,7 @@ class TransactionalWriter:
             log.info("the dedup desk will be rebuilt at the first batch (%r)", exc)
 
     async def _ready(self) -> None:
+        seen = self._revocations
         if self._producer is None:
             producer = AIOKafkaProducer(
                 **client_options(self.kafka),
@@ -183,6 +210,10 @@ class TransactionalWriter:
             except BaseException:
                 await stop_quietly(producer)
                 raise
+            if self._revocations != seen or self._stopping:
+                # Revoked (or stopping) while it started: not this ownership's producer.
+                await stop_quietly(producer)
+                raise Revoked("the features partition was revoked while the producer started")
             self._producer = producer
             self._stale = True
         if self._stale:
@@ -194,9 +225,10 @@ class TransactionalWriter:
             except BaseException:
                 self._stale = True
                 raise
-            if self._stale or self._producer is None:
+            if self._revocations != seen or self._producer is None:
                 # Revoked while rebuilding: write_batch checks who owns the partition, then retries.
-                raise RuntimeError("the features partition was revoked during the desk's rebuild")
+                self._stale = True
+                raise Revoked("the features partition was revoked during the desk's rebuild")
             seconds = time.monotonic() - started
             log.info(
                 "dedup desk rebuilt from %s in %.1fs: %d articles, %d stories, %d dead letters",
