@@ -498,9 +498,9 @@ def test_a_split_story_lists_the_members_that_left_whichever_topic_is_read_first
 
 
 def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_its_story_of_now(store: StoryStore):
-    """A split moves its members to the new story in the view; an article's record written after
-    that split (the article sent again once the story had closed and been forgotten) names the
-    story it is in now, whichever topic the view reads first."""
+    """A split moves its members to the new story in the view, those whose records name a story
+    it descends from; an article's record that names another story (the article sent again once
+    the split story had let it go) names the story it is in now, whichever topic is read first."""
 
     def members(view: StoryStore, story_id: str) -> list[str]:
         return [m["article_id"] for m in view.story(story_id)["members"]]  # type: ignore[index]
@@ -513,6 +513,12 @@ def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_its_sto
             ("enriched", enriched("a2", "s7", "daily.example", 30)),
             ("story", story("s7", ["a2"], ["daily.example"], 30)),
         ]
+    )
+    assert members(store, "s7") == ["a2"] and members(store, "s3") == []
+    # A split story that runs on lists its opening members after it let them go (records.
+    # bounded_members): a later record of it moves nothing back.
+    store.apply(
+        [("story", story("s3", ["a2", "a5", "a9"], ["daily.example"], 40, split_from="s1", version=4))]
     )
     assert members(store, "s7") == ["a2"] and members(store, "s3") == []
     # The stories topic read behind the enriched topic: the split, read after the later record,

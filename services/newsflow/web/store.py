@@ -24,17 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from newsflow.pipeline import jsonio
-from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.names import entity_key, without_legal_form
 from newsflow.pipeline.places import country_key
 
 log = logging.getLogger("newsflow.web")
-
-
-def _later(written: str | None, than: str | None) -> bool:
-    """Whether a record's time (RFC 3339) is after another's; unknown times are not."""
-    first, second = parse_datetime(written or ""), parse_datetime(than or "")
-    return first is not None and second is not None and first > second
+# Stories looked at, at most, to find those a story descends from (`StoryStore._lineage_above`).
+_MAX_LINEAGE = 10_000
 
 
 SCHEMA = """
@@ -265,20 +260,15 @@ class StoryStore:
             raise TypeError(f"not an object: {type(r).__name__}")
         article_id = str(r["article_id"])
         source = r.get("source") or {}
-        # A split may have moved it before its record was read (the topics are read apart); a
-        # record written after that split's (the article sent again once its story had closed)
-        # names its story of now.
-        moved = self.db.execute(
-            "SELECT m.story_id, s.updated_at FROM moves m LEFT JOIN stories s USING (story_id) "
-            "WHERE m.article_id = ?",
-            (article_id,),
-        ).fetchone()
-        if moved and not _later(r.get("processed_at"), moved["updated_at"]):
+        # A split may have moved it before its record was read (the topics are read apart): if
+        # its record names a story the split one descends from. One naming another (the article
+        # sent again once that story had let it go, now in another story) is its story of now.
+        moved = self.db.execute("SELECT story_id FROM moves WHERE article_id = ?", (article_id,)).fetchone()
+        story_id = r.get("story_id")
+        if moved and story_id in self._lineage_above(moved["story_id"]):
             story_id = moved["story_id"]
-        else:
-            story_id = r.get("story_id")
-            if moved:
-                self.db.execute("DELETE FROM moves WHERE article_id = ?", (article_id,))
+        elif moved:
+            self.db.execute("DELETE FROM moves WHERE article_id = ?", (article_id,))
         self.db.execute(
             "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -350,7 +340,7 @@ class StoryStore:
             # written): the members it lists are its own now. A story that had more than
             # MAX_STORY_MEMBERS at the split lists its first and latest only (records.bounded_members).
             if current.rowcount:
-                self._moved(story_id, [str(m) for m in r.get("members") or ()], at)
+                self._moved(story_id, parent, [str(m) for m in r.get("members") or ()])
         self.db.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", merges)
         # A story the survivor lists is hidden even if its own last record was not seen (its
         # direct survivor, when that record was, is the one it names).
@@ -360,26 +350,42 @@ class StoryStore:
             [(other, story_id, at, other) for other in r.get("merged_from") or ()],
         )
 
-    def _moved(self, story_id: str, members: list[str], at: str | None) -> None:
-        """Record that a split story's members are its own, whatever story their records named;
-        not an article's record written after the split (`at`): it was sent again, and names its
-        story of now (an article's records come in the order written, one partition per key)."""
+    def _moved(self, story_id: str, parent: str, members: list[str]) -> None:
+        """Record that a split story's members are its own, whatever story their records named
+        before: one of those it descends from (`parent` and its own lineage). A member whose
+        record names another story was sent again later and is there now (an opening member a
+        long-running story still lists after it let it go)."""
+        above = {story_id} | self._lineage_above(parent)
         placeholders = ",".join("?" * len(members))
-        later = {
+        elsewhere = {
             row["article_id"]
             for row in self.db.execute(
-                f"SELECT article_id, processed_at FROM articles WHERE article_id IN ({placeholders})",  # noqa: S608
+                f"SELECT article_id, story_id FROM articles WHERE article_id IN ({placeholders})",  # noqa: S608
                 members,
             )
-            if _later(row["processed_at"], at)
+            if row["story_id"] not in above
         }
-        moving = [(story_id, m) for m in members if m not in later]
+        moving = [(story_id, m) for m in members if m not in elsewhere]
         self.db.executemany("INSERT OR REPLACE INTO moves (story_id, article_id) VALUES (?, ?)", moving)
         for table in ("articles", "entities"):
             self.db.executemany(
                 f"UPDATE {table} SET story_id = ? WHERE article_id = ?",  # noqa: S608 - fixed names
                 moving,
             )
+
+    def _lineage_above(self, story_id: str) -> set[str]:
+        """Return a story and every story whose members it may hold: the one it split from, those
+        it absorbed, and theirs in turn."""
+        found, todo = {story_id}, [story_id]
+        while todo and len(found) < _MAX_LINEAGE:
+            for row in self.db.execute(
+                "SELECT other FROM lineage WHERE story_id = ? AND event IN ('split_from', 'merged_from')",
+                (todo.pop(),),
+            ):
+                if row["other"] not in found:
+                    found.add(row["other"])
+                    todo.append(row["other"])
+        return found
 
     # -- answers out ----------------------------------------------------------------------------
 
