@@ -745,7 +745,9 @@ def test_a_page_of_countless_tiny_elements_is_read_only_as_far_as_its_first_elem
     raw = RawArticle("tiny", page.encode(), Source("wire", "tiny.html", "text/html", ""))
     article = extract_article(raw, ExtractOptions(max_read_elements=100))
     assert isinstance(article, CleanArticle) and "Paragraph 19 says" in article.text
-    assert "Footer" not in article.text
+    assert "Footer" not in article.text and article.extraction.status == "truncated"  # read in part
+    whole = extract_article(raw, ExtractOptions(max_read_elements=10_000))
+    assert isinstance(whole, CleanArticle) and whole.extraction.status == "ok"
 
 
 def test_a_fragment_of_html_saved_as_text_is_read_as_a_page_and_a_pdf_named_a_page_is_refused():

@@ -176,13 +176,20 @@ def _as_dict(doc: Any) -> dict[str, Any]:
 
 
 def _article(
-    raw: RawArticle, method: str, cleaned: CleanResult, encoding: str, options: ExtractOptions, **meta: Any
+    raw: RawArticle,
+    method: str,
+    cleaned: CleanResult,
+    encoding: str,
+    options: ExtractOptions,
+    read_in_part: bool = False,
+    **meta: Any,
 ) -> CleanArticle:
-    """Return the CleanArticle for cleaned text, with its extraction record and any metadata."""
+    """Return the CleanArticle for cleaned text, with its extraction record and any metadata
+    (`read_in_part`: the page was read only as far as its bounds, `cut_after`)."""
     text, truncated = _truncate(cleaned.text, options.max_text_chars)
     extraction = Extraction(
         method=method,
-        status=_status(text, truncated, options),
+        status=_status(text, truncated or read_in_part, options),
         input_bytes=len(raw.payload),
         encoding=encoding,
         boilerplate_removed=cleaned.removed_total,
@@ -321,8 +328,9 @@ def _from_html(
         # as nothing: read as the body of a page, as a browser shows it.
         page = trafilatura.load_html(f"<html><body>{html}</body></html>")
         tree = tree if page is None else page
-    if tree is not None:
-        cut_after(tree, TEXT_READ_FACTOR * options.max_text_chars, options.max_read_elements)
+    read_in_part = tree is not None and cut_after(
+        tree, TEXT_READ_FACTOR * options.max_text_chars, options.max_read_elements
+    )
     meta = extract_html(html if tree is None else tree, url, options)
     body = structured_body(tree) if tree is not None else ""
     if 2 * len(meta.get("text") or "") < len(body):
@@ -353,6 +361,7 @@ def _from_html(
         cleaned,
         encoding,
         options,
+        read_in_part,
         title=meta.get("title") or None,
         authors=author_names(meta.get("author")) or (),
         published=meta.get("date") or None,
