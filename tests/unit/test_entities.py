@@ -962,3 +962,28 @@ def test_every_article_of_a_batch_observes_its_share_of_the_ner_time_once(tagger
     assert len(ner) == sum(isinstance(r, Enriched) for r in results) == len(results) > 1
     assert len(set(ner)) == 1 and ner[0] > 0
     assert sum(stage == "extract" for stage, _ in observed) == len(results)
+
+
+def test_a_surname_that_names_a_city_is_the_person_unless_the_report_says_it_as_the_place():
+    """One name means one thing in one report: after "Sheldon Richardson", "Richardson" alone is
+    him, though a gazetteer knows a city of that name; a report that says "in Richardson" means
+    the city there."""
+    text = (
+        "Browns lineman Sheldon Richardson was fined on Monday. Richardson said he would appeal. "
+        "Coaches backed Richardson."
+    )
+    said, backed = text.index("Richardson said"), text.index("Richardson.")
+    raw = [
+        *spans(text, ("Sheldon Richardson", "PERSON")),
+        (said, said + 10, "GPE"),
+        (backed, backed + 10, "GPE"),
+    ]
+    ents = build_entities(text, raw)
+    assert [(e.key, e.label, e.count) for e in ents] == [("sheldon richardson", "PERSON", 3)]
+    place = "Mayor Paul Richardson opened a plant in Richardson on Monday. Richardson has 120,000 people."
+    opened, has = place.index("Richardson on"), place.index("Richardson has")
+    raw = [*spans(place, ("Paul Richardson", "PERSON")), (opened, opened + 10, "GPE"), (has, has + 10, "GPE")]
+    assert {(e.key, e.label) for e in build_entities(place, raw)} == {
+        ("paul richardson", "PERSON"),
+        ("richardson", "GPE"),
+    }

@@ -173,18 +173,21 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
     places = [span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans]
     tagged = [span for g in groups.values() for span in g.spans]
 
+    surnames = {k.split()[-1] for k in longer if labels[k] == "PERSON"}
+
     def place(key: str) -> bool:
         # A place label on a word no gazetteer knows ("Bolden" near "Charles Bolden") is no reason
         # to keep it apart, unless the text says it as a place ("in Frankfurt", a dateline's
-        # "FRANKFURT", beside "Frankfurt Newsroom").
+        # "FRANKFURT", beside "Frankfurt Newsroom"). Nor is a gazetteer's place that is the surname
+        # of a person the text names in full ("Valeska Paris" ... "Paris said"): one name means
+        # one thing in one report, unless it says it as the place.
         spans = groups[key].spans
-        return is_place(key) or (
-            labels[key] in PLACE_LABELS
-            and (
-                _said_as_place(text, spans, places, tagged)
-                or any((s, e, "GPE") in datelines for s, e in spans)
-            )
+        said = _said_as_place(text, spans, places, tagged) or any(
+            (s, e, "GPE") in datelines for s, e in spans
         )
+        if key in surnames:
+            return said
+        return is_place(key) or (labels[key] in PLACE_LABELS and said)
 
     referring = [k for k in groups if " " not in k and (labels[k] in _REFERRING_LABELS or not place(k))]
     for short in referring:
