@@ -1,6 +1,6 @@
 """newsflow-deadletters: look at the dead-letter topic and send inputs back through the pipeline.
 
-    newsflow-deadletters list [--stage S] [--reason R] [--outlet O] [--since 2026-12-01T00:00Z] [--open] [--json]
+    newsflow-deadletters list [--stage S] [--reason R] [--outlet O] [--since 2026-12-01T00:00Z] [--status|--open] [--json]
     newsflow-deadletters show ARTICLE_ID [--payload FILE]
     newsflow-deadletters replay ARTICLE_ID [...] | --all [filters] [--dry-run]
 
@@ -9,8 +9,9 @@
 at all, for the dedup stage) are fetched from the topic and offset it names as its origin, while
 that topic still retains them. Replaying one dead letter twice sends it twice, but the pipeline
 writes its outcome once: the dedup writer remembers each (article, replay count) it decided.
-Only the latest dead letter of an article is shown and replayed, and only while its article has
-not come out since (`list` shows its status: open, enriched by a replay, or revised under a new id).
+Only the latest dead letter of an article is shown and replayed. `--status` says what became of
+each one's article since it failed (open, enriched by a replay, revised under a new id), and
+`--open` keeps the open ones: both read the enriched topic from the earliest failure on.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ async def outcomes(kafka: KafkaSettings, letters: dict[str, dict[str, Any]]) -> 
         starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since))
         ends = await consumer.end_offsets(partitions)
         todo = {tp for tp, at in starts.items() if at is not None and at.offset < ends[tp]}
+        consumer.assign(list(todo))  # no fetch of the others from their beginning
         for tp in todo:
             consumer.seek(tp, starts[tp].offset)
         for tp in todo:
@@ -144,20 +146,31 @@ def matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
 
 
 def _columns(
-    article_id: str, failed_at: str, stage: str, reason: str, outlet: str, size: str, status: str, detail: str
+    article_id: str,
+    failed_at: str,
+    stage: str,
+    reason: str,
+    outlet: str,
+    size: str,
+    status: str | None,
+    detail: str,
 ) -> str:
     return (
         f"{article_id:<26} {failed_at:<24} {stage:<8} {reason:<17} {outlet[:16]:<16} {size:>9}  "
-        f"{status:<8} {detail}"
+        + (f"{status:<8} " if status is not None else "")
+        + detail
     )
 
 
-HEADER = _columns("article", "failed at", "stage", "reason", "outlet", "bytes", "status", "detail")
+def header(with_status: bool) -> str:
+    """The line over `list`'s lines (`summary`)."""
+    status = "status" if with_status else None
+    return _columns("article", "failed at", "stage", "reason", "outlet", "bytes", status, "detail")
 
 
-def summary(article_id: str, record: dict[str, Any], status: str = OPEN) -> str:
-    """One line of `list`, under HEADER (`status`: from `outcomes`)."""
-    kind, _, revised_as = status.partition(":")
+def summary(article_id: str, record: dict[str, Any], status: str | None = None) -> str:
+    """One line of `list`, under `header` (`status`: from `outcomes`, when asked for)."""
+    kind, _, revised_as = (status or "").partition(":")
     detail = " ".join(str(record.get("detail", "")).split())[:80]
     return _columns(
         article_id,
@@ -166,19 +179,19 @@ def summary(article_id: str, record: dict[str, Any], status: str = OPEN) -> str:
         str(record.get("reason", "-")),
         str((record.get("headers") or {}).get(H_OUTLET, "-")),
         str(record.get("payload_bytes", 0)),
-        kind,
+        kind if status is not None else None,
         f"as {revised_as}: {detail}" if revised_as else detail,
     )
 
 
-def _as_json(article_id: str, record: dict[str, Any], status: str) -> dict[str, Any]:
-    kind, _, revised_as = status.partition(":")
-    return {
-        "article_id": article_id,
-        **record,
-        "status": kind,
-        **({"revised_as": revised_as} if revised_as else {}),
-    }
+def _as_json(article_id: str, record: dict[str, Any], status: str | None) -> dict[str, Any]:
+    out = {"article_id": article_id, **record}
+    if status is not None:
+        kind, _, revised_as = status.partition(":")
+        out["status"] = kind
+        if revised_as:
+            out["revised_as"] = revised_as
+    return out
 
 
 async def fetch(kafka: KafkaSettings, origin: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -285,10 +298,19 @@ def parser() -> argparse.ArgumentParser:
     filters.add_argument("--reason", help="e.g. too_large, timeout, bad_envelope")
     filters.add_argument("--outlet", help="the outlet header of the input")
     filters.add_argument("--since", type=_since, help="failed at or after this time (UTC if no zone)")
+    filters.add_argument(
+        "--open",
+        action="store_true",
+        help="only those whose article has not come out since, replayed or revised (reads the enriched "
+        "topic from the earliest failure on)",
+    )
     ls = sub.add_parser("list", parents=[filters], help="one line per dead letter (latest per article)")
     ls.add_argument("--json", action="store_true", help="one JSON record per line instead")
     ls.add_argument(
-        "--open", action="store_true", help="only those whose article has not come out since (status open)"
+        "--status",
+        action="store_true",
+        help="say what became of each one's article since: open, enriched (a replay went through) or "
+        "revised (its file came out changed, under a new id); reads the enriched topic as --open does",
     )
     show = sub.add_parser("show", help="one dead letter in full (without its payload)")
     show.add_argument("article_id")
@@ -308,18 +330,21 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     out = sys.stdout
     if args.command == "list":
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
-        status = await outcomes(kafka, chosen)
+        checked = args.status or args.open
+        status: dict[str, str | None] = (
+            dict(await outcomes(kafka, chosen)) if checked else dict.fromkeys(chosen)
+        )
         if args.open:
             chosen = {k: r for k, r in chosen.items() if status[k] == OPEN}
         if chosen and not args.json:
-            out.write(HEADER + "\n")
+            out.write(header(checked) + "\n")
         for article_id, record in chosen.items():
             if args.json:
                 out.write(jsonio.dumps_line(_as_json(article_id, record, status[article_id])).decode())
             else:
                 out.write(summary(article_id, record, status[article_id]) + "\n")
-        still = sum(status[k] == OPEN for k in chosen)
-        sys.stderr.write(f"{PROG}: {len(chosen)} of {len(letters)} dead letters ({still} open)\n")
+        still = f" ({sum(status[k] == OPEN for k in chosen)} open)" if checked else ""
+        sys.stderr.write(f"{PROG}: {len(chosen)} of {len(letters)} dead letters{still}\n")
         return 0
     if args.command == "show":
         found = letters.get(args.article_id)
@@ -356,11 +381,11 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             sys.stderr.write(f"{PROG}: not replayed, not passing the filters: {', '.join(left)}\n")
     else:
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
-    # One whose article has come out since (a replay went through, a revision of its file) is done.
-    status = await outcomes(kafka, chosen)
-    if done := [f"{k} ({status[k].replace(':', ' as ')})" for k in chosen if status[k] != OPEN]:
-        sys.stderr.write(f"{PROG}: not replayed, out since: {', '.join(done)}\n")
-        chosen = {k: r for k, r in chosen.items() if status[k] == OPEN}
+    if args.open:  # one whose article has come out since (a replay went through, a revision) is done
+        done = await outcomes(kafka, chosen)
+        if out_since := [f"{k} ({done[k].replace(':', ' as ')})" for k in chosen if done[k] != OPEN]:
+            sys.stderr.write(f"{PROG}: not replayed, out since: {', '.join(out_since)}\n")
+            chosen = {k: r for k, r in chosen.items() if done[k] == OPEN}
     sent, errors = await replay(kafka, chosen, args.dry_run)
     for error in errors:
         sys.stderr.write(f"{PROG}: cannot replay {error}\n")

@@ -111,19 +111,23 @@ def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_p
     outputs = [(t, k, r) for _, t, k, r in reader.collected.records if k == "big"]
     assert [t for t, _, _ in outputs] == [kafka.topic_dead_letter, kafka.topic_enriched]
     assert outputs[1][2]["extraction"]["input_bytes"] == len(big)
-    # The dead letters say what became of their articles since: neither is open now.
-    listed = cli(kafka, "list")
+    # Asked, the dead letters say what became of their articles since: neither is open now.
+    listed = cli(kafka, "list", "--status")
     header, *lines = listed.stdout.splitlines()
     status = {line.split()[0]: line[header.index(" status ") + 1 :].split()[0] for line in lines}
     assert status == {"big": "enriched", "no-text": "revised"}, listed.stdout
     assert "as no-text-2:" in next(line for line in lines if line.startswith("no-text"))
     assert "(0 open)" in listed.stderr
-    as_json = {r["article_id"]: r for r in map(json.loads, cli(kafka, "list", "--json").stdout.splitlines())}
+    plain = cli(kafka, "list", "--json").stdout.splitlines()  # not asked: the topic alone, no status
+    assert len(plain) == 2 and all("status" not in json.loads(line) for line in plain)
+    checked = cli(kafka, "list", "--json", "--status").stdout.splitlines()
+    as_json = {r["article_id"]: r for r in map(json.loads, checked)}
     assert (as_json["no-text"]["status"], as_json["no-text"]["revised_as"]) == ("revised", "no-text-2")
     assert cli(kafka, "list", "--open").stdout == ""
-    again = cli(kafka, "replay", "--all", "--dry-run")
+    again = cli(kafka, "replay", "--all", "--open", "--dry-run")
     assert "not replayed, out since: big (enriched), no-text (revised as no-text-2)" in again.stderr
     assert "would send 0 of 0" in again.stderr
+    assert "would send 1 of 1" in cli(kafka, "replay", "big", "--dry-run").stderr  # named, not --open: sent
 
 
 def test_list_leaves_out_what_is_not_a_dead_letter_and_forgets_a_tombstones_key(kafka: KafkaSettings):
