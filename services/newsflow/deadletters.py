@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,8 @@ from newsflow.worker.replica import read_to_end
 PROG = "newsflow-deadletters"
 # The stages that dead-letter an input (each `Rejection`'s stage).
 STAGES = ("decode", "extract", "enrich", "dedup")
+# How long reading the enriched topic's consumer may take to stop (`outcomes`).
+STOP_SECONDS = 10.0
 
 
 class ReplayError(Exception):
@@ -89,12 +92,15 @@ async def outcomes(kafka: KafkaSettings, letters: dict[str, dict[str, Any]]) -> 
         partitions = await topic_partitions(consumer, kafka.topic_enriched)
         if not partitions:
             return status
-        consumer.assign(partitions)
         since = int(min(known).timestamp() * 1000)
+        # Asked of the broker without an assignment: a consumer assigned partitions starts
+        # fetching them, and one whose assignment then went empty waited for ever in stop().
         starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since))
         ends = await consumer.end_offsets(partitions)
         todo = {tp for tp, at in starts.items() if at is not None and at.offset < ends[tp]}
-        consumer.assign(list(todo))  # no fetch of the others from their beginning
+        if not todo:  # nothing enriched since the earliest failure: every one is open
+            return status
+        consumer.assign(list(todo))
         for tp in todo:
             consumer.seek(tp, starts[tp].offset)
         for tp in todo:
@@ -103,7 +109,9 @@ async def outcomes(kafka: KafkaSettings, letters: dict[str, dict[str, Any]]) -> 
                 for m in batch.get(tp, ()):
                     _outcome(status, failed, m.key, m.value)
     finally:
-        await consumer.stop()
+        # Bounded: a CLI must not wait for ever on a fetch the consumer's stop waits for.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(consumer.stop(), STOP_SECONDS)
     return status
 
 

@@ -55,6 +55,10 @@ def test_list_show_and_replay_twice_gives_one_output(kafka: KafkaSettings, tmp_p
             line.index(" too_large " if "big" in line else " bad_envelope ") == header.index(" reason ")
             for line in lines
         )  # the columns under their names
+        # Nothing enriched since they failed (nothing enriched at all): both open, at once.
+        fresh = cli(kafka, "list", "--open", "--json")
+        assert sorted(json.loads(line)["status"] for line in fresh.stdout.splitlines()) == ["open", "open"]
+        assert "(2 open)" in fresh.stderr, fresh.stderr
         only = cli(kafka, "list", "--reason", "too_large", "--outlet", "metro", "--json")
         assert [json.loads(line)["article_id"] for line in only.stdout.splitlines()] == ["big"]
         assert cli(kafka, "list", "--since", "2099-01-01").stdout == ""
