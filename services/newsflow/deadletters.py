@@ -24,7 +24,7 @@ import hashlib
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -74,13 +74,23 @@ async def read_dead_letters(kafka: KafkaSettings) -> dict[str, dict[str, Any]]:
     return found
 
 
-OPEN = "open"
+class Outcome(NamedTuple):
+    """What became of a dead letter's article since it failed (`outcomes`)."""
+
+    kind: str  # "open", "enriched" (a replay went through) or "revised"
+    revised_as: str | None = None  # the id its file, changed, came out under
+
+    def __str__(self) -> str:
+        return f"{self.kind} as {self.revised_as}" if self.revised_as else self.kind
 
 
-async def outcomes(kafka: KafkaSettings, letters: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Return what became of each dead letter's article since it failed: "enriched" (a replay
-    went through), "revised:<id>" (its file, changed, came out under a new id that names it in
-    `source.revision_of`), else "open". Reads the enriched topic from the earliest failure on."""
+OPEN = Outcome("open")
+
+
+async def outcomes(kafka: KafkaSettings, letters: dict[str, dict[str, Any]]) -> dict[str, Outcome]:
+    """Return what became of each dead letter's article since it failed: enriched (a replay went
+    through), revised (its file, changed, came out under a new id that names it in
+    `source.revision_of`), else open. Reads the enriched topic from the earliest failure on."""
     status = dict.fromkeys(letters, OPEN)
     failed = {k: parse_datetime(str(r.get("failed_at") or "")) for k, r in letters.items()}
     known = [t for t in failed.values() if t is not None]
@@ -116,7 +126,7 @@ async def outcomes(kafka: KafkaSettings, letters: dict[str, dict[str, Any]]) -> 
 
 
 def _outcome(
-    status: dict[str, str], failed: dict[str, datetime | None], key: bytes | None, value: bytes | None
+    status: dict[str, Outcome], failed: dict[str, datetime | None], key: bytes | None, value: bytes | None
 ) -> None:
     """Note what one enriched record says of the dead letters (`outcomes`)."""
     if value is None:
@@ -131,7 +141,7 @@ def _outcome(
     except (ValueError, AttributeError):
         return
     revises = source.get("revision_of") if isinstance(source, dict) else None
-    for letter, outcome in ((article_id, "enriched"), (revises, f"revised:{article_id}")):
+    for letter, outcome in ((article_id, Outcome("enriched")), (revises, Outcome("revised", article_id))):
         if isinstance(letter, str) and letter in status:
             when = failed.get(letter)
             if when is None or processed is None or processed > when:
@@ -176,9 +186,8 @@ def header(with_status: bool) -> str:
     return _columns("article", "failed at", "stage", "reason", "outlet", "bytes", status, "detail")
 
 
-def summary(article_id: str, record: dict[str, Any], status: str | None = None) -> str:
+def summary(article_id: str, record: dict[str, Any], status: Outcome | None = None) -> str:
     """One line of `list`, under `header` (`status`: from `outcomes`, when asked for)."""
-    kind, _, revised_as = (status or "").partition(":")
     detail = " ".join(str(record.get("detail", "")).split())[:80]
     return _columns(
         article_id,
@@ -187,18 +196,17 @@ def summary(article_id: str, record: dict[str, Any], status: str | None = None) 
         str(record.get("reason", "-")),
         str((record.get("headers") or {}).get(H_OUTLET, "-")),
         str(record.get("payload_bytes", 0)),
-        kind if status is not None else None,
-        f"as {revised_as}: {detail}" if revised_as else detail,
+        status.kind if status is not None else None,
+        f"as {status.revised_as}: {detail}" if status is not None and status.revised_as else detail,
     )
 
 
-def _as_json(article_id: str, record: dict[str, Any], status: str | None) -> dict[str, Any]:
+def _as_json(article_id: str, record: dict[str, Any], status: Outcome | None) -> dict[str, Any]:
     out = {"article_id": article_id, **record}
     if status is not None:
-        kind, _, revised_as = status.partition(":")
-        out["status"] = kind
-        if revised_as:
-            out["revised_as"] = revised_as
+        out["status"] = status.kind
+        if status.revised_as:
+            out["revised_as"] = status.revised_as
     return out
 
 
@@ -339,7 +347,7 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     if args.command == "list":
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
         checked = args.status or args.open
-        status: dict[str, str | None] = (
+        status: dict[str, Outcome | None] = (
             dict(await outcomes(kafka, chosen)) if checked else dict.fromkeys(chosen)
         )
         if args.open:
@@ -391,7 +399,7 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
         chosen = {k: r for k, r in letters.items() if matches(r, args)}
     if args.open:  # one whose article has come out since (a replay went through, a revision) is done
         done = await outcomes(kafka, chosen)
-        if out_since := [f"{k} ({done[k].replace(':', ' as ')})" for k in chosen if done[k] != OPEN]:
+        if out_since := [f"{k} ({done[k]})" for k in chosen if done[k] != OPEN]:
             sys.stderr.write(f"{PROG}: not replayed, out since: {', '.join(out_since)}\n")
             chosen = {k: r for k, r in chosen.items() if done[k] == OPEN}
     sent, errors = await replay(kafka, chosen, args.dry_run)
