@@ -344,15 +344,62 @@ def test_a_page_that_came_under_no_outlet_is_its_sites_and_a_named_outlet_wins()
 def test_the_outlet_an_article_names_is_the_one_its_boilerplate_is_learned_and_removed_under():
     enricher = Enricher()
     footer = "Tidings: ferries, tides and the town, every day."
-    for n in range(12):
+    harbours = "north south east west upper lower old new inner outer far near".split()
+    for n, harbour in enumerate(harbours):
         page = _ferry_page(f"https://tidings.example/{n}", "unknown")
-        html = page.payload.replace(
+        html = page.payload.replace(b"The ferry", f"The {harbour} harbour ferry".encode()).replace(
             b"</article>", f"<p>Report {n} of the day.</p><p>{footer}</p></article>".encode()
         )
         result = enricher.clean(replace(page, article_id=f"p{n}", payload=html))
         assert isinstance(result, Enriched) and result.article.source.outlet == "tidings.example"
     assert set(enricher.boilerplate.outlets) == {"tidings.example"}
     assert footer not in result.article.text  # learned from the site's pages, then removed
+
+
+def test_an_article_its_outlet_repeats_is_not_erased_as_the_outlets_boilerplate():
+    """Learned boilerplate is what an outlet repeats around its articles: a report it sends again
+    and again, or a template report whose lines differ in their figures only, is all repeated
+    lines, and keeps its text (a copy is for the dedup stage to find). A footer still goes."""
+    enricher = Enricher()
+    report = (
+        "The DAX closed at {0},{1}00 points on Tuesday, up {1}.{0} percent, as carmakers gained.\n"
+        "Trading volume was {1}{0} million shares, against a {0}{1} million average this month.\n"
+        "The euro traded at 1.0{1}{0} dollars in Frankfurt late in the afternoon session.\n"
+        "Bund yields fell {0} basis points to 2.{1}{0} percent, the lowest level since March."
+    )
+    footer = "Markets Daily: figures from the exchange, compiled by our desk every evening."
+    texts = []
+    for n in range(12):
+        body = report.format(n % 10, (n + 3) % 10) + f"\n{footer}"
+        raw = RawArticle(f"m{n}", body.encode(), Source(f"m{n}.txt", "markets", "text/plain", ""))
+        result = enricher.clean(raw)
+        assert isinstance(result, Enriched)
+        texts.append(result.article)
+    for n, article in enumerate(texts):
+        assert article.text.startswith("The DAX closed at") and article.extraction.status == "ok", n
+    # Articles with their own text: the footer the outlet repeats is removed from them.
+    story = "\n".join(
+        f"Paragraph {w} tells how the {w} market moved on news from the central bank." for w in "abc"
+    )
+    own = enricher.clean(
+        RawArticle("own", f"{story}\n{footer}".encode(), Source("own.txt", "markets", "text/plain", ""))
+    )
+    assert isinstance(own, Enriched) and own.article.text == story
+    assert own.article.extraction.boilerplate_removed >= 1
+
+
+def test_a_few_words_left_of_a_page_read_in_part_are_not_an_article():
+    """A text cut at max_text_chars or read in part is `truncated`, unless what is left is too
+    short to be an article: then `not_article`, so that it opens no story."""
+    word = RawArticle("word", b"x" * 5000, Source("word.txt", "wire", "text/plain", ""))
+    article = extract_article(word, ExtractOptions(max_text_chars=1000))
+    assert isinstance(article, CleanArticle) and article.extraction.status == "not_article"
+    long = " ".join(["The council met on Tuesday about roads."] * 200).encode()
+    cut = extract_article(
+        RawArticle("long", long, Source("long.txt", "wire", "text/plain", "")),
+        ExtractOptions(max_text_chars=1000),
+    )
+    assert isinstance(cut, CleanArticle) and cut.extraction.status == "truncated"
 
 
 @pytest.mark.parametrize(
@@ -748,6 +795,35 @@ def test_a_page_of_countless_tiny_elements_is_read_only_as_far_as_its_first_elem
     assert "Footer" not in article.text and article.extraction.status == "truncated"  # read in part
     whole = extract_article(raw, ExtractOptions(max_read_elements=10_000))
     assert isinstance(whole, CleanArticle) and whole.extraction.status == "ok"
+
+
+def test_an_element_of_countless_attributes_keeps_its_first_ones_and_the_page_is_read():
+    """libxml2's parse time grows with the square of one element's attributes, in one C call that
+    the parse bound cannot interrupt: beyond MAX_TAG_ATTRIBUTES they are dropped before the parse.
+    The tokenizer's reading holds: quoted values may hold ">" and "<", bare names count too."""
+    from newsflow.pipeline.extract import MAX_TAG_ATTRIBUTES, with_attributes_bounded
+
+    story = "".join(f"<p>Paragraph {i} says the council met on Tuesday about roads.</p>" for i in range(20))
+    many = " ".join(f'a{i}="v>w<x"' if i % 2 else f"b{i}" for i in range(60_000))
+    page = f"<html><body><div {many}><article>{story}</article></div></body></html>"
+    bounded, cut = with_attributes_bounded(page)
+    assert cut and len(bounded) < len(page) // 20
+    import lxml.html
+
+    (div,) = lxml.html.fromstring(bounded).iter("div")
+    assert len(div.attrib) == MAX_TAG_ATTRIBUTES and div.get("a1") == "v>w<x" and "b0" in div.attrib
+    raw = RawArticle("attrs", page.encode(), Source("attrs.html", "wire", "text/html", ""))
+    article = extract_article(raw)  # 60,000 attributes: about half a minute of parsing unbounded
+    assert isinstance(article, CleanArticle) and "Paragraph 19 says" in article.text
+    assert article.extraction.status == "truncated"  # read in part
+    # A long tag of few attributes (an inline image, a style) is left as it is.
+    image = f'<img alt="chart" src="data:image/png;base64,{"A" * 50_000}">'
+    ordinary = f"<html><body>{image}<article>{story}</article></body></html>"
+    assert with_attributes_bounded(ordinary) == (ordinary, False)
+    assert with_attributes_bounded(page.replace(many, many[:4000])) == (
+        page.replace(many, many[:4000]),
+        False,
+    )
 
 
 def test_a_fragment_of_html_saved_as_text_is_read_as_a_page_and_a_pdf_named_a_page_is_refused():

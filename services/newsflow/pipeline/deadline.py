@@ -59,7 +59,8 @@ def deadline(seconds: float | None) -> Iterator[bool]:
             if callable(outer_handler):
                 outer_handler(signum, frame)
             return
-        raise DeadlineExceeded(f"over the {seconds:g} s limit")
+        # (Raised when Python code runs again: after a long C call, later than the limit.)
+        raise DeadlineExceeded(f"over the {seconds:g} s limit ({time.monotonic() - started:.1f} s)")
 
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left > 0 else seconds)

@@ -114,7 +114,7 @@ class Enricher:
             if result.extraction.status not in _CLEANABLE:
                 return Enriched(result)
             lines = fingerprints(result.text.split("\n"))
-            article = with_outlet_boilerplate_removed(result, self.boilerplate)
+            article = with_outlet_boilerplate_removed(result, self.boilerplate, self.options)
             if self.learn_boilerplate:
                 # The article's outlet: the input's, or the one its envelope or page's URL names.
                 self.boilerplate.observe_fingerprints(article.source.outlet, lines)

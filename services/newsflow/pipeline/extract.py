@@ -73,6 +73,36 @@ def markup_depth(html: str) -> int:
     return deepest
 
 
+# libxml2 checks each attribute of an element against those before it, in one C call that no
+# deadline interrupts: a tag of 40,000 attributes takes 11 s to parse, 80,000 over a minute. No
+# page's element has near this many (a tag needs at least two characters per attribute, so only
+# tags this long twice over are counted); those beyond it are dropped before the parse.
+MAX_TAG_ATTRIBUTES = 1000
+# A start tag at least that long: its name, then runs of anything but quotes and ">", and quoted
+# values (in which ">" and "<" are text), up to the ">" that ends it.
+_LONG_TAG = re.compile(
+    rf"""<([a-zA-Z][^\s/>]*+)((?:[^"'>]|"[^"]*+"|'[^']*+'){{{2 * MAX_TAG_ATTRIBUTES},}}+)>"""
+)
+# An attribute as the HTML tokenizer reads one: a name, then maybe "=" and a quoted or bare value.
+_ATTRIBUTE = re.compile(r"""[^\s/>=][^\s/>=]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s>]*+))?+""")
+
+
+def with_attributes_bounded(html: str) -> tuple[str, bool]:
+    """Return the page with no element of more than MAX_TAG_ATTRIBUTES attributes (the first
+    ones are kept), and whether any had more."""
+    cut = False
+
+    def bounded(tag: re.Match[str]) -> str:
+        nonlocal cut
+        attributes = _ATTRIBUTE.findall(tag[2])
+        if len(attributes) <= MAX_TAG_ATTRIBUTES:
+            return tag[0]
+        cut = True
+        return f"<{tag[1]} {' '.join(attributes[:MAX_TAG_ATTRIBUTES])}>"
+
+    return _LONG_TAG.sub(bounded, html), cut
+
+
 def empty_reason(document: str, is_html: bool, options: ExtractOptions) -> str:
     """Return why a document gave no text: markup_too_deep, tree_too_large or no_text_found."""
     if is_html:
@@ -111,10 +141,12 @@ def _truncate(text: str, limit: int) -> tuple[str, bool]:
 def _status(text: str, truncated: bool, options: ExtractOptions) -> str:
     if not text.strip():
         return "empty"
-    if truncated:
-        return "truncated"
+    # Before truncated: what is left of a page read in part (a 3 MB "word", a page of entities)
+    # can be a few words, and such a text must not open a story.
     if count_words(text) < options.min_article_words:
         return "not_article"
+    if truncated:
+        return "truncated"
     return "ok"
 
 
@@ -321,6 +353,7 @@ def _canonical_anywhere(tree: Any) -> str | None:
 def _from_html(
     raw: RawArticle, html: str, encoding: str, url: str | None, options: ExtractOptions
 ) -> CleanArticle:
+    html, attributes_cut = with_attributes_bounded(html)
     # Parsed once, for the extractor and for the page's link texts.
     tree = trafilatura.load_html(html)
     if tree is None or tree.tag != "html":
@@ -328,8 +361,9 @@ def _from_html(
         # as nothing: read as the body of a page, as a browser shows it.
         page = trafilatura.load_html(f"<html><body>{html}</body></html>")
         tree = tree if page is None else page
-    read_in_part = tree is not None and cut_after(
-        tree, TEXT_READ_FACTOR * options.max_text_chars, options.max_read_elements
+    read_in_part = attributes_cut or (
+        tree is not None
+        and cut_after(tree, TEXT_READ_FACTOR * options.max_text_chars, options.max_read_elements)
     )
     meta = extract_html(html if tree is None else tree, url, options)
     body = structured_body(tree) if tree is not None else ""
@@ -595,14 +629,29 @@ def _parse(raw: RawArticle, options: ExtractOptions) -> CleanArticle | Rejection
     return article
 
 
-def with_outlet_boilerplate_removed(article: CleanArticle, model: BoilerplateModel) -> CleanArticle:
+def with_outlet_boilerplate_removed(
+    article: CleanArticle, model: BoilerplateModel, options: ExtractOptions
+) -> CleanArticle:
     """Return the article without the lines its outlet repeats across articles (the model learns
-    apart: `BoilerplateModel.observe_fingerprints`)."""
+    apart: `BoilerplateModel.observe_fingerprints`), unless they are most of it.
+
+    An outlet's footer is a small part of an article. Lines that make up most of one are the
+    article itself, repeated: a report sent again (a copy, found as such downstream), a template
+    report whose lines differ in their figures only. Removing them would leave an article without
+    text, so the article is kept whole when less would be left than half its words or than an
+    article's least (`min_article_words`), whichever is fewer.
+    """
     text, dropped = model.clean(article.source.outlet, article.text, learn=False)
     if not dropped:
         return article
     text = normalize_text(text)
+    words = count_words(article.text)
+    if count_words(text) < min(options.min_article_words, words / 2):
+        return article
+    truncated = article.extraction.status == "truncated"
     extraction = replace(
-        article.extraction, boilerplate_removed=article.extraction.boilerplate_removed + dropped
+        article.extraction,
+        boilerplate_removed=article.extraction.boilerplate_removed + dropped,
+        status=_status(text, truncated, options),
     )
     return replace(article, text=text, extraction=extraction)
