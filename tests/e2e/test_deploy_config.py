@@ -294,3 +294,46 @@ def test_the_image_installs_only_hash_checked_files_on_a_digest_pinned_base():
     assert len(installs) == 3
     for args in installs:
         assert "--require-hashes" in args or "--no-index" in args, args
+
+
+def test_the_build_context_holds_what_the_image_copies_and_no_secrets_or_local_data():
+    """.dockerignore lets in every path the Dockerfile copies from the context and keeps out what a
+    working checkout holds besides (the compose .env with the Grafana password, the venv, Kafka's
+    data, the inbox); git ignores the same secrets."""
+    from pathlib import Path
+
+    root = DEPLOY.parent
+    rules = [
+        ln.strip()
+        for ln in (root / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+
+    def in_context(path: str) -> bool:
+        # Docker's reading: the last rule that matches decides; "!" lets a path back in.
+        kept = True
+        for rule in rules:
+            pattern = rule.removeprefix("!").rstrip("/")
+            if Path(path).match(pattern) or Path(path).parts[0] == pattern or pattern == "*":
+                kept = rule.startswith("!")
+        return kept
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    copied = [
+        src for line in re.findall(r"^COPY (?!--from)(.+)$", dockerfile, re.M) for src in line.split()[:-1]
+    ]
+    assert copied and all((root / src).exists() and in_context(src) for src in copied), copied
+    for local in (
+        ".env",
+        ".venv",
+        ".cache",
+        "inbox",
+        "out",
+        "build",
+        "secrets",
+        "tests",
+        "deploy/alertmanager/webhook_url",
+    ):
+        assert not in_context(local), local
+    ignored = run(["git", "check-ignore", ".env", "secrets/url", "deploy/alertmanager/webhook_url"], cwd=root)
+    assert ignored.stdout.split() == [".env", "secrets/url", "deploy/alertmanager/webhook_url"]
