@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from newsflow.logs import printable
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT, latest
@@ -358,7 +359,7 @@ async def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             if args.json:
                 out.write(jsonio.dumps_line(_as_json(article_id, record, status[article_id])).decode())
             else:
-                out.write(summary(article_id, record, status[article_id]) + "\n")
+                out.write(printable(summary(article_id, record, status[article_id])) + "\n")
         still = f" ({sum(status[k] == OPEN for k in chosen)} open)" if checked else ""
         sys.stderr.write(f"{PROG}: {len(chosen)} of {len(letters)} dead letters{still}\n")
         return 0

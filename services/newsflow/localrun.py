@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
+from newsflow.logs import printable
 from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
@@ -115,7 +116,9 @@ def summary_table(records: list[dict[str, Any]]) -> str:
         title = r.get("title") or " ".join((r.get("text") or "").split()[:10]) + " ..."
         story = (r.get("story_id") or "-")[:16]
         lines.append(
-            f"{r['article_id']:<24}  {r['source']['outlet'][:12]:<12}  {story:<16}  {r['word_count']:>5}  {title[:70]}"
+            printable(
+                f"{r['article_id']:<24}  {r['source']['outlet'][:12]:<12}  {story:<16}  {r['word_count']:>5}  {title[:70]}"
+            )
         )
     return "\n".join(lines)
 
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         f"written to {args.out} and {dead_out} in {time.monotonic() - started:.1f}s"
     )
     for d in dead:
-        print(f"dead letter {d['key']}: {d['reason']} ({d['detail']})")
+        print(printable(f"dead letter {d['key']}: {d['reason']} ({d['detail']})"))
     if stopped:
         sys.stderr.write(f"newsflow-run: error: {stopped}\n")
         return 1

@@ -1,4 +1,5 @@
-"""Logging shared by the services: a library's repeated messages, at most one per period.
+"""Logging shared by the services: a library's repeated messages, at most one per period; text
+from inputs made safe to show on a terminal.
 
 While the broker is down, aiokafka logs every reconnect attempt, metadata refresh and refused
 produce request: about 35 lines a second from one producer, which buries everything else in an
@@ -56,3 +57,34 @@ def limit_repeats(period: float = 30.0) -> RepeatLimiter:
         if name == LIBRARY or name.startswith(LIBRARY + "."):
             logging.getLogger(name).addFilter(limiter)
     return limiter
+
+
+# Characters that act on a terminal or on how a line reads rather than being shown: C0 and C1
+# controls (escape sequences, carriage return, newline: a forged log line), line and paragraph
+# separators, and the bidirectional overrides that reorder what follows them. A tab is shown as is.
+_UNPRINTABLE = [c for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x09] + [
+    0x2028,
+    0x2029,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+]
+_ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _UNPRINTABLE}
+
+
+def printable(text: str) -> str:
+    """Return text with the characters that would act on a terminal as `\\xNN` / `\\uNNNN` escapes:
+    outlets, file names, titles and ids come from inputs, and a line shown to an operator must
+    not clear the screen, set a window title or forge another line."""
+    return text.translate(_ESCAPES)
+
+
+class _PrintableRecord(logging.LogRecord):
+    def getMessage(self) -> str:  # noqa: N802 - logging's name
+        return printable(super().getMessage())
+
+
+def escape_controls() -> None:
+    """Make every log message printable (`printable`), whoever configures the handlers: a
+    message's arguments name files, outlets and articles that inputs chose. Tracebacks are not
+    messages and keep their lines."""
+    logging.setLogRecordFactory(_PrintableRecord)

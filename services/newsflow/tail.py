@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from newsflow.logs import printable
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit, reader_gone
@@ -133,7 +134,7 @@ async def tail(
                     except ValueError:
                         continue  # not a record of ours
                     if isinstance(record, dict) and matches(record, filters):
-                        out = m.value.decode() if as_json else line(record)
+                        out = m.value.decode() if as_json else printable(line(record))
                         sys.stdout.write(out + "\n")
                         sys.stdout.flush()
                         printed += 1

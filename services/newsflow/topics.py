@@ -29,6 +29,7 @@ from aiokafka.errors import (
     for_code,
 )
 
+from newsflow.logs import escape_controls
 from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
 
 log = logging.getLogger("newsflow.topics")
@@ -357,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    escape_controls()
     (kafka,) = load_settings_or_exit("newsflow-topics", KafkaSettings)
     try:
         created = asyncio.run(create_topics(kafka))

@@ -53,3 +53,45 @@ def test_the_kafka_clients_loggers_are_limited_and_ours_are_not(caplog: pytest.L
     finally:
         for name in ("aiokafka", *logging.root.manager.loggerDict):
             logging.getLogger(name).removeFilter(limiter)
+
+
+def test_text_from_inputs_is_shown_without_acting_on_the_terminal():
+    """Outlets, file names and titles come from inputs: an escape sequence, a newline (a forged
+    line) or a bidirectional override is shown escaped, in log messages and in the commands'
+    tables alike; a tab and text in any script are shown as they are."""
+    import io
+
+    from newsflow.localrun import summary_table
+    from newsflow.logs import escape_controls, printable
+
+    hostile = "esc\x1b[31mRED\x1b]0;PWN\x07\nX-Injected \u202eevil\u2028end\x85"
+    shown = printable(hostile)
+    assert shown == "esc\\x1b[31mRED\\x1b]0;PWN\\x07\\x0aX-Injected \\u202eevil\\u2028end\\x85"
+    assert shown.isprintable() and printable("Zürich\tКиїв 東京") == "Zürich\tКиїв 東京"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("newsflow.test.printable")
+    logger.addHandler(handler)
+    factory = logging.getLogRecordFactory()
+    try:
+        escape_controls()
+        logger.warning("skipped %s: unsupported_extension", f"inbox/{hostile}.exe")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("cleaning %s failed", "a\nb")
+    finally:
+        logging.setLogRecordFactory(factory)
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == f"skipped inbox/{shown}.exe: unsupported_extension"
+    assert lines[1] == "cleaning a\\x0ab failed" and lines[2] == "Traceback (most recent call last):"
+    record = {
+        "article_id": "a1",
+        "source": {"outlet": "out\x1b[2Jlet"},
+        "story_id": "s-a1",
+        "word_count": 120,
+        "title": "Title\nForged row",
+    }
+    table = summary_table([record]).splitlines()
+    assert len(table) == 2 and "\x1b" not in table[1] and "Title\\x0aForged row" in table[1]

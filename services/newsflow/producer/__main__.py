@@ -25,7 +25,7 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from newsflow.logs import limit_repeats
+from newsflow.logs import escape_controls, limit_repeats
 from newsflow.producer.http import serve
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
 from newsflow.producer.publish import Progress, Publisher, Tally, broker_ready, produce
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     limit_repeats()
+    escape_controls()
     if not args.paths and not args.serve:
         sys.stderr.write(f"{PROG}: error: give files, folders or '-', or --serve\n")
         return 2

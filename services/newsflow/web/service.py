@@ -29,7 +29,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from newsflow.logs import limit_repeats
+from newsflow.logs import escape_controls, limit_repeats
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime, rfc3339
 from newsflow.registry import service_registry
@@ -391,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     kafka, settings = load_settings_or_exit(PROG, KafkaSettings, WebSettings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_repeats()
+    escape_controls()
     try:
         store = StoryStore(settings.db)
     except (OSError, sqlite3.Error) as exc:

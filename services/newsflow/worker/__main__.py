@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import faust
     from prometheus_client import start_http_server
 
-    from newsflow.logs import limit_repeats
+    from newsflow.logs import escape_controls, limit_repeats
     from newsflow.pipeline.embed import ModelNotInstalled
     from newsflow.registry import service_registry
     from newsflow.topics import (
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from newsflow.worker.app import WorkerApp
 
+    escape_controls()  # names in messages come from inputs
     limit_repeats()  # the Kafka client's retries while the broker is away: one line each per 30 s
     registry = service_registry()
     # Served first: a worker that dies loading its models or waiting for the broker has shown its
