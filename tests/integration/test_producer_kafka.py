@@ -191,6 +191,13 @@ def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
     inbox.mkdir()
     (inbox / "a.txt").write_bytes(TEXT)
     (inbox / "loop.txt").symlink_to("loop.txt")  # a link to itself: skipped, not a stopped watcher
+    # Links out of the watched folder, to a file and to a folder: skipped once each, never sent
+    # (a drop folder others write to is no way to send whatever this process may read).
+    (tmp_path / "secret.txt").write_bytes(b"CONFIDENTIAL " + TEXT)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "b.txt").write_bytes(b"ELSEWHERE " + TEXT)
+    (inbox / "linked.txt").symlink_to(tmp_path / "secret.txt")
+    (inbox / "linked-folder").symlink_to(tmp_path / "elsewhere")
     state = tmp_path / "state.jsonl"
     env = {
         "NEWSFLOW_PRODUCER_STATE_FILE": str(state),
@@ -209,6 +216,7 @@ def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
         assert b'"forgotten":true' in state.read_bytes()
         scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert "newsflow_producer_forgotten_files_total 1.0" in scraped
+        assert 'newsflow_producer_files_total{outcome="skipped",reason="outside_folder"} 2.0' in scraped
         # Put back: sent again, under the same id (the worker drops it while it remembers it).
         (inbox / "a.txt").write_bytes(TEXT)
         records = read_raw(kafka, want=3, timeout=20)

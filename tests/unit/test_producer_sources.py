@@ -293,6 +293,37 @@ def test_a_folder_reached_twice_through_links_is_read_once(tmp_path: Path):
     assert skipped == [("loop", "already_read"), ("wire", "already_read")]  # accounted for
 
 
+def test_a_walk_within_its_folder_skips_links_out_of_it_and_follows_those_inside(tmp_path: Path):
+    """What a watched drop folder holds: a link to a file or folder elsewhere is a skip
+    (`outside_folder`), not read, not listed; a link within the folder is followed. Without
+    `within` (files and folders named on the command line) every link is followed."""
+    from newsflow.producer.sources import walk
+
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    (inbox / "wire").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_bytes(TEXT)
+    (inbox / "wire" / "a.txt").write_bytes(TEXT)
+    (inbox / "wire" / "secret.txt").symlink_to(elsewhere / "secret.txt")
+    (inbox / "elsewhere").symlink_to(elsewhere)
+    (inbox / "same").symlink_to("wire")
+    (inbox / "up").symlink_to("..")
+    found = list(walk(inbox, within=inbox.resolve()))
+    files = sorted(p.relative_to(inbox).as_posix() for p in found if isinstance(p, Path))
+    skipped = sorted(
+        (Path(s.path).relative_to(inbox).as_posix(), s.reason) for s in found if isinstance(s, Skipped)
+    )
+    assert files == ["same/a.txt"]  # (wire/ is reached through the link first, then again)
+    assert skipped == [
+        ("elsewhere", "outside_folder"),
+        ("same/secret.txt", "outside_folder"),
+        ("up", "outside_folder"),
+        ("wire", "already_read"),
+    ]
+    everything = [p for p in walk(inbox) if isinstance(p, Path)]
+    assert {p.name for p in everything} >= {"a.txt", "secret.txt"}
+
+
 def test_a_url_too_malformed_to_parse_does_not_stop_the_lines_after_it(tmp_path: Path):
     path = tmp_path / "feed.jsonl"
     lines = [{"url": "http://[::1/a", "text": "Odd URL."}, {"url": "https://ok.example/b", "text": "Fine."}]

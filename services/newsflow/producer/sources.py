@@ -195,11 +195,15 @@ def read_article(root: Path, path: Path, outlet: str | None = None, max_bytes: i
     )
 
 
-def walk(root: Path, _seen: set[tuple[int, int]] | None = None) -> Iterator[Path | Skipped]:
+def walk(
+    root: Path, _seen: set[tuple[int, int]] | None = None, within: Path | None = None
+) -> Iterator[Path | Skipped]:
     """Yield the files below a folder in sorted order, and a Skipped for each folder it cannot list.
 
     A folder reached twice (a symbolic link loop, or two links to one folder) is read once; the
-    second time is a skip (`already_read`), so that every item found is accounted for.
+    second time is a skip (`already_read`), so that every item found is accounted for. With
+    `within` (a resolved folder), a symbolic link that leads out of it is a skip
+    (`outside_folder`), neither read nor listed.
     """
     seen = set() if _seen is None else _seen
     try:
@@ -220,12 +224,20 @@ def walk(root: Path, _seen: set[tuple[int, int]] | None = None) -> Iterator[Path
         if entry.name.startswith("."):
             continue
         path = Path(entry.path)
+        if within is not None and entry.is_symlink():
+            try:
+                target = path.resolve()
+            except (OSError, RuntimeError):  # a loop of links: read as a file, which fails as one
+                target = within
+            if not target.is_relative_to(within):
+                yield Skipped(display_name(path), "outside_folder", f"a link to {display_name(target)}")
+                continue
         try:
             is_dir = entry.is_dir(follow_symlinks=True)
         except OSError:
             is_dir = False
         if is_dir:
-            yield from walk(path, seen)
+            yield from walk(path, seen, within)
         else:
             yield path
 

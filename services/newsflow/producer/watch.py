@@ -253,10 +253,12 @@ def is_gone(key: str, folders: tuple[tuple[int, int], ...]) -> bool:
     return False
 
 
-def _files(dirs: list[Path]) -> Iterator[tuple[Path, Path]]:
+def _files(dirs: list[Path]) -> Iterator[tuple[Path, Path | Skipped]]:
+    """Yield each file below the folders, and each link that leads out of its folder: a drop
+    folder others write to must not be a way to send any file this process may read."""
     for root in dirs:
-        for found in walk(root):
-            if not isinstance(found, Skipped):
+        for found in walk(root, within=root.resolve()):
+            if not isinstance(found, Skipped) or found.reason == "outside_folder":
                 yield root, found
 
 
@@ -306,12 +308,20 @@ async def watch(
     forget_after, checked_gone = 3600 * settings.forget_hours, -math.inf
     try:
         gone: set[Path] = set()
+        # Links that lead out of the watched folders, skipped (and counted) once each while they are there.
+        outside: set[str] = set()
         while not stop.is_set():
             now = time.monotonic()
             _say_gone_or_back(dirs, gone)
             present: set[Path] = set()
             present_keys: set[str] = set()
+            present_outside: set[str] = set()
             for root, path in _files(dirs):
+                if isinstance(path, Skipped):
+                    present_outside.add(path.path)
+                    if path.path not in outside:
+                        publisher.skip(path)
+                    continue
                 present.add(path)
                 try:
                     st = path.stat()
@@ -334,6 +344,7 @@ async def watch(
                     else:
                         settling.could_not_read(path, st, now)
             settling.keep_only(present)
+            outside = present_outside
             if forget_after > 0 and now - checked_gone >= min(FORGET_CHECK_SECONDS, forget_after / 2):
                 checked_gone = now
                 forgotten = ledger.forget_gone(present_keys, time.time(), forget_after)
