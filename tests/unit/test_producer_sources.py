@@ -23,7 +23,7 @@ from newsflow.producer.sources import (
     read_article,
     unusable_paths,
 )
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, ROOT
 from tests.warc_fixtures import ARTICLE_TEXT, page, record, response, write_warc
 
 TEXT = b"The council approved the new budget on Tuesday after a long debate about schools and roads."
@@ -456,3 +456,28 @@ def test_a_json_file_of_an_array_of_envelopes_gives_one_article_each_as_the_http
     # The same file read again gives the same ids.
     again = {a.source.path: a.article_id for a in _articles(list(iter_inputs([tmp_path])))}
     assert again == {p: a.article_id for p, a in by_path.items()}
+
+
+def test_every_skip_reason_the_producer_gives_is_known_and_counted_from_zero():
+    """The producer's skips are a bounded vocabulary (SKIP_REASONS), each a series at 0 from
+    start-up: the dashboard's rate() sees a file's first skip of any reason."""
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from newsflow.producer.metrics import create_metrics
+    from newsflow.producer.sources import SKIP_REASONS
+
+    source = "".join(p.read_text() for p in (ROOT / "services" / "newsflow" / "producer").glob("*.py"))
+    given = set(re.findall(r'Skipped\(\s*[^()]*?(?:\([^()]*\))?[^()]*?,\s*"([a-z_]+)"', source))
+    assert given and given <= set(SKIP_REASONS), given - set(SKIP_REASONS)
+    registry = CollectorRegistry()
+    create_metrics(registry)
+    zero = {
+        s.labels["reason"]
+        for family in registry.collect()
+        if family.name == "newsflow_producer_files"
+        for s in family.samples
+        if s.name.endswith("_total") and s.labels["outcome"] == "skipped" and s.value == 0
+    }
+    assert zero == set(SKIP_REASONS)

@@ -133,3 +133,41 @@ def test_the_worker_app_refuses_faust_tables():
     for make in (app.Table, app.GlobalTable, app.SetTable, app.SetGlobalTable):
         with pytest.raises(NotImplementedError, match="#596"):
             make("seen")
+
+
+def test_every_series_a_dashboard_rates_starts_at_zero_before_its_first_count():
+    """rate() cannot see a series' first value: a series that appears already counted (the
+    first rejected message, an outlet's first empty article) would be missed by the throughput
+    panel and the NewsflowOutletExtractionEmpty alert. Every extraction status (the schema's),
+    every stage's rejections, and an outlet's statuses from its first article on exist at 0."""
+    from newsflow.worker.agents import Forwarder
+
+    registry = CollectorRegistry()
+    metrics = create_metrics(registry)
+    statuses = json.loads((ROOT / "schemas" / "enriched-article.schema.json").read_text())["properties"][
+        "extraction"
+    ]["properties"]["status"]["enum"]
+
+    def samples(name: str) -> dict[tuple[str, ...], float]:
+        return {
+            tuple(s.labels.values()): s.value
+            for family in registry.collect()
+            if family.name == name
+            for s in family.samples
+            if s.name.endswith("_total")
+        }
+
+    messages = samples("newsflow_worker_messages")
+    assert {("extract", status) for status in statuses} <= set(messages)
+    assert {(stage, "rejected") for stage in ("decode", "extract", "enrich", "dedup")} <= set(messages)
+    assert set(messages.values()) == {0}
+    forwarder = Forwarder(None, metrics, 1_000_000, lambda: True)
+    # (What it reads of a cleaned article.)
+    article = SimpleNamespace(
+        source=SimpleNamespace(outlet="harbourtimes"),
+        extraction=SimpleNamespace(status="ok", boilerplate_removed=0),
+        text="Some text.",
+    )
+    forwarder._count_extraction(article)
+    by_outlet = samples("newsflow_extraction_articles")
+    assert by_outlet == {("harbourtimes", s): (1.0 if s == "ok" else 0.0) for s in statuses}

@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from newsflow.producer.sources import SKIP_REASONS
+
 
 class ProducerMetrics(NamedTuple):
     files: Counter
@@ -17,7 +19,7 @@ class ProducerMetrics(NamedTuple):
 
 # The outcomes a dashboard rate()s, created at 0 on start-up (as the worker's are), so that the
 # first files after a deploy are seen as an increase, not as a series born already counted.
-INITIAL_FILES = [("sent", "")]
+INITIAL_FILES = [("sent", ""), *(("skipped", reason) for reason in SKIP_REASONS)]
 
 
 def create_metrics(registry: CollectorRegistry) -> ProducerMetrics:

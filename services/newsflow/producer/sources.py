@@ -65,15 +65,21 @@ INPUTS_HELP = f"""inputs:
 Other files are skipped and counted, as are empty, unreadable and over-large ones."""
 
 
+# Why something found is not sent: files and folders, then lines of JSON Lines and arrays, then
+# records of WARC archives.
+SKIP_REASONS = (
+    *("unsupported_extension", "empty", "unreadable", "vanished", "not_regular", "too_large"),
+    *("already_read", "outside_folder", "truncated", "bad_line"),
+    *("not_html", "http_status", "not_response"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """Something found that will not be sent, and why (a bounded vocabulary of reasons)."""
 
     path: str
-    # unsupported_extension | empty | unreadable | vanished | not_regular | too_large | bad_line
-    # | already_read
-    # | not_html | http_status | not_response
-    reason: str
+    reason: str  # one of SKIP_REASONS
     detail: str = ""
 
 

@@ -32,7 +32,7 @@ from newsflow.pipeline.records import (
     raw_from_message,
     replay_count,
 )
-from newsflow.worker.metrics import OutletLabels, WorkerMetrics
+from newsflow.worker.metrics import EXTRACTION_STATUSES, OutletLabels, WorkerMetrics
 from newsflow.worker.replica import TopicReplica
 from newsflow.worker.shared import SharedResults
 from newsflow.worker.transport import withhold
@@ -88,6 +88,7 @@ class Forwarder:
         self.keep_trying = keep_trying
         self.retry_seconds = retry_seconds
         self.outlet_label = OutletLabels()
+        self._outlet_series: set[str] = set()
 
     def message(self, result: Result, event: Any) -> tuple[bytes, bytes]:
         """Return (key, features message) for one input's result."""
@@ -106,6 +107,12 @@ class Forwarder:
         extraction = article.extraction
         self.metrics.messages.labels("extract", extraction.status).inc()
         outlet = self.outlet_label(article.source.outlet)
+        if outlet not in self._outlet_series:
+            # An outlet's series by status from 0: its first empty article is a rate (the alert
+            # NewsflowOutletExtractionEmpty), not a series that appears already counted.
+            self._outlet_series.add(outlet)
+            for status in EXTRACTION_STATUSES:
+                self.metrics.extracted_articles.labels(outlet, status)
         self.metrics.extracted_articles.labels(outlet, extraction.status).inc()
         self.metrics.extracted_chars.labels(outlet).inc(len(article.text))
         self.metrics.boilerplate_lines.labels(outlet).inc(extraction.boilerplate_removed)

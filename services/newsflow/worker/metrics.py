@@ -63,10 +63,21 @@ class WorkerMetrics(NamedTuple):
     replica_following: Gauge
 
 
+# An article's extraction.status (enriched-article.schema.json).
+EXTRACTION_STATUSES = ("ok", "truncated", "not_article", "empty")
+
 # Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
 # a (re)start is seen instead of the series appearing with its first value already counted.
 INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
-    "messages": [("decode", "in"), ("dedup", "in"), ("output", "out")],
+    "messages": [
+        ("decode", "in"),
+        *(("extract", status) for status in EXTRACTION_STATUSES),
+        *((stage, "rejected") for stage in ("decode", "extract", "enrich", "dedup")),
+        ("enrich", "unsendable"),
+        ("dedup", "in"),
+        ("dedup", "duplicate"),
+        ("output", "out"),
+    ],
     # Every (stage, reason) a dead letter can have (dead-letter.schema.json): the rate of dead
     # letters is 0, not no data, on a worker that has written none yet.
     "dead_letters": [
