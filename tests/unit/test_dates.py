@@ -22,8 +22,13 @@ RECEIVED = "2025-03-14T09:00:00Z"
         ("13 March 2025", "2025-03-13T00:00:00Z", "ok"),
         ("March 13, 2025 10:30 AM", "2025-03-13T10:30:00Z", "ok"),
         ("Mar. 13, 2025 10:30 +0530", "2025-03-13T05:00:00Z", "ok"),
-        ("March 13, 2025 at 10:30 p.m. ET", None, "unparseable"),  # a zone it cannot place
-        ("Thu, 13 Mar 2025 10:00:00 CET", None, "unparseable"),
+        # zones news is dated in that name one offset or one rule: ET is daylight time in mid-March
+        ("March 13, 2025 at 10:30 p.m. ET", "2025-03-14T02:30:00Z", "ok"),
+        ("March 1, 2025 10:30 PM ET", "2025-03-02T03:30:00Z", "ok"),
+        ("Mar 13, 2025 10:00 AM EST", "2025-03-13T15:00:00Z", "ok"),  # AP style: AM and a zone
+        ("Thu, 13 Mar 2025 10:00:00 CET", "2025-03-13T09:00:00Z", "ok"),
+        ("March 13, 2025 10:30 IST", None, "unparseable"),  # India's, Ireland's or Israel's
+        ("13 March 2025 10:30 BST", None, "unparseable"),  # Britain's or Bangladesh's
         ("13 March 2025 10:30 +01:00", "2025-03-13T09:30:00Z", "ok"),
         ("Thu, 13 Mar 2025 10:00:00", "2025-03-13T10:00:00Z", "ok"),
         ("March 2025", None, "unparseable"),

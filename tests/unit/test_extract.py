@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import replace
 
@@ -845,3 +846,54 @@ def test_a_fragment_of_html_saved_as_text_is_read_as_a_page_and_a_pdf_named_a_pa
         refused = extract_article(RawArticle("pdf", pdf, Source("wire", name, ctype, "")))
         assert isinstance(refused, Rejection) and refused.reason == "undecodable", name
         assert "PDF document" in refused.detail
+
+
+def test_utf32_with_its_byte_order_mark_is_read_not_taken_for_binary():
+    """The little-endian UTF-32 mark begins with UTF-16's: read as UTF-16 the text is full of NULs
+    and was refused as binary."""
+    text = "Café in Zürich: Swiss banks report record profits. UBS said on Tuesday its income doubled."
+    for payload in (text.encode("utf-32"), codecs.BOM_UTF32_BE + text.encode("utf-32-be")):
+        raw = RawArticle("u32", payload, Source("u32.txt", "wire", "text/plain", ""))
+        article = extract_article(raw)
+        assert isinstance(article, CleanArticle) and article.text == text
+        assert article.extraction.encoding == "utf-32"
+
+
+@pytest.mark.parametrize(
+    ("head", "published", "status", "raw"),
+    [
+        (
+            '<meta property="article:published_time" content="2099-01-01T00:00:00Z">',
+            None,
+            "implausible",
+            "2099-01-01T00:00:00Z",
+        ),
+        ('<meta property="article:published_time" content="not a date">', None, "unparseable", "not a date"),
+        (
+            '<script type="application/ld+json">{"@type": "NewsArticle", "datePublished": "1900-05-01"}</script>',
+            None,
+            "implausible",
+            "1900-05-01",
+        ),
+        (
+            '<meta property="article:published_time" content="2025-03-13T10:00:00Z">',
+            "2025-03-13T10:00:00Z",
+            "ok",
+            None,
+        ),
+        ("", None, "missing", None),
+    ],
+)
+def test_a_pages_stated_date_is_kept_as_its_claim_when_refused(head, published, status, raw):
+    """A page's date the extractor leaves out as implausible is a claim all the same: kept as
+    published_raw with its status, as an envelope's is, not `missing`."""
+    body = "".join(
+        f"<p>The council met on Tuesday about roads, paragraph {i}, officials said.</p>" for i in range(8)
+    )
+    page = f"<html><head><title>Roads</title>{head}</head><body><article>{body}</article></body></html>"
+    raw_article = RawArticle(
+        "d", page.encode(), Source("d.html", "wire", "text/html", "2025-03-14T09:00:00Z")
+    )
+    article = extract_article(raw_article)
+    assert isinstance(article, CleanArticle)
+    assert (article.published, article.published_status, article.published_raw) == (published, status, raw)

@@ -237,3 +237,15 @@ def test_a_line_is_dropped_only_when_it_is_a_whole_link_text_of_five_words_or_mo
         "How to retire early",
         "Record tides flood the fish market again, officials said on Tuesday.",
     ]
+
+
+def test_a_text_is_one_paragraph_per_line_whatever_separators_it_used():
+    """Unicode's line and paragraph separators are line breaks (Python's splitlines honours them,
+    a split on "\\n" does not: consumers must get the same lines either way); a byte-order mark
+    inside a text is no character of it."""
+    from newsflow.pipeline.textclean import normalize_text
+
+    text = "First\u2028paragraph.\u2029Second \ufeffone.\r\nThird.\n\n\u00a0Fourth.\x1b[31m"
+    normalized = normalize_text(text)
+    assert normalized == "First\nparagraph.\nSecond one.\nThird.\nFourth."  # (the colour escape gone)
+    assert normalized.splitlines() == normalized.split("\n")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from dateutil import parser as dateutil_parser
+from dateutil import tz
 
 # Online news archives start in the 1990s; earlier dates are CMS defaults or reprint metadata.
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
@@ -63,15 +64,42 @@ def parse_datetime(text: str) -> datetime | None:
         return None
 
 
+# Zone abbreviations news is dated with that name one offset (or one rule) only: RFC 822's North
+# American zones, the same without "S"/"D" (AP style: "10:30 a.m. ET", standard or daylight time
+# by the date, as the United States have switched since 2007), and Europe's. Others are read
+# nowhere ("IST" is India's, Ireland's or Israel's; "BST" Britain's or Bangladesh's): refused.
+_HOUR = 3600
+_ZONES: dict[str, int | tz.tzrangebase] = {
+    "EST": -5 * _HOUR,
+    "EDT": -4 * _HOUR,
+    "CST": -6 * _HOUR,
+    "CDT": -5 * _HOUR,
+    "MST": -7 * _HOUR,
+    "MDT": -6 * _HOUR,
+    "PST": -8 * _HOUR,
+    "PDT": -7 * _HOUR,
+    **{
+        z: tz.tzstr(f"{z[0]}ST{h}{z[0]}DT,M3.2.0,M11.1.0")
+        for z, h in (("ET", 5), ("CT", 6), ("MT", 7), ("PT", 8))
+    },
+    "WET": 0,
+    "WEST": _HOUR,
+    "CET": _HOUR,
+    "CEST": 2 * _HOUR,
+    "EET": 2 * _HOUR,
+    "EEST": 3 * _HOUR,
+}
+
+
 def _written_date(text: str) -> datetime | None:
     if not (_MONTH.search(text) and _YEAR.search(text)):
         return None
     try:
         with warnings.catch_warnings():
-            # A zone abbreviation it does not know ("ET", "CET") would be dropped, hours off: refused.
+            # A zone abbreviation not in _ZONES ("IST") would be dropped, hours off: refused.
             warnings.simplefilter("error", dateutil_parser.UnknownTimezoneWarning)
             # Read against two defaults: a date without its day ("May 2026") or year differs.
-            first, second = (dateutil_parser.parse(text, default=d) for d in _DEFAULTS)
+            first, second = (dateutil_parser.parse(text, default=d, tzinfos=_ZONES) for d in _DEFAULTS)
     except (ValueError, OverflowError, dateutil_parser.UnknownTimezoneWarning):
         return None
     return first if first == second else None

@@ -398,7 +398,7 @@ def _from_html(
         read_in_part,
         title=meta.get("title") or None,
         authors=author_names(meta.get("author")) or (),
-        published=meta.get("date") or None,
+        published=meta.get("date") or (stated_date(tree) if tree is not None else None),
         site_name=meta.get("sitename") or None,
         url=page_url,
         description=meta.get("description") or None,
@@ -441,6 +441,29 @@ def cut_after(tree: HtmlElement, chars: int, elements: int) -> bool:
         last.getparent().remove(last)
         cut = True
     return cut
+
+
+# Where a page states its publication time for machines: the extractor's reading of them leaves
+# out a date it finds implausible (a CMS's 2099 placeholder, 1900), which is then no claim at all;
+# read here, such a claim is kept as published_raw with its status, as an envelope's is.
+_STATED_DATE = (
+    "//meta[@property='article:published_time' or @property='og:published_time'"
+    " or @itemprop='datePublished' or @name='pubdate' or @name='publishdate' or @name='date'"
+    " or @name='DC.date.issued' or @name='dcterms.created']/@content"
+    " | //time[@itemprop='datePublished']/@datetime"
+)
+_LD_DATE = re.compile(r'"datePublished"\s*:\s*"([^"]{1,200})"')
+
+
+def stated_date(tree: HtmlElement) -> str | None:
+    """Return the publication time a page states in its metadata or JSON-LD, as written, or None."""
+    for value in tree.xpath(_STATED_DATE):
+        if str(value).strip():
+            return str(value).strip()
+    for script in tree.xpath("//script[@type='application/ld+json'][contains(., 'datePublished')]"):
+        if found := _LD_DATE.search(script.text_content()):
+            return found[1]
+    return None
 
 
 def structured_body(tree: HtmlElement) -> str:

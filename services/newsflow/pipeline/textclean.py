@@ -174,10 +174,12 @@ def one_line(text: str) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """Return NFC text with one paragraph per line: unified line breaks, no blank lines, no edge
-    spaces, no control characters."""
+    """Return NFC text with one paragraph per line: unified line breaks (Unicode's line and
+    paragraph separators too, which consumers' line splitting may or may not honour), no blank
+    lines, no edge spaces, no control characters, no byte-order marks."""
     text = unicodedata.normalize("NFC", without_controls(text))
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n").replace("\ufeff", "")
     return "\n".join(ln.strip() for ln in text.split("\n") if ln.strip())
 
 
