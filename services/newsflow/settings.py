@@ -89,6 +89,8 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         name = f.metadata.get("env")
+        if name and f.metadata.get("secret") and name in environ and f"{name}_FILE" in environ:
+            raise SettingsError(f"{name} and {name}_FILE are both set: set one")
         if name and name in environ:
             kwargs[f.name] = _check(_parse(environ[name], f.type, name), environ[name], f, name)
         elif name and f.metadata.get("secret") and f"{name}_FILE" in environ:

@@ -20,12 +20,14 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
+    IllegalSaslStateError,
     KafkaConnectionError,
     KafkaError,
     NodeNotReadyError,
     RequestTimedOutError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
     for_code,
 )
 
@@ -141,6 +143,9 @@ async def _retry_until_answered(
 class BrokerRefused(KafkaError):  # type: ignore[misc]  # aiokafka ships no types
     """The broker answers but refuses us (credentials, TLS): retrying will not help."""
 
+    def __str__(self) -> str:  # KafkaError's would start with the class name
+        return str(self.args[0])
+
 
 async def _probe(kafka: KafkaSettings) -> None:
     """Connect to the first bootstrap server as every client does; BrokerRefused if it refuses us."""
@@ -153,6 +158,12 @@ async def _probe(kafka: KafkaSettings) -> None:
         raise BrokerRefused(
             f"Kafka at {kafka.bootstrap} refused the credentials of {kafka.sasl_username!r} "
             f"({kafka.sasl_mechanism}): check NEWSFLOW_KAFKA_SASL_USERNAME/_PASSWORD"
+        ) from exc
+    except (IllegalSaslStateError, UnsupportedSaslMechanismError) as exc:
+        # A listener without SASL answers the handshake with an error, or one without this mechanism.
+        raise BrokerRefused(
+            f"Kafka at {kafka.bootstrap} does not take SASL {kafka.sasl_mechanism} there ({exc}): check "
+            "NEWSFLOW_KAFKA_SECURITY_PROTOCOL and NEWSFLOW_KAFKA_SASL_MECHANISM against its listener"
         ) from exc
     except ssl.SSLError as exc:
         raise BrokerRefused(

@@ -18,10 +18,12 @@ from newsflow.producer.settings import ProducerSettings
 from newsflow.settings import KafkaSettings
 from newsflow.topics import (
     DEAD_LETTER_RETENTION_MS,
+    BrokerRefused,
     TopicCreationError,
     TopicLayoutError,
     TopicSpec,
     create_topics,
+    wait_for_broker,
 )
 from tests.conftest import SEEDS
 from tests.integration.kafka_helpers import unique_kafka
@@ -128,3 +130,21 @@ def test_topics_are_created_with_the_replication_factor_set():
     with pytest.raises(TopicCreationError, match="InvalidReplicationFactor"):
         asyncio.run(create_topics(kafka, [spec]))
     assert asyncio.run(create_topics(replace(kafka, replication_factor=1), [spec])) == [kafka.topic_raw]
+
+
+def test_sasl_against_a_listener_without_it_is_one_clear_refusal(kafka: KafkaSettings):
+    """A client set for SASL (NEWSFLOW_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT) on a plaintext
+    listener: the broker answers the handshake with an error, which every service reports as one
+    line naming the settings to check, not as a traceback or a wait for a broker that is there."""
+    sasl = replace(
+        kafka,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="u",
+        sasl_password="p",
+    )
+    with pytest.raises(BrokerRefused) as refused:
+        asyncio.run(wait_for_broker(sasl, timeout=20))
+    message = str(refused.value)
+    assert message.startswith(f"Kafka at {kafka.bootstrap} does not take SASL PLAIN there")
+    assert "NEWSFLOW_KAFKA_SECURITY_PROTOCOL" in message and "\n" not in message

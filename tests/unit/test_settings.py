@@ -132,6 +132,12 @@ def test_a_secret_comes_from_a_file_and_is_never_shown(tmp_path):
     assert client_options(kafka)["sasl_plain_password"] == "hunter2-xyz"
     with pytest.raises(SettingsError, match="NEWSFLOW_KAFKA_SASL_PASSWORD_FILE=.* cannot be read"):
         from_env(KafkaSettings, {**env, "NEWSFLOW_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
+    # Both ways at once is a mistake to say, not one of them picked in silence.
+    with pytest.raises(
+        SettingsError,
+        match="^NEWSFLOW_KAFKA_SASL_PASSWORD and NEWSFLOW_KAFKA_SASL_PASSWORD_FILE are both set",
+    ):
+        from_env(KafkaSettings, {**env, "NEWSFLOW_KAFKA_SASL_PASSWORD": "other"})
 
 
 def test_bad_security_settings_are_usage_errors():
