@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
         except OSError as exc:
             sys.stderr.write(
-                f"newsflow-worker: error: cannot serve /metrics on port {settings.metrics_port}: {exc}\n"
+                f"newsflow-worker: error: cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port}: {exc}\n"
             )
             return 2
     try:
