@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 from aiohttp import ClientPayloadError, web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from newsflow.pipeline import jsonio
+from newsflow.pipeline.records import RawArticle
 from newsflow.producer.publish import Publisher
 from newsflow.producer.sources import Skipped, envelope_article
 
@@ -35,6 +37,36 @@ SHUTDOWN_SECONDS = 3.0
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+class Refusal(NamedTuple):
+    status: int
+    reason: str
+    message: str
+
+
+def _articles_of(body: bytes, max_article_bytes: int) -> list[RawArticle] | Refusal:
+    """Return the articles of a POST body (an envelope or an array of them), or why it is refused
+    (nothing is sent of a body with one bad envelope)."""
+    try:
+        parsed = jsonio.loads(body)
+    except ValueError as exc:
+        return Refusal(400, "bad_envelope", f"body is not JSON: {exc}")
+    envelopes = parsed if isinstance(parsed, list) else [parsed]
+    if not envelopes:
+        return Refusal(400, "bad_envelope", "an empty array holds no article")
+    items = []
+    for n, envelope in enumerate(envelopes):
+        item = envelope_article(jsonio.dumps(envelope), f"POST /articles[{n}]", None)
+        if isinstance(item, Skipped):
+            return Refusal(400, "bad_envelope", f"article {n}: {item.detail}")
+        if len(item.payload) > max_article_bytes:
+            # As a file of that size would be: Kafka may refuse it, which no retry changes.
+            return Refusal(
+                413, "too_large", f"article {n}: {len(item.payload)} bytes, over {max_article_bytes}"
+            )
+        items.append(item)
+    return items
 
 
 def create_app(
@@ -61,24 +93,12 @@ def create_app(
             ClientPayloadError,
         ) as exc:  # a Content-Encoding it is not in, cut short
             return refused(400, "bad_body", f"body unreadable: {exc}")
-        try:
-            parsed = jsonio.loads(body)
-        except ValueError as exc:
-            return refused(400, "bad_envelope", f"body is not JSON: {exc}")
-        envelopes = parsed if isinstance(parsed, list) else [parsed]
-        if not envelopes:
-            return refused(400, "bad_envelope", "an empty array holds no article")
-        items = []
-        for n, envelope in enumerate(envelopes):
-            item = envelope_article(jsonio.dumps(envelope), f"POST /articles[{n}]", None)
-            if isinstance(item, Skipped):
-                return refused(400, "bad_envelope", f"article {n}: {item.detail}")
-            if len(item.payload) > max_article_bytes:
-                # As a file of that size would be: Kafka may refuse it, which no retry changes.
-                return refused(
-                    413, "too_large", f"article {n}: {len(item.payload)} bytes, over {max_article_bytes}"
-                )
-            items.append(item)
+        # Parsed beside the event loop: a body of many envelopes takes seconds, during which
+        # /healthz and the sends of other requests would wait.
+        read = await asyncio.to_thread(_articles_of, body, max_article_bytes)
+        if isinstance(read, Refusal):
+            return refused(*read)
+        items = read
 
         async def send_all() -> list[bool]:
             outcomes = [await publisher.publish(item) for item in items]
