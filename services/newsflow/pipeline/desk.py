@@ -169,14 +169,11 @@ def _enriched_output(record: dict[str, Any]) -> Output:
 def _story_output(record: dict[str, Any]) -> Output:
     story_id = str(record["story_id"])
     closed = record["status"] == "closed"
-    # The time in the id: once a story's tombstone is out its id may start again at version 1
-    # (`StoryIndex.new_story_id`), and an event id must not name two events.
-    updated_at = str(record["updated_at"])
     headers = cloudevents.headers(
         cloudevents.STORY_CLOSED if closed else cloudevents.STORY_UPDATED,
-        f"{story_id}/{record['version']}/{updated_at}",
+        f"{story_id}/{record['version']}",
         cloudevents.PIPELINE_SOURCE,
-        updated_at,
+        str(record["updated_at"]),
         "story",
         subject=story_id,
     )
@@ -185,12 +182,11 @@ def _story_output(record: dict[str, Any]) -> Output:
 
 def _story_deleted(story_id: str) -> Output:
     """The tombstone of a story closed `closed_retention_hours` ago, with its event's headers."""
-    now = utc_now_iso()
     headers = cloudevents.headers(
         cloudevents.STORY_DELETED,
-        f"{story_id}/deleted/{now}",
+        f"{story_id}/deleted",
         cloudevents.PIPELINE_SOURCE,
-        now,
+        utc_now_iso(),
         None,
         story_id,
     )
