@@ -67,17 +67,15 @@ start worker $py -m newsflow.worker
 start web $py -m newsflow.web
 start producer $py -m newsflow.producer --watch --no-progress "$inbox"
 
-answers() {  # url [metric]: the URL answers (and, given a metric, says it with a value above 0)
+answers() {  # url [metric]: the URL answers (and, given a metric, has a sample of it)
   $py -c "
 import sys, urllib.request
 body = urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()
-if len(sys.argv) > 2:
-    values = [float(ln.split()[-1]) for ln in body.splitlines() if ln.startswith(sys.argv[2] + ' ')]
-    sys.exit(0 if values and values[0] > 0 else 1)
+sys.exit(len(sys.argv) > 2 and not any(ln.startswith((sys.argv[2] + ' ', sys.argv[2] + '{')) for ln in body.splitlines()))
 " "$@" 2>/dev/null
 }
 # Each service must be up and answering (a port taken makes one exit at once), not just started.
-wait_for() {  # name, url, what, tries (half a second apart), [metric above 0 once ready]
+wait_for() {  # name, url, what, tries (half a second apart), [metric sampled once ready]
   for i in $(seq 1 "$4"); do
     answers "$2" ${5:+"$5"} && return 0
     if ! alive "$1" || [ "$i" = "$4" ]; then
@@ -89,9 +87,9 @@ wait_for() {  # name, url, what, tries (half a second apart), [metric above 0 on
   done
 }
 wait_for web "http://127.0.0.1:$NEWSFLOW_WEB_PORT/healthz" "stories view" 61
-# The worker serves /metrics at once, and says its models' load time once they are loaded
-# (seconds; more on a busy machine).
-wait_for worker "http://127.0.0.1:$NEWSFLOW_WORKER_METRICS_PORT/metrics" "worker" 241 newsflow_ner_model_load_seconds
+# The worker serves /metrics at once; it reports its partitions' lag once it has loaded its models
+# (seconds; more on a busy machine) and joined its group: then it consumes.
+wait_for worker "http://127.0.0.1:$NEWSFLOW_WORKER_METRICS_PORT/metrics" "worker" 241 newsflow_consumer_lag
 wait_for producer "http://127.0.0.1:$NEWSFLOW_PRODUCER_METRICS_PORT/metrics" "producer" 61
 
 cat >&2 <<MSG

@@ -36,6 +36,7 @@ RECEIVED = "2025-03-14T09:00:00Z"
         ("03/04/2025", None, "unparseable"),  # March 4 or 3 April
         ("yesterday", None, "unparseable"),
         ("2025-02-30", None, "unparseable"),
+        ("5 December 2026 " + "of " * 100_000, None, "unparseable"),  # read no further than a date's length
         ("", None, "missing"),
         (None, None, "missing"),
     ],

@@ -825,6 +825,55 @@ def test_an_element_of_countless_attributes_keeps_its_first_ones_and_the_page_is
         page.replace(many, many[:4000]),
         False,
     )
+    # A quote opens a value only after "=": a stray one ('class="story""', '27" monitor') is part
+    # of a name, as the tokenizer reads it, and the article after it is read, not taken for a tag.
+    quoted = "".join(f'<p>"We will pass {i}," the mayor said of the plan on Tuesday.</p>' for i in range(60))
+    stray = f'<html><body><article class="story"">{quoted}<p>a 27" monitor.</p></article></body></html>'
+    assert with_attributes_bounded(stray) == (stray, False)
+    article = extract_article(
+        RawArticle("stray", stray.encode(), Source("stray.html", "wire", "text/html", ""))
+    )
+    assert (
+        isinstance(article, CleanArticle)
+        and article.extraction.status == "ok"
+        and "We will pass 59" in article.text
+    )
+    # Tags never closed, scripts never closed, "<" in scripts: one linear pass; what a tag that
+    # runs to the end holds is its attributes, as for the tokenizer.
+    unclosed = "<html><body><p>" + "<a " * 40_000
+    bounded, cut = with_attributes_bounded(unclosed)
+    assert cut and bounded.count("<a") == MAX_TAG_ATTRIBUTES + 1
+    script = "<script>" + "if(i<n&&j<m){a[i]=b[j]+'x'}" * 8000 + "</script><p>After the script.</p>"
+    assert with_attributes_bounded(script) == (script, False)
+    assert with_attributes_bounded("<script>" * 50_000) == ("<script>" * 50_000, False)
+    # A page of many elements of many short attributes is held to MAX_PAGE_ATTRIBUTES in all.
+    from newsflow.pipeline.extract import MAX_PAGE_ATTRIBUTES
+
+    names = " ".join(chr(97 + j // 26) + chr(97 + j % 26) for j in range(676))
+    heavy = "<html><body>" + f"<p {names}>x</p>" * 2400
+    bounded, cut = with_attributes_bounded(heavy)
+    assert cut and len(lxml.html.fromstring(bounded).xpath("//@*")) == MAX_PAGE_ATTRIBUTES
+
+
+def test_the_markup_of_a_json_ld_article_body_is_bounded_as_a_page_is(monkeypatch: pytest.MonkeyPatch):
+    import lxml.html
+
+    from newsflow.pipeline import extract
+    from newsflow.pipeline.extract import MAX_TAG_ATTRIBUTES, structured_body
+
+    parsed: list[str] = []
+    parse = lxml.html.fragment_fromstring
+    monkeypatch.setattr(
+        lxml.html, "fragment_fromstring", lambda html, **kw: parsed.append(html) or parse(html, **kw)
+    )
+    body = "<div " + " ".join(f"a{i}" for i in range(60_000)) + "><p>Body of the article.</p></div>"
+    ld = json.dumps({"@type": "NewsArticle", "articleBody": body})
+    page = f'<html><head><script type="application/ld+json">{ld}</script></head><body></body></html>'
+    assert structured_body(lxml.html.fromstring(page)) == "Body of the article."
+    (html,) = parsed
+    assert (
+        len(lxml.html.fromstring(html).xpath("//@*")) == MAX_TAG_ATTRIBUTES and extract.lxml.html is lxml.html
+    )
 
 
 def test_a_fragment_of_html_saved_as_text_is_read_as_a_page_and_a_pdf_named_a_page_is_refused():

@@ -58,7 +58,8 @@ STAGE = "extract"
 # libxml2 stops building a tree this many elements deep (without its "huge" option): text nested
 # deeper never reaches the extractor.
 MAX_MARKUP_DEPTH = 255
-_TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+# ("<" ends a tag here: a page of unclosed tags would otherwise be read to its end from each one.)
+_TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^<>]*?(/?)>")
 _VOID = frozenset(b"area base br col embed hr img input link meta param source track wbr".split())
 
 
@@ -74,33 +75,52 @@ def markup_depth(html: str) -> int:
 
 
 # libxml2 checks each attribute of an element against those before it, in one C call that no
-# deadline interrupts: a tag of 40,000 attributes takes 11 s to parse, 80,000 over a minute. No
-# page's element has near this many (a tag needs at least two characters per attribute, so only
-# tags this long twice over are counted); those beyond it are dropped before the parse.
+# deadline interrupts: a tag of 40,000 attributes takes 11 s to parse, 80,000 over a minute. And it
+# keeps every attribute in memory: 1.6 million short ones (a 5 MB page) took 1.6 GB. No page's
+# element has near the first bound nor a page near the second; attributes beyond are dropped
+# before the parse.
 MAX_TAG_ATTRIBUTES = 1000
-# A start tag at least that long: its name, then runs of anything but quotes and ">", and quoted
-# values (in which ">" and "<" are text), up to the ">" that ends it.
-_LONG_TAG = re.compile(
-    rf"""<([a-zA-Z][^\s/>]*+)((?:[^"'>]|"[^"]*+"|'[^']*+'){{{2 * MAX_TAG_ATTRIBUTES},}}+)>"""
+MAX_PAGE_ATTRIBUTES = 100_000
+# The page's markup as the HTML tokenizer reads it, in one pass: comments and the raw text of
+# scripts, styles and the like (no tags within), then start tags with their attributes: a name,
+# maybe "=" and a value, quoted only where a quote follows "=" (a stray quote elsewhere is part of
+# a name, as the tokenizer reads it). What is never closed runs to the end, as for the tokenizer,
+# and each part is a run of characters that cannot end it: the pass is linear whatever the page.
+_ATTRIBUTE = r"""[^\s/>=]++(?:\s*+=\s*+(?:"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^\s>]*+))?+"""
+_MARKUP = re.compile(
+    r"<!--[^-]*+(?:-(?!->)[^-]*+)*+(?:-->|\Z)"
+    r"|<(?P<raw>script|style|textarea|title|xmp|iframe|noembed|noframes|noscript)(?=[\s/>])"
+    r"[^>]*+(?:>|\Z)[^<]*+(?:<(?!/(?P=raw))[^<]*+)*+(?:</(?P=raw)|\Z)"
+    rf"|<(?P<name>[a-zA-Z][^\s/>]*+)(?P<attributes>(?:[\s/]++(?:{_ATTRIBUTE})?+)*+)",
+    re.I,
 )
-# An attribute as the HTML tokenizer reads one: a name, then maybe "=" and a quoted or bare value.
-_ATTRIBUTE = re.compile(r"""[^\s/>=][^\s/>=]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s>]*+))?+""")
+_ATTRIBUTES = re.compile(_ATTRIBUTE)
+# A tag shorter than this cannot have more than MAX_TAG_ATTRIBUTES attributes (two characters each).
+_LONG_TAG_CHARS = 2 * MAX_TAG_ATTRIBUTES
 
 
 def with_attributes_bounded(html: str) -> tuple[str, bool]:
-    """Return the page with no element of more than MAX_TAG_ATTRIBUTES attributes (the first
-    ones are kept), and whether any had more."""
-    cut = False
-
-    def bounded(tag: re.Match[str]) -> str:
-        nonlocal cut
-        attributes = _ATTRIBUTE.findall(tag[2])
-        if len(attributes) <= MAX_TAG_ATTRIBUTES:
-            return tag[0]
-        cut = True
-        return f"<{tag[1]} {' '.join(attributes[:MAX_TAG_ATTRIBUTES])}>"
-
-    return _LONG_TAG.sub(bounded, html), cut
+    """Return the page with no element of more than MAX_TAG_ATTRIBUTES attributes and no more than
+    MAX_PAGE_ATTRIBUTES in all (the first ones are kept), and whether any were dropped."""
+    # Each attribute follows a separator: a page with fewer cannot pass the page's bound, and only
+    # its long tags are read (most pages: the count is a few passes of C over the text).
+    every_tag = sum(map(html.count, " \t\n\r\f/")) > MAX_PAGE_ATTRIBUTES
+    left = MAX_PAGE_ATTRIBUTES
+    parts: list[str] = []
+    at = 0
+    for tag in _MARKUP.finditer(html):
+        if tag["name"] is None or (not every_tag and tag.end() - tag.start() < _LONG_TAG_CHARS):
+            continue
+        attributes = _ATTRIBUTES.findall(tag["attributes"])
+        kept = min(len(attributes), MAX_TAG_ATTRIBUTES, left if every_tag else len(attributes))
+        left -= kept
+        if kept < len(attributes):
+            parts += [html[at : tag.start()], f"<{tag['name']} ", " ".join(attributes[:kept])]
+            at = tag.end()
+    if not parts:
+        return html, False
+    parts.append(html[at:])
+    return "".join(parts), True
 
 
 def empty_reason(document: str, is_html: bool, options: ExtractOptions) -> str:
@@ -487,8 +507,10 @@ def structured_body(tree: HtmlElement) -> str:
     if not bodies:
         return ""
     body = max(bodies, key=len)
-    if "<" in body:  # some sites put the body's markup there
-        body = "\n".join(lxml.html.fragment_fromstring(body, create_parent="div").itertext())
+    if "<" in body:  # some sites put the body's markup there (as bounded as a page's)
+        body = "\n".join(
+            lxml.html.fragment_fromstring(with_attributes_bounded(body)[0], create_parent="div").itertext()
+        )
     return normalize_text(html_unescape(body))
 
 
