@@ -988,3 +988,32 @@ def test_a_surname_that_names_a_city_is_the_person_unless_the_report_says_it_as_
         ("paul richardson", "PERSON"),
         ("richardson", "GPE"),
     }
+
+
+def test_names_found_again_word_by_word_are_those_one_expression_finds(monkeypatch: pytest.MonkeyPatch):
+    """Many names (a results table) are looked up word by word, not with one alternation whose
+    time grows with names times text; where they are found does not depend on the way."""
+    from newsflow.pipeline import entities
+
+    words = [f"Kq{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(120)]
+    forms = {*words, *(f"{w} Bt" for w in words[::3]), "AT&T", "Río Negro", "Río"}
+    lines = [f"{w} Bt 1 {words[-i - 1]} 2, said {w}'s coach." for i, w in enumerate(words)]
+    text = "\n".join([*lines, "AT&T and Río Negro, -Kqaa, Kqaab, Kqba-x, Kqca's, X.Kqda, O'Kqea, KqfaKqga."])
+    after = entities._NOT_IN_WORD_AFTER
+    by_word = list(entities._occurrences(text, forms, after))
+    monkeypatch.setattr(entities, "_FEW_FORMS", 10_000)
+    by_expression = list(entities._occurrences(text, forms, after))
+    assert by_word == by_expression and len(by_word) > 3 * len(words)
+    assert (text.index("Río Negro"), text.index("Río Negro") + 9, "Río Negro") in by_word
+
+
+def test_a_long_run_of_punctuation_is_broken_for_the_tokenizer_at_the_same_offsets():
+    """spaCy's tokenizer time grows with the square of a run of closing or opening punctuation:
+    the model reads such runs broken by spaces, at the same offsets; words are untouched."""
+    from newsflow.pipeline.entities import tokenizable
+
+    text = "Mayor Ellen Brooks spoke." + ")" * 100 + " (!?" * 3 + "Paris" + "-" * 20
+    readable = tokenizable(text)
+    assert len(readable) == len(text) and readable.startswith("Mayor Ellen Brooks spoke.")
+    assert " " in readable[25:125] and max(map(len, readable[25:125].split())) < 16
+    assert readable[125:] == text[125:]

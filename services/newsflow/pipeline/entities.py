@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import re
 from array import array
-from bisect import bisect_right
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -170,10 +170,22 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
     """
     labels = {k: _label(g) for k, g in groups.items()}
     longer = [k for k in groups if " " in k]
-    places = [span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans]
-    tagged = [span for g in groups.values() for span in g.spans]
+    places = _SpanIndex(span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans)
+    tagged = _SpanIndex(span for g in groups.values() for span in g.spans)
+    # The longer names by their first and last words (a text may hold thousands of names).
+    people_by_last: dict[str, list[str]] = defaultdict(list)
+    people_by_first: dict[str, list[str]] = defaultdict(list)
+    companies_by_first: dict[str, list[str]] = defaultdict(list)
+    for k in longer:
+        words = k.split()
+        if labels[k] == "PERSON":
+            people_by_last[words[-1]].append(k)
+            people_by_first[words[0]].append(k)
+        elif labels[k] == "ORG":
+            companies_by_first[words[0]].append(k)
+    order = {k: i for i, k in enumerate(longer)}
 
-    surnames = {k.split()[-1] for k in longer if labels[k] == "PERSON"}
+    surnames = set(people_by_last)
 
     def place(key: str) -> bool:
         # A place label on a word no gazetteer knows ("Bolden" near "Charles Bolden") is no reason
@@ -191,17 +203,13 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
 
     referring = [k for k in groups if " " not in k and (labels[k] in _REFERRING_LABELS or not place(k))]
     for short in referring:
-        owners = [
-            k
-            for k in longer
-            if labels[k] == "PERSON"
-            and (k.split()[-1] == short or labels[short] == "PERSON" and k.split()[0] == short)
-        ] or [
+        people = set(people_by_last.get(short, ()))
+        if labels[short] == "PERSON":
+            people.update(people_by_first.get(short, ()))
+        owners = sorted(people, key=order.__getitem__) or (
             # ... not a people's adjective before an organisation ("Indonesian" ... "Indonesian Navy")
-            k
-            for k in longer
-            if labels[k] == "ORG" and k.split()[0] == short and labels[short] != "NORP"
-        ]
+            companies_by_first.get(short, []) if labels[short] != "NORP" else []
+        )
         if len(owners) == 1:
             _fold(groups, short, owners[0], keep_target_label=True)
         elif owners and labels[owners[0]] == "PERSON" and groups[short].labels["PERSON"]:
@@ -211,16 +219,49 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
             groups[short].labels = Counter({"PERSON": len(groups[short].spans)})
 
 
-def _as_written(name: str, text: str) -> str:
+class _Words:
+    """Where each word of a text begins, by its lower case (built once per text, when asked)."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.lowered = text, text.lower()
+        self.at: dict[str, list[int]] = defaultdict(list)
+        if len(self.lowered) == len(text):  # (a few characters lower to two: then read by regex)
+            for m in _ANY_WORD.finditer(self.lowered):
+                self.at[m.group()].append(m.start())
+
+    def found(self, name: str) -> Iterator[int]:
+        """Yield where the text holds the name, in any case, as whole words."""
+        first = _ANY_WORD.match(target := name.lower())
+        if not self.at or first is None or len(target) != len(name):
+            for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", self.text, re.I):
+                yield m.start()
+            return
+        for start in self.at.get(first.group(), ()):
+            end = start + len(target)
+            if self.lowered.startswith(target, start) and not (
+                end < len(self.text) and _word_char(self.text[end])
+            ):
+                yield start
+
+
+_ANY_WORD = re.compile(r"\w+")
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _as_written(name: str, words: _Words) -> str:
     """Return a name in capitals as the text writes it elsewhere as a name not in capitals, most
     often ("Madrid", "McDonald", "Santiago de Chile"), else as it is ("NATO", a headline's only
     name: capitalising it would guess "Mcdonald"). A sentence's first word is capitalised
     whatever it is ("Who pays is unclear" says nothing of "WHO")."""
-    forms = Counter(
-        m.group()
-        for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.I)
-        if m.group()[0].isupper() and not m.group().isupper() and not _opens_sentence(text, m.start())
-    )
+    text = words.text
+    forms: Counter[str] = Counter()
+    for start in words.found(name):
+        form = text[start : start + len(name)]
+        if form[0].isupper() and not form.isupper() and not _opens_sentence(text, start):
+            forms[form] += 1
     return forms.most_common(1)[0][0] if forms else name
 
 
@@ -283,16 +324,9 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
     taken = sorted(span for group in groups.values() for span in group.spans)
     starts = [start for start, _ in taken]
     found = {form: key for form, key in named.items() if _not_a_word(form, _ORDINARY_ZIPF)}
-    if found:
-        pattern = re.compile(
-            r"(?<![\w&'’.-])(?:"
-            + "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
-            + r")(?![\w&-]|['’]\w{2})"
-        )
-        for match in pattern.finditer(text):
-            start, end = match.span()
-            if _untaken(taken, starts, start, end) and not _in_longer_name(text, start, end):
-                groups[found[match.group()]].spans.append((start, end))
+    for start, end, form in _occurrences(text, found, _NOT_IN_WORD_AFTER):
+        if _untaken(taken, starts, start, end) and not _in_longer_name(text, start, end):
+            groups[found[form]].spans.append((start, end))
     shouted = {
         form.upper(): key
         for form, key in named.items()
@@ -304,19 +338,57 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
     }
     if not shouted:
         return
-    in_caps = re.compile(
-        r"(?<![\w&'’.-])(?:"
-        + "|".join(map(re.escape, sorted(shouted, key=len, reverse=True)))
-        + r")(?![\w&'’-])"
-    )
     line_start = 0
     for line in text.split("\n"):
         if in_capitals(line):
-            for match in in_caps.finditer(line):
-                start, end = line_start + match.start(), line_start + match.end()
+            for start, end, form in _occurrences(line, shouted, _NOT_IN_CAPS_WORD_AFTER):
+                start, end = line_start + start, line_start + end
                 if _untaken(taken, starts, start, end):
-                    groups[shouted[match.group()]].spans.append((start, end))
+                    groups[shouted[form]].spans.append((start, end))
         line_start += len(line) + 1
+
+
+# What may not follow a name found again: more of a word (or "'s"-like endings of two letters).
+_NOT_IN_WORD_AFTER = re.compile(r"(?![\w&-]|['’]\w{2})")
+_NOT_IN_CAPS_WORD_AFTER = re.compile(r"(?![\w&'’-])")
+_NOT_IN_WORD_BEFORE = r"(?<![\w&'’.-])"
+# Up to this many names are looked for with one regular expression; its time grows with them
+# (times the text's length), so more are looked up word by word.
+_FEW_FORMS = 64
+
+
+def _occurrences(text: str, forms: Collection[str], after: re.Pattern[str]) -> Iterator[tuple[int, int, str]]:
+    """Yield where the text writes one of the forms, not within a longer word and followed as
+    `after` allows: leftmost first, the longest form at a place, none overlapping."""
+    if not forms:
+        return
+    firsts = [_ANY_WORD.match(form) for form in forms]
+    if len(forms) <= _FEW_FORMS or not all(firsts):
+        pattern = re.compile(
+            _NOT_IN_WORD_BEFORE
+            + "(?:"
+            + "|".join(map(re.escape, sorted(forms, key=len, reverse=True)))
+            + ")"
+            + after.pattern
+        )
+        for match in pattern.finditer(text):
+            yield match.start(), match.end(), match.group()
+        return
+    by_first: dict[str, list[str]] = defaultdict(list)
+    for form, first in zip(forms, firsts, strict=True):
+        by_first[first.group()].append(form)  # type: ignore[union-attr]  # (all matched)
+    for same in by_first.values():
+        same.sort(key=len, reverse=True)
+    end = 0
+    for word in _ANY_WORD.finditer(text):
+        start = word.start()
+        if start < end or (start and text[start - 1] in "&'’.-"):
+            continue
+        for form in by_first.get(word.group(), ()):
+            if text.startswith(form, start) and after.match(text, start + len(form)):
+                end = start + len(form)
+                yield start, end, form
+                break
 
 
 def _untaken(taken: list[tuple[int, int]], starts: list[int], start: int, end: int) -> bool:
@@ -370,7 +442,35 @@ _LISTED_BEFORE = re.compile(f"{_NEIGHBOUR}{_SEPARATOR}$")
 _LISTED_AFTER = re.compile(f"{_SEPARATOR}{_NEIGHBOUR}")
 
 
-def _listed_with_known_place(text: str, start: int, end: int, tagged: list[tuple[int, int]]) -> bool:
+# How far apart two names listed together lie at most ("Odesa, and Dnipro"), and how long a name is
+# at most: what is looked up around a name (a text of 200,000 characters may hold thousands of
+# mentions, and each compared with every other took minutes).
+_MAX_GAP = 40
+_LONGEST_NAME = 200
+
+
+class _SpanIndex:
+    """Spans sorted by start and by end, to find those near an offset without reading them all."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        self.by_start = sorted(spans)
+        self.starts = [s for s, _ in self.by_start]
+        self.by_end = sorted(self.by_start, key=lambda span: span[1])
+        self.ends = [e for _, e in self.by_end]
+
+    def starting(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The spans that start at lo..hi."""
+        return self.by_start[bisect_left(self.starts, lo) : bisect_right(self.starts, hi)]
+
+    def ending(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The spans that end at lo..hi."""
+        return self.by_end[bisect_left(self.ends, lo) : bisect_right(self.ends, hi)]
+
+    def overlaps(self, start: int, end: int) -> bool:
+        return any(e > start for _, e in self.starting(start - _LONGEST_NAME, end - 1))
+
+
+def _listed_with_known_place(text: str, start: int, end: int, tagged: _SpanIndex) -> bool:
     """Whether a name is listed with a name the gazetteers know as a place that the model did
     not tag ("Odesa and Dnipro were hit", Odesa missed). A tagged neighbour has its own label:
     "Liverpool and Leeds drew", two clubs, are not places."""
@@ -380,21 +480,20 @@ def _listed_with_known_place(text: str, start: int, end: int, tagged: list[tuple
         # The neighbour as a whole: "Manchester United" is no place, though Manchester is one.
         if found and is_place(entity_key(found.group(1))):
             n_start, n_end = found.span(1)
-            if not any(s < n_end and n_start < e for s, e in tagged):
+            if not tagged.overlaps(n_start, n_end):
                 return True
     return False
 
 
-def _said_as_place(
-    text: str, spans: list[tuple[int, int]], places: list[tuple[int, int]], tagged: list[tuple[int, int]]
-) -> bool:
+def _said_as_place(text: str, spans: list[tuple[int, int]], places: _SpanIndex, tagged: _SpanIndex) -> bool:
     for start, end in spans:
         before = text[max(0, start - 12) : start].split()
         if before and before[-1].lower() in _LOCATIVE:
             return True
-        for p_start, p_end in places:
-            if _LISTED.match(text[p_end:start]) or _LISTED.match(text[end:p_start]):
-                return True
+        if any(_LISTED.match(text[p_end:start]) for _, p_end in places.ending(start - _MAX_GAP, start)):
+            return True
+        if any(_LISTED.match(text[end:p_start]) for p_start, _ in places.starting(end, end + _MAX_GAP)):
+            return True
         if _listed_with_known_place(text, start, end, tagged):
             return True
     return False
@@ -429,8 +528,8 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
                 group.labels = Counter({rival[1]: n})
     # Decided after the rest, so that a place the model took for a person ("Odesa and Dnipro were
     # hit") counts as the place the other is listed with.
-    places = [span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans]
-    tagged = [span for g in groups.values() for span in g.spans]
+    places = _SpanIndex(span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans)
+    tagged = _SpanIndex(span for g in groups.values() for span in g.spans)
     for group in undecided:
         if _said_as_place(text, group.spans, places, tagged):
             group.labels = Counter({"GPE": len(group.spans)})
@@ -489,6 +588,7 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
     max_count = max(len(g.spans) for g in groups.values())
     length = max(len(text), 1)
     entities = []
+    words: _Words | None = None
     for key, g in groups.items():
         spans = sorted(g.spans)
         first = spans[0][0]
@@ -501,7 +601,8 @@ def build_entities(text: str, raw_ents: Sequence[Span], title: str | None = None
         # the report writes it in its prose rather than in a headline or dateline in capitals.
         name = max(g.names.items(), key=lambda kv: (len(kv[0].split()), not kv[0].isupper(), kv[1]))[0]
         if name.isupper():  # tagged only in capitals ("MADRID", "MCDONALD"): as the prose writes it
-            name = _as_written(name, text)
+            words = words or _Words(text)
+            name = _as_written(name, words)
         entities.append(
             Entity(
                 key=key,
@@ -606,6 +707,20 @@ def _recased_line(line: str, written: Mapping[str, str]) -> str:
             last = word.end()
     new = "".join([*pieces, line[last:]])
     return new if len(new) == len(line) else line
+
+
+# spaCy's tokenizer splits punctuation off a token one character at a time, re-reading the rest:
+# its time grows with the square of a run ("x" and 9,990 ")" took 20 s). Runs are broken up with a
+# space every so often, in place (the model's offsets stay the text's); no word is in such a run.
+_PUNCTUATION_RUN = re.compile(r"[^\w\s]{32,}")
+_RUN_PIECE = 16
+
+
+def tokenizable(text: str) -> str:
+    """Return the text with every long run of punctuation broken by spaces, at the same offsets."""
+    return _PUNCTUATION_RUN.sub(
+        lambda run: "".join(c if (k + 1) % _RUN_PIECE else " " for k, c in enumerate(run[0])), text
+    )
 
 
 def cased_for_ner(text: str) -> str:
@@ -789,7 +904,9 @@ class EntityTagger:
         # grows with every article of a long stream. Nothing of a Doc outlives the zone: only
         # offsets and label numbers are kept.
         with self.nlp.memory_zone():
-            docs = self.nlp.pipe((cased_for_ner(t) for t in todo.values()), batch_size=self.batch_size)
+            docs = self.nlp.pipe(
+                (tokenizable(cased_for_ner(t)) for t in todo.values()), batch_size=self.batch_size
+            )
             for key, doc in zip(todo, docs, strict=True):
                 spans[key], shareable = self._packed(doc.ents)
                 self.recent.put(key, spans[key], shareable)
