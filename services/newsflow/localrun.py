@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from newsflow.logs import printable
+from newsflow.logs import escape_controls, printable
 from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         help="check the arguments and settings, then exit (make run does this before it starts Kafka)",
     )
     args = parser.parse_args(argv)
+    escape_controls()  # the producer's skip lines name files the inputs chose
     # A TERM (make run's script forwards it, as do supervisors and `timeout`) is an interrupt, and
     # so is Ctrl-C even when started in the background of a script (which ignores SIGINT there).
     for signum in STOP_SIGNALS:

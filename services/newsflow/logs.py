@@ -61,8 +61,12 @@ def limit_repeats(period: float = 30.0) -> RepeatLimiter:
 
 # Characters that act on a terminal or on how a line reads rather than being shown: C0 and C1
 # controls (escape sequences, carriage return, newline: a forged log line), line and paragraph
-# separators, and the bidirectional overrides that reorder what follows them. A tab is shown as is.
+# separators, and the bidirectional marks and overrides that reorder what follows them. A tab is
+# shown as is.
 _UNPRINTABLE = [c for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x09] + [
+    0x061C,
+    0x200E,
+    0x200F,
     0x2028,
     0x2029,
     *range(0x202A, 0x202F),

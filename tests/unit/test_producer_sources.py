@@ -481,3 +481,33 @@ def test_every_skip_reason_the_producer_gives_is_known_and_counted_from_zero():
         if s.name.endswith("_total") and s.labels["outcome"] == "skipped" and s.value == 0
     }
     assert zero == set(SKIP_REASONS)
+
+
+def test_a_file_swapped_for_a_link_after_the_listing_is_not_read_out_of_the_folder(tmp_path: Path):
+    """The walk skips links out of a watched folder, but a file listed as regular can be swapped
+    for one (or a folder on its path for a link) before it is read: the file opened is checked."""
+    from newsflow.producer.sources import iter_file
+
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    (inbox / "wire").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_bytes(TEXT)
+    (elsewhere / "feed.jsonl").write_text(
+        json.dumps({"url": "https://x.example/1", "text": "Secret."}) + "\n"
+    )
+    (inbox / "wire" / "a.txt").symlink_to(elsewhere / "secret.txt")  # swapped in after the listing
+    (inbox / "wire" / "feed.jsonl").symlink_to(elsewhere / "feed.jsonl")
+    (inbox / "moved").symlink_to(elsewhere)  # a folder on the path
+    within = inbox.resolve()
+    for path in (inbox / "wire" / "a.txt", inbox / "wire" / "feed.jsonl", inbox / "moved" / "secret.txt"):
+        (item,) = iter_file(inbox, path, within=within)
+        assert isinstance(item, Skipped) and item.reason == "outside_folder", item
+    (inbox / "wire" / "b.txt").write_bytes(TEXT)
+    (inbox / "wire" / "c.txt").symlink_to("b.txt")  # a link within the folder is read
+    assert all(
+        isinstance(i, RawArticle)
+        for p in ("b.txt", "c.txt")
+        for i in iter_file(inbox, inbox / "wire" / p, within=within)
+    )
+    (item,) = iter_file(inbox, inbox / "wire" / "a.txt")  # named on the command line: followed
+    assert isinstance(item, RawArticle)

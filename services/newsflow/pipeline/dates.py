@@ -64,10 +64,11 @@ def parse_datetime(text: str) -> datetime | None:
         return None
 
 
-# Zone abbreviations news is dated with that name one offset (or one rule) only: RFC 822's North
-# American zones, the same without "S"/"D" (AP style: "10:30 a.m. ET", standard or daylight time
-# by the date, as the United States have switched since 2007), and Europe's. Others are read
-# nowhere ("IST" is India's, Ireland's or Israel's; "BST" Britain's or Bangladesh's): refused.
+# Zone abbreviations read in dates written for people: RFC 822's North American zones, as the
+# RFC 2822 dates of feeds are read (so "CST" is the US's Central time, not China's or Cuba's),
+# the same without "S"/"D" (AP style: "10:30 a.m. ET", standard or daylight time by the date, as
+# the United States have switched since 2007), and Europe's. Others are refused, being several
+# zones at once ("IST" is India's, Ireland's or Israel's; "BST" Britain's or Bangladesh's).
 _HOUR = 3600
 _ZONES: dict[str, int | tz.tzrangebase] = {
     "EST": -5 * _HOUR,

@@ -147,8 +147,10 @@ def read_bounded(stream: Readable, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _open_regular(path: Path) -> IO[bytes] | Skipped:
-    """Open a file for reading if it is a regular file (never blocks on a FIFO or a device)."""
+def _open_regular(path: Path, within: Path | None = None) -> IO[bytes] | Skipped:
+    """Open a file for reading if it is a regular file (never blocks on a FIFO or a device) and,
+    given `within` (a resolved folder), if the file opened is in it: a link swapped in after the
+    folder was listed is caught here, where the opened file is known."""
     name = display_name(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -160,11 +162,22 @@ def _open_regular(path: Path) -> IO[bytes] | Skipped:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return Skipped(name, "not_regular", "not a regular file (FIFO, device or socket)")
+        if within is not None and not (opened := _opened_path(fd, path)).is_relative_to(within):
+            os.close(fd)
+            return Skipped(name, "outside_folder", f"a link to {display_name(opened)}")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except OSError as exc:
         os.close(fd)
         return Skipped(name, "unreadable", exc.strerror or str(exc))
+
+
+def _opened_path(fd: int, path: Path) -> Path:
+    """Return the path of the file a descriptor has open (Linux tells; elsewhere, the path's)."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return path.resolve()
 
 
 def _decompressed(path: Path, raw: IO[bytes]) -> IO[bytes]:
@@ -173,13 +186,16 @@ def _decompressed(path: Path, raw: IO[bytes]) -> IO[bytes]:
     return raw
 
 
-def read_article(root: Path, path: Path, outlet: str | None = None, max_bytes: int = 5_000_000) -> Item:
-    """Read one article file (its content at most `max_bytes`, after decompression)."""
+def read_article(
+    root: Path, path: Path, outlet: str | None = None, max_bytes: int = 5_000_000, within: Path | None = None
+) -> Item:
+    """Read one article file (its content at most `max_bytes`, after decompression; see
+    `_open_regular` for `within`)."""
     name = display_name(path.relative_to(root))
     ctype = content_type_for(path.name)
     if ctype is None:
         return Skipped(display_name(path), "unsupported_extension")
-    opened = _open_regular(path)
+    opened = _open_regular(path, within)
     if isinstance(opened, Skipped):
         return opened
     try:
@@ -314,14 +330,16 @@ def iter_file(
     outlet: str | None = None,
     max_bytes: int = 5_000_000,
     outlet_by_host: dict[str, str] | None = None,
+    within: Path | None = None,
 ) -> Iterator[Item]:
-    """Yield the article a file is, or the articles an archive or JSON Lines file holds."""
+    """Yield the article a file is, or the articles an archive or JSON Lines file holds (see
+    `_open_regular` for `within`)."""
     kind = kind_of(path.name)
     if kind == "article":
-        item = read_article(root, path, outlet, max_bytes)
+        item = read_article(root, path, outlet, max_bytes, within)
         yield from _array_items(item, outlet) or (item,)
         return
-    opened = _open_regular(path)
+    opened = _open_regular(path, within)
     if isinstance(opened, Skipped):
         yield opened
         return

@@ -477,7 +477,7 @@ async def _send_file(
     transient = too_large = False
     archive = kind_of(path.name) != "article"
     content_id: str | None = None
-    items: Iterable[Item] = iter_file(root, path, outlet, settings.max_file_bytes, outlets)
+    items: Iterable[Item] = iter_file(root, path, outlet, settings.max_file_bytes, outlets, root.resolve())
     if not archive:  # one article, or a .json file's array of them (at most max_file_bytes)
         items = list(items)
         archive = any(map(in_array, items))
