@@ -10,6 +10,8 @@ OMP_NUM_THREADS=1 .venv/bin/python bench/ner_bench.py "$data" --record
 .venv/bin/python bench/ner_eval.py "$data" --record
 .venv/bin/python bench/dedup_cost.py --record
 .venv/bin/python bench/producer_bench.py --record
+# Inputs that once held a worker for minutes, at two sizes (about 1 minute).
+OMP_NUM_THREADS=1 .venv/bin/python bench/stall_inputs.py --record
 # The NER model's memory over a stream of new names (about 2 minutes; 100,000 articles: 20).
 .venv/bin/python bench/memory_soak.py "$data" --articles 10000 --record
 # The writer's memory over stories that never end (about 1 minute; 100,000 articles: 5).
