@@ -1008,12 +1008,15 @@ def test_names_found_again_word_by_word_are_those_one_expression_finds(monkeypat
 
 
 def test_a_long_run_of_punctuation_is_broken_for_the_tokenizer_at_the_same_offsets():
-    """spaCy's tokenizer time grows with the square of a run of closing or opening punctuation:
-    the model reads such runs broken by spaces, at the same offsets; words are untouched."""
+    """spaCy's tokenizer time grows with the square of a long token (closing or opening punctuation,
+    underscores, "'s" repeated): the model reads runs of 64 characters or more without a space
+    broken by spaces, at the same offsets; words are untouched."""
     from newsflow.pipeline.entities import tokenizable
 
     text = "Mayor Ellen Brooks spoke." + ")" * 100 + " (!?" * 3 + "Paris" + "-" * 20
     readable = tokenizable(text)
     assert len(readable) == len(text) and readable.startswith("Mayor Ellen Brooks spoke.")
-    assert " " in readable[25:125] and max(map(len, readable[25:125].split())) < 16
+    assert " " in readable[25:125] and max(map(len, readable[25:125].split())) < 32
     assert readable[125:] == text[125:]
+    for run in ("x" + "_" * 200, "x" + "'s" * 100, "https://example.com/" + "a/" * 60):
+        assert len(tokenizable(run)) == len(run) and max(map(len, tokenizable(run).split())) < 32

@@ -846,6 +846,27 @@ def test_an_element_of_countless_attributes_keeps_its_first_ones_and_the_page_is
     script = "<script>" + "if(i<n&&j<m){a[i]=b[j]+'x'}" * 8000 + "</script><p>After the script.</p>"
     assert with_attributes_bounded(script) == (script, False)
     assert with_attributes_bounded("<script>" * 50_000) == ("<script>" * 50_000, False)
+    # Every way the tokenizer reads an attribute counts: no space after a quoted value, a start
+    # tag of a raw-text element, a stray "=", markup after a comment closed at once ("<!-->") or
+    # by "--!>", inside <noscript> (which libxml2 parses as markup); a self-closed tag stays so.
+    n = 3 * MAX_TAG_ATTRIBUTES
+    for evasive in (
+        "<div " + "".join(f'a{i}=""' for i in range(n)) + "><p>x</p></div>",
+        "<script " + " ".join(f"a{i}" for i in range(n)) + ">var a = 1 < 2;</script>",
+        "<div = " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div>",
+        "<!--><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div>",
+        "<!-- --!><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div>",
+        "<noscript><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div></noscript>",
+    ):
+        bounded, cut = with_attributes_bounded(f"<html><body>{evasive}</body></html>")
+        assert (
+            cut and max(len(e.attrib) for e in lxml.html.fromstring(bounded).iter()) == MAX_TAG_ATTRIBUTES
+        ), evasive[:20]
+    closed = "<svg><path " + " ".join(f"a{i}" for i in range(n)) + "/><circle r='1'/></svg>"
+    (path,) = lxml.html.fromstring(with_attributes_bounded(f"<html><body>{closed}</body></html>")[0]).iter(
+        "path"
+    )
+    assert len(path) == 0  # the circle is its sibling, not its child
     # A page of many elements of many short attributes is held to MAX_PAGE_ATTRIBUTES in all.
     from newsflow.pipeline.extract import MAX_PAGE_ATTRIBUTES
 

@@ -236,11 +236,15 @@ class _Words:
             for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", self.text, re.I):
                 yield m.start()
             return
+        end = 0
         for start in self.at.get(first.group(), ()):
-            end = start + len(target)
+            if start < end:  # (none overlapping, as a regular expression finds them)
+                continue
+            after = start + len(target)
             if self.lowered.startswith(target, start) and not (
-                end < len(self.text) and _word_char(self.text[end])
+                after < len(self.text) and _word_char(self.text[after])
             ):
+                end = after
                 yield start
 
 
@@ -709,17 +713,19 @@ def _recased_line(line: str, written: Mapping[str, str]) -> str:
     return new if len(new) == len(line) else line
 
 
-# spaCy's tokenizer splits punctuation off a token one character at a time, re-reading the rest:
-# its time grows with the square of a run ("x" and 9,990 ")" took 20 s). Runs are broken up with a
-# space every so often, in place (the model's offsets stay the text's); no word is in such a run.
-_PUNCTUATION_RUN = re.compile(r"[^\w\s]{32,}")
-_RUN_PIECE = 16
+# spaCy's tokenizer splits prefixes and suffixes off a token one at a time, re-reading the rest: its
+# time grows with the square of a long token ("x" and 9,990 ")" took 20 s; "_" and "'s" runs
+# likewise). A run of 64 characters or more without white space is no word: the model reads it
+# with a space every 32 characters, in place (its offsets stay the text's).
+_LONG_TOKEN = re.compile(r"\S{64,}")
+_TOKEN_PIECE = 32
 
 
 def tokenizable(text: str) -> str:
-    """Return the text with every long run of punctuation broken by spaces, at the same offsets."""
-    return _PUNCTUATION_RUN.sub(
-        lambda run: "".join(c if (k + 1) % _RUN_PIECE else " " for k, c in enumerate(run[0])), text
+    """Return the text with every run of 64 or more non-space characters broken by spaces, at the
+    same offsets."""
+    return _LONG_TOKEN.sub(
+        lambda run: "".join(c if (k + 1) % _TOKEN_PIECE else " " for k, c in enumerate(run[0])), text
     )
 
 

@@ -81,17 +81,21 @@ def markup_depth(html: str) -> int:
 # before the parse.
 MAX_TAG_ATTRIBUTES = 1000
 MAX_PAGE_ATTRIBUTES = 100_000
-# The page's markup as the HTML tokenizer reads it, in one pass: comments and the raw text of
-# scripts, styles and the like (no tags within), then start tags with their attributes: a name,
-# maybe "=" and a value, quoted only where a quote follows "=" (a stray quote elsewhere is part of
-# a name, as the tokenizer reads it). What is never closed runs to the end, as for the tokenizer,
-# and each part is a run of characters that cannot end it: the pass is linear whatever the page.
-_ATTRIBUTE = r"""[^\s/>=]++(?:\s*+=\s*+(?:"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^\s>]*+))?+"""
+# The page's markup as the HTML tokenizer reads it, in one pass: comments (closed by "-->", "--!>"
+# or at once by "<!-->") and the raw text of scripts, styles and the like (no tags within, though
+# their start tags have attributes), then start tags with their attributes: a name (which may
+# start with "="), maybe "=" and a value, quoted only where a quote follows "=" (a stray quote
+# elsewhere is part of a name); after a quoted value the next attribute needs no space. What is
+# never closed runs to the end, as for the tokenizer, and each part is a run of characters that
+# cannot end it: the pass is linear whatever the page. (Where it errs it counts more attributes
+# than the parser would, never fewer.)
+_ATTRIBUTE = r"""(?:=|[^\s/>=])[^\s/>=]*+(?:\s*+=\s*+(?:"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^\s>]*+))?+"""
+_IN_TAG = rf"(?:[\s/]++|{_ATTRIBUTE})*+"
 _MARKUP = re.compile(
-    r"<!--[^-]*+(?:-(?!->)[^-]*+)*+(?:-->|\Z)"
-    r"|<(?P<raw>script|style|textarea|title|xmp|iframe|noembed|noframes|noscript)(?=[\s/>])"
-    r"[^>]*+(?:>|\Z)[^<]*+(?:<(?!/(?P=raw))[^<]*+)*+(?:</(?P=raw)|\Z)"
-    rf"|<(?P<name>[a-zA-Z][^\s/>]*+)(?P<attributes>(?:[\s/]++(?:{_ATTRIBUTE})?+)*+)",
+    r"<!--(?:-?>|[^-]*+(?:-(?!-!?>)[^-]*+)*+(?:--!?>|\Z))"
+    rf"|<(?P<raw>script|style|textarea|title|xmp|iframe|noembed|noframes)(?=[\s/>])(?P<raw_attributes>{_IN_TAG})"
+    r"(?:>|\Z)[^<]*+(?:<(?!/(?P=raw))[^<]*+)*+(?:</(?P=raw)|\Z)"
+    rf"|<(?P<name>[a-zA-Z][^\s/>]*+)(?P<attributes>{_IN_TAG})",
     re.I,
 )
 _ATTRIBUTES = re.compile(_ATTRIBUTE)
@@ -102,21 +106,26 @@ _LONG_TAG_CHARS = 2 * MAX_TAG_ATTRIBUTES
 def with_attributes_bounded(html: str) -> tuple[str, bool]:
     """Return the page with no element of more than MAX_TAG_ATTRIBUTES attributes and no more than
     MAX_PAGE_ATTRIBUTES in all (the first ones are kept), and whether any were dropped."""
-    # Each attribute follows a separator: a page with fewer cannot pass the page's bound, and only
-    # its long tags are read (most pages: the count is a few passes of C over the text).
-    every_tag = sum(map(html.count, " \t\n\r\f/")) > MAX_PAGE_ATTRIBUTES
+    # Each attribute follows a separator or a value's "=": a page with fewer of them cannot pass
+    # the page's bound, and only its long tags are read (most pages: a few passes of C over it).
+    every_tag = sum(map(html.count, " \t\n\r\f/=")) > MAX_PAGE_ATTRIBUTES
     left = MAX_PAGE_ATTRIBUTES
     parts: list[str] = []
     at = 0
     for tag in _MARKUP.finditer(html):
-        if tag["name"] is None or (not every_tag and tag.end() - tag.start() < _LONG_TAG_CHARS):
+        group = (
+            "attributes" if tag["name"] is not None else "raw_attributes" if tag["raw"] is not None else None
+        )
+        if group is None or (not every_tag and tag.end(group) - tag.start() < _LONG_TAG_CHARS):
             continue
-        attributes = _ATTRIBUTES.findall(tag["attributes"])
+        attributes = _ATTRIBUTES.findall(tag[group])
         kept = min(len(attributes), MAX_TAG_ATTRIBUTES, left if every_tag else len(attributes))
         left -= kept
         if kept < len(attributes):
-            parts += [html[at : tag.start()], f"<{tag['name']} ", " ".join(attributes[:kept])]
-            at = tag.end()
+            closed = " /" if tag[group].rstrip().endswith("/") else ""  # a self-closed element stays so
+            name = tag["name"] or tag["raw"]
+            parts += [html[at : tag.start()], f"<{name} ", " ".join(attributes[:kept]), closed]
+            at = tag.end(group)
     if not parts:
         return html, False
     parts.append(html[at:])
