@@ -67,15 +67,17 @@ start worker $py -m newsflow.worker
 start web $py -m newsflow.web
 start producer $py -m newsflow.producer --watch --no-progress "$inbox"
 
-answers() {  # url [metric]: the URL answers (and, given a metric, has a sample of it)
+answers() {  # url [metric]: the URL answers (and, given a metric, says it with a value above 0)
   $py -c "
 import sys, urllib.request
 body = urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()
-sys.exit(len(sys.argv) > 2 and not any(ln.startswith((sys.argv[2] + ' ', sys.argv[2] + '{')) for ln in body.splitlines()))
+if len(sys.argv) > 2:
+    values = [float(ln.split()[-1]) for ln in body.splitlines() if ln.startswith(sys.argv[2] + ' ')]
+    sys.exit(0 if values and values[0] > 0 else 1)
 " "$@" 2>/dev/null
 }
 # Each service must be up and answering (a port taken makes one exit at once), not just started.
-wait_for() {  # name, url, what, tries (half a second apart), [metric sampled once ready]
+wait_for() {  # name, url, what, tries (half a second apart), [metric above 0 once ready]
   for i in $(seq 1 "$4"); do
     answers "$2" ${5:+"$5"} && return 0
     if ! alive "$1" || [ "$i" = "$4" ]; then
@@ -87,9 +89,10 @@ wait_for() {  # name, url, what, tries (half a second apart), [metric sampled on
   done
 }
 wait_for web "http://127.0.0.1:$NEWSFLOW_WEB_PORT/healthz" "stories view" 61
-# The worker serves /metrics at once; it reports its partitions' lag once it has loaded its models
-# (seconds; more on a busy machine) and joined its group: then it consumes.
-wait_for worker "http://127.0.0.1:$NEWSFLOW_WORKER_METRICS_PORT/metrics" "worker" 241 newsflow_consumer_lag
+# The worker serves /metrics at once, and says its NER model's load time once it has loaded it
+# (seconds; more on a busy machine); the embedding model and a warm-up follow (a few seconds more)
+# before it consumes. Files dropped in meanwhile wait in Kafka.
+wait_for worker "http://127.0.0.1:$NEWSFLOW_WORKER_METRICS_PORT/metrics" "worker" 241 newsflow_ner_model_load_seconds
 wait_for producer "http://127.0.0.1:$NEWSFLOW_PRODUCER_METRICS_PORT/metrics" "producer" 61
 
 cat >&2 <<MSG
