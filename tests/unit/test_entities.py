@@ -1009,8 +1009,8 @@ def test_names_found_again_word_by_word_are_those_one_expression_finds(monkeypat
 
 def test_a_long_run_of_punctuation_is_broken_for_the_tokenizer_at_the_same_offsets():
     """spaCy's tokenizer time grows with the square of a long token (closing or opening punctuation,
-    underscores, "'s" repeated): the model reads runs of 64 characters or more without a space
-    broken by spaces, at the same offsets; words are untouched."""
+    underscores, "'s" repeated): the model reads such runs broken by spaces, at the same offsets;
+    letters and digits are untouched, and runs of mostly letters are left whole."""
     from newsflow.pipeline.entities import tokenizable
 
     text = "Mayor Ellen Brooks spoke." + ")" * 100 + " (!?" * 3 + "Paris" + "-" * 20
@@ -1018,5 +1018,14 @@ def test_a_long_run_of_punctuation_is_broken_for_the_tokenizer_at_the_same_offse
     assert len(readable) == len(text) and readable.startswith("Mayor Ellen Brooks spoke.")
     assert " " in readable[25:125] and max(map(len, readable[25:125].split())) < 32
     assert readable[125:] == text[125:]
-    for run in ("x" + "_" * 200, "x" + "'s" * 100, "https://example.com/" + "a/" * 60):
-        assert len(tokenizable(run)) == len(run) and max(map(len, tokenizable(run).split())) < 32
+    for run in ("x" + "_" * 200, "x" + "'s" * 100, "x" + ")_" * 100):
+        assert len(tokenizable(run)) == len(run) and max(map(len, tokenizable(run).split())) <= 32
+    # Letters are never touched; runs of mostly letters (a URL, a long compound) are left whole.
+    dots = "Chapter 1" + "." * 60 + "Angela Merkel spoke."
+    assert tokenizable(dots).endswith("Angela Merkel spoke.") and " " in tokenizable(dots)[9:69]
+    for whole in (
+        "https://www.theguardian.com/world/2024/jan/01/berlin-protests-farmers-tractors-city-centre",
+        "Johnson-Smith-Williams-Brown-Jones-Garcia-Miller-Davis-Rodriguez-Martinez",
+        "#StandWithUkraine#SlavaUkraini#StandWithUkraine#SlavaUkraini#Kyiv",
+    ):
+        assert tokenizable(whole) == whole

@@ -857,6 +857,11 @@ def test_an_element_of_countless_attributes_keeps_its_first_ones_and_the_page_is
         "<!--><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div>",
         "<!-- --!><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div>",
         "<noscript><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div></noscript>",
+        # a raw-text element's start tag closed by "/>" has no raw text for libxml2
+        "<script/><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div>",
+        # white space is HTML's: a no-break space is part of a name or a bare value
+        '<div x=\xa0" ' + " ".join(f"a{i}" for i in range(n)) + ' "><p>x</p></div>',
+        "<script\xa0><div " + " ".join(f"a{i}" for i in range(n)) + "><p>x</p></div>",
     ):
         bounded, cut = with_attributes_bounded(f"<html><body>{evasive}</body></html>")
         assert (
@@ -867,6 +872,12 @@ def test_an_element_of_countless_attributes_keeps_its_first_ones_and_the_page_is
         "path"
     )
     assert len(path) == 0  # the circle is its sibling, not its child
+    # A bare value ending in "/" does not make an element self-closed.
+    opened = "<div " + " ".join(f"a{i}" for i in range(n)) + " href=/x/><p>child</p></div>"
+    (div,) = lxml.html.fromstring(with_attributes_bounded(f"<html><body>{opened}</body></html>")[0]).iter(
+        "div"
+    )
+    assert [child.tag for child in div] == ["p"]
     # A page of many elements of many short attributes is held to MAX_PAGE_ATTRIBUTES in all.
     from newsflow.pipeline.extract import MAX_PAGE_ATTRIBUTES
 

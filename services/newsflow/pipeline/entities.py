@@ -714,19 +714,30 @@ def _recased_line(line: str, written: Mapping[str, str]) -> str:
 
 
 # spaCy's tokenizer splits prefixes and suffixes off a token one at a time, re-reading the rest: its
-# time grows with the square of a long token ("x" and 9,990 ")" took 20 s; "_" and "'s" runs
-# likewise). A run of 64 characters or more without white space is no word: the model reads it
-# with a space every 32 characters, in place (its offsets stay the text's).
+# time grows with the square of a long run of them ("x" and 9,990 ")" took 20 s; "_" and "'s"
+# repeated likewise). In a run of 64 characters or more without white space that is a third or
+# more such characters, one of them in every 32 becomes a space, in place (the model's offsets stay the
+# text's; letters and digits are never touched, and a URL or a long compound, mostly letters, is
+# left as it is).
 _LONG_TOKEN = re.compile(r"\S{64,}")
 _TOKEN_PIECE = 32
 
 
+def _broken(run: str) -> str:
+    if 3 * sum(not c.isalnum() for c in run) < len(run):
+        return run
+    chars, since = list(run), 0
+    for k, c in enumerate(chars):
+        since += 1
+        if since >= _TOKEN_PIECE and not c.isalnum():
+            chars[k], since = " ", 0
+    return "".join(chars)
+
+
 def tokenizable(text: str) -> str:
-    """Return the text with every run of 64 or more non-space characters broken by spaces, at the
-    same offsets."""
-    return _LONG_TOKEN.sub(
-        lambda run: "".join(c if (k + 1) % _TOKEN_PIECE else " " for k, c in enumerate(run[0])), text
-    )
+    """Return the text with every long run of largely punctuation broken by spaces (`_broken`), at
+    the same offsets."""
+    return _LONG_TOKEN.sub(lambda run: _broken(run[0]), text)
 
 
 def cased_for_ner(text: str) -> str:

@@ -89,13 +89,17 @@ MAX_PAGE_ATTRIBUTES = 100_000
 # never closed runs to the end, as for the tokenizer, and each part is a run of characters that
 # cannot end it: the pass is linear whatever the page. (Where it errs it counts more attributes
 # than the parser would, never fewer.)
-_ATTRIBUTE = r"""(?:=|[^\s/>=])[^\s/>=]*+(?:\s*+=\s*+(?:"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^\s>]*+))?+"""
-_IN_TAG = rf"(?:[\s/]++|{_ATTRIBUTE})*+"
+# White space as HTML reads it (Python's \s is wider: a no-break space is part of a name there).
+_WS = "\t\n\f\r "
+_ATTRIBUTE = rf"""(?:=|[^{_WS}/>=])[^{_WS}/>=]*+(?:[{_WS}]*+=[{_WS}]*+(?:"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^{_WS}>]*+))?+"""
+_IN_TAG = rf"(?:[{_WS}/]++|{_ATTRIBUTE})*+"
 _MARKUP = re.compile(
     r"<!--(?:-?>|[^-]*+(?:-(?!-!?>)[^-]*+)*+(?:--!?>|\Z))"
-    rf"|<(?P<raw>script|style|textarea|title|xmp|iframe|noembed|noframes)(?=[\s/>])(?P<raw_attributes>{_IN_TAG})"
-    r"(?:>|\Z)[^<]*+(?:<(?!/(?P=raw))[^<]*+)*+(?:</(?P=raw)|\Z)"
-    rf"|<(?P<name>[a-zA-Z][^\s/>]*+)(?P<attributes>{_IN_TAG})",
+    # (A raw-text element's start tag closed by "/>" has no raw text for libxml2: what follows
+    # is markup.)
+    rf"|<(?P<raw>script|style|textarea|title|xmp|iframe|noembed|noframes)(?=[{_WS}/>])(?P<raw_attributes>{_IN_TAG})"
+    r"(?:(?<=/)>|>[^<]*+(?:<(?!/(?P=raw))[^<]*+)*+(?:</(?P=raw)|\Z)|\Z)"
+    rf"|<(?P<name>[a-zA-Z][^{_WS}/>]*+)(?P<attributes>{_IN_TAG})",
     re.I,
 )
 _ATTRIBUTES = re.compile(_ATTRIBUTE)
@@ -122,7 +126,9 @@ def with_attributes_bounded(html: str) -> tuple[str, bool]:
         kept = min(len(attributes), MAX_TAG_ATTRIBUTES, left if every_tag else len(attributes))
         left -= kept
         if kept < len(attributes):
-            closed = " /" if tag[group].rstrip().endswith("/") else ""  # a self-closed element stays so
+            # A self-closed element stays so (a "/" after its last attribute, not in its value).
+            after_last = tag[group].rfind(attributes[-1]) + len(attributes[-1])
+            closed = " /" if "/" in tag[group][after_last:] else ""
             name = tag["name"] or tag["raw"]
             parts += [html[at : tag.start()], f"<{name} ", " ".join(attributes[:kept]), closed]
             at = tag.end(group)
