@@ -817,6 +817,19 @@ def test_an_element_of_countless_attributes_keeps_its_first_ones_and_the_page_is
     article = extract_article(raw)  # 60,000 attributes: about half a minute of parsing unbounded
     assert isinstance(article, CleanArticle) and "Paragraph 19 says" in article.text
     assert article.extraction.status == "truncated"  # read in part
+    # The element bound still applies to a page cut of attributes: what lies past it is not read.
+    junk = "".join(f"<span>{i % 10}</span>" for i in range(5000))
+    late = "<p>A late paragraph says the mayor will resign next week, officials confirmed on Monday.</p>"
+    both = page.replace("</article>", f"<div>{junk}</div>{late}</article>")
+    options = ExtractOptions(max_read_elements=100)
+    article = extract_article(
+        RawArticle("both", both.encode(), Source("both.html", "wire", "text/html", "")), options
+    )
+    assert (
+        isinstance(article, CleanArticle)
+        and "Paragraph 19 says" in article.text
+        and "late paragraph" not in article.text
+    )
     # A long tag of few attributes (an inline image, a style) is left as it is.
     image = f'<img alt="chart" src="data:image/png;base64,{"A" * 50_000}">'
     ordinary = f"<html><body>{image}<article>{story}</article></body></html>"

@@ -219,6 +219,9 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
             groups[short].labels = Counter({"PERSON": len(groups[short].spans)})
 
 
+_ANY_WORD = re.compile(r"\w+")
+
+
 class _Words:
     """Where each word of a text begins, by its lower case (built once per text, when asked)."""
 
@@ -246,9 +249,6 @@ class _Words:
             ):
                 end = after
                 yield start
-
-
-_ANY_WORD = re.compile(r"\w+")
 
 
 def _word_char(c: str) -> bool:
@@ -355,7 +355,9 @@ def _propagate(groups: dict[str, _Group], text: str) -> None:
 # What may not follow a name found again: more of a word (or "'s"-like endings of two letters).
 _NOT_IN_WORD_AFTER = re.compile(r"(?![\w&-]|['’]\w{2})")
 _NOT_IN_CAPS_WORD_AFTER = re.compile(r"(?![\w&'’-])")
-_NOT_IN_WORD_BEFORE = r"(?<![\w&'’.-])"
+# What may not come before a name found again (besides more of a word).
+_BEFORE_NO_NAME = "&'’.-"
+_NOT_IN_WORD_BEFORE = rf"(?<![\w{re.escape(_BEFORE_NO_NAME)}])"
 # Up to this many names are looked for with one regular expression; its time grows with them
 # (times the text's length), so more are looked up word by word.
 _FEW_FORMS = 64
@@ -386,7 +388,7 @@ def _occurrences(text: str, forms: Collection[str], after: re.Pattern[str]) -> I
     end = 0
     for word in _ANY_WORD.finditer(text):
         start = word.start()
-        if start < end or (start and text[start - 1] in "&'’.-"):
+        if start < end or (start and text[start - 1] in _BEFORE_NO_NAME):
             continue
         for form in by_first.get(word.group(), ()):
             if text.startswith(form, start) and after.match(text, start + len(form)):
@@ -716,9 +718,9 @@ def _recased_line(line: str, written: Mapping[str, str]) -> str:
 # spaCy's tokenizer splits prefixes and suffixes off a token one at a time, re-reading the rest: its
 # time grows with the square of a long run of them ("x" and 9,990 ")" took 20 s; "_" and "'s"
 # repeated likewise). In a run of 64 characters or more without white space that is a third or
-# more such characters, one of them in every 32 becomes a space, in place (the model's offsets stay the
-# text's; letters and digits are never touched, and a URL or a long compound, mostly letters, is
-# left as it is).
+# more such characters, one of them in every 32 becomes a space, in place (the model's offsets
+# stay the text's; letters and digits are never touched, and a URL or a long compound, mostly
+# letters, is left as it is).
 _LONG_TOKEN = re.compile(r"\S{64,}")
 _TOKEN_PIECE = 32
 

@@ -85,11 +85,11 @@ MAX_PAGE_ATTRIBUTES = 100_000
 # or at once by "<!-->") and the raw text of scripts, styles and the like (no tags within, though
 # their start tags have attributes), then start tags with their attributes: a name (which may
 # start with "="), maybe "=" and a value, quoted only where a quote follows "=" (a stray quote
-# elsewhere is part of a name); after a quoted value the next attribute needs no space. What is
-# never closed runs to the end, as for the tokenizer, and each part is a run of characters that
+# elsewhere is part of a name); after a quoted value the next attribute needs no space. White
+# space is HTML's (_WS: Python's \s is wider, and a no-break space is part of a name there). What
+# is never closed runs to the end, as for the tokenizer, and each part is a run of characters that
 # cannot end it: the pass is linear whatever the page. (Where it errs it counts more attributes
 # than the parser would, never fewer.)
-# White space as HTML reads it (Python's \s is wider: a no-break space is part of a name there).
 _WS = "\t\n\f\r "
 _ATTRIBUTE = rf"""(?:=|[^{_WS}/>=])[^{_WS}/>=]*+(?:[{_WS}]*+=[{_WS}]*+(?:"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^{_WS}>]*+))?+"""
 _IN_TAG = rf"(?:[{_WS}/]++|{_ATTRIBUTE})*+"
@@ -396,10 +396,11 @@ def _from_html(
         # as nothing: read as the body of a page, as a browser shows it.
         page = trafilatura.load_html(f"<html><body>{html}</body></html>")
         tree = tree if page is None else page
-    read_in_part = attributes_cut or (
+    # (Both bounds apply to every page: a page cut of attributes is read as far as the others.)
+    read_in_part = (
         tree is not None
         and cut_after(tree, TEXT_READ_FACTOR * options.max_text_chars, options.max_read_elements)
-    )
+    ) or attributes_cut
     meta = extract_html(html if tree is None else tree, url, options)
     body = structured_body(tree) if tree is not None else ""
     if 2 * len(meta.get("text") or "") < len(body):
