@@ -128,8 +128,30 @@ class Enricher:
     def finish(self, cleaned: Sequence[Result], received: float | None = None) -> list[Result]:
         """Return the cleaned results tagged (one NER batch) and, with an encoder, with features.
 
-        `received` is the dedup clock's reading for these articles (see `article_features`).
+        `received` is the dedup clock's reading for these articles (see `article_features`). The
+        stages guard each article; should the batch fail all the same (a fault outside them), its
+        articles are finished one by one, and one that fails alone becomes its `Rejection`.
         """
+        try:
+            finished = self._finish(cleaned, received)
+            if len(finished) != len(cleaned):
+                raise RuntimeError(f"{len(finished)} results for a batch of {len(cleaned)}")
+            return finished
+        except Exception:  # noqa: BLE001 - one bad article must not cost the batch
+            log.exception("finishing a batch of %d failed; finishing its articles one by one", len(cleaned))
+        return [self._finish_one(c, received) for c in cleaned]
+
+    def _finish_one(self, cleaned: Result, received: float | None) -> Result:
+        if not isinstance(cleaned, Enriched):
+            return cleaned
+        try:
+            (finished,) = self._finish([cleaned], received)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("finishing %s failed", cleaned.article.article_id)
+            return Rejection.from_exception("enrich", exc)
+        return finished
+
+    def _finish(self, cleaned: Sequence[Result], received: float | None) -> list[Result]:
         ahead = self._embed_ahead(cleaned)
         tagged = self._tag(cleaned)
         if self.encoder is None:

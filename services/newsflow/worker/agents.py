@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka.errors import KafkaTimeoutError
@@ -223,7 +223,7 @@ class CleanAgent:
         self.should_stop = should_stop
         self.shared = shared
 
-    async def run(self, stream: Any) -> AsyncIterator[None]:
+    async def run(self, stream: Any) -> AsyncGenerator[None, None]:
         """The Faust agent (take_events, not take: each message's key and headers are needed)."""
         batches = stream.take_events(self.batch_size, within=self.batch_seconds)
         async with contextlib.AsyncExitStack() as followed:
@@ -235,8 +235,11 @@ class CleanAgent:
                 self.metrics.batch_size.labels("clean").observe(len(events))
                 try:
                     await self.batch(events)
-                except asyncio.CancelledError:
-                    withhold(events)  # the next owner of these partitions reads them again
+                except BaseException:
+                    # A stop, or a fault no article is to blame for (the stages and sends guard
+                    # each one): the partitions' next owner reads them again, this worker
+                    # restarted (`app.exit_on_failure`) or another.
+                    withhold(events)
                     raise
                 yield None
 
@@ -285,7 +288,7 @@ class DedupAgent:
         self.should_stop = should_stop
         self.owns_features = owns_features
 
-    async def run(self, stream: Any) -> AsyncIterator[None]:
+    async def run(self, stream: Any) -> AsyncGenerator[None, None]:
         """The Faust agent."""
         batches = stream.take_events(self.batch_size, within=self.batch_seconds)
         try:

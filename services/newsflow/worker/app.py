@@ -17,11 +17,13 @@ read, transactionally: every article comes out once, enriched or dead-lettered (
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,35 @@ LAG_INTERVAL_SECONDS = 5.0
 MEMBERSHIP_CHECK_SECONDS = 5.0
 # The exit code when the consumer has left its group for good (see `watch_membership`).
 EXIT_GROUP_FAILED = 3
+# The exit code when an agent failed (see `exit_on_failure`).
+EXIT_AGENT_FAILED = 4
+
+
+def exit_on_failure(
+    name: str, run: Callable[[Any], AsyncGenerator[None, None]]
+) -> Callable[[Any], AsyncGenerator[None, None]]:
+    """Return the agent `run`, exiting the process should it fail, for its supervisor to restart it.
+
+    The stages and the sends guard each article, so what reaches here is a fault no input is to
+    blame for. Faust would restart the agent in this process, past the batch it failed on (whose
+    offsets the agent withheld, so the commit would wait at them for ever), with whatever state
+    the failure left. An exit is as safe as a crash: uncommitted input is read again, an open
+    transaction is aborted by the next writer.
+    """
+
+    async def agent(stream: Any) -> AsyncGenerator[None, None]:
+        try:
+            async with contextlib.aclosing(run(stream)) as batches:
+                async for _ in batches:
+                    yield None
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - any fault of the agent's own
+            log.critical("the %s agent failed; exiting to be restarted", name, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_AGENT_FAILED)
+
+    return agent
 
 
 class WorkerApp:
@@ -122,7 +153,7 @@ class WorkerApp:
             batch=(settings.batch_size, settings.batch_seconds),
             shared=shared,
         )
-        self.app.agent(raw, name="clean")(clean.run)
+        self.app.agent(raw, name="clean")(exit_on_failure("clean", clean.run))
 
         # features -> outputs, on the owner of the features partition.
         dedup_options = DedupOptions(
@@ -148,7 +179,7 @@ class WorkerApp:
             batch=(settings.dedup_batch_size, settings.dedup_batch_seconds),
         )
         self.writer.on_rebuilt = lambda _desk, seconds: dedup.observe_desk(seconds)
-        self.app.agent(features, name="dedup")(dedup.run)
+        self.app.agent(features, name="dedup")(exit_on_failure("dedup", dedup.run))
 
         self._lag_labels: set[tuple[str, str]] = set()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
