@@ -120,3 +120,14 @@ def test_revoked_and_given_back_during_the_rebuild_it_readies_again_for_the_new_
     first, second = FakeProducer.made
     assert first.stopped and writer._producer is second and not second.stopped
     assert (writer.rebuilds, writer.reported, writer._stale) == (2, ["gauges"], False)  # type: ignore[attr-defined]
+
+
+def test_a_stopped_writer_writes_nothing_more_and_starts_no_producer(writer: TransactionalWriter):
+    # Faust may run an agent again after its first run stopped the writer: it must not retry for
+    # ever against a writer that refuses every producer it starts.
+    async def run() -> list[Any]:
+        await writer.stop()
+        return await asyncio.wait_for(writer.write_batch([object()], lambda: False, lambda: True), 5)
+
+    assert asyncio.run(run()) == []
+    assert FakeProducer.made == []
