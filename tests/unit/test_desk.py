@@ -229,6 +229,15 @@ def test_a_message_that_is_not_ours_is_dead_lettered_under_its_key():
     assert desk.decide(b"{not json", ORIGIN, b"k1").outcome == "duplicate"
 
 
+def test_a_dead_letter_of_a_desk_with_no_article_yet_outlives_the_first_articles_expiry(tagger):
+    # Remembered at the desk's clock, 0 before its first article: that article's expiry forgot
+    # it, and the same message delivered again was dead-lettered a second time.
+    desk = DedupDesk()
+    assert desk.decide(b"{not json", ORIGIN, b"k1").outcome == "dead_letter"
+    assert desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes"), ORIGIN).outcome == "new_story"
+    assert desk.decide(b"{not json", ORIGIN, b"k1").outcome == "duplicate"
+
+
 def test_any_malformed_features_message_is_a_dead_letter_not_a_crash(tagger):
     desk = DedupDesk()
     body = jsonio.loads(message(tagger, "m1", BRIDGE, "harbourtimes"))
@@ -959,3 +968,18 @@ def test_an_id_free_again_keeps_its_new_storys_state_when_the_story_it_merged_in
         for d in (desk, rebuilt)
     ]
     assert versions[0] == versions[1] != []
+
+
+def test_what_a_failed_decision_expired_does_not_go_out_with_its_dead_letter(tagger, monkeypatch):
+    # The article ten days later closes the first story before its records fail: the desk is
+    # rebuilt from what was written, and closes that story itself at its next article.
+    desk = DedupDesk()
+    desk.decide(message(tagger, "a1", BRIDGE, "harbourtimes", "2025-03-01T09:00:00Z"), ORIGIN)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug after the index took the article in")
+
+    monkeypatch.setattr(desk, "_article_out", broken)
+    decision = desk.decide(message(tagger, "b1", ELECTION, "valleypost", "2025-03-10T09:00:00Z"), ORIGIN)
+    assert decision.outcome == "dead_letter" and desk.damaged
+    assert [(o.destination, o.key) for o in decision.outputs] == [(DEAD_LETTER, b"b1"), (STATE, b"r/0/b1")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -649,9 +650,14 @@ class DedupDesk:
             # article is dead-lettered even if the index took it in. The writer rebuilds the desk
             # from what was written before it decides another message (`damaged`).
             self.damaged = True
-            self.index.merged.clear()
-            self.index.splits.clear()
-            self.index.aged_out_stories.clear()
+            for effects in (
+                self.index.merged,
+                self.index.splits,
+                self.index.aged_out_stories,
+                self.index.expired_articles,  # the rebuilt desk closes them at its next article
+                self.index.expired_stories,
+            ):
+                effects.clear()
             rejection = Rejection.from_exception("dedup", exc)
             return self._dead_letter(article_id, replay_count, rejection, message, key, origin, check=False)
 
@@ -731,8 +737,14 @@ class DedupDesk:
             )
         if self.written(article_id, replay_count):
             return Decision("duplicate")
-        received = float(body.get("received") or self.index.watermark)
+        received = float(body.get("received") or self._clock())
         return self._rejected_out(article_id, replay_count, received, dead)
+
+    def _clock(self) -> float:
+        """When an input with no time of its own was received: the desk's clock, or before its
+        first article (a clock of 0) the wall clock, so that the first article does not expire
+        what is remembered of it (and a redelivery is recognised)."""
+        return self.index.watermark or time.time()
 
     def _dead_letter(
         self,
@@ -756,7 +768,7 @@ class DedupDesk:
             origin=origin,
             max_payload_bytes=self.max_payload_bytes,
         )
-        return self._rejected_out(article_id, replay_count, self.index.watermark, dead)
+        return self._rejected_out(article_id, replay_count, self._clock(), dead)
 
     def _rejected_out(
         self, article_id: str, replay_count: int, received: float, dead: dict[str, Any]
