@@ -22,6 +22,7 @@ import gc
 import logging
 import os
 import pickle
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ SLOWDOWN = 20
 # A snapshot older than this is not used: the topic's tombstones (delete.retention.ms, a day by
 # default) may have been compacted away since, and replaying after it would miss deletions.
 MAX_AGE_SECONDS = 12 * 3600
+# A child writing a snapshot for longer than this is stuck (a million articles take under a
+# minute; a fork of a threaded process can inherit a lock that no thread of the child releases):
+# it is killed, so that snapshots go on being taken.
+CHILD_SECONDS = 1800.0
 
 
 def marker_key(snapshot_id: str) -> bytes:
@@ -101,8 +106,9 @@ class Snapshots:
         try:
             pid = os.fork()
         except OSError:
-            log.warning("cannot fork to write a snapshot; writing it in place", exc_info=True)
-            _write(self.path, record)
+            # Not in place: pickling a large desk on the event loop would outlast the consumer's
+            # session. The next is due an interval later.
+            log.warning("cannot fork to write a dedup snapshot; none this time", exc_info=True)
             return
         if pid == 0:  # the child: write, and leave without running the parent's exit handlers
             # (A worker that stops meanwhile leaves the child to finish: the file is renamed into
@@ -120,13 +126,20 @@ class Snapshots:
         if self._child is None:
             return
         pid, started = self._child
+        seconds = time.monotonic() - started
         with contextlib.suppress(ChildProcessError):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done == 0:
+                if seconds < CHILD_SECONDS:
+                    return
+                log.warning("the dedup snapshot's writer has run %.0fs; killing it", seconds)
+                self._child = None
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
                 return
             if os.waitstatus_to_exitcode(status) != 0:
                 log.warning("writing the dedup snapshot to %s failed", self.path)
-        seconds = time.monotonic() - started
         self._interval = max(self.every_seconds, SLOWDOWN * seconds)
         self._child = None
         log.info("dedup snapshot written to %s in %.1fs", self.path, seconds)

@@ -1,0 +1,62 @@
+"""Snapshots of the dedup desk are an optimisation of restarts: a failure to take one never stops
+or stalls the writer, and a stuck writer of one does not stop the next from being taken."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from newsflow.pipeline.desk import DedupDesk
+from newsflow.worker import snapshot as snapshot_module
+from newsflow.worker.snapshot import CHILD_SECONDS, Snapshots
+
+
+def _due(path: Path) -> Snapshots:
+    snapshots = Snapshots(path, 1.0, "state")
+    snapshots._last -= 10  # due
+    return snapshots
+
+
+def test_without_a_fork_no_snapshot_is_written_on_the_writers_thread(tmp_path, monkeypatch):
+    def no_fork() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(snapshot_module.os, "fork", no_fork)
+    snapshots = _due(tmp_path / "desk.snapshot")
+    assert snapshots.markers()
+    snapshots.take(DedupDesk(), 5, 6)
+    assert not (tmp_path / "desk.snapshot").exists()
+    assert snapshots.markers() == []  # the next is due an interval later
+
+
+def test_a_snapshot_is_written_by_a_child_and_loaded(tmp_path):
+    snapshots = _due(tmp_path / "desk.snapshot")
+    assert snapshots.markers()
+    snapshots.take(DedupDesk(), 5, 6)
+    deadline = time.monotonic() + 30
+    while snapshots._child is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        snapshots._reap()
+    loaded = snapshots.load()
+    assert loaded is not None and (loaded.marker_offset, loaded.position) == (5, 6)
+
+
+@pytest.mark.parametrize("overdue", [False, True])
+def test_a_stuck_snapshot_writer_is_killed_once_overdue(tmp_path, overdue):
+    snapshots = _due(tmp_path / "desk.snapshot")
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        started = time.monotonic() - (CHILD_SECONDS + 1 if overdue else 1)
+        snapshots._child = (child.pid, started)
+        markers = snapshots.markers()
+        if overdue:
+            assert snapshots._child is None and markers  # killed, and the next one is taken
+            assert child.poll() is not None or child.wait(5) is not None
+        else:
+            assert snapshots._child is not None and markers == [] and child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
