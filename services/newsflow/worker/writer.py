@@ -118,6 +118,7 @@ class TransactionalWriter:
         self._revocations = 0
         self._stopping = False
         self._preparing: asyncio.Future[None] | None = None
+        self._stopping_producers: set[asyncio.Future[None]] = set()  # dropped by `_let_go`
         self.writing = False  # a transaction is open
         self._retire = False  # drop the producer once the open transaction ends
         self.on_rebuilt = on_rebuilt
@@ -153,7 +154,10 @@ class TransactionalWriter:
         """Stop the producer in the background (a stop flushes, which can wait on the broker)."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            asyncio.ensure_future(stop_quietly(producer))
+            stopping = asyncio.ensure_future(stop_quietly(producer))
+            # The loop keeps only a weak reference to a task: this one is kept until it ends.
+            self._stopping_producers.add(stopping)
+            stopping.add_done_callback(self._stopping_producers.discard)
 
     async def stop(self) -> None:
         """Stop the producer, waiting at most STOP_SECONDS for what it still has to send (and
