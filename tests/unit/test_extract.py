@@ -963,6 +963,13 @@ def test_utf32_with_its_byte_order_mark_is_read_not_taken_for_binary():
             "2099-01-01T00:00:00Z",
         ),
         ('<meta property="article:published_time" content="not a date">', None, "unparseable", "not a date"),
+        # An offset of a day or more: htmldate raised, which cost the whole article.
+        (
+            '<meta property="article:published_time" content="2025-03-13T10:00:00+24:00">',
+            None,
+            "unparseable",
+            "2025-03-13T10:00:00+24:00",
+        ),
         (
             '<script type="application/ld+json">{"@type": "NewsArticle", "datePublished": "1900-05-01"}</script>',
             None,

@@ -51,8 +51,25 @@ from newsflow.pipeline.textclean import (
 # trafilatura warns "discarding data: None" for every page it finds no text in, which this stage
 # handles (a fallback, then extraction.status) and counts; its warnings say nothing more.
 logging.getLogger("trafilatura.core").setLevel(logging.ERROR)
+log = logging.getLogger("newsflow.extract")
 
 STAGE = "extract"
+
+
+def _find_date_or_none(tree: Any, **params: Any) -> str | None:
+    """htmldate's `find_date` as trafilatura calls it for a page's date, but None for a date it
+    cannot read rather than an exception that costs the whole article (htmldate 1.11 raises on a
+    UTC offset of a day or more, "+24:00"). The page's date is then looked for as when it has
+    none (`stated_date`, `check_published`)."""
+    try:
+        return _find_date(tree, **params)
+    except Exception:  # noqa: BLE001 - a date is never worth an article
+        log.debug("htmldate could not read a page's date", exc_info=True)
+        return None
+
+
+_find_date = trafilatura.metadata.find_date
+trafilatura.metadata.find_date = _find_date_or_none
 
 
 # libxml2 stops building a tree this many elements deep (without its "huge" option): text nested
