@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from newsflow.pipeline.records import (
     MAX_DETAIL_CHARS,
     RawArticle,
@@ -33,3 +35,19 @@ def test_a_rejection_from_an_exception_names_it_and_keeps_its_message_bounded():
         and len(rejection.detail) == MAX_DETAIL_CHARS
     )
     assert Rejection.from_exception("dedup", KeyError("kind"), "bad_features").detail == "KeyError: 'kind'"
+
+
+def test_a_received_time_no_input_can_have_is_the_time_the_worker_reads_it():
+    # A WARC-Date in 2099 made a story claim 2099 (and a publication date in 2099 plausible).
+    def received(claim: bytes | None) -> str:
+        headers = [("content-type", b"text/plain"), *([("received-at", claim)] if claim is not None else [])]
+        raw = raw_from_message(b"k", b"text", headers)
+        assert isinstance(raw, RawArticle)
+        return raw.source.received_at
+
+    assert received(b"2025-03-14T10:30:00+02:00") == "2025-03-14T10:30:00+02:00"  # a crawl's past is kept
+    assert received(b"Fri, 14 Mar 2025 10:30:00 +0200") == "2025-03-14T08:30:00Z"  # and written as RFC 3339
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    for claim in (None, b"", b"garbage", b"2099-01-01T00:00:00Z", b"1969-12-31T23:59:59Z", b"2" * 10_000):
+        at = datetime.fromisoformat(received(claim).replace("Z", "+00:00"))
+        assert before <= at <= datetime.now(UTC), claim

@@ -126,3 +126,23 @@ def check_published(claim: str | None, received_at: str | None) -> Published:
     if dt < EARLIEST or dt > received + LATEST_AFTER_RECEIPT:
         return Published(None, "implausible", claim)
     return Published(rfc3339(dt), "ok")
+
+
+# How far a producer's clock may run ahead of the worker's.
+RECEIVED_SKEW = timedelta(minutes=5)
+
+
+def checked_received(claim: str | None, now: datetime | None = None) -> str:
+    """Return when an input was received, as RFC 3339 UTC: its producer's claim (the time it read
+    the file, an archive's WARC-Date), or now where the claim is missing, unreadable or not a
+    time an input can have been received (ahead of now, before EARLIEST). A received time is the
+    article's time when it states none, and the reference a stated one is checked against: one
+    in 2099 would let a story claim to be from 2099 and never close."""
+    now = now or datetime.now(UTC)
+    dt = parse_datetime(claim) if claim and len(claim) <= MAX_CLAIM_CHARS else None
+    if claim is None or dt is None or not EARLIEST <= dt <= now + RECEIVED_SKEW:
+        return rfc3339(now)
+    return claim if _RFC3339.fullmatch(claim) else rfc3339(dt)
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")

@@ -68,8 +68,8 @@ def _find_date_or_none(tree: Any, **params: Any) -> str | None:
         return None
 
 
-_find_date = trafilatura.metadata.find_date
-trafilatura.metadata.find_date = _find_date_or_none
+_find_date = trafilatura.metadata.find_date  # type: ignore[attr-defined]
+trafilatura.metadata.find_date = _find_date_or_none  # type: ignore[attr-defined,assignment]
 
 
 # libxml2 stops building a tree this many elements deep (without its "huge" option): text nested

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from newsflow.pipeline.dates import checked_received
+
 if TYPE_CHECKING:
     from newsflow.pipeline.dedup import Story
 
@@ -359,7 +361,7 @@ def raw_from_message(
         path=h.get(H_SOURCE_PATH, ""),
         outlet=h.get(H_OUTLET) or UNKNOWN_OUTLET,
         content_type=content_type,
-        received_at=h.get(H_RECEIVED_AT) or utc_now_iso(),
+        received_at=checked_received(h.get(H_RECEIVED_AT)),
         url=h.get(H_URL) or None,
         charset=charset or None,
         revision_of=h.get(H_REVISION_OF) or None,
