@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from newsflow.settings import KafkaSettings
 from newsflow.worker.app import WorkerApp
-from newsflow.worker.metrics import OTHER_OUTLETS, OutletLabels, create_metrics
+from newsflow.worker.metrics import MAX_OUTLET_LABEL_CHARS, OTHER_OUTLETS, OutletLabels, create_metrics
 from tests.conftest import ROOT
 
 
@@ -25,6 +25,13 @@ def test_outlets_beyond_the_limit_share_one_label():
         "a.example",
     ]
     assert label.known == {"a.example", "b.example"}
+
+
+def test_an_outlet_label_is_printable_and_bounded_whatever_the_input_names():
+    label = OutletLabels()
+    assert label("Z" * 100_000) == "Z" * MAX_OUTLET_LABEL_CHARS
+    shown = label("evil\n\x00\u202e\x1b[31m outlet")
+    assert shown.isprintable() and "outlet" in shown and len(label.known) == 2
 
 
 class _Consumer:

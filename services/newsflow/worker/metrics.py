@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from newsflow.logs import printable
+
 # Per-article stage work runs from ~1 ms (plain text) to a second (huge HTML pages); a parse is
 # cut off at NEWSFLOW_EXTRACT_MAX_PARSE_SECONDS (10 s by default), which a p99 panel must show.
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -22,16 +24,21 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Outlets with series of their own, per worker (each adds a handful of series).
 MAX_OUTLET_LABELS = 200
 OTHER_OUTLETS = "other"
+# An outlet is named by its input: in a label, as in a log line, it is made printable and
+# bounded (a 100 kB name made each scrape 100 kB larger per series).
+MAX_OUTLET_LABEL_CHARS = 100
 
 
 class OutletLabels:
-    """The `outlet` label of an article: its outlet, for the first `limit` outlets seen, else "other"."""
+    """The `outlet` label of an article: its outlet (printable, at most MAX_OUTLET_LABEL_CHARS), for
+    the first `limit` outlets seen, else "other"."""
 
     def __init__(self, limit: int = MAX_OUTLET_LABELS) -> None:
         self.limit = limit
         self.known: set[str] = set()
 
     def __call__(self, outlet: str) -> str:
+        outlet = printable(outlet[: MAX_OUTLET_LABEL_CHARS * 2])[:MAX_OUTLET_LABEL_CHARS]
         if outlet in self.known:
             return outlet
         if len(self.known) < self.limit:
