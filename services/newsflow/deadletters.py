@@ -33,7 +33,14 @@ from newsflow.logs import printable
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
 from newsflow.pipeline.records import H_ARTICLE_ID, H_OUTLET, H_REPLAY_COUNT, latest
-from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit, reader_gone
+from newsflow.settings import (
+    CommandLine,
+    KafkaSettings,
+    client_options,
+    env_help,
+    load_settings_or_exit,
+    reader_gone,
+)
 from newsflow.topics import committed_reader, topic_partitions, wait_for_broker
 from newsflow.worker.replica import read_to_end
 
@@ -303,14 +310,14 @@ def _since(text: str) -> datetime:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandLine(
         prog=PROG,
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog=env_help(KafkaSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
-    filters = argparse.ArgumentParser(add_help=False)
+    filters = CommandLine(add_help=False)
     filters.add_argument("--stage", choices=STAGES, help="the stage that refused the input")
     filters.add_argument("--reason", help="e.g. too_large, timeout, bad_envelope")
     filters.add_argument("--outlet", help="the outlet header of the input")

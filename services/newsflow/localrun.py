@@ -30,7 +30,7 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import INPUTS_HELP, holds_input, outlet_argument, unusable_paths
-from newsflow.settings import KafkaSettings, env, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
 from newsflow.worker.settings import WorkerSettings
 
@@ -202,7 +202,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog="newsflow-run",
         description="Run the pipeline once on local files against a running Kafka (make run starts one).",
         epilog=INPUTS_HELP

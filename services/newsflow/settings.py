@@ -6,6 +6,7 @@ and the docker-compose consistency test all read the same declaration.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -13,7 +14,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -228,6 +229,14 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
             "sasl_plain_password": kafka.sasl_password,
         }
     return options
+
+
+class CommandLine(argparse.ArgumentParser):
+    """argparse with the services' one-line errors ("prog: error: what (see --help)", exit 2), not
+    the usage block above the error that argparse prints."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def env_help(*classes: type[Any], more: tuple[tuple[str, Any, str], ...] = ()) -> str:

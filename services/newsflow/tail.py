@@ -22,7 +22,7 @@ from typing import Any
 from newsflow.logs import printable
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
-from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit, reader_gone
+from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit, reader_gone
 
 PROG = "newsflow-tail"
 
@@ -156,7 +156,7 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog=env_help(KafkaSettings),

@@ -32,7 +32,7 @@ from aiokafka.errors import (
 )
 
 from newsflow.logs import escape_controls
-from newsflow.settings import KafkaSettings, client_options, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, client_options, env_help, load_settings_or_exit
 
 log = logging.getLogger("newsflow.topics")
 # How often a wait for the broker says that it is still waiting.
@@ -361,7 +361,7 @@ async def _apply_config(admin: AIOKafkaAdminClient, spec: TopicSpec) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog="newsflow-topics",
         description="Create newsflow's Kafka topics if they do not exist and apply their configuration.",
         epilog=env_help(KafkaSettings),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -302,3 +303,22 @@ def test_a_stories_view_database_that_cannot_be_opened_is_one_line_naming_the_se
             2,
             f"newsflow-web: error: NEWSFLOW_WEB_DB: cannot open {db} as the view's database: {why}\n",
         )
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("newsflow.producer.__main__", ["--bogus"]),
+        ("newsflow.producer.__main__", ["--outlet"]),
+        ("newsflow.deadletters", ["bogus"]),
+        ("newsflow.tail", ["--no-such-option"]),
+        ("newsflow.localrun", ["--bogus"]),
+    ],
+)
+def test_a_usage_error_is_one_line(module, argv, capsys):
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.count("\n") == 1 and ": error: " in err and err.endswith("(see --help)\n"), err

@@ -10,7 +10,6 @@ importlib.resources, wherever it is installed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from functools import cache
 from importlib import resources
@@ -19,6 +18,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from newsflow.pipeline import jsonio
+from newsflow.settings import CommandLine
 
 SUFFIX = ".schema.json"
 
@@ -70,7 +70,7 @@ def schema_errors(name: str, record: Any, strict: bool = True) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog="newsflow-schema",
         description="Print the output contract: the JSON Schemas of the enriched, story and dead-letter records.",
     )

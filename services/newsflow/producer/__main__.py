@@ -33,7 +33,7 @@ from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import INPUTS_HELP, STDIN, outlet_argument, unusable_paths
 from newsflow.producer.watch import watch
 from newsflow.registry import service_registry
-from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit
 from newsflow.topics import MissingTopic
 
 PROG = "newsflow-producer"
@@ -43,7 +43,7 @@ SERVE_STOP_SECONDS = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog=PROG,
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog=INPUTS_HELP + "\n\n" + env_help(KafkaSettings, ProducerSettings),

@@ -33,7 +33,7 @@ from newsflow.logs import escape_controls, limit_repeats
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime, rfc3339
 from newsflow.registry import service_registry
-from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit
 from newsflow.web import pages
 from newsflow.web.settings import WebSettings
 from newsflow.web.store import BadQuery, StoryQuery, StoryStore
@@ -381,7 +381,7 @@ async def serve(kafka: KafkaSettings, settings: WebSettings, store: StoryStore) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 2)[2] + "\n\n" + env_help(WebSettings, KafkaSettings),

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from newsflow.settings import KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit
 from newsflow.worker.settings import WorkerSettings
 
 
@@ -49,7 +49,7 @@ def _bounded_stop_worker(base: type[Any], seconds: float) -> type[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog="newsflow-worker",
         description="Run the newsflow Faust worker (raw topic -> enriched, stories and dead-letter topics).",
         epilog=env_help(KafkaSettings, WorkerSettings),
