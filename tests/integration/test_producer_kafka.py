@@ -217,6 +217,8 @@ def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
         scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert "newsflow_producer_forgotten_files_total 1.0" in scraped
         assert 'newsflow_producer_files_total{outcome="skipped",reason="outside_folder"} 2.0' in scraped
+        # The link to itself: once, not at every rescan (it was not counted at all).
+        assert 'newsflow_producer_files_total{outcome="skipped",reason="unreadable"} 1.0' in scraped
         # Put back: sent again, under the same id (the worker drops it while it remembers it).
         (inbox / "a.txt").write_bytes(TEXT)
         records = read_raw(kafka, want=3, timeout=20)

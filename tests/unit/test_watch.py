@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from newsflow.producer.watch import Sent, SentLedger, Settling, folder_ids, is_gone, revision_id
+from newsflow.producer.settings import ProducerSettings
+from newsflow.producer.watch import (
+    Sent,
+    SentLedger,
+    Settling,
+    _send_file,
+    folder_ids,
+    is_gone,
+    revision_id,
+)
 
 
 def test_a_file_is_ready_once_unchanged_for_the_quiet_period(tmp_path: Path):
@@ -311,3 +322,37 @@ def test_a_json_array_file_that_grows_sends_only_its_new_envelopes_and_remembers
     assert len(grown) == 1 and grown[0][1] == {}  # the new envelope, not a revision of the file
     assert set(ledger.entries["batch.json"].article_ids) == {i for i, _ in first + grown}
     ledger.close()
+
+
+def test_a_file_that_stays_unreadable_is_skipped_and_counted_at_its_first_try_only(tmp_path: Path):
+    # A .gz that is not gzip, retried after growing pauses: the count said 5 unreadable for 3 files.
+    bad = tmp_path / "fake.txt.gz"
+    bad.write_bytes(b"plain text, not gzip")
+    said: list[Any] = []
+
+    class _Publisher:
+        async def publish(self, item: Any, _headers: Any = ()) -> None:
+            said.append(item)
+
+    ledger = SentLedger(tmp_path / "state.jsonl")
+
+    async def attempt(retrying: bool) -> bool:
+        return await _send_file(
+            _Publisher(),  # type: ignore[arg-type]
+            ledger,
+            tmp_path,
+            bad,
+            str(bad),
+            bad.stat(),
+            None,
+            ProducerSettings(),
+            None,
+            {},
+            retrying=retrying,
+        )
+
+    try:
+        assert asyncio.run(attempt(False)) is False and asyncio.run(attempt(True)) is False
+    finally:
+        ledger.close()
+    assert [(s.reason, s.path) for s in said] == [("unreadable", said[0].path)]

@@ -308,27 +308,29 @@ async def watch(
     forget_after, checked_gone = 3600 * settings.forget_hours, -math.inf
     try:
         gone: set[Path] = set()
-        # Links that lead out of the watched folders, skipped (and counted) once each while they are there.
-        outside: set[str] = set()
+        # Links that lead out of the watched folders or nowhere.
+        links = _SkippedOnce(publisher)
         while not stop.is_set():
             now = time.monotonic()
             _say_gone_or_back(dirs, gone)
             present: set[Path] = set()
             present_keys: set[str] = set()
-            present_outside: set[str] = set()
             for root, path in _files(dirs):
                 if isinstance(path, Skipped):
-                    present_outside.add(path.path)
-                    if path.path not in outside:
-                        publisher.skip(path)
+                    links.skip(path)
                     continue
                 present.add(path)
                 try:
                     st = path.stat()
                     # Keyed by the file, not by how the folder was spelled ("in" or "/data/in") today.
                     key = display_name(path.resolve())
-                except (OSError, RuntimeError):  # gone meanwhile, a link to nothing or to itself
+                except (OSError, RuntimeError) as exc:  # gone meanwhile, a link to nothing or to itself
                     settling.forget(path)
+                    if path.is_symlink():
+                        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                        links.skip(
+                            Skipped(display_name(path), "unreadable", f"a link that leads nowhere: {why}")
+                        )
                     continue
                 present_keys.update((key, display_name(path)))
                 # (State files written before kept the path as spelled.)
@@ -337,14 +339,24 @@ async def watch(
                     continue
                 if settling.ready(path, st, now):
                     read = await _send_file(
-                        publisher, ledger, root, path, key, st, known, settings, outlet, outlets
+                        publisher,
+                        ledger,
+                        root,
+                        path,
+                        key,
+                        st,
+                        known,
+                        settings,
+                        outlet,
+                        outlets,
+                        retrying=settling.retrying(path),
                     )
                     if read:
                         settling.sent(path)
                     else:
                         settling.could_not_read(path, st, now)
             settling.keep_only(present)
-            outside = present_outside
+            links.scanned()
             if forget_after > 0 and now - checked_gone >= min(FORGET_CHECK_SECONDS, forget_after / 2):
                 checked_gone = now
                 forgotten = ledger.forget_gone(present_keys, time.time(), forget_after)
@@ -374,6 +386,25 @@ def _say_gone_or_back(dirs: list[Path], gone: set[Path]) -> None:
         elif folder.is_dir() and folder in gone:
             gone.discard(folder)
             log.info("watched folder %s is back", folder)
+
+
+class _SkippedOnce:
+    """Skips of things that stay as they are while they are there (a link that leads out of the
+    watched folders, or nowhere): said and counted once, not at every rescan."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._said: set[str] = set()
+        self._seen: set[str] = set()  # in this scan
+
+    def skip(self, skipped: Skipped) -> None:
+        self._seen.add(skipped.path)
+        if skipped.path not in self._said:
+            self.publisher.skip(skipped)
+
+    def scanned(self) -> None:
+        """A scan ended: what it did not find again is said again if it comes back."""
+        self._said, self._seen = self._seen, set()
 
 
 class Settling:
@@ -418,6 +449,10 @@ class Settling:
         last = self._unread.get(path)
         pause = min(last[2] * 2, self.RETRY_MAX_SECONDS) if last else self.RETRY_SECONDS
         self._unread[path] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns), now + pause, pause)
+
+    def retrying(self, path: Path) -> bool:
+        """Whether `path` is being tried again after it could not be read."""
+        return path in self._unread
 
     def sent(self, path: Path) -> None:
         """`path` was read: a later failure starts with the shortest pause again."""
@@ -469,9 +504,11 @@ async def _send_file(
     settings: ProducerSettings,
     outlet: str | None,
     outlets: dict[str, str],
+    retrying: bool = False,
 ) -> bool:
     """Send one complete file (or each article of an archive); record it once all are acknowledged.
-    Return False if it could not be read now (see `Settling` for when it is tried again)."""
+    Return False if it could not be read now (see `Settling` for when it is tried again): skipped
+    and counted at its first failure, not at every try (`retrying`)."""
     outcomes: list[asyncio.Future[bool]] = []
     ids: list[str] = []
     transient = too_large = False
@@ -485,6 +522,8 @@ async def _send_file(
         headers: list[tuple[str, bytes]] = []
         if isinstance(item, Skipped) and item.reason in TRANSIENT_SKIPS:
             transient = True  # try again at the next change or rescan
+            if retrying:
+                continue  # said and counted at the first try
         too_large |= isinstance(item, Skipped) and item.reason == "too_large"
         if isinstance(item, RawArticle):
             if before is not None and item.article_id in (*before.article_ids, before.content_id):
