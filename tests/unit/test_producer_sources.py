@@ -396,6 +396,15 @@ def test_an_envelope_file_names_its_outlet_before_its_folder_as_a_json_line_does
     }
 
 
+def test_a_link_that_leads_nowhere_is_unreadable_not_vanished(tmp_path: Path):
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "never-was.txt")
+    (tmp_path / "ok.txt").write_bytes(TEXT)
+    items = list(iter_inputs([tmp_path]))
+    skipped = [(Path(i.path).name, i.reason, i.detail) for i in items if isinstance(i, Skipped)]
+    assert skipped == [("dangling.txt", "unreadable", "a link that leads nowhere: No such file or directory")]
+    assert len(_articles(items)) == 1
+
+
 def test_input_paths_that_cannot_be_read_are_named_with_their_reason_in_one_line(tmp_path: Path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     (tmp_path / "ok.txt").write_bytes(TEXT)

@@ -154,7 +154,9 @@ def _open_regular(path: Path, within: Path | None = None) -> IO[bytes] | Skipped
     name = display_name(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
+        if path.is_symlink():  # there all along, leading nowhere
+            return Skipped(name, "unreadable", f"a link that leads nowhere: {exc.strerror}")
         return Skipped(name, "vanished", "gone before it could be read")
     except OSError as exc:
         return Skipped(name, "unreadable", exc.strerror or str(exc))
