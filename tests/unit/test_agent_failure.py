@@ -116,3 +116,50 @@ def test_a_batch_the_clean_agent_fails_on_is_withheld_from_the_commit():
         _drain(agent.run, _Stream(events))
     # Marked acknowledged without being recorded as such: Faust's commit cannot pass them.
     assert [e.message.acked for e in events] == [True, True, True]
+
+
+class _Recording(_Forwarder):
+    def __init__(self) -> None:
+        self.forwarded: list[tuple[Any, Any]] = []
+
+    def message(self, result: Any, event: Any) -> tuple[bytes, bytes]:
+        self.forwarded.append((result, event))
+        return event.key, b"{}"
+
+    async def forward(self, _messages: Any, _events: Any) -> None:
+        return None
+
+
+def test_a_message_whose_decoding_raises_is_its_own_rejection_and_the_batch_goes_on(monkeypatch):
+    # A header the decoder raised on escaped the batch: withheld, the worker exited, and read the
+    # same message again at every restart.
+    from newsflow.worker import agents
+
+    real = agents.raw_from_message
+
+    def raw_from_message(key: bytes, *args: Any) -> Any:
+        if key == b"k1":
+            raise ValueError("offset must be a timedelta strictly between -24 h and 24 h")
+        return real(key, *args)
+
+    monkeypatch.setattr(agents, "raw_from_message", raw_from_message)
+    enricher: Any = SimpleNamespace(
+        clean=lambda raw: raw, finish=lambda cleaned, _received: list(cleaned), reused=dict
+    )
+    forwarder = _Recording()
+    agent = CleanAgent(
+        enricher,
+        forwarder,  # type: ignore[arg-type]
+        _Replica(),  # type: ignore[arg-type]
+        create_metrics(CollectorRegistry()),
+        lambda: False,
+        (32, 0.01),
+    )
+    events = [_event(n) for n in range(3)]
+    for event in events:
+        event.headers = [("content-type", b"text/html")]
+    assert _drain(agent.run, _Stream(events)) == 1
+    results = [result for result, _ in forwarder.forwarded]
+    assert [type(r).__name__ for r in results] == ["RawArticle", "Rejection", "RawArticle"]
+    assert (results[1].stage, results[1].reason) == ("decode", "internal_error")
+    assert not any(e.message.acked for e in events)  # nothing withheld: all of it went on

@@ -37,6 +37,10 @@ RECEIVED = "2025-03-14T09:00:00Z"
         ("yesterday", None, "unparseable"),
         ("2025-02-30", None, "unparseable"),
         ("5 December 2026 " + "of " * 100_000, None, "unparseable"),  # read no further than a date's length
+        # offsets of a day or more, which the parsers raise on (an envelope's was an internal error)
+        ("1 Dec 2025 10:00 -2400", None, "unparseable"),
+        ("19 2025 'Sept 2025+24:00", None, "unparseable"),
+        ("Mon, 01 Dec 2025 10:00:00 +9999", None, "unparseable"),
         ("", None, "missing"),
         (None, None, "missing"),
     ],

@@ -4,6 +4,7 @@ only the article it concerns, never its batch."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -60,35 +61,66 @@ def test_a_batch_the_tagger_miscounts_is_finished_article_by_article():
     assert tagger.batches == [2, 1, 1]
 
 
-def test_an_article_whose_finish_fails_alone_becomes_its_rejection_and_the_others_go_on(
-    monkeypatch, tmp_path
-):
+class _PoisonedTagger(_Tagger):
+    """Miscounts any batch that holds the poison article, alone too (a fault outside the guards)."""
+
+    def tag_batch(self, articles: Sequence[CleanArticle]) -> list[EntityResult]:
+        results = super().tag_batch(articles)
+        return results[:-1] if any(a.text.startswith("Poison") for a in articles) else results
+
+
+def _with_poison(tmp_path: Path) -> list[RawArticle]:
     poison = tmp_path / "poison.txt"
     poison.write_text("Poison headline\n\n" + "The council met on Tuesday to discuss the budget. " * 20)
-    real_input = enrich.embedding_input
+    return [*_seeds()[:1], raw_from_file(poison, tmp_path, outlet="wire"), *_seeds()[1:]]
 
-    def embedding_input(article: CleanArticle) -> str:
-        # A fault outside the per-article guards: the batch's embeddings are started beside NER.
-        if article.text.startswith("Poison"):
-            raise ValueError("no embedding input")
-        return real_input(article)
 
-    monkeypatch.setattr(enrich, "embedding_input", embedding_input)
-    enricher = Enricher(tagger=_Tagger(), encoder=_Encoder(), threads=2)  # type: ignore[arg-type]
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_article_whose_finish_fails_alone_becomes_its_rejection_and_the_others_go_on(tmp_path, threads):
+    enricher = Enricher(tagger=_PoisonedTagger(), encoder=_Encoder(), threads=threads)  # type: ignore[arg-type]
     try:
-        raws = [*_seeds()[:1], raw_from_file(poison, tmp_path, outlet="wire"), *_seeds()[1:]]
-        cleaned = [enricher.clean(raw) for raw in raws]
+        cleaned = [enricher.clean(raw) for raw in _with_poison(tmp_path)]
         assert all(isinstance(c, Enriched) for c in cleaned)
-
         finished = enricher.finish(cleaned, received=1.0)
     finally:
         enricher.close()
 
     good, bad, other = finished
     assert isinstance(bad, Rejection) and (bad.stage, bad.reason) == ("enrich", "internal_error")
-    assert "no embedding input" in bad.detail
     for result in (good, other):
         assert isinstance(result, Enriched) and result.features is not None and result.entities is not None
+
+
+def test_a_fault_every_article_fails_on_alone_dead_letters_each_rather_than_stop_the_stream():
+    class _Broken(_Tagger):
+        def tag_batch(self, _articles: Sequence[CleanArticle]) -> list[EntityResult]:
+            return []  # a model that answers nothing: every batch, every article
+
+    enricher = Enricher(tagger=_Broken())  # type: ignore[arg-type]
+    finished = enricher.finish(_cleaned(enricher))
+    assert [(r.stage, r.reason) for r in finished] == [("enrich", "internal_error")] * 2  # type: ignore[union-attr]
+
+
+def test_an_embedding_input_that_fails_costs_its_article_only_not_the_batch(monkeypatch, tmp_path):
+    from newsflow.pipeline import features
+
+    real_input = features.embedding_input
+
+    def embedding_input(article: CleanArticle) -> str:
+        if article.text.startswith("Poison"):
+            raise ValueError("no embedding input")
+        return real_input(article)
+
+    monkeypatch.setattr(features, "embedding_input", embedding_input)
+    monkeypatch.setattr(enrich, "embedding_input", embedding_input)
+    tagger = _Tagger()
+    enricher = Enricher(tagger=tagger, encoder=_Encoder(), threads=2)  # type: ignore[arg-type]
+    try:
+        finished = enricher.finish([enricher.clean(raw) for raw in _with_poison(tmp_path)], received=1.0)
+    finally:
+        enricher.close()
+    assert [type(r).__name__ for r in finished] == ["Enriched", "Rejection", "Enriched"]
+    assert tagger.batches == [3]  # one NER batch: no article by article
 
 
 def test_rejections_pass_through_a_failed_batch_unchanged():

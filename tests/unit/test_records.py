@@ -47,6 +47,11 @@ def test_a_received_time_no_input_can_have_is_the_time_the_worker_reads_it():
 
     assert received(b"2025-03-14T10:30:00+02:00") == "2025-03-14T10:30:00+02:00"  # a crawl's past is kept
     assert received(b"Fri, 14 Mar 2025 10:30:00 +0200") == "2025-03-14T08:30:00Z"  # and written as RFC 3339
+    # Else the message's own timestamp, the same at every delivery; else the worker's clock.
+    stamped = raw_from_message(
+        b"k", b"text", [("content-type", b"text/plain"), ("received-at", b"2099")], "", 1.7e9
+    )
+    assert isinstance(stamped, RawArticle) and stamped.source.received_at == "2023-11-14T22:13:20Z"
     before = datetime.now(UTC) - timedelta(seconds=1)
     for claim in (None, b"", b"garbage", b"2099-01-01T00:00:00Z", b"1969-12-31T23:59:59Z", b"2" * 10_000):
         at = datetime.fromisoformat(received(claim).replace("Z", "+00:00"))

@@ -40,7 +40,15 @@ _DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
 
 def parse_datetime(text: str) -> datetime | None:
     """Return the absolute time an ISO 8601 or RFC 2822 string, or a date written with its month's
-    English name and a four-digit year, names (naive means UTC), else None."""
+    English name and a four-digit year, names (naive means UTC), else None: never an exception,
+    whatever the text (the parsers raise on some, such as a UTC offset of a day: "-2400")."""
+    try:
+        return _parse_datetime(text)
+    except (ValueError, OverflowError, TypeError, IndexError):
+        return None
+
+
+def _parse_datetime(text: str) -> datetime | None:
     text = text.strip()
     if not text:
         return None
@@ -132,17 +140,27 @@ def check_published(claim: str | None, received_at: str | None) -> Published:
 RECEIVED_SKEW = timedelta(minutes=5)
 
 
-def checked_received(claim: str | None, now: datetime | None = None) -> str:
-    """Return when an input was received, as RFC 3339 UTC: its producer's claim (the time it read
-    the file, an archive's WARC-Date), or now where the claim is missing, unreadable or not a
-    time an input can have been received (ahead of now, before EARLIEST). A received time is the
-    article's time when it states none, and the reference a stated one is checked against: one
-    in 2099 would let a story claim to be from 2099 and never close."""
+def checked_received(claim: str | None, fallback: float | None = None, now: datetime | None = None) -> str:
+    """Return when an input was received: its producer's claim (the time it read the file, an
+    archive's WARC-Date), as written if RFC 3339 and else as RFC 3339 UTC; where the claim is
+    missing, unreadable or not a time an input can have been received (over RECEIVED_SKEW ahead
+    of now, before EARLIEST), `fallback` (the Kafka message's timestamp, in epoch seconds: the same
+    at every delivery) if it is such a time, else now. A received time is the article's time when
+    it states none, and the reference a stated one is checked against: one in 2099 would let a
+    story claim to be from 2099 and never close."""
     now = now or datetime.now(UTC)
+
+    def possible(dt: datetime | None) -> bool:
+        return dt is not None and EARLIEST <= dt <= now + RECEIVED_SKEW
+
     dt = parse_datetime(claim) if claim and len(claim) <= MAX_CLAIM_CHARS else None
-    if claim is None or dt is None or not EARLIEST <= dt <= now + RECEIVED_SKEW:
-        return rfc3339(now)
-    return claim if _RFC3339.fullmatch(claim) else rfc3339(dt)
+    if claim is not None and dt is not None and possible(dt):
+        return claim if _RFC3339.fullmatch(claim) else rfc3339(dt)
+    try:
+        at = datetime.fromtimestamp(fallback, UTC) if fallback is not None else None
+    except (ValueError, OverflowError, OSError):
+        at = None
+    return rfc3339(at if at is not None and possible(at) else now)
 
 
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")

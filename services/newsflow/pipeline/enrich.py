@@ -139,6 +139,9 @@ class Enricher:
             return finished
         except Exception:  # noqa: BLE001 - one bad article must not cost the batch
             log.exception("finishing a batch of %d failed; finishing its articles one by one", len(cleaned))
+        # Should every article fail alone, they are dead letters all the same: counted, alerted on
+        # (NewsflowStageInternalError) and replayable once the fault is mended. Raising instead
+        # would restart the worker for ever on two copies of one bad input in a batch.
         return [self._finish_one(c, received) for c in cleaned]
 
     def _finish_one(self, cleaned: Result, received: float | None) -> Result:
@@ -169,7 +172,13 @@ class Enricher:
         is no NER or no encoder to run beside)."""
         if self._beside is None or self.encoder is None:
             return None
-        texts = {c.article.article_id: embedding_input(c.article) for c in cleaned if isinstance(c, Enriched)}
+        texts = {}
+        for c in cleaned:
+            if isinstance(c, Enriched):
+                try:
+                    texts[c.article.article_id] = embedding_input(c.article)
+                except Exception:  # noqa: BLE001 - its features fail on their own (`_features`)
+                    continue
         return self._beside.submit(_Ahead, self.encoder, {a: t for a, t in texts.items() if t})
 
     def reused(self) -> dict[str, int]:

@@ -335,12 +335,17 @@ def decode_headers(headers: Headers, errors: str = "replace") -> dict[str, str]:
 
 
 def raw_from_message(
-    key: bytes | None, value: bytes | None, headers: Headers, fallback_id: str = ""
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    fallback_id: str = "",
+    timestamp: float | None = None,
 ) -> RawArticle | Rejection:
     """Rebuild a RawArticle from a Kafka message, or reject it if its provenance is unusable.
 
     The article id is the article-id header, else the key, else `fallback_id` (where the message
-    was read: the same on every delivery).
+    was read: the same on every delivery). The received time is the received-at header's, else
+    the message's `timestamp` (`dates.checked_received`).
     """
     try:
         h = decode_headers(headers, errors="strict")
@@ -361,7 +366,7 @@ def raw_from_message(
         path=h.get(H_SOURCE_PATH, ""),
         outlet=h.get(H_OUTLET) or UNKNOWN_OUTLET,
         content_type=content_type,
-        received_at=checked_received(h.get(H_RECEIVED_AT)),
+        received_at=checked_received(h.get(H_RECEIVED_AT), timestamp),
         url=h.get(H_URL) or None,
         charset=charset or None,
         revision_of=h.get(H_REVISION_OF) or None,

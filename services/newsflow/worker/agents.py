@@ -243,13 +243,26 @@ class CleanAgent:
                     raise
                 yield None
 
+    def _clean(self, event: Any) -> Result:
+        try:
+            raw = raw_from_message(
+                event.key,
+                event.value,
+                event.headers,
+                _origin_id(event),
+                getattr(event.message, "timestamp", None),
+            )
+        except Exception as exc:  # noqa: BLE001 - one message must not cost its batch (nor restart the worker)
+            log.exception("decoding %s failed", _origin_id(event))
+            return Rejection.from_exception("decode", exc)
+        return raw if isinstance(raw, Rejection) else self.enricher.clean(raw)
+
     async def batch(self, events: Sequence[Any]) -> None:
         cleaned: list[Result] = []
         for event in events:
-            raw = raw_from_message(event.key, event.value, event.headers, _origin_id(event))
             # Extraction runs here, on the event loop's (main) thread, where a signal can bound a
             # parse (pipeline/deadline.py); one page at a time, so the loop keeps heartbeating.
-            cleaned.append(raw if isinstance(raw, Rejection) else self.enricher.clean(raw))
+            cleaned.append(self._clean(event))
             # A stop never waits for a batch of slow pages: once Faust is stopping, give the
             # batch up unsent. Its offsets stay uncommitted (transport.py, fix 3), so whoever owns
             # the partition next reads it again, and the writer drops what was already forwarded.
