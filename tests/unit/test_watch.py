@@ -324,6 +324,16 @@ def test_a_json_array_file_that_grows_sends_only_its_new_envelopes_and_remembers
     ledger.close()
 
 
+def test_only_an_unchanged_file_that_could_not_be_read_is_a_retry(tmp_path: Path):
+    path = tmp_path / "a.txt.gz"
+    path.write_bytes(b"not gzip")
+    settling = Settling(0.0)
+    settling.could_not_read(path, path.stat(), 0.0)
+    assert settling.retrying(path, path.stat())
+    path.write_bytes(b"another version, not gzip either")
+    assert not settling.retrying(path, path.stat())
+
+
 def test_a_file_that_stays_unreadable_is_skipped_and_counted_at_its_first_try_only(tmp_path: Path):
     # A .gz that is not gzip, retried after growing pauses: the count said 5 unreadable for 3 files.
     bad = tmp_path / "fake.txt.gz"

@@ -349,7 +349,7 @@ async def watch(
                         settings,
                         outlet,
                         outlets,
-                        retrying=settling.retrying(path),
+                        retrying=settling.retrying(path, st),
                     )
                     if read:
                         settling.sent(path)
@@ -450,9 +450,11 @@ class Settling:
         pause = min(last[2] * 2, self.RETRY_MAX_SECONDS) if last else self.RETRY_SECONDS
         self._unread[path] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns), now + pause, pause)
 
-    def retrying(self, path: Path) -> bool:
-        """Whether `path` is being tried again after it could not be read."""
-        return path in self._unread
+    def retrying(self, path: Path, st: os.stat_result) -> bool:
+        """Whether `path`, as `st` finds it, is being tried again unchanged after it could not be
+        read (a new version that fails is said and counted again)."""
+        unread = self._unread.get(path)
+        return unread is not None and unread[0] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def sent(self, path: Path) -> None:
         """`path` was read: a later failure starts with the shortest pause again."""

@@ -127,21 +127,27 @@ class Snapshots:
             return
         pid, started = self._child
         seconds = time.monotonic() - started
+        code = 0
         with contextlib.suppress(ChildProcessError):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done == 0:
-                if seconds < CHILD_SECONDS:
-                    return
-                log.warning("the dedup snapshot's writer has run %.0fs; killing it", seconds)
-                self._child = None
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                if seconds >= CHILD_SECONDS:
+                    # Reaped at a later look, never waited for here: a child stuck in I/O dies
+                    # only once the I/O returns.
+                    log.warning("the dedup snapshot's writer has run %.0fs; killing it", seconds)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 return
-            if os.waitstatus_to_exitcode(status) != 0:
-                log.warning("writing the dedup snapshot to %s failed", self.path)
-        self._interval = max(self.every_seconds, SLOWDOWN * seconds)
+            code = os.waitstatus_to_exitcode(status)
+        # (At most half a snapshot's useful age: one taken after that pause can still be used.)
+        self._interval = max(self.every_seconds, min(SLOWDOWN * seconds, MAX_AGE_SECONDS / 2))
         self._child = None
+        if code != 0:
+            log.warning("writing the dedup snapshot to %s failed (exit %d)", self.path, code)
+            if self.path is not None:
+                with contextlib.suppress(OSError):
+                    _partial(self.path, pid).unlink()
+            return
         log.info("dedup snapshot written to %s in %.1fs", self.path, seconds)
 
     def load(self) -> Loaded | None:
@@ -168,9 +174,14 @@ class Snapshots:
         return Loaded(record["desk"], record["id"], int(record["marker_offset"]), int(record["position"]))
 
 
+def _partial(path: Path, pid: int) -> Path:
+    """Where the child `pid` writes the snapshot before it renames it into place."""
+    return path.with_name(path.name + f".{pid}.partial")
+
+
 def _write(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    partial = _partial(path, os.getpid())
     with partial.open("wb") as fh:
         pickle.dump(record, fh, protocol=pickle.HIGHEST_PROTOCOL)
         fh.flush()

@@ -166,6 +166,8 @@ class TransactionalWriter:
         if self._preparing is not None:
             self._preparing.cancel()
         await self._drop_producer()
+        if self._stopping_producers:  # dropped earlier, still stopping (each within its own bound)
+            await asyncio.wait(self._stopping_producers, timeout=STOP_SECONDS)
 
     def prepare_soon(self, should_stop: Callable[[], bool], owns: Callable[[], bool]) -> None:
         """Start the producer and rebuild the desk now, in the background, not at the first batch:
