@@ -16,7 +16,7 @@ import asyncio
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from newsflow.logs import printable
@@ -84,6 +84,18 @@ def line(record: Mapping[str, Any]) -> str:
     )
 
 
+def deletion(key: bytes | None, timestamp_ms: int | None, f: Filters, as_json: bool) -> str | None:
+    """Return the line of a story's deletion (the tombstone that ends its retention), or None
+    when a filter rules it out (all but --story: a deletion says nothing else of the story)."""
+    story_id = key.decode(errors="replace") if key else ""
+    if not story_id or any((f.entity, f.outlet, f.lang, f.article)) or f.story not in (None, story_id):
+        return None
+    if as_json:
+        return jsonio.dumps({"story_id": story_id, "deleted": True}).decode()
+    at = datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat()[:19] if timestamp_ms else ""
+    return printable(f"{at}  story {story_id}  deleted (its retention after closing ended)")
+
+
 def start_position(value: str) -> str | datetime:
     """Return 'now', 'beginning' or a time, from --from's value; ValueError if it is none of them."""
     if value in ("now", "beginning"):
@@ -128,13 +140,18 @@ async def tail(
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
                 for m in messages:
                     if m.value is None:
-                        continue
-                    try:
-                        record = jsonio.loads(m.value)
-                    except ValueError:
-                        continue  # not a record of ours
-                    if isinstance(record, dict) and matches(record, filters):
+                        out = deletion(m.key, m.timestamp, filters, as_json)
+                        if out is None:
+                            continue
+                    else:
+                        try:
+                            record = jsonio.loads(m.value)
+                        except ValueError:
+                            continue  # not a record of ours
+                        if not (isinstance(record, dict) and matches(record, filters)):
+                            continue
                         out = m.value.decode() if as_json else printable(line(record))
+                    if out is not None:
                         sys.stdout.write(out + "\n")
                         sys.stdout.flush()
                         printed += 1

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsflow.tail import Filters, line, matches, parser, start_position
+from newsflow.tail import Filters, deletion, line, matches, parser, start_position
 
 ARTICLE = {
     "article_id": "a1",
@@ -142,3 +142,15 @@ def test_a_reader_that_stops_reading_ends_the_tail_quietly():
     run.stdout.close()
     _, err = run.communicate(timeout=60)
     assert run.returncode == 0 and err == b"", err
+
+
+def test_a_storys_deletion_is_a_line_of_its_own_and_filters_still_apply():
+    # A tombstone was skipped without a word, even with --json.
+    ms = 1_796_671_454_000
+    assert deletion(b"s-1", ms, Filters(), False) == (
+        "2026-12-07T19:24:14  story s-1  deleted (its retention after closing ended)"
+    )
+    assert deletion(b"s-1", ms, Filters(story="s-1"), True) == '{"deleted":true,"story_id":"s-1"}'
+    assert deletion(b"s-1", ms, Filters(story="s-2"), False) is None
+    assert deletion(b"s-1", ms, Filters(outlet="bbc"), False) is None  # nothing says whose it was
+    assert deletion(None, ms, Filters(), False) is None

@@ -86,6 +86,10 @@ def exit_on_failure(
             logging.shutdown()
             os._exit(EXIT_AGENT_FAILED)
 
+    # Faust names an agent by its function in its logs: "CleanAgent.run", not this wrapper.
+    agent.__name__ = getattr(run, "__name__", name)
+    agent.__qualname__ = getattr(run, "__qualname__", name)
+    agent.__module__ = getattr(run, "__module__", __name__)
     return agent
 
 
