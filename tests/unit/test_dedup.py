@@ -23,6 +23,7 @@ from newsflow.pipeline.features import (
     article_features,
     estimated_containment,
     quotations,
+    untitled_headline,
 )
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source, StoryAssignment
 
@@ -707,3 +708,13 @@ def test_a_story_that_grows_only_by_taking_in_others_lets_old_members_go_too():
     assert len(running.members) + running.aged_out == 4 + 3 * (days - 1) - sum(
         len(s.members) for sid, s in index.stories.items() if sid != "s-d0-0"
     )
+
+
+def test_an_untitled_article_is_headed_by_its_first_line_when_short_else_by_its_first_words():
+    # A plain text's headline ran into its first paragraph, cut mid-phrase.
+    assert untitled_headline("Wildfire forces evacuations\n\nFirefighters battled a wildfire.") == (
+        "Wildfire forces evacuations"
+    )
+    long_line = " ".join(f"word{i}" for i in range(30))
+    assert untitled_headline(long_line) == " ".join(f"word{i}" for i in range(12)) + " …"
+    assert untitled_headline("") == ""

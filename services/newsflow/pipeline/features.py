@@ -200,6 +200,21 @@ class Encoder(Protocol):
     def encode(self, text: str) -> np.ndarray: ...
 
 
+# A text without a title is headed by its first line when that is short enough to be a headline
+# (a plain-text report's), else by its first words.
+HEADLINE_WORDS = 20
+LEAD_HEADLINE_WORDS = 12
+
+
+def untitled_headline(text: str) -> str:
+    """Return the headline a story shows for an article without a title."""
+    first = text.lstrip().split("\n", 1)[0].split()
+    if 0 < len(first) <= HEADLINE_WORDS:
+        return " ".join(first)
+    words = text.split(maxsplit=LEAD_HEADLINE_WORDS)
+    return " ".join(words[:LEAD_HEADLINE_WORDS]) + (" …" if len(words) > LEAD_HEADLINE_WORDS else "")
+
+
 def embedding_input(article: CleanArticle) -> str:
     """Return what the sentence embedding reads of an article ("" for none): the headline and the
     lead, where a news report says what happened."""
@@ -255,7 +270,7 @@ def article_features(
         outlet=article.source.outlet,
         timestamp=event_time,
         received=received,
-        title=article.title or " ".join(text.split()[:12]),
+        title=article.title or untitled_headline(text),
         terms=terms,
         entities=_normalize(ents, MAX_ENTITIES),
         quotes=quotes,
