@@ -63,7 +63,7 @@ def producer(
     )
 
 
-def test_odd_names_a_gzip_bomb_a_fifo_and_a_vanished_file_in_one_run(kafka: KafkaSettings, tmp_path: Path):
+def test_odd_names_a_gzip_bomb_a_fifo_and_a_link_to_nothing_in_one_run(kafka: KafkaSettings, tmp_path: Path):
     inbox = tmp_path / "inbox" / "metro"
     inbox.mkdir(parents=True)
     with open(os.fsencode(inbox) + b"/caf\xe9 \xff.txt", "wb") as fh:
@@ -73,12 +73,12 @@ def test_odd_names_a_gzip_bomb_a_fifo_and_a_vanished_file_in_one_run(kafka: Kafk
         for _ in range(1024):
             fh.write(b"\0" * (1 << 20))  # 1 GiB of zeros
     os.mkfifo(inbox / "pipe.txt")
-    (inbox / "vanished.txt").symlink_to(tmp_path / "nowhere.txt")
+    (inbox / "dangling.txt").symlink_to(tmp_path / "nowhere.txt")
     (inbox / "zz-last.txt").write_bytes(TEXT + b"Last.")
     run = producer(kafka, str(tmp_path / "inbox"), "--no-progress")
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
-    assert "sent 3 " in out and "skipped 3 (not_regular: 1, too_large: 1, vanished: 1)" in out, out
+    assert "sent 3 " in out and "skipped 3 (not_regular: 1, too_large: 1, unreadable: 1)" in out, out
     records = read_raw(kafka, want=3)
     names = sorted(h["source-path"] for _, _, h in records)
     assert names == ["metro/caf\\xe9 \\xff.txt", "metro/zz-last.txt", "metro/日本語.txt"]
@@ -227,6 +227,7 @@ def test_watch_forgets_a_sent_file_taken_away_and_sends_it_if_it_comes_back(
         watching.send_signal(signal.SIGTERM)
         _, err = watching.communicate(timeout=30)
     assert "forgot 1 sent files that are gone" in err and watching.returncode == 0
+    assert f"a.txt: {first[0]}" in err  # each file sent is logged
 
 
 def test_http_ingest_accepts_good_articles_and_refuses_bad_and_large_ones(

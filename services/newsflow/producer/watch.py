@@ -546,6 +546,9 @@ async def _send_file(
         log.info("%s could not be read now; it will be tried again when it changes, or after a pause", key)
         return False
     if all(results):
+        if ids:  # what went out, file by file (a watch's progress lines only count)
+            revision = f", a revision of {before.article_ids[0]}" if content_id and before else ""
+            log.info("sent %s: %s%s", key, ids[0] if len(ids) == 1 else f"{len(ids)} articles", revision)
         # A file is one article, its latest version; an archive is all the articles it ever held
         # (one appended to is not sent again in full).
         earlier = before.article_ids if before and (archive or not ids) else ()
