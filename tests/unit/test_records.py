@@ -8,7 +8,6 @@ from newsflow.pipeline.records import (
     MAX_DETAIL_CHARS,
     RawArticle,
     Rejection,
-    _top_names,
     message_article_id,
     raw_from_message,
 )
@@ -57,9 +56,3 @@ def test_a_received_time_no_input_can_have_is_the_time_the_worker_reads_it():
     for claim in (None, b"", b"garbage", b"2099-01-01T00:00:00Z", b"1969-12-31T23:59:59Z", b"2" * 10_000):
         at = datetime.fromisoformat(received(claim).replace("Z", "+00:00"))
         assert before <= at <= datetime.now(UTC), claim
-
-
-def test_a_storys_top_names_leave_out_a_surname_beside_its_full_name():
-    weights = [("vladimir putin", 3.0), ("putin", 2.0), ("kremlin", 1.5), ("ukraine", 1.0), ("kyiv", 0.5)]
-    assert _top_names(weights, 3) == ["vladimir putin", "kremlin", "ukraine"]
-    assert _top_names([("putin", 2.0), ("kremlin", 1.0)], 3) == ["putin", "kremlin"]  # alone, it stays

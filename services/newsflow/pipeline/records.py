@@ -562,14 +562,6 @@ def _iso(ts: float) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _top_names(weights: Iterable[tuple[str, float]], n: int) -> list[str]:
-    """Return a story's n weightiest entity keys, a surname alone left out where the full name is
-    there too ("putin" beside "vladimir putin": one report named only the surname)."""
-    ranked = [k for k, _ in sorted(weights, key=lambda kv: -kv[1])[: 2 * n]]
-    endings = {k[k.rindex(" ") + 1 :] for k in ranked if " " in k}
-    return [k for k in ranked if " " in k or k not in endings][:n]
-
-
 def story_record(
     story: Story, top_entities: int = 10, closed_at: str | None = None, merged_into: str | None = None
 ) -> dict[str, Any]:
@@ -578,7 +570,7 @@ def story_record(
     With `closed_at`, the story's final record: the window has closed it, or (`merged_into`)
     another story has taken it in, and no article joins it.
     """
-    top = _top_names(story.entities.pairs(), top_entities)
+    top = sorted(story.entities.pairs(), key=lambda kv: -kv[1])[:top_entities]
     lineage: dict[str, Any] = {}
     if merged_into:
         lineage["merged_into"] = merged_into
@@ -599,7 +591,7 @@ def story_record(
         "member_count": len(story.members) + story.aged_out,
         "members": bounded_members(story.members, first_members(story) if story.opening else ()),
         "outlets": list(story.outlets),
-        "top_entities": top,
+        "top_entities": [k for k, _ in top],
         "status": "closed" if closed_at else "open",
         "closed_at": closed_at,
         "updated_at": closed_at or utc_now_iso(),
