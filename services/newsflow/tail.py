@@ -87,12 +87,14 @@ def line(record: Mapping[str, Any]) -> str:
 def deletion(key: bytes | None, timestamp_ms: int | None, f: Filters, as_json: bool) -> str | None:
     """Return the line of a story's deletion (the tombstone that ends its retention), or None
     when a filter rules it out (all but --story: a deletion says nothing else of the story)."""
-    story_id = key.decode(errors="replace") if key else ""
+    story_id = key.decode(errors="backslashreplace") if key else ""
     if not story_id or any((f.entity, f.outlet, f.lang, f.article)) or f.story not in (None, story_id):
         return None
     if as_json:
         return jsonio.dumps({"story_id": story_id, "deleted": True}).decode()
-    at = datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat()[:19] if timestamp_ms else ""
+    at = ""
+    if timestamp_ms is not None and timestamp_ms > 0:  # -1: the record has none
+        at = datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat()[:19]
     return printable(f"{at}  story {story_id}  deleted (its retention after closing ended)")
 
 
@@ -151,12 +153,11 @@ async def tail(
                         if not (isinstance(record, dict) and matches(record, filters)):
                             continue
                         out = m.value.decode() if as_json else printable(line(record))
-                    if out is not None:
-                        sys.stdout.write(out + "\n")
-                        sys.stdout.flush()
-                        printed += 1
-                        if limit is not None and printed >= limit:
-                            return printed
+                    sys.stdout.write(out + "\n")
+                    sys.stdout.flush()
+                    printed += 1
+                    if limit is not None and printed >= limit:
+                        return printed
     finally:
         await consumer.stop()
     return printed

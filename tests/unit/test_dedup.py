@@ -18,6 +18,7 @@ from newsflow.pipeline.embed import DIM, default_encoder, quantize
 from newsflow.pipeline.entities import EntityTagger, entity_key
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.features import (
+    MAX_HEADLINE_CHARS,
     NUM_PERM,
     StoryFeatures,
     article_features,
@@ -710,11 +711,21 @@ def test_a_story_that_grows_only_by_taking_in_others_lets_old_members_go_too():
     )
 
 
-def test_an_untitled_article_is_headed_by_its_first_line_when_short_else_by_its_first_words():
+def test_an_untitled_article_is_headed_by_its_first_line_when_a_headline_else_by_its_first_words():
     # A plain text's headline ran into its first paragraph, cut mid-phrase.
-    assert untitled_headline("Wildfire forces evacuations\n\nFirefighters battled a wildfire.") == (
-        "Wildfire forces evacuations"
+    body = "The Senate voted on Tuesday to pass the bill after a long night of debate in the chamber."
+    assert untitled_headline("Wildfire forces evacuations\n\n" + body) == "Wildfire forces evacuations"
+    lead = "The Senate voted on Tuesday to pass the bill after a long …"
+    # a dateline, a byline or a lone word is no headline; the lead stands in
+    assert untitled_headline("WASHINGTON (Reuters) -\n" + body).startswith(
+        "WASHINGTON (Reuters) - The Senate"
     )
-    long_line = " ".join(f"word{i}" for i in range(30))
-    assert untitled_headline(long_line) == " ".join(f"word{i}" for i in range(12)) + " …"
+    assert untitled_headline("By Jane Doe, Staff Writer\n" + body).startswith("By Jane Doe, Staff Writer The")
+    assert untitled_headline("Advertisement\n" + body) == (
+        "Advertisement The Senate voted on Tuesday to pass the bill after a …"
+    )
+    assert untitled_headline(body) == body  # a first line of up to 20 words is whole
+    assert untitled_headline(body + " Senators then went home.") == lead
+    # bounded like a title, whatever the script
+    assert len(untitled_headline("漢" * 400)) == MAX_HEADLINE_CHARS + 2
     assert untitled_headline("") == ""

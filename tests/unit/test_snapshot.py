@@ -67,3 +67,20 @@ def test_a_stuck_snapshot_writer_is_killed_once_overdue_and_reaped_without_waiti
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_writer_that_will_not_die_is_killed_and_warned_of_once(tmp_path, monkeypatch, caplog):
+    kills: list[int] = []
+    monkeypatch.setattr(snapshot_module.os, "kill", lambda pid, _sig: kills.append(pid))
+    snapshots = _due(tmp_path / "desk.snapshot")
+    child = subprocess.Popen(["sleep", "60"])  # stuck in I/O: a kill does not end it yet
+    try:
+        snapshots._child = (child.pid, time.monotonic() - CHILD_SECONDS - 1)
+        for _ in range(3):  # a look at every transaction
+            assert snapshots.markers() == []
+        assert kills == [child.pid]
+        assert caplog.text.count("killing it") == 1
+    finally:
+        monkeypatch.undo()  # os.kill back, to end the child
+        child.kill()
+        child.wait()

@@ -154,3 +154,9 @@ def test_a_storys_deletion_is_a_line_of_its_own_and_filters_still_apply():
     assert deletion(b"s-1", ms, Filters(story="s-2"), False) is None
     assert deletion(b"s-1", ms, Filters(outlet="bbc"), False) is None  # nothing says whose it was
     assert deletion(None, ms, Filters(), False) is None
+    assert (
+        deletion(b"s-1", -1, Filters(), False) == "  story s-1  deleted (its retention after closing ended)"
+    )
+    assert (
+        deletion(b"s-\xff", ms, Filters(), True) == '{"deleted":true,"story_id":"s-\\\\xff"}'
+    )  # distinct ids stay so

@@ -161,13 +161,14 @@ class TransactionalWriter:
 
     async def stop(self) -> None:
         """Stop the producer, waiting at most STOP_SECONDS for what it still has to send (and
-        ABANDON_SECONDS twice more to end what that leaves running)."""
+        ABANDON_SECONDS twice more to end what that leaves running), and as long for those
+        dropped before (`_let_go`) to have stopped."""
         self._stopping = True
         if self._preparing is not None:
             self._preparing.cancel()
         await self._drop_producer()
-        if self._stopping_producers:  # dropped earlier, still stopping (each within its own bound)
-            await asyncio.wait(self._stopping_producers, timeout=STOP_SECONDS)
+        if self._stopping_producers:  # dropped earlier, still stopping (each within this bound)
+            await asyncio.wait(self._stopping_producers, timeout=STOP_SECONDS + 2 * ABANDON_SECONDS)
 
     def prepare_soon(self, should_stop: Callable[[], bool], owns: Callable[[], bool]) -> None:
         """Start the producer and rebuild the desk now, in the background, not at the first batch:
