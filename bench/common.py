@@ -77,6 +77,13 @@ def record(title: str, body: str) -> None:
         fh.write(section)
 
 
+def publish(title: str, body: str, keep: bool) -> None:
+    """Print a bench's result; with `keep` (its --record), append it to bench/RESULTS.md too."""
+    print(body)
+    if keep:
+        record(title, body)
+
+
 @contextlib.contextmanager
 def local_broker() -> Iterator[str]:
     """Run a Kafka broker of the bench's own on a free port; yield its bootstrap; delete it after.

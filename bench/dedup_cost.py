@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import local_broker, record, rss_mib  # noqa: E402
+from bench.common import local_broker, publish, rss_mib  # noqa: E402
 from newsflow.pipeline import jsonio  # noqa: E402
 from newsflow.pipeline.dedup import DedupOptions, StoryIndex, story_similarity  # noqa: E402
 from newsflow.pipeline.desk import DedupDesk  # noqa: E402
@@ -236,9 +236,7 @@ def main() -> int:
     if args.story_size > 1:
         rows += ["", f"{args.story_size} articles per story"]
     report = "\n".join(rows)
-    print(report)
-    if args.record:
-        record("Dedup state and lookup cost", report)
+    publish("Dedup state and lookup cost", report, args.record)
     return 0
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import local_broker, record  # noqa: E402
+from bench.common import local_broker, publish  # noqa: E402
 from tests.integration.crash import crash_trial  # noqa: E402
 from tests.integration.fuzz import fuzz_run  # noqa: E402
 from tests.integration.kafka_helpers import ensure_topics, unique_kafka  # noqa: E402
@@ -132,9 +132,7 @@ def main() -> int:
             f"hypothesis over extraction in process: {args.examples} examples, no failure, {seconds:.0f}s",
         ]
     )
-    print(body)
-    if args.record:
-        record("Delivery under kill -9, graceful stops and fuzzed inputs", body)
+    publish("Delivery under kill -9, graceful stops and fuzzed inputs", body, args.record)
     return 0
 
 

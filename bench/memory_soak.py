@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import child_lines, record, rss_mib  # noqa: E402
+from bench.common import child_lines, publish, rss_mib  # noqa: E402
 
 BATCH = 32
 _CAPITALISED = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+")
@@ -158,9 +158,7 @@ def main() -> int:
         f"({rates['stage'] / rates['pipe']:.2f}x)",
     ]
     report = "\n".join(lines)
-    print(report)
-    if args.record:
-        record("Worker memory over a stream of new names (NER vocabulary)", report)
+    publish("Worker memory over a stream of new names (NER vocabulary)", report, args.record)
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import spacy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import record  # noqa: E402
+from bench.common import publish  # noqa: E402
 from newsflow.pipeline.entities import (
     DEFAULT_MODEL,
     NON_NER_COMPONENTS,
@@ -103,9 +103,7 @@ def main() -> int:
             f"peak RSS of this process (four pipelines loaded): {rss_mib:.0f} MiB",
         ]
     )
-    print(report)
-    if args.record:
-        record("NER stage speed", report)
+    publish("NER stage speed", report, args.record)
     return 0
 
 

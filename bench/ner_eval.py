@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import check_floors, record  # noqa: E402
+from bench.common import check_floors, publish  # noqa: E402
 from newsflow.pipeline.enrich import Enriched, Enricher  # noqa: E402
 from newsflow.pipeline.entities import COARSE, KEPT_LABELS, EntityTagger  # noqa: E402
 from newsflow.pipeline.records import RawArticle, Source  # noqa: E402
@@ -125,9 +125,7 @@ def main() -> int:
         f"{f1 / prf(base_cleaned, gold, MAIN)[2]:.3f} (cleaned text)"
     )
     report = "\n".join(lines)
-    print(report)
-    if args.record:
-        record("Entity quality (NER)", report)
+    publish("Entity quality (NER)", report, args.record)
     return check_floors({"ner_f1": f1}) if args.check else 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import local_broker, record  # noqa: E402
+from bench.common import local_broker, publish  # noqa: E402
 from tests.integration.kafka_helpers import ensure_topics, kafka_env, unique_kafka  # noqa: E402
 from tests.warc_fixtures import page, response  # noqa: E402
 from tests.warc_fixtures import record as warc_record  # noqa: E402
@@ -127,9 +127,7 @@ def main() -> int:
             *rows,
         ]
     )
-    print(body)
-    if args.record:
-        record("Producer throughput and memory per source", body)
+    publish("Producer throughput and memory per source", body, args.record)
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import child_lines, record, rss_mib  # noqa: E402
+from bench.common import child_lines, publish, rss_mib  # noqa: E402
 from bench.memory_soak import made_up  # noqa: E402
 
 START = 1_741_000_000.0
@@ -151,9 +151,7 @@ def main() -> int:
         f"({keep[4] / aged[4]:.2f}x the baseline's rate)",
     ]
     report = "\n".join(lines)
-    print(report)
-    if args.record:
-        record("The writer's memory over running stories (bench/running_stories.py)", report)
+    publish("The writer's memory over running stories (bench/running_stories.py)", report, args.record)
     return 0
 
 

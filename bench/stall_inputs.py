@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
 
-from bench.common import record  # noqa: E402
+from bench.common import publish  # noqa: E402
 from newsflow.pipeline import places  # noqa: E402
 from newsflow.pipeline.embed import default_encoder  # noqa: E402
 from newsflow.pipeline.enrich import Enricher  # noqa: E402
@@ -120,9 +120,7 @@ def main() -> int:
             *rows,
         ]
     )
-    print(report)
-    if args.record:
-        record("Inputs that once stalled a worker (bench/stall_inputs.py)", report)
+    publish("Inputs that once stalled a worker (bench/stall_inputs.py)", report, args.record)
     return 0
 
 

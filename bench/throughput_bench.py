@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import broker_pid, local_broker, record, rss_mib  # noqa: E402
+from bench.common import broker_pid, local_broker, publish, rss_mib  # noqa: E402
 from bench.corpus import build  # noqa: E402
 from newsflow.pipeline.options import EMBED_PRECISION  # noqa: E402
 from newsflow.pipeline.recent import RECENT_INPUTS  # noqa: E402
@@ -560,9 +560,7 @@ def main() -> int:
         f"(one core), against {n / (total - shares['dedup decide']):.2f}/s per core for the per-article stages",
     ]
     report = "\n".join(lines)
-    print(report)
-    if args.record:
-        record("Throughput, latency and profile of the chain", report)
+    publish("Throughput, latency and profile of the chain", report, args.record)
     return 0
 
 
