@@ -147,6 +147,12 @@ def read_bounded(stream: Readable, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def leads_nowhere(name: str, error: BaseException) -> Skipped:
+    """The skip of a link to nothing (or to itself, or in a loop)."""
+    why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return Skipped(name, "unreadable", f"a link that leads nowhere: {why}")
+
+
 def _open_regular(path: Path, within: Path | None = None) -> IO[bytes] | Skipped:
     """Open a file for reading if it is a regular file (never blocks on a FIFO or a device) and,
     given `within` (a resolved folder), if the file opened is in it: a link swapped in after the
@@ -156,7 +162,7 @@ def _open_regular(path: Path, within: Path | None = None) -> IO[bytes] | Skipped
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
         if path.is_symlink():  # there all along, leading nowhere
-            return Skipped(name, "unreadable", f"a link that leads nowhere: {exc.strerror}")
+            return leads_nowhere(name, exc)
         return Skipped(name, "vanished", "gone before it could be read")
     except OSError as exc:
         return Skipped(name, "unreadable", exc.strerror or str(exc))

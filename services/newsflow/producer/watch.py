@@ -35,7 +35,16 @@ from newsflow.pipeline.records import H_REVISION_OF, RawArticle
 from newsflow.producer.metrics import ProducerMetrics
 from newsflow.producer.publish import Progress, Publisher, Tally, broker_ready
 from newsflow.producer.settings import ProducerSettings, parse_outlet_map
-from newsflow.producer.sources import Item, Skipped, display_name, in_array, iter_file, kind_of, walk
+from newsflow.producer.sources import (
+    Item,
+    Skipped,
+    display_name,
+    in_array,
+    iter_file,
+    kind_of,
+    leads_nowhere,
+    walk,
+)
 from newsflow.settings import KafkaSettings
 
 log = logging.getLogger("newsflow.producer")
@@ -327,10 +336,7 @@ async def watch(
                 except (OSError, RuntimeError) as exc:  # gone meanwhile, a link to nothing or to itself
                     settling.forget(path)
                     if path.is_symlink():
-                        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                        links.skip(
-                            Skipped(display_name(path), "unreadable", f"a link that leads nowhere: {why}")
-                        )
+                        links.skip(leads_nowhere(display_name(path), exc))
                     continue
                 present_keys.update((key, display_name(path)))
                 # (State files written before kept the path as spelled.)
