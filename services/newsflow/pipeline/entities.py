@@ -170,8 +170,7 @@ def _merge_short_names(groups: dict[str, _Group], text: str, datelines: Sequence
     """
     labels = {k: _label(g) for k, g in groups.items()}
     longer = [k for k in groups if " " in k]
-    places = _SpanIndex(span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans)
-    tagged = _SpanIndex(span for g in groups.values() for span in g.spans)
+    places, tagged = _span_indexes(groups)
     # The longer names by their first and last words (a text may hold thousands of names).
     people_by_last: dict[str, list[str]] = defaultdict(list)
     people_by_first: dict[str, list[str]] = defaultdict(list)
@@ -476,6 +475,12 @@ class _SpanIndex:
         return any(e > start for _, e in self.starting(start - _LONGEST_NAME, end - 1))
 
 
+def _span_indexes(groups: Mapping[str, _Group]) -> tuple[_SpanIndex, _SpanIndex]:
+    """Return the indexes of the spans of places, and of every name tagged."""
+    places = _SpanIndex(span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans)
+    return places, _SpanIndex(span for g in groups.values() for span in g.spans)
+
+
 def _listed_with_known_place(text: str, start: int, end: int, tagged: _SpanIndex) -> bool:
     """Whether a name is listed with a name the gazetteers know as a place that the model did
     not tag ("Odesa and Dnipro were hit", Odesa missed). A tagged neighbour has its own label:
@@ -534,8 +539,7 @@ def _settle_places(groups: dict[str, _Group], text: str) -> None:
                 group.labels = Counter({rival[1]: n})
     # Decided after the rest, so that a place the model took for a person ("Odesa and Dnipro were
     # hit") counts as the place the other is listed with.
-    places = _SpanIndex(span for g in groups.values() if _label(g) in PLACE_LABELS for span in g.spans)
-    tagged = _SpanIndex(span for g in groups.values() for span in g.spans)
+    places, tagged = _span_indexes(groups)
     for group in undecided:
         if _said_as_place(text, group.spans, places, tagged):
             group.labels = Counter({"GPE": len(group.spans)})
