@@ -68,9 +68,9 @@ def exit_on_failure(
     """Return the agent `run`, exiting the process should it fail, for its supervisor to restart it.
 
     The stages and the sends guard each message, so what reaches here is a fault of the worker's
-    own (a bug outside those guards). Faust would restart the agent in this process, past the batch it failed on (whose
-    offsets the agent withheld, so the commit would wait at them for ever), with whatever state
-    the failure left. An exit is as safe as a crash: uncommitted input is read again, an open
+    own (a bug outside those guards). Faust would restart the agent in this process, past the
+    batch it failed on (whose offsets the agent withheld, so the commit would wait at them for
+    ever), with whatever state the failure left. An exit is as safe as a crash: uncommitted input is read again, an open
     transaction is aborted by the next writer.
     """
 

@@ -68,7 +68,7 @@ class Snapshots:
         self._last = time.monotonic()
         self._interval = every_seconds
         self._child: tuple[int, float] | None = None
-        self._killed: set[int] = set()  # children killed as stuck, not yet reaped
+        self._killed = False  # the child was killed as stuck, and is not reaped yet
         self._pending: str | None = None  # the marker in the transaction being written
         self._previous: str | None = None  # the last marker written, deleted with the next one
 
@@ -132,19 +132,18 @@ class Snapshots:
         with contextlib.suppress(ChildProcessError):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done == 0:
-                if seconds >= CHILD_SECONDS and pid not in self._killed:
+                if seconds >= CHILD_SECONDS and not self._killed:
                     # Once; reaped at a later look, never waited for here: a child stuck in I/O
                     # dies only once the I/O returns.
                     log.warning("the dedup snapshot's writer has run %.0fs; killing it", seconds)
-                    self._killed.add(pid)
+                    self._killed = True
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 return
-            self._killed.discard(pid)
             code = os.waitstatus_to_exitcode(status)
         # (At most half a snapshot's useful age: one taken after that pause can still be used.)
         self._interval = max(self.every_seconds, min(SLOWDOWN * seconds, MAX_AGE_SECONDS / 2))
-        self._child = None
+        self._child, self._killed = None, False
         if code != 0:
             log.warning("writing the dedup snapshot to %s failed (exit %d)", self.path, code)
             if self.path is not None:
