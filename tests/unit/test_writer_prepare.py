@@ -42,6 +42,11 @@ def writer(monkeypatch: pytest.MonkeyPatch) -> TransactionalWriter:
     monkeypatch.setattr(writer_module, "stop_quietly", stop_quietly)
     w = TransactionalWriter(KafkaSettings(), "g", DedupOptions())
     w.rebuilds = 0  # type: ignore[attr-defined]
+
+    async def ends() -> dict[tuple[str, int], int]:
+        return {}
+
+    w._ends = ends  # type: ignore[method-assign]
     w.reported = []  # type: ignore[attr-defined]
     w.on_rebuilt = lambda _desk, _seconds: w.reported.append("gauges")  # type: ignore[attr-defined]
     return w

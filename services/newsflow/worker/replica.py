@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -94,6 +94,19 @@ async def read_from(kafka: KafkaSettings, topic: str, offset: int) -> list[tuple
             batch = await consumer.getmany(tp, timeout_ms=1000)
             records.extend((m.offset, m.key or b"", m.value) for m in batch.get(tp, ()))
         return records
+    finally:
+        await consumer.stop()
+
+
+async def committed_ends(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """Return where the committed records of every partition of `topics` end now, by (topic,
+    partition): the last stable offset, past which a read_committed consumer reads nothing yet."""
+    consumer = committed_reader(kafka)
+    try:
+        await consumer.start()
+        tps = [tp for topic in topics for tp in await topic_partitions(consumer, topic)]
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
     finally:
         await consumer.stop()
 

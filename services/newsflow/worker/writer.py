@@ -11,6 +11,12 @@ makes the broker abort it at once and fences the old producer out; it then rebui
 the state topic, read committed, and the consumer resumes from the committed offsets. Messages
 the desk already wrote out are recognised and yield nothing (see pipeline/desk.py).
 
+A worker given the partition back (every rebalance revokes all partitions, and most give them
+back) keeps its desk when nothing was written to the state and boilerplate topics since its own
+last transaction: the check is of their committed ends, once its new producer has fenced every
+other. Any other writer's transaction, committed or aborted, moves an end, and a desk whose last
+write failed or was left unfinished is not kept at all.
+
 Faust never commits the features offsets itself (transport.py leaves them to this writer): it
 acknowledges a batch even when its processing failed, so its commit could skip articles.
 """
@@ -31,7 +37,7 @@ from newsflow.pipeline.dedup import DedupOptions
 from newsflow.pipeline.desk import BOILERPLATE, DEAD_LETTER, ENRICHED, STATE, STORIES, Decision, DedupDesk
 from newsflow.pipeline.records import Origin
 from newsflow.settings import KafkaSettings, client_options
-from newsflow.worker.replica import read_from, read_to_end
+from newsflow.worker.replica import committed_ends, read_from, read_to_end
 from newsflow.worker.snapshot import Snapshots, marker_key
 
 log = logging.getLogger("newsflow.writer")
@@ -87,6 +93,20 @@ async def _end_abandoned(producer: AIOKafkaProducer) -> None:
         accumulator.fail_all(KafkaError("the producer was abandoned at a stop"))
 
 
+def _ends_after(
+    ends: dict[tuple[str, int], int], written: Sequence[Any], topics: set[str]
+) -> dict[tuple[str, int], int]:
+    """Return where `topics`' committed records end after a committed transaction whose records'
+    metadata is `written`, when nothing else wrote beside it: past its last record there, and past
+    the commit marker after that, which takes an offset too."""
+    after = dict(ends)
+    for meta in written:
+        if meta.topic in topics:
+            tp = (meta.topic, meta.partition)
+            after[tp] = max(after.get(tp, 0), meta.offset + 2)
+    return after
+
+
 class Revoked(RuntimeError):
     """The features partition was revoked while the writer readied itself: what it readied is not
     this worker's to use."""
@@ -100,7 +120,7 @@ class TransactionalWriter:
         kafka: KafkaSettings,
         group_id: str,
         options: DedupOptions,
-        on_rebuilt: Callable[[DedupDesk, float], None] | None = None,
+        on_rebuilt: Callable[[DedupDesk, float | None], None] | None = None,
         max_payload_bytes: int = 1 << 20,
         snapshots: Snapshots | None = None,
         transaction_seconds: float = TRANSACTION_SECONDS,
@@ -114,6 +134,9 @@ class TransactionalWriter:
         self.desk = DedupDesk(options, max_payload_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._stale = True
+        # Where the state and boilerplate topics' committed records ended when the desk was last
+        # what they say (after a rebuild or a transaction of its own); None while it may not be.
+        self._desk_ends: dict[tuple[str, int], int] | None = None
         # Counts `mark_stale` calls: one during a producer's start or a rebuild voids them (`Revoked`).
         self._revocations = 0
         self._stopping = False
@@ -226,9 +249,13 @@ class TransactionalWriter:
         if self._stale:
             started = time.monotonic()
             self._stale = False  # a revocation during the rebuild sets it again
-            self.snapshots.abandon()
             try:
-                self.desk, source = await self._rebuild()
+                kept = self._desk_ends is not None and await self._ends() == self._desk_ends
+                if not kept:
+                    self._desk_ends = None
+                    self.snapshots.abandon()
+                    self.desk, source = await self._rebuild()
+                    ends = await self._ends()
             except BaseException:
                 self._stale = True
                 raise
@@ -236,17 +263,24 @@ class TransactionalWriter:
                 # Revoked while rebuilding: write_batch checks who owns the partition, then retries.
                 self._stale = True
                 raise Revoked("the features partition was revoked during the desk's rebuild")
+            if not kept:
+                # Where the topics the desk was rebuilt from end: nothing else wrote to them since
+                # (this producer has fenced every other, and was not revoked meanwhile).
+                self._desk_ends = ends
             seconds = time.monotonic() - started
             log.info(
-                "dedup desk rebuilt from %s in %.1fs: %d articles, %d stories, %d dead letters",
-                source,
+                "dedup desk %s in %.1fs: %d articles, %d stories, %d dead letters",
+                "kept (nothing written since its last transaction)" if kept else f"rebuilt from {source}",
                 seconds,
                 len(self.desk.index),
                 len(self.desk.index.stories),
                 len(self.desk.rejected),
             )
-            if self.on_rebuilt is not None:
-                self.on_rebuilt(self.desk, seconds)
+            if self.on_rebuilt is not None:  # with the rebuild's time (None: kept)
+                self.on_rebuilt(self.desk, None if kept else seconds)
+
+    async def _ends(self) -> dict[tuple[str, int], int]:
+        return await committed_ends(self.kafka, [self.kafka.topic_dedup_state, self.kafka.topic_boilerplate])
 
     async def _rebuild(self) -> tuple[DedupDesk, str]:
         """Return the desk as the committed state says, from the latest snapshot when it can be used.
@@ -339,6 +373,8 @@ class TransactionalWriter:
     async def _write_once(self, events: Sequence[Any]) -> list[Decision]:
         assert self._producer is not None
         producer = self._producer
+        # Until this transaction is committed, the desk is ahead of the topics.
+        ends, self._desk_ends = self._desk_ends, None
         decisions = []
         offsets: dict[TopicPartition, int] = {}
         for event in events:
@@ -367,7 +403,10 @@ class TransactionalWriter:
             raise
         if self.desk.damaged:
             self._stale = True  # rebuilt (`_ready`) before anything else is decided
-        elif markers:
+            return decisions
+        if ends is not None:
+            self._desk_ends = _ends_after(ends, written, {self._topics[STATE], self._topics[BOILERPLATE]})
+        if markers:
             # The desk now is what the state topic says up to this transaction's last record.
             state = [meta.offset for o, meta in zip(records, written, strict=True) if o.destination == STATE]
             try:
