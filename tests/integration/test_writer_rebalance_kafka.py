@@ -283,3 +283,44 @@ def test_given_back_its_partition_the_writer_keeps_its_desk_unless_another_wrote
             await other.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_desk_rebuilt_while_another_owner_wrote_is_not_kept():
+    """A worker whose group session lapsed hears of its revocation late: another owner may write
+    while it rebuilds, and the rebuild may have read the topics before that write. Its desk is not
+    vouched for, so given the partition back it rebuilds rather than keep a desk without them."""
+    kafka = unique_kafka(partitions=1)
+    ensure_topics(kafka)
+    topic = kafka.topic_features
+
+    async def scenario() -> None:
+        group = f"writer-test-{topic}"
+        first, other = (
+            TransactionalWriter(kafka, group, DedupOptions()),
+            TransactionalWriter(kafka, group, DedupOptions()),
+        )
+        rebuild = first._rebuild
+
+        async def rebuild_then_another_writes() -> tuple[DedupDesk, str]:
+            rebuilt = await rebuild()
+            assert len(await other.write_batch([_event(topic, 1)], _no, _yes)) == 1
+            return rebuilt
+
+        try:
+            assert len(await asyncio.wait_for(first.write_batch([_event(topic, 0)], _no, _yes), 60)) == 1
+            first.mark_stale()
+            first._desk_ends = None  # as after a failed write: the next ready rebuilds
+            first._rebuild = rebuild_then_another_writes  # type: ignore[method-assign]
+            await asyncio.wait_for(first._ready(), 60)
+            assert set(first.desk.rejected) == {("k0", 0)} and first._desk_ends is None
+            first._rebuild = rebuild  # type: ignore[method-assign]
+            first.mark_stale()  # its revocation, heard late; then given back
+            written = await asyncio.wait_for(first.write_batch([_event(topic, 1)], _no, _yes), 60)
+            assert [d.outcome for d in written] == ["duplicate"]
+            letters = await read_to_end(kafka, kafka.topic_dead_letter)
+            assert sorted(key for key, _ in letters) == [b"k0", b"k1"]
+        finally:
+            await first.stop()
+            await other.stop()
+
+    asyncio.run(scenario())

@@ -254,8 +254,11 @@ class TransactionalWriter:
                 if not kept:
                     self._desk_ends = None
                     self.snapshots.abandon()
+                    before = await self._ends()
                     self.desk, source = await self._rebuild()
-                    ends = await self._ends()
+                    # Vouched for only if nothing was written while it rebuilt: a worker whose group
+                    # session lapsed may not hear of a revocation until another owner has written.
+                    vouched = before if await self._ends() == before else None
             except BaseException:
                 self._stale = True
                 raise
@@ -264,9 +267,8 @@ class TransactionalWriter:
                 self._stale = True
                 raise Revoked("the features partition was revoked during the desk's rebuild")
             if not kept:
-                # Where the topics the desk was rebuilt from end: nothing else wrote to them since
-                # (this producer has fenced every other, and was not revoked meanwhile).
-                self._desk_ends = ends
+                # Where the topics the desk was rebuilt from end (or None: they moved meanwhile).
+                self._desk_ends = vouched
             seconds = time.monotonic() - started
             log.info(
                 "dedup desk %s in %.1fs: %d articles, %d stories, %d dead letters",
