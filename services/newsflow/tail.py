@@ -22,6 +22,7 @@ from typing import Any
 from newsflow.logs import printable
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime
+from newsflow.pipeline.headline import untitled_headline
 from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit, reader_gone
 
 PROG = "newsflow-tail"
@@ -62,9 +63,12 @@ def line(record: Mapping[str, Any]) -> str:
         top = ", ".join(str(e.get("name")) for e in (record.get("entities") or ())[:3])
         copy = f" copy of {record['duplicate_of']}" if record.get("duplicate_of") else ""
         lang = (record.get("language") or {}).get("code") or "--"
+        # Plain texts have no title: the headline their story shows for them (a first line that
+        # reads as one, else the first words).
+        title = record.get("title") or untitled_headline(str(record.get("text") or "")) or "(no text)"
         return (
             f"{source.get('received_at', '')[:19]}  {source.get('outlet', '')[:14]:<14}  "
-            f"{record.get('story_id') or '--'}  {lang}  {(record.get('title') or '(no title)')[:70]}"
+            f"{record.get('story_id') or '--'}  {lang}  {title[:70]}"
             f"{copy}  [{top}]"
         )
     lineage = ""

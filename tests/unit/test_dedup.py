@@ -18,14 +18,13 @@ from newsflow.pipeline.embed import DIM, default_encoder, quantize
 from newsflow.pipeline.entities import EntityTagger, entity_key
 from newsflow.pipeline.extract import extract_article
 from newsflow.pipeline.features import (
-    MAX_HEADLINE_CHARS,
     NUM_PERM,
     StoryFeatures,
     article_features,
     estimated_containment,
     quotations,
-    untitled_headline,
 )
+from newsflow.pipeline.headline import MAX_HEADLINE_CHARS, untitled_headline
 from newsflow.pipeline.records import CleanArticle, EntityResult, RawArticle, Source, StoryAssignment
 
 BRIDGE = (

@@ -73,6 +73,19 @@ def test_one_readable_line_per_record():
     assert "1 article from wire " in line({**STORY, "member_count": 1, "outlets": ["wire"]})
 
 
+def test_a_plain_text_without_a_title_is_shown_by_the_headline_its_story_shows():
+    text = "Port fire contained after six hours\n\nFirefighters brought the blaze under control on Monday."
+    assert "  Port fire contained after six hours  [" in line({**ARTICLE, "title": None, "text": text})
+    # A first line too long for a headline: its first twelve words.
+    lead = (
+        "Crews put out the fire at the port on Monday night after six hours, as the wind fell and rain came."
+    )
+    assert "  Crews put out the fire at the port on Monday night after …  [" in line(
+        {**ARTICLE, "title": None, "text": lead}
+    )
+    assert "  (no text)  [" in line({**ARTICLE, "title": None, "text": ""})
+
+
 def test_from_takes_now_beginning_or_a_time():
     assert start_position("now") == "now" and start_position("beginning") == "beginning"
     assert start_position("2026-12-01T08:00:00Z") == datetime(2026, 12, 1, 8, tzinfo=UTC)

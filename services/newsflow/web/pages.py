@@ -14,6 +14,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from newsflow.pipeline.headline import untitled_headline
+
 REFRESH_SECONDS = 5
 
 STYLE = """
@@ -135,7 +137,7 @@ def _report(
     revised = " · revised" if earlier else ""
     return (
         f"<article class=report><div class=meta>{escape(m['outlet'])} · {_time(m.get('published') or m.get('processed_at'))}{revised}</div>"
-        f"<h3>{escape(m.get('title') or '(no title)')}</h3><p>{escape(text[:600])}{'…' if len(text) > 600 else ''}</p>"
+        f"<h3>{escape(m.get('title') or untitled_headline(text) or '(no text)')}</h3><p>{escape(text[:600])}{'…' if len(text) > 600 else ''}</p>"
         f"<div class=meta>{link}</div>{_folded(earlier, 'earlier version', 'earlier versions')}"
         f"{_folded(copies, 'copy', 'copies')}</article>"
     )
