@@ -17,6 +17,8 @@ from newsflow.worker.snapshot import CHILD_SECONDS, Snapshots
 def _due(path: Path) -> Snapshots:
     snapshots = Snapshots(path, 1.0, "state")
     snapshots._last -= 10  # due
+    snapshots.events = []  # type: ignore[attr-defined]
+    snapshots.on_event = snapshots.events.append  # type: ignore[attr-defined]
     return snapshots
 
 
@@ -30,6 +32,7 @@ def test_without_a_fork_no_snapshot_is_written_on_the_writers_thread(tmp_path, m
     snapshots.take(DedupDesk(), 5, 6)
     assert not (tmp_path / "desk.snapshot").exists()
     assert snapshots.markers() == []  # the next is due an interval later
+    assert snapshots.events == ["write_failed"]  # type: ignore[attr-defined]
 
 
 def test_a_snapshot_is_written_by_a_child_and_loaded(tmp_path):
@@ -42,6 +45,18 @@ def test_a_snapshot_is_written_by_a_child_and_loaded(tmp_path):
         snapshots._reap()
     loaded = snapshots.load()
     assert loaded is not None and (loaded.marker_offset, loaded.position) == (5, 6)
+    assert snapshots.events == ["written"]  # type: ignore[attr-defined]  # (loaded: the writer's to say)
+    # One there but unusable (another topic's, unreadable) is counted as such; none at all (a
+    # first start) is not.
+    other = Snapshots(tmp_path / "desk.snapshot", 1.0, "another-state-topic")
+    other.on_event = snapshots.events.append  # type: ignore[attr-defined]
+    assert other.load() is None
+    (tmp_path / "desk.snapshot").write_bytes(b"not a pickle")
+    assert snapshots.load() is None
+    none = Snapshots(tmp_path / "none.snapshot", 1.0, "state")
+    none.on_event = snapshots.events.append  # type: ignore[attr-defined]
+    assert none.load() is None
+    assert snapshots.events == ["written", "not_used", "not_used"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("overdue", [False, True])
@@ -62,6 +77,7 @@ def test_a_stuck_snapshot_writer_is_killed_once_overdue_and_reaped_without_waiti
             # Reaped at a later look; its half-written file gone; the next one after a longer pause.
             assert snapshots._child is None and markers == [] and not partial.exists()
             assert snapshots._interval >= CHILD_SECONDS
+            assert snapshots.events == ["write_failed"]  # type: ignore[attr-defined]
         else:
             assert child.poll() is None and partial.exists()
     finally:

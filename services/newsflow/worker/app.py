@@ -172,6 +172,7 @@ class WorkerApp:
             settings.snapshot_seconds,
             kafka.topic_dedup_state,
         )
+        snapshots.on_event = lambda event: self.metrics.dedup_snapshots.labels(event).inc()
         self.writer = TransactionalWriter(
             kafka, settings.app_id, dedup_options, max_payload_bytes=max_payload, snapshots=snapshots
         )

@@ -62,6 +62,7 @@ class WorkerMetrics(NamedTuple):
     dedup_index_articles: Gauge
     dedup_stories_open: Gauge
     desk_rebuild_seconds: Gauge
+    dedup_snapshots: Counter
     extracted_articles: Counter
     extracted_chars: Counter
     boilerplate_lines: Counter
@@ -72,6 +73,11 @@ class WorkerMetrics(NamedTuple):
 
 # An article's extraction.status (enriched-article.schema.json).
 EXTRACTION_STATUSES = ("ok", "truncated", "not_article", "empty")
+
+# What befalls the dedup writer's snapshots (worker/snapshot.py): written, or failed to be (a
+# fork refused, the child's write failed or was killed as stuck); at a rebuild, one loaded, or one
+# there but not used (unreadable, of another topic, too old, its marker gone, other options).
+SNAPSHOT_EVENTS = ("written", "write_failed", "loaded", "not_used")
 
 # Series that dashboards and alerts rate(): created at 0 on start-up, so the first increase after
 # a (re)start is seen instead of the series appearing with its first value already counted.
@@ -99,6 +105,7 @@ INITIAL_SERIES: dict[str, list[tuple[str, ...]]] = {
         ("dedup", "internal_error"),
     ],
     "dedup_decisions": [("new_story",), ("joined_story",), ("copy",), ("no_story",)],
+    "dedup_snapshots": [(event,) for event in SNAPSHOT_EVENTS],
     "reused": [("entities",), ("features",)],
     "shared_results": [("sent",), ("failed",), ("dropped",), ("adopted",), ("known",), ("refused",)],
 }
@@ -189,6 +196,13 @@ def _declare(registry: CollectorRegistry) -> WorkerMetrics:
         desk_rebuild_seconds=Gauge(
             "newsflow_dedup_rebuild_seconds",
             "Time the dedup writer last took to rebuild its state from the state topic.",
+            registry=registry,
+        ),
+        dedup_snapshots=Counter(
+            "newsflow_dedup_snapshots_total",
+            "The dedup writer's snapshots of its state: written, write_failed (a restart then replays "
+            "the whole state topic), and at a rebuild loaded or not_used (one there but unusable).",
+            ["event"],
             registry=registry,
         ),
         # Per-outlet extraction quality: a layout change shows as shorter texts, more empty

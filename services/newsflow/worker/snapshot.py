@@ -25,6 +25,7 @@ import pickle
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ class Snapshots:
         self._killed = False  # the child was killed as stuck, and is not reaped yet
         self._pending: str | None = None  # the marker in the transaction being written
         self._previous: str | None = None  # the last marker written, deleted with the next one
+        # Told each snapshot's fate (metrics.SNAPSHOT_EVENTS): the worker counts them.
+        self.on_event: Callable[[str], None] = lambda _event: None
 
     def markers(self) -> list[Output]:
         """Return the marker records to add to this transaction (none unless a snapshot is due)."""
@@ -110,6 +113,7 @@ class Snapshots:
             # Not in place: pickling a large desk on the event loop would outlast the consumer's
             # session. The next is due an interval later.
             log.warning("cannot fork to write a dedup snapshot; none this time", exc_info=True)
+            self.on_event("write_failed")
             return
         if pid == 0:  # the child: write, and leave without running the parent's exit handlers
             # (A worker that stops meanwhile leaves the child to finish: the file is renamed into
@@ -146,11 +150,13 @@ class Snapshots:
         self._child, self._killed = None, False
         if code != 0:
             log.warning("writing the dedup snapshot to %s failed (exit %d)", self.path, code)
+            self.on_event("write_failed")
             if self.path is not None:
                 with contextlib.suppress(OSError):
                     _partial(self.path, pid).unlink()
             return
         log.info("dedup snapshot written to %s in %.1fs", self.path, seconds)
+        self.on_event("written")
 
     def load(self) -> Loaded | None:
         """Return the latest snapshot of this topic, or None (with the reason logged) if there is none to use."""
@@ -163,14 +169,17 @@ class Snapshots:
                 record = pickle.load(fh)  # our own file, in our own directory
         except Exception:  # noqa: BLE001 - any damage means a full replay
             log.warning("dedup snapshot %s unreadable; replaying the state topic", self.path, exc_info=True)
+            self.on_event("not_used")
             return None
         finally:
             gc.enable()
         if record.get("topic") != self.topic:
             log.info("dedup snapshot %s is of topic %r; replaying", self.path, record.get("topic"))
+            self.on_event("not_used")
             return None
         if time.time() - float(record.get("created", 0)) > MAX_AGE_SECONDS:
             log.info("dedup snapshot %s is older than %dh; replaying", self.path, MAX_AGE_SECONDS // 3600)
+            self.on_event("not_used")
             return None
         self._previous = record["id"]
         return Loaded(record["desk"], record["id"], int(record["marker_offset"]), int(record["position"]))

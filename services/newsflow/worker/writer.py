@@ -304,9 +304,11 @@ class TransactionalWriter:
                 else:
                     tail = [(key, value) for offset, key, value in records if offset >= loaded.position]
                     await asyncio.to_thread(desk.replay, tail)
+                    self.snapshots.on_event("loaded")
                     return desk, f"a snapshot and {len(tail)} records of {topic} after it"
             else:
                 log.info("dedup snapshot is not of this %s (its marker is not there); replaying", topic)
+            self.snapshots.on_event("not_used")
         entries = await read_to_end(self.kafka, topic)
         desk = await asyncio.to_thread(
             DedupDesk.from_state, entries, self.options, self.max_payload_bytes, boilerplate
@@ -415,6 +417,7 @@ class TransactionalWriter:
                 self.snapshots.take(self.desk, written[len(records) - len(markers)].offset, max(state) + 1)
             except Exception:  # noqa: BLE001 - the batch is committed: a snapshot missed is only a slower restart
                 log.exception("taking a dedup snapshot failed")
+                self.snapshots.on_event("write_failed")
         return decisions
 
     async def _within(self, what: str, call: Awaitable[T]) -> T:
