@@ -324,3 +324,48 @@ def test_a_desk_rebuilt_while_another_owner_wrote_is_not_kept():
             await other.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("given_back", [False, True])
+def test_a_fenced_writer_starts_no_producer_until_a_rebalance_says_whose_the_partition_is(given_back: bool):
+    """A worker paused past its group session (a long GC, SIGSTOP, a frozen VM) still lists the
+    features partition in its assignment when it resumes, until it rejoins. Fenced by the worker
+    that took the partition over, it must not start a producer of its own at once: that fenced the
+    rightful owner, which fenced it back, each rebuilding its desk every time (a tester saw five
+    rebuilds in 2.5 s and 13 errors). It waits for the rebalance its rejoining starts."""
+    kafka = unique_kafka(partitions=1)
+    ensure_topics(kafka)
+    topic = kafka.topic_features
+
+    async def scenario() -> None:
+        group = f"writer-test-{topic}"
+        paused, owner = (
+            TransactionalWriter(kafka, group, DedupOptions()),
+            TransactionalWriter(kafka, group, DedupOptions()),
+        )
+        generation, owned = [1], [True]
+        paused.generation = lambda: generation[0]
+        try:
+            assert len(await asyncio.wait_for(paused.write_batch([_event(topic, 0)], _no, _yes), 60)) == 1
+            # While it was paused, the group gave the partition to another worker.
+            assert len(await asyncio.wait_for(owner.write_batch([_event(topic, 1)], _no, _yes), 60)) == 1
+            producer = owner._producer
+            # Resumed, it tries its next batch, fenced, and waits.
+            task = asyncio.create_task(paused.write_batch([_event(topic, 2)], _no, lambda: owned[0]))
+            await asyncio.sleep(3)
+            assert not task.done()
+            written = await asyncio.wait_for(owner.write_batch([_event(topic, 3)], _no, _yes), 60)
+            assert [d.outcome for d in written] == [
+                "dead_letter"
+            ] and owner._producer is producer  # not fenced
+            generation[0], owned[0] = 2, given_back  # it rejoins: a rebalance
+            written = await asyncio.wait_for(task, 30)
+            assert [d.outcome for d in written] == (["dead_letter"] if given_back else [])
+            letters = await read_to_end(kafka, kafka.topic_dead_letter)
+            expected = [b"k0", b"k1", b"k2", b"k3"] if given_back else [b"k0", b"k1", b"k3"]
+            assert sorted(key for key, _ in letters) == expected
+        finally:
+            await paused.stop()
+            await owner.stop()
+
+    asyncio.run(scenario())

@@ -103,6 +103,31 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
     assert gauges() == (0, 0) and prepared == [True]  # the new owner reports the index
 
 
+def test_a_writer_that_lost_the_partition_reports_no_index_from_a_late_batch_or_rebuild():
+    from newsflow.pipeline.desk import DedupDesk
+    from newsflow.worker.agents import DedupAgent
+
+    registry = CollectorRegistry()
+    owns = [True]
+    desk = DedupDesk()
+    agent = DedupAgent(
+        SimpleNamespace(desk=desk),  # type: ignore[arg-type]
+        create_metrics(registry),
+        lambda: False,
+        lambda: owns[0],
+        batch=(32, 1.0),
+    )
+    agent.observe_desk(2.5)
+    assert registry.get_sample_value("newsflow_dedup_rebuild_seconds") == 2.5
+    owns[0] = False  # its assignment has set the gauges to 0; a rebuild ends after that
+    agent.metrics.dedup_index_articles.set(0)
+    desk.index.articles["a"] = None  # type: ignore[assignment]  # (only its size is read)
+    agent.observe_desk(1.0)
+    agent.count([])
+    assert registry.get_sample_value("newsflow_dedup_index_articles") == 0
+    assert registry.get_sample_value("newsflow_dedup_rebuild_seconds") == 2.5
+
+
 def test_a_fresh_worker_reports_zero_dead_letters_for_every_reason_not_no_data():
     registry = CollectorRegistry()
     create_metrics(registry)

@@ -337,6 +337,11 @@ class DedupAgent:
         self.observe_desk()
 
     def observe_desk(self, rebuild_seconds: float | None = None) -> None:
+        # Only the partition's owner reports the index: a worker that lost it may end a batch or a
+        # rebuild after its assignment said so (`WorkerApp._on_assigned` set its gauges to 0), and
+        # a dashboard would show two writers.
+        if not self.owns_features():
+            return
         desk = self.writer.desk
         self.metrics.dedup_index_articles.set(len(desk.index))
         self.metrics.dedup_stories_open.set(len(desk.index.stories))

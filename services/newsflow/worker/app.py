@@ -183,6 +183,7 @@ class WorkerApp:
             self._owns_features,
             batch=(settings.dedup_batch_size, settings.dedup_batch_seconds),
         )
+        self.writer.generation = lambda: self.app.consumer_generation_id
         self.writer.on_rebuilt = lambda _desk, seconds: dedup.observe_desk(seconds)
         self.app.agent(features, name="dedup")(exit_on_failure("dedup", dedup.run))
 

@@ -58,6 +58,9 @@ ABANDON_SECONDS = 1.0
 TRANSACTION_SECONDS = 60.0
 # Between attempts at a batch the broker could not take (an outage, a rebalance).
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A fenced writer starts no new producer before a rebalance has said who owns the partition (a
+# new group generation), or this long at the most.
+FENCED_WAIT_SECONDS = 30.0
 
 
 async def stop_quietly(producer: AIOKafkaProducer, seconds: float = STOP_SECONDS) -> None:
@@ -145,6 +148,10 @@ class TransactionalWriter:
         self.writing = False  # a transaction is open
         self._retire = False  # drop the producer once the open transaction ends
         self.on_rebuilt = on_rebuilt
+        # The consumer group generation of the worker's last assignment (the app sets it; None:
+        # unknown, as outside a worker).
+        self.generation: Callable[[], int | None] = lambda: None
+        self._producer_generation: int | None = None  # the generation its producer started in
         # Held while readying and writing a batch: a rebuild begun when the partition came
         # (`prepare`) neither runs beside a batch nor swaps the desk under one.
         self._readying = asyncio.Lock()
@@ -245,6 +252,7 @@ class TransactionalWriter:
                 await stop_quietly(producer)
                 raise Revoked("the features partition was revoked while the producer started")
             self._producer = producer
+            self._producer_generation = self.generation()
             self._stale = True
         if self._stale:
             started = time.monotonic()
@@ -351,6 +359,7 @@ class TransactionalWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Kafka and aiokafka's transaction-state errors alike
+                fenced_in = self._producer_generation
                 # The desk may hold decisions that were not written: rebuild from what was.
                 self._stale = True
                 await self._drop_producer()
@@ -367,7 +376,31 @@ class TransactionalWriter:
                 log.warning("writing a batch of %d %s (%r); retrying in %.1fs", len(events), kind, exc, pause)
                 attempt += 1
                 await asyncio.sleep(pause)
+                if isinstance(exc, ProducerFenced) and not await self._reassigned(fenced_in, stopped, owns):
+                    return written
         return written
+
+    async def _reassigned(
+        self, generation: int | None, stopped: Callable[[], bool], owns: Callable[[], bool]
+    ) -> bool:
+        """After a fence of the producer started in `generation`: return whether to write again,
+        once a rebalance since has given this worker the partition (a later group generation), or
+        after FENCED_WAIT_SECONDS without one.
+
+        Another worker started this writer's producer, so it believes it owns the partition. This
+        one may be the worker that no longer does and has not heard yet (its group session lapsed
+        while it was paused: its assignment still lists the partition until it rejoins); a new
+        producer of its own would fence the rightful owner, and the two would take the partition
+        from each other, rebuilding each time. The rebalance its rejoining starts settles it.
+        """
+        if generation is not None:
+            deadline = time.monotonic() + FENCED_WAIT_SECONDS
+            while self.generation() == generation and not stopped() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        if stopped() or not owns():
+            log.info("fenced, and the features partition is another worker's now")
+            return False
+        return True
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
