@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -327,7 +328,9 @@ def test_a_desk_rebuilt_while_another_owner_wrote_is_not_kept():
 
 
 @pytest.mark.parametrize("given_back", [False, True])
-def test_a_fenced_writer_starts_no_producer_until_a_rebalance_says_whose_the_partition_is(given_back: bool):
+def test_a_fenced_writer_starts_no_producer_until_a_rebalance_says_whose_the_partition_is(
+    given_back: bool, caplog: pytest.LogCaptureFixture
+):
     """A worker paused past its group session (a long GC, SIGSTOP, a frozen VM) still lists the
     features partition in its assignment when it resumes, until it rejoins. Fenced by the worker
     that took the partition over, it must not start a producer of its own at once: that fenced the
@@ -367,5 +370,66 @@ def test_a_fenced_writer_starts_no_producer_until_a_rebalance_says_whose_the_par
         finally:
             await paused.stop()
             await owner.stop()
+
+    asyncio.run(scenario())
+    # The fenced producer's failure, met by the writer, is not logged again by asyncio for every
+    # future aiokafka set it on (`writer._forget_transaction_error`).
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
+def test_a_producer_start_that_outlasts_a_rebalance_holds_the_new_owner_once_and_briefly(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The last owner began starting its producer while it owned the partition; the start (which
+    aiokafka retries without end) ends after the rebalance and the new owner's own start, fencing
+    it. The last owner drops that producer and writes nothing; the new owner, fenced, waits at most
+    `fenced_wait_seconds` for a rebalance that is not coming, then writes on."""
+    kafka = unique_kafka(partitions=1)
+    ensure_topics(kafka)
+    topic = kafka.topic_features
+    held: list[asyncio.Event] = []
+
+    class SlowToStart(writer_module.AIOKafkaProducer):  # type: ignore[misc]
+        async def start(self) -> None:
+            if held:
+                await held.pop().wait()
+            await super().start()
+
+    monkeypatch.setattr(writer_module, "AIOKafkaProducer", SlowToStart)
+
+    async def scenario() -> None:
+        group = f"writer-test-{topic}"
+        last, new = (
+            TransactionalWriter(kafka, group, DedupOptions()),
+            TransactionalWriter(kafka, group, DedupOptions()),
+        )
+        generation, last_owns = [1], [True]
+        last.generation = new.generation = lambda: generation[0]
+        new.fenced_wait_seconds = 3.0
+        gate = asyncio.Event()
+        held.append(gate)
+        try:
+            late = asyncio.create_task(last.write_batch([_event(topic, 0)], _no, lambda: last_owns[0]))
+            await asyncio.sleep(0.5)  # its producer starting
+            generation[0], last_owns[0] = 2, False  # the rebalance: the partition is the new owner's
+            last.mark_stale()
+            assert len(await asyncio.wait_for(new.write_batch([_event(topic, 1)], _no, _yes), 60)) == 1
+            gate.set()  # the last owner's start ends now, and fences the new owner's producer
+            assert await asyncio.wait_for(late, 60) == [] and last._producer is None
+            started = time.monotonic()
+            written = await asyncio.wait_for(new.write_batch([_event(topic, 2)], _no, _yes), 60)
+            waited = time.monotonic() - started
+            assert [d.outcome for d in written] == ["dead_letter"] and waited < 10, waited
+            # A revoked writer given a batch starts nothing at all.
+            assert (
+                await last.write_batch([_event(topic, 3)], _no, lambda: False) == []
+                and last._producer is None
+            )
+            letters = await read_to_end(kafka, kafka.topic_dead_letter)
+            assert sorted(key for key, _ in letters) == [b"k1", b"k2"]
+        finally:
+            await last.stop()
+            await new.stop()
 
     asyncio.run(scenario())

@@ -103,6 +103,38 @@ def test_a_worker_that_loses_the_features_partition_stops_reporting_the_index():
     assert gauges() == (0, 0) and prepared == [True]  # the new owner reports the index
 
 
+def test_from_its_revocation_a_worker_does_not_own_the_features_partition_though_its_consumer_lists_it():
+    # aiokafka's assignment keeps the revoked partitions until the next assignment: a writer that
+    # trusted it could start a producer then, and fence the partition's new owner.
+    kafka = KafkaSettings()
+    features, raw = TopicPartition(kafka.topic_features, 0), TopicPartition(kafka.topic_raw, 0)
+    listed = {features, raw}
+    worker = SimpleNamespace(
+        kafka=kafka,
+        metrics=create_metrics(CollectorRegistry()),
+        writer=SimpleNamespace(mark_stale=lambda: None, prepare_soon=lambda _stop, _owns: None),
+        app=SimpleNamespace(should_stop=False, consumer=SimpleNamespace(assignment=lambda: listed)),
+        _features_assigned=False,
+    )
+
+    def owns() -> bool:
+        return WorkerApp._owns_features(worker)  # type: ignore[arg-type]
+
+    worker._owns_features = owns
+    assert not owns()  # before its first assignment
+    asyncio.run(WorkerApp._on_assigned(worker, None, assigned={features, raw}))
+    assert owns()
+    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={features, raw}))
+    assert not owns()  # the consumer still lists it
+    asyncio.run(WorkerApp._on_assigned(worker, None, assigned={raw}))
+    listed.discard(features)
+    assert not owns()
+    asyncio.run(WorkerApp._on_revoked(worker, None, revoked={raw}))
+    asyncio.run(WorkerApp._on_assigned(worker, None, assigned={features}))
+    listed.add(features)
+    assert owns()
+
+
 def test_a_writer_that_lost_the_partition_reports_no_index_from_a_late_batch_or_rebuild():
     from newsflow.pipeline.desk import DedupDesk
     from newsflow.worker.agents import DedupAgent

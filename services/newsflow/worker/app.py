@@ -184,6 +184,8 @@ class WorkerApp:
             batch=(settings.dedup_batch_size, settings.dedup_batch_seconds),
         )
         self.writer.generation = lambda: self.app.consumer_generation_id
+        self.writer.fenced_wait_seconds = settings.session_timeout_seconds
+        self._features_assigned = False  # between its assignment and its revocation
         self.writer.on_rebuilt = lambda _desk, seconds: dedup.observe_desk(seconds)
         self.app.agent(features, name="dedup")(exit_on_failure("dedup", dedup.run))
 
@@ -201,6 +203,10 @@ class WorkerApp:
         load_boilerplate(self.enricher.boilerplate, key, value)
 
     def _owns_features(self) -> bool:
+        # From the revocation on, not the owner, though the consumer's assignment still lists the
+        # partition until the next one: a producer the writer started then could fence the new owner.
+        if not self._features_assigned:
+            return False
         try:
             assigned = self.app.consumer.assignment()
         except Exception:  # noqa: BLE001 - no consumer (stopping): not the owner
@@ -211,13 +217,15 @@ class WorkerApp:
         # Another worker may own the features partition next: start afresh (a new producer, the desk
         # rebuilt from the state topic) when we get it back, rather than trust what may be stale.
         if any(tp.topic == self.kafka.topic_features for tp in revoked or ()):
+            self._features_assigned = False
             self.writer.mark_stale()
 
     async def _on_assigned(self, app: Any, assigned: Any = (), **__: Any) -> None:  # noqa: ARG002
         # Every rebalance revokes all partitions first (aiokafka's eager protocol): only one that
         # gives the features partition to another worker makes the index theirs to report. A last
         # value left here would be counted with theirs (a dashboard's max() could never fall).
-        if not any(tp.topic == self.kafka.topic_features for tp in assigned or ()):
+        self._features_assigned = any(tp.topic == self.kafka.topic_features for tp in assigned or ())
+        if not self._features_assigned:
             self.metrics.dedup_index_articles.set(0)
             self.metrics.dedup_stories_open.set(0)
         else:

@@ -59,8 +59,10 @@ TRANSACTION_SECONDS = 60.0
 # Between attempts at a batch the broker could not take (an outage, a rebalance).
 RETRY_PAUSE_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # A fenced writer starts no new producer before a rebalance has said who owns the partition (a
-# new group generation), or this long at the most.
-FENCED_WAIT_SECONDS = 30.0
+# new group generation), or this long at the most: the group session (the worker sets it), within
+# which a worker that lost the partition unawares (paused past its session) has heard so at its
+# next heartbeat.
+FENCED_WAIT_SECONDS = 10.0
 
 
 async def stop_quietly(producer: AIOKafkaProducer, seconds: float = STOP_SECONDS) -> None:
@@ -75,6 +77,25 @@ async def stop_quietly(producer: AIOKafkaProducer, seconds: float = STOP_SECONDS
         await _end_abandoned(producer)
     except Exception:  # noqa: BLE001 - it is being thrown away
         log.debug("stopping a dropped producer failed", exc_info=True)
+    finally:
+        _forget_transaction_error(producer)
+
+
+def _forget_transaction_error(producer: AIOKafkaProducer) -> None:
+    """Mark a dropped producer's failure as seen: the writer met it already (its send or commit
+    failed with it). aiokafka also sets it on futures that nothing awaits once its sender has
+    stopped (each batch's drain waiter, the transaction's waiter), and asyncio logs each with its
+    traceback when it is collected ("Future exception was never retrieved": a fenced writer logged
+    a dozen). Formatting that traceback in a collection that interrupted another parse of Python
+    source also trips CPython 3.11's "AST constructor recursion depth mismatch" in that parse."""
+    accumulator = getattr(producer, "_message_accumulator", None)
+    batches = [b for queue in getattr(accumulator, "_batches", {}).values() for b in queue]
+    batches += list(getattr(accumulator, "_pending_batches", ()))
+    waiters = [getattr(batch, "_drain_waiter", None) for batch in batches]
+    waiters.append(getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None))
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+            waiter.exception()
 
 
 async def _end_abandoned(producer: AIOKafkaProducer) -> None:
@@ -152,6 +173,7 @@ class TransactionalWriter:
         # unknown, as outside a worker).
         self.generation: Callable[[], int | None] = lambda: None
         self._producer_generation: int | None = None  # the generation its producer started in
+        self.fenced_wait_seconds = FENCED_WAIT_SECONDS
         # Held while readying and writing a batch: a rebuild begun when the partition came
         # (`prepare`) neither runs beside a batch nor swaps the desk under one.
         self._readying = asyncio.Lock()
@@ -229,7 +251,7 @@ class TransactionalWriter:
             log.info("the dedup desk will be rebuilt at the first batch (%r)", exc)
 
     async def _ready(self) -> None:
-        seen = self._revocations
+        seen, generation = self._revocations, self.generation()
         if self._producer is None:
             producer = AIOKafkaProducer(
                 **client_options(self.kafka),
@@ -247,12 +269,13 @@ class TransactionalWriter:
             except BaseException:
                 await stop_quietly(producer)
                 raise
-            if self._revocations != seen or self._stopping:
-                # Revoked (or stopping) while it started: not this ownership's producer.
+            if self._revocations != seen or self._stopping or self.generation() != generation:
+                # Revoked (or stopping, or a rebalance came and went) while it started: not this
+                # ownership's producer.
                 await stop_quietly(producer)
                 raise Revoked("the features partition was revoked while the producer started")
             self._producer = producer
-            self._producer_generation = self.generation()
+            self._producer_generation = generation
             self._stale = True
         if self._stale:
             started = time.monotonic()
@@ -343,6 +366,8 @@ class TransactionalWriter:
             return should_stop() or self._stopping
 
         while not self._stopping:
+            if not owns():  # (a revocation during the pause before a retry)
+                return written
             try:
                 async with self._readying:
                     await self._ready()
@@ -385,17 +410,22 @@ class TransactionalWriter:
     ) -> bool:
         """After a fence of the producer started in `generation`: return whether to write again,
         once a rebalance since has given this worker the partition (a later group generation), or
-        after FENCED_WAIT_SECONDS without one.
+        after `fenced_wait_seconds` without one and without a revocation.
 
         Another worker started this writer's producer, so it believes it owns the partition. This
         one may be the worker that no longer does and has not heard yet (its group session lapsed
         while it was paused: its assignment still lists the partition until it rejoins); a new
         producer of its own would fence the rightful owner, and the two would take the partition
-        from each other, rebuilding each time. The rebalance its rejoining starts settles it.
+        from each other, rebuilding each time. The rebalance its rejoining starts settles it. Or it
+        is the owner, fenced by a producer the last owner began to start before the rebalance and
+        that started only after it: it then waits out the bound once (the last owner, no longer
+        one, drops that producer and starts no other).
         """
         if generation is not None:
-            deadline = time.monotonic() + FENCED_WAIT_SECONDS
-            while self.generation() == generation and not stopped() and time.monotonic() < deadline:
+            deadline = time.monotonic() + self.fenced_wait_seconds
+            while (
+                self.generation() == generation and owns() and not stopped() and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.1)
         if stopped() or not owns():
             log.info("fenced, and the features partition is another worker's now")
