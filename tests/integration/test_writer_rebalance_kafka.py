@@ -420,7 +420,8 @@ def test_a_producer_start_that_outlasts_a_rebalance_holds_the_new_owner_once_and
             started = time.monotonic()
             written = await asyncio.wait_for(new.write_batch([_event(topic, 2)], _no, _yes), 60)
             waited = time.monotonic() - started
-            assert [d.outcome for d in written] == ["dead_letter"] and waited < 10, waited
+            # It waited out its bound (3 s) once, and wrote on.
+            assert [d.outcome for d in written] == ["dead_letter"] and 2.5 <= waited < 10, waited
             # A revoked writer given a batch starts nothing at all.
             assert (
                 await last.write_batch([_event(topic, 3)], _no, lambda: False) == []

@@ -136,3 +136,21 @@ def test_a_stopped_writer_writes_nothing_more_and_starts_no_producer(writer: Tra
 
     assert asyncio.run(run()) == []
     assert FakeProducer.made == []
+
+
+def test_a_batch_waiting_on_a_rebuild_that_is_revoked_meanwhile_starts_nothing(writer: TransactionalWriter):
+    # The partition's rebuild (`prepare`) holds the writer while the agent's first batch waits for
+    # it; a rebalance gives the partition to another worker meanwhile. The batch must not start a
+    # producer (it would fence the new owner) nor rebuild: it is the new owner's to read again.
+    owner = [True]
+
+    async def run() -> list[Any]:
+        async with writer._readying:  # the rebuild
+            task = asyncio.create_task(writer.write_batch([object()], lambda: False, lambda: owner[0]))
+            await asyncio.sleep(0.01)  # waiting for the lock
+            owner[0] = False
+            writer.mark_stale()
+        return await asyncio.wait_for(task, 5)
+
+    assert asyncio.run(run()) == []
+    assert FakeProducer.made == [] and writer.rebuilds == 0  # type: ignore[attr-defined]

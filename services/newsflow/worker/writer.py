@@ -92,6 +92,7 @@ def _forget_transaction_error(producer: AIOKafkaProducer) -> None:
     batches = [b for queue in getattr(accumulator, "_batches", {}).values() for b in queue]
     batches += list(getattr(accumulator, "_pending_batches", ()))
     waiters = [getattr(batch, "_drain_waiter", None) for batch in batches]
+    waiters += [future for batch in batches for future, _ in getattr(batch, "_msg_futures", ())]
     waiters.append(getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None))
     for waiter in waiters:
         if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
@@ -370,6 +371,8 @@ class TransactionalWriter:
                 return written
             try:
                 async with self._readying:
+                    if not owns():  # revoked while it waited for the lock (a rebuild held it)
+                        return written
                     await self._ready()
                     self.writing = True
                     try:
