@@ -356,9 +356,9 @@ class TransactionalWriter:
         or no longer owns the features partition: the rest's offsets are then still uncommitted,
         and whoever owns the partition reads them again. A fenced producer (another worker took
         the partition, or had it for a while) is replaced by a new one, which fences the other in
-        turn, only once a rebalance since has given this worker the partition (`_reassigned`). A decision that damaged the desk
-        ends a transaction early: the desk is rebuilt from what was written before the rest of the
-        batch is decided.
+        turn, only once a rebalance since has given this worker the partition (`_reassigned`). A
+        decision that damaged the desk ends a transaction early: the desk is rebuilt from what was
+        written before the rest of the batch is decided.
         """
         attempt = 0
         written: list[Decision] = []
