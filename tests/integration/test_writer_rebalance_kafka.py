@@ -76,6 +76,11 @@ def test_a_revocation_during_a_transaction_does_not_stop_the_writer():
     asyncio.run(scenario())
 
 
+async def _dead_letter_keys(kafka: Any) -> list[bytes]:
+    """The keys of the dead letters written (read committed), sorted."""
+    return sorted(key for key, _ in await read_to_end(kafka, kafka.topic_dead_letter))
+
+
 def _yes() -> bool:
     return True
 
@@ -114,8 +119,7 @@ def test_a_second_owner_fences_a_transaction_in_flight_and_each_article_is_writt
             assert len(await asyncio.wait_for(new.write_batch([_event(topic, 1)], _no, _yes), 60)) == 1
             release.set()
             assert await asyncio.wait_for(task, 30) == []  # fenced: the batch is the new owner's
-            letters = await read_to_end(kafka, kafka.topic_dead_letter)
-            assert sorted(key for key, _ in letters) == [b"k0", b"k1"]
+            assert await _dead_letter_keys(kafka) == [b"k0", b"k1"]
         finally:
             await old.stop()
             await new.stop()
@@ -159,8 +163,7 @@ def test_a_transaction_that_never_ends_is_given_up_and_the_batch_written_once(fa
             fault(hung)
             written = await asyncio.wait_for(writer.write_batch([_event(topic, 1)], _no, _yes), 60)
             assert [d.outcome for d in written] == ["dead_letter"]
-            letters = await read_to_end(kafka, kafka.topic_dead_letter)
-            assert sorted(key for key, _ in letters) == [b"k0", b"k1"]
+            assert await _dead_letter_keys(kafka) == [b"k0", b"k1"]
             # Nothing of the old producer runs on: its sender task ended, its connections closed.
             assert hung._sender.sender_task.done()
             assert not any(conn.connected() for conn in hung.client._conns.values())
@@ -198,8 +201,7 @@ def test_a_producer_that_never_starts_is_given_up(monkeypatch: pytest.MonkeyPatc
         try:
             written = await asyncio.wait_for(writer.write_batch([_event(topic, 0)], _no, _yes), 60)
             assert [d.outcome for d in written] == ["dead_letter"] and len(started) == 2
-            letters = await read_to_end(kafka, kafka.topic_dead_letter)
-            assert [key for key, _ in letters] == [b"k0"]
+            assert await _dead_letter_keys(kafka) == [b"k0"]
             assert not any(conn.connected() for conn in started[0].client._conns.values())
         finally:
             await writer.stop()
@@ -242,6 +244,14 @@ def test_a_desk_a_failed_decision_damaged_is_rebuilt_before_the_next_message_is_
     asyncio.run(scenario())
 
 
+def _two_writers(kafka: Any) -> tuple[TransactionalWriter, TransactionalWriter]:
+    """Two workers' writers of one consumer group: one transactional id, one partition."""
+    group = f"writer-test-{kafka.topic_features}"
+    return TransactionalWriter(kafka, group, DedupOptions()), TransactionalWriter(
+        kafka, group, DedupOptions()
+    )
+
+
 def test_given_back_its_partition_the_writer_keeps_its_desk_unless_another_wrote_meanwhile():
     """Every rebalance revokes the features partition and most give it back: a rebuild each time
     (about 20 s at a million articles) is needed only when another writer wrote since."""
@@ -250,11 +260,7 @@ def test_given_back_its_partition_the_writer_keeps_its_desk_unless_another_wrote
     topic = kafka.topic_features
 
     async def scenario() -> None:
-        group = f"writer-test-{topic}"
-        first, other = (
-            TransactionalWriter(kafka, group, DedupOptions()),
-            TransactionalWriter(kafka, group, DedupOptions()),
-        )
+        first, other = _two_writers(kafka)
         try:
             assert len(await asyncio.wait_for(first.write_batch([_event(topic, 0)], _no, _yes), 60)) == 1
             desk = first.desk
@@ -277,8 +283,7 @@ def test_given_back_its_partition_the_writer_keeps_its_desk_unless_another_wrote
             first.transaction_seconds = 2.0
             assert len(await asyncio.wait_for(first.write_batch([_event(topic, 4)], _no, _yes), 60)) == 1
             assert first.desk is not desk
-            letters = await read_to_end(kafka, kafka.topic_dead_letter)
-            assert sorted(key for key, _ in letters) == [b"k0", b"k1", b"k2", b"k3", b"k4"]
+            assert await _dead_letter_keys(kafka) == [b"k0", b"k1", b"k2", b"k3", b"k4"]
         finally:
             await first.stop()
             await other.stop()
@@ -295,11 +300,7 @@ def test_a_desk_rebuilt_while_another_owner_wrote_is_not_kept():
     topic = kafka.topic_features
 
     async def scenario() -> None:
-        group = f"writer-test-{topic}"
-        first, other = (
-            TransactionalWriter(kafka, group, DedupOptions()),
-            TransactionalWriter(kafka, group, DedupOptions()),
-        )
+        first, other = _two_writers(kafka)
         rebuild = first._rebuild
 
         async def rebuild_then_another_writes() -> tuple[DedupDesk, str]:
@@ -318,8 +319,7 @@ def test_a_desk_rebuilt_while_another_owner_wrote_is_not_kept():
             first.mark_stale()  # its revocation, heard late; then given back
             written = await asyncio.wait_for(first.write_batch([_event(topic, 1)], _no, _yes), 60)
             assert [d.outcome for d in written] == ["duplicate"]
-            letters = await read_to_end(kafka, kafka.topic_dead_letter)
-            assert sorted(key for key, _ in letters) == [b"k0", b"k1"]
+            assert await _dead_letter_keys(kafka) == [b"k0", b"k1"]
         finally:
             await first.stop()
             await other.stop()
@@ -341,11 +341,7 @@ def test_a_fenced_writer_starts_no_producer_until_a_rebalance_says_whose_the_par
     topic = kafka.topic_features
 
     async def scenario() -> None:
-        group = f"writer-test-{topic}"
-        paused, owner = (
-            TransactionalWriter(kafka, group, DedupOptions()),
-            TransactionalWriter(kafka, group, DedupOptions()),
-        )
+        paused, owner = _two_writers(kafka)
         generation, owned = [1], [True]
         paused.generation = lambda: generation[0]
         try:
@@ -364,9 +360,8 @@ def test_a_fenced_writer_starts_no_producer_until_a_rebalance_says_whose_the_par
             generation[0], owned[0] = 2, given_back  # it rejoins: a rebalance
             written = await asyncio.wait_for(task, 30)
             assert [d.outcome for d in written] == (["dead_letter"] if given_back else [])
-            letters = await read_to_end(kafka, kafka.topic_dead_letter)
             expected = [b"k0", b"k1", b"k2", b"k3"] if given_back else [b"k0", b"k1", b"k3"]
-            assert sorted(key for key, _ in letters) == expected
+            assert await _dead_letter_keys(kafka) == expected
         finally:
             await paused.stop()
             await owner.stop()
@@ -399,11 +394,7 @@ def test_a_producer_start_that_outlasts_a_rebalance_holds_the_new_owner_once_and
     monkeypatch.setattr(writer_module, "AIOKafkaProducer", SlowToStart)
 
     async def scenario() -> None:
-        group = f"writer-test-{topic}"
-        last, new = (
-            TransactionalWriter(kafka, group, DedupOptions()),
-            TransactionalWriter(kafka, group, DedupOptions()),
-        )
+        last, new = _two_writers(kafka)
         generation, last_owns = [1], [True]
         last.generation = new.generation = lambda: generation[0]
         new.fenced_wait_seconds = 3.0
@@ -427,8 +418,7 @@ def test_a_producer_start_that_outlasts_a_rebalance_holds_the_new_owner_once_and
                 await last.write_batch([_event(topic, 3)], _no, lambda: False) == []
                 and last._producer is None
             )
-            letters = await read_to_end(kafka, kafka.topic_dead_letter)
-            assert sorted(key for key, _ in letters) == [b"k1", b"k2"]
+            assert await _dead_letter_keys(kafka) == [b"k1", b"k2"]
         finally:
             await last.stop()
             await new.stop()
