@@ -70,8 +70,8 @@ def exit_on_failure(
     The stages and the sends guard each message, so what reaches here is a fault of the worker's
     own (a bug outside those guards). Faust would restart the agent in this process, past the
     batch it failed on (whose offsets the agent withheld, so the commit would wait at them for
-    ever), with whatever state the failure left. An exit is as safe as a crash: uncommitted input is read again, an open
-    transaction is aborted by the next writer.
+    ever), with whatever state the failure left. An exit is as safe as a crash: uncommitted input
+    is read again, an open transaction is aborted by the next writer.
     """
 
     async def agent(stream: Any) -> AsyncGenerator[None, None]:
@@ -91,6 +91,11 @@ def exit_on_failure(
     agent.__qualname__ = getattr(run, "__qualname__", name)
     agent.__module__ = getattr(run, "__module__", __name__)
     return agent
+
+
+def _holds(partitions: Any, topic: str) -> bool:
+    """Whether `topic` is among these topic partitions (a rebalance's, or an assignment)."""
+    return any(tp.topic == topic for tp in partitions or ())
 
 
 class WorkerApp:
@@ -211,12 +216,12 @@ class WorkerApp:
             assigned = self.app.consumer.assignment()
         except Exception:  # noqa: BLE001 - no consumer (stopping): not the owner
             return False
-        return any(tp.topic == self.kafka.topic_features for tp in assigned)
+        return _holds(assigned, self.kafka.topic_features)
 
     async def _on_revoked(self, app: Any, revoked: Any = (), **__: Any) -> None:  # noqa: ARG002
         # Another worker may own the features partition next: start afresh (a new producer, the desk
         # rebuilt from the state topic) when we get it back, rather than trust what may be stale.
-        if any(tp.topic == self.kafka.topic_features for tp in revoked or ()):
+        if _holds(revoked, self.kafka.topic_features):
             self._features_assigned = False
             self.writer.mark_stale()
 
@@ -224,7 +229,7 @@ class WorkerApp:
         # Every rebalance revokes all partitions first (aiokafka's eager protocol): only one that
         # gives the features partition to another worker makes the index theirs to report. A last
         # value left here would be counted with theirs (a dashboard's max() could never fall).
-        self._features_assigned = any(tp.topic == self.kafka.topic_features for tp in assigned or ())
+        self._features_assigned = _holds(assigned, self.kafka.topic_features)
         if not self._features_assigned:
             self.metrics.dedup_index_articles.set(0)
             self.metrics.dedup_stories_open.set(0)

@@ -282,11 +282,12 @@ class TransactionalWriter:
             started = time.monotonic()
             self._stale = False  # a revocation during the rebuild sets it again
             try:
-                kept = self._desk_ends is not None and await self._ends() == self._desk_ends
+                # One read of the topics' ends serves both: the check, and what a rebuild starts from.
+                before = await self._ends()
+                kept = before == self._desk_ends
                 if not kept:
                     self._desk_ends = None
                     self.snapshots.abandon()
-                    before = await self._ends()
                     self.desk, source = await self._rebuild()
                     # Vouched for only if nothing was written while it rebuilt: a worker whose group
                     # session lapsed may not hear of a revocation until another owner has written.
