@@ -23,7 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from newsflow.pipeline.records import RawArticle, Source
+from newsflow.producer.metrics import create_metrics
+from newsflow.producer.publish import Publisher
+from newsflow.producer.settings import ProducerSettings
 from newsflow.topics import create_topics
 from tests.conftest import ROOT
 from tests.integration.crash import CommittedReader, start_worker
@@ -108,6 +113,48 @@ def test_pause_and_restart_of_the_broker_lose_and_repeat_nothing(broker: Broker,
             worker.terminate()
             worker.wait(timeout=60)
     assert len(sent) == len(files) == 60
+
+
+@pytest.mark.timeout(240)
+def test_a_send_the_broker_cannot_take_ages_on_the_producers_gauge_and_goes_out_once_it_is_back(
+    broker: Broker,
+):
+    """The idempotent client retries a send for as long as the broker is away and fails none: the
+    age of the oldest unacknowledged send is what shows the outage (alert NewsflowProducerSendsStuck)."""
+    kafka = replace(unique_kafka(partitions=1), bootstrap=f"127.0.0.1:{broker.port}")
+    asyncio.run(create_topics(kafka))
+
+    def article(name: str) -> RawArticle:
+        return RawArticle(
+            name, b"A report.", Source(f"{name}.txt", "wire", "text/plain", "2026-12-08T00:00:00Z")
+        )
+
+    async def run() -> None:
+        registry = CollectorRegistry()
+        publisher = Publisher(kafka, ProducerSettings(), create_metrics(registry))
+
+        def sample(name: str) -> float | None:
+            return registry.get_sample_value(f"newsflow_producer_{name}")
+
+        await publisher.start()
+        try:
+            first = await publisher.publish(article("before"))
+            assert first is not None and await first
+            assert sample("oldest_unacknowledged_send_seconds") == 0.0
+            await asyncio.to_thread(broker.run, "stop")
+            during = asyncio.ensure_future(publisher.publish(article("during")))
+            await asyncio.sleep(6)
+            assert sample("oldest_unacknowledged_send_seconds") >= 5  # type: ignore[operator]
+            assert sample("send_errors_total") == 0.0
+            await asyncio.to_thread(broker.run, "start")
+            delivered = await asyncio.wait_for(during, 120)
+            assert delivered is not None and await asyncio.wait_for(delivered, 120)
+            assert sample("oldest_unacknowledged_send_seconds") == 0.0
+            assert publisher.tally.sent == 2
+        finally:
+            await publisher.stop()
+
+    asyncio.run(run())
 
 
 @pytest.mark.timeout(300)

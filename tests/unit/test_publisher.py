@@ -69,6 +69,32 @@ def test_sends_wait_once_the_bytes_in_flight_reach_the_bound_and_nothing_is_kept
     asyncio.run(run())
 
 
+def test_the_oldest_unacknowledged_send_ages_while_the_broker_is_away_and_goes_back_to_zero():
+    # The idempotent client retries a send for as long as the broker is away and fails none: the
+    # age of the oldest send it has not had acknowledged is what an outage alert can watch.
+    async def run() -> None:
+        fake = FakeKafka()
+        registry = CollectorRegistry()
+        publisher = Publisher(KafkaSettings(), ProducerSettings(), create_metrics(registry), producer=fake)
+
+        def oldest() -> float:
+            return registry.get_sample_value("newsflow_producer_oldest_unacknowledged_send_seconds")
+
+        assert oldest() == 0.0
+        await publisher.publish(article(0, 10))
+        await asyncio.sleep(0.2)
+        await publisher.publish(article(1, 10))
+        assert 0.2 <= oldest() < 5
+        fake.unacked[0].set_result(None)  # the first acknowledged: the second is now the oldest
+        await asyncio.sleep(0)
+        assert oldest() < 0.2
+        fake.unacked[1].set_exception(publish.KafkaError("refused"))
+        await asyncio.wait_for(publisher.flush(), 1)
+        assert oldest() == 0.0 and publisher.tally.sent == 1
+
+    asyncio.run(run())
+
+
 async def _collect(items, stop: asyncio.Event) -> list[Any]:
     return [item async for item in publish.read_in_background(items, stop)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from newsflow.producer.sources import SKIP_REASONS
 
@@ -15,6 +15,7 @@ class ProducerMetrics(NamedTuple):
     send_errors: Counter
     send_seconds: Histogram
     forgotten: Counter
+    oldest_unacknowledged: Gauge
 
 
 # The outcomes a dashboard rate()s, created at 0 on start-up (as the worker's are), so that the
@@ -40,7 +41,7 @@ def _declare(registry: CollectorRegistry) -> ProducerMetrics:
         bytes_sent=Counter("newsflow_producer_sent_bytes_total", "Payload bytes sent.", registry=registry),
         send_errors=Counter(
             "newsflow_producer_send_errors_total",
-            "Sends that failed after the client's retries.",
+            "Sends refused or failed for good (too large, not authorised); a broker that cannot be reached fails none: see newsflow_producer_oldest_unacknowledged_send_seconds.",
             registry=registry,
         ),
         send_seconds=Histogram(
@@ -52,6 +53,11 @@ def _declare(registry: CollectorRegistry) -> ProducerMetrics:
         forgotten=Counter(
             "newsflow_producer_forgotten_files_total",
             "Sent files dropped from the watch state as gone (NEWSFLOW_PRODUCER_FORGET_HOURS).",
+            registry=registry,
+        ),
+        oldest_unacknowledged=Gauge(
+            "newsflow_producer_oldest_unacknowledged_send_seconds",
+            "Age of the oldest article sent and not yet acknowledged by the broker (0: none waits).",
             registry=registry,
         ),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import queue
 import sys
@@ -153,6 +154,12 @@ class Publisher:
         # Sends not yet acknowledged; each removes itself when settled, so nothing accumulates.
         self._pending: set[asyncio.Future[bool]] = set()
         self._in_flight_bytes = 0
+        # When each unacknowledged send began, oldest first (a dict keeps its insertion order). The
+        # client retries an idempotent send for as long as the broker is away and fails none: how
+        # long the oldest has waited is what shows an outage (NewsflowProducerSendsStuck).
+        self._unacknowledged: dict[int, float] = {}
+        self._sends = itertools.count()
+        metrics.oldest_unacknowledged.set_function(self.oldest_unacknowledged_seconds)
 
     async def start(self) -> None:
         await self.producer.start()
@@ -194,6 +201,8 @@ class Publisher:
         while self._pending and self._in_flight_bytes + len(item.payload) > MAX_IN_FLIGHT_BYTES:
             await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
         started = time.perf_counter()
+        send = next(self._sends)
+        self._unacknowledged[send] = started
         try:
             sent = await self.producer.send(
                 self.kafka.topic_raw,
@@ -201,7 +210,11 @@ class Publisher:
                 key=item.article_id.encode(),
                 headers=[*raw_headers(item), *headers],
             )
-        except KafkaError as exc:  # refused before sending, e.g. over max_request_size
+        except BaseException as exc:
+            del self._unacknowledged[send]
+            if not isinstance(exc, KafkaError):
+                raise
+            # Refused before sending, e.g. over max_request_size.
             self._failed(item, exc)
             refused: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             refused.set_result(False)
@@ -217,6 +230,7 @@ class Publisher:
                 return False
             finally:
                 self._in_flight_bytes -= size
+                self._unacknowledged.pop(send, None)
             self.metrics.send_seconds.observe(time.perf_counter() - started)
             self.metrics.bytes_sent.inc(size)
             self.metrics.files.labels("sent", "").inc()
@@ -235,7 +249,14 @@ class Publisher:
         task = asyncio.ensure_future(settle())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        # (Settled, or cancelled, even before it ran.)
+        task.add_done_callback(lambda _task: self._unacknowledged.pop(send, None))
         return task
+
+    def oldest_unacknowledged_seconds(self) -> float:
+        """How long the oldest send still unacknowledged has waited (0.0: none waits)."""
+        oldest = next(iter(self._unacknowledged.values()), None)
+        return 0.0 if oldest is None else time.perf_counter() - oldest
 
     async def flush(self) -> None:
         """Wait until every article sent so far is acknowledged (or counted as failed)."""
