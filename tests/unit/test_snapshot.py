@@ -3,6 +3,7 @@ or stalls the writer, and a stuck writer of one does not stop the next from bein
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from pathlib import Path
@@ -57,6 +58,25 @@ def test_a_snapshot_is_written_by_a_child_and_loaded(tmp_path):
     none.on_event = snapshots.events.append  # type: ignore[attr-defined]
     assert none.load() is None
     assert snapshots.events == ["written", "not_used", "not_used"]  # type: ignore[attr-defined]
+
+
+def test_a_snapshot_is_counted_and_timed_when_its_child_ends_not_at_the_next_transaction(tmp_path):
+    # An idle stream brings no transaction for hours: the end is seen from the event loop, and the
+    # idle time is not taken for the time the write took (which sets the next interval).
+    snapshots = _due(tmp_path / "desk.snapshot")
+
+    async def run() -> None:
+        assert snapshots.markers()
+        snapshots.take(DedupDesk(), 5, 6)
+        deadline = time.monotonic() + 30
+        while not snapshots.events and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3)  # idle
+
+    asyncio.run(run())
+    assert snapshots.events == ["written"] and snapshots._child is None  # type: ignore[attr-defined]
+    # The child took well under a second here: 20 times that, not 20 times the 3 s idle after it.
+    assert snapshots._interval < snapshot_module.SLOWDOWN * 3
 
 
 @pytest.mark.parametrize("overdue", [False, True])

@@ -17,6 +17,7 @@ safe here because nothing else writes that directory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -45,6 +46,10 @@ MAX_AGE_SECONDS = 12 * 3600
 # minute; a fork of a threaded process can inherit a lock that no thread of the child releases):
 # it is killed, so that snapshots go on being taken.
 CHILD_SECONDS = 1800.0
+# How often the event loop looks whether the child has ended: its end is counted (and its time
+# taken, which sets the next interval) when it comes, not at the next transaction, which an idle
+# stream may bring hours later.
+LOOK_SECONDS = 0.5
 
 
 def marker_key(snapshot_id: str) -> bytes:
@@ -126,6 +131,24 @@ class Snapshots:
             finally:
                 os._exit(code)
         self._child = (pid, time.monotonic())
+        self._look_after(pid)
+
+    def _look_after(self, pid: int) -> None:
+        """Reap the child from the running event loop every LOOK_SECONDS (without one, as in tools,
+        at each `markers`)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def look() -> None:
+            if self._child is None or self._child[0] != pid:
+                return  # reaped meanwhile by `markers`
+            self._reap()
+            if self._child is not None:
+                loop.call_later(LOOK_SECONDS, look)
+
+        loop.call_later(LOOK_SECONDS, look)
 
     def _reap(self) -> None:
         if self._child is None:
