@@ -30,7 +30,7 @@ from newsflow.producer.metrics import create_metrics
 from newsflow.producer.publish import Tally, produce
 from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import INPUTS_HELP, holds_input, outlet_argument, unusable_paths
-from newsflow.settings import CommandLine, KafkaSettings, env, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, LogSettings, env, env_help, load_settings_or_exit
 from newsflow.topics import committed_reader, create_topics
 from newsflow.worker.settings import WorkerSettings
 
@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the pipeline once on local files against a running Kafka (make run starts one).",
         epilog=INPUTS_HELP
         + "\n\n"
-        + env_help(KafkaSettings, RunSettings, ProducerSettings, WorkerSettings, more=SCRIPT_SETTINGS),
+        + env_help(
+            KafkaSettings, LogSettings, RunSettings, ProducerSettings, WorkerSettings, more=SCRIPT_SETTINGS
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -262,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"newsflow-run: error: --out: {problem}\n")
             return 2
     # The worker's too, though the worker reads them itself: a bad one stops the run here, at once.
-    kafka, run, producer, _ = load_settings_or_exit(
-        "newsflow-run", KafkaSettings, RunSettings, ProducerSettings, WorkerSettings
+    kafka, _, run, producer, _ = load_settings_or_exit(
+        "newsflow-run", KafkaSettings, LogSettings, RunSettings, ProducerSettings, WorkerSettings
     )
     if unsendable := producer.unsendable_with(kafka):
         sys.stderr.write(f"newsflow-run: error: {unsendable}\n")

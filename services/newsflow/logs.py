@@ -48,6 +48,14 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure(level: str, quiet: bool = False) -> None:
+    """Log to stderr at `level` (NEWSFLOW_LOG_LEVEL), or warnings and worse only if `quiet` asks."""
+    logging.basicConfig(level=logging.WARNING if quiet else level.upper(), format=FORMAT)
+
+
 def limit_repeats(period: float = 30.0) -> RepeatLimiter:
     """Put one RepeatLimiter on every logger of the Kafka client and return it."""
     for module in MODULES:

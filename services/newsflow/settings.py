@@ -319,6 +319,18 @@ class KafkaSettings:
     )
 
 
+@dataclass(frozen=True)
+class LogSettings:
+    """What every service logs."""
+
+    level: str = env(
+        "NEWSFLOW_LOG_LEVEL",
+        "info",
+        "log level of every service: debug, info, warning, error or critical",
+        choices=("debug", "info", "warning", "error", "critical"),
+    )
+
+
 def documented_settings() -> tuple[type[Any], ...]:
     """Return every settings class, in the order of the README's configuration table."""
     from newsflow.localrun import RunSettings
@@ -326,7 +338,7 @@ def documented_settings() -> tuple[type[Any], ...]:
     from newsflow.web.settings import WebSettings
     from newsflow.worker.settings import WorkerSettings
 
-    return KafkaSettings, WorkerSettings, ProducerSettings, RunSettings, WebSettings
+    return KafkaSettings, LogSettings, WorkerSettings, ProducerSettings, RunSettings, WebSettings
 
 
 if __name__ == "__main__":  # python -m newsflow.settings: the README's configuration table

@@ -31,8 +31,16 @@ from aiokafka.errors import (
     for_code,
 )
 
+from newsflow.logs import configure as configure_logging
 from newsflow.logs import escape_controls
-from newsflow.settings import CommandLine, KafkaSettings, client_options, env_help, load_settings_or_exit
+from newsflow.settings import (
+    CommandLine,
+    KafkaSettings,
+    LogSettings,
+    client_options,
+    env_help,
+    load_settings_or_exit,
+)
 
 log = logging.getLogger("newsflow.topics")
 # How often a wait for the broker says that it is still waiting.
@@ -364,13 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandLine(
         prog="newsflow-topics",
         description="Create newsflow's Kafka topics if they do not exist and apply their configuration.",
-        epilog=env_help(KafkaSettings),
+        epilog=env_help(KafkaSettings, LogSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kafka, log_settings = load_settings_or_exit("newsflow-topics", KafkaSettings, LogSettings)
+    configure_logging(log_settings.level)
     escape_controls()
-    (kafka,) = load_settings_or_exit("newsflow-topics", KafkaSettings)
     try:
         created = asyncio.run(create_topics(kafka))
     except (TimeoutError, KafkaError) as exc:

@@ -5,10 +5,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from newsflow.settings import KafkaSettings, SettingsError, check_kafka, env_help, from_env
+from newsflow.settings import KafkaSettings, LogSettings, SettingsError, check_kafka, env_help, from_env
 from newsflow.worker.settings import WorkerSettings
 from tests.conftest import SEEDS
 
@@ -37,7 +38,7 @@ def test_bad_value_names_the_variable():
     [
         (WorkerSettings, "NEWSFLOW_WORKER_BATCH_SIZE", "0", "is below 1"),
         (KafkaSettings, "NEWSFLOW_RAW_PARTITIONS", "0", "is below 1"),
-        (WorkerSettings, "NEWSFLOW_LOG_LEVEL", "verbose", "is not one of"),
+        (LogSettings, "NEWSFLOW_LOG_LEVEL", "verbose", "is not one of"),
         # Faust's take waits for a whole batch when its wait is 0: not "no wait" but "wait forever".
         (WorkerSettings, "NEWSFLOW_WORKER_BATCH_SECONDS", "0", "is below"),
         (WorkerSettings, "NEWSFLOW_DEDUP_STORY_THRESHOLD", "nan", "is not a finite number"),
@@ -50,8 +51,8 @@ def test_values_out_of_range_or_choice_are_refused_before_anything_starts(cls, v
 
 
 def test_choices_are_taken_in_any_case():
-    assert from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "WARNING"}).log_level == "warning"
-    assert from_env(WorkerSettings, {"NEWSFLOW_LOG_LEVEL": "critical"}).log_level == "critical"
+    assert from_env(LogSettings, {"NEWSFLOW_LOG_LEVEL": "WARNING"}).level == "warning"
+    assert from_env(LogSettings, {"NEWSFLOW_LOG_LEVEL": "critical"}).level == "critical"
 
 
 def _newsflow_run(**variables: str) -> subprocess.CompletedProcess[str]:
@@ -322,3 +323,27 @@ def test_a_usage_error_is_one_line(module, argv, capsys):
     err = capsys.readouterr().err
     assert exited.value.code == 2
     assert err.count("\n") == 1 and ": error: " in err and err.endswith("(see --help)\n"), err
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("newsflow.producer", ["seeds"]),
+        ("newsflow.worker", []),
+        ("newsflow.web", []),
+        ("newsflow.topics", []),
+    ],
+)
+def test_every_service_reads_the_log_level(module, argv):
+    # One variable for the stack (compose sets it for all): a value a service would ignore or
+    # misread is refused by each, in one line naming it.
+    done = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        env={**os.environ, "NEWSFLOW_LOG_LEVEL": "verbose", "NEWSFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "NEWSFLOW_LOG_LEVEL='verbose' is not one of" in done.stderr

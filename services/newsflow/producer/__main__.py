@@ -25,6 +25,7 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
+from newsflow.logs import configure as configure_logging
 from newsflow.logs import escape_controls, limit_repeats
 from newsflow.producer.http import serve
 from newsflow.producer.metrics import ProducerMetrics, create_metrics
@@ -33,7 +34,7 @@ from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.sources import INPUTS_HELP, STDIN, outlet_argument, unusable_paths
 from newsflow.producer.watch import watch
 from newsflow.registry import service_registry
-from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, LogSettings, env_help, load_settings_or_exit
 from newsflow.topics import MissingTopic
 
 PROG = "newsflow-producer"
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = CommandLine(
         prog=PROG,
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=INPUTS_HELP + "\n\n" + env_help(KafkaSettings, ProducerSettings),
+        epilog=INPUTS_HELP + "\n\n" + env_help(KafkaSettings, LogSettings, ProducerSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="*", help="files, folders, archives; '-' reads JSON Lines from stdin")
@@ -99,10 +100,8 @@ async def _serve(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    (log_settings,) = load_settings_or_exit(PROG, LogSettings)
+    configure_logging(log_settings.level, quiet=args.quiet)
     limit_repeats()
     escape_controls()
     if not args.paths and not args.serve:

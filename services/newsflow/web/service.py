@@ -29,11 +29,12 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from newsflow.logs import configure as configure_logging
 from newsflow.logs import escape_controls, limit_repeats
 from newsflow.pipeline import jsonio
 from newsflow.pipeline.dates import parse_datetime, rfc3339
 from newsflow.registry import service_registry
-from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, LogSettings, env_help, load_settings_or_exit
 from newsflow.web import pages
 from newsflow.web.settings import WebSettings
 from newsflow.web.store import BadQuery, StoryQuery, StoryStore
@@ -384,12 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandLine(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2] + "\n\n" + env_help(WebSettings, KafkaSettings),
+        epilog=__doc__.split("\n\n", 2)[2] + "\n\n" + env_help(WebSettings, KafkaSettings, LogSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
-    kafka, settings = load_settings_or_exit(PROG, KafkaSettings, WebSettings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kafka, settings, log_settings = load_settings_or_exit(PROG, KafkaSettings, WebSettings, LogSettings)
+    configure_logging(log_settings.level)
     limit_repeats()
     escape_controls()
     try:

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from newsflow.settings import CommandLine, KafkaSettings, env_help, load_settings_or_exit
+from newsflow.settings import CommandLine, KafkaSettings, LogSettings, env_help, load_settings_or_exit
 from newsflow.worker.settings import WorkerSettings
 
 
@@ -52,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandLine(
         prog="newsflow-worker",
         description="Run the newsflow Faust worker (raw topic -> enriched, stories and dead-letter topics).",
-        epilog=env_help(KafkaSettings, WorkerSettings),
+        epilog=env_help(KafkaSettings, LogSettings, WorkerSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
-    kafka, settings = load_settings_or_exit("newsflow-worker", KafkaSettings, WorkerSettings)
+    kafka, logging_, settings = load_settings_or_exit(
+        "newsflow-worker", KafkaSettings, LogSettings, WorkerSettings
+    )
     # Imported only now: Faust, the models and their libraries take a second or two to load, and
     # `--help` or a bad setting should not wait for them.
     import faust
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"newsflow-worker: error: {exc}\n")
         return 1
     worker = _bounded_stop_worker(faust.Worker, settings.stop_seconds)(
-        worker_app.app, loglevel=settings.log_level.upper(), quiet=True
+        worker_app.app, loglevel=logging_.level.upper(), quiet=True
     )
     worker.spinner = None  # a terminal spinner only garbles logs in files and containers
     worker_app.watch_membership()

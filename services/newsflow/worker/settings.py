@@ -37,12 +37,6 @@ class WorkerSettings:
     metrics_host: str = env(
         "NEWSFLOW_WORKER_METRICS_HOST", "127.0.0.1", "address /metrics listens on (0.0.0.0 in a container)"
     )
-    log_level: str = env(
-        "NEWSFLOW_LOG_LEVEL",
-        "info",
-        "log level: debug, info, warning, error or critical",
-        choices=("debug", "info", "warning", "error", "critical"),
-    )
     batch_size: int = env(
         "NEWSFLOW_WORKER_BATCH_SIZE", 32, "articles cleaned and tagged per batch", minimum=1
     )
