@@ -791,6 +791,27 @@ def test_places_carry_a_stable_id_and_ambiguous_names_none():
     }
 
 
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("wales", "iso3166-2:GB-WLS"),  # ISO: "Wales [Cymru GB-CYM]"
+        ("cymru", "iso3166-2:GB-WLS"),
+        ("catalunya", "iso3166-2:ES-CT"),  # "Catalunya [Cataluña]"
+        ("islas baleares", "iso3166-2:ES-IB"),  # "Illes Balears [Islas Baleares]"
+        ("bavaria", "iso3166-2:DE-BY"),  # ISO: "Bayern"; English in the iso-codes translations
+        ("bayern", "iso3166-2:DE-BY"),
+        ("puerto rico", "iso3166:PR"),  # a country in ISO 3166-1, and US-PR
+        ("guam", "iso3166:GU"),
+        ("vatican city", "iso3166:VA"),  # ISO: "Holy See (Vatican City State)"
+        ("uae", "iso3166:AE"),
+    ],
+)
+def test_regions_known_by_their_other_names_and_territories_by_their_country_code(key: str, expected: str):
+    from newsflow.pipeline.places import place_id
+
+    assert place_id(key, "GPE") == expected
+
+
 @pytest.mark.parametrize("city", ["istanbul", "tokyo", "hamburg", "lagos", "buenos aires", "kyiv", "delhi"])
 def test_a_metropolis_is_a_city_not_the_region_named_after_it(city: str):
     from newsflow.pipeline.places import place_id

