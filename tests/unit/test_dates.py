@@ -28,6 +28,12 @@ RECEIVED = "2025-03-14T09:00:00Z"
         ("Mar 13, 2025 10:00 AM EST", "2025-03-13T15:00:00Z", "ok"),  # AP style: AM and a zone
         ("Thu, 13 Mar 2025 10:00:00 CET", "2025-03-13T09:00:00Z", "ok"),
         ("March 13, 2025 10:30 IST", None, "unparseable"),  # India's, Ireland's or Israel's
+        # ISO dates followed by a zone's abbreviation, as some feeds write them
+        ("2025-03-13T10:00:00 ET", "2025-03-13T14:00:00Z", "ok"),  # daylight time by then
+        ("2025-03-13T10:00:00 CEST", "2025-03-13T08:00:00Z", "ok"),
+        ("2025-03-13 10:00 EST", "2025-03-13T15:00:00Z", "ok"),
+        ("2025-03-13T10:00:00.5 GMT", "2025-03-13T10:00:00Z", "ok"),
+        ("2025-03-13T10:00:00 IST", None, "unparseable"),
         ("13 March 2025 10:30 BST", None, "unparseable"),  # Britain's or Bangladesh's
         ("13 March 2025 10:30 +01:00", "2025-03-13T09:30:00Z", "ok"),
         ("Thu, 13 Mar 2025 10:00:00", "2025-03-13T10:00:00Z", "ok"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
 from dateutil import parser as dateutil_parser
@@ -57,7 +57,7 @@ def _parse_datetime(text: str) -> datetime | None:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         try:
-            dt = parsedate_to_datetime(text)
+            dt = _iso_with_zone(text) or parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
             dt = None
         if dt is None or dt.tzinfo is None:
@@ -98,6 +98,24 @@ _ZONES: dict[str, int | tz.tzrangebase] = {
     "EET": 2 * _HOUR,
     "EEST": 3 * _HOUR,
 }
+
+
+# An ISO 8601 date and time followed by a zone's abbreviation, as some feeds write them
+# ("2026-12-07T10:00:00 ET", "2026-12-07 10:00 GMT").
+_ISO_THEN_ZONE = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?) ?([A-Za-z]{2,4})")
+
+
+def _iso_with_zone(text: str) -> datetime | None:
+    """Read an ISO date and time with a zone abbreviation of _ZONES (or UTC, GMT); None for any other."""
+    if not (written := _ISO_THEN_ZONE.fullmatch(text)):
+        return None
+    local, zone = datetime.fromisoformat(written.group(1)), written.group(2).upper()
+    if zone in ("UTC", "GMT"):
+        return local.replace(tzinfo=UTC)
+    offset = _ZONES.get(zone)
+    if offset is None:
+        return None  # refused, as for people ("IST"): hours off otherwise
+    return local.replace(tzinfo=timezone(timedelta(seconds=offset)) if isinstance(offset, int) else offset)
 
 
 def _written_date(text: str) -> datetime | None:
