@@ -13,7 +13,9 @@ from newsflow.pipeline.enrich import Enriched, Enricher
 from newsflow.pipeline.entities import EntityTagger
 from newsflow.pipeline.features import article_features
 from newsflow.pipeline.records import (
+    DEAD_LETTER_SCHEMA_VERSION,
     ENRICHED_SCHEMA_VERSION,
+    STORY_SCHEMA_VERSION,
     Rejection,
     article_fields,
     dead_letter_record,
@@ -34,6 +36,18 @@ def enricher() -> Enricher:
 def test_schemas_are_valid_draft_2020_12():
     for name in ("enriched-article", "dead-letter", "story"):
         assert validator(name).schema["$id"].endswith("/v1")
+
+
+def test_each_schema_file_says_the_minor_version_the_records_it_describes_carry():
+    # A consumer holding a copy of a schema can tell which 1.x it is (the $id names only the major).
+    assert {
+        name: validator(name).schema["x-schema-version"]
+        for name in ("enriched-article", "dead-letter", "story")
+    } == {
+        "enriched-article": ENRICHED_SCHEMA_VERSION,
+        "dead-letter": DEAD_LETTER_SCHEMA_VERSION,
+        "story": STORY_SCHEMA_VERSION,
+    }
 
 
 def test_enriched_and_story_records_validate(enricher, seed_raws, fixture_raws):

@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.name is None:
         for name in names():
             schema = jsonio.loads(schema_bytes(name))
-            sys.stdout.write(f"{name}  {schema.get('$id', '')}  {schema.get('title', '')}\n")
+            version = schema.get("x-schema-version", "")
+            sys.stdout.write(f"{name}  {version}  {schema.get('$id', '')}  {schema.get('title', '')}\n")
         return 0
     try:
         sys.stdout.write(schema_bytes(args.name).decode())
