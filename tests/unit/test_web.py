@@ -497,10 +497,11 @@ def test_a_split_story_lists_the_members_that_left_whichever_topic_is_read_first
     _validate(s3, "Story")
 
 
-def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_its_story_of_now(store: StoryStore):
+def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_both_stories(store: StoryStore):
     """A split moves its members to the new story in the view, those whose records name a story
     it descends from; an article's record that names another story (the article sent again once
-    the split story had let it go) names the story it is in now, whichever topic is read first."""
+    the split story had let it go) is in that story now, and still listed by the split story,
+    whose records list it, whichever topic is read first."""
 
     def members(view: StoryStore, story_id: str) -> list[str]:
         return [m["article_id"] for m in view.story(story_id)["members"]]  # type: ignore[index]
@@ -514,13 +515,15 @@ def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_its_sto
             ("story", story("s7", ["a2"], ["daily.example"], 30)),
         ]
     )
-    assert members(store, "s7") == ["a2"] and members(store, "s3") == []
+    assert members(store, "s7") == ["a2"] and members(store, "s3") == ["a2"]
+    assert store.article("a2")["story_id"] == "s7"  # type: ignore[index]
     # A split story that runs on lists its opening members after it let them go (records.
     # bounded_members): a later record of it moves nothing back.
     store.apply(
         [("story", story("s3", ["a2", "a5", "a9"], ["daily.example"], 40, split_from="s1", version=4))]
     )
-    assert members(store, "s7") == ["a2"] and members(store, "s3") == []
+    assert members(store, "s7") == ["a2"] and members(store, "s3") == ["a2"]
+    assert store.article("a2")["story_id"] == "s7"  # type: ignore[index]
     # The stories topic read behind the enriched topic: the split, read after the later record,
     # moves the record that came before it, not the one that came after.
     late = StoryStore()
@@ -532,7 +535,39 @@ def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_its_sto
             ("story", story("s7", ["a2"], ["daily.example"], 30)),
         ]
     )
-    assert members(late, "s3") == ["a1"] and members(late, "s7") == ["a2"]
+    assert members(late, "s3") == ["a1", "a2"] and members(late, "s7") == ["a2"]
+    assert late.article("a2")["story_id"] == "s7"  # type: ignore[index]
+
+
+def test_a_closed_story_still_lists_the_members_sent_again_into_a_new_story():
+    """A backfill days later sends a closed story's articles again: they are decided into a new
+    story, and the closed one, whose last record lists them, still lists them (not "2 reports"
+    and none shown); a redelivered record changes nothing."""
+    view = StoryStore()
+    view.apply(
+        [
+            ("enriched", enriched("a1", "s1", "alpha.example", 1)),
+            ("enriched", enriched("a2", "s1", "beta.example", 2)),
+            ("story", story("s1", ["a1", "a2"], ["alpha.example", "beta.example"], 2)),
+            (
+                "story",
+                story("s1", ["a1", "a2"], ["alpha.example", "beta.example"], 9, status="closed", version=3),
+            ),
+            ("enriched", enriched("a1", "s9", "alpha.example", 40)),
+            ("enriched", enriched("a2", "s9", "beta.example", 41)),
+            ("enriched", enriched("a2", "s9", "beta.example", 41)),
+            ("story", story("s9", ["a1", "a2"], ["alpha.example", "beta.example"], 41)),
+        ]
+    )
+    for story_id in ("s1", "s9"):
+        shown = view.story(story_id)
+        assert shown is not None and [m["article_id"] for m in shown["members"]] == ["a1", "a2"]
+        assert shown["member_count"] == 2
+    assert view.article("a1")["story_id"] == "s9"  # type: ignore[index]
+    # Once the old story is gone from the view (its retention), nothing of it is left behind.
+    view.prune("2026-12-01T10:20:00Z")
+    assert view.story("s1") is None and view.db.execute("SELECT COUNT(*) FROM earlier").fetchone()[0] == 0
+    assert [m["article_id"] for m in view.story("s9")["members"]] == ["a1", "a2"]  # type: ignore[index]
 
 
 def test_a_view_that_cannot_read_the_output_topics_counts_each_failure_and_keeps_trying(store: StoryStore):

@@ -89,6 +89,14 @@ CREATE TABLE IF NOT EXISTS moves (
     article_id TEXT PRIMARY KEY,
     story_id TEXT NOT NULL
 );
+-- Articles sent again once their story had let them go (past the story window), decided again
+-- into another story: the story that listed them before, which still does (its records say so).
+CREATE TABLE IF NOT EXISTS earlier (
+    story_id TEXT NOT NULL,
+    article_id TEXT NOT NULL,
+    PRIMARY KEY (story_id, article_id)
+);
+CREATE INDEX IF NOT EXISTS earlier_by_article ON earlier (article_id);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -269,6 +277,14 @@ class StoryStore:
             story_id = moved["story_id"]
         elif moved:
             self.db.execute("DELETE FROM moves WHERE article_id = ?", (article_id,))
+        before = self.db.execute(
+            "SELECT story_id FROM articles WHERE article_id = ?", (article_id,)
+        ).fetchone()
+        if before is not None and before["story_id"] not in (None, story_id):
+            # Sent again and decided again: the story it was in still lists it (a redelivered
+            # record names the same story; a split's move is the story's own, above).
+            self.db.execute("INSERT OR IGNORE INTO earlier VALUES (?, ?)", (before["story_id"], article_id))
+        self.db.execute("DELETE FROM earlier WHERE story_id = ? AND article_id = ?", (story_id, article_id))
         self.db.execute(
             "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -354,7 +370,7 @@ class StoryStore:
         """Record that a split story's members are its own, whatever story their records named
         before: one of those it descends from (`parent` and its own lineage). A member whose
         record names another story was sent again later and is there now (an opening member a
-        long-running story still lists after it let it go)."""
+        long-running story still lists after it let it go), and listed by this one too."""
         above = {story_id} | self._lineage_above(parent)
         placeholders = ",".join("?" * len(members))
         elsewhere = {
@@ -366,6 +382,8 @@ class StoryStore:
             if row["story_id"] not in above
         }
         moving = [(story_id, m) for m in members if m not in elsewhere]
+        # Those it lists that are elsewhere now were its members before they were sent again.
+        self.db.executemany("INSERT OR IGNORE INTO earlier VALUES (?, ?)", [(story_id, m) for m in elsewhere])
         self.db.executemany("INSERT OR REPLACE INTO moves (story_id, article_id) VALUES (?, ?)", moving)
         for table in ("articles", "entities"):
             self.db.executemany(
@@ -456,8 +474,10 @@ class StoryStore:
                 # store kept from before it was shown needs no migration).
                 "SELECT *, json_extract(CAST(record AS TEXT), '$.source.revision_of') AS revision_of "
                 f"FROM articles WHERE story_id IN ({marks}) "  # noqa: S608 - placeholders only
+                # ... and those sent again since into another story, shown as their latest record.
+                f"OR article_id IN (SELECT article_id FROM earlier WHERE story_id IN ({marks})) "
                 "ORDER BY processed_at, article_id",
-                ids,
+                [*ids, *ids],
             )
         ]
         story["members"] = members
@@ -534,7 +554,7 @@ class StoryStore:
                 {"before": before, "at": at, "rowid": rowid, "limit": limit},
             ).fetchall()
             doomed = [(r["article_id"],) for r in rows]
-            for table in ("articles", "entities", "moves"):
+            for table in ("articles", "entities", "moves", "earlier"):
                 self.db.executemany(f"DELETE FROM {table} WHERE article_id = ?", doomed)  # noqa: S608 - fixed names
             if limit > 0 and len(rows) == limit:  # more to come: the stories once at the end
                 return limit, (rows[-1]["processed_at"], rows[-1]["rowid"])
@@ -551,6 +571,7 @@ class StoryStore:
             self.db.executemany("DELETE FROM lineage WHERE story_id = ?", ids)
             self.db.executemany("DELETE FROM lineage WHERE other = ?", ids)
             self.db.executemany("DELETE FROM moves WHERE story_id = ?", ids)
+            self.db.executemany("DELETE FROM earlier WHERE story_id = ?", ids)
         return len(rows), None
 
     def counts(self) -> dict[str, int]:
