@@ -16,6 +16,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from newsflow.pipeline.records import RawArticle
+from newsflow.producer.sources import iter_file
 from newsflow.settings import KafkaSettings
 from tests.integration.kafka_helpers import free_port, kafka_env
 from tests.warc_fixtures import write_warc
@@ -169,6 +171,9 @@ def test_watch_sends_a_slowly_written_file_once_and_nothing_again_after_a_restar
         assert len(revised) == 3
         (new,) = [r for r in revised if "revision-of" in r[2]]
         assert new[2]["revision-of"] == sent_slow[0] and new[1] == TEXT + b"A correction."
+        # Under the id a one-shot run over the folder sends it with: one article, whoever sends it.
+        (one_shot,) = iter_file(tmp_path / "inbox", inbox / "slow.txt")
+        assert isinstance(one_shot, RawArticle) and new[0] == one_shot.article_id
         # Put back as it was: a version of its own, not the first one's id, which was enriched already.
         (inbox / "slow.txt").write_bytes(sent_slow[1])
         reverted = read_raw(kafka, want=4, timeout=30)

@@ -96,6 +96,19 @@ def test_a_deleted_file_is_forgotten(tmp_path: Path):
     assert settling.ready(f, f.stat(), now=6)
 
 
+def test_the_versions_a_file_had_are_kept_across_restarts_and_known_from_older_state_files(tmp_path: Path):
+    state = tmp_path / "state.jsonl"
+    ledger = SentLedger(state)
+    ledger.record("wire/a.txt", Sent(10, 1, ("c" * 24,), "c" * 24, contents=("a" * 24, "b" * 24, "c" * 24)))
+    ledger.close()
+    again = SentLedger(state)
+    again.close()
+    assert again.entries["wire/a.txt"].versions() == ("a" * 24, "b" * 24, "c" * 24)
+    # A line written before versions were kept knows the latest: its content's id.
+    assert Sent(10, 1, ("r" * 24,), "c" * 24).versions() == ("c" * 24,)
+    assert Sent(10, 1, ("a" * 24,)).versions() == ("a" * 24,)
+
+
 def test_a_revision_id_depends_on_the_version_it_follows():
     assert revision_id("a" * 24, "b" * 24) == revision_id("a" * 24, "b" * 24)
     assert revision_id("a" * 24, "b" * 24) != revision_id("c" * 24, "b" * 24)

@@ -8,7 +8,9 @@ Changes are noticed through inotify (watchfiles), with a full rescan every `watc
 
 What was sent is recorded in a small append-only state file, after the broker acknowledged it, so a
 restarted producer sends nothing again. A file whose content changed is a new version: it is sent
-under a new article id with the header `revision-of` naming the id of the version before it. A sent
+under the id its content has (as a one-shot run over the folder would send it) with the header
+`revision-of` naming the id of the version before it; a version the file had before (put back as it
+was) gets an id of its own, its first one being enriched already. A sent
 file that is gone for sure is forgotten a while after it was sent (`SentLedger.forget_gone`), so
 the state of an inbox emptied by its users stays the size of the inbox.
 """
@@ -53,6 +55,8 @@ log = logging.getLogger("newsflow.producer")
 FORGET_CHECK_SECONDS = 600.0
 # How many of a sent file's folders `folder_ids` keeps (the watched folder is usually 1-3 up).
 MAX_FOLDER_IDS = 8
+# The content ids a file's versions had that are remembered, to tell a version put back (`Sent.contents`).
+MAX_CONTENTS = 16
 # Skips that may not hold next time (permissions fixed, a file put back): such a file is not recorded.
 TRANSIENT_SKIPS = frozenset({"unreadable", "vanished"})
 
@@ -74,6 +78,13 @@ class Sent:
     # kept are never forgotten).
     folders: tuple[tuple[int, int], ...] | None = None
     sent_at: float | None = None
+    # The content ids of the file's versions sent, latest last (a revision sent under another id
+    # than its content's, `content_id`, counts by its content's); empty in state files from before.
+    contents: tuple[str, ...] = ()
+
+    def versions(self) -> tuple[str, ...]:
+        """The content ids of the file's versions sent that are known (the latest at least)."""
+        return self.contents or (self.content_id or self.article_ids[0],)
 
     def holds(self, st: os.stat_result, max_file_bytes: int) -> bool:
         """Whether the file as it is now (`st`) was dealt with in full under this size limit."""
@@ -110,6 +121,7 @@ class SentLedger:
                         None if limit is None else int(limit),
                         None if folders is None else tuple((int(dev), int(ino)) for dev, ino in folders),
                         None if sent_at is None else float(sent_at),
+                        tuple(str(c) for c in d.get("contents") or ()),
                     )
                     self._lines += 1
                 except (ValueError, KeyError, TypeError):
@@ -153,6 +165,8 @@ class SentLedger:
             line["folders"] = [list(f) for f in sent.folders]
         if sent.sent_at is not None:
             line["sent_at"] = sent.sent_at
+        if sent.contents:
+            line["contents"] = list(sent.contents)
         return jsonio.dumps_line(line)
 
     def record(self, key: str, sent: Sent) -> None:
@@ -537,11 +551,13 @@ async def _send_file(
             if before is not None and item.article_id in (*before.article_ids, before.content_id):
                 continue  # touched, not changed: this article was sent already
             if before is not None and not archive and len(before.article_ids) == 1:
-                # A revision's id names the version it follows too: a file put back as it was
-                # (A, B, A again) would otherwise repeat A's id, which the pipeline has enriched
-                # already and would not enrich again.
+                # A revision goes under its content's id, as a one-shot run would send the file
+                # (once, whichever sends it first); but a version the file had before (A, B, A
+                # again) gets an id naming the version it follows too: A's was enriched already,
+                # and would not be again.
                 content_id = item.article_id
-                item = replace(item, article_id=revision_id(before.article_ids[0], content_id))
+                if content_id in before.versions():
+                    item = replace(item, article_id=revision_id(before.article_ids[0], content_id))
                 headers.append((H_REVISION_OF, before.article_ids[0].encode()))
             ids.append(item.article_id)
         outcome = await publisher.publish(item, headers)
@@ -558,6 +574,12 @@ async def _send_file(
         # A file is one article, its latest version; an archive is all the articles it ever held
         # (one appended to is not sent again in full).
         earlier = before.article_ids if before and (archive or not ids) else ()
+        if content_id is not None and before is not None:  # a new version
+            contents = (*before.versions(), content_id)[-MAX_CONTENTS:]
+        elif before is None and not archive and len(ids) == 1:  # a first version
+            contents = (ids[0],)
+        else:
+            contents = before.contents if before else ()
         ledger.record(
             key,
             Sent(
@@ -568,6 +590,7 @@ async def _send_file(
                 settings.max_file_bytes if too_large else None,
                 _folders_of(path, root),
                 time.time(),
+                contents,
             ),
         )
     else:
