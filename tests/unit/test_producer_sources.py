@@ -453,10 +453,17 @@ def test_a_json_file_of_an_array_of_envelopes_gives_one_article_each_as_the_http
     articles = _articles(items)
     by_path = {a.source.path: a for a in articles}
     assert set(by_path) == {"wire/batch.json[0]", "wire/batch.json[1]", "wire/one.json"}
-    assert [by_path[p].source.outlet for p in ("wire/batch.json[0]", "wire/batch.json[1]")] == [
-        "arr.example",
+    # An envelope's own outlet, else its folder's, as for a file of one envelope (not its URL's host:
+    # one folder, one outlet).
+    assert [
+        by_path[p].source.outlet for p in ("wire/batch.json[0]", "wire/batch.json[1]", "wire/one.json")
+    ] == [
+        "wire",
         "metro",
+        "wire",
     ]
+    forced = {a.source.path: a.source.outlet for a in _articles(list(iter_inputs([tmp_path], "forced")))}
+    assert set(forced.values()) == {"forced"}  # --outlet names them all
     assert json.loads(by_path["wire/batch.json[0]"].payload) == envelopes[0]
     assert by_path["wire/batch.json[0]"].source.url == "https://arr.example/1"
     assert by_path["wire/one.json"].payload.startswith(b"{")  # a single envelope is sent as it is

@@ -345,7 +345,9 @@ def iter_file(
     kind = kind_of(path.name)
     if kind == "article":
         item = read_article(root, path, outlet, max_bytes, within)
-        yield from _array_items(item, outlet) or (item,)
+        # Envelopes without an outlet of their own take their folder's, as a file of one does.
+        folder = None if (named := outlet_for(root, path, None)) == UNKNOWN_OUTLET else named
+        yield from _array_items(item, outlet, folder) or (item,)
         return
     opened = _open_regular(path, within)
     if isinstance(opened, Skipped):
@@ -375,9 +377,10 @@ def in_array(item: Item) -> bool:
     return bool(_ARRAY_ITEM.search(item.source.path if isinstance(item, RawArticle) else item.path))
 
 
-def _array_items(item: Item, outlet: str | None) -> list[Item] | None:
+def _array_items(item: Item, outlet: str | None, folder: str | None) -> list[Item] | None:
     """Return the articles of a .json file that holds an array of envelopes, each as a JSON line
-    is read (as the HTTP ingest takes an array); None for any other file."""
+    is read (as the HTTP ingest takes an array), `outlet` (--outlet) overriding theirs and `folder`
+    the outlet of those that name none (before their URL's host); None for any other file."""
     if not isinstance(item, RawArticle) or item.source.content_type != "application/json":
         return None
     body = item.payload.removeprefix(codecs.BOM_UTF8).lstrip()
@@ -390,7 +393,7 @@ def _array_items(item: Item, outlet: str | None) -> list[Item] | None:
     if not envelopes:
         return [Skipped(item.source.path, "empty", "an empty array")]
     return [
-        envelope_article(jsonio.dumps(envelope), f"{item.source.path}[{n}]", outlet)
+        envelope_article(jsonio.dumps(envelope), f"{item.source.path}[{n}]", outlet, folder)
         for n, envelope in enumerate(envelopes)
     ]
 
@@ -484,8 +487,9 @@ def _envelope_outlet(payload: bytes) -> str | None:
         return None
 
 
-def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
-    """Return the article of one JSON envelope ({url, outlet, html|text, title, published, authors})."""
+def envelope_article(body: bytes, where: str, outlet: str | None, unnamed: str | None = None) -> Item:
+    """Return the article of one JSON envelope ({url, outlet, html|text, title, published, authors}):
+    its outlet is `outlet`, else the envelope's own, else `unnamed` (its folder's), else its URL's host."""
     # A byte order mark (the first line of a feed Windows saved) is no part of the article: the
     # same envelope is the same article, with its id, wherever it is found.
     body = body.removeprefix(codecs.BOM_UTF8)
@@ -498,7 +502,7 @@ def envelope_article(body: bytes, where: str, outlet: str | None) -> Item:
     if problem := envelope_problem(envelope):
         return Skipped(where, "bad_line", problem)
     url = envelope.get("url")  # a string or None (envelope_problem)
-    resolved = outlet or _named_outlet(envelope) or host_of(url) or UNKNOWN_OUTLET
+    resolved = outlet or _named_outlet(envelope) or unnamed or host_of(url) or UNKNOWN_OUTLET
     return RawArticle(
         # The same envelope is the same article wherever it is found (another file, a re-send).
         article_id=article_id_for(resolved, url or "", body),
