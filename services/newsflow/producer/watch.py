@@ -82,9 +82,12 @@ class Sent:
     # than its content's, `content_id`, counts by its content's); empty in state files from before.
     contents: tuple[str, ...] = ()
 
-    def versions(self) -> tuple[str, ...]:
-        """The content ids of the file's versions sent that are known (the latest at least)."""
-        return self.contents or (self.content_id or self.article_ids[0],)
+    def versions(self) -> tuple[str, ...] | None:
+        """The content ids of the file's versions sent, or None if they are not all known (a file
+        revised before its state kept them: only its latest is)."""
+        if self.contents:
+            return self.contents
+        return None if self.content_id is not None else self.article_ids[:1]
 
     def holds(self, st: os.stat_result, max_file_bytes: int) -> bool:
         """Whether the file as it is now (`st`) was dealt with in full under this size limit."""
@@ -556,7 +559,8 @@ async def _send_file(
                 # again) gets an id naming the version it follows too: A's was enriched already,
                 # and would not be again.
                 content_id = item.article_id
-                if content_id in before.versions():
+                versions = before.versions()
+                if versions is None or content_id in versions:  # (None: it may be one)
                     item = replace(item, article_id=revision_id(before.article_ids[0], content_id))
                 headers.append((H_REVISION_OF, before.article_ids[0].encode()))
             ids.append(item.article_id)
@@ -574,8 +578,9 @@ async def _send_file(
         # A file is one article, its latest version; an archive is all the articles it ever held
         # (one appended to is not sent again in full).
         earlier = before.article_ids if before and (archive or not ids) else ()
-        if content_id is not None and before is not None:  # a new version
-            contents = (*before.versions(), content_id)[-MAX_CONTENTS:]
+        if content_id is not None and before is not None:  # a new version (of a known history)
+            versions = before.versions()
+            contents = () if versions is None else (*versions, content_id)[-MAX_CONTENTS:]
         elif before is None and not archive and len(ids) == 1:  # a first version
             contents = (ids[0],)
         else:
