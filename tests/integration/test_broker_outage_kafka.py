@@ -119,7 +119,7 @@ def test_pause_and_restart_of_the_broker_lose_and_repeat_nothing(broker: Broker,
 def test_a_send_the_broker_cannot_take_ages_on_the_producers_gauge_and_goes_out_once_it_is_back(
     broker: Broker,
 ):
-    """The idempotent client retries a send for as long as the broker is away and fails none: the
+    """The idempotent client retries a queued send for as long as the broker is away and fails none: the
     age of the oldest unacknowledged send is what shows the outage (alert NewsflowProducerSendsStuck)."""
     kafka = replace(unique_kafka(partitions=1), bootstrap=f"127.0.0.1:{broker.port}")
     asyncio.run(create_topics(kafka))

@@ -70,7 +70,7 @@ def test_sends_wait_once_the_bytes_in_flight_reach_the_bound_and_nothing_is_kept
 
 
 def test_the_oldest_unacknowledged_send_ages_while_the_broker_is_away_and_goes_back_to_zero():
-    # The idempotent client retries a send for as long as the broker is away and fails none: the
+    # The idempotent client retries a queued send for as long as the broker is away and fails none: the
     # age of the oldest send it has not had acknowledged is what an outage alert can watch.
     async def run() -> None:
         fake = FakeKafka()

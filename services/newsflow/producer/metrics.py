@@ -41,7 +41,7 @@ def _declare(registry: CollectorRegistry) -> ProducerMetrics:
         bytes_sent=Counter("newsflow_producer_sent_bytes_total", "Payload bytes sent.", registry=registry),
         send_errors=Counter(
             "newsflow_producer_send_errors_total",
-            "Sends refused or failed for good (too large, not authorised), and articles of POST /articles requests answered 503; a broker that cannot be reached fails no send of files: see newsflow_producer_oldest_unacknowledged_send_seconds.",
+            "Sends that failed: refused (too large, not authorised), timed out with a partition's queue full while the broker is away, and articles of POST /articles requests answered 503; a short outage fails no send: see newsflow_producer_oldest_unacknowledged_send_seconds.",
             registry=registry,
         ),
         send_seconds=Histogram(

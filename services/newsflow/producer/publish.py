@@ -155,7 +155,7 @@ class Publisher:
         self._pending: set[asyncio.Future[bool]] = set()
         self._in_flight_bytes = 0
         # When each unacknowledged send began, oldest first (a dict keeps its insertion order). The
-        # client retries an idempotent send for as long as the broker is away and fails none: how
+        # client retries a queued idempotent send for as long as the broker is away and fails none: how
         # long the oldest has waited is what shows an outage (NewsflowProducerSendsStuck).
         self._unacknowledged: dict[int, float] = {}
         self._sends = itertools.count()
@@ -254,9 +254,12 @@ class Publisher:
         return task
 
     def oldest_unacknowledged_seconds(self) -> float:
-        """How long the oldest send still unacknowledged has waited (0.0: none waits)."""
-        oldest = next(iter(self._unacknowledged.values()), None)
-        return 0.0 if oldest is None else time.perf_counter() - oldest
+        """How long the oldest send still unacknowledged has waited (0.0: none waits).
+
+        Called from the metrics server's thread while the event loop changes the dict: copied in
+        one step (under the GIL), not iterated, which a change between two steps would break."""
+        started = list(self._unacknowledged.values())
+        return time.perf_counter() - started[0] if started else 0.0
 
     async def flush(self) -> None:
         """Wait until every article sent so far is acknowledged (or counted as failed)."""
