@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from newsflow.pipeline import jsonio
 from newsflow.pipeline.records import RawArticle, raw_from_message, raw_headers
 from newsflow.producer.publish import Tally
 from newsflow.producer.settings import parse_outlet_map
 from newsflow.producer.sources import (
     MAX_BLANK_LINES,
     Skipped,
+    envelope_article,
     iter_inputs,
     iter_jsonl,
     read_article,
@@ -462,6 +464,13 @@ def test_a_json_file_of_an_array_of_envelopes_gives_one_article_each_as_the_http
         "metro",
         "wire",
     ]
+    # Its id is the envelope's wherever it is found: the same as POST /articles' (which, as the
+    # array, sends each envelope re-serialised), whatever the folder.
+    (posted,) = _articles([envelope_article(jsonio.dumps(envelopes[0]), "POST /articles[0]", None)])
+    assert (posted.article_id, posted.source.outlet) == (
+        by_path["wire/batch.json[0]"].article_id,
+        "arr.example",
+    )
     forced = {a.source.path: a.source.outlet for a in _articles(list(iter_inputs([tmp_path], "forced")))}
     assert set(forced.values()) == {"forced"}  # --outlet names them all
     assert json.loads(by_path["wire/batch.json[0]"].payload) == envelopes[0]

@@ -502,10 +502,12 @@ def envelope_article(body: bytes, where: str, outlet: str | None, unnamed: str |
     if problem := envelope_problem(envelope):
         return Skipped(where, "bad_line", problem)
     url = envelope.get("url")  # a string or None (envelope_problem)
-    resolved = outlet or _named_outlet(envelope) or unnamed or host_of(url) or UNKNOWN_OUTLET
+    own = outlet or _named_outlet(envelope)
+    resolved = own or unnamed or host_of(url) or UNKNOWN_OUTLET
     return RawArticle(
-        # The same envelope is the same article wherever it is found (another file, a re-send).
-        article_id=article_id_for(resolved, url or "", body),
+        # The same envelope is the same article wherever it is found (another file or folder, a
+        # JSON line, POST /articles, a re-send): its id does not depend on the folder.
+        article_id=article_id_for(own or host_of(url) or UNKNOWN_OUTLET, url or "", body),
         payload=body,
         source=Source(
             path=where, outlet=resolved, content_type="application/json", received_at=utc_now_iso(), url=url
