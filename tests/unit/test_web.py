@@ -537,6 +537,30 @@ def test_an_article_sent_again_after_its_split_story_closed_is_listed_in_both_st
     )
     assert members(late, "s3") == ["a1", "a2"] and members(late, "s7") == ["a2"]
     assert late.article("a2")["story_id"] == "s7"  # type: ignore[index]
+    # The same records in either order of the topics: s1 lists what its split left it.
+    orders = {}
+    for name, records in {
+        "enriched first": [
+            ("enriched", enriched("a1", "s1", "wire.example", 5)),
+            ("enriched", enriched("a2", "s1", "daily.example", 5)),
+            ("enriched", enriched("a2", "s7", "daily.example", 30)),
+            ("story", story("s3", ["a2"], ["daily.example"], 6, split_from="s1")),
+            ("story", story("s1", ["a1"], ["wire.example"], 6, split_into=["s3"], version=3)),
+            ("story", story("s7", ["a2"], ["daily.example"], 30)),
+        ],
+        "stories first": [
+            ("enriched", enriched("a1", "s1", "wire.example", 5)),
+            ("enriched", enriched("a2", "s1", "daily.example", 5)),
+            ("story", story("s3", ["a2"], ["daily.example"], 6, split_from="s1")),
+            ("story", story("s1", ["a1"], ["wire.example"], 6, split_into=["s3"], version=3)),
+            ("enriched", enriched("a2", "s7", "daily.example", 30)),
+            ("story", story("s7", ["a2"], ["daily.example"], 30)),
+        ],
+    }.items():
+        view = StoryStore()
+        view.apply(records)
+        orders[name] = {s: members(view, s) for s in ("s1", "s3", "s7")}
+    assert orders["enriched first"] == orders["stories first"] == {"s1": ["a1"], "s3": ["a2"], "s7": ["a2"]}
 
 
 def test_a_closed_story_still_lists_the_members_sent_again_into_a_new_story():

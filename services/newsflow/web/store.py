@@ -382,8 +382,13 @@ class StoryStore:
             if row["story_id"] not in above
         }
         moving = [(story_id, m) for m in members if m not in elsewhere]
-        # Those it lists that are elsewhere now were its members before they were sent again.
+        # Those it lists that are elsewhere now were its members before they were sent again; the
+        # stories it split from (or took in) no longer list any of them.
         self.db.executemany("INSERT OR IGNORE INTO earlier VALUES (?, ?)", [(story_id, m) for m in elsewhere])
+        self.db.executemany(
+            "DELETE FROM earlier WHERE story_id = ? AND article_id = ?",
+            [(s, m) for s in above - {story_id} for m in members],
+        )
         self.db.executemany("INSERT OR REPLACE INTO moves (story_id, article_id) VALUES (?, ?)", moving)
         for table in ("articles", "entities"):
             self.db.executemany(
