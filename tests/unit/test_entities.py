@@ -812,6 +812,19 @@ def test_regions_known_by_their_other_names_and_territories_by_their_country_cod
     assert place_id(key, "GPE") == expected
 
 
+def test_a_regions_other_names_take_nothing_from_cities_or_countries():
+    from newsflow.pipeline.places import countries_around, place_id
+
+    # Other names a big city has stay the city's: "Bender [Tighina]" (MD-BD); the Swiss canton
+    # "Fribourg / Freiburg / ..." against Freiburg im Breisgau; "Madrid, Comunidad de" as a LOC.
+    for city in ("bender", "freiburg", "murcia"):
+        assert (place_id(city, "GPE") or "").startswith("geonames:"), city
+    assert (place_id("madrid", "LOC") or "").startswith("geonames:")
+    assert countries_around(["freiburg"]) == set()
+    # A country with a district of its own named like it is no territory of another: no id, as before.
+    assert place_id("belize", "GPE") is None and place_id("luxembourg", "GPE") is None
+
+
 @pytest.mark.parametrize("city", ["istanbul", "tokyo", "hamburg", "lagos", "buenos aires", "kyiv", "delhi"])
 def test_a_metropolis_is_a_city_not_the_region_named_after_it(city: str):
     from newsflow.pipeline.places import place_id

@@ -62,16 +62,18 @@ def _tables() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
     )
 
 
-def _subdivision_names(name: str, english: gettext.NullTranslations) -> set[str]:
-    """Return ISO 3166-2's name of a subdivision, the other names it gives in brackets, and its
-    English name where the iso-codes translations have one."""
-    names = {name}
+def _subdivision_names(name: str, english: gettext.NullTranslations) -> tuple[str | None, set[str]]:
+    """Return ISO 3166-2's name of a subdivision (None if it holds brackets), and its other names:
+    those a name in brackets gives ("Wales [Cymru GB-CYM]": "Wales", "Cymru") and its English one
+    where the iso-codes translations have one ("Bayern" -> "Bavaria"; "wallonne, Région" ->
+    "Wallonia, Region": "Wallonia")."""
+    others: set[str] = set()
     if bracketed := _BRACKETED.fullmatch(name):
-        others = " ".join(w for w in bracketed.group(2).split() if not _CODE_OR_NOTE.fullmatch(w))
-        names = {bracketed.group(1), others}
-    # "Bavaria"; "Fribourg / Freiburg / Friburgo / Friburg"; "Wallonia, Region".
-    names.update(n.strip() for n in english.gettext(name).partition(",")[0].split(" / "))
-    return {n for n in names if n}
+        others.add(bracketed.group(1))
+        others.add(" ".join(w for w in bracketed.group(2).split() if not _CODE_OR_NOTE.fullmatch(w)))
+    if (translated := english.gettext(name)) != name and " / " not in translated:
+        others.add(translated.partition(",")[0].strip())  # (not "Fribourg / Freiburg / ...": a city's too)
+    return (None if bracketed else name), {n for n in others if n}
 
 
 @lru_cache(maxsize=1)
@@ -82,8 +84,12 @@ def _subdivisions() -> dict[str, frozenset[str]]:
     for s in pycountry.subdivisions:
         if s.parent_code is not None:  # second-level units (districts, municipalities) are left out
             continue
-        for name in _subdivision_names(s.name, english):
+        name, others = _subdivision_names(s.name, english)
+        if name is not None:
             found.setdefault(entity_key(name), set()).add(s.code)
+        # Another name of it that a big city has is left to the city ("Bender [Tighina]": Bender).
+        for other in {entity_key(n) for n in others} - _big_cities().keys():
+            found.setdefault(other, set()).add(s.code)
         own = s.code.partition("-")[2]
         if len(own) >= MIN_CODE_LETTERS and own.isalpha():
             found.setdefault(own.casefold(), set()).add(s.code)
@@ -178,9 +184,13 @@ def place_id(key: str, label: str | None = None) -> str | None:
     """
     countries = [f"iso3166:{code}" for code in _tables()[0].get(key, ())]
     regions = [f"iso3166-2:{code}" for code in _subdivisions().get(key, ())]
-    if len(countries) == 1 and all(r.endswith(f"-{countries[0].removeprefix('iso3166:')}") for r in regions):
+    country = countries[0].removeprefix("iso3166:") if len(countries) == 1 else None
+    if regions and all(
+        r.endswith(f"-{country}") and not r.startswith(f"iso3166-2:{country}-") for r in regions
+    ):
         # A territory that ISO lists as a country and as a subdivision of another ("Puerto Rico":
-        # PR, and US-PR) is one place: the country code names it.
+        # PR, and US-PR) is one place: the country code names it. (Not a country and a district
+        # of its own named like it: "Belize", BZ and BZ-BZ, stays no place id.)
         regions = []
     if label == "LOC" and regions:
         return None
