@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
+from newsflow.logs import configure as configure_logging
 from newsflow.logs import escape_controls, printable
 from newsflow.pipeline import jsonio
 from newsflow.producer.metrics import create_metrics
@@ -264,9 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"newsflow-run: error: --out: {problem}\n")
             return 2
     # The worker's too, though the worker reads them itself: a bad one stops the run here, at once.
-    kafka, _, run, producer, _ = load_settings_or_exit(
+    kafka, log_settings, run, producer, _ = load_settings_or_exit(
         "newsflow-run", KafkaSettings, LogSettings, RunSettings, ProducerSettings, WorkerSettings
     )
+    # Its own lines are printed; its producer's and its worker's logs say only what went wrong,
+    # unless NEWSFLOW_LOG_LEVEL asks for more.
+    configure_logging(log_settings.level if "NEWSFLOW_LOG_LEVEL" in os.environ else "warning")
     if unsendable := producer.unsendable_with(kafka):
         sys.stderr.write(f"newsflow-run: error: {unsendable}\n")
         return 2

@@ -52,8 +52,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure(level: str, quiet: bool = False) -> None:
-    """Log to stderr at `level` (NEWSFLOW_LOG_LEVEL), or warnings and worse only if `quiet` asks."""
-    logging.basicConfig(level=logging.WARNING if quiet else level.upper(), format=FORMAT)
+    """Log to stderr at `level` (NEWSFLOW_LOG_LEVEL), and no lower than warnings if `quiet` asks."""
+    number = logging.getLevelName(level.upper())
+    logging.basicConfig(level=max(number, logging.WARNING) if quiet else number, format=FORMAT)
 
 
 def limit_repeats(period: float = 30.0) -> RepeatLimiter:

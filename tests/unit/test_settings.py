@@ -347,3 +347,24 @@ def test_every_service_reads_the_log_level(module, argv):
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "NEWSFLOW_LOG_LEVEL='verbose' is not one of" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("level", "quiet", "expected"),
+    [
+        ("info", False, "INFO"),
+        ("debug", True, "WARNING"),
+        ("error", True, "ERROR"),
+        ("error", False, "ERROR"),
+    ],
+)
+def test_quiet_never_makes_a_service_noisier_than_its_log_level(level, quiet, expected, monkeypatch):
+    import logging
+
+    from newsflow.logs import configure
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # basicConfig configures a root without handlers
+    monkeypatch.setattr(root, "level", root.level)
+    configure(level, quiet=quiet)
+    assert logging.getLevelName(root.level) == expected
