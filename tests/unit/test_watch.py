@@ -12,6 +12,7 @@ import pytest
 
 from newsflow.producer.settings import ProducerSettings
 from newsflow.producer.watch import (
+    MAX_CONTENTS,
     Sent,
     SentLedger,
     Settling,
@@ -332,6 +333,10 @@ def test_a_revised_file_goes_under_its_contents_id_and_one_put_back_under_an_id_
     assert back not in (a, b) and back_headers == {"revision-of": b.encode()}  # A's id is enriched already
     c, _, c_content = send("Version C of the report.", ledger)
     assert c == c_content
+    for _ in range(2 * MAX_CONTENTS):  # switched between two versions: A is still known
+        send("Version B of the report.", ledger)
+        send("Version C of the report.", ledger)
+    assert ledger.entries["wire/a.txt"].versions() == (a_content, b_content, c_content)
     ledger.close()
     # A state line from before versions were kept, of a file revised since: its history is not
     # known, so a content it may have had gets an id of its own, as then.

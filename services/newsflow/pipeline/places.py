@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import gettext
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from difflib import SequenceMatcher
 from functools import lru_cache
+from typing import Any
 
 import pycountry
 
@@ -41,6 +42,7 @@ SHORT_NAMES = {
     "CI": ("ivory coast",),
     "AE": ("uae",),
     "VA": ("vatican", "vatican city"),
+    "AX": ("aland",),
 }
 # ISO 3166-2's bracketed other names hold codes too ("Wales [Cymru GB-CYM]", "Uppsala län [SE-03]").
 _BRACKETED = re.compile(r"(.*?)\s*\[(.*)\]")
@@ -48,15 +50,21 @@ _CODE_OR_NOTE = re.compile(r"[A-Z]{2}-[A-Z0-9]+|[a-z]+")
 
 
 @lru_cache(maxsize=1)
-def _tables() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
-    """Return {key: country codes it names} and {key: codes of the countries it lies in}."""
+def _countries() -> dict[str, frozenset[str]]:
+    """Return {key: country codes it names}."""
     countries: dict[str, set[str]] = {name: {code} for code, names in SHORT_NAMES.items() for name in names}
     for c in pycountry.countries:
         for name in (c.name, getattr(c, "official_name", None), getattr(c, "common_name", None), c.alpha_3):
             if name:
                 countries.setdefault(entity_key(name), set()).add(c.alpha_2)
+    return {k: frozenset(v) for k, v in countries.items()}
+
+
+@lru_cache(maxsize=1)
+def _tables() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+    """Return {key: country codes it names} and {key: codes of the countries it lies in}."""
     return (
-        {k: frozenset(v) for k, v in countries.items()},
+        _countries(),
         # A subdivision's code starts with its country's ("AU-NSW").
         {k: frozenset(code.partition("-")[0] for code in v) for k, v in _subdivisions().items()},
     )
@@ -76,23 +84,41 @@ def _subdivision_names(name: str, english: gettext.NullTranslations) -> tuple[st
     return (None if bracketed else name), {n for n in others if n}
 
 
+def _first_level() -> Iterator[Any]:
+    """ISO 3166-2's states, provinces and regions (not their districts and municipalities)."""
+    return (s for s in pycountry.subdivisions if s.parent_code is None)
+
+
+def _english() -> gettext.NullTranslations:
+    return gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=["en"], fallback=True)
+
+
 @lru_cache(maxsize=1)
-def _subdivisions() -> dict[str, frozenset[str]]:
-    """Return {key: ISO 3166-2 codes of the first-level subdivisions it names} ("nsw" -> AU-NSW)."""
+def _iso_subdivisions() -> dict[str, frozenset[str]]:
+    """Return {key: ISO 3166-2 codes of the first-level subdivisions it names} ("nsw" -> AU-NSW)
+    by their ISO names and codes alone (what needs no city table: `country_key`)."""
     found: dict[str, set[str]] = {}
-    english = gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=["en"], fallback=True)
-    for s in pycountry.subdivisions:
-        if s.parent_code is not None:  # second-level units (districts, municipalities) are left out
-            continue
-        name, others = _subdivision_names(s.name, english)
-        if name is not None:
+    english = _english()
+    for s in _first_level():
+        if (name := _subdivision_names(s.name, english)[0]) is not None:
             found.setdefault(entity_key(name), set()).add(s.code)
-        # Another name of it that a big city has is left to the city ("Bender [Tighina]": Bender).
-        for other in {entity_key(n) for n in others} - _big_cities().keys():
-            found.setdefault(other, set()).add(s.code)
         own = s.code.partition("-")[2]
         if len(own) >= MIN_CODE_LETTERS and own.isalpha():
             found.setdefault(own.casefold(), set()).add(s.code)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+@lru_cache(maxsize=1)
+def _subdivisions() -> dict[str, frozenset[str]]:
+    """Return {key: ISO 3166-2 codes of the first-level subdivisions it names}, by their other
+    names too; one that a big city or a country has is left to it ("Bender [Tighina]": Bender;
+    "Åland": the Åland Islands, AX, rather than Finland's region FI-01)."""
+    found = {k: set(v) for k, v in _iso_subdivisions().items()}
+    taken = _big_cities().keys() | _countries().keys()
+    english = _english()
+    for s in _first_level():
+        for other in {entity_key(n) for n in _subdivision_names(s.name, english)[1]} - taken:
+            found.setdefault(other, set()).add(s.code)
     return {k: frozenset(v) for k, v in found.items()}
 
 
@@ -109,7 +135,13 @@ def countries_around(keys: Iterable[str]) -> set[str]:
 
 
 # The key a country is known by when its ISO names are not what news calls it.
-CANONICAL = {"US": "united states", "GB": "united kingdom", "RU": "russia", "CZ": "czech republic"}
+CANONICAL = {
+    "US": "united states",
+    "GB": "united kingdom",
+    "RU": "russia",
+    "CZ": "czech republic",
+    "VA": "vatican city",
+}
 # Cities this big are places whatever a model thinks; smaller ones share names with too much.
 MIN_CITY_POPULATION = 100_000
 # A city this big is what its name means rather than the province or state named after it.
@@ -123,7 +155,7 @@ _ON_RIVER = re.compile(r"([A-Z][^\W\d_]{3,})[ -](?:am|an der|upon|on|im|sur)[ -]
 @lru_cache(maxsize=1)
 def _country_keys() -> dict[str, str]:
     """Return {key of any name of a country: the country's one key} for unambiguous names."""
-    countries, regions = _tables()
+    countries, regions = _countries(), _iso_subdivisions()
     canonical = {}
     for c in pycountry.countries:
         name = CANONICAL.get(c.alpha_2) or getattr(c, "common_name", None) or c.name

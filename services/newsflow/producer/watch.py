@@ -580,7 +580,9 @@ async def _send_file(
         earlier = before.article_ids if before and (archive or not ids) else ()
         if content_id is not None and before is not None:  # a new version (of a known history)
             versions = before.versions()
-            contents = () if versions is None else (*versions, content_id)[-MAX_CONTENTS:]
+            # (Once each, latest last: a file switching between two versions keeps the others.)
+            kept = () if versions is None else tuple(v for v in versions if v != content_id)
+            contents = () if versions is None else (*kept, content_id)[-MAX_CONTENTS:]
         elif before is None and not archive and len(ids) == 1:  # a first version
             contents = (ids[0],)
         else:
