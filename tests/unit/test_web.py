@@ -570,16 +570,16 @@ def test_a_closed_story_still_lists_the_members_sent_again_into_a_new_story():
     view = StoryStore()
     view.apply(
         [
-            ("enriched", enriched("a1", "s1", "alpha.example", 1)),
-            ("enriched", enriched("a2", "s1", "beta.example", 2)),
+            ("enriched", enriched("a1", "s1", "alpha.example", 1, entities=[entity("fda", "ORG")])),
+            ("enriched", enriched("a2", "s1", "beta.example", 2, entities=[entity("fda", "ORG")])),
             ("story", story("s1", ["a1", "a2"], ["alpha.example", "beta.example"], 2)),
             (
                 "story",
                 story("s1", ["a1", "a2"], ["alpha.example", "beta.example"], 9, status="closed", version=3),
             ),
-            ("enriched", enriched("a1", "s9", "alpha.example", 40)),
-            ("enriched", enriched("a2", "s9", "beta.example", 41)),
-            ("enriched", enriched("a2", "s9", "beta.example", 41)),
+            ("enriched", enriched("a1", "s9", "alpha.example", 40, entities=[entity("fda", "ORG")])),
+            ("enriched", enriched("a2", "s9", "beta.example", 41, entities=[entity("fda", "ORG")])),
+            ("enriched", enriched("a2", "s9", "beta.example", 41, entities=[entity("fda", "ORG")])),
             ("story", story("s9", ["a1", "a2"], ["alpha.example", "beta.example"], 41)),
         ]
     )
@@ -587,6 +587,7 @@ def test_a_closed_story_still_lists_the_members_sent_again_into_a_new_story():
         shown = view.story(story_id)
         assert shown is not None and [m["article_id"] for m in shown["members"]] == ["a1", "a2"]
         assert shown["member_count"] == 2
+        assert [(e["key"], e["articles"]) for e in shown["entities"]] == [("fda", 2)]  # its members' entities
     assert view.article("a1")["story_id"] == "s9"  # type: ignore[index]
     # Once the old story is gone from the view (its retention), nothing of it is left behind.
     view.prune("2026-12-01T10:20:00Z")

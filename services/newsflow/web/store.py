@@ -490,8 +490,11 @@ class StoryStore:
             {"key": e["key"], "name": e["name"], "label": e["label"], "articles": e["n"]}
             for e in self.db.execute(
                 f"SELECT key, {_DISPLAY_NAME} AS name, MIN(label) AS label, COUNT(*) AS n FROM entities "  # noqa: S608
-                f"WHERE story_id IN ({marks}) GROUP BY key ORDER BY n DESC, key LIMIT 50",
-                ids,
+                f"WHERE story_id IN ({marks}) "
+                # ... and those of its members sent again since into another story, as listed above.
+                f"OR article_id IN (SELECT article_id FROM earlier WHERE story_id IN ({marks})) "
+                "GROUP BY key ORDER BY n DESC, key LIMIT 50",
+                [*ids, *ids],
             )
         ]
         story["lineage"] = lineage
